@@ -1,0 +1,60 @@
+/**
+ * Errors keyturn raises on purpose. Each carries a stable `code` that callers and tests match on
+ * (the message is for people), plus the key set, kid or field it concerns.
+ * Misuse of an API by a programmer throws a plain TypeError instead.
+ */
+export type KeyturnErrorCode =
+  | 'ERR_POLICY_INVALID'
+  | 'ERR_DURATION_INVALID'
+  | 'ERR_KEYSET_NOT_FOUND'
+  | 'ERR_KID_UNKNOWN'
+  | 'ERR_KEY_STATE_CONFLICT'
+  | 'ERR_KEK_MISSING'
+  | 'ERR_KEK_INVALID'
+  | 'ERR_KEK_UNKNOWN'
+  | 'ERR_KEY_DECRYPTION_FAILED'
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_TEMPORAL_EXECUTABLE';
+
+export interface KeyturnErrorDetails {
+  keySetId?: string;
+  kid?: string;
+  field?: string;
+  cause?: unknown;
+}
+
+export class KeyturnError extends Error {
+  readonly code: KeyturnErrorCode;
+  readonly keySetId?: string;
+  readonly kid?: string;
+  readonly field?: string;
+
+  constructor(code: KeyturnErrorCode, message: string, details: KeyturnErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.keySetId = details.keySetId;
+    this.kid = details.kid;
+    this.field = details.field;
+  }
+}
+
+/** One problem with one field of a policy. */
+export interface PolicyViolation {
+  field: string;
+  message: string;
+}
+
+/** A policy that breaks one or more rules; `violations` lists every field at fault. */
+export class PolicyError extends KeyturnError {
+  readonly violations: PolicyViolation[];
+
+  constructor(violations: PolicyViolation[], keySetId?: string) {
+    const where = keySetId === undefined ? 'policy' : `policy of key set "${keySetId}"`;
+    super('ERR_POLICY_INVALID', `invalid ${where}: ${violations.map((v) => `${v.field}: ${v.message}`).join('; ')}`, {
+      keySetId,
+      field: violations[0]?.field,
+    });
+    this.violations = violations;
+  }
+}
