@@ -6,6 +6,7 @@ module.exports = {
   // jose 6 ships ESM only; swc turns it (and our TypeScript) into CommonJS for jest's module system.
   transform: { '^.+\\.(t|j|mj)s$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }] },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
+  setupFiles: ['<rootDir>/test/helpers/quiet-runtime.ts'],
   globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
   // Each test file runs its own Temporal test server; two at a time fit a 2-core machine.

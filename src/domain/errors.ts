@@ -14,6 +14,7 @@ export type KeyturnErrorCode =
   | 'ERR_KEK_UNKNOWN'
   | 'ERR_KEY_DECRYPTION_FAILED'
   | 'ERR_CONFIG_INVALID'
+  | 'ERR_STEP_FAILED'
   | 'ERR_TEMPORAL_EXECUTABLE';
 
 export interface KeyturnErrorDetails {

@@ -1,0 +1,72 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
+import type { Logger } from '../observability/logger';
+import type { KeyStore } from '../store/key-store';
+import { logAlertSink, type Alert, type AlertSink } from './alerts';
+import { createKeyActivities } from './key-activities';
+
+export type { Alert, AlertSink } from './alerts';
+export type { KeyChangeInput } from './key-activities';
+
+/** Errors that no retry can fix: the workflow is told at once instead of after every attempt. */
+export const NON_RETRYABLE_CODES: readonly KeyturnErrorCode[] = [
+  'ERR_POLICY_INVALID',
+  'ERR_KEYSET_NOT_FOUND',
+  'ERR_KID_UNKNOWN',
+  'ERR_KEY_STATE_CONFLICT',
+  'ERR_KEK_MISSING',
+  'ERR_KEK_INVALID',
+  'ERR_KEK_UNKNOWN',
+  'ERR_KEY_DECRYPTION_FAILED',
+];
+
+export interface ActivityDependencies {
+  keyStore: KeyStore;
+  logger: Logger;
+  /** Where alerts go besides the log (Slack, webhooks, a test's receiver). */
+  alertSinks?: AlertSink[];
+}
+
+/** Every activity the worker registers, wired to its dependencies. */
+export function createActivities(deps: ActivityDependencies) {
+  const sinks = [logAlertSink(deps.logger), ...(deps.alertSinks ?? [])];
+  const activities = {
+    ...createKeyActivities(deps.keyStore),
+    /** Delivers an alert to every sink; one sink failing does not keep it from the others. */
+    async raiseAlert(alert: Alert): Promise<void> {
+      const results = await Promise.allSettled(sinks.map((sink) => sink(alert)));
+      const failed = results.filter((r) => r.status === 'rejected').length;
+      if (failed > 0) throw new Error(`${failed} of ${sinks.length} alert sinks failed for key set "${alert.keySetId}"`);
+    },
+  };
+  return withFailureTypes(activities);
+}
+
+export type KeyturnActivities = ReturnType<typeof createActivities>;
+
+/**
+ * Reports a KeyturnError to Temporal under its code, so that the workflow's retry policy can
+ * tell a configuration error (not retried) from an outage (retried).
+ */
+function withFailureTypes<T extends Record<string, (...args: never[]) => Promise<unknown>>>(activities: T): T {
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, activity]) => [
+      name,
+      async (...args: never[]) => {
+        try {
+          return await activity(...args);
+        } catch (error) {
+          if (error instanceof KeyturnError) {
+            throw ApplicationFailure.create({
+              type: error.code,
+              message: error.message,
+              nonRetryable: NON_RETRYABLE_CODES.includes(error.code),
+              details: [{ keySetId: error.keySetId, kid: error.kid, field: error.field }],
+            });
+          }
+          throw error;
+        }
+      },
+    ]),
+  ) as T;
+}

@@ -1,0 +1,134 @@
+import { SIGNING_ALGORITHMS, isSigningAlgorithm, type SigningAlgorithm } from './algorithms';
+import { PolicyError, type PolicyViolation } from './errors';
+import { DURATION_HINT, durationToMs, formatDuration, parseDuration } from './duration';
+
+/** A key set's rotation policy, in the words of `keysets.yaml`: durations are strings such as `30d`. */
+export interface KeySetPolicy {
+  algorithm: SigningAlgorithm;
+  /** How long a key signs before the next key is promoted. */
+  rotationPeriod: string;
+  /** How long before promotion the next key is generated and published. */
+  prepublish: string;
+  /** How long a demoted key still verifies. */
+  gracePeriod: string;
+  /** How long a retired key's private part is kept before it is destroyed. */
+  retirement: string;
+  /** The longest lifetime of a token signed with this key set. */
+  maxTokenTtl: string;
+  /** How long verifiers may cache the JWKS. */
+  jwksMaxAge: string;
+}
+
+/** The same policy with every duration in milliseconds, for scheduling. */
+export interface PolicyTimings {
+  rotationPeriodMs: number;
+  prepublishMs: number;
+  gracePeriodMs: number;
+  retirementMs: number;
+  maxTokenTtlMs: number;
+  jwksMaxAgeMs: number;
+}
+
+/** The seed policy: 30 days active, published 5 days ahead, 5 days of grace, destroyed a day after retiring. */
+export const DEFAULT_POLICY: Readonly<KeySetPolicy> = Object.freeze({
+  algorithm: 'ES256',
+  rotationPeriod: '30d',
+  prepublish: '5d',
+  gracePeriod: '5d',
+  retirement: '1d',
+  maxTokenTtl: '1h',
+  jwksMaxAge: '15m',
+});
+
+const DURATION_FIELDS = [
+  'rotationPeriod',
+  'prepublish',
+  'gracePeriod',
+  'retirement',
+  'maxTokenTtl',
+  'jwksMaxAge',
+] as const satisfies readonly (keyof KeySetPolicy)[];
+type DurationField = (typeof DURATION_FIELDS)[number];
+
+const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS];
+
+/**
+ * Checks a policy, filling fields it leaves out from `base` (the seed policy by default), and returns
+ * it normalised (`720h` becomes `30d`). Throws a PolicyError listing every field at fault, so that
+ * one run of `apply` shows all that is wrong.
+ */
+export function validatePolicy(
+  input: unknown,
+  options: { keySetId?: string; base?: KeySetPolicy } = {},
+): KeySetPolicy {
+  const { keySetId, base = DEFAULT_POLICY } = options;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new PolicyError([{ field: 'policy', message: 'must be an object of policy fields' }], keySetId);
+  }
+  const fields = input as Record<string, unknown>;
+  const violations: PolicyViolation[] = Object.keys(fields)
+    .filter((field) => !POLICY_FIELDS.includes(field))
+    .map((field) => ({ field, message: `unknown field; policy fields are ${POLICY_FIELDS.join(', ')}` }));
+
+  const algorithm = fields.algorithm ?? base.algorithm;
+  if (!isSigningAlgorithm(algorithm)) {
+    violations.push({
+      field: 'algorithm',
+      message: `${JSON.stringify(algorithm)} is not supported; use one of ${SIGNING_ALGORITHMS.join(', ')}`,
+    });
+  }
+
+  const ms: Partial<Record<DurationField, number>> = {};
+  for (const field of DURATION_FIELDS) {
+    const value = fields[field] ?? base[field];
+    ms[field] = durationToMs(value);
+    if (ms[field] === undefined) {
+      violations.push({ field, message: `${JSON.stringify(value)} is not a duration; ${DURATION_HINT}` });
+    } else if (ms[field] === 0) {
+      violations.push({ field, message: `${value} must be longer than zero` });
+    }
+  }
+
+  const { rotationPeriod, prepublish, gracePeriod, maxTokenTtl, jwksMaxAge } = ms;
+  if (gracePeriod !== undefined && maxTokenTtl !== undefined && gracePeriod < maxTokenTtl) {
+    violations.push({
+      field: 'gracePeriod',
+      message: `${formatDuration(gracePeriod)} is shorter than maxTokenTtl ${formatDuration(maxTokenTtl)}; a token signed just before demotion must still verify, so gracePeriod >= maxTokenTtl`,
+    });
+  }
+  if (prepublish !== undefined && jwksMaxAge !== undefined && prepublish < jwksMaxAge) {
+    violations.push({
+      field: 'prepublish',
+      message: `${formatDuration(prepublish)} is shorter than jwksMaxAge ${formatDuration(jwksMaxAge)}; every verifier's cache must hold the next key before it signs, so prepublish >= jwksMaxAge`,
+    });
+  }
+  if (prepublish !== undefined && rotationPeriod !== undefined && prepublish >= rotationPeriod) {
+    violations.push({
+      field: 'prepublish',
+      message: `${formatDuration(prepublish)} is not shorter than rotationPeriod ${formatDuration(rotationPeriod)}; the next key is published during the active key's period, so prepublish < rotationPeriod`,
+    });
+  }
+
+  if (violations.length > 0) throw new PolicyError(violations, keySetId);
+  return {
+    algorithm: algorithm as SigningAlgorithm,
+    ...(Object.fromEntries(DURATION_FIELDS.map((f) => [f, formatDuration(ms[f]!)])) as Record<DurationField, string>),
+  };
+}
+
+/** The durations of a validated policy in milliseconds. */
+export function policyTimings(policy: KeySetPolicy): PolicyTimings {
+  return {
+    rotationPeriodMs: parseDuration(policy.rotationPeriod, 'rotationPeriod'),
+    prepublishMs: parseDuration(policy.prepublish, 'prepublish'),
+    gracePeriodMs: parseDuration(policy.gracePeriod, 'gracePeriod'),
+    retirementMs: parseDuration(policy.retirement, 'retirement'),
+    maxTokenTtlMs: parseDuration(policy.maxTokenTtl, 'maxTokenTtl'),
+    jwksMaxAgeMs: parseDuration(policy.jwksMaxAge, 'jwksMaxAge'),
+  };
+}
+
+/** The fields whose values differ between two policies. */
+export function changedPolicyFields(before: KeySetPolicy, after: KeySetPolicy): (keyof KeySetPolicy)[] {
+  return (POLICY_FIELDS as (keyof KeySetPolicy)[]).filter((field) => before[field] !== after[field]);
+}

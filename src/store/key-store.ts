@@ -1,0 +1,300 @@
+import type { Pool, PoolClient } from 'pg';
+import { generateSigningKey, type PublicJwk } from '../crypto/generate';
+import { sealPrivateKey } from '../crypto/envelope';
+import type { KekRing } from '../crypto/kek';
+import type { SigningAlgorithm } from '../domain/algorithms';
+import { KeyturnError } from '../domain/errors';
+import type { ChangeTrigger } from '../domain/keyset-state';
+import { PUBLISHED_STATES, type KeyState, type KeyTimeline, type LiveKeyState } from '../domain/lifecycle';
+import type { KeySetPolicy } from '../domain/policy';
+import { appendAuditEvent, type AuditEventKind } from './audit-log';
+
+/** Channel on which every committed key change is announced, with the key set id as payload. */
+export const KEY_CHANGES_CHANNEL = 'keyturn_key_changes';
+
+/** Who changed a key set, when (the workflow's clock) and why; `operationId` makes the change idempotent. */
+export interface KeyChange {
+  operationId: string;
+  keySetId: string;
+  at: number;
+  trigger: ChangeTrigger;
+  actor: string;
+  reason: string;
+}
+
+/** A key as stored, without its private part. */
+export interface StoredKey {
+  keySetId: string;
+  kid: string;
+  alg: SigningAlgorithm;
+  state: KeyState;
+  publicJwk: PublicJwk;
+  hasPrivateKey: boolean;
+  kekId: string | null;
+  createdAt: number;
+  activatedAt: number | null;
+  demotedAt: number | null;
+  retiredAt: number | null;
+  destroyedAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface Promotion {
+  activeKid: string;
+  demotedKid: string | null;
+}
+
+/** Each target state: the audit event that records reaching it and the column that stamps when. */
+const TRANSITIONS: Record<Exclude<KeyState, 'next'>, { event: AuditEventKind; stampColumn: string }> = {
+  active: { event: 'promoted', stampColumn: 'activated_at' },
+  grace: { event: 'demoted', stampColumn: 'demoted_at' },
+  retired: { event: 'retired', stampColumn: 'retired_at' },
+  destroyed: { event: 'destroyed', stampColumn: 'destroyed_at' },
+  revoked: { event: 'revoked', stampColumn: 'revoked_at' },
+};
+
+const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
+  created_at, activated_at, demoted_at, retired_at, destroyed_at, revoked_at`;
+
+/**
+ * PostgreSQL is the source of truth for key material and states. Every change is one transaction
+ * that locks the key set, records its audit event and operation id, and announces itself on
+ * KEY_CHANGES_CHANNEL; replaying an operation id returns the first result and changes nothing.
+ */
+export class KeyStore {
+  constructor(
+    private readonly pool: Pool,
+    private readonly keks: KekRing,
+  ) {}
+
+  /** Creates the key set or records a changed policy; returns its live keys for the workflow to resume from. */
+  async registerKeySet(
+    change: Omit<KeyChange, 'operationId'>,
+    policy: KeySetPolicy,
+  ): Promise<KeyTimeline[]> {
+    return this.inTransaction(async (tx) => {
+      const { rows } = await tx.query<{ inserted: boolean; changed: boolean; previous: KeySetPolicy | null }>(
+        `WITH previous AS (SELECT policy FROM key_sets WHERE id = $1 FOR UPDATE)
+         INSERT INTO key_sets (id, policy) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
+         RETURNING (xmax = 0) AS inserted, (SELECT policy FROM previous) AS previous,
+                   (SELECT policy FROM previous) IS DISTINCT FROM $2::jsonb AS changed`,
+        [change.keySetId, JSON.stringify(policy)],
+      );
+      const { inserted, changed, previous } = rows[0];
+      if (changed) {
+        const event = inserted ? 'registered' : 'policy_changed';
+        await appendAuditEvent(tx, { ...change, event, details: { policy, ...(inserted ? {} : { previous }) } });
+      }
+      const keys = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys
+        WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`, [change.keySetId]);
+      return keys.rows.map(toStoredKey).map(toTimeline);
+    });
+  }
+
+  /** Generates a key pair, seals its private part under the current KEK and stores it as the `next` key. */
+  async addNextKey(change: KeyChange, algorithm: SigningAlgorithm): Promise<KeyTimeline> {
+    // Generated before the transaction: key generation is CPU work and must not hold the key set's lock.
+    const key = await generateSigningKey(algorithm);
+    const { kekId, sealed } = sealPrivateKey(key.privateJwk, this.keks, { keySetId: change.keySetId, kid: key.kid });
+    return this.applyChange(change, 'generate', async (tx) => {
+      const existing = await tx.query<{ kid: string }>(
+        `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'next'`,
+        [change.keySetId],
+      );
+      if (existing.rowCount) {
+        throw new KeyturnError(
+          'ERR_KEY_STATE_CONFLICT',
+          `key set "${change.keySetId}" already has a next key (${existing.rows[0].kid}); promote or revoke it first`,
+          { keySetId: change.keySetId, kid: existing.rows[0].kid },
+        );
+      }
+      await tx.query(
+        `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, created_at)
+         VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
+        [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed, kekId, new Date(change.at)],
+      );
+      await appendAuditEvent(tx, { ...change, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
+      const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: 'next', createdAt: change.at };
+      return timeline;
+    });
+  }
+
+  /** Makes the next key `kid` active and moves the key active until now, if any, into its grace period. */
+  async promoteNextKey(change: KeyChange, kid: string): Promise<Promotion> {
+    return this.applyChange(change, 'promote', async (tx) => {
+      const active = await tx.query<{ kid: string }>(
+        `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
+        [change.keySetId],
+      );
+      const demotedKid = active.rows[0]?.kid ?? null;
+      await this.assertState(tx, change, kid, ['next'], 'promote');
+      // Demote first: the one-active index would refuse the promotion otherwise.
+      if (demotedKid !== null) await this.moveKey(tx, change, demotedKid, 'active', 'grace');
+      await this.moveKey(tx, change, kid, 'next', 'active');
+      return { activeKid: kid, demotedKid };
+    });
+  }
+
+  /** A grace key stops verifying: it leaves the JWKS. */
+  async retireKey(change: KeyChange, kid: string): Promise<void> {
+    await this.applyChange(change, 'retire', async (tx) => {
+      await this.assertState(tx, change, kid, ['grace'], 'retire');
+      await this.moveKey(tx, change, kid, 'grace', 'retired');
+      return null;
+    });
+  }
+
+  /** Erases a retired key's private part; its metadata and audit trail stay. */
+  async destroyKey(change: KeyChange, kid: string): Promise<void> {
+    await this.applyChange(change, 'destroy', async (tx) => {
+      await this.assertState(tx, change, kid, ['retired'], 'destroy');
+      await this.moveKey(tx, change, kid, 'retired', 'destroyed');
+      return null;
+    });
+  }
+
+  /** Takes a key out of service at once: out of the JWKS, private part erased. Returns the state it left. */
+  async revokeKey(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
+    return this.applyChange(change, 'revoke', async (tx) => {
+      const previousState = (await this.assertState(tx, change, kid, ['next', 'active', 'grace', 'retired'], 'revoke')) as LiveKeyState;
+      await this.moveKey(tx, change, kid, previousState, 'revoked');
+      return { previousState };
+    });
+  }
+
+  /** Every key of a key set, oldest first, without private parts. */
+  async listKeys(keySetId: string): Promise<StoredKey[]> {
+    const { rows } = await this.pool.query(
+      `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 ORDER BY created_at, kid`,
+      [keySetId],
+    );
+    return rows.map(toStoredKey);
+  }
+
+  /** The public JWKs verifiers should trust: the next, active and grace keys. */
+  async listPublishedJwks(keySetId: string): Promise<PublicJwk[]> {
+    const { rows } = await this.pool.query<{ public_jwk: PublicJwk }>(
+      `SELECT public_jwk FROM signing_keys WHERE key_set_id = $1 AND state = ANY($2) ORDER BY created_at, kid`,
+      [keySetId, PUBLISHED_STATES],
+    );
+    return rows.map((r) => r.public_jwk);
+  }
+
+  private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient) => Promise<T>): Promise<T> {
+    return this.inTransaction(async (tx) => {
+      const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [change.keySetId]);
+      if (!keySet.rowCount) {
+        throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${change.keySetId}" is not registered`, {
+          keySetId: change.keySetId,
+        });
+      }
+      const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1', [
+        change.operationId,
+      ]);
+      if (done.rowCount) return done.rows[0].result;
+      const result = await apply(tx);
+      await tx.query('INSERT INTO key_operations (operation_id, key_set_id, kind, result) VALUES ($1, $2, $3, $4)', [
+        change.operationId,
+        change.keySetId,
+        kind,
+        JSON.stringify(result),
+      ]);
+      await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, change.keySetId]);
+      return result;
+    });
+  }
+
+  /** Locks the key's row and checks it is in one of `allowed`; returns its state. */
+  private async assertState(tx: PoolClient, change: KeyChange, kid: string, allowed: KeyState[], action: string): Promise<KeyState> {
+    const { rows } = await tx.query<{ state: KeyState }>(
+      'SELECT state FROM signing_keys WHERE key_set_id = $1 AND kid = $2 FOR UPDATE',
+      [change.keySetId, kid],
+    );
+    if (rows.length === 0) {
+      throw new KeyturnError('ERR_KID_UNKNOWN', `key set "${change.keySetId}" has no key "${kid}"`, { keySetId: change.keySetId, kid });
+    }
+    if (!allowed.includes(rows[0].state)) {
+      throw new KeyturnError(
+        'ERR_KEY_STATE_CONFLICT',
+        `cannot ${action} key "${kid}" of key set "${change.keySetId}": it is ${rows[0].state}, and ${action} needs ${allowed.join(' or ')}`,
+        { keySetId: change.keySetId, kid },
+      );
+    }
+    return rows[0].state;
+  }
+
+  private async moveKey(tx: PoolClient, change: KeyChange, kid: string, from: KeyState, to: Exclude<KeyState, 'next'>): Promise<void> {
+    const { event, stampColumn } = TRANSITIONS[to];
+    const erase = to === 'destroyed' || to === 'revoked' ? ', private_key = NULL, kek_id = NULL' : '';
+    const reason = to === 'revoked' ? ', revocation_reason = $5' : '';
+    await tx.query(
+      `UPDATE signing_keys SET state = $3, ${stampColumn} = $4${erase}${reason} WHERE key_set_id = $1 AND kid = $2`,
+      [change.keySetId, kid, to, new Date(change.at), ...(to === 'revoked' ? [change.reason] : [])],
+    );
+    await appendAuditEvent(tx, { ...change, kid, event, fromState: from, toState: to });
+  }
+
+  private async inTransaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
+    const tx = await this.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      const result = await work(tx);
+      await tx.query('COMMIT');
+      return result;
+    } catch (error) {
+      await tx.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      tx.release();
+    }
+  }
+}
+
+interface KeyRow {
+  key_set_id: string;
+  kid: string;
+  alg: SigningAlgorithm;
+  state: KeyState;
+  public_jwk: PublicJwk;
+  has_private_key: boolean;
+  kek_id: string | null;
+  created_at: Date;
+  activated_at: Date | null;
+  demoted_at: Date | null;
+  retired_at: Date | null;
+  destroyed_at: Date | null;
+  revoked_at: Date | null;
+}
+
+const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
+
+function toStoredKey(r: KeyRow): StoredKey {
+  return {
+    keySetId: r.key_set_id,
+    kid: r.kid,
+    alg: r.alg,
+    state: r.state,
+    publicJwk: r.public_jwk,
+    hasPrivateKey: r.has_private_key,
+    kekId: r.kek_id,
+    createdAt: r.created_at.getTime(),
+    activatedAt: ms(r.activated_at),
+    demotedAt: ms(r.demoted_at),
+    retiredAt: ms(r.retired_at),
+    destroyedAt: ms(r.destroyed_at),
+    revokedAt: ms(r.revoked_at),
+  };
+}
+
+function toTimeline(k: StoredKey): KeyTimeline {
+  return {
+    kid: k.kid,
+    alg: k.alg,
+    state: k.state as LiveKeyState,
+    createdAt: k.createdAt,
+    ...(k.activatedAt === null ? {} : { activatedAt: k.activatedAt }),
+    ...(k.demotedAt === null ? {} : { demotedAt: k.demotedAt }),
+    ...(k.retiredAt === null ? {} : { retiredAt: k.retiredAt }),
+  };
+}

@@ -1,0 +1,2 @@
+// The workflow bundle's entry point: what the worker's workflowsPath names.
+export { keySetWorkflow } from './keyset';

@@ -1,0 +1,197 @@
+import { KeyturnError } from '../domain/errors';
+import type { KeySetCommand, KeySetState, KeySetStatus, LastError } from '../domain/keyset-state';
+import { REVOCABLE_STATES, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
+import { policyTimings, validatePolicy, type KeySetPolicy } from '../domain/policy';
+import type { RevocationRequest } from './messages';
+
+/** What the main loop does next. */
+export type Step =
+  | { type: 'load' }
+  | { type: 'command'; command: KeySetCommand }
+  | { type: 'transition'; transition: ScheduledTransition }
+  /** Nothing is due; wake at `until` (never, when undefined) or when a message changes the state. */
+  | { type: 'wait'; until?: number };
+
+const FIRST_BACKOFF_MS = 60_000;
+const MAX_BACKOFF_MS = 3_600_000;
+
+/** How long scheduled work waits after its `failures`-th consecutive failure: 1 min, doubling, at most 1 h. */
+export function failureBackoffMs(failures: number): number {
+  return Math.min(FIRST_BACKOFF_MS * 2 ** Math.max(0, failures - 1), MAX_BACKOFF_MS);
+}
+
+export function initialState(keySetId: string, policy: KeySetPolicy): KeySetState {
+  return { keySetId, policy, keys: [], loaded: false, paused: null, commands: [], lastError: null, retryAt: null };
+}
+
+/**
+ * A key set's state and the rules for changing it, with no I/O: the workflow asks it what to do,
+ * performs that through activities, and tells it what happened. Every change bumps `revision`, which
+ * is what the main loop's wait watches.
+ */
+export class KeySetMachine {
+  revision = 0;
+  /** The step whose activities are running, for `getState`. */
+  inFlight: string | null = null;
+
+  constructor(private readonly s: KeySetState) {}
+
+  /** The JSON-safe state to carry into the next run. */
+  get state(): KeySetState {
+    return this.s;
+  }
+
+  get keySetId(): string {
+    return this.s.keySetId;
+  }
+
+  get policy(): KeySetPolicy {
+    return this.s.policy;
+  }
+
+  key(state: KeyTimeline['state']): KeyTimeline | undefined {
+    return this.s.keys.find((k) => k.state === state);
+  }
+
+  nextStep(now: number): Step {
+    const retryAt = this.s.retryAt ?? 0;
+    const backingOff = retryAt > now;
+    // Revocations first: they are emergencies. Commands someone waits for (Updates) skip the
+    // backoff too; a signalled rotation waits for it like scheduled work.
+    const urgent =
+      this.s.commands.find((c) => c.type === 'revoke') ??
+      this.s.commands.find((c) => c.type === 'rotate' && !c.viaSignal);
+    if (!this.s.loaded) return backingOff && !urgent ? { type: 'wait', until: retryAt } : { type: 'load' };
+    const command = urgent ?? (backingOff ? undefined : this.s.commands[0]);
+    if (command) return { type: 'command', command };
+    if (this.s.paused) return { type: 'wait' };
+    const transition = nextTransition(this.s.keys, policyTimings(this.s.policy), now);
+    if (transition === undefined) return { type: 'wait' };
+    const due = Math.max(transition.at, retryAt);
+    return due <= now ? { type: 'transition', transition } : { type: 'wait', until: due };
+  }
+
+  status(now: number): KeySetStatus {
+    const step = this.s.loaded && !this.s.paused ? nextTransition(this.s.keys, policyTimings(this.s.policy), now) : undefined;
+    return {
+      keySetId: this.s.keySetId,
+      policy: this.s.policy,
+      paused: this.s.paused,
+      keys: this.s.keys.map((k) => ({ ...k })),
+      nextTransition: step ? { ...step, at: Math.max(step.at, this.s.retryAt ?? 0) } : null,
+      lastError: this.s.lastError,
+      pendingCommands: this.s.commands.length,
+      inFlight: this.inFlight,
+    };
+  }
+
+  // --- operator messages ---
+
+  enqueue(command: KeySetCommand): void {
+    this.s.commands.push(command);
+    this.changed();
+  }
+
+  /** Drops a command once it has run (or failed for good). */
+  complete(commandId: string): void {
+    this.s.commands = this.s.commands.filter((c) => c.id !== commandId);
+    this.changed();
+  }
+
+  pause(reason: string, now: number): void {
+    this.s.paused = { reason, since: now };
+    this.changed();
+  }
+
+  resume(): void {
+    this.s.paused = null;
+    this.changed();
+  }
+
+  /** The whole policy that `patch` would put in force; throws a PolicyError naming every bad field. */
+  policyWith(patch: unknown): KeySetPolicy {
+    return validatePolicy(patch, { keySetId: this.s.keySetId, base: this.s.policy });
+  }
+
+  setPolicy(policy: KeySetPolicy): void {
+    this.s.policy = policy;
+    this.changed();
+  }
+
+  /** Throws unless `request` names a live key of this set and gives a reason. */
+  assertRevocable(request: RevocationRequest): KeyTimeline {
+    if (typeof request?.reason !== 'string' || request.reason.trim() === '') {
+      throw new KeyturnError('ERR_POLICY_INVALID', `revoking a key of key set "${this.s.keySetId}" needs a reason`, {
+        keySetId: this.s.keySetId,
+        field: 'reason',
+      });
+    }
+    const key = this.s.keys.find((k) => k.kid === request.kid);
+    if (key === undefined || !REVOCABLE_STATES.includes(key.state)) {
+      throw new KeyturnError(
+        'ERR_KID_UNKNOWN',
+        `key set "${this.s.keySetId}" has no live key "${request.kid}"; \`keyturn status ${this.s.keySetId}\` lists its keys`,
+        { keySetId: this.s.keySetId, kid: request.kid },
+      );
+    }
+    return key;
+  }
+
+  // --- what the activities did ---
+
+  loaded(keys: KeyTimeline[]): void {
+    this.s.keys = keys;
+    this.s.loaded = true;
+    this.changed();
+  }
+
+  keyGenerated(key: KeyTimeline): void {
+    this.s.keys.push(key);
+    this.changed();
+  }
+
+  keyPromoted(kid: string, demotedKid: string | null, at: number): void {
+    for (const key of this.s.keys) {
+      if (key.kid === kid) Object.assign(key, { state: 'active', activatedAt: at });
+      else if (key.kid === demotedKid) Object.assign(key, { state: 'grace', demotedAt: at });
+    }
+    this.changed();
+  }
+
+  keyRetired(kid: string, at: number): void {
+    const key = this.s.keys.find((k) => k.kid === kid);
+    if (key) Object.assign(key, { state: 'retired', retiredAt: at });
+    this.changed();
+  }
+
+  /** The key is destroyed or revoked: it leaves the workflow's state (PostgreSQL keeps its record). */
+  keyRemoved(kid: string): void {
+    this.s.keys = this.s.keys.filter((k) => k.kid !== kid);
+    this.changed();
+  }
+
+  /** A step succeeded; returns the error it recovers from, if any, so that it can be reported resolved. */
+  succeeded(): LastError | null {
+    const recovered = this.s.lastError;
+    this.s.lastError = null;
+    this.s.retryAt = null;
+    return recovered;
+  }
+
+  /**
+   * A step gave up after its retries. Scheduled work backs off, and the keys are read again from
+   * PostgreSQL first, since a change may have committed although its activity reported a failure.
+   */
+  failed(step: string, message: string, now: number): LastError {
+    const failures = (this.s.lastError?.failures ?? 0) + 1;
+    this.s.lastError = { step, message, at: now, failures };
+    this.s.retryAt = now + failureBackoffMs(failures);
+    this.s.loaded = false;
+    this.changed();
+    return this.s.lastError;
+  }
+
+  private changed(): void {
+    this.revision++;
+  }
+}

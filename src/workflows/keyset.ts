@@ -1,0 +1,278 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  log,
+  setHandler,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Alert } from '../activities';
+import type { KeyChange } from '../store/key-store';
+import { KeyturnError } from '../domain/errors';
+import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
+import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
+import { changedPolicyFields } from '../domain/policy';
+import { alertActivities, keyActivities } from './activity-proxies';
+import { KeySetMachine, initialState } from './keyset-machine';
+import {
+  getStateQuery,
+  pauseSignal,
+  requestRotationSignal,
+  resumeSignal,
+  revokeKeyUpdate,
+  rotateUpdate,
+  updatePolicyUpdate,
+  type KeySetWorkflowInput,
+  type RevocationResult,
+  type RotationRequest,
+  type RotationResult,
+} from './messages';
+
+/** How a command ended, for the Update handler waiting on it. */
+type Outcome = { ok: true; value: unknown } | { ok: false; failure: ApplicationFailure };
+
+/** The actor recorded for changes keyturn makes on its own schedule. */
+const SCHEDULER = 'keyturn';
+
+/**
+ * One key set's whole life. It sleeps until the next transition, performs it through activities,
+ * and serves operator messages in between. All changes of state happen in this main loop, one at a
+ * time; handlers only queue commands and wait for their outcome.
+ */
+export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> {
+  const machine = new KeySetMachine(input.state ?? initialState(input.keySetId, input.policy));
+  const outcomes = new Map<string, Outcome>();
+
+  const queueRotation = (request: RotationRequest = {}, viaSignal: boolean): string => {
+    const id = uuid4();
+    const reason = request.reason?.trim() || 'forced rotation';
+    machine.enqueue({ id, type: 'rotate', reason, requestedBy: request.requestedBy ?? 'operator', viaSignal });
+    return id;
+  };
+  const outcomeOf = async <T>(commandId: string): Promise<T> => {
+    await condition(() => outcomes.has(commandId));
+    const outcome = outcomes.get(commandId)!;
+    outcomes.delete(commandId);
+    if (!outcome.ok) throw outcome.failure;
+    return outcome.value as T;
+  };
+
+  // --- Message handlers ---
+  setHandler(getStateQuery, () => machine.status(Date.now()));
+
+  setHandler(requestRotationSignal, (request) => {
+    queueRotation(request, true);
+  });
+
+  setHandler(rotateUpdate, (request) => outcomeOf<RotationResult>(queueRotation(request, false)));
+
+  setHandler(
+    revokeKeyUpdate,
+    (request) => {
+      const id = uuid4();
+      machine.enqueue({ id, type: 'revoke', kid: request.kid, reason: request.reason, requestedBy: request.requestedBy ?? 'operator' });
+      return outcomeOf<RevocationResult>(id);
+    },
+    { validator: (request) => asUpdateRejection(() => machine.assertRevocable(request)) },
+  );
+
+  setHandler(pauseSignal, (request) => machine.pause(request?.reason || 'no reason given', Date.now()));
+  setHandler(resumeSignal, () => machine.resume());
+
+  setHandler(
+    updatePolicyUpdate,
+    async (patch) => {
+      // Checked again: another update may have changed the policy since the validator ran.
+      const policy = asUpdateRejection(() => machine.policyWith(patch));
+      if (changedPolicyFields(machine.policy, policy).length > 0) {
+        await keyActivities.registerKeySet({ ...changeBy(machine, 'manual', 'operator', 'policy updated'), policy });
+        machine.setPolicy(policy);
+      }
+      return policy;
+    },
+    { validator: (patch) => asUpdateRejection(() => machine.policyWith(patch)) },
+  );
+
+  // --- Main loop ---
+  for (;;) {
+    const step = machine.nextStep(Date.now());
+    if (step.type === 'load') {
+      await attempt(machine, 'load', async () => {
+        const policy = machine.policy;
+        machine.loaded(await keyActivities.registerKeySet({ ...changeBy(machine, 'scheduled', SCHEDULER, 'workflow started'), policy }));
+      });
+    } else if (step.type === 'command') {
+      await runCommand(machine, step.command, outcomes);
+    } else if (step.type === 'transition') {
+      await attempt(machine, step.transition.kind, () => performTransition(machine, step.transition));
+    } else {
+      const revision = machine.revision;
+      const readyToContinue = () => shouldContinueAsNew(input) && allHandlersFinished();
+      if (readyToContinue()) {
+        await continueAsNew<typeof keySetWorkflow>({ ...input, policy: machine.policy, state: machine.state });
+      }
+      const timeout = step.until === undefined ? undefined : Math.max(step.until - Date.now(), 1);
+      await condition(() => machine.revision !== revision || readyToContinue(), timeout);
+    }
+  }
+}
+
+async function performTransition(machine: KeySetMachine, transition: ScheduledTransition): Promise<void> {
+  const { prepublish, rotationPeriod, gracePeriod, retirement } = machine.policy;
+  switch (transition.kind) {
+    case 'bootstrap':
+      await promoteNextKeyNow(machine, 'bootstrap', SCHEDULER, 'no key could sign');
+      return;
+    case 'generateNext':
+      await generateNextKey(machine, 'scheduled', SCHEDULER, `published ${prepublish} before the active key's ${rotationPeriod} end`);
+      return;
+    case 'promote':
+      await promoteKey(machine, transition.kid, 'scheduled', SCHEDULER, `active key's ${rotationPeriod} rotation period ended`);
+      return;
+    case 'retire': {
+      const change = changeBy(machine, 'scheduled', SCHEDULER, `${gracePeriod} grace period ended`);
+      await keyActivities.retireKey({ ...change, kid: transition.kid });
+      machine.keyRetired(transition.kid, change.at);
+      return;
+    }
+    case 'destroy':
+      await keyActivities.destroyKey({ ...changeBy(machine, 'scheduled', SCHEDULER, `${retirement} retirement ended`), kid: transition.kid });
+      machine.keyRemoved(transition.kid);
+      return;
+  }
+}
+
+async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcomes: Map<string, Outcome>): Promise<void> {
+  const finish = (outcome: Outcome) => {
+    machine.complete(command.id);
+    if (command.type === 'revoke' || !command.viaSignal) outcomes.set(command.id, outcome);
+  };
+  if (command.type === 'revoke') {
+    try {
+      // The key may have moved on since the Update was accepted.
+      machine.assertRevocable(command);
+    } catch (error) {
+      finish({ ok: false, failure: toApplicationFailure(error as KeyturnError) });
+      return;
+    }
+  }
+  const outcome = await attempt(machine, command.type, (): Promise<unknown> =>
+    command.type === 'rotate'
+      ? promoteNextKeyNow(machine, 'manual', command.requestedBy, command.reason)
+      : revoke(machine, command),
+  );
+  // A signalled rotation nobody waits for stays queued and is tried again after the backoff.
+  if (!outcome.ok && command.type === 'rotate' && command.viaSignal) return;
+  finish(outcome);
+}
+
+async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'revoke' }>): Promise<RevocationResult> {
+  const change = changeBy(machine, 'revocation', command.requestedBy, command.reason);
+  const { previousState } = await keyActivities.revokeKey({ ...change, kid: command.kid });
+  machine.keyRemoved(command.kid);
+  const activeKid =
+    previousState === 'active'
+      ? // Emergency: the next key (or a new one) signs at once, without waiting out jwksMaxAge.
+        (await promoteNextKeyNow(machine, 'revocation', command.requestedBy, `replaces revoked key ${command.kid}`)).activeKid
+      : (machine.key('active')?.kid ?? null);
+  return { revokedKid: command.kid, previousState, activeKid };
+}
+
+/** Promotes the next key at once, generating it first if there is none. */
+async function promoteNextKeyNow(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Promise<RotationResult> {
+  const next = machine.key('next') ?? (await generateNextKey(machine, trigger, actor, reason));
+  return promoteKey(machine, next.kid, trigger, actor, reason);
+}
+
+async function promoteKey(machine: KeySetMachine, kid: string, trigger: ChangeTrigger, actor: string, reason: string): Promise<RotationResult> {
+  const change = changeBy(machine, trigger, actor, reason);
+  const { activeKid, demotedKid } = await keyActivities.promoteNextKey({ ...change, kid });
+  machine.keyPromoted(activeKid, demotedKid, change.at);
+  return { activeKid, previousKid: demotedKid };
+}
+
+async function generateNextKey(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Promise<KeyTimeline> {
+  const key = await keyActivities.generateNextKey({ ...changeBy(machine, trigger, actor, reason), algorithm: machine.policy.algorithm });
+  machine.keyGenerated(key);
+  return key;
+}
+
+/**
+ * Runs one step. When its activities give up, the failure is recorded, alerted and backed off
+ * instead of failing the workflow: rotation resumes once PostgreSQL (or whatever failed) is back.
+ */
+async function attempt<T>(machine: KeySetMachine, step: string, work: () => Promise<T>): Promise<Outcome> {
+  machine.inFlight = step;
+  try {
+    const value = await work();
+    const recovered = machine.succeeded();
+    if (recovered) {
+      await raiseAlert(machine, { status: 'resolved', step: recovered.step, summary: `key set "${machine.keySetId}" recovered: ${step} succeeded` });
+    }
+    return { ok: true, value };
+  } catch (error) {
+    if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
+    const cause = error.cause instanceof ApplicationFailure ? error.cause : undefined;
+    const message = error.cause?.message ?? error.message;
+    const lastError = machine.failed(step, message, Date.now());
+    log.warn('key set step failed', { keySetId: machine.keySetId, step, failures: lastError.failures, error: message });
+    await raiseAlert(machine, {
+      status: 'firing',
+      step,
+      summary: `key set "${machine.keySetId}": ${step} failed ${lastError.failures} time(s) in a row; retrying after a backoff`,
+      error: message,
+      failures: lastError.failures,
+    });
+    return {
+      ok: false,
+      failure: ApplicationFailure.create({
+        type: cause?.type ?? 'ERR_STEP_FAILED',
+        message: `${step} of key set "${machine.keySetId}" failed: ${message}`,
+        nonRetryable: true,
+      }),
+    };
+  } finally {
+    machine.inFlight = null;
+  }
+}
+
+async function raiseAlert(machine: KeySetMachine, alert: Omit<Alert, 'keySetId' | 'workflowId'>): Promise<void> {
+  try {
+    await alertActivities.raiseAlert({ ...alert, keySetId: machine.keySetId, workflowId: workflowInfo().workflowId });
+  } catch (error) {
+    if (isCancellation(error)) throw error;
+    log.warn('alert could not be delivered', { keySetId: machine.keySetId, error: (error as Error).message });
+  }
+}
+
+/** A change on the workflow's clock, with an operation id that makes its activity idempotent. */
+function changeBy(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): KeyChange {
+  return { operationId: uuid4(), keySetId: machine.keySetId, at: Date.now(), trigger, actor, reason };
+}
+
+function shouldContinueAsNew(input: KeySetWorkflowInput): boolean {
+  const info = workflowInfo();
+  return info.continueAsNewSuggested || (input.maxHistoryEvents !== undefined && info.historyLength >= input.maxHistoryEvents);
+}
+
+/** Runs `check`; a KeyturnError it throws becomes the ApplicationFailure an Update caller receives. */
+function asUpdateRejection<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw error instanceof KeyturnError ? toApplicationFailure(error) : error;
+  }
+}
+
+function toApplicationFailure(error: KeyturnError): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: error.code,
+    message: error.message,
+    nonRetryable: true,
+    details: [{ keySetId: error.keySetId, kid: error.kid, field: error.field }],
+  });
+}

@@ -1,0 +1,29 @@
+import { mkdtemp } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startEmbeddedPostgres, type RunningPostgres } from '../../src/dev/embedded-postgres';
+
+declare global {
+  var keyturnTestPostgres: RunningPostgres | undefined;
+}
+
+/** One embedded PostgreSQL for the whole run; each test file makes its own database in it. */
+export default async function globalSetup(): Promise<void> {
+  if (process.env.KEYTURN_TEST_DATABASE_URL) return;
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-test-pg-'));
+  const postgres = await startEmbeddedPostgres({ dataDir, port: await freePort(), persistent: false });
+  globalThis.keyturnTestPostgres = postgres;
+  process.env.KEYTURN_TEST_DATABASE_URL = postgres.url;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
