@@ -121,7 +121,7 @@ export class KeySetMachine {
   /** Throws unless `request` names a live key of this set and gives a reason. */
   assertRevocable(request: RevocationRequest): KeyTimeline {
     if (typeof request?.reason !== 'string' || request.reason.trim() === '') {
-      throw new KeyturnError('ERR_POLICY_INVALID', `revoking a key of key set "${this.s.keySetId}" needs a reason`, {
+      throw new KeyturnError('ERR_REASON_REQUIRED', `revoking a key of key set "${this.s.keySetId}" needs a reason`, {
         keySetId: this.s.keySetId,
         field: 'reason',
       });

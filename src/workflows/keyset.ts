@@ -47,10 +47,10 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
   const machine = new KeySetMachine(input.state ?? initialState(input.keySetId, input.policy));
   const outcomes = new Map<string, Outcome>();
 
-  const queueRotation = (request: RotationRequest = {}, viaSignal: boolean): string => {
+  const queueRotation = (request: RotationRequest | undefined, viaSignal: boolean): string => {
     const id = uuid4();
-    const reason = request.reason?.trim() || 'forced rotation';
-    machine.enqueue({ id, type: 'rotate', reason, requestedBy: request.requestedBy ?? 'operator', viaSignal });
+    const reason = request?.reason?.trim() || 'forced rotation';
+    machine.enqueue({ id, type: 'rotate', reason, requestedBy: request?.requestedBy ?? 'operator', viaSignal });
     return id;
   };
   const outcomeOf = async <T>(commandId: string): Promise<T> => {

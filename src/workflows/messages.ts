@@ -44,9 +44,9 @@ export interface PauseRequest {
 }
 
 /** Rotate at once, fire and forget; a failed attempt is retried with backoff. */
-export const requestRotationSignal = defineSignal<[RotationRequest?]>('requestRotation');
+export const requestRotationSignal = defineSignal<[RotationRequest]>('requestRotation');
 /** Rotate at once and answer with the key that is then active. */
-export const rotateUpdate = defineUpdate<RotationResult, [RotationRequest?]>('rotate');
+export const rotateUpdate = defineUpdate<RotationResult, [RotationRequest]>('rotate');
 /** Take a key out of the JWKS and erase its private part at once; an active key is replaced first thing. */
 export const revokeKeyUpdate = defineUpdate<RevocationResult, [RevocationRequest]>('revokeKey');
 /** Stop scheduled transitions; operator commands still run. */

@@ -1,4 +1,7 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { temporal } from '@temporalio/proto';
 
 /** JSON keys of private JWK members: none may appear in a workflow's history. */
@@ -19,4 +22,17 @@ export async function historyText(handle: WorkflowHandle): Promise<string> {
     runId = started?.continuedExecutionRunId || undefined;
   }
   return texts.join('\n');
+}
+
+/** Where the histories that the replay test replays are kept. */
+export const HISTORIES_DIR = path.join(__dirname, '..', 'histories');
+
+/**
+ * With KEYTURN_RECORD_HISTORIES=1, saves the current run's history as `test/histories/<name>.json`
+ * for the replay test. Record again (and commit) only on purpose: the saved histories are what
+ * proves a change to the workflow still replays what running workflows already did.
+ */
+export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+  if (process.env.KEYTURN_RECORD_HISTORIES !== '1') return;
+  await writeFile(path.join(HISTORIES_DIR, `${name}.json`), historyToJSON(await handle.fetchHistory()));
 }

@@ -9,7 +9,7 @@ import { keySetWorkflow } from '../../src/workflows';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
-import { historyText, PRIVATE_MEMBER_KEYS } from '../helpers/history';
+import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -93,6 +93,8 @@ describe('a key set under the seed policy', () => {
       const history = await historyText(handle);
       for (const member of PRIVATE_MEMBER_KEYS) expect(history).not.toMatch(member);
       await assertNoPlaintextPrivateKeys(db, kekRing, keySetId, history, await keyStore.listKeys(keySetId));
+      await recordHistory(handle, 'seed-policy-100-days');
+      await handle.terminate('test finished');
     });
   });
 });

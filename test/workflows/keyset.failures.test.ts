@@ -1,0 +1,66 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { Alert } from '../../src/activities';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { KeyStore } from '../../src/store/key-store';
+import { keySetWorkflow } from '../../src/workflows';
+import { getStateQuery } from '../../src/workflows/messages';
+import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { takeKeyTableOffline } from '../helpers/outage';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTimeSkippingEnv } from '../helpers/temporal-env';
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+describe('a failing dependency', () => {
+  let env: TestWorkflowEnvironment;
+  let db: TestDatabase;
+  let bundle: WorkflowBundleWithSourceMap;
+
+  beforeAll(async () => {
+    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await db?.drop();
+  });
+
+  test('PostgreSQL failing at a transition: an alert, backoff, recovery, and no duplicated key', async () => {
+    const { keySetId, taskQueue, workflowId } = uniqueNames('outage');
+    const kekRing = randomKekRing();
+    const alerts: Alert[] = [];
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue, alerts });
+
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      const first = await settled(env, handle);
+      const restore = await takeKeyTableOffline(db.pool);
+
+      // The next key is due on day 25; the activity retries, gives up, and the workflow backs off.
+      await env.sleep(25 * DAY + HOUR);
+      const failing = await handle.query(getStateQuery);
+      expect(failing.lastError).toMatchObject({ step: expect.any(String), message: expect.stringContaining('signing_keys') });
+      expect(failing.lastError!.failures).toBeGreaterThanOrEqual(2);
+      const firing = alerts.filter((a) => a.status === 'firing');
+      expect(firing[0]).toMatchObject({ keySetId, workflowId, step: 'generateNext', failures: 1 });
+      expect(firing[0].error).toContain('signing_keys');
+      expect(alerts.some((a) => a.status === 'resolved')).toBe(false);
+
+      await restore();
+      await env.sleep(2 * HOUR); // past the longest backoff (1 h)
+      const recovered = await settled(env, handle);
+
+      expect(recovered.lastError).toBeNull();
+      expect(alerts.at(-1)).toMatchObject({ keySetId, status: 'resolved' });
+      const keys = await new KeyStore(db.pool, kekRing).listKeys(keySetId);
+      expect(keys.map((k) => k.state)).toEqual(['active', 'next']);
+      expect(keys[0].kid).toBe(first.keys[0].kid);
+      expect(recovered.keys.map((k) => k.kid)).toEqual(keys.map((k) => k.kid));
+      // The workflow never failed: it is still running and on schedule.
+      expect((await handle.describe()).status.name).toBe('RUNNING');
+      expect(recovered.nextTransition).toMatchObject({ kind: 'promote', at: first.keys[0].activatedAt! + 30 * DAY });
+      await handle.terminate('test finished');
+    });
+  });
+});

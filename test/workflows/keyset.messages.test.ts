@@ -1,0 +1,203 @@
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { KekRing } from '../../src/crypto/kek';
+import type { KeySetStatus } from '../../src/domain/keyset-state';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { readAuditTrail } from '../../src/store/audit-log';
+import { KeyStore } from '../../src/store/key-store';
+import { keySetWorkflow } from '../../src/workflows';
+import {
+  getStateQuery,
+  pauseSignal,
+  requestRotationSignal,
+  resumeSignal,
+  revokeKeyUpdate,
+  rotateUpdate,
+  updatePolicyUpdate,
+} from '../../src/workflows/messages';
+import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { recordHistory } from '../helpers/history';
+
+const DAY = 86_400_000;
+
+describe('operator messages', () => {
+  let env: TestWorkflowEnvironment;
+  let db: TestDatabase;
+  let bundle: WorkflowBundleWithSourceMap;
+  let kekRing: KekRing;
+  let keyStore: KeyStore;
+
+  beforeAll(async () => {
+    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+    kekRing = randomKekRing();
+    keyStore = new KeyStore(db.pool, kekRing);
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await db?.drop();
+  });
+
+  /** Starts a key set under the seed policy, waits for its first active key, and runs `body` with a worker. */
+  async function withKeySet(body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, first: KeySetStatus) => Promise<void>) {
+    const { keySetId, taskQueue, workflowId } = uniqueNames('msg');
+    const worker: Worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      try {
+        await body(handle, keySetId, await settled(env, handle));
+        await recordHistory(handle, `messages-${expect.getState().currentTestName!.replace(/^operator messages /, '').replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`);
+      } finally {
+        // A timer firing for a workflow whose worker is gone would stop the test server's clock.
+        await handle.terminate('test finished');
+      }
+    });
+  }
+
+  const activeKid = (status: KeySetStatus) => status.keys.find((k) => k.state === 'active')?.kid;
+
+  async function statesInDb(keySetId: string): Promise<Record<string, string>> {
+    return Object.fromEntries((await keyStore.listKeys(keySetId)).map((k) => [k.kid, k.state]));
+  }
+
+  async function expectUpdateRejected(update: Promise<unknown>, type: string): Promise<ApplicationFailure> {
+    const error = await update.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
+    const cause = (error as WorkflowUpdateFailedError).cause;
+    expect(cause).toBeInstanceOf(ApplicationFailure);
+    expect((cause as ApplicationFailure).type).toBe(type);
+    return cause as ApplicationFailure;
+  }
+
+  test('a rotation signal promotes a new key and records who asked', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const before = activeKid(first)!;
+      await handle.signal(requestRotationSignal, { reason: 'drill', requestedBy: 'alice' });
+      let status = await settled(env, handle);
+      for (let i = 0; activeKid(status) === before && i < 100; i++) status = await settled(env, handle);
+
+      const after = activeKid(status)!;
+      expect(after).not.toBe(before);
+      expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [after]: 'active' });
+      const trail = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.kid === after);
+      expect(trail.map((e) => [e.event, e.trigger, e.actor, e.reason])).toEqual([
+        ['generated', 'manual', 'alice', 'drill'],
+        ['promoted', 'manual', 'alice', 'drill'],
+      ]);
+    });
+  });
+
+  test('a rotate Update answers with the key that is then active, promoting the published next key', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const before = activeKid(first)!;
+      await env.sleep(26 * DAY); // the next key is published on day 25
+      const published = (await settled(env, handle)).keys.find((k) => k.state === 'next')!.kid;
+
+      const result = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'suspected leak' }] });
+
+      expect(result).toEqual({ activeKid: published, previousKid: before });
+      expect(activeKid(await handle.query(getStateQuery))).toBe(published);
+      expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [published]: 'active' });
+    });
+  });
+
+  test('revoking the active key takes it out of the JWKS and promotes a replacement at once', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const revoked = activeKid(first)!;
+
+      const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: revoked, reason: 'key leaked', requestedBy: 'bob' }] });
+
+      expect(result.revokedKid).toBe(revoked);
+      expect(result.previousState).toBe('active');
+      expect(result.activeKid).not.toBe(revoked);
+      expect(activeKid(await handle.query(getStateQuery))).toBe(result.activeKid);
+      const keys = await keyStore.listKeys(keySetId);
+      expect(keys.map((k) => [k.kid, k.state, k.hasPrivateKey])).toEqual([
+        [revoked, 'revoked', false],
+        [result.activeKid, 'active', true],
+      ]);
+      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
+      const revocation = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'revoked')!;
+      expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([revoked, 'active', 'bob', 'key leaked']);
+    });
+  });
+
+  test('revoking a grace key leaves the active key alone', async () => {
+    await withKeySet(async (handle, keySetId) => {
+      const { activeKid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{}] });
+
+      const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'retire early' }] });
+
+      expect(result).toEqual({ revokedKid: previousKid, previousState: 'grace', activeKid: current });
+      expect(await statesInDb(keySetId)).toEqual({ [previousKid!]: 'revoked', [current]: 'active' });
+    });
+  });
+
+  test('revoking an unknown kid, or without a reason, is refused and changes nothing', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const auditBefore = await readAuditTrail(db.pool, keySetId);
+
+      const unknown = await expectUpdateRejected(
+        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: 'no-such-kid', reason: 'typo' }] }),
+        'ERR_KID_UNKNOWN',
+      );
+      expect(unknown.message).toContain('no-such-kid');
+      await expectUpdateRejected(
+        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: activeKid(first)!, reason: ' ' }] }),
+        'ERR_REASON_REQUIRED',
+      );
+
+      expect((await handle.query(getStateQuery)).keys).toEqual(first.keys);
+      expect(await readAuditTrail(db.pool, keySetId)).toEqual(auditBefore);
+    });
+  });
+
+  test('pause stops scheduled transitions and resume catches up', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const original = activeKid(first)!;
+      await handle.signal(pauseSignal, { reason: 'change freeze' });
+      await env.sleep(40 * DAY);
+
+      const paused = await settled(env, handle);
+      expect(paused.paused?.reason).toBe('change freeze');
+      expect(paused.nextTransition).toBeNull();
+      expect(await statesInDb(keySetId)).toEqual({ [original]: 'active' });
+
+      await handle.signal(resumeSignal);
+      // Overdue: the next key is generated at once and promoted once verifiers' caches (15m) hold it.
+      let resumed = await settled(env, handle);
+      for (let i = 0; resumed.paused !== null && i < 100; i++) resumed = await settled(env, handle);
+      expect(resumed.nextTransition?.kind).toBe('promote');
+      await env.sleep(16 * 60_000);
+      const caughtUp = await settled(env, handle);
+      expect(activeKid(caughtUp)).not.toBe(original);
+      expect(caughtUp.keys.find((k) => k.kid === original)?.state).toBe('grace');
+    });
+  });
+
+  test('a policy update is validated: a bad one is rejected whole, a good one reschedules', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const rejected = await expectUpdateRejected(
+        handle.executeUpdate(updatePolicyUpdate, { args: [{ gracePeriod: '30m', rotationPeriod: '7d' }] }),
+        'ERR_POLICY_INVALID',
+      );
+      expect(rejected.message).toMatch(/gracePeriod: 30m is shorter than maxTokenTtl 1h/);
+      expect((await handle.query(getStateQuery)).policy).toEqual(DEFAULT_POLICY);
+      const stored = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', [keySetId]);
+      expect(stored.rows[0].policy).toEqual(DEFAULT_POLICY);
+
+      const policy = await handle.executeUpdate(updatePolicyUpdate, { args: [{ rotationPeriod: '240h' }] });
+      expect(policy).toEqual({ ...DEFAULT_POLICY, rotationPeriod: '10d' });
+      const status = await settled(env, handle);
+      expect(status.nextTransition).toEqual({ kind: 'generateNext', at: first.keys[0].activatedAt! + 5 * DAY });
+      const events = (await readAuditTrail(db.pool, keySetId)).map((e) => e.event);
+      expect(events.filter((e) => e === 'policy_changed')).toHaveLength(1);
+    });
+  });
+});
