@@ -1,4 +1,4 @@
-import type { KeyTimeline, LiveKeyState, ScheduledTransition } from './lifecycle';
+import type { KeyTimeline, ScheduledTransition } from './lifecycle';
 import type { KeySetPolicy } from './policy';
 
 /** Why a key changed state; recorded with every audit event. */
@@ -41,7 +41,7 @@ export interface KeySetStatus {
   keySetId: string;
   policy: KeySetPolicy;
   paused: KeySetState['paused'];
-  keys: (KeyTimeline & { state: LiveKeyState })[];
+  keys: KeyTimeline[];
   nextTransition: ScheduledTransition | null;
   lastError: LastError | null;
   pendingCommands: number;

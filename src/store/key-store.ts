@@ -1,6 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
+import type { JWK } from 'jose';
 import { generateSigningKey, type PublicJwk } from '../crypto/generate';
-import { sealPrivateKey } from '../crypto/envelope';
+import { openPrivateKey, sealPrivateKey } from '../crypto/envelope';
 import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
@@ -179,6 +180,26 @@ export class KeyStore {
       [keySetId, PUBLISHED_STATES],
     );
     return rows.map((r) => r.public_jwk);
+  }
+
+  /** The key set's policy as last registered, or undefined for an unknown key set. */
+  async getPolicy(keySetId: string): Promise<KeySetPolicy | undefined> {
+    const { rows } = await this.pool.query<{ policy: KeySetPolicy }>('SELECT policy FROM key_sets WHERE id = $1', [keySetId]);
+    return rows[0]?.policy;
+  }
+
+  /**
+   * The active key with its private part opened, for signing; undefined while the key set has no
+   * active key. The caller holds the private JWK in memory only and must never log or return it.
+   */
+  async openActiveKey(keySetId: string): Promise<{ kid: string; alg: SigningAlgorithm; privateJwk: JWK } | undefined> {
+    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlgorithm; private_key: Buffer; kek_id: string }>(
+      `SELECT kid, alg, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
+      [keySetId],
+    );
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    return { kid: row.kid, alg: row.alg, privateJwk: openPrivateKey(row.private_key, row.kek_id, this.keks, { keySetId, kid: row.kid }) };
   }
 
   private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient) => Promise<T>): Promise<T> {
