@@ -74,18 +74,23 @@ export class KeyStore {
     policy: KeySetPolicy,
   ): Promise<KeyTimeline[]> {
     return this.inTransaction(async (tx) => {
-      const { rows } = await tx.query<{ inserted: boolean; changed: boolean; previous: KeySetPolicy | null }>(
-        `WITH previous AS (SELECT policy FROM key_sets WHERE id = $1 FOR UPDATE)
-         INSERT INTO key_sets (id, policy) VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
-         RETURNING (xmax = 0) AS inserted, (SELECT policy FROM previous) AS previous,
-                   (SELECT policy FROM previous) IS DISTINCT FROM $2::jsonb AS changed`,
+      // Read (and lock) the stored policy first: a CTE in the upsert would see the row it changes.
+      const stored = await tx.query<{ policy: KeySetPolicy; same: boolean }>(
+        'SELECT policy, policy = $2::jsonb AS same FROM key_sets WHERE id = $1 FOR UPDATE',
         [change.keySetId, JSON.stringify(policy)],
       );
-      const { inserted, changed, previous } = rows[0];
+      const previous = stored.rows[0];
+      const changed = previous === undefined || !previous.same;
       if (changed) {
-        const event = inserted ? 'registered' : 'policy_changed';
-        await appendAuditEvent(tx, { ...change, event, details: { policy, ...(inserted ? {} : { previous }) } });
+        await tx.query(
+          `INSERT INTO key_sets (id, policy) VALUES ($1, $2)
+           ON CONFLICT (id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
+          [change.keySetId, JSON.stringify(policy)],
+        );
+      }
+      if (changed) {
+        const event = previous === undefined ? 'registered' : 'policy_changed';
+        await appendAuditEvent(tx, { ...change, event, details: { policy, ...(previous && { previous: previous.policy }) } });
       }
       const keys = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys
         WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`, [change.keySetId]);
@@ -210,8 +215,9 @@ export class KeyStore {
           keySetId: change.keySetId,
         });
       }
-      const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1', [
+      const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2', [
         change.operationId,
+        change.keySetId,
       ]);
       if (done.rowCount) return done.rows[0].result;
       const result = await apply(tx);

@@ -64,11 +64,13 @@ export class KeySetMachine {
     if (!this.s.loaded) return backingOff && !urgent ? { type: 'wait', until: retryAt } : { type: 'load' };
     const command = urgent ?? (backingOff ? undefined : this.s.commands[0]);
     if (command) return { type: 'command', command };
-    if (this.s.paused) return { type: 'wait' };
-    const transition = nextTransition(this.s.keys, policyTimings(this.s.policy), now);
-    if (transition === undefined) return { type: 'wait' };
-    const due = Math.max(transition.at, retryAt);
-    return due <= now ? { type: 'transition', transition } : { type: 'wait', until: due };
+    // A signalled rotation held back by the backoff is due when the backoff ends.
+    const commandDue = this.s.commands.length > 0 ? retryAt : Infinity;
+    const transition = this.s.paused ? undefined : nextTransition(this.s.keys, policyTimings(this.s.policy), now);
+    const transitionDue = transition === undefined ? Infinity : Math.max(transition.at, retryAt);
+    if (transition !== undefined && transitionDue <= now) return { type: 'transition', transition };
+    const until = Math.min(commandDue, transitionDue);
+    return until === Infinity ? { type: 'wait' } : { type: 'wait', until };
   }
 
   status(now: number): KeySetStatus {
@@ -175,6 +177,7 @@ export class KeySetMachine {
     const recovered = this.s.lastError;
     this.s.lastError = null;
     this.s.retryAt = null;
+    this.changed();
     return recovered;
   }
 
