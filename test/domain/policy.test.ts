@@ -1,0 +1,159 @@
+import { PolicyError } from '../../src/domain/errors';
+import { DEFAULT_POLICY, changedPolicyFields, policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
+
+/** A policy whose whole lifecycle fits in half a minute, for demos and live tests. */
+const SECONDS_POLICY: KeySetPolicy = {
+  algorithm: 'ES256',
+  rotationPeriod: '20s',
+  prepublish: '5s',
+  gracePeriod: '5s',
+  retirement: '2s',
+  maxTokenTtl: '3s',
+  jwksMaxAge: '2s',
+};
+
+/** Runs validatePolicy, expecting a PolicyError. */
+function policyError(input: unknown, options?: Parameters<typeof validatePolicy>[1]): PolicyError {
+  let thrown: unknown;
+  try {
+    validatePolicy(input, options);
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(PolicyError);
+  expect(thrown).toMatchObject({ code: 'ERR_POLICY_INVALID' });
+  return thrown as PolicyError;
+}
+
+describe('validatePolicy rejects', () => {
+  test.each<[string, Record<string, unknown>, string[]]>([
+    ['an unknown algorithm', { algorithm: 'HS256' }, ['algorithm']],
+    ['an algorithm of the wrong case', { algorithm: 'es256' }, ['algorithm']],
+    ['a zero retirement', { retirement: '0s' }, ['retirement']],
+    ['a zero maxTokenTtl', { maxTokenTtl: '0ms' }, ['maxTokenTtl']],
+    ['a malformed duration', { gracePeriod: '5 days' }, ['gracePeriod']],
+    ['a number for a duration', { jwksMaxAge: 900 }, ['jwksMaxAge']],
+    ['gracePeriod < maxTokenTtl', { gracePeriod: '30m', maxTokenTtl: '1h' }, ['gracePeriod']],
+    ['prepublish < jwksMaxAge', { prepublish: '10m', jwksMaxAge: '15m' }, ['prepublish']],
+    ['prepublish == rotationPeriod', { rotationPeriod: '5d', prepublish: '5d' }, ['prepublish']],
+    ['prepublish > rotationPeriod', { rotationPeriod: '4d' }, ['prepublish']],
+    ['a misspelt field', { rotationperiod: '7d' }, ['rotationperiod']],
+    [
+      'several faults at once',
+      { algorithm: 'none', retirement: '1w', gracePeriod: '1m', prepublish: '1m', colour: 'blue' },
+      ['colour', 'algorithm', 'retirement', 'gracePeriod', 'prepublish'],
+    ],
+  ])('%s', (_, input, fields) => {
+    const error = policyError(input);
+    expect(error.violations.map((v) => v.field).sort()).toEqual([...fields].sort());
+    expect(error.field).toBe(error.violations[0].field);
+    // One message lists every fault, so that one `apply` shows all that is wrong.
+    for (const v of error.violations) expect(error.message).toContain(`${v.field}: ${v.message}`);
+  });
+
+  test('messages name the field, the value and the rule', () => {
+    const messages = (input: Record<string, unknown>) =>
+      Object.fromEntries(policyError(input).violations.map((v) => [v.field, v.message]));
+
+    expect(messages({ gracePeriod: '30m', maxTokenTtl: '2h' }).gracePeriod).toEqual(
+      expect.stringMatching(/30m.*maxTokenTtl 2h.*gracePeriod >= maxTokenTtl/),
+    );
+    expect(messages({ prepublish: '10m', jwksMaxAge: '1h' }).prepublish).toEqual(
+      expect.stringMatching(/10m.*jwksMaxAge 1h.*prepublish >= jwksMaxAge/),
+    );
+    expect(messages({ rotationPeriod: '3d' }).prepublish).toEqual(expect.stringMatching(/5d.*rotationPeriod 3d.*prepublish < rotationPeriod/));
+    expect(messages({ algorithm: 'HS256' }).algorithm).toEqual(expect.stringMatching(/"HS256".*ES256, RS256, PS256, EdDSA/));
+    expect(messages({ retirement: '0s' }).retirement).toMatch(/0s.*zero/);
+    expect(messages({ retirement: '1w' }).retirement).toMatch(/"1w".*e\.g\. 30d/);
+    expect(messages({ rotationperiod: '7d' }).rotationperiod).toMatch(/unknown field.*rotationPeriod/);
+  });
+
+  test('the key set id appears in the error', () => {
+    const error = policyError({ algorithm: 'HS256' }, { keySetId: 'payments' });
+    expect(error.keySetId).toBe('payments');
+    expect(error.message).toContain('"payments"');
+  });
+
+  test.each([null, 'ES256', 42, ['ES256']])('a non-object %p', (input) => {
+    expect(policyError(input).violations.map((v) => v.field)).toEqual(['policy']);
+  });
+
+  test('a patch that breaks an invariant together with the base it is applied to', () => {
+    // maxTokenTtl 10s is fine on its own, but the base's gracePeriod is only 5s.
+    const error = policyError({ maxTokenTtl: '10s' }, { base: SECONDS_POLICY });
+    expect(error.violations.map((v) => v.field)).toEqual(['gracePeriod']);
+  });
+});
+
+describe('validatePolicy accepts', () => {
+  test('the seed policy, unchanged', () => {
+    expect(validatePolicy({ ...DEFAULT_POLICY })).toEqual(DEFAULT_POLICY);
+    expect(validatePolicy({})).toEqual(DEFAULT_POLICY);
+  });
+
+  test('a seconds-scale policy', () => {
+    expect(validatePolicy(SECONDS_POLICY)).toEqual(SECONDS_POLICY);
+    expect(policyTimings(SECONDS_POLICY)).toEqual({
+      rotationPeriodMs: 20_000,
+      prepublishMs: 5_000,
+      gracePeriodMs: 5_000,
+      retirementMs: 2_000,
+      maxTokenTtlMs: 3_000,
+      jwksMaxAgeMs: 2_000,
+    });
+  });
+
+  test.each(['ES256', 'RS256', 'PS256', 'EdDSA'])('algorithm %s', (algorithm) => {
+    expect(validatePolicy({ algorithm }).algorithm).toBe(algorithm);
+  });
+
+  test('partial input is filled from the seed policy', () => {
+    expect(validatePolicy({ algorithm: 'EdDSA', rotationPeriod: '90d' })).toEqual({
+      ...DEFAULT_POLICY,
+      algorithm: 'EdDSA',
+      rotationPeriod: '90d',
+    });
+  });
+
+  test('partial input is filled from a base', () => {
+    expect(validatePolicy({ rotationPeriod: '1m' }, { base: SECONDS_POLICY })).toEqual({ ...SECONDS_POLICY, rotationPeriod: '1m' });
+  });
+
+  test('durations are normalised to their shortest exact spelling', () => {
+    expect(validatePolicy({ rotationPeriod: '720h', prepublish: '120h', jwksMaxAge: '900s', maxTokenTtl: ' 60m ' })).toEqual({
+      ...DEFAULT_POLICY,
+      rotationPeriod: '30d',
+      prepublish: '5d',
+      jwksMaxAge: '15m',
+      maxTokenTtl: '1h',
+    });
+  });
+
+  test('the boundaries of the invariants: gracePeriod == maxTokenTtl, prepublish == jwksMaxAge', () => {
+    const policy = { ...SECONDS_POLICY, gracePeriod: '3s', prepublish: '2s' };
+    expect(validatePolicy(policy)).toEqual(policy);
+  });
+
+  test('the input is not modified', () => {
+    const input = { rotationPeriod: '720h' };
+    validatePolicy(input);
+    expect(input).toEqual({ rotationPeriod: '720h' });
+  });
+});
+
+describe('changedPolicyFields', () => {
+  test('lists exactly the fields that differ', () => {
+    expect(changedPolicyFields(DEFAULT_POLICY, { ...DEFAULT_POLICY })).toEqual([]);
+    expect(changedPolicyFields(DEFAULT_POLICY, { ...DEFAULT_POLICY, algorithm: 'RS256', gracePeriod: '6d' })).toEqual([
+      'algorithm',
+      'gracePeriod',
+    ]);
+    expect(changedPolicyFields(DEFAULT_POLICY, SECONDS_POLICY).sort()).toEqual(
+      ['rotationPeriod', 'prepublish', 'retirement', 'maxTokenTtl', 'jwksMaxAge', 'gracePeriod'].sort(),
+    );
+  });
+
+  test('compares normalised policies, so a respelt duration is no change', () => {
+    expect(changedPolicyFields(DEFAULT_POLICY, validatePolicy({ rotationPeriod: '720h' }))).toEqual([]);
+  });
+});
