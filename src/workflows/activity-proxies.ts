@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { KeyturnActivities } from '../activities';
 
 /**
@@ -6,10 +6,25 @@ import type { KeyturnActivities } from '../activities';
  * the failure, alerts and backs off on its own clock. Errors marked non-retryable (bad configuration,
  * a key in an unexpected state) come back at once.
  */
-export const keyActivities = proxyActivities<KeyturnActivities>({
+const KEY_CHANGE_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 },
-});
+};
+
+const keyActivities = proxyActivities<KeyturnActivities>(KEY_CHANGE_OPTIONS);
+
+type KeyChangeActivity = Exclude<keyof KeyturnActivities, 'raiseAlert'>;
+
+/** Calls a key activity with a one-line summary, so the event history reads like the lifecycle. */
+export function changeKeys<A extends KeyChangeActivity>(
+  activity: A,
+  summary: string,
+  ...args: Parameters<KeyturnActivities[A]>
+): Promise<Awaited<ReturnType<KeyturnActivities[A]>>> {
+  // The proxy's per-activity type is a union TypeScript cannot narrow by `activity`; the signature above is the check.
+  const proxy = keyActivities[activity] as unknown as { executeWithOptions(options: ActivityOptions, args: unknown[]): Promise<never> };
+  return proxy.executeWithOptions({ ...KEY_CHANGE_OPTIONS, summary }, args);
+}
 
 /** Alerts are best effort: a few quick tries, then the workflow carries on. */
 export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'raiseAlert'>>({

@@ -6,7 +6,9 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  setCurrentDetails,
   setHandler,
+  upsertSearchAttributes,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -15,9 +17,11 @@ import type { KeyChange } from '../store/key-store';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
 import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
+import { describeKeySet, utc } from '../domain/describe';
 import { changedPolicyFields } from '../domain/policy';
-import { alertActivities, keyActivities } from './activity-proxies';
+import { alertActivities, changeKeys } from './activity-proxies';
 import { KeySetMachine, initialState } from './keyset-machine';
+import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
 import {
   getStateQuery,
   pauseSignal,
@@ -46,6 +50,7 @@ const SCHEDULER = 'keyturn';
 export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> {
   const machine = new KeySetMachine(input.state ?? initialState(input.keySetId, input.policy));
   const outcomes = new Map<string, Outcome>();
+  const shown: ShownState = {};
 
   const queueRotation = (request: RotationRequest | undefined, viaSignal: boolean): string => {
     const id = uuid4();
@@ -89,7 +94,7 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       // Checked again: another update may have changed the policy since the validator ran.
       const policy = asUpdateRejection(() => machine.policyWith(patch));
       if (changedPolicyFields(machine.policy, policy).length > 0) {
-        await keyActivities.registerKeySet({ ...changeBy(machine, 'manual', 'operator', 'policy updated'), policy });
+        await changeKeys('registerKeySet', 'record the new policy', { ...changeBy(machine, 'manual', 'operator', 'policy updated'), policy });
         machine.setPolicy(policy);
       }
       return policy;
@@ -103,20 +108,25 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
     if (step.type === 'load') {
       await attempt(machine, 'load', async () => {
         const policy = machine.policy;
-        machine.loaded(await keyActivities.registerKeySet({ ...changeBy(machine, 'scheduled', SCHEDULER, 'workflow started'), policy }));
+        machine.loaded(
+          await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...changeBy(machine, 'scheduled', SCHEDULER, 'workflow started'), policy }),
+        );
       });
     } else if (step.type === 'command') {
       await runCommand(machine, step.command, outcomes);
     } else if (step.type === 'transition') {
       await attempt(machine, step.transition.kind, () => performTransition(machine, step.transition));
     } else {
+      showState(machine, shown);
       const revision = machine.revision;
       const readyToContinue = () => shouldContinueAsNew(input) && allHandlersFinished();
       if (readyToContinue()) {
         await continueAsNew<typeof keySetWorkflow>({ ...input, policy: machine.policy, state: machine.state });
       }
       const timeout = step.until === undefined ? undefined : Math.max(step.until - Date.now(), 1);
-      await condition(() => machine.revision !== revision || readyToContinue(), timeout);
+      const wakeUp = () => machine.revision !== revision || readyToContinue();
+      if (timeout === undefined) await condition(wakeUp);
+      else await condition(wakeUp, timeout, { summary: `sleep until ${utc(step.until!)}` });
     }
   }
 }
@@ -135,12 +145,15 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
       return;
     case 'retire': {
       const change = changeBy(machine, 'scheduled', SCHEDULER, `${gracePeriod} grace period ended`);
-      await keyActivities.retireKey({ ...change, kid: transition.kid });
+      await changeKeys('retireKey', `retire ${transition.kid}: grace period over`, { ...change, kid: transition.kid });
       machine.keyRetired(transition.kid, change.at);
       return;
     }
     case 'destroy':
-      await keyActivities.destroyKey({ ...changeBy(machine, 'scheduled', SCHEDULER, `${retirement} retirement ended`), kid: transition.kid });
+      await changeKeys('destroyKey', `destroy ${transition.kid}: erase its private part`, {
+        ...changeBy(machine, 'scheduled', SCHEDULER, `${retirement} retirement ended`),
+        kid: transition.kid,
+      });
       machine.keyRemoved(transition.kid);
       return;
   }
@@ -172,7 +185,7 @@ async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcom
 
 async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'revoke' }>): Promise<RevocationResult> {
   const change = changeBy(machine, 'revocation', command.requestedBy, command.reason);
-  const { previousState } = await keyActivities.revokeKey({ ...change, kid: command.kid });
+  const { previousState } = await changeKeys('revokeKey', `revoke ${command.kid}: ${command.reason}`, { ...change, kid: command.kid });
   machine.keyRemoved(command.kid);
   const activeKid =
     previousState === 'active'
@@ -190,13 +203,17 @@ async function promoteNextKeyNow(machine: KeySetMachine, trigger: ChangeTrigger,
 
 async function promoteKey(machine: KeySetMachine, kid: string, trigger: ChangeTrigger, actor: string, reason: string): Promise<RotationResult> {
   const change = changeBy(machine, trigger, actor, reason);
-  const { activeKid, demotedKid } = await keyActivities.promoteNextKey({ ...change, kid });
+  const { activeKid, demotedKid } = await changeKeys('promoteNextKey', `promote ${kid} to active`, { ...change, kid });
   machine.keyPromoted(activeKid, demotedKid, change.at);
   return { activeKid, previousKid: demotedKid };
 }
 
 async function generateNextKey(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Promise<KeyTimeline> {
-  const key = await keyActivities.generateNextKey({ ...changeBy(machine, trigger, actor, reason), algorithm: machine.policy.algorithm });
+  const { algorithm } = machine.policy;
+  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key`, {
+    ...changeBy(machine, trigger, actor, reason),
+    algorithm,
+  });
   machine.keyGenerated(key);
   return key;
 }
@@ -252,6 +269,30 @@ async function raiseAlert(machine: KeySetMachine, alert: Omit<Alert, 'keySetId' 
 /** A change on the workflow's clock, with an operation id that makes its activity idempotent. */
 function changeBy(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): KeyChange {
   return { operationId: uuid4(), keySetId: machine.keySetId, at: Date.now(), trigger, actor, reason };
+}
+
+/** What the Web UI was last shown, so that search attributes are upserted only when they change. */
+interface ShownState {
+  activeKid?: string;
+  nextTransitionAt?: number;
+}
+
+/**
+ * Keeps what an operator sees in the Web UI in step with the state: the current details always;
+ * the search attributes when the workflow was started with them (they must be registered first).
+ */
+function showState(machine: KeySetMachine, shown: ShownState): void {
+  const status = machine.status(Date.now());
+  setCurrentDetails(describeKeySet(status));
+  if (workflowInfo().typedSearchAttributes.get(KeySetIdSearchAttribute) === undefined) return;
+  const activeKid = machine.key('active')?.kid;
+  const nextTransitionAt = status.nextTransition?.at;
+  if (activeKid === shown.activeKid && nextTransitionAt === shown.nextTransitionAt) return;
+  upsertSearchAttributes([
+    { key: ActiveKidSearchAttribute, value: activeKid ?? null },
+    { key: NextTransitionAtSearchAttribute, value: nextTransitionAt === undefined ? null : new Date(nextTransitionAt) },
+  ]);
+  Object.assign(shown, { activeKid, nextTransitionAt });
 }
 
 function shouldContinueAsNew(input: KeySetWorkflowInput): boolean {

@@ -1,0 +1,54 @@
+import type { KeySetStatus } from './keyset-state';
+import type { ScheduledTransition } from './lifecycle';
+import { graceEndsAt } from './lifecycle';
+import { policyTimings, type KeySetPolicy } from './policy';
+
+/** The one-line summary a key set's workflow carries from its start, e.g. in the Web UI's list. */
+export function keySetSummary(keySetId: string, policy: KeySetPolicy): string {
+  return `JWT key set ${keySetId} — ${policy.algorithm}, rotates every ${policy.rotationPeriod}`;
+}
+
+const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
+  bootstrap: 'generate and promote a first key',
+  generateNext: 'generate and publish the next key',
+  promote: 'promote the next key',
+  retire: 'retire a grace key',
+  destroy: 'destroy a retired key',
+};
+
+/** Epoch milliseconds as a UTC timestamp to the second. */
+export function utc(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+/**
+ * A key set's state in words, for the workflow's current details (the Web UI shows them while
+ * a worker runs): the keys and their times, the next transition, pause and last error.
+ */
+export function describeKeySet(status: KeySetStatus): string {
+  const timings = policyTimings(status.policy);
+  const lines: string[] = [];
+  const active = status.keys.find((k) => k.state === 'active');
+  const next = status.keys.find((k) => k.state === 'next');
+  lines.push(active ? `Active key: ${active.kid} (${active.alg}) since ${utc(active.activatedAt ?? active.createdAt)}` : 'Active key: none');
+  lines.push(next ? `Next key: ${next.kid}, published ${utc(next.createdAt)}` : 'Next key: none yet');
+  for (const key of status.keys.filter((k) => k.state === 'grace')) {
+    lines.push(`Grace key: ${key.kid}, verifies until ${utc(graceEndsAt(key, timings)!)}`);
+  }
+  const retired = status.keys.filter((k) => k.state === 'retired').length;
+  if (retired > 0) lines.push(`Retired keys awaiting destruction: ${retired}`);
+  const transition = status.nextTransition;
+  lines.push(
+    transition
+      ? `Next transition: ${TRANSITION_WORDS[transition.kind]}${'kid' in transition ? ` (${transition.kid})` : ''} at ${utc(transition.at)}`
+      : 'Next transition: none scheduled',
+  );
+  lines.push(status.paused ? `Paused since ${utc(status.paused.since)}: ${status.paused.reason}` : 'Paused: no');
+  lines.push(
+    status.lastError
+      ? `Last error: ${status.lastError.step} failed ${status.lastError.failures} time(s), last at ${utc(status.lastError.at)}: ${status.lastError.message}`
+      : 'Last error: none',
+  );
+  lines.push(`Policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${value}`).join(', ')}`);
+  return lines.join('\n');
+}
