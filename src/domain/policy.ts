@@ -17,6 +17,10 @@ export interface KeySetPolicy {
   maxTokenTtl: string;
   /** How long verifiers may cache the JWKS. */
   jwksMaxAge: string;
+  /** The `iss` of tokens and the issuer in the discovery document; the server's own URL when absent. */
+  issuer?: string;
+  /** JWKS URLs that must show a next key before it is promoted; this server's own when absent. */
+  publishedAt?: string[];
 }
 
 /** The same policy with every duration in milliseconds, for scheduling. */
@@ -50,7 +54,10 @@ const DURATION_FIELDS = [
 ] as const satisfies readonly (keyof KeySetPolicy)[];
 type DurationField = (typeof DURATION_FIELDS)[number];
 
-const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS];
+const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS, 'issuer', 'publishedAt'];
+
+// URL parsing without the URL class, which the workflow sandbox does not promise.
+const HTTP_URL = /^https?:\/\/[^\s/?#]+[^\s]*$/;
 
 /**
  * Checks a policy, filling fields it leaves out from `base` (the seed policy by default), and returns
@@ -109,10 +116,29 @@ export function validatePolicy(
     });
   }
 
+  const issuer = 'issuer' in fields ? fields.issuer : base.issuer;
+  if (issuer !== undefined && (typeof issuer !== 'string' || !HTTP_URL.test(issuer))) {
+    violations.push({ field: 'issuer', message: `${JSON.stringify(issuer)} is not an http(s) URL` });
+  }
+  const publishedAt = 'publishedAt' in fields ? fields.publishedAt : base.publishedAt;
+  if (publishedAt !== undefined) {
+    if (!Array.isArray(publishedAt) || publishedAt.length === 0) {
+      violations.push({ field: 'publishedAt', message: 'must be a non-empty list of JWKS URLs' });
+    } else {
+      publishedAt.forEach((url, i) => {
+        if (typeof url !== 'string' || !HTTP_URL.test(url)) {
+          violations.push({ field: `publishedAt[${i}]`, message: `${JSON.stringify(url)} is not an http(s) URL` });
+        }
+      });
+    }
+  }
+
   if (violations.length > 0) throw new PolicyError(violations, keySetId);
   return {
     algorithm: algorithm as SigningAlgorithm,
     ...(Object.fromEntries(DURATION_FIELDS.map((f) => [f, formatDuration(ms[f]!)])) as Record<DurationField, string>),
+    ...(issuer !== undefined && { issuer: issuer as string }),
+    ...(publishedAt !== undefined && { publishedAt: [...(publishedAt as string[])] }),
   };
 }
 
@@ -130,5 +156,5 @@ export function policyTimings(policy: KeySetPolicy): PolicyTimings {
 
 /** The fields whose values differ between two policies. */
 export function changedPolicyFields(before: KeySetPolicy, after: KeySetPolicy): (keyof KeySetPolicy)[] {
-  return (POLICY_FIELDS as (keyof KeySetPolicy)[]).filter((field) => before[field] !== after[field]);
+  return (POLICY_FIELDS as (keyof KeySetPolicy)[]).filter((field) => JSON.stringify(before[field]) !== JSON.stringify(after[field]));
 }

@@ -91,6 +91,8 @@ export class KeyStore {
       if (changed) {
         const event = previous === undefined ? 'registered' : 'policy_changed';
         await appendAuditEvent(tx, { ...change, event, details: { policy, ...(previous && { previous: previous.policy }) } });
+        // The JWKS cache-control and the key ring's token lifetime follow the policy.
+        await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, change.keySetId]);
       }
       const keys = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys
         WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`, [change.keySetId]);

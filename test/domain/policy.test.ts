@@ -38,6 +38,9 @@ describe('validatePolicy rejects', () => {
     ['prepublish == rotationPeriod', { rotationPeriod: '5d', prepublish: '5d' }, ['prepublish']],
     ['prepublish > rotationPeriod', { rotationPeriod: '4d' }, ['prepublish']],
     ['a misspelt field', { rotationperiod: '7d' }, ['rotationperiod']],
+    ['an issuer that is not a URL', { issuer: 'keyturn' }, ['issuer']],
+    ['an empty publishedAt', { publishedAt: [] }, ['publishedAt']],
+    ['a publishedAt entry that is not a URL', { publishedAt: ['https://a.example/jwks.json', 'ftp://b'] }, ['publishedAt[1]']],
     [
       'several faults at once',
       { algorithm: 'none', retirement: '1w', gracePeriod: '1m', prepublish: '1m', colour: 'blue' },
@@ -105,6 +108,12 @@ describe('validatePolicy accepts', () => {
 
   test.each(['ES256', 'RS256', 'PS256', 'EdDSA'])('algorithm %s', (algorithm) => {
     expect(validatePolicy({ algorithm }).algorithm).toBe(algorithm);
+  });
+
+  test('an issuer and the JWKS URLs a next key must appear at', () => {
+    const policy = validatePolicy({ issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(policy).toEqual({ ...DEFAULT_POLICY, issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(changedPolicyFields(DEFAULT_POLICY, policy).sort()).toEqual(['issuer', 'publishedAt']);
   });
 
   test('partial input is filled from the seed policy', () => {

@@ -1,0 +1,54 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { keySetSummary } from '../../src/domain/describe';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { keySetWorkflow } from '../../src/workflows';
+import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTimeSkippingEnv } from '../helpers/temporal-env';
+
+const DAY = 86_400_000;
+
+describe('what an operator sees', () => {
+  let env: TestWorkflowEnvironment;
+  let db: TestDatabase;
+  let bundle: WorkflowBundleWithSourceMap;
+
+  beforeAll(async () => {
+    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await db?.drop();
+  });
+
+  // Search attributes need a server that indexes them: the dev-server tests check those.
+  test('current details in words follow each transition, under a static summary', async () => {
+    const { keySetId, taskQueue, workflowId } = uniqueNames('ui');
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(keySetWorkflow, {
+        workflowId,
+        taskQueue,
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+        staticSummary: keySetSummary(keySetId, DEFAULT_POLICY),
+      });
+      const first = await settled(env, handle);
+      const active = first.keys[0];
+
+      const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      expect(metadata.currentDetails).toContain(`Active key: ${active.kid} (ES256)`);
+      expect(metadata.currentDetails).toContain('Next transition: generate and publish the next key at');
+      expect(metadata.currentDetails).toContain('Paused: no');
+      expect(await (await handle.describe()).staticSummary()).toBe(`JWT key set ${keySetId} — ES256, rotates every 30d`);
+
+      await env.sleep(30 * DAY + 60_000);
+      const rotated = await settled(env, handle);
+      const newActive = rotated.keys.find((k) => k.state === 'active')!;
+      const details = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      expect(details).toContain(`Active key: ${newActive.kid}`);
+      expect(details).toContain(`Grace key: ${active.kid}, verifies until`);
+      await handle.terminate('test finished');
+    });
+  });
+});
