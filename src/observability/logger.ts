@@ -9,11 +9,18 @@ const REDACTED_PATHS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'privateJwk', 'pri
 
 export type { Logger };
 
-/** The process logger: JSON lines with stable field names (`keySetId`, `kid`, `workflowId`, `activity`). */
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
-  return pino({
-    name: options.name ?? 'keyturn',
-    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-  });
+/**
+ * The process logger: JSON lines with stable field names (`keySetId`, `kid`, `workflowId`, `activity`).
+ * Long-running processes log to stdout; commands whose stdout is their result (`migrate --json`) pass
+ * `toStderr` so the two never mix.
+ */
+export function createLogger(options: { level?: string; name?: string; toStderr?: boolean } = {}): Logger {
+  return pino(
+    {
+      name: options.name ?? 'keyturn',
+      level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    },
+    options.toStderr ? pino.destination({ fd: 2, sync: true }) : undefined,
+  );
 }

@@ -1,0 +1,139 @@
+import type { WorkflowBundleOption } from '@temporalio/worker';
+import { connectClient, temporalTargetFrom, type TemporalTarget } from '../client/connect';
+import { KeySetClient } from '../client/keyset-client';
+import type { Config } from '../config';
+import { DEFAULT_POLICY } from '../domain/policy';
+import type { Logger } from '../observability/logger';
+import type { DatabaseSource } from '../runtime/database';
+import { instanceFilePath, readLiveInstance, removeInstanceFile, writeInstanceFile } from '../runtime/instance-file';
+import { openKeyStore } from '../runtime/open-key-store';
+import { Teardown } from '../runtime/teardown';
+import { keySetWorkflowId } from '../workflows/messages';
+import { connectWorker, createWorker, startWorker } from '../worker';
+import { assertDevServerPortsFree, startTemporalDevServer } from './temporal-dev-server';
+
+export interface DevStackOptions {
+  config: Config;
+  /** Ports of the Temporal dev server, started unless TEMPORAL_ADDRESS is set. */
+  temporalPort: number;
+  uiPort: number;
+  logger: Logger;
+  /** The key set started with the seed policy. */
+  keySetId?: string;
+  /** A bundle built beforehand (tests start the stack twice). */
+  workflowBundle?: WorkflowBundleOption;
+  /** Aborts a start in progress; what was started is stopped again. */
+  signal?: AbortSignal;
+}
+
+/** Where everything of a running `keyturn dev` is. */
+export interface DevStack {
+  temporalAddress: string;
+  namespace: string;
+  taskQueue: string;
+  /** Null when TEMPORAL_ADDRESS named a server keyturn did not start. */
+  webUiUrl: string | null;
+  databaseUrl: string;
+  databaseSource: DatabaseSource;
+  kekFile: string | null;
+  instanceFile: string;
+  keySetId: string;
+  workflowId: string;
+  keySets: KeySetClient;
+  /** Settles if the worker stops by itself (it rejects if the worker failed). */
+  workerDone: Promise<void>;
+  /** Stops everything, the worker first, then the servers it used. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Everything `keyturn dev` runs, on one data folder: the embedded PostgreSQL (unless DATABASE_URL),
+ * its KEK file (unless KEYTURN_KEK), a Temporal dev server (unless TEMPORAL_ADDRESS), migrations,
+ * the worker, and the key set's workflow with the seed policy (the one already running after a
+ * restart). Records itself in `<dataDir>/instance.json` for the commands run beside it.
+ */
+export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
+  const { config, logger, signal } = options;
+  const keySetId = options.keySetId ?? 'default';
+  await refuseSecondInstance(config.dataDir);
+  if (!config.explicit.temporalAddress) {
+    // Checked again when the server starts; asked first so a taken port fails before the database starts.
+    await assertDevServerPortsFree('127.0.0.1', options.temporalPort, options.uiPort);
+  }
+  const teardown = new Teardown(logger);
+  try {
+    const store = await openKeyStore(config, logger, { joinRunningInstance: false });
+    teardown.add('the key store', () => store.close());
+    signal?.throwIfAborted();
+
+    let target: TemporalTarget = temporalTargetFrom(config);
+    let webUiUrl: string | null = null;
+    if (!config.explicit.temporalAddress) {
+      const server = await startTemporalDevServer({
+        dataDir: config.dataDir,
+        port: options.temporalPort,
+        uiPort: options.uiPort,
+        namespace: config.temporalNamespace,
+        logger,
+      });
+      teardown.add('the Temporal dev server', () => server.stop());
+      target = { ...target, address: server.address, origin: 'the dev server keyturn started' };
+      webUiUrl = server.webUiUrl;
+    }
+    signal?.throwIfAborted();
+
+    const connection = await connectWorker(target, logger);
+    teardown.add('the worker connection', () => connection.close());
+    const worker = startWorker(
+      await createWorker(config, { connection, keyStore: store.keyStore, logger, workflowBundle: options.workflowBundle }),
+    );
+    teardown.add('the worker', () => worker.stop());
+    signal?.throwIfAborted();
+
+    const client = await connectClient(target);
+    teardown.add('the Temporal client', () => client.connection.close());
+    const keySets = new KeySetClient(client, config.taskQueue);
+    const handle = await keySets.start(keySetId, DEFAULT_POLICY);
+    logger.info({ keySetId, workflowId: handle.workflowId }, 'key set workflow running');
+
+    await writeInstanceFile(config.dataDir, {
+      temporalAddress: target.address,
+      namespace: target.namespace,
+      taskQueue: config.taskQueue,
+      webUiUrl,
+      databaseUrl: store.database.source === 'DATABASE_URL' ? null : store.database.url,
+      kekFile: store.kekFile,
+    });
+    teardown.add('the instance file', () => removeInstanceFile(config.dataDir));
+
+    return {
+      temporalAddress: target.address,
+      namespace: target.namespace,
+      taskQueue: config.taskQueue,
+      webUiUrl,
+      databaseUrl: store.database.url,
+      databaseSource: store.database.source,
+      kekFile: store.kekFile,
+      instanceFile: instanceFilePath(config.dataDir),
+      keySetId,
+      workflowId: keySetWorkflowId(keySetId),
+      keySets,
+      workerDone: worker.done,
+      stop: () => teardown.run(),
+    };
+  } catch (error) {
+    await teardown.run();
+    throw error;
+  }
+}
+
+/** One instance per data folder: a second would find the database and the ports taken, and say so less clearly. */
+async function refuseSecondInstance(dataDir: string): Promise<void> {
+  const running = await readLiveInstance(dataDir);
+  if (!running) return;
+  const where = running.webUiUrl ? `Web UI ${running.webUiUrl}, ` : '';
+  throw new Error(
+    `keyturn is already running on ${dataDir} (pid ${running.pid}, ${where}Temporal ${running.temporalAddress}): ` +
+      'stop it first, or start another instance with its own --data-dir, --temporal-port, --ui-port and --pg-port',
+  );
+}

@@ -1,0 +1,127 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { createActivities, type AlertSink } from './activities';
+import { temporalTargetFrom, temporalUnreachable, type TemporalTarget } from './client/connect';
+import type { Config } from './config';
+import { createLogger, type Logger } from './observability/logger';
+import { installTemporalLogging } from './observability/temporal-logging';
+import { writeInstanceFile, removeInstanceFile } from './runtime/instance-file';
+import { openKeyStore } from './runtime/open-key-store';
+import { onShutdownRequest } from './runtime/shutdown-signal';
+import { Teardown } from './runtime/teardown';
+import type { KeyStore } from './store/key-store';
+
+/**
+ * The bundle `npm run build` writes (scripts/build-workflow-bundle.ts). From dist/src/worker.js
+ * this is dist/workflow-bundle.js; from the sources (tsx, jest) there is none, so the worker
+ * bundles src/workflows itself, which takes a few seconds.
+ */
+export const WORKFLOW_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundle.js');
+
+/** How long in-flight activities may run on after shutdown is asked for, before they are cancelled. */
+const SHUTDOWN_GRACE = '15s';
+
+export interface WorkerDependencies {
+  connection: NativeConnection;
+  keyStore: KeyStore;
+  logger: Logger;
+  alertSinks?: AlertSink[];
+  /** A bundle built beforehand (tests reuse one); by default the prebuilt file, else the sources. */
+  workflowBundle?: WorkflowBundleOption;
+}
+
+/** A worker for keyturn's workflows and activities on the configured namespace and task queue. */
+export async function createWorker(config: Config, deps: WorkerDependencies): Promise<Worker> {
+  const bundle = deps.workflowBundle ?? (existsSync(WORKFLOW_BUNDLE_PATH) ? { codePath: WORKFLOW_BUNDLE_PATH } : undefined);
+  deps.logger.debug(
+    { workflowBundle: deps.workflowBundle ? 'given' : bundle ? WORKFLOW_BUNDLE_PATH : null },
+    bundle ? 'using a prebuilt workflow bundle' : 'no prebuilt workflow bundle: bundling the workflow sources',
+  );
+  return Worker.create({
+    connection: deps.connection,
+    namespace: config.temporalNamespace,
+    taskQueue: config.taskQueue,
+    ...(bundle ? { workflowBundle: bundle } : { workflowsPath: require.resolve('./workflows') }),
+    activities: createActivities({ keyStore: deps.keyStore, logger: deps.logger, alertSinks: deps.alertSinks }),
+    // The default is 0: in-flight activities would be cancelled at once instead of finishing.
+    shutdownGraceTime: SHUTDOWN_GRACE,
+  });
+}
+
+/**
+ * The worker's own connection (native, unlike the client's), with the same error when unreachable.
+ * The SDK's logs are routed into pino here, as late as possible: the native runtime this installs
+ * keeps the process alive until its last connection closes, so a command failing earlier (a
+ * missing KEK) must not have installed it.
+ */
+export async function connectWorker(target: TemporalTarget, logger: Logger): Promise<NativeConnection> {
+  installTemporalLogging(logger);
+  try {
+    return await NativeConnection.connect({ address: target.address });
+  } catch (error) {
+    throw temporalUnreachable(target, error);
+  }
+}
+
+/** A worker running in the background, and the way to stop it. */
+export interface RunningWorker {
+  /** Settles when the worker has stopped; rejects if it failed. */
+  done: Promise<void>;
+  /** Asks for a graceful shutdown (in-flight activities finish) and waits for it. */
+  stop(): Promise<void>;
+}
+
+export function startWorker(worker: Worker): RunningWorker {
+  const done = worker.run();
+  return {
+    done,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}
+
+export interface RunWorkerOptions {
+  /** Stops the worker like SIGINT does (tests, embedding). */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+/**
+ * `keyturn worker`: migrations first, then the worker until SIGINT or SIGTERM, then a graceful
+ * shutdown; the pool, the connection and any embedded database are closed on the way out. Without
+ * DATABASE_URL it joins the database of a keyturn instance running on the data folder, or starts
+ * the embedded one and records itself in `<dataDir>/instance.json`.
+ */
+export async function runWorker(config: Config, options: RunWorkerOptions = {}): Promise<void> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const shutdown = onShutdownRequest(logger, options.signal);
+  const teardown = new Teardown(logger);
+  try {
+    const store = await openKeyStore(config, logger, { joinRunningInstance: true });
+    teardown.add('the key store', () => store.close());
+    const target = temporalTargetFrom(config);
+    const connection = await connectWorker(target, logger);
+    teardown.add('the Temporal connection', () => connection.close());
+    if (store.database.source === 'embedded') {
+      await writeInstanceFile(config.dataDir, {
+        temporalAddress: target.address,
+        namespace: target.namespace,
+        taskQueue: config.taskQueue,
+        webUiUrl: null,
+        databaseUrl: store.database.url,
+        kekFile: store.kekFile,
+      });
+      teardown.add('the instance file', () => removeInstanceFile(config.dataDir));
+    }
+    const worker = startWorker(await createWorker(config, { connection, keyStore: store.keyStore, logger }));
+    teardown.add('the worker', () => worker.stop());
+    logger.info({ address: target.address, namespace: target.namespace, taskQueue: config.taskQueue }, 'worker running');
+    await Promise.race([worker.done, shutdown.requested]);
+  } finally {
+    await teardown.run();
+    shutdown.dispose();
+  }
+}

@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Pool } from 'pg';
+import { runCli } from '../../src/client/cli/main';
+
+// The CLI in-process through runCli (commander's parseAsync), against a database of its own in the
+// run's PostgreSQL. What a command prints is captured; the process is never exited.
+
+let admin: Pool;
+let databaseName: string;
+let databaseUrl: string;
+const savedEnv = { ...process.env };
+let stdout: string[];
+let stderr: string[];
+
+beforeAll(async () => {
+  const serverUrl = process.env.KEYTURN_TEST_DATABASE_URL;
+  if (!serverUrl) throw new Error('KEYTURN_TEST_DATABASE_URL is not set: run the tests through jest (its global setup starts PostgreSQL)');
+  admin = new Pool({ connectionString: serverUrl, max: 1 });
+  // Not createTestDatabase(): that one comes migrated, and `migrate` must find an empty database.
+  databaseName = `keyturn_cli_${randomBytes(6).toString('hex')}`;
+  await admin.query(`CREATE DATABASE ${databaseName}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${databaseName}`;
+  databaseUrl = url.toString();
+});
+
+afterAll(async () => {
+  await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
+  await admin.end();
+});
+
+beforeEach(() => {
+  for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
+  process.env.LOG_LEVEL = 'silent';
+  stdout = [];
+  stderr = [];
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void stdout.push(args.join(' ')));
+  jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => stderr.push(String(chunk)) > 0);
+});
+
+afterEach(() => {
+  jest.restoreAllMocks();
+  process.env = { ...savedEnv };
+});
+
+describe('keyturn migrate', () => {
+  it('applies the migrations to DATABASE_URL and prints the versions, then finds nothing to apply', async () => {
+    process.env.DATABASE_URL = databaseUrl;
+
+    expect(await runCli(['migrate'])).toBe(0);
+    expect(stdout).toEqual([expect.stringMatching(/^applied migrations 1 to postgres:\/\/.*\/keyturn_cli_/)]);
+    const { rows } = await withDatabase((db) => db.query<{ version: number }>('SELECT version FROM schema_migrations'));
+    expect(rows.map((r) => r.version)).toEqual([1]);
+
+    stdout = [];
+    expect(await runCli(['migrate', '--json'])).toBe(0);
+    expect(JSON.parse(stdout.join(''))).toMatchObject({ applied: [], latest: 1 });
+    expect(stderr).toEqual([]);
+  });
+
+  it('never prints the database password', async () => {
+    process.env.DATABASE_URL = databaseUrl;
+    const password = new URL(databaseUrl).password;
+
+    expect(await runCli(['migrate'])).toBe(0);
+    expect(stdout.join('')).toContain(':***@');
+    if (password) expect(stdout.join('')).not.toContain(`:${password}@`);
+  });
+});
+
+describe('failures become one line and exit code 1', () => {
+  it('worker with DATABASE_URL but no KEYTURN_KEK names KEYTURN_KEK and how to make one', async () => {
+    process.env.DATABASE_URL = databaseUrl;
+
+    expect(await runCli(['worker'])).toBe(1);
+    expect(stderr).toHaveLength(1);
+    expect(stderr[0]).toMatch(/^keyturn: KEYTURN_KEK is not set.*openssl rand -base64 32.*\n$/);
+    expect(stderr[0].trimEnd()).not.toContain('\n');
+    expect(stderr[0]).not.toMatch(/\n\s+at /);
+  });
+
+  it('worker with Temporal unreachable says where it looked, within seconds', async () => {
+    process.env.DATABASE_URL = databaseUrl;
+    process.env.KEYTURN_KEK = randomBytes(32).toString('base64');
+    process.env.TEMPORAL_ADDRESS = `127.0.0.1:${await closedPort()}`;
+    const started = Date.now();
+
+    expect(await runCli(['worker'])).toBe(1);
+    expect(stderr).toEqual([
+      expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\): connection refused\. Start one with `keyturn dev`/),
+    ]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('a bad environment variable is named', async () => {
+    process.env.LOG_LEVEL = 'loud';
+
+    expect(await runCli(['migrate'])).toBe(1);
+    expect(stderr).toEqual([expect.stringMatching(/^keyturn: invalid environment: LOG_LEVEL must be one of .*\n$/)]);
+  });
+
+  it('a bad option value names the option', async () => {
+    expect(await runCli(['dev', '--temporal-port', 'many'])).toBe(1);
+    expect(stderr.join('')).toMatch(/^keyturn: option '--temporal-port <port>' argument 'many' is invalid/);
+  });
+
+  it('KEYTURN_DEBUG adds the stack trace', async () => {
+    process.env.DATABASE_URL = databaseUrl;
+    process.env.KEYTURN_DEBUG = '1';
+
+    expect(await runCli(['worker'])).toBe(1);
+    expect(stderr[0]).toMatch(/^keyturn: KEYTURN_KEK is not set/);
+    expect(stderr.slice(1).join('')).toMatch(/\n\s+at /);
+  });
+});
+
+/** A port nothing listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function withDatabase<T>(use: (db: Pool) => Promise<T>): Promise<T> {
+  const db = new Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    return await use(db);
+  } finally {
+    await db.end();
+  }
+}

@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { Pool } from 'pg';
+import { assertPortFree } from '../../src/dev/port-check';
+import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
+import { createLogger } from '../../src/observability/logger';
+import type { InstanceInfo } from '../../src/runtime/instance-file';
+import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
+
+// `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the
+// worker, on free ports in a temporary data folder, in a process of its own that is stopped with
+// SIGINT like Ctrl-C. The steps build on each other, so they run in order.
+
+const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
+let dataDir: string;
+let ports: { pg: number; temporal: number; ui: number };
+let dev: DevProcess | undefined;
+let firstActiveKid: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-'));
+  // mkdtemp makes it 0700; run as root, PostgreSQL runs as the `postgres` user and must get through.
+  await chmod(dataDir, 0o755);
+  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort() };
+});
+
+afterAll(async () => {
+  if (dev) await stopDev(dev);
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+it('starts PostgreSQL, Temporal and the worker, and the default key set gets an active key', async () => {
+  dev = await startDev();
+
+  const instance = JSON.parse(await readFile(path.join(dataDir, 'instance.json'), 'utf8')) as InstanceInfo;
+  expect(instance).toMatchObject({
+    temporalAddress: `127.0.0.1:${ports.temporal}`,
+    namespace: 'default',
+    webUiUrl: `http://127.0.0.1:${ports.ui}`,
+    databaseUrl: expect.stringContaining(`@127.0.0.1:${ports.pg}/`),
+    kekFile: path.join(dataDir, 'kek'),
+  });
+  // The file says where the KEK is, never what it is.
+  const kek = (await readFile(path.join(dataDir, 'kek'), 'utf8')).trim();
+  expect(JSON.stringify(instance)).not.toContain(kek);
+  expect(dev.output.join('')).not.toContain(kek);
+
+  firstActiveKid = await activeKidFromWorkflow(instance);
+  expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
+}, 60_000);
+
+it('refuses a second dev server on the occupied port, naming the port', async () => {
+  expect(dev).toBeDefined();
+  const elsewhere = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-second-'));
+  try {
+    const logger = createLogger({ level: 'silent' });
+    const outcome = await startTemporalDevServer({ dataDir: elsewhere, port: ports.temporal, uiPort: await freePort(), logger }).then(
+      // Started after all: stop it so the run can end, and fail below.
+      async (server) => void (await server.stop()),
+      (error: Error) => error,
+    );
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as Error).message).toContain(`port ${ports.temporal} on 127.0.0.1 is already in use`);
+    expect((outcome as Error).message).toContain('--temporal-port');
+  } finally {
+    await rm(elsewhere, { recursive: true, force: true });
+  }
+});
+
+it('stops cleanly on SIGINT, and a restart on the same data folder has the same active key', async () => {
+  expect(await stopDev(dev!)).toBe(0);
+  dev = undefined;
+  for (const port of Object.values(ports)) await expect(assertPortFree('127.0.0.1', port, 'test', '')).resolves.toBeUndefined();
+  await expect(stat(path.join(dataDir, 'instance.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+
+  dev = await startDev();
+  const instance = JSON.parse(await readFile(path.join(dataDir, 'instance.json'), 'utf8')) as InstanceInfo;
+  expect(await activeKidFromWorkflow(instance)).toBe(firstActiveKid);
+  expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
+}, 60_000);
+
+interface DevProcess {
+  child: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+/** `keyturn dev` on the test's ports and folder; resolves once it prints that it is running. */
+async function startDev(): Promise<DevProcess> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
+  // Nothing of the runner's own configuration may redirect it.
+  for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT']) delete env[name];
+  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg)];
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const running: DevProcess = { child, output, exited };
+  const deadline = Date.now() + 50_000;
+  while (!output.join('').includes('keyturn is running')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      if (child.exitCode === null) await stopDev(running);
+      throw new Error(`keyturn dev did not come up (exit ${child.exitCode}):\n${output.join('').slice(-3000)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return running;
+}
+
+/** Ctrl-C, as a terminal would send it to keyturn; resolves with its exit code. */
+async function stopDev(running: DevProcess): Promise<number | null> {
+  if (running.child.exitCode === null) running.child.kill('SIGINT');
+  return running.exited;
+}
+
+/** The active kid as the workflow reports it through its getState query, once there is one. */
+async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
+  const connection = await Connection.connect({ address: instance.temporalAddress });
+  try {
+    const handle = new Client({ connection, namespace: instance.namespace }).workflow.getHandle(keySetWorkflowId('default'));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const status = await handle.query(getStateQuery).catch(() => undefined);
+      const active = status?.keys.find((key) => key.state === 'active');
+      if (active) return active.kid;
+      if (Date.now() > deadline) throw new Error(`no active key: ${JSON.stringify(status)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+async function activeKidsInDatabase(instance: InstanceInfo): Promise<string[]> {
+  const pool = new Pool({ connectionString: instance.databaseUrl!, max: 1 });
+  try {
+    const { rows } = await pool.query<{ kid: string }>("SELECT kid FROM signing_keys WHERE key_set_id = 'default' AND state = 'active'");
+    return rows.map((row) => row.kid);
+  } finally {
+    await pool.end();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
