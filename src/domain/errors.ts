@@ -16,7 +16,9 @@ export type KeyturnErrorCode =
   | 'ERR_CONFIG_INVALID'
   | 'ERR_REASON_REQUIRED'
   | 'ERR_STEP_FAILED'
-  | 'ERR_TEMPORAL_EXECUTABLE';
+  | 'ERR_TEMPORAL_EXECUTABLE'
+  | 'ERR_NO_ACTIVE_KEY'
+  | 'ERR_TOKEN_TTL_TOO_LONG';
 
 export interface KeyturnErrorDetails {
   keySetId?: string;

@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from 'pg';
+import { assertPublicOnly, toPublicJwk, type PublicJwk } from '../crypto/generate';
+import { isSigningAlgorithm, type SigningAlgorithm } from '../domain/algorithms';
+import { policyTimings, type KeySetPolicy } from '../domain/policy';
+import type { Logger } from '../observability/logger';
+import type { KeyStore } from '../store/key-store';
+import { listKeySetVersions } from '../store/key-set-versions';
+
+/** A key set's JWKS, built once per change and served from memory. */
+export interface CachedJwks {
+  keySetId: string;
+  /** `{"keys":[...]}`: the next, active and grace keys, public members only. */
+  body: Buffer;
+  /** Strong ETag: the quoted SHA-256 of the body, so equal bodies share it across servers and restarts. */
+  etag: string;
+  /** `public, max-age=<jwksMaxAge in seconds>` from the key set's policy. */
+  cacheControl: string;
+  kids: string[];
+  /** The policy's algorithm and those of the published keys (they differ while an algorithm change rolls out). */
+  algorithms: SigningAlgorithm[];
+  /** The `issuer` a policy may carry; undefined when it names none. */
+  issuer: string | undefined;
+}
+
+export interface JwksCacheOptions {
+  keyStore: KeyStore;
+  pool: Pool;
+  logger: Logger;
+  /** How long an id found nowhere is answered "not found" without asking the database again. */
+  missTtlMs?: number;
+  /** At most this many such ids are remembered; the oldest are forgotten first. */
+  maxRememberedMisses?: number;
+  /** At most this many database look-ups of ids not in the cache run at once; beyond, "not found". */
+  maxConcurrentLookups?: number;
+}
+
+const DEFAULTS = { missTtlMs: 5_000, maxRememberedMisses: 10_000, maxConcurrentLookups: 16 };
+
+/**
+ * The JWKS of every key set, prebuilt. `refresh(id)` rebuilds one key set (on its change
+ * notification); `checkAll()` compares every key set's version with the database (at start and as
+ * the polling fallback). Memory grows with the key sets in the database, never with the ids asked
+ * for: misses are remembered briefly in a bounded map, and look-ups of unknown ids are rationed.
+ */
+export class JwksCache {
+  readonly #entries = new Map<string, CachedJwks>();
+  /** Versions seen by the last successful check, per key set. */
+  readonly #versions = new Map<string, string>();
+  /** Ids found nowhere, with when to ask again; insertion order is age order. */
+  readonly #misses = new Map<string, number>();
+  readonly #refreshing = new Map<string, Promise<void>>();
+  readonly #dirty = new Set<string>();
+  readonly #options: Required<JwksCacheOptions>;
+  #lookups = 0;
+  #loaded = false;
+
+  constructor(options: JwksCacheOptions) {
+    this.#options = { ...DEFAULTS, ...options };
+  }
+
+  /** True once a check has found every key set in memory. */
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  /** The key set's JWKS if it is in memory; the hot path. */
+  peek(keySetId: string): CachedJwks | undefined {
+    return this.#entries.get(keySetId);
+  }
+
+  /**
+   * The key set's JWKS, asking the database for an id not in memory (a key set registered since the
+   * last check). Undefined for an unknown key set. Rejects only when the database cannot be asked.
+   */
+  async lookup(keySetId: string): Promise<CachedJwks | undefined> {
+    const cached = this.#entries.get(keySetId);
+    if (cached !== undefined) return cached;
+    const askAgainAt = this.#misses.get(keySetId);
+    if (askAgainAt !== undefined && askAgainAt > Date.now()) return undefined;
+    // A flood of made-up ids must not become a flood of queries.
+    if (this.#lookups >= this.#options.maxConcurrentLookups) return undefined;
+    this.#lookups += 1;
+    try {
+      await this.refresh(keySetId);
+    } finally {
+      this.#lookups -= 1;
+    }
+    const found = this.#entries.get(keySetId);
+    if (found === undefined) this.#rememberMiss(keySetId);
+    return found;
+  }
+
+  /**
+   * Rebuilds one key set's JWKS from the database. Calls during a rebuild coalesce into one more
+   * rebuild after it, so the last change is never lost and rebuilds never finish out of order.
+   */
+  refresh(keySetId: string): Promise<void> {
+    const running = this.#refreshing.get(keySetId);
+    if (running !== undefined) {
+      this.#dirty.add(keySetId);
+      return running;
+    }
+    const run = (async () => {
+      try {
+        do {
+          this.#dirty.delete(keySetId);
+          await this.#rebuild(keySetId);
+        } while (this.#dirty.has(keySetId));
+      } finally {
+        this.#dirty.delete(keySetId);
+        this.#refreshing.delete(keySetId);
+      }
+    })();
+    this.#refreshing.set(keySetId, run);
+    return run;
+  }
+
+  /**
+   * Rebuilds every key set whose version changed since the last check and drops those gone from the
+   * database. One failing key set keeps its previous JWKS and is retried on the next check.
+   */
+  async checkAll(): Promise<void> {
+    const versions = await listKeySetVersions(this.#options.pool);
+    for (const keySetId of [...this.#entries.keys()]) {
+      if (!versions.has(keySetId)) this.#forget(keySetId);
+    }
+    const changed = [...versions].filter(([keySetId, version]) => this.#versions.get(keySetId) !== version);
+    const results = await Promise.allSettled(
+      changed.map(async ([keySetId, version]) => {
+        await this.refresh(keySetId);
+        this.#versions.set(keySetId, version);
+      }),
+    );
+    results.forEach((result, i) => {
+      if (result.status === 'rejected') {
+        this.#options.logger.error({ err: result.reason, keySetId: changed[i][0] }, 'cannot rebuild the JWKS of a key set');
+      }
+    });
+    // Ready once every key set has a JWKS; it stays so, lest one broken key set take the others offline.
+    if ([...versions.keys()].every((keySetId) => this.#entries.has(keySetId))) this.#loaded = true;
+  }
+
+  async #rebuild(keySetId: string): Promise<void> {
+    const { keyStore, logger } = this.#options;
+    const policy = await keyStore.getPolicy(keySetId);
+    if (policy === undefined) {
+      this.#forget(keySetId);
+      return;
+    }
+    const jwks = await keyStore.listPublishedJwks(keySetId);
+    const previous = this.#entries.get(keySetId);
+    const next = buildJwks(keySetId, policy, jwks);
+    this.#entries.set(keySetId, next);
+    this.#misses.delete(keySetId);
+    if (previous?.etag !== next.etag || previous.cacheControl !== next.cacheControl) {
+      logger.info({ keySetId, kids: next.kids, etag: next.etag }, 'JWKS rebuilt');
+    }
+  }
+
+  #forget(keySetId: string): void {
+    this.#entries.delete(keySetId);
+    this.#versions.delete(keySetId);
+  }
+
+  #rememberMiss(keySetId: string): void {
+    this.#misses.delete(keySetId);
+    this.#misses.set(keySetId, Date.now() + this.#options.missTtlMs);
+    while (this.#misses.size > this.#options.maxRememberedMisses) {
+      this.#misses.delete(this.#misses.keys().next().value as string);
+    }
+  }
+}
+
+/**
+ * The served form of a key set's JWKS. Each stored key is checked for private members and then
+ * rebuilt from the public members of its key type (an allow-list), so a bad row fails the build
+ * instead of reaching a response.
+ */
+export function buildJwks(keySetId: string, policy: KeySetPolicy, stored: readonly PublicJwk[]): CachedJwks {
+  const keys = stored.map((jwk) => {
+    assertPublicOnly(jwk);
+    if (typeof jwk.kid !== 'string' || !isSigningAlgorithm(jwk.alg)) {
+      throw new TypeError(`a published key of key set "${keySetId}" lacks a kid or a supported alg`);
+    }
+    return toPublicJwk(jwk, { kid: jwk.kid, alg: jwk.alg });
+  });
+  const body = Buffer.from(JSON.stringify({ keys }), 'utf8');
+  const maxAgeSeconds = Math.floor(policyTimings(policy).jwksMaxAgeMs / 1000);
+  const issuer = (policy as { issuer?: unknown }).issuer;
+  return {
+    keySetId,
+    body,
+    etag: `"${createHash('sha256').update(body).digest('base64url')}"`,
+    cacheControl: `public, max-age=${maxAgeSeconds}`,
+    kids: keys.map((k) => k.kid),
+    algorithms: [...new Set([policy.algorithm, ...keys.map((k) => k.alg)])],
+    issuer: typeof issuer === 'string' && issuer !== '' ? issuer : undefined,
+  };
+}

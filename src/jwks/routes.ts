@@ -1,0 +1,242 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../observability/logger';
+import type { CachedJwks, JwksCache } from './jwks-cache';
+import { KEY_SET_LABEL, type JwksMetrics, type JwksRouteName } from './metrics';
+
+/** The key set ids the server answers for; anything else is refused before any look-up. */
+export const KEY_SET_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Longer request targets get 414: no route is anywhere near this long. */
+const MAX_TARGET_LENGTH = 1024;
+
+const ALLOWED_METHODS = 'GET, HEAD';
+
+export interface JwksRoutesDependencies {
+  cache: JwksCache;
+  metrics: JwksMetrics;
+  registry: Registry;
+  logger: Logger;
+  /** The key set behind `/.well-known/jwks.json` and `/.well-known/openid-configuration`. */
+  defaultKeySetId: string;
+  /** The issuer of key sets whose policy names none; by default the discovery document's own base URL. */
+  issuer?: string;
+  /** The absolute URL verifiers reach this server at, without a trailing slash (known once listening). */
+  publicUrl(): string;
+  /** True when the database answers; for /readyz. */
+  isDatabaseReachable(): Promise<boolean>;
+}
+
+type Route =
+  | { name: 'jwks'; keySetId: string }
+  | { name: 'discovery'; keySetId: string; wellKnown: boolean }
+  | { name: 'healthz' | 'readyz' | 'metrics' };
+
+type Refusal = { status: 400 | 404 | 414; error: string };
+
+/** A request's answer before it is written: the status, headers and body. */
+interface Reply {
+  status: number;
+  headers: OutgoingHttpHeaders;
+  body?: string | Buffer;
+  keySet: string;
+}
+
+const JSON_TYPE = 'application/json';
+const COMMON_HEADERS = { 'x-content-type-options': 'nosniff' } as const;
+// Public keys and discovery are meant to be fetched from anywhere, browsers included.
+const PUBLIC_HEADERS = { ...COMMON_HEADERS, 'access-control-allow-origin': '*' } as const;
+
+/**
+ * The JWKS server's request handler: GET and HEAD of the JWKS and discovery documents (per key set
+ * and for the default one), /healthz, /readyz and /metrics. Every response is JSON but /metrics'; no
+ * error answer quotes more of the request than a valid key set id, and none carries key material.
+ */
+export function createJwksRequestHandler(deps: JwksRoutesDependencies): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const head = req.method === 'HEAD';
+    let routeName: JwksRouteName = 'other';
+    // The body of a GET means nothing here; draining it keeps the connection reusable.
+    req.resume();
+    const send = (reply: Reply) => {
+      res.writeHead(reply.status, reply.headers);
+      res.end(head ? undefined : reply.body);
+      deps.metrics.observe(routeName, reply.keySet, reply.status, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    // Never throws: an exception escaping a request listener would take the whole server down.
+    const fail = (error: unknown) => {
+      deps.logger.error({ err: error, route: routeName }, 'JWKS server request failed');
+      try {
+        if (!res.headersSent) return send(jsonReply(500, { error: 'internal error' }, KEY_SET_LABEL.none));
+      } catch {
+        // Nothing more can be said on this response.
+      }
+      res.destroy();
+    };
+    try {
+      if (req.method !== 'GET' && !head) {
+        send(jsonReply(405, { error: 'method not allowed' }, KEY_SET_LABEL.none, { allow: ALLOWED_METHODS }));
+        return;
+      }
+      const route = matchRoute(req.url ?? '', deps.defaultKeySetId);
+      if ('status' in route) {
+        send(jsonReply(route.status, { error: route.error }, KEY_SET_LABEL.none));
+        return;
+      }
+      routeName = route.name;
+      const reply = answer(route, req, deps);
+      if (reply instanceof Promise) reply.then(send).catch(fail);
+      else send(reply);
+    } catch (error) {
+      fail(error);
+    }
+  };
+}
+
+/** Synchronous when the answer is in memory (the hot path); a Promise when it needs a look-up. */
+function answer(route: Route, req: IncomingMessage, deps: JwksRoutesDependencies): Reply | Promise<Reply> {
+  switch (route.name) {
+    case 'healthz':
+      return jsonReply(200, { status: 'ok' }, KEY_SET_LABEL.none);
+    case 'readyz':
+      return readiness(deps);
+    case 'metrics':
+      return deps.registry.metrics().then((text) => ({
+        status: 200,
+        headers: { ...COMMON_HEADERS, 'content-type': deps.registry.contentType, 'cache-control': 'no-store' },
+        body: text,
+        keySet: KEY_SET_LABEL.none,
+      }));
+    case 'jwks':
+    case 'discovery': {
+      const render = (jwks: CachedJwks | undefined): Reply =>
+        jwks === undefined
+          ? jsonReply(404, { error: 'key set not found', keySetId: route.keySetId }, KEY_SET_LABEL.unknown)
+          : route.name === 'jwks'
+            ? jwksReply(jwks, req.headers['if-none-match'])
+            : discoveryReply(jwks, route.wellKnown, deps);
+      const cached = deps.cache.peek(route.keySetId);
+      if (cached !== undefined) return render(cached);
+      return deps.cache.lookup(route.keySetId).then(render, (error: unknown) => {
+        deps.logger.warn({ err: error, keySetId: route.keySetId }, 'cannot look up a key set');
+        return jsonReply(503, { error: 'key set unavailable, try again', keySetId: route.keySetId }, KEY_SET_LABEL.unknown, {
+          'retry-after': '1',
+        });
+      });
+    }
+  }
+}
+
+function jwksReply(jwks: CachedJwks, ifNoneMatch: string | undefined): Reply {
+  const headers = { ...PUBLIC_HEADERS, etag: jwks.etag, 'cache-control': jwks.cacheControl };
+  if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, jwks.etag)) {
+    return { status: 304, headers, keySet: jwks.keySetId };
+  }
+  return {
+    status: 200,
+    headers: { ...headers, 'content-type': JSON_TYPE, 'content-length': jwks.body.length },
+    body: jwks.body,
+    keySet: jwks.keySetId,
+  };
+}
+
+/**
+ * A minimal OpenID discovery document. Without an issuer from the policy or the server's options,
+ * the issuer is the URL the document sits under, as OpenID Discovery expects of it.
+ */
+function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDependencies): Reply {
+  const base = deps.publicUrl();
+  const keySetBase = wellKnown ? base : `${base}/keysets/${encodeURIComponent(jwks.keySetId)}`;
+  const document = {
+    issuer: jwks.issuer ?? deps.issuer ?? keySetBase,
+    jwks_uri: `${keySetBase}${wellKnown ? '/.well-known' : ''}/jwks.json`,
+    id_token_signing_alg_values_supported: jwks.algorithms,
+  };
+  return jsonReply(200, document, jwks.keySetId, { ...PUBLIC_HEADERS, 'cache-control': jwks.cacheControl });
+}
+
+async function readiness(deps: JwksRoutesDependencies): Promise<Reply> {
+  const reasons: string[] = [];
+  if (!(await deps.isDatabaseReachable())) reasons.push('database unreachable');
+  if (!deps.cache.loaded) reasons.push('key sets not loaded yet');
+  return reasons.length === 0
+    ? jsonReply(200, { status: 'ready' }, KEY_SET_LABEL.none)
+    : jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
+}
+
+function jsonReply(status: number, value: object, keySet: string, extraHeaders: OutgoingHttpHeaders = {}): Reply {
+  const body = JSON.stringify(value);
+  return {
+    status,
+    headers: {
+      ...COMMON_HEADERS,
+      'cache-control': 'no-store',
+      ...extraHeaders,
+      'content-type': JSON_TYPE,
+      'content-length': Buffer.byteLength(body),
+    },
+    body,
+    keySet,
+  };
+}
+
+/**
+ * The route of a request target, or why it has none. Segments are percent-decoded one by one, so an
+ * encoded `/` or `..` stays inside its segment and then fails the key set id pattern: nothing here
+ * touches a file system, and an id is a database key only after it passed the pattern.
+ */
+export function matchRoute(target: string, defaultKeySetId: string): Route | Refusal {
+  if (target.length > MAX_TARGET_LENGTH) return { status: 414, error: 'request target too long' };
+  const end = target.search(/[?#]/);
+  let path = end === -1 ? target : target.slice(0, end);
+  if (!path.startsWith('/')) {
+    // HTTP/1.1 servers must accept the absolute form (`GET http://host/path`); `*` and the rest are refused.
+    const absolute = URL.canParse(path) ? new URL(path) : undefined;
+    if (absolute === undefined || !['http:', 'https:'].includes(absolute.protocol)) {
+      return { status: 400, error: 'malformed request target' };
+    }
+    path = absolute.pathname;
+  }
+  let segments: string[];
+  try {
+    segments = path.split('/').slice(1).map(decodeURIComponent);
+  } catch {
+    return { status: 400, error: 'malformed percent-encoding in the path' };
+  }
+  const [first, second, third, fourth] = segments;
+  switch (segments.length) {
+    case 1:
+      if (first === 'healthz' || first === 'readyz' || first === 'metrics') return { name: first };
+      break;
+    case 2:
+      if (first === '.well-known' && second === 'jwks.json') return { name: 'jwks', keySetId: defaultKeySetId };
+      if (first === '.well-known' && second === 'openid-configuration') {
+        return { name: 'discovery', keySetId: defaultKeySetId, wellKnown: true };
+      }
+      break;
+    case 3:
+      if (first === 'keysets' && third === 'jwks.json') return withKeySet(second, { name: 'jwks', keySetId: second });
+      break;
+    case 4:
+      if (first === 'keysets' && third === '.well-known' && fourth === 'openid-configuration') {
+        return withKeySet(second, { name: 'discovery', keySetId: second, wellKnown: false });
+      }
+      break;
+  }
+  return { status: 404, error: 'not found' };
+}
+
+function withKeySet(keySetId: string, route: Route): Route | Refusal {
+  const valid = KEY_SET_ID_PATTERN.test(keySetId) && keySetId !== '.' && keySetId !== '..';
+  return valid ? route : { status: 400, error: 'invalid key set id: use 1 to 64 letters, digits, ".", "_" or "-"' };
+}
+
+/** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/` prefixes are ignored; `*` matches. */
+function etagMatches(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return (tag.startsWith('W/') ? tag.slice(2) : tag) === etag;
+  });
+}

@@ -1,0 +1,167 @@
+import { createServer, STATUS_CODES, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Pool } from 'pg';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../observability/logger';
+import type { KeyStore } from '../store/key-store';
+import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
+import { JwksCache } from './jwks-cache';
+import { createJwksMetrics, KEY_SET_LABEL } from './metrics';
+import { createJwksRequestHandler, KEY_SET_ID_PATTERN } from './routes';
+
+export interface JwksServerOptions {
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** Interface to listen on; Node's default (every interface) when left out. */
+  host?: string;
+  keyStore: KeyStore;
+  pool: Pool;
+  /** Where the request metrics go; `/metrics` serves this registry. */
+  registry: Registry;
+  logger: Logger;
+  /** The key set of `/.well-known/*`; default KEYTURN_DEFAULT_KEYSET, else `default`. */
+  defaultKeySetId?: string;
+  /** Issuer for key sets whose policy names none; default KEYTURN_ISSUER, else the discovery document's base URL. */
+  issuer?: string;
+  /** The URL verifiers reach this server at (behind a proxy, say); default the URL it listens on. */
+  publicUrl?: string;
+  /** Interval of the polling fallback behind LISTEN/NOTIFY. */
+  pollIntervalMs?: number;
+  /** Larger request heads get 431; default 16 KiB, Node's own default. */
+  maxHeaderSize?: number;
+  /** How long close() lets requests in flight finish before cutting connections. */
+  shutdownGraceMs?: number;
+}
+
+export interface RunningJwksServer {
+  /** Where the server listens, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** Stops accepting, lets requests in flight finish (within the grace time), then stops listening for key changes. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
+const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
+/** /readyz asks the database at most this often; probes in between share the last answer. */
+const READINESS_PROBE_TTL_MS = 1_000;
+const READINESS_PROBE_TIMEOUT_MS = 2_000;
+
+/**
+ * Starts the JWKS server: subscribes to key changes, loads every key set's JWKS (a database that is
+ * down at start only delays readiness: the poll keeps trying), then listens.
+ */
+export async function startJwksServer(options: JwksServerOptions): Promise<RunningJwksServer> {
+  const { keyStore, pool, registry, logger } = options;
+  const defaultKeySetId = options.defaultKeySetId ?? (process.env.KEYTURN_DEFAULT_KEYSET || 'default');
+  if (!KEY_SET_ID_PATTERN.test(defaultKeySetId)) {
+    throw new TypeError(`default key set id ${JSON.stringify(defaultKeySetId)} does not match ${KEY_SET_ID_PATTERN}`);
+  }
+  const cache = new JwksCache({ keyStore, pool, logger });
+  const events = await subscribeToKeyChanges({
+    connection: connectionConfigOf(pool),
+    onChange: (keySetId) => cache.refresh(keySetId),
+    checkAll: () => cache.checkAll(),
+    logger,
+    pollIntervalMs: options.pollIntervalMs,
+    applicationName: 'keyturn-jwks-server',
+  });
+  try {
+    await cache.checkAll();
+  } catch (error) {
+    logger.warn({ err: error }, 'cannot load the key sets yet; not ready until the database answers');
+  }
+
+  const metrics = createJwksMetrics(registry);
+  const publicUrl = options.publicUrl?.replace(/\/+$/, '');
+  let url = '';
+  const server = createServer({
+    maxHeaderSize: options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE,
+    // Slow clients (slowloris) must not hold sockets open: heads within 10 s, whole requests within 15 s.
+    headersTimeout: 10_000,
+    requestTimeout: 15_000,
+    keepAliveTimeout: 5_000,
+  });
+  server.on(
+    'request',
+    createJwksRequestHandler({
+      cache,
+      metrics,
+      registry,
+      logger,
+      defaultKeySetId,
+      issuer: options.issuer ?? (process.env.KEYTURN_ISSUER || undefined),
+      publicUrl: () => publicUrl ?? url,
+      isDatabaseReachable: databaseProbe(pool),
+    }),
+  );
+  // Requests Node cannot parse (oversized heads, bad syntax, timeouts) never reach the handler.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    logger.debug({ code: error.code, status }, 'refused a malformed request');
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    metrics.observe('other', KEY_SET_LABEL.none, status, 0);
+  });
+
+  try {
+    url = await listen(server, options.port, options.host);
+  } catch (error) {
+    await events.close();
+    throw error;
+  }
+  // Past listen(), 'error' means a failed accept (EMFILE and the like): worth a log, not a crash.
+  server.on('error', (error) => logger.error({ err: error }, 'JWKS server socket error'));
+  logger.info({ url, defaultKeySetId }, 'JWKS server listening');
+  return {
+    url,
+    close: () => closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => events.close()),
+  };
+}
+
+function listen(server: Server, port: number, host: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const { address, port: bound, family } = server.address() as AddressInfo;
+      // An unspecified address is no place to send anyone: name the loopback of the same family.
+      const shown = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
+      resolve(`http://${family === 'IPv6' ? `[${shown}]` : shown}:${bound}`);
+    });
+  });
+}
+
+/** Idle keep-alive connections close at once; busy ones get `graceMs` to finish their request. */
+function closeGracefully(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const cutOff = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(cutOff);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** `SELECT 1` within a deadline; concurrent and back-to-back probes share one query. */
+function databaseProbe(pool: Pool): () => Promise<boolean> {
+  let last: { at: number; answer: Promise<boolean> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (last !== undefined && now - last.at < READINESS_PROBE_TTL_MS) return last.answer;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), READINESS_PROBE_TIMEOUT_MS);
+    });
+    const query = pool.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
+    const answer = Promise.race([query, deadline]).finally(() => clearTimeout(timer));
+    last = { at: now, answer };
+    return answer;
+  };
+}

@@ -1,0 +1,226 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { decodeProtectedHeader, importJWK, SignJWT } from 'jose';
+import { Pool } from 'pg';
+import { Registry } from 'prom-client';
+import { loadConfig } from '../../src/config';
+import { parseKekRing, type KekRing } from '../../src/crypto/kek';
+import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import { validatePolicy } from '../../src/domain/policy';
+import { KeyRing } from '../../src/issuer/key-ring';
+import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
+import { createLogger } from '../../src/observability/logger';
+import { KeyStore } from '../../src/store/key-store';
+import { keySetWorkflowId, revokeKeyUpdate } from '../../src/workflows/messages';
+import { CachingVerifier } from '../helpers/caching-verifier';
+import { waitFor } from '../helpers/key-sets';
+import { bundleWorkflows } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+
+// The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
+// the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The
+// policy is seconds long so that three rotations fit in half a minute. The steps build on each other.
+
+const KEY_SET = 'e2e';
+const POLICY = validatePolicy({
+  algorithm: 'ES256',
+  rotationPeriod: '6s',
+  prepublish: '3s',
+  jwksMaxAge: '2s',
+  gracePeriod: '3s',
+  maxTokenTtl: '3s',
+  retirement: '2s',
+});
+const JWKS_MAX_AGE_MS = 2_000;
+/** A token is verified right after it is issued and once more in its last moments, this long before exp. */
+const END_OF_LIFE_MS = 300;
+
+const logger = createLogger({ level: 'silent' });
+let dataDir: string;
+let db: TestDatabase;
+let stack: DevStack;
+let pool: Pool;
+let kekRing: KekRing;
+let store: KeyStore;
+let jwks: RunningJwksServer;
+let ring: KeyRing;
+let temporal: Connection;
+let firstKid: string;
+/** A long-lived token made with the first key's private part, as an attacker holding it would. */
+let forgedWithFirstKey: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-e2e-'));
+  // The run's PostgreSQL (a database of this file's own) and a KEK from the environment, as in a deployment.
+  db = await createTestDatabase();
+  const kek = randomBytes(32).toString('base64');
+  kekRing = parseKekRing(kek);
+  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
+  stack = await startDevStack({
+    config,
+    logger,
+    temporalPort: await freePort(),
+    uiPort: await freePort(),
+    workflowBundle: await bundleWorkflows(),
+  });
+  pool = new Pool({ connectionString: stack.databaseUrl, max: 5 });
+  store = new KeyStore(pool, kekRing);
+  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool, registry: new Registry(), logger });
+  temporal = await Connection.connect({ address: stack.temporalAddress });
+
+  await stack.keySets.start(KEY_SET, POLICY);
+  firstKid = await stack.keySets.waitForActiveKid(KEY_SET);
+  ring = await KeyRing.open({ pool, kekRing, keySetIds: [KEY_SET], logger });
+  const opened = (await store.openActiveKey(KEY_SET))!;
+  forgedWithFirstKey = await new SignJWT({ sub: 'forged' })
+    .setProtectedHeader({ alg: 'ES256', kid: opened.kid })
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .sign(await importJWK(opened.privateJwk, 'ES256'));
+}, 120_000);
+
+afterAll(async () => {
+  await ring?.close();
+  await jwks?.close();
+  await temporal?.close();
+  await pool?.end();
+  await stack?.stop();
+  await db?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+interface Issued {
+  token: string;
+  kid: string;
+  signedAt: number;
+  expMs: number;
+  verifiedAtStart: boolean;
+  verifiedAtEnd: boolean;
+}
+
+test('through three rotations, every token the key ring issues verifies until it expires', async () => {
+  const verifier = new CachingVerifier(`${jwks.url}/keysets/${KEY_SET}/jwks.json`);
+  const issued: Issued[] = [];
+  const rejections: string[] = [];
+  let verifications = 0;
+  const kids = () => new Set(issued.map((t) => t.kid));
+
+  const issue = async () => {
+    const token = await ring.sign(KEY_SET, { sub: 'user' });
+    const { exp } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number };
+    issued.push({ token, kid: decodeProtectedHeader(token).kid!, signedAt: Date.now(), expMs: exp * 1000, verifiedAtStart: false, verifiedAtEnd: false });
+  };
+  const verify = async (entry: Issued, moment: string) => {
+    verifications += 1;
+    try {
+      await verifier.verify(entry.token);
+    } catch (error) {
+      const left = entry.expMs - Date.now();
+      rejections.push(`${moment}: token of ${entry.kid} with ${left} ms to live: ${(error as { code?: string }).code ?? String(error)}`);
+    }
+  };
+  const verifyDue = async () => {
+    const now = Date.now();
+    for (const entry of issued) {
+      if (entry.expMs - now <= END_OF_LIFE_MS) continue; // too close to expiry to tell a rejection from an expiry
+      if (!entry.verifiedAtStart) {
+        entry.verifiedAtStart = true;
+        await verify(entry, 'on issue');
+      } else if (!entry.verifiedAtEnd && entry.expMs - now < END_OF_LIFE_MS + 300) {
+        entry.verifiedAtEnd = true;
+        await verify(entry, 'before expiry');
+      }
+    }
+  };
+
+  // Issue every 20 ms and verify every 50 ms until four keys have signed (three rotations), then
+  // let the last tokens of the third key run out while its successor signs.
+  let fourthKeyAt: number | undefined;
+  const deadline = Date.now() + 60_000;
+  for (let tick = 0; ; tick += 1) {
+    await issue();
+    if (tick % 3 === 0) await verifyDue();
+    if (fourthKeyAt === undefined && kids().size >= 4) fourthKeyAt = Date.now();
+    if (fourthKeyAt !== undefined && Date.now() - fourthKeyAt > 4_000) break;
+    if (Date.now() > deadline) throw new Error(`only ${kids().size} keys signed within a minute`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const endedAt = Date.now() + 3_500;
+  while (Date.now() < endedAt) {
+    await verifyDue();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  const promotions = await pool.query<{ kid: string; at: Date }>(
+    `SELECT kid, recorded_at AS at FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' ORDER BY id`,
+    [KEY_SET],
+  );
+  // Promotions while tokens were being issued; the first key was active before the ring opened.
+  const switchLatencies = promotions.rows
+    .filter((row) => row.kid !== firstKid && kids().has(row.kid))
+    .map((row) => issued.find((t) => t.kid === row.kid)!.signedAt - row.at.getTime());
+  console.log(
+    `${issued.length} tokens from ${kids().size} keys, ${verifications} verifications, ${rejections.length} rejections, ` +
+      `${verifier.fetches} JWKS fetches; promotion → key ring signing with the new key (20 ms issuing interval): ` +
+      `${switchLatencies.map((ms) => `${ms} ms`).join(', ')}`,
+  );
+  expect(rejections).toEqual([]);
+  expect(kids().size).toBeGreaterThanOrEqual(4);
+  expect(switchLatencies.length).toBeGreaterThanOrEqual(3);
+  expect(issued.every((t) => t.verifiedAtStart)).toBe(true);
+  expect(issued.filter((t) => t.verifiedAtEnd).length).toBeGreaterThan(issued.length / 2);
+  for (const ms of switchLatencies) expect(ms).toBeLessThan(1_000);
+}, 120_000);
+
+test('a token signed by a key that reached retired is rejected', async () => {
+  await waitFor(
+    async () => ((await store.listKeys(KEY_SET)).find((k) => k.kid === firstKid)!.state === 'grace' ? undefined : true),
+    30_000,
+    'the first key to be retired',
+  );
+  expect(['retired', 'destroyed']).toContain((await store.listKeys(KEY_SET)).find((k) => k.kid === firstKid)!.state);
+  const verifier = new CachingVerifier(`${jwks.url}/keysets/${KEY_SET}/jwks.json`);
+  await expect(verifier.verify(forgedWithFirstKey)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+}, 60_000);
+
+test('revoking the active key: its tokens are rejected once the verifier cache refreshes, and the ring moves on', async () => {
+  const verifier = new CachingVerifier(`${jwks.url}/keysets/${KEY_SET}/jwks.json`);
+  const revokedKid = ring.activeKid(KEY_SET)!;
+  const before = await ring.sign(KEY_SET, { sub: 'user' });
+  await verifier.verify(before); // cached now, with the key still in it
+
+  const handle = new Client({ connection: temporal }).workflow.getHandle(keySetWorkflowId(KEY_SET));
+  const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: revokedKid, reason: 'e2e: key compromised' }] });
+  const revokedAt = Date.now();
+  expect(result).toMatchObject({ revokedKid, previousState: 'active' });
+
+  const after = await waitFor(
+    async () => {
+      const token = await ring.sign(KEY_SET, { sub: 'user' }).catch(() => undefined);
+      return token !== undefined && decodeProtectedHeader(token).kid === result.activeKid ? token : undefined;
+    },
+    1_000,
+    'the ring to sign with the replacement key',
+  );
+  console.log(`revocation answered → key ring signing with the replacement: ${Date.now() - revokedAt} ms`);
+
+  // The verifier still trusts its cached copy, as any cache-abiding verifier may, until max-age runs out.
+  await new Promise((resolve) => setTimeout(resolve, JWKS_MAX_AGE_MS + 100));
+  await expect(verifier.verify(before)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+  await expect(verifier.verify(after)).resolves.toMatchObject({ sub: 'user' });
+}, 60_000);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,113 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import type { Pool } from 'pg';
+import type { SigningAlgorithm } from '../../src/domain/algorithms';
+import { validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
+import type { Logger } from '../../src/observability/logger';
+import type { KeyChange, KeyStore } from '../../src/store/key-store';
+
+/** Members that hold private key material in a JWK. */
+export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
+
+/** A policy whose numbers are easy to check: tokens live 5 minutes at most, verifiers cache the JWKS 2 minutes. */
+export function testPolicy(algorithm: SigningAlgorithm = 'ES256'): KeySetPolicy {
+  return validatePolicy({
+    algorithm,
+    rotationPeriod: '1h',
+    prepublish: '10m',
+    gracePeriod: '10m',
+    retirement: '1h',
+    maxTokenTtl: '5m',
+    jwksMaxAge: '2m',
+  });
+}
+
+export function uniqueKeySetId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A key change as an operator would make it by hand. */
+export function manualChange(keySetId: string, reason = 'test'): KeyChange {
+  return { operationId: randomUUID(), keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason };
+}
+
+/** Drives one key set through KeyStore, as the workflow's activities would. */
+export class KeySetDriver {
+  constructor(
+    readonly store: KeyStore,
+    readonly keySetId: string,
+  ) {}
+
+  /** Registers the key set (or changes its policy); it has no key until addNext or rotate. */
+  static async register(store: KeyStore, keySetId: string, policy: KeySetPolicy): Promise<KeySetDriver> {
+    await store.registerKeySet({ keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason: 'register' }, policy);
+    return new KeySetDriver(store, keySetId);
+  }
+
+  async addNext(): Promise<string> {
+    const policy = await this.store.getPolicy(this.keySetId);
+    return (await this.store.addNextKey(manualChange(this.keySetId, 'generate'), policy!.algorithm)).kid;
+  }
+
+  async promote(kid: string): Promise<void> {
+    await this.store.promoteNextKey(manualChange(this.keySetId, 'promote'), kid);
+  }
+
+  /** Generates a key and promotes it at once; returns its kid. */
+  async rotate(): Promise<string> {
+    const kid = await this.addNext();
+    await this.promote(kid);
+    return kid;
+  }
+
+  async retire(kid: string): Promise<void> {
+    await this.store.retireKey(manualChange(this.keySetId, 'retire'), kid);
+  }
+
+  async destroy(kid: string): Promise<void> {
+    await this.store.destroyKey(manualChange(this.keySetId, 'destroy'), kid);
+  }
+
+  async revoke(kid: string): Promise<void> {
+    await this.store.revokeKey({ ...manualChange(this.keySetId, 'compromised'), trigger: 'revocation' }, kid);
+  }
+}
+
+/** A logger at debug level whose lines are kept, so tests can search everything that was logged. */
+export function capturingLogger(): { logger: Logger; text(): string } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), text: () => lines.join('') };
+}
+
+/** Closes the database connections of keyturn's LISTEN clients named `applicationName`, as a network failure would. */
+export async function terminateListeners(pool: Pool, applicationName: string): Promise<number> {
+  const { rows } = await pool.query<{ terminated: boolean }>(
+    `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+      WHERE application_name = $1 AND datname = current_database()`,
+    [applicationName],
+  );
+  return rows.filter((r) => r.terminated).length;
+}
+
+/** Polls `probe` every `intervalMs` until it returns something other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 5_000,
+  what = 'condition',
+  intervalMs = 5,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

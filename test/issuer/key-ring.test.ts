@@ -1,0 +1,282 @@
+import { inspect } from 'node:util';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
+import { KeyturnError } from '../../src/domain/errors';
+import { KeyRing, type KeyRingOptions } from '../../src/index';
+import { createLogger } from '../../src/observability/logger';
+import { KeyStore } from '../../src/store/key-store';
+import { capturingLogger, KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { randomKekRing } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+
+const kekRing = randomKekRing();
+const silent = createLogger({ level: 'silent' });
+let db: TestDatabase;
+let store: KeyStore;
+const rings: KeyRing[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  store = new KeyStore(db.pool, kekRing);
+});
+afterEach(async () => {
+  await Promise.all(rings.splice(0).map((ring) => ring.close()));
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+/** A ring on the test database; with a poll once a minute, so that whatever it picks up sooner came by NOTIFY. */
+async function openRing(options: Partial<KeyRingOptions> = {}): Promise<KeyRing> {
+  const ring = await KeyRing.open({ pool: db.pool, kekRing, logger: silent, pollIntervalMs: 60_000, ...options });
+  rings.push(ring);
+  return ring;
+}
+
+async function activeKeySet(alg: (typeof SIGNING_ALGORITHMS)[number] = 'ES256') {
+  const keySet = await KeySetDriver.register(store, uniqueKeySetId(alg.toLowerCase()), testPolicy(alg));
+  const kid = await keySet.rotate();
+  return { keySet, keySetId: keySet.keySetId, kid };
+}
+
+const publishedJwks = async (keySetId: string) => createLocalJWKSet({ keys: await store.listPublishedJwks(keySetId) });
+
+/** What a sign() call in a loop gave: when it was called and returned, and the kid it signed with (null: an error). */
+interface Signed {
+  calledAt: number;
+  doneAt: number;
+  /** The ring's active kid for the key set when sign() was called: undefined once a change notice dropped it. */
+  heldAtCall: string | undefined;
+  kid: string | null;
+  error?: string;
+}
+
+/**
+ * Signs over and over until `stop()`, yielding to the event loop between tokens (as a server would
+ * between requests), so that notifications and the test's own database calls get through.
+ */
+async function signContinuously(ring: KeyRing, keySetId: string, stop: () => boolean): Promise<Signed[]> {
+  const log: Signed[] = [];
+  while (!stop()) {
+    const calledAt = performance.now();
+    const heldAtCall = ring.activeKid(keySetId);
+    try {
+      const token = await ring.sign(keySetId, { sub: 'loop' }, { ttl: '1m' });
+      log.push({ calledAt, heldAtCall, doneAt: performance.now(), kid: decodeProtectedHeader(token).kid ?? null });
+    } catch (error) {
+      log.push({ calledAt, heldAtCall, doneAt: performance.now(), kid: null, error: (error as KeyturnError).code });
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return log;
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('signing', () => {
+  test.each(SIGNING_ALGORITHMS)('%s: the token verifies with jose against the published JWKS', async (alg) => {
+    const { keySet, keySetId, kid } = await activeKeySet(alg);
+    await keySet.addNext(); // a second published key: the verifier must pick by kid
+    const ring = await openRing({ keySetIds: [keySetId] });
+
+    const token = await ring.sign(keySetId, { sub: 'alice', aud: 'api', scope: ['read'] });
+
+    expect(decodeProtectedHeader(token)).toEqual({ alg, kid, typ: 'JWT' });
+    const { payload, protectedHeader } = await jwtVerify(token, await publishedJwks(keySetId), { algorithms: [alg], audience: 'api' });
+    expect(protectedHeader.kid).toBe(kid);
+    expect(payload).toMatchObject({ sub: 'alice', aud: 'api', scope: ['read'] });
+    // No ttl given: the policy's maxTokenTtl, 5 minutes.
+    expect(payload.exp! - payload.iat!).toBe(300);
+    expect(Math.abs(payload.iat! - Date.now() / 1000)).toBeLessThan(2);
+  });
+
+  test.each([
+    ['ES256', 64],
+    ['EdDSA', 64],
+    ['RS256', 256],
+    ['PS256', 256],
+  ] as const)('%s signatures have the JWS size (%i bytes; ECDSA as r‖s, not DER)', async (alg, bytes) => {
+    const { keySetId } = await activeKeySet(alg);
+    const ring = await openRing({ keySetIds: [keySetId] });
+    const token = await ring.sign(keySetId, {});
+    expect(Buffer.from(token.split('.')[2], 'base64url')).toHaveLength(bytes);
+  });
+
+  test('ttl: a duration or seconds, at most maxTokenTtl', async () => {
+    const { keySetId } = await activeKeySet();
+    const ring = await openRing({ keySetIds: [keySetId] });
+    const lifetime = async (ttl: string | number) => {
+      const { payload } = await jwtVerify(await ring.sign(keySetId, {}, { ttl }), await publishedJwks(keySetId));
+      return payload.exp! - payload.iat!;
+    };
+
+    expect(await lifetime('1m')).toBe(60);
+    expect(await lifetime(30)).toBe(30);
+    expect(await lifetime('5m')).toBe(300);
+
+    const tooLong = await ring.sign(keySetId, {}, { ttl: '6m' }).catch((error: unknown) => error);
+    expect(tooLong).toBeInstanceOf(KeyturnError);
+    expect(tooLong).toMatchObject({ code: 'ERR_TOKEN_TTL_TOO_LONG', keySetId, field: 'ttl' });
+    expect((tooLong as Error).message).toContain('maxTokenTtl 5m');
+    await expect(ring.sign(keySetId, {}, { ttl: 301 })).rejects.toMatchObject({ code: 'ERR_TOKEN_TTL_TOO_LONG' });
+    await expect(ring.sign(keySetId, {}, { ttl: 'soon' })).rejects.toMatchObject({ code: 'ERR_DURATION_INVALID' });
+    await expect(ring.sign(keySetId, {}, { ttl: 0 })).rejects.toThrow(TypeError);
+    await expect(ring.sign(keySetId, {}, { ttl: '500ms' })).rejects.toThrow(TypeError);
+  });
+
+  test('claims may not set iat or exp, and must be an object', async () => {
+    const { keySetId } = await activeKeySet();
+    const ring = await openRing({ keySetIds: [keySetId] });
+    await expect(ring.sign(keySetId, { exp: 1 })).rejects.toThrow(TypeError);
+    await expect(ring.sign(keySetId, { iat: 1 })).rejects.toThrow(TypeError);
+    await expect(ring.sign(keySetId, null as never)).rejects.toThrow(TypeError);
+    await expect(ring.sign(keySetId, ['a'] as never)).rejects.toThrow(TypeError);
+  });
+});
+
+describe('key sets', () => {
+  test('an unknown key set: open() and sign() refuse it, and the ring does not keep it', async () => {
+    await expect(openRing({ keySetIds: ['no-such-set'] })).rejects.toMatchObject({ code: 'ERR_KEYSET_NOT_FOUND', keySetId: 'no-such-set' });
+    const ring = await openRing();
+    await expect(ring.sign('no-such-set', {})).rejects.toMatchObject({ code: 'ERR_KEYSET_NOT_FOUND' });
+    expect(JSON.stringify(ring)).toBe('{"keySets":[]}');
+  });
+
+  test('a key set without an active key signs nothing until one is promoted, then signs with it', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('empty'), testPolicy());
+    const ring = await openRing({ keySetIds: [keySet.keySetId] });
+    await expect(ring.sign(keySet.keySetId, {})).rejects.toMatchObject({ code: 'ERR_NO_ACTIVE_KEY', keySetId: keySet.keySetId });
+
+    const kid = await keySet.rotate();
+    await waitFor(() => ring.activeKid(keySet.keySetId), 1_000, 'the first key');
+    expect(decodeProtectedHeader(await ring.sign(keySet.keySetId, {})).kid).toBe(kid);
+  });
+
+  test('key sets not named at open() load on first use', async () => {
+    const { keySetId, kid } = await activeKeySet('EdDSA');
+    const ring = await openRing();
+    expect(ring.activeKid(keySetId)).toBeUndefined();
+    expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
+    expect(ring.activeKid(keySetId)).toBe(kid);
+  });
+
+  test('opened from a database URL, the ring runs its own pool and closes it', async () => {
+    const { keySetId, kid } = await activeKeySet();
+    const ring = await KeyRing.open({ databaseUrl: db.url, kekRing, keySetIds: [keySetId], logger: silent });
+    expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
+    await ring.close();
+    await expect(ring.sign(keySetId, {})).rejects.toThrow(TypeError);
+    await expect(KeyRing.open({ kekRing } as KeyRingOptions)).rejects.toThrow(TypeError);
+  });
+});
+
+describe('rotation', () => {
+  test('after a promotion the ring signs with the new kid within a second, and never with the old one again', async () => {
+    const { keySet, keySetId, kid: oldKid } = await activeKeySet();
+    const ring = await openRing({ keySetIds: [keySetId] });
+    const newKid = await keySet.addNext();
+    let stop = false;
+    const signing = signContinuously(ring, keySetId, () => stop);
+    await pause(50);
+
+    await keySet.promote(newKid);
+    const committed = performance.now();
+    await waitFor(() => (ring.activeKid(keySetId) === newKid ? true : undefined), 1_000, 'the new key');
+    await pause(50);
+    stop = true;
+    const log = await signing;
+
+    const firstNew = log.findIndex((s) => s.kid === newKid);
+    expect(firstNew).toBeGreaterThan(0);
+    const latency = log[firstNew].doneAt - committed;
+    console.log(`promotion commit → first token with the new kid: ${latency.toFixed(1)} ms (${log.length} tokens signed around it)`);
+    expect(latency).toBeLessThan(1_000);
+    expect(log.slice(0, firstNew).every((s) => s.kid === oldKid)).toBe(true);
+    expect(log.slice(firstNew).every((s) => s.kid === newKid)).toBe(true);
+  });
+
+  /*
+   * The ring learns of a revocation from its notice, which PostgreSQL sends on another connection than
+   * the revoking one's commit acknowledgement: the two race by up to a notice's delivery. So the test
+   * asserts what the ring controls (once the notice is in, the key never signs again) and measures
+   * the rest: how long after the acknowledgement the ring still held the key, and how many tokens it
+   * signed in that time.
+   */
+  test('after revoking the active key, the ring never signs with it once the notice is in (5 rounds of a tight loop)', async () => {
+    const windows: string[] = [];
+    for (let round = 0; round < 5; round += 1) {
+      const { keySet, keySetId, kid: revokedKid } = await activeKeySet();
+      const ring = await openRing({ keySetIds: [keySetId] });
+      const replacement = await keySet.addNext();
+      let stop = false;
+      const signing = signContinuously(ring, keySetId, () => stop);
+      await pause(30);
+
+      const revoking = performance.now();
+      await keySet.revoke(revokedKid);
+      const committed = performance.now();
+      // The emergency promotion the workflow makes after revoking the active key.
+      await keySet.promote(replacement);
+      await waitFor(() => (ring.activeKid(keySetId) === replacement ? true : undefined), 1_000, 'the replacement key');
+      await pause(20);
+      stop = true;
+      const log = await signing;
+
+      // (Every notice drops the key for a reload, the one of the next key's generation too: look after `revoking`.)
+      const dropped = log.findIndex((s) => s.calledAt > revoking && s.heldAtCall !== revokedKid);
+      expect(log.some((s) => s.kid === revokedKid)).toBe(true); // the loop was signing with the key before
+      expect(log.slice(dropped).filter((s) => s.kid === revokedKid)).toEqual([]);
+      const heldFor = log[dropped].calledAt - committed;
+      const lateTokens = log.filter((s) => s.calledAt > committed && s.kid === revokedKid).length;
+      windows.push(`${heldFor.toFixed(2)} ms/${lateTokens}`);
+      expect(heldFor).toBeLessThan(100);
+      expect(log.at(-1)?.kid).toBe(replacement);
+      // In between, sign() either waited for the reload or said there was no active key.
+      expect(log.filter((s) => s.kid === null).every((s) => s.error === 'ERR_NO_ACTIVE_KEY')).toBe(true);
+    }
+    console.log(
+      `revocation commit acknowledged → key dropped by the ring (negative: the notice came first) / tokens signed ` +
+        `with it after the acknowledgement, per round: ${windows.join(', ')}`,
+    );
+  });
+
+  test('a promotion announced while the LISTEN connection is down is picked up by the repair', async () => {
+    const { keySet, keySetId } = await activeKeySet();
+    const ring = await openRing({ keySetIds: [keySetId], pollIntervalMs: 200 });
+    const newKid = await keySet.addNext();
+
+    expect(await terminateListeners(db.pool, 'keyturn-key-ring')).toBeGreaterThanOrEqual(1);
+    await keySet.promote(newKid); // its notice goes nowhere
+    const committed = performance.now();
+    await waitFor(() => (ring.activeKid(keySetId) === newKid ? true : undefined), 2_000, 'the repair');
+    console.log(`promotion with the notice lost → key ring repaired in ${(performance.now() - committed).toFixed(1)} ms`);
+  });
+});
+
+describe('secrecy', () => {
+  test('JSON.stringify, util.inspect, errors and logs of a ring show no key material', async () => {
+    const captured = capturingLogger();
+    const { keySetId, kid } = await activeKeySet('RS256');
+    const ring = await openRing({ keySetIds: [keySetId], logger: captured.logger });
+    const { privateJwk } = (await store.openActiveKey(keySetId))!;
+    const secrets = [privateJwk.d, privateJwk.p, privateJwk.q, privateJwk.dp, privateJwk.dq, privateJwk.qi].map(String);
+
+    const errors = await Promise.all([
+      ring.sign(keySetId, {}, { ttl: '1h' }).catch((error: unknown) => error),
+      ring.sign('no-such-set', {}).catch((error: unknown) => error),
+      ring.sign(keySetId, { exp: 1 }).catch((error: unknown) => error),
+    ]);
+    const shown = [
+      JSON.stringify(ring),
+      inspect(ring),
+      inspect(ring, { showHidden: true, depth: Infinity }),
+      String(ring),
+      ...errors.flatMap((error) => [inspect(error, { showHidden: true, depth: Infinity }), JSON.stringify(error)]),
+      captured.text(),
+    ].join('\n');
+
+    expect(JSON.parse(JSON.stringify(ring))).toEqual({ keySets: [{ keySetId, kid, alg: 'RS256' }] });
+    for (const secret of secrets) expect(shown).not.toContain(secret);
+    expect(shown).not.toMatch(/"d"\s*:/);
+  });
+});

@@ -1,0 +1,407 @@
+import { connect } from 'node:net';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { Pool } from 'pg';
+import { Registry } from 'prom-client';
+import { KeyRing } from '../../src/issuer/key-ring';
+import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
+import { createLogger } from '../../src/observability/logger';
+import { KeyStore } from '../../src/store/key-store';
+import {
+  capturingLogger,
+  KeySetDriver,
+  PRIVATE_MEMBERS,
+  testPolicy,
+  uniqueKeySetId,
+  waitFor,
+} from '../helpers/key-sets';
+import { randomKekRing } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+
+const kekRing = randomKekRing();
+const captured = capturingLogger();
+/** Every body the tests received, to search for private members at the end. */
+const bodies: string[] = [];
+let db: TestDatabase;
+let store: KeyStore;
+let registry: Registry;
+let server: RunningJwksServer;
+let defaultKeySet: KeySetDriver;
+
+beforeAll(async () => {
+  delete process.env.KEYTURN_ISSUER;
+  db = await createTestDatabase();
+  store = new KeyStore(db.pool, kekRing);
+  defaultKeySet = await KeySetDriver.register(store, 'default', testPolicy());
+  await defaultKeySet.rotate();
+  registry = new Registry();
+  // A poll once a minute: whatever shows up sooner in these tests came by NOTIFY.
+  server = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    keyStore: store,
+    pool: db.pool,
+    registry,
+    logger: captured.logger,
+    defaultKeySetId: 'default',
+    pollIntervalMs: 60_000,
+  });
+});
+afterAll(async () => {
+  await server?.close();
+  await db?.drop();
+});
+
+interface Fetched {
+  status: number;
+  headers: Headers;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+async function get(path: string, init: RequestInit = {}, base = server.url): Promise<Fetched> {
+  const response = await fetch(`${base}${path}`, init);
+  const text = await response.text();
+  bodies.push(text);
+  return { status: response.status, headers: response.headers, text, json: <T>() => JSON.parse(text) as T };
+}
+
+type Jwks = { keys: Record<string, unknown>[] };
+const servedKids = async (keySetId: string) => (await get(`/keysets/${keySetId}/jwks.json`)).json<Jwks>().keys.map((k) => k.kid);
+
+describe('the JWKS of a key set', () => {
+  test('lists exactly its next, active and grace keys, each public only with kid, alg and use', async () => {
+    // One key in each state: destroyed, retired, grace, active, revoked, next.
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('states'), testPolicy());
+    const destroyed = await keySet.rotate();
+    const retired = await keySet.rotate();
+    const grace = await keySet.rotate();
+    await keySet.retire(destroyed);
+    await keySet.destroy(destroyed);
+    await keySet.retire(retired);
+    const active = await keySet.rotate();
+    await keySet.revoke(await keySet.addNext());
+    const next = await keySet.addNext();
+    const states = Object.fromEntries((await store.listKeys(keySet.keySetId)).map((k) => [k.kid, k.state]));
+    expect(Object.values(states).sort()).toEqual(['active', 'destroyed', 'grace', 'next', 'retired', 'revoked']);
+    expect([states[grace], states[active], states[next]]).toEqual(['grace', 'active', 'next']);
+
+    const response = await get(`/keysets/${keySet.keySetId}/jwks.json`);
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json');
+    const { keys } = response.json<Jwks>();
+    expect(keys.map((k) => k.kid).sort()).toEqual([grace, active, next].sort());
+    const stored = await store.listPublishedJwks(keySet.keySetId);
+    expect(keys).toEqual(stored);
+    for (const key of keys) {
+      expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
+      for (const member of PRIVATE_MEMBERS) expect(key).not.toHaveProperty(member);
+    }
+    expect(Object.keys(response.json())).toEqual(['keys']);
+  });
+
+  test('has a strong ETag; a matching If-None-Match gets 304, a changed JWKS a new ETag', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('etag'), testPolicy());
+    await keySet.rotate();
+    const path = `/keysets/${keySet.keySetId}/jwks.json`;
+
+    const first = await get(path);
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
+    expect((await get(path)).headers.get('etag')).toBe(etag);
+
+    for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const notModified = await get(path, { headers: { 'if-none-match': ifNoneMatch } });
+      expect(notModified.status).toBe(304);
+      expect(notModified.text).toBe('');
+      expect(notModified.headers.get('etag')).toBe(etag);
+      expect(notModified.headers.get('cache-control')).toBe('public, max-age=120');
+    }
+    expect((await get(path, { headers: { 'if-none-match': '"something-else"' } })).status).toBe(200);
+
+    const kid = await keySet.addNext();
+    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined), 2_000, 'the new kid');
+    const changed = await get(path, { headers: { 'if-none-match': etag } });
+    expect(changed.status).toBe(200);
+    expect(changed.headers.get('etag')).not.toBe(etag);
+  });
+
+  test('HEAD answers the headers of GET without the body', async () => {
+    const response = await fetch(`${server.url}/keysets/default/jwks.json`, { method: 'HEAD' });
+    const full = await get('/keysets/default/jwks.json');
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('');
+    expect(response.headers.get('etag')).toBe(full.headers.get('etag'));
+    expect(response.headers.get('content-length')).toBe(String(Buffer.byteLength(full.text)));
+  });
+
+  test("Cache-Control is public with the policy's jwksMaxAge in seconds", async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('maxage'), { ...testPolicy(), jwksMaxAge: '90s', prepublish: '10m' });
+    await keySet.rotate();
+    const response = await get(`/keysets/${keySet.keySetId}/jwks.json`);
+    expect(response.headers.get('cache-control')).toBe('public, max-age=90');
+  });
+
+  test('a new key, a revocation and a retirement show in the served JWKS within a second (NOTIFY)', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('notify'), testPolicy());
+    const first = await keySet.rotate();
+    expect(await servedKids(keySet.keySetId)).toEqual([first]);
+
+    /** Milliseconds from a change's commit (its KeyStore call returning) until the served JWKS satisfies `check`. */
+    const latency = async (change: () => Promise<unknown>, check: (kids: unknown[]) => boolean): Promise<number> => {
+      await change();
+      const committed = performance.now();
+      await waitFor(async () => (check(await servedKids(keySet.keySetId)) ? true : undefined), 1_000, 'the JWKS to change', 1);
+      return performance.now() - committed;
+    };
+    let next = '';
+    const published = await latency(async () => (next = await keySet.addNext()), (kids) => kids.includes(next));
+    await keySet.promote(next); // changes no published key: next and active are both in the JWKS
+    const revoked = await latency(() => keySet.revoke(first), (kids) => !kids.includes(first));
+    const second = await keySet.rotate();
+    const retiredLatency = await latency(() => keySet.retire(next), (kids) => !kids.includes(next) && kids.includes(second));
+
+    console.log(
+      `commit → served JWKS: new next key ${published.toFixed(1)} ms, revocation ${revoked.toFixed(1)} ms, ` +
+        `retirement ${retiredLatency.toFixed(1)} ms (each includes the test's own polling: one HTTP request per millisecond or so)`,
+    );
+    for (const ms of [published, revoked, retiredLatency]) expect(ms).toBeLessThan(1_000);
+  });
+
+  test('an unknown key set is a 404 with a JSON error naming it', async () => {
+    const response = await get('/keysets/no-such-set/jwks.json');
+    expect(response.status).toBe(404);
+    expect(response.headers.get('content-type')).toBe('application/json');
+    expect(response.json()).toEqual({ error: 'key set not found', keySetId: 'no-such-set' });
+    expect((await get('/keysets/no-such-set/.well-known/openid-configuration')).status).toBe(404);
+  });
+
+  test('a key set registered after start is found on first request', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('late'), testPolicy());
+    // Registering announces nothing; a request for it looks it up.
+    const response = await get(`/keysets/${keySet.keySetId}/jwks.json`);
+    expect(response.status).toBe(200);
+    expect(response.json()).toEqual({ keys: [] });
+  });
+});
+
+describe('discovery', () => {
+  test('the default key set: issuer is the server, jwks_uri its well-known JWKS', async () => {
+    const response = await get('/.well-known/openid-configuration');
+    expect(response.status).toBe(200);
+    expect(response.json()).toEqual({
+      issuer: server.url,
+      jwks_uri: `${server.url}/.well-known/jwks.json`,
+      id_token_signing_alg_values_supported: ['ES256'],
+    });
+    const jwks = await get('/.well-known/jwks.json');
+    expect(jwks.text).toBe((await get('/keysets/default/jwks.json')).text);
+  });
+
+  test('per key set: the issuer from its policy if it names one, else the key set URL', async () => {
+    const plain = await KeySetDriver.register(store, uniqueKeySetId('disc'), testPolicy('EdDSA'));
+    await plain.rotate();
+    const named = await KeySetDriver.register(store, uniqueKeySetId('disc'), {
+      ...testPolicy('RS256'),
+      issuer: 'https://login.example.com',
+    } as ReturnType<typeof testPolicy>);
+    await named.rotate();
+
+    expect((await get(`/keysets/${plain.keySetId}/.well-known/openid-configuration`)).json()).toEqual({
+      issuer: `${server.url}/keysets/${plain.keySetId}`,
+      jwks_uri: `${server.url}/keysets/${plain.keySetId}/jwks.json`,
+      id_token_signing_alg_values_supported: ['EdDSA'],
+    });
+    expect((await get(`/keysets/${named.keySetId}/.well-known/openid-configuration`)).json()).toMatchObject({
+      issuer: 'https://login.example.com',
+      id_token_signing_alg_values_supported: ['RS256'],
+    });
+  });
+
+  test('a verifier that starts from discovery verifies a token of the key ring', async () => {
+    const ring = await KeyRing.open({ pool: db.pool, kekRing, keySetIds: ['default'], logger: createLogger({ level: 'silent' }) });
+    try {
+      const token = await ring.sign('default', { sub: 'alice' }, { ttl: '1m' });
+      const discovery = (await get('/.well-known/openid-configuration')).json<{ jwks_uri: string }>();
+      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(discovery.jwks_uri)), { algorithms: ['ES256'] });
+      expect(payload.sub).toBe('alice');
+    } finally {
+      await ring.close();
+    }
+  });
+});
+
+describe('health, readiness and metrics', () => {
+  test('/healthz and /readyz answer 200 once the key sets are loaded', async () => {
+    expect((await get('/healthz')).json()).toEqual({ status: 'ok' });
+    const ready = await get('/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.json()).toEqual({ status: 'ready' });
+  });
+
+  test('with the database unreachable the server starts, is alive, and is not ready', async () => {
+    const deadPool = new Pool({ host: '127.0.0.1', port: 1, user: 'x', database: 'x', connectionTimeoutMillis: 500 });
+    const silent = createLogger({ level: 'silent' });
+    const unready = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      keyStore: new KeyStore(deadPool, kekRing),
+      pool: deadPool,
+      registry: new Registry(),
+      logger: silent,
+    });
+    try {
+      expect((await get('/healthz', {}, unready.url)).status).toBe(200);
+      const readiness = await get('/readyz', {}, unready.url);
+      expect(readiness.status).toBe(503);
+      expect(readiness.json()).toEqual({ status: 'not ready', reasons: ['database unreachable', 'key sets not loaded yet'] });
+      const jwks = await get('/keysets/default/jwks.json', {}, unready.url);
+      expect(jwks.status).toBe(503);
+    } finally {
+      await unready.close();
+      await deadPool.end();
+    }
+  });
+
+  test('/metrics counts requests by key set and code, with made-up ids under one label', async () => {
+    await get('/keysets/default/jwks.json');
+    await get('/keysets/made-up-1/jwks.json');
+    await get('/keysets/made-up-2/jwks.json');
+    const response = await get('/metrics');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(response.text).toMatch(/keyturn_jwks_requests_total\{key_set="default",code="200"\} \d+/);
+    expect(response.text).toMatch(/keyturn_jwks_requests_total\{key_set="\(unknown\)",code="404"\} \d+/);
+    expect(response.text).toMatch(/keyturn_jwks_request_duration_seconds_bucket\{le="0\.001",route="jwks"\} \d+/);
+    expect(response.text).not.toContain('made-up');
+  });
+});
+
+/** Sends `head` as is over a fresh connection and returns the status code of the answer (0 if none). */
+function rawRequest(head: string | Buffer): Promise<{ status: number; response: string }> {
+  const { hostname, port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const response = Buffer.concat(chunks).toString('latin1');
+      bodies.push(response);
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0), response });
+    });
+    socket.end(head);
+  });
+}
+
+describe('hostile input', () => {
+  const request = (target: string, method = 'GET', extra = '') =>
+    `${method} ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${extra}\r\n`;
+
+  test.each([
+    ['percent-encoded traversal', request('/keysets/..%2F..%2Fetc/jwks.json'), 400],
+    ['percent-encoded dot-dot id', request('/keysets/%2e%2e/jwks.json'), 400],
+    ['plain traversal', request('/keysets/../../etc/passwd'), 404],
+    ['an id of 65 characters', request(`/keysets/${'a'.repeat(65)}/jwks.json`), 400],
+    ['an id with a NUL', request('/keysets/a%00b/jwks.json'), 400],
+    ['an id with a space', request('/keysets/a%20b/jwks.json'), 400],
+    ['an id with a slash', request('/keysets/a%2Fb/jwks.json'), 400],
+    ['broken percent-encoding', request('/keysets/%E0%A4%A/jwks.json'), 400],
+    ['non-ASCII bytes in the path', Buffer.from(request('/keysets/ünï/jwks.json'), 'utf8'), 400],
+    ['a long path', request(`/${'a/'.repeat(1_000)}`), 414],
+    ['a huge path', request(`/${'a'.repeat(20_000)}`), 431],
+    ['a huge header', request('/healthz', 'GET', `X-Filler: ${'x'.repeat(20_000)}\r\n`), 431],
+    // Node counts the bytes of names and values against maxHeaderSize (16 KiB), and keeps at most 2000 headers.
+    ['many headers', request('/healthz', 'GET', 'X-A: b\r\n'.repeat(10_000)), 431],
+    ['DELETE', request('/keysets/default/jwks.json', 'DELETE'), 405],
+    ['POST with a body', request('/keysets/default/jwks.json', 'POST', 'Content-Length: 2\r\n').concat('{}'), 405],
+    ['OPTIONS', request('/.well-known/jwks.json', 'OPTIONS'), 405],
+    ['a method HTTP does not know', request('/', 'BREW'), 400],
+    ['the asterisk form', request('*'), 400],
+    ['an unknown path', request('/admin'), 404],
+    ['a query string on an unknown path', request('/admin?x=../../'), 404],
+    ['a trailing slash', request('/keysets/default/jwks.json/'), 404],
+    ['no Host header', 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400],
+    ['garbage', Buffer.from([0, 1, 2, 3, 13, 10, 13, 10]), 400],
+    ['a bad HTTP version', 'GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n', 400],
+  ])('%s gets a 4xx', async (_name, head, expected) => {
+    const { status, response } = await rawRequest(head);
+    expect(status).toBe(expected);
+    if (status === 405) expect(response).toMatch(/\r\nallow: GET, HEAD\r\n/i);
+  });
+
+  test('the absolute form of a request target is understood', async () => {
+    const { status } = await rawRequest(request('http://anything.example/keysets/default/jwks.json'));
+    expect(status).toBe(200);
+  });
+
+  test('after all that the server still answers', async () => {
+    expect((await get('/healthz')).status).toBe(200);
+    expect((await get('/keysets/default/jwks.json')).status).toBe(200);
+  });
+});
+
+describe('the polling fallback', () => {
+  test('a policy change, which announces nothing, reaches Cache-Control at the next poll (and: configured issuer and public URL)', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('poll'), testPolicy());
+    await keySet.rotate();
+    const polling = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      keyStore: store,
+      pool: db.pool,
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+      pollIntervalMs: 200,
+      issuer: 'https://issuer.example',
+      publicUrl: 'https://keys.example.com/',
+    });
+    try {
+      const path = `/keysets/${keySet.keySetId}/jwks.json`;
+      expect((await get(path, {}, polling.url)).headers.get('cache-control')).toBe('public, max-age=120');
+      expect((await get(`/keysets/${keySet.keySetId}/.well-known/openid-configuration`, {}, polling.url)).json()).toMatchObject({
+        issuer: 'https://issuer.example',
+        jwks_uri: `https://keys.example.com/keysets/${keySet.keySetId}/jwks.json`,
+      });
+
+      await KeySetDriver.register(store, keySet.keySetId, { ...testPolicy(), jwksMaxAge: '1m' });
+      await waitFor(
+        async () => ((await get(path, {}, polling.url)).headers.get('cache-control') === 'public, max-age=60' ? true : undefined),
+        2_000,
+        'the new max-age',
+      );
+    } finally {
+      await polling.close();
+    }
+  });
+});
+
+describe('closing', () => {
+  test('close() returns promptly with an idle keep-alive connection open, and the port stops answering', async () => {
+    const closing = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      keyStore: store,
+      pool: db.pool,
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+    });
+    expect((await get('/keysets/default/jwks.json', {}, closing.url)).status).toBe(200);
+    const started = performance.now();
+    await closing.close();
+    expect(performance.now() - started).toBeLessThan(1_000);
+    await expect(fetch(`${closing.url}/healthz`)).rejects.toThrow();
+  });
+});
+
+test('no response and no log line carried private key material', async () => {
+  const privateValues: string[] = [];
+  for (const keySetId of ['default']) {
+    const opened = await store.openActiveKey(keySetId);
+    privateValues.push(String(opened!.privateJwk.d));
+  }
+  const everything = [...bodies, captured.text()].join('\n');
+  for (const member of PRIVATE_MEMBERS) expect(everything).not.toMatch(new RegExp(`"${member}"\\s*:`));
+  for (const value of privateValues) expect(everything).not.toContain(value);
+  expect(captured.text()).toContain('JWKS rebuilt');
+});
