@@ -1,6 +1,9 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { KeySetStatus } from '../domain/keyset-state';
+import { keySetSummary } from '../domain/describe';
+import { KeyturnError } from '../domain/errors';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
+import { KeySetIdSearchAttribute } from '../workflows/search-attributes';
 import { getStateQuery, KEYSET_WORKFLOW_TYPE, keySetWorkflowId, type KeySetWorkflowInput } from '../workflows/messages';
 
 /**
@@ -19,12 +22,27 @@ export class KeySetClient {
    */
   async start(keySetId: string, policy: Partial<KeySetPolicy>): Promise<WorkflowHandle> {
     const input: KeySetWorkflowInput = { keySetId, policy: validatePolicy(policy, { keySetId }) };
-    return this.client.workflow.start(KEYSET_WORKFLOW_TYPE, {
-      args: [input],
-      taskQueue: this.taskQueue,
-      workflowId: keySetWorkflowId(keySetId),
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
+    try {
+      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, {
+        args: [input],
+        taskQueue: this.taskQueue,
+        workflowId: keySetWorkflowId(keySetId),
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        // The workflow keeps ActiveKid and NextTransitionAt current once it is started with KeySetId.
+        typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
+        staticSummary: keySetSummary(keySetId, input.policy),
+      });
+    } catch (error) {
+      if (error instanceof Error && /search attribute .* is not defined/i.test(`${error.message} ${String(error.cause)}`)) {
+        throw new KeyturnError(
+          'ERR_CONFIG_INVALID',
+          `cannot start key set "${keySetId}": the namespace lacks keyturn's search attributes; register them with ` +
+            '`temporal operator search-attribute create --name KeySetId --type Keyword --name ActiveKid --type Keyword --name NextTransitionAt --type Datetime`',
+          { keySetId, cause: error },
+        );
+      }
+      throw error;
+    }
   }
 
   /**

@@ -11,6 +11,8 @@ import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
 import { createLogger } from '../../src/observability/logger';
 import type { InstanceInfo } from '../../src/runtime/instance-file';
 import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
+import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
+import { waitFor } from '../helpers/key-sets';
 
 // `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the
 // worker, on free ports in a temporary data folder, in a process of its own that is stopped with
@@ -128,7 +130,14 @@ async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
     for (;;) {
       const status = await handle.query(getStateQuery).catch(() => undefined);
       const active = status?.keys.find((key) => key.state === 'active');
-      if (active) return active.kid;
+      if (active) {
+        // The Web UI's list can filter on these: kept current by the workflow.
+        const description = await handle.describe();
+        expect(description.typedSearchAttributes.get(KeySetIdSearchAttribute)).toBe('default');
+        await waitFor(async () => (await handle.describe()).typedSearchAttributes.get(ActiveKidSearchAttribute) === active.kid || undefined, 10_000, 'ActiveKid search attribute', 200);
+        expect(await description.staticSummary()).toBe('JWT key set default — ES256, rotates every 30d');
+        return active.kid;
+      }
       if (Date.now() > deadline) throw new Error(`no active key: ${JSON.stringify(status)}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
