@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { KeySetState, KeySetStatus } from '../domain/keyset-state';
 import type { LiveKeyState } from '../domain/lifecycle';
+import type { Violation } from '../domain/invariants';
 import type { KeySetPolicy } from '../domain/policy';
 
 export const KEYSET_WORKFLOW_TYPE = 'keySetWorkflow';
@@ -55,6 +56,30 @@ export const resumeSignal = defineSignal<[]>('resume');
 /** Change some policy fields; answers with the whole policy now in force. */
 export const updatePolicyUpdate = defineUpdate<KeySetPolicy, [Partial<KeySetPolicy>]>('updatePolicy');
 export const getStateQuery = defineQuery<KeySetStatus>('getState');
+
+export interface DecommissionRequest {
+  reason: string;
+  requestedBy?: string;
+}
+
+/**
+ * Winds the key set down: no new key is generated, the active and next keys move into their grace
+ * period, every key then retires and is destroyed on its usual schedule, and the workflow completes.
+ * No key is cut short. Answers once the wind-down has begun.
+ */
+export const decommissionUpdate = defineUpdate<void, [DecommissionRequest]>('decommission');
+
+export const SUPERVISOR_WORKFLOW_TYPE = 'supervisorWorkflow';
+/** The Temporal Schedule that runs the supervisor (the old design's five-minute beat). */
+export const SUPERVISOR_SCHEDULE_ID = 'keyturn-supervisor';
+
+/** What one supervisor run found and did. */
+export interface SupervisionReport {
+  keySets: number;
+  /** Key sets whose workflow was not running and was started again. */
+  restarted: string[];
+  violations: Violation[];
+}
 
 export interface KeySetWorkflowInput {
   keySetId: string;
