@@ -33,6 +33,10 @@ export function createKeyActivities(keyStore: KeyStore) {
     async destroyKey({ kid, ...change }: KeyChangeInput): Promise<void> {
       await keyStore.destroyKey(change, kid);
     },
+    /** Decommissioning: active and next keys into grace; returns their kids. */
+    async windDown(change: KeyChange): Promise<string[]> {
+      return keyStore.windDown(change);
+    },
     async revokeKey({ kid, ...change }: KeyChangeInput): Promise<{ previousState: LiveKeyState }> {
       return keyStore.revokeKey(change, kid);
     },

@@ -7,7 +7,8 @@ export type ChangeTrigger = 'bootstrap' | 'scheduled' | 'manual' | 'revocation';
 /** An operator's request that the main loop carries out in order. */
 export type KeySetCommand =
   | { id: string; type: 'rotate'; reason: string; requestedBy: string; viaSignal: boolean }
-  | { id: string; type: 'revoke'; kid: string; reason: string; requestedBy: string };
+  | { id: string; type: 'revoke'; kid: string; reason: string; requestedBy: string }
+  | { id: string; type: 'decommission'; reason: string; requestedBy: string };
 
 /** The step that failed last and what it said; cleared when a step succeeds. */
 export interface LastError {
@@ -30,6 +31,8 @@ export interface KeySetState {
   /** False until the keys have been read from PostgreSQL by this workflow's first run. */
   loaded: boolean;
   paused: { reason: string; since: number } | null;
+  /** Set once the key set winds down; absent in states saved before decommissioning existed. */
+  decommissioned?: { reason: string; since: number } | null;
   commands: KeySetCommand[];
   lastError: LastError | null;
   /** After a failure, scheduled work waits until then. */
@@ -41,6 +44,7 @@ export interface KeySetStatus {
   keySetId: string;
   policy: KeySetPolicy;
   paused: KeySetState['paused'];
+  decommissioned: { reason: string; since: number } | null;
   keys: KeyTimeline[];
   nextTransition: ScheduledTransition | null;
   lastError: LastError | null;

@@ -43,7 +43,7 @@ export function graceEndsAt(key: KeyTimeline, timings: PolicyTimings): number | 
 
 /**
  * The earliest transition a key set's keys are due for under `timings`; `at` may lie in the past,
- * meaning "now". Undefined only for a set with nothing left to do, which never happens once bootstrapped.
+ * meaning "now". Undefined only for a set with nothing left to do: a wound-down set whose keys are all gone.
  *
  * A next key is promoted when the active key's period ends, but never before it has been published
  * for `jwksMaxAge`: a next key generated late (after a pause or an outage) still reaches every
@@ -53,12 +53,15 @@ export function nextTransition(
   keys: readonly KeyTimeline[],
   timings: PolicyTimings,
   now: number,
+  options: { windingDown?: boolean } = {},
 ): ScheduledTransition | undefined {
   const active = keys.find((k) => k.state === 'active');
   const next = keys.find((k) => k.state === 'next');
   const candidates: ScheduledTransition[] = [];
 
-  if (active === undefined) {
+  if (options.windingDown) {
+    // A decommissioned set signs nothing new: its remaining keys only run out.
+  } else if (active === undefined) {
     // Nothing signs: an emergency (revocation) or an interrupted bootstrap. No verifier can be
     // holding a token from a newer key, so promotion does not wait.
     candidates.push(next === undefined ? { kind: 'bootstrap', at: now } : { kind: 'promote', at: now, kid: next.kid });

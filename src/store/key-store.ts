@@ -144,6 +144,30 @@ export class KeyStore {
     });
   }
 
+  /**
+   * Starts a key set's wind-down: its active and next keys move into their grace period (they
+   * retire and are destroyed on schedule) and the set is marked decommissioned. Returns the kids demoted.
+   */
+  async windDown(change: KeyChange): Promise<string[]> {
+    return this.applyChange(change, 'wind-down', async (tx) => {
+      const { rows } = await tx.query<{ kid: string; state: 'active' | 'next' }>(
+        `SELECT kid, state FROM signing_keys WHERE key_set_id = $1 AND state IN ('active', 'next') ORDER BY created_at`,
+        [change.keySetId],
+      );
+      for (const key of rows) await this.moveKey(tx, change, key.kid, key.state, 'grace');
+      await tx.query('UPDATE key_sets SET decommissioned_at = $2 WHERE id = $1', [change.keySetId, new Date(change.at)]);
+      return rows.map((r) => r.kid);
+    });
+  }
+
+  /** Every registered key set with its policy; decommissioned ones say so. */
+  async listKeySets(): Promise<{ id: string; policy: KeySetPolicy; decommissioned: boolean }[]> {
+    const { rows } = await this.pool.query<{ id: string; policy: KeySetPolicy; decommissioned: boolean }>(
+      'SELECT id, policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id',
+    );
+    return rows;
+  }
+
   /** A grace key stops verifying: it leaves the JWKS. */
   async retireKey(change: KeyChange, kid: string): Promise<void> {
     await this.applyChange(change, 'retire', async (tx) => {

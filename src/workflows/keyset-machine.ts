@@ -9,6 +9,8 @@ export type Step =
   | { type: 'load' }
   | { type: 'command'; command: KeySetCommand }
   | { type: 'transition'; transition: ScheduledTransition }
+  /** Decommissioned and every key is gone: the workflow is done. */
+  | { type: 'complete' }
   /** Nothing is due; wake at `until` (never, when undefined) or when a message changes the state. */
   | { type: 'wait'; until?: number };
 
@@ -60,13 +62,14 @@ export class KeySetMachine {
     // backoff too; a signalled rotation waits for it like scheduled work.
     const urgent =
       this.s.commands.find((c) => c.type === 'revoke') ??
-      this.s.commands.find((c) => c.type === 'rotate' && !c.viaSignal);
+      this.s.commands.find((c) => c.type === 'decommission' || (c.type === 'rotate' && !c.viaSignal));
     if (!this.s.loaded) return backingOff && !urgent ? { type: 'wait', until: retryAt } : { type: 'load' };
     const command = urgent ?? (backingOff ? undefined : this.s.commands[0]);
     if (command) return { type: 'command', command };
     // A signalled rotation held back by the backoff is due when the backoff ends.
     const commandDue = this.s.commands.length > 0 ? retryAt : Infinity;
-    const transition = this.s.paused ? undefined : nextTransition(this.s.keys, policyTimings(this.s.policy), now);
+    if (this.windingDown && this.s.keys.length === 0 && this.s.commands.length === 0) return { type: 'complete' };
+    const transition = this.s.paused ? undefined : this.transitionAt(now);
     const transitionDue = transition === undefined ? Infinity : Math.max(transition.at, retryAt);
     if (transition !== undefined && transitionDue <= now) return { type: 'transition', transition };
     const until = Math.min(commandDue, transitionDue);
@@ -74,17 +77,27 @@ export class KeySetMachine {
   }
 
   status(now: number): KeySetStatus {
-    const step = this.s.loaded && !this.s.paused ? nextTransition(this.s.keys, policyTimings(this.s.policy), now) : undefined;
+    const step = this.s.loaded && !this.s.paused ? this.transitionAt(now) : undefined;
     return {
       keySetId: this.s.keySetId,
       policy: this.s.policy,
       paused: this.s.paused,
+      decommissioned: this.s.decommissioned ?? null,
       keys: this.s.keys.map((k) => ({ ...k })),
       nextTransition: step ? { ...step, at: Math.max(step.at, this.s.retryAt ?? 0) } : null,
       lastError: this.s.lastError,
       pendingCommands: this.s.commands.length,
       inFlight: this.inFlight,
     };
+  }
+
+  /** True once the key set is decommissioned: nothing new is generated or promoted. */
+  get windingDown(): boolean {
+    return Boolean(this.s.decommissioned);
+  }
+
+  private transitionAt(now: number): ScheduledTransition | undefined {
+    return nextTransition(this.s.keys, policyTimings(this.s.policy), now, { windingDown: this.windingDown });
   }
 
   // --- operator messages ---
@@ -120,14 +133,19 @@ export class KeySetMachine {
     this.changed();
   }
 
-  /** Throws unless `request` names a live key of this set and gives a reason. */
-  assertRevocable(request: RevocationRequest): KeyTimeline {
-    if (typeof request?.reason !== 'string' || request.reason.trim() === '') {
-      throw new KeyturnError('ERR_REASON_REQUIRED', `revoking a key of key set "${this.s.keySetId}" needs a reason`, {
+  /** Throws unless `reason` says something: operator changes are recorded with why. */
+  assertReason(reason: unknown, action: string): void {
+    if (typeof reason !== 'string' || reason.trim() === '') {
+      throw new KeyturnError('ERR_REASON_REQUIRED', `to ${action} of key set "${this.s.keySetId}" give a reason`, {
         keySetId: this.s.keySetId,
         field: 'reason',
       });
     }
+  }
+
+  /** Throws unless `request` names a live key of this set and gives a reason. */
+  assertRevocable(request: RevocationRequest): KeyTimeline {
+    this.assertReason(request?.reason, 'revoke a key');
     const key = this.s.keys.find((k) => k.kid === request.kid);
     if (key === undefined || !REVOCABLE_STATES.includes(key.state)) {
       throw new KeyturnError(
@@ -137,6 +155,15 @@ export class KeySetMachine {
       );
     }
     return key;
+  }
+
+  /** Throws while the key set winds down: it takes no new keys. */
+  assertNotWindingDown(action: string): void {
+    if (this.windingDown) {
+      throw new KeyturnError('ERR_KEYSET_DECOMMISSIONED', `cannot ${action}: key set "${this.s.keySetId}" is decommissioned and winding down`, {
+        keySetId: this.s.keySetId,
+      });
+    }
   }
 
   // --- what the activities did ---
@@ -157,6 +184,15 @@ export class KeySetMachine {
       if (key.kid === kid) Object.assign(key, { state: 'active', activatedAt: at });
       else if (key.kid === demotedKid) Object.assign(key, { state: 'grace', demotedAt: at });
     }
+    this.changed();
+  }
+
+  /** The wind-down began: the given keys are now in their grace period. */
+  woundDown(reason: string, demotedKids: string[], at: number): void {
+    for (const key of this.s.keys) {
+      if (demotedKids.includes(key.kid)) Object.assign(key, { state: 'grace', demotedAt: at });
+    }
+    this.s.decommissioned = { reason, since: at };
     this.changed();
   }
 

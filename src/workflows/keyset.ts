@@ -23,6 +23,7 @@ import { alertActivities, changeKeys } from './activity-proxies';
 import { KeySetMachine, initialState } from './keyset-machine';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
 import {
+  decommissionUpdate,
   getStateQuery,
   pauseSignal,
   requestRotationSignal,
@@ -73,7 +74,9 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
     queueRotation(request, true);
   });
 
-  setHandler(rotateUpdate, (request) => outcomeOf<RotationResult>(queueRotation(request, false)));
+  setHandler(rotateUpdate, (request) => outcomeOf<RotationResult>(queueRotation(request, false)), {
+    validator: (_request: RotationRequest) => asUpdateRejection(() => machine.assertNotWindingDown('rotate')),
+  });
 
   setHandler(
     revokeKeyUpdate,
@@ -83,6 +86,16 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       return outcomeOf<RevocationResult>(id);
     },
     { validator: (request) => asUpdateRejection(() => machine.assertRevocable(request)) },
+  );
+
+  setHandler(
+    decommissionUpdate,
+    (request) => {
+      const id = uuid4();
+      machine.enqueue({ id, type: 'decommission', reason: request.reason, requestedBy: request.requestedBy ?? 'operator' });
+      return outcomeOf<void>(id);
+    },
+    { validator: (request) => asUpdateRejection(() => machine.assertReason(request?.reason, 'decommission')) },
   );
 
   setHandler(pauseSignal, (request) => machine.pause(request?.reason || 'no reason given', Date.now()));
@@ -116,6 +129,10 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       await runCommand(machine, step.command, outcomes);
     } else if (step.type === 'transition') {
       await attempt(machine, step.transition.kind, () => performTransition(machine, step.transition));
+    } else if (step.type === 'complete') {
+      await condition(allHandlersFinished);
+      showState(machine, shown);
+      return;
     } else {
       showState(machine, shown);
       const revision = machine.revision;
@@ -160,27 +177,40 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
 }
 
 async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcomes: Map<string, Outcome>): Promise<void> {
+  const viaSignal = command.type === 'rotate' && command.viaSignal;
   const finish = (outcome: Outcome) => {
     machine.complete(command.id);
-    if (command.type === 'revoke' || !command.viaSignal) outcomes.set(command.id, outcome);
+    if (!viaSignal) outcomes.set(command.id, outcome);
   };
-  if (command.type === 'revoke') {
-    try {
-      // The key may have moved on since the Update was accepted.
-      machine.assertRevocable(command);
-    } catch (error) {
-      finish({ ok: false, failure: toApplicationFailure(error as KeyturnError) });
-      return;
-    }
+  try {
+    // The key set may have moved on since the message was accepted.
+    if (command.type === 'revoke') machine.assertRevocable(command);
+    if (command.type === 'rotate') machine.assertNotWindingDown('rotate');
+  } catch (error) {
+    finish({ ok: false, failure: toApplicationFailure(error as KeyturnError) });
+    return;
   }
-  const outcome = await attempt(machine, command.type, (): Promise<unknown> =>
-    command.type === 'rotate'
-      ? promoteNextKeyNow(machine, 'manual', command.requestedBy, command.reason)
-      : revoke(machine, command),
-  );
+  const outcome = await attempt(machine, command.type, (): Promise<unknown> => {
+    switch (command.type) {
+      case 'rotate':
+        return promoteNextKeyNow(machine, 'manual', command.requestedBy, command.reason);
+      case 'revoke':
+        return revoke(machine, command);
+      case 'decommission':
+        return windDown(machine, command);
+    }
+  });
   // A signalled rotation nobody waits for stays queued and is tried again after the backoff.
-  if (!outcome.ok && command.type === 'rotate' && command.viaSignal) return;
+  if (!outcome.ok && viaSignal) return;
   finish(outcome);
+}
+
+/** Demotes the active and next keys into grace; the main loop then lets every key run out. */
+async function windDown(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'decommission' }>): Promise<void> {
+  if (machine.windingDown) return;
+  const change = changeBy(machine, 'manual', command.requestedBy, command.reason);
+  const demoted = await changeKeys('windDown', 'decommission: active and next keys into their grace period', change);
+  machine.woundDown(command.reason, demoted, change.at);
 }
 
 async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'revoke' }>): Promise<RevocationResult> {

@@ -9,6 +9,7 @@ import { readAuditTrail } from '../../src/store/audit-log';
 import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import {
+  decommissionUpdate,
   getStateQuery,
   pauseSignal,
   requestRotationSignal,
@@ -52,7 +53,7 @@ describe('operator messages', () => {
         await recordHistory(handle, `messages-${expect.getState().currentTestName!.replace(/^operator messages /, '').replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`);
       } finally {
         // A timer firing for a workflow whose worker is gone would stop the test server's clock.
-        await handle.terminate('test finished');
+        if ((await handle.describe()).status.name === 'RUNNING') await handle.terminate('test finished');
       }
     });
   }
@@ -198,6 +199,30 @@ describe('operator messages', () => {
       expect(status.nextTransition).toEqual({ kind: 'generateNext', at: first.keys[0].activatedAt! + 5 * DAY });
       const events = (await readAuditTrail(db.pool, keySetId)).map((e) => e.event);
       expect(events.filter((e) => e === 'policy_changed')).toHaveLength(1);
+    });
+  });
+
+  test('decommissioning winds the key set down: no key cut short, then the workflow completes', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      await env.sleep(26 * DAY); // a next key is published too
+      const before = await settled(env, handle);
+      const [active, next] = [before.keys.find((k) => k.state === 'active')!, before.keys.find((k) => k.state === 'next')!];
+
+      await handle.executeUpdate(decommissionUpdate, { args: [{ reason: 'issuer retired', requestedBy: 'dana' }] });
+
+      const windingDown = await settled(env, handle);
+      expect(windingDown.decommissioned?.reason).toBe('issuer retired');
+      expect(windingDown.keys.map((k) => [k.kid, k.state])).toEqual([[active.kid, 'grace'], [next.kid, 'grace']]);
+      // Still published: tokens signed before the wind-down verify until their grace period ends.
+      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid).sort()).toEqual([active.kid, next.kid].sort());
+      await expectUpdateRejected(handle.executeUpdate(rotateUpdate, { args: [{}] }), 'ERR_KEYSET_DECOMMISSIONED');
+
+      await env.sleep(7 * DAY); // 5d grace + 1d retirement
+      await handle.result();
+      expect(Object.values(await statesInDb(keySetId))).toEqual(['destroyed', 'destroyed']);
+      const stored = await db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [keySetId]);
+      expect(stored.rows[0].decommissioned_at).not.toBeNull();
+      expect(first.decommissioned).toBeNull();
     });
   });
 });
