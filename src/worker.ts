@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type AlertSink } from './activities';
 import { temporalTargetFrom, temporalUnreachable, type TemporalTarget } from './client/connect';
@@ -43,7 +44,13 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
     ...(bundle ? { workflowBundle: bundle } : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ keyStore: deps.keyStore, logger: deps.logger, alertSinks: deps.alertSinks }),
+    activities: createActivities({
+      keyStore: deps.keyStore,
+      logger: deps.logger,
+      alertSinks: deps.alertSinks,
+      temporalClient: new Client({ connection: deps.connection, namespace: config.temporalNamespace }),
+      taskQueue: config.taskQueue,
+    }),
     // The default is 0: in-flight activities would be cancelled at once instead of finishing.
     shutdownGraceTime: SHUTDOWN_GRACE,
   });

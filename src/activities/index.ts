@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger';
 import type { KeyStore } from '../store/key-store';
 import { logAlertSink, type Alert, type AlertSink } from './alerts';
 import { createKeyActivities } from './key-activities';
+import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
 
 export type { Alert, AlertSink } from './alerts';
 export type { KeyChangeInput } from './key-activities';
@@ -22,6 +23,9 @@ export const NON_RETRYABLE_CODES: readonly KeyturnErrorCode[] = [
 
 export interface ActivityDependencies {
   keyStore: KeyStore;
+  /** For the supervisor, which starts key set workflows that stopped. */
+  temporalClient: SupervisionDependencies['temporalClient'];
+  taskQueue: string;
   logger: Logger;
   /** Where alerts go besides the log (Slack, webhooks, a test's receiver). */
   alertSinks?: AlertSink[];
@@ -32,6 +36,7 @@ export function createActivities(deps: ActivityDependencies) {
   const sinks = [logAlertSink(deps.logger), ...(deps.alertSinks ?? [])];
   const activities = {
     ...createKeyActivities(deps.keyStore),
+    ...createSupervisionActivities(deps),
     /** Delivers an alert to every sink; one sink failing does not keep it from the others. */
     async raiseAlert(alert: Alert): Promise<void> {
       const results = await Promise.allSettled(sinks.map((sink) => sink(alert)));

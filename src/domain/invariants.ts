@@ -51,7 +51,8 @@ export function checkInvariants(
   const add = (code: ViolationCode, message: string, kid?: string) => violations.push({ code, keySetId, kid, message });
 
   const active = stored.filter((k) => k.state === 'active');
-  if (active.length === 0) add('NO_ACTIVE_KEY', `key set "${keySetId}" has no active key: nothing can sign`);
+  // A decommissioned set winds down with no active key on purpose.
+  if (active.length === 0 && !status.decommissioned) add('NO_ACTIVE_KEY', `key set "${keySetId}" has no active key: nothing can sign`);
   if (active.length > 1) add('SEVERAL_ACTIVE_KEYS', `key set "${keySetId}" has ${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
   const next = stored.filter((k) => k.state === 'next');
   if (next.length > 1) add('SEVERAL_NEXT_KEYS', `key set "${keySetId}" has ${next.length} next keys: ${next.map((k) => k.kid).join(', ')}`);

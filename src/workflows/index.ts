@@ -1,2 +1,3 @@
 // The workflow bundle's entry point: what the worker's workflowsPath names.
 export { keySetWorkflow } from './keyset';
+export { supervisorWorkflow } from './supervisor';

@@ -41,6 +41,8 @@ export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker
       keyStore,
       logger: createLogger({ level: 'silent' }),
       alertSinks: alerts ? [async (alert) => void alerts.push(alert)] : [],
+      temporalClient: options.env.client,
+      taskQueue: options.taskQueue,
     }),
   });
 }

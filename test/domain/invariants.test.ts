@@ -1,0 +1,77 @@
+import { checkInvariants, type StoredKeyRecord } from '../../src/domain/invariants';
+import type { KeySetStatus } from '../../src/domain/keyset-state';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 0, 1);
+
+const stored = (kid: string, state: StoredKeyRecord['state'], times: Partial<StoredKeyRecord> = {}): StoredKeyRecord => ({
+  kid,
+  state,
+  hasPrivateKey: !['destroyed', 'revoked'].includes(state),
+  createdAt: T0,
+  activatedAt: null,
+  demotedAt: null,
+  retiredAt: null,
+  ...times,
+});
+
+function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): KeySetStatus {
+  return {
+    keySetId: 'ks',
+    policy: { ...DEFAULT_POLICY },
+    paused: null,
+    decommissioned: null,
+    keys: keys
+      .filter((k) => !['destroyed', 'revoked'].includes(k.state))
+      .map((k) => ({
+        kid: k.kid,
+        alg: 'ES256',
+        state: k.state as 'active',
+        createdAt: k.createdAt,
+        ...(k.activatedAt !== null && { activatedAt: k.activatedAt }),
+        ...(k.demotedAt !== null && { demotedAt: k.demotedAt }),
+      })),
+    nextTransition: null,
+    lastError: null,
+    pendingCommands: 0,
+    inFlight: null,
+    ...extra,
+  };
+}
+
+const healthy = [stored('a', 'active', { activatedAt: T0 })];
+const codes = (status: KeySetStatus, keys: StoredKeyRecord[], now = T0 + DAY) => checkInvariants(status, keys, now).map((v) => v.code);
+
+test('a healthy key set has no violations', () => {
+  expect(codes(statusOf(healthy), healthy)).toEqual([]);
+});
+
+test('no active key, and two next keys, are reported', () => {
+  const keys = [stored('n1', 'next'), stored('n2', 'next')];
+  expect(codes(statusOf(keys), keys)).toEqual(['NO_ACTIVE_KEY', 'SEVERAL_NEXT_KEYS']);
+});
+
+test('a decommissioned key set winding down needs no active key', () => {
+  const keys = [stored('g', 'grace', { demotedAt: T0 })];
+  expect(codes(statusOf(keys, { decommissioned: { reason: 'gone', since: T0 } }), keys)).toEqual([]);
+});
+
+test('the workflow and the database disagree on a state, a time, or which keys exist', () => {
+  const workflowView = statusOf([stored('a', 'active', { activatedAt: T0 }), stored('g', 'grace', { demotedAt: T0 })]);
+  const database = [stored('a', 'active', { activatedAt: T0 + 1 }), stored('g', 'retired', { demotedAt: T0 }), stored('x', 'next')];
+  expect(codes(workflowView, database).sort()).toEqual(['STATE_MISMATCH', 'TIME_MISMATCH', 'UNKNOWN_TO_WORKFLOW']);
+  expect(codes(statusOf([...healthy, stored('n', 'next')]), healthy)).toEqual(['MISSING_FROM_DATABASE']);
+});
+
+test('a destroyed key that kept its private part is reported with its kid', () => {
+  const keys = [...healthy, { ...stored('d', 'destroyed'), hasPrivateKey: true }];
+  expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([expect.objectContaining({ code: 'PRIVATE_PART_KEPT', kid: 'd' })]);
+});
+
+test('a transition overdue beyond the tolerance is reported, unless the key set is paused', () => {
+  const overdueAt = T0 + 25 * DAY + 10 * 60_000; // the next key was due on day 25
+  expect(codes(statusOf(healthy), healthy, overdueAt)).toEqual(['OVERDUE']);
+  expect(codes(statusOf(healthy), healthy, T0 + 25 * DAY + 60_000)).toEqual([]);
+  expect(codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0 } }), healthy, overdueAt)).toEqual([]);
+});

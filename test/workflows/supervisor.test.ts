@@ -1,0 +1,55 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { Alert } from '../../src/activities';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
+import { decommissionUpdate, getStateQuery } from '../../src/workflows/messages';
+import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTimeSkippingEnv } from '../helpers/temporal-env';
+
+describe('the supervisor', () => {
+  let env: TestWorkflowEnvironment;
+  let db: TestDatabase;
+  let bundle: WorkflowBundleWithSourceMap;
+
+  beforeAll(async () => {
+    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+  });
+  afterAll(async () => {
+    await env?.teardown();
+    await db?.drop();
+  });
+
+  // Restarting a terminated workflow is checked against the dev server (test/client/supervisor-schedule.test.ts):
+  // the time-skipping server does not serve a workflow id whose earlier run was terminated.
+  test('checks every live key set against PostgreSQL, alerts on what disagrees, and skips decommissioned sets', async () => {
+    const { keySetId, taskQueue } = uniqueNames('sup');
+    const gone = `${keySetId}-gone`;
+    const alerts: Alert[] = [];
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
+    const supervise = () => env.client.workflow.execute(supervisorWorkflow, { taskQueue, workflowId: `supervisor-${keySetId}-${Date.now()}` });
+
+    await worker.runUntil(async () => {
+      const start = (id: string) =>
+        env.client.workflow.start(keySetWorkflow, { workflowId: `keyset/${id}`, taskQueue, args: [{ keySetId: id, policy: { ...DEFAULT_POLICY } }] });
+      const handle = await start(keySetId);
+      const { kid } = (await settled(env, handle)).keys[0];
+      const decommissioned = await start(gone);
+      await settled(env, decommissioned);
+      await decommissioned.executeUpdate(decommissionUpdate, { args: [{ reason: 'test' }] });
+      await decommissioned.terminate('gone for good');
+
+      expect(await supervise()).toEqual({ keySets: 1, restarted: [], violations: [] });
+      expect((await env.client.workflow.getHandle(`keyset/${gone}`).describe()).status.name).toBe('TERMINATED');
+
+      await db.pool.query(`UPDATE signing_keys SET activated_at = activated_at - interval '1 day' WHERE kid = $1`, [kid]);
+      const tampered = await supervise();
+      expect(tampered.violations).toEqual([expect.objectContaining({ code: 'TIME_MISMATCH', keySetId, kid })]);
+      expect(alerts.at(-1)).toMatchObject({ keySetId, status: 'firing', step: 'supervisor', error: expect.stringContaining('activatedAt') });
+      // The supervisor only reports: the workflow keeps its own view.
+      expect((await handle.query(getStateQuery)).keys[0].kid).toBe(kid);
+      await handle.terminate('test finished');
+    });
+  });
+});
