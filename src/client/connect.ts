@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import type { Config } from '../config';
+import { readLiveInstance } from '../runtime/instance-file';
 
 /** Where a Temporal server is, and where that address came from (for error messages). */
 export interface TemporalTarget {
@@ -16,6 +17,33 @@ export function temporalTargetFrom(config: Config): TemporalTarget {
     namespace: config.temporalNamespace,
     origin: config.explicit.temporalAddress ? 'from TEMPORAL_ADDRESS' : 'the default, as TEMPORAL_ADDRESS is not set',
   };
+}
+
+/** Command line flags that name a Temporal server; they win over the environment. */
+export interface TemporalFlags {
+  address?: string;
+  namespace?: string;
+}
+
+/**
+ * The Temporal server an operator command talks to: `--address`, else TEMPORAL_ADDRESS, else the
+ * keyturn instance running on the data folder (its `instance.json`), else localhost:7233. The
+ * namespace follows the same order (`--namespace`, TEMPORAL_NAMESPACE, the instance's, `default`).
+ */
+export async function resolveTemporalTarget(config: Config, flags: TemporalFlags = {}): Promise<TemporalTarget> {
+  const namespace = flags.namespace ?? (config.explicit.temporalNamespace ? config.temporalNamespace : undefined);
+  if (flags.address) return { address: flags.address, namespace: namespace ?? config.temporalNamespace, origin: 'from --address' };
+  if (!config.explicit.temporalAddress) {
+    const instance = await readLiveInstance(config.dataDir);
+    if (instance) {
+      return {
+        address: instance.temporalAddress,
+        namespace: namespace ?? instance.namespace,
+        origin: `of the keyturn instance running on ${config.dataDir}`,
+      };
+    }
+  }
+  return { ...temporalTargetFrom(config), namespace: namespace ?? config.temporalNamespace };
 }
 
 /**

@@ -1,20 +1,56 @@
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import {
+  ApplicationFailure,
+  isGrpcDeadlineError,
+  NamespaceNotFoundError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import type { KeySetStatus } from '../domain/keyset-state';
 import { keySetSummary } from '../domain/describe';
-import { KeyturnError } from '../domain/errors';
+import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
 import { KeySetIdSearchAttribute } from '../workflows/search-attributes';
-import { getStateQuery, KEYSET_WORKFLOW_TYPE, keySetWorkflowId, type KeySetWorkflowInput } from '../workflows/messages';
+import {
+  getStateQuery,
+  KEYSET_WORKFLOW_TYPE,
+  keySetWorkflowId,
+  pauseSignal,
+  requestRotationSignal,
+  resumeSignal,
+  revokeKeyUpdate,
+  rotateUpdate,
+  type KeySetWorkflowInput,
+  type RevocationResult,
+  type RotationRequest,
+  type RotationResult,
+} from '../workflows/messages';
+
+export interface KeySetClientOptions {
+  /** How long a query or signal may take before the key set counts as not answering (default 10 s). */
+  answerTimeoutMs?: number;
+  /** How long `rotate` and `revoke` wait for the workflow to carry them out (default 60 s). */
+  updateTimeoutMs?: number;
+}
 
 /**
  * Typed operations on key set workflows, for the CLI and for deployment tooling. Workflow ids are
  * `keyset/<id>`; callers name key sets only.
  */
 export class KeySetClient {
+  private readonly answerTimeoutMs: number;
+  private readonly updateTimeoutMs: number;
+
   constructor(
     private readonly client: Client,
     private readonly taskQueue: string,
-  ) {}
+    options: KeySetClientOptions = {},
+  ) {
+    this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
+    this.updateTimeoutMs = options.updateTimeoutMs ?? 60_000;
+  }
 
   /**
    * Starts the key set's workflow, or returns the one already running under its id (a restart,
@@ -68,6 +104,102 @@ export class KeySetClient {
 
   /** The key set's keys, policy and schedule as its workflow sees them now. */
   async getState(keySetId: string): Promise<KeySetStatus> {
-    return this.client.workflow.getHandle(keySetWorkflowId(keySetId)).query(getStateQuery);
+    return this.send(keySetId, this.answerTimeoutMs, (handle) => handle.query(getStateQuery));
+  }
+
+  /** Rotates at once and answers once the new key is active (Update `rotate`). */
+  async rotate(keySetId: string, request: RotationRequest = {}): Promise<RotationResult> {
+    return this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(rotateUpdate, { args: [request] }));
+  }
+
+  /** Asks for a rotation and returns at once (signal `requestRotation`); the workflow retries it if it fails. */
+  async requestRotation(keySetId: string, request: RotationRequest = {}): Promise<void> {
+    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(requestRotationSignal, request));
+  }
+
+  /**
+   * Takes `kid` out of the JWKS and erases its private part; a revoked active key is replaced at
+   * once. Refused, with nothing sent, without a reason; the workflow refuses an unknown kid.
+   */
+  async revoke(keySetId: string, kid: string, reason: string, requestedBy?: string): Promise<RevocationResult> {
+    requireReason(keySetId, reason, 'revoking a key');
+    return this.send(keySetId, this.updateTimeoutMs, (handle) =>
+      handle.executeUpdate(revokeKeyUpdate, { args: [{ kid, reason, ...(requestedBy && { requestedBy }) }] }),
+    );
+  }
+
+  /** Stops scheduled transitions until `resume`; operator commands still run. Needs a reason. */
+  async pause(keySetId: string, reason: string): Promise<void> {
+    requireReason(keySetId, reason, 'pausing a key set');
+    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(pauseSignal, { reason }));
+  }
+
+  async resume(keySetId: string): Promise<void> {
+    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal));
+  }
+
+  /**
+   * The ids of the key sets whose workflow is running, from Temporal's visibility store (for
+   * callers without access to the database; its `key_sets` table is the complete list).
+   */
+  async listRunningKeySetIds(): Promise<string[]> {
+    const ids = new Set<string>();
+    const prefix = keySetWorkflowId('');
+    const query = `WorkflowType = '${KEYSET_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'`;
+    await this.client.withDeadline(Date.now() + this.answerTimeoutMs, async () => {
+      for await (const execution of this.client.workflow.list({ query })) {
+        if (execution.workflowId.startsWith(prefix)) ids.add(execution.workflowId.slice(prefix.length));
+      }
+    });
+    return [...ids].sort();
+  }
+
+  /** One call to the key set's workflow, bounded in time, its failures in keyturn's words. */
+  private async send<T>(keySetId: string, timeoutMs: number, call: (handle: WorkflowHandle) => Promise<T>): Promise<T> {
+    const handle = this.client.workflow.getHandle(keySetWorkflowId(keySetId));
+    try {
+      return await this.client.withDeadline(Date.now() + timeoutMs, () => call(handle));
+    } catch (error) {
+      throw this.explain(keySetId, error, timeoutMs);
+    }
+  }
+
+  private explain(keySetId: string, error: unknown, timeoutMs: number): unknown {
+    if (error instanceof WorkflowNotFoundError) {
+      return new KeyturnError('ERR_KEYSET_NOT_FOUND', `no key set "${keySetId}": apply it first or check --namespace`, { keySetId, cause: error });
+    }
+    if (error instanceof NamespaceNotFoundError) {
+      return new KeyturnError('ERR_CONFIG_INVALID', `Temporal has no namespace "${error.namespace}": check --namespace or TEMPORAL_NAMESPACE`, {
+        keySetId,
+        field: 'namespace',
+        cause: error,
+      });
+    }
+    // An Update the workflow refused or failed: its ApplicationFailure carries a KeyturnError's code and message.
+    if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
+      const details = error.cause.details?.[0] as { kid?: string } | undefined;
+      return new KeyturnError((error.cause.type ?? 'ERR_STEP_FAILED') as KeyturnErrorCode, error.cause.message, {
+        keySetId,
+        kid: details?.kid,
+        cause: error,
+      });
+    }
+    if (error instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(error)) {
+      return new Error(
+        `key set "${keySetId}" did not answer within ${Math.round(timeoutMs / 1000)} s: is a keyturn worker running on task queue "${this.taskQueue}"?`,
+        { cause: error },
+      );
+    }
+    return error;
+  }
+}
+
+/** A revocation or a pause is recorded with its reason; without one nothing is sent. */
+function requireReason(keySetId: string, reason: string | undefined, what: string): void {
+  if (typeof reason !== 'string' || reason.trim() === '') {
+    throw new KeyturnError('ERR_REASON_REQUIRED', `${what} needs a reason (--reason <text>): it goes into the audit trail`, {
+      keySetId,
+      field: 'reason',
+    });
   }
 }

@@ -49,13 +49,13 @@ describe('keyturn migrate', () => {
     process.env.DATABASE_URL = databaseUrl;
 
     expect(await runCli(['migrate'])).toBe(0);
-    expect(stdout).toEqual([expect.stringMatching(/^applied migrations 1 to postgres:\/\/.*\/keyturn_cli_/)]);
-    const { rows } = await withDatabase((db) => db.query<{ version: number }>('SELECT version FROM schema_migrations'));
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(stdout).toEqual([expect.stringMatching(/^applied migrations 1, 2 to postgres:\/\/.*\/keyturn_cli_/)]);
+    const { rows } = await withDatabase((db) => db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version'));
+    expect(rows.map((r) => r.version)).toEqual([1, 2]);
 
     stdout = [];
     expect(await runCli(['migrate', '--json'])).toBe(0);
-    expect(JSON.parse(stdout.join(''))).toMatchObject({ applied: [], latest: 1 });
+    expect(JSON.parse(stdout.join(''))).toMatchObject({ applied: [], latest: 2 });
     expect(stderr).toEqual([]);
   });
 

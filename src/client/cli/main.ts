@@ -1,10 +1,17 @@
 import { inspect } from 'node:util';
 import { Command, CommanderError } from 'commander';
+import { applyCommand } from './commands/apply';
 import { devCommand } from './commands/dev';
 import { migrateCommand } from './commands/migrate';
+import { pauseCommand } from './commands/pause';
+import { resumeCommand } from './commands/resume';
+import { revokeCommand } from './commands/revoke';
+import { rotateCommand } from './commands/rotate';
+import { statusCommand } from './commands/status';
+import { verifyCommand } from './commands/verify';
 import { workerCommand } from './commands/worker';
 
-const COMMANDS = [devCommand, workerCommand, migrateCommand];
+const COMMANDS = [devCommand, workerCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

@@ -1,0 +1,88 @@
+import os from 'node:os';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { loadConfig, type Config } from '../../config';
+import { KeyturnError } from '../../domain/errors';
+import { connectClient, resolveTemporalTarget, temporalUnreachable } from '../connect';
+import { KeySetClient } from '../keyset-client';
+import { DATA_DIR_OPTION } from './options';
+
+/**
+ * What the operator commands (status, rotate, revoke, pause, resume, verify) share: the options
+ * that say where Temporal is, their zod checks, and a KeySetClient for the length of one command.
+ */
+
+/** A command with `--address`, `--namespace`, `--data-dir` and `--json`. */
+export function operatorCommand(name: string): Command {
+  return new Command(name)
+    .option('--address <host:port>', 'Temporal frontend (default: TEMPORAL_ADDRESS, else the keyturn instance running on --data-dir, else localhost:7233)')
+    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE, else the running instance's, else default)")
+    .option(...DATA_DIR_OPTION)
+    .option('--json', 'print the result as JSON');
+}
+
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/]+):(\d{1,5})$/;
+
+export const connectionOptions = z.object({
+  address: z.string().regex(HOST_PORT, { error: '--address must be host:port, e.g. localhost:7233' }).optional(),
+  namespace: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: "--namespace must be a namespace name: letters, digits, '.', '_' or '-'" })
+    .optional(),
+  dataDir: z.string().optional(),
+  json: z.boolean().default(false),
+});
+export type ConnectionOptions = z.infer<typeof connectionOptions>;
+
+export const keySetIdArgument = z.string().trim().min(1, { error: 'the key set id must not be empty' });
+
+/** `--reason`, required and not blank: it goes into the audit trail. */
+export function reasonOption(what: string) {
+  const error = `${what} needs a reason: --reason <text> (it goes into the audit trail)`;
+  return z.string({ error }).trim().min(1, { error });
+}
+
+/** Checks a command's arguments and options; the first problem becomes a one-line KeyturnError. */
+export function parseOptions<T>(schema: z.ZodType<T>, input: unknown): T {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const field = String(parsed.error.issues[0]?.path[0] ?? '');
+  const message = parsed.error.issues.map((issue) => issue.message).join('; ');
+  throw new KeyturnError(field === 'reason' ? 'ERR_REASON_REQUIRED' : 'ERR_CONFIG_INVALID', message, { field });
+}
+
+/**
+ * Connects to the Temporal server the options name (5 s to answer), hands `use` a KeySetClient
+ * and closes the connection after. A server lost on the way is reported like one never reached.
+ */
+export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: KeySetClient, config: Config) => Promise<T>): Promise<T> {
+  const config = loadConfig(process.env, { dataDir: options.dataDir });
+  const target = await resolveTemporalTarget(config, options);
+  const client = await connectClient(target);
+  try {
+    return await use(new KeySetClient(client, config.taskQueue), config);
+  } catch (error) {
+    throw isUnavailable(error) ? temporalUnreachable(target, error) : error;
+  } finally {
+    await client.connection.close();
+  }
+}
+
+/** Who asked, for the audit trail. */
+export function requestedBy(): string {
+  let user = process.env.USER ?? process.env.LOGNAME;
+  try {
+    user ??= os.userInfo().username;
+  } catch {
+    // A container user without a passwd entry.
+  }
+  return `${user ?? 'unknown user'} (keyturn CLI)`;
+}
+
+/** gRPC UNAVAILABLE (14) anywhere in the cause chain. */
+function isUnavailable(error: unknown): boolean {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if ((e as { code?: unknown }).code === 14 && typeof (e as { details?: unknown }).details === 'string') return true;
+  }
+  return false;
+}

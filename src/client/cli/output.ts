@@ -1,0 +1,131 @@
+import type { KeySetStatus, LastError } from '../../domain/keyset-state';
+import type { KeyState, ScheduledTransition } from '../../domain/lifecycle';
+import type { KeySetPolicy } from '../../domain/policy';
+import { utc } from '../../domain/describe';
+import type { KeySetVerification } from '../verify';
+
+/**
+ * How the operator commands show their results: `--json` for machines (times as ISO 8601), words
+ * and tables for people (times in UTC). Pure functions of the data; the commands print.
+ */
+
+/** `keyturn status <id> --json`. */
+export interface StatusJson {
+  id: string;
+  /** As in keysets.yaml. */
+  policy: KeySetPolicy;
+  paused: { reason: string; since: string } | null;
+  keys: { kid: string; state: KeyState; alg: string; createdAt: string; activatedAt?: string; demotedAt?: string; retiredAt?: string }[];
+  nextTransition: { kind: ScheduledTransition['kind']; at: string; kid?: string } | null;
+  lastError: (Omit<LastError, 'at'> & { at: string }) | null;
+}
+
+/** A line of `keyturn status --json` for a key set that could not be read. */
+export interface StatusProblemJson {
+  id: string;
+  error: string;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function statusJson(status: KeySetStatus): StatusJson {
+  return {
+    id: status.keySetId,
+    policy: status.policy,
+    paused: status.paused && { reason: status.paused.reason, since: iso(status.paused.since) },
+    keys: status.keys.map((key) => ({
+      kid: key.kid,
+      state: key.state,
+      alg: key.alg,
+      createdAt: iso(key.createdAt),
+      ...(key.activatedAt !== undefined && { activatedAt: iso(key.activatedAt) }),
+      ...(key.demotedAt !== undefined && { demotedAt: iso(key.demotedAt) }),
+      ...(key.retiredAt !== undefined && { retiredAt: iso(key.retiredAt) }),
+    })),
+    nextTransition: status.nextTransition && { ...status.nextTransition, at: iso(status.nextTransition.at) },
+    lastError: status.lastError && { ...status.lastError, at: iso(status.lastError.at) },
+  };
+}
+
+const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
+  bootstrap: 'generate and promote a first key',
+  generateNext: 'generate and publish the next key',
+  promote: 'promote the next key',
+  retire: 'retire a grace key',
+  destroy: 'destroy a retired key',
+};
+
+/** `keyturn status <id>`: the keys as a table, then the schedule, pause, last error and policy. */
+export function formatStatus(status: KeySetStatus, now: number): string {
+  const time = (ms: number | undefined) => (ms === undefined ? '-' : utc(ms).replace(' UTC', ''));
+  const rows = [
+    ['KID', 'STATE', 'CREATED (UTC)', 'ACTIVATED', 'DEMOTED', 'RETIRED'],
+    ...status.keys.map((k) => [k.kid, k.state, time(k.createdAt), time(k.activatedAt), time(k.demotedAt), time(k.retiredAt)]),
+  ];
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return [
+    `key set ${status.keySetId}: ${status.policy.algorithm}, rotates every ${status.policy.rotationPeriod}`,
+    ...rows.map((row) => `  ${row.map((cell, column) => cell.padEnd(widths[column])).join('  ')}`.trimEnd()),
+    `next transition: ${describeTransition(status.nextTransition, now)}`,
+    `paused: ${status.paused ? `since ${utc(status.paused.since)}: ${status.paused.reason}` : 'no'}`,
+    ...(status.decommissioned ? [`decommissioned since ${utc(status.decommissioned.since)}: ${status.decommissioned.reason} (winding down)`] : []),
+    `last error: ${describeLastError(status.lastError)}`,
+    `policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${String(value)}`).join(', ')}`,
+  ].join('\n');
+}
+
+/** `keyturn status`: one line per key set, ids aligned. */
+export function formatStatusLines(entries: readonly (KeySetStatus | StatusProblemJson)[], now: number): string {
+  if (entries.length === 0) return 'no key sets';
+  const ids = entries.map((entry) => ('error' in entry ? entry.id : entry.keySetId));
+  const width = Math.max(...ids.map((id) => id.length));
+  return entries
+    .map((entry, index) => {
+      const id = ids[index].padEnd(width);
+      if ('error' in entry) return `${id}  error: ${entry.error}`;
+      const active = entry.keys.find((key) => key.state === 'active');
+      const parts = [`active ${active?.kid ?? 'none'}`, `next: ${describeTransition(entry.nextTransition, now)}`];
+      if (entry.decommissioned) parts.push('DECOMMISSIONED');
+      if (entry.paused) parts.push(`PAUSED: ${entry.paused.reason}`);
+      if (entry.lastError) parts.push(`last error: ${describeLastError(entry.lastError)}`);
+      return `${id}  ${parts.join('  ')}`;
+    })
+    .join('\n');
+}
+
+/** `keyturn verify`: each key set with `ok` or its violations. */
+export function formatVerification(results: readonly KeySetVerification[]): string {
+  if (results.length === 0) return 'no key sets';
+  return results
+    .flatMap((result) => {
+      if (result.problem) return [`FAIL ${result.keySetId}: ${result.problem}`];
+      if (result.violations.length === 0) return [`ok   ${result.keySetId}`];
+      return [`FAIL ${result.keySetId}`, ...result.violations.map((v) => `  ${v.code}: ${v.message}`)];
+    })
+    .join('\n');
+}
+
+function describeTransition(transition: ScheduledTransition | null, now: number): string {
+  if (transition === null) return 'none scheduled';
+  const kid = 'kid' in transition ? ` (${transition.kid})` : '';
+  return `${TRANSITION_WORDS[transition.kind]}${kid} at ${utc(transition.at)} (${relative(transition.at - now)})`;
+}
+
+function describeLastError(error: LastError | null): string {
+  return error ? `${error.step} failed ${error.failures} time(s), last at ${utc(error.at)}: ${error.message}` : 'none';
+}
+
+/** `in 4d 3h`, `2m 10s ago`, `now`: the two largest units. */
+function relative(ms: number): string {
+  const units: [string, number][] = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000]];
+  let rest = Math.abs(ms);
+  const parts: string[] = [];
+  for (const [unit, size] of units) {
+    if (rest >= size && parts.length < 2) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    } else if (parts.length > 0) break;
+  }
+  if (parts.length === 0) return 'now';
+  return ms > 0 ? `in ${parts.join(' ')}` : `${parts.join(' ')} ago`;
+}

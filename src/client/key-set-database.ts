@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'pg';
+import type { Config } from '../config';
+import { Kek, KekRing } from '../crypto/kek';
+import { displayDatabaseUrl } from '../runtime/database';
+import { readLiveInstance } from '../runtime/instance-file';
+import { KeyStore } from '../store/key-store';
+
+/**
+ * Read-only access to keyturn's PostgreSQL for operator commands (`verify`, `status` without an
+ * id): the key sets registered and their keys, never a private part, so no KEK is needed.
+ */
+export class KeySetDatabase {
+  readonly keyStore: KeyStore;
+
+  private constructor(
+    private readonly pool: Pool,
+    /** Where the database came from, with its password masked, for error messages. */
+    readonly description: string,
+  ) {
+    // KeyStore wants a KEK ring for the keys it opens; listing keys opens none, so a throwaway one does.
+    this.keyStore = new KeyStore(pool, new KekRing([new Kek(randomBytes(32))]));
+  }
+
+  /**
+   * DATABASE_URL, else the database of the keyturn instance running on the data folder; undefined
+   * when neither is there (no embedded PostgreSQL is started for a read). The connection is checked
+   * at once, with a short timeout.
+   */
+  static async open(config: Config): Promise<KeySetDatabase | undefined> {
+    let url = config.databaseUrl;
+    let origin = 'from DATABASE_URL';
+    if (url === undefined) {
+      const instance = await readLiveInstance(config.dataDir);
+      if (!instance?.databaseUrl) return undefined;
+      url = instance.databaseUrl;
+      origin = `of the keyturn instance running on ${config.dataDir}`;
+    }
+    const description = `${displayDatabaseUrl(url)} (${origin})`;
+    const pool = new Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000 });
+    // An idle connection that fails must not crash a short command; the next query reports it.
+    pool.on('error', () => undefined);
+    try {
+      await pool.query('SELECT 1');
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      const reason = error instanceof Error ? error.message || (error as NodeJS.ErrnoException).code : String(error);
+      throw new Error(`cannot reach PostgreSQL at ${description}: ${reason}`, { cause: error });
+    }
+    return new KeySetDatabase(pool, description);
+  }
+
+  /** Every registered key set that is not decommissioned (as the supervisor sees them), by id. */
+  async listKeySetIds(): Promise<string[]> {
+    return (await this.keyStore.listKeySets()).filter((keySet) => !keySet.decommissioned).map((keySet) => keySet.id);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { runCli } from '../../src/client/cli/main';
+import { loadConfig } from '../../src/config';
+import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { createLogger } from '../../src/observability/logger';
+import { waitFor } from '../helpers/key-sets';
+import { bundleWorkflows } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+
+// The operator commands in-process through runCli (commander's parseAsync on the program) against a
+// real Temporal dev server, the worker and a database of this file's own. The commands find Temporal
+// through the instance file the stack writes in the data folder (KEYTURN_DATA_DIR) and PostgreSQL
+// through DATABASE_URL, as beside `keyturn dev` with an external database. The seed policy keeps the
+// key set still, so every change seen is one a command made. The steps build on each other.
+
+const KEY_SET = 'ops';
+const ISO = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+let dataDir: string;
+let db: TestDatabase;
+let stack: DevStack;
+let firstKid: string;
+let activeKid: string;
+const savedEnv = { ...process.env };
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** `keyturn <args>`: exit code, stdout and stderr. */
+async function keyturn(...args: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
+  try {
+    const code = await runCli(args);
+    return { code, out: out.join(''), err: err.join('') };
+  } finally {
+    log.mockRestore();
+    write.mockRestore();
+  }
+}
+
+async function statusJson(): Promise<{ keys: { kid: string; state: string }[]; paused: unknown }> {
+  const run = await keyturn('status', KEY_SET, '--json');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  return JSON.parse(run.out) as { keys: { kid: string; state: string }[]; paused: unknown };
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-cli-ops-'));
+  db = await createTestDatabase();
+  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: randomBytes(32).toString('base64'), LOG_LEVEL: 'silent' });
+  const logger = createLogger({ level: 'silent' });
+  const bundle = await bundleWorkflows();
+  stack = await startDevStack({ config, logger, temporalPort: await freePort(), uiPort: await freePort(), workflowBundle: bundle });
+  await stack.keySets.start(KEY_SET, DEFAULT_POLICY);
+  firstKid = await stack.keySets.waitForActiveKid(KEY_SET);
+
+  for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
+  Object.assign(process.env, { KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, LOG_LEVEL: 'silent' });
+}, 120_000);
+
+afterAll(async () => {
+  process.env = { ...savedEnv };
+  await stack?.stop();
+  await db?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test('status shows keys, schedule, pause and policy; --json has the documented shape', async () => {
+  const human = await keyturn('status', KEY_SET);
+  expect(human).toMatchObject({ code: 0, err: '' });
+  expect(human.out).toContain(`key set ${KEY_SET}: ES256, rotates every 30d`);
+  expect(human.out).toMatch(new RegExp(`^  ${firstKid}\\s+active\\s+\\d{4}-`, 'm'));
+  expect(human.out).toMatch(/^next transition: generate and publish the next key at .* UTC \(in 2\dd/m);
+  expect(human.out).toContain('paused: no\nlast error: none\npolicy: algorithm ES256, rotationPeriod 30d, prepublish 5d');
+
+  expect(await statusJson()).toEqual({
+    id: KEY_SET,
+    policy: { ...DEFAULT_POLICY },
+    paused: null,
+    keys: [{ kid: firstKid, state: 'active', alg: 'ES256', createdAt: ISO, activatedAt: ISO }],
+    nextTransition: { kind: 'generateNext', at: ISO },
+    lastError: null,
+  });
+});
+
+test('rotate waits and prints the new active kid, which status then shows active', async () => {
+  const run = await keyturn('rotate', KEY_SET, '--reason', 'drill');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  const [, kid] = /rotated: (\S+) is active, (\S+) verifies through its grace period/.exec(run.out) ?? [];
+  expect(run.out).toContain(`${firstKid} verifies through its grace period`);
+  expect(kid).not.toBe(firstKid);
+
+  const { keys } = await statusJson();
+  expect(keys).toEqual(expect.arrayContaining([expect.objectContaining({ kid, state: 'active' }), expect.objectContaining({ kid: firstKid, state: 'grace' })]));
+  activeKid = kid;
+});
+
+test('rotate --no-wait only asks; the rotation follows', async () => {
+  const run = await keyturn('rotate', KEY_SET, '--no-wait', '--json');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  expect(JSON.parse(run.out)).toEqual({ id: KEY_SET, requested: true });
+
+  const previous = activeKid;
+  activeKid = await waitFor(async () => (await statusJson()).keys.find((k) => k.state === 'active' && k.kid !== previous)?.kid, 15_000, 'the requested rotation', 200);
+});
+
+test('revoke refuses without a reason before contacting anything, refuses an unknown kid, and revokes', async () => {
+  // An address nobody listens on: had the command connected, it would say so instead.
+  const nowhere = `127.0.0.1:${await freePort()}`;
+  expect(await keyturn('revoke', KEY_SET, firstKid, '--address', nowhere)).toEqual({
+    code: 1,
+    out: '',
+    err: 'keyturn: revoking a key needs a reason: --reason <text> (it goes into the audit trail)\n',
+  });
+  expect((await keyturn('revoke', KEY_SET, firstKid, '--reason', '  ', '--address', nowhere)).err).toMatch(/^keyturn: revoking a key needs a reason/);
+
+  expect(await keyturn('revoke', KEY_SET, 'no-such-kid', '--reason', 'test')).toEqual({
+    code: 1,
+    out: '',
+    err: `keyturn: key set "${KEY_SET}" has no live key "no-such-kid"; \`keyturn status ${KEY_SET}\` lists its keys\n`,
+  });
+
+  const run = await keyturn('revoke', KEY_SET, firstKid, '--reason', 'leaked in a log', '--json');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  expect(JSON.parse(run.out)).toEqual({ id: KEY_SET, revokedKid: firstKid, previousState: 'grace', activeKid });
+  expect((await statusJson()).keys.map((k) => k.kid)).not.toContain(firstKid);
+
+  const human = await keyturn('revoke', KEY_SET, activeKid, '--reason', 'drill');
+  expect(human.out).toMatch(new RegExp(`^revoked ${activeKid} of key set "${KEY_SET}" \\(it was active\\); active key now (\\S+)\\n$`));
+  activeKid = (await statusJson()).keys.find((k) => k.state === 'active')!.kid;
+});
+
+test('pause and resume show in status', async () => {
+  expect((await keyturn('pause', KEY_SET)).err).toMatch(/^keyturn: pausing a key set needs a reason/);
+  expect(await keyturn('pause', KEY_SET, '--reason', 'maintenance window')).toMatchObject({ code: 0, out: expect.stringContaining('paused') });
+  await waitFor(async () => ((await statusJson()).paused ? true : undefined), 5_000, 'the pause', 100);
+  expect((await statusJson()).paused).toEqual({ reason: 'maintenance window', since: ISO });
+  expect((await keyturn('status', KEY_SET)).out).toMatch(/^paused: since .* UTC: maintenance window$/m);
+  expect((await keyturn('status')).out).toMatch(new RegExp(`^${KEY_SET}\\s+active ${activeKid}  next: .*  PAUSED: maintenance window$`, 'm'));
+
+  expect(await keyturn('resume', KEY_SET)).toMatchObject({ code: 0, out: `key set "${KEY_SET}" resumed\n`, err: '' });
+  await waitFor(async () => ((await statusJson()).paused === null ? true : undefined), 5_000, 'the resume', 100);
+});
+
+test('verify exits 0 while the invariants hold and 1 with the violation once the database is tampered with', async () => {
+  const healthy = await keyturn('verify');
+  expect(healthy).toMatchObject({ code: 0, err: '' });
+  expect(healthy.out).toMatch(new RegExp(`^ok   ${KEY_SET}$`, 'm'));
+  expect(JSON.parse((await keyturn('verify', KEY_SET, '--json')).out)).toEqual({ ok: true, keySets: [{ id: KEY_SET, ok: true, violations: [], problem: null }] });
+
+  await db.pool.query(`UPDATE signing_keys SET demoted_at = now() WHERE key_set_id = $1 AND kid = $2`, [KEY_SET, activeKid]);
+  try {
+    const broken = await keyturn('verify', KEY_SET);
+    expect(broken).toEqual({
+      code: 1,
+      out: `FAIL ${KEY_SET}\n  TIME_MISMATCH: key ${activeKid}: demotedAt differ between the workflow and PostgreSQL\n`,
+      err: 'keyturn: 1 invariant violation(s) in 1 of 1 key set(s)\n',
+    });
+    const json = await keyturn('verify', '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, keySets: expect.arrayContaining([expect.objectContaining({ id: KEY_SET, ok: false, violations: [expect.objectContaining({ code: 'TIME_MISMATCH', kid: activeKid })] })]) });
+  } finally {
+    await db.pool.query(`UPDATE signing_keys SET demoted_at = NULL WHERE key_set_id = $1 AND kid = $2`, [KEY_SET, activeKid]);
+  }
+  expect((await keyturn('verify', KEY_SET)).code).toBe(0);
+});
+
+test('status without an id lists key sets from PostgreSQL, or from Temporal visibility without a database', async () => {
+  const fromDatabase = await keyturn('status', '--json');
+  expect(fromDatabase).toMatchObject({ code: 0, err: '' });
+  expect(JSON.parse(fromDatabase.out)).toEqual(expect.arrayContaining([expect.objectContaining({ id: KEY_SET, keys: expect.any(Array) })]));
+
+  delete process.env.DATABASE_URL; // the instance file names no database either: it came from DATABASE_URL
+  try {
+    const fromTemporal = await keyturn('status', '--data-dir', dataDir);
+    expect(fromTemporal).toMatchObject({ code: 0, err: '' });
+    expect(fromTemporal.out).toMatch(new RegExp(`^${KEY_SET}\\s+active ${activeKid}  next: \\w.* at .* UTC \\(in `, 'm'));
+  } finally {
+    process.env.DATABASE_URL = db.url;
+  }
+});
+
+test('an unknown key set, a bad option and an unknown namespace fail with one line', async () => {
+  const unknown = `keyturn: no key set "nope": apply it first or check --namespace\n`;
+  expect(await keyturn('status', 'nope')).toEqual({ code: 1, out: '', err: unknown });
+  expect(await keyturn('rotate', 'nope')).toEqual({ code: 1, out: '', err: unknown });
+  expect(await keyturn('pause', 'nope', '--reason', 'x')).toEqual({ code: 1, out: '', err: unknown });
+  expect(await keyturn('verify', 'nope')).toEqual({ code: 1, out: '', err: unknown });
+  expect((await keyturn('status', KEY_SET, '--address', 'localhost')).err).toBe('keyturn: --address must be host:port, e.g. localhost:7233\n');
+  expect((await keyturn('status', KEY_SET, '--namespace', 'nowhere')).err).toMatch(/^keyturn: Temporal has no namespace "nowhere": check --namespace/);
+});
+
+test('an unreachable server fails within seconds with one line', async () => {
+  const port = await freePort();
+  const started = Date.now();
+  const run = await keyturn('status', KEY_SET, '--address', `127.0.0.1:${port}`);
+  expect(Date.now() - started).toBeLessThan(8_000);
+  expect(run.code).toBe(1);
+  expect(run.err).toMatch(new RegExp(`^keyturn: cannot reach Temporal at 127\\.0\\.0\\.1:${port} \\(from --address\\): (connection refused|no answer within 5 seconds)\\. Start one with \`keyturn dev\`[^\\n]*\\n$`));
+
+  process.env.TEMPORAL_ADDRESS = `127.0.0.1:${port}`;
+  try {
+    expect((await keyturn('rotate', KEY_SET)).err).toMatch(/^keyturn: cannot reach Temporal at .* \(from TEMPORAL_ADDRESS\): /);
+  } finally {
+    delete process.env.TEMPORAL_ADDRESS;
+  }
+});
+
+/** A port nothing listens on (a moment ago). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
