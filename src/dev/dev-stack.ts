@@ -1,14 +1,14 @@
 import type { WorkflowBundleOption } from '@temporalio/worker';
+import { applyKeySets, type ApplyReport } from '../client/apply';
 import { connectClient, temporalTargetFrom, type TemporalTarget } from '../client/connect';
 import { KeySetClient } from '../client/keyset-client';
+import type { KeySetsFile } from '../client/keysets-file';
 import type { Config } from '../config';
-import { DEFAULT_POLICY } from '../domain/policy';
 import type { Logger } from '../observability/logger';
 import type { DatabaseSource } from '../runtime/database';
 import { instanceFilePath, readLiveInstance, removeInstanceFile, writeInstanceFile } from '../runtime/instance-file';
 import { openKeyStore } from '../runtime/open-key-store';
 import { Teardown } from '../runtime/teardown';
-import { keySetWorkflowId } from '../workflows/messages';
 import { connectWorker, createWorker, startWorker } from '../worker';
 import { assertDevServerPortsFree, startTemporalDevServer } from './temporal-dev-server';
 
@@ -18,8 +18,8 @@ export interface DevStackOptions {
   temporalPort: number;
   uiPort: number;
   logger: Logger;
-  /** The key set started with the seed policy. */
-  keySetId?: string;
+  /** The key sets file to apply once the worker runs (`keyturn dev -f`); nothing is applied without one. */
+  keySets?: KeySetsFile;
   /** A bundle built beforehand (tests start the stack twice). */
   workflowBundle?: WorkflowBundleOption;
   /** Aborts a start in progress; what was started is stopped again. */
@@ -37,8 +37,8 @@ export interface DevStack {
   databaseSource: DatabaseSource;
   kekFile: string | null;
   instanceFile: string;
-  keySetId: string;
-  workflowId: string;
+  /** What applying the key sets file did; null when there was none. */
+  applied: ApplyReport | null;
   keySets: KeySetClient;
   /** Settles if the worker stops by itself (it rejects if the worker failed). */
   workerDone: Promise<void>;
@@ -49,12 +49,11 @@ export interface DevStack {
 /**
  * Everything `keyturn dev` runs, on one data folder: the embedded PostgreSQL (unless DATABASE_URL),
  * its KEK file (unless KEYTURN_KEK), a Temporal dev server (unless TEMPORAL_ADDRESS), migrations,
- * the worker, and the key set's workflow with the seed policy (the one already running after a
- * restart). Records itself in `<dataDir>/instance.json` for the commands run beside it.
+ * the worker, and an apply of the key sets file (key sets already running after a restart are left
+ * as they are). Records itself in `<dataDir>/instance.json` for the commands run beside it.
  */
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   const { config, logger, signal } = options;
-  const keySetId = options.keySetId ?? 'default';
   await refuseSecondInstance(config.dataDir);
   if (!config.explicit.temporalAddress) {
     // Checked again when the server starts; asked first so a taken port fails before the database starts.
@@ -93,8 +92,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const client = await connectClient(target);
     teardown.add('the Temporal client', () => client.connection.close());
     const keySets = new KeySetClient(client, config.taskQueue);
-    const handle = await keySets.start(keySetId, DEFAULT_POLICY);
-    logger.info({ keySetId, workflowId: handle.workflowId }, 'key set workflow running');
+    const applied = options.keySets ? await applyKeySets(client, options.keySets, { taskQueue: config.taskQueue }) : null;
+    if (applied) logger.info({ file: options.keySets!.source, ...applied }, 'key sets applied');
 
     await writeInstanceFile(config.dataDir, {
       temporalAddress: target.address,
@@ -115,8 +114,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       databaseSource: store.database.source,
       kekFile: store.kekFile,
       instanceFile: instanceFilePath(config.dataDir),
-      keySetId,
-      workflowId: keySetWorkflowId(keySetId),
+      applied,
       keySets,
       workerDone: worker.done,
       stop: () => teardown.run(),

@@ -2,12 +2,16 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadConfig } from '../../../config';
 import { startDevStack, type DevStack } from '../../../dev/dev-stack';
+import { KeyturnError } from '../../../domain/errors';
 import { createLogger } from '../../../observability/logger';
 import { displayDatabaseUrl } from '../../../runtime/database';
 import { onShutdownRequest } from '../../../runtime/shutdown-signal';
+import { keySetWorkflowId } from '../../../workflows/messages';
+import { loadKeySetsFile, type KeySetsFile } from '../../keysets-file';
 import { DATA_DIR_OPTION, parsePort } from '../options';
 
 interface DevOptions {
+  file: string;
   dataDir?: string;
   temporalPort: number;
   uiPort?: number;
@@ -17,14 +21,25 @@ interface DevOptions {
 export const devCommand = new Command('dev')
   .description(
     'run keyturn on this machine until Ctrl-C: embedded PostgreSQL, a Temporal dev server with its Web UI, ' +
-      'the worker and the `default` key set (DATABASE_URL and TEMPORAL_ADDRESS, when set, are used instead)',
+      'the worker, and an apply of the key sets file (DATABASE_URL and TEMPORAL_ADDRESS, when set, are used instead)',
   )
+  .option('-f, --file <file>', 'the key sets file to apply', 'keysets.yaml')
   .option(...DATA_DIR_OPTION)
   .option('--temporal-port <port>', 'port of the Temporal dev server', parsePort, 7233)
   .option('--ui-port <port>', 'port of the Temporal Web UI (default: the Temporal port + 1000)', parsePort)
   .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: KEYTURN_PG_PORT or 5433)', parsePort)
   .action(async (options: DevOptions) => {
     const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort });
+    // Checked before anything starts: a missing or bad file stops dev at once, with every problem.
+    const keySetsFile = await loadKeySetsFile(options.file).catch((error: unknown) => {
+      if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
+      throw new KeyturnError(
+        'ERR_KEYSETS_FILE_INVALID',
+        `keyturn dev applies the key sets file ${options.file}, and there is none at ${path.resolve(options.file)}: ` +
+          'run it from the keyturn folder (it ships keysets.yaml) or name a file with -f <file>',
+        { field: 'file', cause: error },
+      );
+    });
     const logger = createLogger({ level: config.logLevel });
     // Listening from the start: a Ctrl-C while things start still stops what has started.
     const shutdown = onShutdownRequest(logger);
@@ -37,6 +52,7 @@ export const devCommand = new Command('dev')
         logger,
         temporalPort: options.temporalPort,
         uiPort: options.uiPort ?? options.temporalPort + 1000,
+        keySets: keySetsFile,
         signal: abort.signal,
       }).catch((error: unknown) => {
         // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
@@ -44,11 +60,16 @@ export const devCommand = new Command('dev')
         throw error;
       });
       if (!stack) return;
-      const activeKid = await stack.keySets.waitForActiveKid(stack.keySetId, 30_000).catch((error: Error) => {
-        logger.warn({ err: error }, 'the key set has no active key yet');
-        return null;
-      });
-      console.log(banner(stack, activeKid));
+      const keySets = stack.keySets;
+      const activeKids = await Promise.all(
+        keySetsFile.keySets.map(({ id }) =>
+          keySets.waitForActiveKid(id, 30_000).catch((error: Error) => {
+            logger.warn({ err: error, keySetId: id }, 'the key set has no active key yet');
+            return null;
+          }),
+        ),
+      );
+      console.log(banner(stack, keySetsFile, activeKids));
       await Promise.race([stack.workerDone, shutdown.requested]);
     } finally {
       await stack?.stop();
@@ -57,16 +78,18 @@ export const devCommand = new Command('dev')
   });
 
 /** Where everything is, for the person who just ran `npm start`. */
-function banner(stack: DevStack, activeKid: string | null): string {
+function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[]): string {
   const ui = stack.webUiUrl;
-  const workflowUrl = ui && `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(stack.workflowId)}`;
+  const workflowUrl = (id: string) =>
+    ui ? `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(keySetWorkflowId(id))}` : keySetWorkflowId(id);
   const database =
     stack.databaseSource === 'embedded'
       ? `${displayDatabaseUrl(stack.databaseUrl)}  (embedded, data in ${path.join(path.dirname(stack.instanceFile), 'postgres')})`
       : `${displayDatabaseUrl(stack.databaseUrl)}  (from DATABASE_URL)`;
   const rows: [string, string][] = [
     ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(Temporal at TEMPORAL_ADDRESS: use its own UI)'],
-    [`key set ${stack.keySetId}`, `${workflowUrl ?? stack.workflowId}  (active kid ${activeKid ?? 'pending'})`],
+    ...file.keySets.map(({ id }, i): [string, string] => [`key set ${id}`, `${workflowUrl(id)}  (active kid ${activeKids[i] ?? 'pending'})`]),
+    ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
     ['Temporal address', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue})`],
     ['PostgreSQL', database],
     ['KEK', stack.kekFile ?? 'from KEYTURN_KEK'],
@@ -74,4 +97,15 @@ function banner(stack: DevStack, activeKid: string | null): string {
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return ['', 'keyturn is running. Ctrl-C stops it.', ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`), ''].join('\n');
+}
+
+function describeApplied(stack: DevStack): string {
+  const applied = stack.applied;
+  if (!applied) return 'not applied';
+  const parts = [
+    applied.created.length > 0 && `created ${applied.created.join(', ')}`,
+    applied.changed.length > 0 && `changed ${applied.changed.map((c) => `${c.id} (${c.fields.join(', ')})`).join(', ')}`,
+    applied.unchanged.length > 0 && `unchanged ${applied.unchanged.join(', ')}`,
+  ];
+  return `applied: ${parts.filter(Boolean).join('; ')}`;
 }

@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { loadConfig } from '../../../config';
+import { applyKeySets, type ApplyReport } from '../../apply';
+import { connectClient, resolveTemporalTarget } from '../../connect';
+import { loadKeySetsFile } from '../../keysets-file';
+import { connectionOptions, operatorCommand, parseOptions } from '../operator';
+
+const applyOptions = connectionOptions.extend({
+  file: z.string().trim().min(1, { error: '-f <file> names the key sets file' }),
+  prune: z.boolean().default(false),
+  dryRun: z.boolean().default(false),
+});
+
+export const applyCommand = operatorCommand('apply')
+  .description(
+    'start or update the key sets a YAML file lists, and the supervisor schedule; the whole file is checked first, ' +
+      'and nothing is applied if any of it is wrong. Safe to run again: what already matches is left alone',
+  )
+  .requiredOption('-f, --file <file>', 'the key sets file, e.g. keysets.yaml')
+  .option('--prune', 'decommission running key sets the file does not list (their keys retire through grace as usual)')
+  .option('--dry-run', 'print what would change, and change nothing')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(applyOptions, raw);
+    // Checked before anything connects: a bad file changes nothing.
+    const file = await loadKeySetsFile(options.file);
+    const config = loadConfig(process.env, { dataDir: options.dataDir });
+    const target = await resolveTemporalTarget(config, options);
+    const client = await connectClient(target);
+    try {
+      const report = await applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun });
+      console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+/** What `keyturn apply` says it did (or, with --dry-run, would do), one line per key set. */
+export function formatApplyReport(report: ApplyReport, what: string): string {
+  const verb = (done: string, would: string) => (report.dryRun ? would : done);
+  const rows: [string, string][] = [
+    ...report.created.map((id): [string, string] => [verb('created', 'would create'), id]),
+    ...report.changed.map((change): [string, string] => [
+      verb('changed', 'would change'),
+      `${change.id}: ${change.fields.map((field) => `${field} ${show(change.from[field])} → ${show(change.to[field])}`).join(', ')}`,
+    ]),
+    ...report.unchanged.map((id): [string, string] => ['unchanged', id]),
+    ...report.pruned.map((id): [string, string] => [verb('pruned', 'would prune'), `${id} (decommissioned: its keys retire through grace)`]),
+    [`schedule`, `supervisor ${report.schedule === 'unchanged' ? 'unchanged' : verb(report.schedule, `would be ${report.schedule}`)}`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return [
+    report.dryRun ? `dry run, nothing changed: applying ${what} would do this` : `applied ${what}`,
+    ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`),
+    ...report.warnings.map((warning) => `warning: ${warning}`),
+  ].join('\n');
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return '(none)';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
