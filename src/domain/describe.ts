@@ -23,7 +23,7 @@ export function utc(ms: number): string {
 
 /**
  * A key set's state in words, for the workflow's current details (the Web UI shows them while
- * a worker runs): the keys and their times, the next transition, pause and last error.
+ * a worker runs): the keys and their times, the next transition, pause and last error, as a Markdown list.
  */
 export function describeKeySet(status: KeySetStatus): string {
   const timings = policyTimings(status.policy);
@@ -50,5 +50,6 @@ export function describeKeySet(status: KeySetStatus): string {
       : 'Last error: none',
   );
   lines.push(`Policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${value}`).join(', ')}`);
-  return lines.join('\n');
+  // The Web UI renders current details as Markdown: one list item per line.
+  return lines.map((line) => `- ${line}`).join('\n');
 }
