@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { runCli } from '../../src/client/cli/main';
@@ -11,6 +10,7 @@ import { createLogger } from '../../src/observability/logger';
 import { waitFor } from '../helpers/key-sets';
 import { bundleWorkflows } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { freePort } from '../helpers/ports';
 
 // The operator commands in-process through runCli (commander's parseAsync on the program) against a
 // real Temporal dev server, the worker and a database of this file's own. The commands find Temporal
@@ -216,14 +216,3 @@ test('an unreachable server fails within seconds with one line', async () => {
   }
 });
 
-/** A port nothing listens on (a moment ago). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ScheduleNotFoundError, type Client } from '@temporalio/client';
@@ -17,6 +16,7 @@ import { getStateQuery, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WOR
 import { waitFor } from '../helpers/key-sets';
 import { bundleWorkflows } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { freePort } from '../helpers/ports';
 
 // `apply` against a real Temporal dev server, the worker and a database of this file's own. Each
 // test names key sets of its own; the prune test, which decommissions every key set the file does
@@ -222,6 +222,22 @@ test('the supervisor schedule exists after apply with the interval of the file a
   expect((await apply(yaml({ [id]: {} }, '10m'))).schedule).toBe('unchanged');
 });
 
+test('a key set whose workflow was terminated runs again once the supervisor schedule fires', async () => {
+  const [id] = ids('supervised');
+  await apply(yaml({ [id]: {} }));
+  const handle = client.workflow.getHandle(keySetWorkflowId(id));
+  const activeKid = await stack.keySets.waitForActiveKid(id);
+  await handle.terminate('an operator mistake');
+
+  await client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID).trigger();
+
+  await waitFor(async () => ((await handle.describe()).status.name === 'RUNNING' ? true : undefined), 20_000, 'the restarted workflow', 200);
+  // The new run resumed from PostgreSQL: the same key is active, none was generated.
+  expect(await stack.keySets.waitForActiveKid(id)).toBe(activeKid);
+  expect((await handle.query(getStateQuery)).keys.map((k) => k.kid)).toEqual([activeKid]);
+  expect(await executions(id)).toBe(2);
+});
+
 test('--prune decommissions the running key sets the file does not list, once', async () => {
   const [kept] = ids('pruning-kept');
   const others = await runningKeySets();
@@ -252,13 +268,3 @@ async function runningKeySets(): Promise<string[]> {
   return found.sort();
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -13,6 +12,7 @@ import type { InstanceInfo } from '../../src/runtime/instance-file';
 import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
 import { waitFor } from '../helpers/key-sets';
+import { freePort } from '../helpers/ports';
 
 // `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the
 // worker, on free ports in a temporary data folder, in a process of its own that is stopped with
@@ -156,13 +156,3 @@ async function activeKidsInDatabase(instance: InstanceInfo): Promise<string[]> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -20,6 +19,7 @@ import { CachingVerifier } from '../helpers/caching-verifier';
 import { waitFor } from '../helpers/key-sets';
 import { bundleWorkflows } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { freePort } from '../helpers/ports';
 
 // The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
 // the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The
@@ -214,13 +214,3 @@ test('revoking the active key: its tokens are rejected once the verifier cache r
   await expect(verifier.verify(after)).resolves.toMatchObject({ sub: 'user' });
 }, 60_000);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,8 +1,8 @@
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres, type RunningPostgres } from '../../src/dev/embedded-postgres';
+import { freePort } from './ports';
 
 declare global {
   var keyturnTestPostgres: RunningPostgres | undefined;
@@ -17,13 +17,3 @@ export default async function globalSetup(): Promise<void> {
   process.env.KEYTURN_TEST_DATABASE_URL = postgres.url;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
