@@ -23,6 +23,8 @@ export interface Config {
   dataDir: string;
   /** Port of the embedded PostgreSQL. */
   pgPort: number;
+  /** Port of the JWKS server (`keyturn serve`, and inside `keyturn dev`). */
+  jwksPort: number;
   logLevel: LogLevel;
   /**
    * Which settings came from the environment rather than a default: `keyturn dev` starts its own
@@ -33,7 +35,7 @@ export interface Config {
 }
 
 /** Values a command line flag may set in place of its variable (a flag wins over the environment). */
-export type ConfigOverrides = Partial<Pick<Config, 'dataDir' | 'pgPort'>>;
+export type ConfigOverrides = Partial<Pick<Config, 'dataDir' | 'pgPort' | 'jwksPort'>>;
 
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/]+):(\d{1,5})$/;
 
@@ -65,6 +67,7 @@ const schema = z.object({
   KEYTURN_KEK: z.string().optional(),
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
+  PORT: port('the JWKS server, default 8080').default(8080),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -92,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     kek: values.KEYTURN_KEK,
     dataDir: path.resolve(overrides.dataDir ?? values.KEYTURN_DATA_DIR),
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
+    jwksPort: overrides.jwksPort ?? values.PORT,
     logLevel: values.LOG_LEVEL,
     explicit: {
       temporalAddress: values.TEMPORAL_ADDRESS !== undefined,

@@ -10,6 +10,8 @@ import { instanceFilePath, readLiveInstance, removeInstanceFile, writeInstanceFi
 import { openKeyStore } from '../runtime/open-key-store';
 import { Teardown } from '../runtime/teardown';
 import { connectWorker, createWorker, startWorker } from '../worker';
+import { startJwksServer } from '../jwks/server';
+import { Registry } from 'prom-client';
 import { assertDevServerPortsFree, startTemporalDevServer } from './temporal-dev-server';
 
 export interface DevStackOptions {
@@ -24,6 +26,8 @@ export interface DevStackOptions {
   workflowBundle?: WorkflowBundleOption;
   /** Aborts a start in progress; what was started is stopped again. */
   signal?: AbortSignal;
+  /** Serve the JWKS on this port (0: any free one); no JWKS server when left out. */
+  jwksPort?: number;
 }
 
 /** Where everything of a running `keyturn dev` is. */
@@ -33,6 +37,8 @@ export interface DevStack {
   taskQueue: string;
   /** Null when TEMPORAL_ADDRESS named a server keyturn did not start. */
   webUiUrl: string | null;
+  /** The JWKS server's base URL; null when none was asked for. */
+  jwksUrl: string | null;
   databaseUrl: string;
   databaseSource: DatabaseSource;
   kekFile: string | null;
@@ -89,6 +95,20 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     teardown.add('the worker', () => worker.stop());
     signal?.throwIfAborted();
 
+    let jwksUrl: string | null = null;
+    if (options.jwksPort !== undefined) {
+      const jwks = await startJwksServer({
+        port: options.jwksPort,
+        host: '127.0.0.1',
+        keyStore: store.keyStore,
+        pool: store.pool,
+        registry: new Registry(),
+        logger,
+      });
+      teardown.add('the JWKS server', () => jwks.close());
+      jwksUrl = jwks.url;
+    }
+
     const client = await connectClient(target);
     teardown.add('the Temporal client', () => client.connection.close());
     const keySets = new KeySetClient(client, config.taskQueue);
@@ -110,6 +130,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       namespace: target.namespace,
       taskQueue: config.taskQueue,
       webUiUrl,
+      jwksUrl,
       databaseUrl: store.database.url,
       databaseSource: store.database.source,
       kekFile: store.kekFile,

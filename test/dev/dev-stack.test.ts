@@ -20,7 +20,7 @@ import { freePort } from '../helpers/ports';
 
 const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
 let dataDir: string;
-let ports: { pg: number; temporal: number; ui: number };
+let ports: { pg: number; temporal: number; ui: number; jwks: number };
 let dev: DevProcess | undefined;
 let firstActiveKid: string;
 
@@ -28,7 +28,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-'));
   // mkdtemp makes it 0700; run as root, PostgreSQL runs as the `postgres` user and must get through.
   await chmod(dataDir, 0o755);
-  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort() };
+  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort() };
 });
 
 afterAll(async () => {
@@ -53,6 +53,10 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
   expect(dev.output.join('')).not.toContain(kek);
 
   firstActiveKid = await activeKidFromWorkflow(instance);
+  // The JWKS server runs inside `keyturn dev` too, serving the default key set.
+  const jwks = (await (await fetch(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+  expect(jwks.keys.map((key) => key.kid)).toEqual([firstActiveKid]);
+  expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`);
   expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
 }, 60_000);
 
@@ -97,7 +101,7 @@ async function startDev(): Promise<DevProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
   // Nothing of the runner's own configuration may redirect it.
   for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT']) delete env[name];
-  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg)];
+  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));

@@ -10,8 +10,9 @@ import { rotateCommand } from './commands/rotate';
 import { statusCommand } from './commands/status';
 import { verifyCommand } from './commands/verify';
 import { workerCommand } from './commands/worker';
+import { serveCommand } from './commands/serve';
 
-const COMMANDS = [devCommand, workerCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand];
+const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

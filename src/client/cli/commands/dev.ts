@@ -16,6 +16,7 @@ interface DevOptions {
   temporalPort: number;
   uiPort?: number;
   pgPort?: number;
+  port?: number;
 }
 
 export const devCommand = new Command('dev')
@@ -28,8 +29,9 @@ export const devCommand = new Command('dev')
   .option('--temporal-port <port>', 'port of the Temporal dev server', parsePort, 7233)
   .option('--ui-port <port>', 'port of the Temporal Web UI (default: the Temporal port + 1000)', parsePort)
   .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: KEYTURN_PG_PORT or 5433)', parsePort)
+  .option('--port <port>', 'port of the JWKS server (default: PORT or 8080)', parsePort)
   .action(async (options: DevOptions) => {
-    const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort });
+    const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort, jwksPort: options.port });
     // Checked before anything starts: a missing or bad file stops dev at once, with every problem.
     const keySetsFile = await loadKeySetsFile(options.file).catch((error: unknown) => {
       if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
@@ -53,6 +55,7 @@ export const devCommand = new Command('dev')
         temporalPort: options.temporalPort,
         uiPort: options.uiPort ?? options.temporalPort + 1000,
         keySets: keySetsFile,
+        jwksPort: config.jwksPort,
         signal: abort.signal,
       }).catch((error: unknown) => {
         // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
@@ -90,6 +93,7 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
     ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(Temporal at TEMPORAL_ADDRESS: use its own UI)'],
     ...file.keySets.map(({ id }, i): [string, string] => [`key set ${id}`, `${workflowUrl(id)}  (active kid ${activeKids[i] ?? 'pending'})`]),
     ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
+    ...(stack.jwksUrl ? [['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json)`] as [string, string]] : []),
     ['Temporal address', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue})`],
     ['PostgreSQL', database],
     ['KEK', stack.kekFile ?? 'from KEYTURN_KEK'],
