@@ -8,7 +8,8 @@ export function keySetSummary(keySetId: string, policy: KeySetPolicy): string {
   return `JWT key set ${keySetId} — ${policy.algorithm}, rotates every ${policy.rotationPeriod}`;
 }
 
-const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
+/** Each scheduled transition in words, for people reading status and the Web UI. */
+export const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
   bootstrap: 'generate and promote a first key',
   generateNext: 'generate and publish the next key',
   promote: 'promote the next key',

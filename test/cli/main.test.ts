@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Pool } from 'pg';
 import { runCli } from '../../src/client/cli/main';
+import { freePort } from '../helpers/ports';
 
 // The CLI in-process through runCli (commander's parseAsync), against a database of its own in the
 // run's PostgreSQL. What a command prints is captured; the process is never exited.
@@ -83,7 +83,7 @@ describe('failures become one line and exit code 1', () => {
   it('worker with Temporal unreachable says where it looked, within seconds', async () => {
     process.env.DATABASE_URL = databaseUrl;
     process.env.KEYTURN_KEK = randomBytes(32).toString('base64');
-    process.env.TEMPORAL_ADDRESS = `127.0.0.1:${await closedPort()}`;
+    process.env.TEMPORAL_ADDRESS = `127.0.0.1:${await freePort()}`;
     const started = Date.now();
 
     expect(await runCli(['worker'])).toBe(1);
@@ -115,17 +115,6 @@ describe('failures become one line and exit code 1', () => {
   });
 });
 
-/** A port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function withDatabase<T>(use: (db: Pool) => Promise<T>): Promise<T> {
   const db = new Pool({ connectionString: databaseUrl, max: 1 });

@@ -1,31 +1,19 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { validatePolicy } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, requestRotationSignal } from '../../src/workflows/messages';
 import { historyText, PRIVATE_MEMBER_KEYS } from '../helpers/history';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const HOUR = 3_600_000;
 
 describe('continue-as-new', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+  const suite = useTimeSkippingSuite();
 
   test('keeps the keys, the policy and a rotation still waiting to run', async () => {
+    const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('can');
     const policy = validatePolicy({ algorithm: 'EdDSA', rotationPeriod: '20d', prepublish: '2d', gracePeriod: '3d', jwksMaxAge: '1h' });
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });

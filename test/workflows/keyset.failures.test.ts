@@ -1,32 +1,20 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Alert } from '../../src/activities';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery } from '../../src/workflows/messages';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
 describe('a failing dependency', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+  const suite = useTimeSkippingSuite();
 
   test('PostgreSQL failing at a transition: an alert, backoff, recovery, and no duplicated key', async () => {
+    const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('outage');
     const kekRing = randomKekRing();
     const alerts: Alert[] = [];

@@ -1,14 +1,12 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { openPrivateKey } from '../../src/crypto/envelope';
 import type { KekRing } from '../../src/crypto/kek';
 import type { KeyState } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore, type StoredKey } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
-import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import type { TestDatabase } from '../helpers/postgres';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
 
 const DAY = 86_400_000;
@@ -33,21 +31,11 @@ function expectedStates(day: number): KeyState[] {
 }
 
 describe('a key set under the seed policy', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-  let kekRing: KekRing;
-
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-    kekRing = randomKekRing();
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+  const suite = useTimeSkippingSuite();
 
   test('lives through 100 days: right keys published and stored at every transition', async () => {
+    const { env, db, bundle } = suite;
+    const kekRing = randomKekRing();
     const { keySetId, taskQueue, workflowId } = uniqueNames('seed');
     const keyStore = new KeyStore(db.pool, kekRing);
     const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });

@@ -1,29 +1,17 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { keySetSummary } from '../../src/domain/describe';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;
 
 describe('what an operator sees', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+  const suite = useTimeSkippingSuite();
 
   // Search attributes need a server that indexes them: the dev-server tests check those.
   test('current details in words follow each transition, under a static summary', async () => {
+    const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('ui');
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });
     await worker.runUntil(async () => {

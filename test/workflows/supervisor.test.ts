@@ -1,29 +1,17 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Alert } from '../../src/activities';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
 import { decommissionUpdate, getStateQuery } from '../../src/workflows/messages';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { createTimeSkippingEnv } from '../helpers/temporal-env';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 describe('the supervisor', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+  const suite = useTimeSkippingSuite();
 
   // Restarting a terminated workflow is checked against the dev server (test/client/supervisor-schedule.test.ts):
   // the time-skipping server does not serve a workflow id whose earlier run was terminated.
   test('checks every live key set against PostgreSQL, alerts on what disagrees, and skips decommissioned sets', async () => {
+    const { env, db, bundle } = suite;
     const { keySetId, taskQueue } = uniqueNames('sup');
     const gone = `${keySetId}-gone`;
     const alerts: Alert[] = [];

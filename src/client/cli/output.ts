@@ -1,7 +1,7 @@
 import type { KeySetStatus, LastError } from '../../domain/keyset-state';
 import type { KeyState, ScheduledTransition } from '../../domain/lifecycle';
 import type { KeySetPolicy } from '../../domain/policy';
-import { utc } from '../../domain/describe';
+import { TRANSITION_WORDS, utc } from '../../domain/describe';
 import type { KeySetVerification } from '../verify';
 
 /**
@@ -46,14 +46,6 @@ export function statusJson(status: KeySetStatus): StatusJson {
     lastError: status.lastError && { ...status.lastError, at: iso(status.lastError.at) },
   };
 }
-
-const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
-  bootstrap: 'generate and promote a first key',
-  generateNext: 'generate and publish the next key',
-  promote: 'promote the next key',
-  retire: 'retire a grace key',
-  destroy: 'destroy a retired key',
-};
 
 /** `keyturn status <id>`: the keys as a table, then the schedule, pause, last error and policy. */
 export function formatStatus(status: KeySetStatus, now: number): string {
