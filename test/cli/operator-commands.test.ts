@@ -1,16 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { runCli } from '../../src/client/cli/main';
-import { loadConfig } from '../../src/config';
-import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { createLogger } from '../../src/observability/logger';
 import { waitFor } from '../helpers/key-sets';
-import { bundleWorkflows } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { freePort } from '../helpers/ports';
+import type { TestDatabase } from '../helpers/postgres';
 
 // The operator commands in-process through runCli (commander's parseAsync on the program) against a
 // real Temporal dev server, the worker and a database of this file's own. The commands find Temporal
@@ -20,6 +14,7 @@ import { freePort } from '../helpers/ports';
 
 const KEY_SET = 'ops';
 const ISO = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+let running: TestDevStack;
 let dataDir: string;
 let db: TestDatabase;
 let stack: DevStack;
@@ -55,12 +50,8 @@ async function statusJson(): Promise<{ keys: { kid: string; state: string }[]; p
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-cli-ops-'));
-  db = await createTestDatabase();
-  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: randomBytes(32).toString('base64'), LOG_LEVEL: 'silent' });
-  const logger = createLogger({ level: 'silent' });
-  const bundle = await bundleWorkflows();
-  stack = await startDevStack({ config, logger, temporalPort: await freePort(), uiPort: await freePort(), workflowBundle: bundle });
+  running = await startTestDevStack('cli-ops');
+  ({ stack, db, dataDir } = running);
   await stack.keySets.start(KEY_SET, DEFAULT_POLICY);
   firstKid = await stack.keySets.waitForActiveKid(KEY_SET);
 
@@ -70,9 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.env = { ...savedEnv };
-  await stack?.stop();
-  await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
+  await running?.stop();
 });
 
 test('status shows keys, schedule, pause and policy; --json has the documented shape', async () => {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ScheduleNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
@@ -8,46 +7,31 @@ import { applyKeySets, SUPERVISOR_WORKFLOW_ID, type ApplyReport } from '../../sr
 import { runCli } from '../../src/client/cli/main';
 import { connectClient } from '../../src/client/connect';
 import { parseKeySetsFile } from '../../src/client/keysets-file';
-import { loadConfig } from '../../src/config';
-import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { createLogger } from '../../src/observability/logger';
 import { getStateQuery, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
-import { bundleWorkflows } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { freePort } from '../helpers/ports';
+import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 
 // `apply` against a real Temporal dev server, the worker and a database of this file's own. Each
 // test names key sets of its own; the prune test, which decommissions every key set the file does
 // not list, runs last.
 
+let running: TestDevStack;
 let dataDir: string;
-let db: TestDatabase;
 let stack: DevStack;
 let client: Client;
 const savedEnv = { ...process.env };
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-apply-'));
-  db = await createTestDatabase();
-  const kek = randomBytes(32).toString('base64');
-  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
-  stack = await startDevStack({
-    config,
-    logger: createLogger({ level: 'silent' }),
-    temporalPort: await freePort(),
-    uiPort: await freePort(),
-    workflowBundle: await bundleWorkflows(),
-  });
+  running = await startTestDevStack('apply');
+  ({ stack, dataDir } = running);
   client = await connectClient({ address: stack.temporalAddress, namespace: stack.namespace, origin: 'the test' });
 }, 120_000);
 
 afterAll(async () => {
   await client?.connection.close();
-  await stack?.stop();
-  await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
+  await running?.stop();
 });
 
 afterEach(() => {

@@ -1,14 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { decodeProtectedHeader, importJWK, SignJWT } from 'jose';
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
-import { loadConfig } from '../../src/config';
 import { parseKekRing, type KekRing } from '../../src/crypto/kek';
-import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import type { DevStack } from '../../src/dev/dev-stack';
 import { validatePolicy } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
@@ -17,9 +12,7 @@ import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflowId, revokeKeyUpdate } from '../../src/workflows/messages';
 import { CachingVerifier } from '../helpers/caching-verifier';
 import { waitFor } from '../helpers/key-sets';
-import { bundleWorkflows } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { freePort } from '../helpers/ports';
+import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 
 // The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
 // the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The
@@ -40,8 +33,7 @@ const JWKS_MAX_AGE_MS = 2_000;
 const END_OF_LIFE_MS = 300;
 
 const logger = createLogger({ level: 'silent' });
-let dataDir: string;
-let db: TestDatabase;
+let running: TestDevStack;
 let stack: DevStack;
 let pool: Pool;
 let kekRing: KekRing;
@@ -54,19 +46,9 @@ let firstKid: string;
 let forgedWithFirstKey: string;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-e2e-'));
-  // The run's PostgreSQL (a database of this file's own) and a KEK from the environment, as in a deployment.
-  db = await createTestDatabase();
-  const kek = randomBytes(32).toString('base64');
-  kekRing = parseKekRing(kek);
-  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
-  stack = await startDevStack({
-    config,
-    logger,
-    temporalPort: await freePort(),
-    uiPort: await freePort(),
-    workflowBundle: await bundleWorkflows(),
-  });
+  running = await startTestDevStack('e2e');
+  stack = running.stack;
+  kekRing = parseKekRing(running.kek);
   pool = new Pool({ connectionString: stack.databaseUrl, max: 5 });
   store = new KeyStore(pool, kekRing);
   jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool, registry: new Registry(), logger });
@@ -88,9 +70,7 @@ afterAll(async () => {
   await jwks?.close();
   await temporal?.close();
   await pool?.end();
-  await stack?.stop();
-  await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
+  await running?.stop();
 });
 
 interface Issued {

@@ -1,16 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { loadConfig } from '../../src/config';
-import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { createLogger } from '../../src/observability/logger';
-import { bundleWorkflows } from '../helpers/keyset-worker';
-import { freePort } from '../helpers/ports';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 
 // The Temporal Web UI as an operator sees it, in headless Chromium (Debian's package; .ci/run
 // installs it): a key set's workflow found by its search attributes, its details in words.
@@ -19,8 +13,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts');
 const KEY_SET = 'webui';
 
-let dataDir: string;
-let db: TestDatabase;
+let running: TestDevStack;
 let stack: DevStack;
 let browser: Browser;
 let page: Page;
@@ -28,21 +21,8 @@ let activeKid: string;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)`);
-  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-webui-'));
-  db = await createTestDatabase();
-  const config = loadConfig({
-    KEYTURN_DATA_DIR: dataDir,
-    DATABASE_URL: db.url,
-    KEYTURN_KEK: randomBytes(32).toString('base64'),
-    LOG_LEVEL: 'silent',
-  });
-  stack = await startDevStack({
-    config,
-    logger: createLogger({ level: 'silent' }),
-    temporalPort: await freePort(),
-    uiPort: await freePort(),
-    workflowBundle: await bundleWorkflows(),
-  });
+  running = await startTestDevStack('webui');
+  stack = running.stack;
   await stack.keySets.start(KEY_SET, DEFAULT_POLICY);
   activeKid = await stack.keySets.waitForActiveKid(KEY_SET);
   browser = await chromium.launch({
@@ -55,9 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await stack?.stop();
-  await db?.drop();
-  await rm(dataDir, { recursive: true, force: true });
+  await running?.stop();
 });
 
 /** Runs a browser test; when it fails, what the page showed is saved beside the other screenshots. */

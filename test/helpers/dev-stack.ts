@@ -1,0 +1,49 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config';
+import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
+import { createLogger } from '../../src/observability/logger';
+import { bundleWorkflows } from './keyset-worker';
+import { freePort } from './ports';
+import { createTestDatabase, type TestDatabase } from './postgres';
+
+export interface TestDevStack {
+  stack: DevStack;
+  /** The file's own database in the run's PostgreSQL. */
+  db: TestDatabase;
+  dataDir: string;
+  /** The KEK, base64, as KEYTURN_KEK would hold it. */
+  kek: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * What `keyturn dev` runs, for a test file: a Temporal dev server on free ports, the worker, a
+ * database of the file's own and a KEK from the environment, as in a deployment.
+ */
+export async function startTestDevStack(name: string): Promise<TestDevStack> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), `keyturn-${name}-`));
+  const db = await createTestDatabase();
+  const kek = randomBytes(32).toString('base64');
+  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
+  const stack = await startDevStack({
+    config,
+    logger: createLogger({ level: 'silent' }),
+    temporalPort: await freePort(),
+    uiPort: await freePort(),
+    workflowBundle: await bundleWorkflows(),
+  });
+  return {
+    stack,
+    db,
+    dataDir,
+    kek,
+    async stop() {
+      await stack.stop();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
