@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import type { KekRing } from '../crypto/kek';
 import type { Config } from '../config';
 import type { Logger } from '../observability/logger';
 import { KeyStore } from '../store/key-store';
@@ -8,6 +9,8 @@ import { resolveKek } from './kek-source';
 
 export interface OpenedKeyStore {
   keyStore: KeyStore;
+  /** The KEKs the key store opens private keys with (the key ring needs them too). */
+  kekRing: KekRing;
   pool: Pool;
   database: ResolvedDatabase;
   /** Where the KEK came from; null when KEYTURN_KEK supplied it. */
@@ -31,6 +34,7 @@ export async function openKeyStore(config: Config, logger: Logger, options: Reso
     const opened = pool;
     return {
       keyStore: new KeyStore(pool, kek.ring),
+      kekRing: kek.ring,
       pool,
       database,
       kekFile: kek.kekFile,

@@ -57,6 +57,7 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
   const jwks = (await (await fetch(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
   expect(jwks.keys.map((key) => key.kid)).toEqual([firstActiveKid]);
   expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`);
+  expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/metrics`);
   expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
 }, 60_000);
 

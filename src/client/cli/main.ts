@@ -11,8 +11,9 @@ import { statusCommand } from './commands/status';
 import { verifyCommand } from './commands/verify';
 import { workerCommand } from './commands/worker';
 import { serveCommand } from './commands/serve';
+import { tokenCommand } from './commands/token';
 
-const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand];
+const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, tokenCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

@@ -93,7 +93,12 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
     ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(Temporal at TEMPORAL_ADDRESS: use its own UI)'],
     ...file.keySets.map(({ id }, i): [string, string] => [`key set ${id}`, `${workflowUrl(id)}  (active kid ${activeKids[i] ?? 'pending'})`]),
     ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
-    ...(stack.jwksUrl ? [['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json)`] as [string, string]] : []),
+    ...(stack.jwksUrl
+      ? ([
+          ['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json)`],
+          ['metrics', `${stack.jwksUrl}/metrics`],
+        ] as [string, string][])
+      : []),
     ['Temporal address', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue})`],
     ['PostgreSQL', database],
     ['KEK', stack.kekFile ?? 'from KEYTURN_KEK'],

@@ -1,0 +1,90 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import { runCli } from '../../src/client/cli/main';
+import { parseKekRing } from '../../src/crypto/kek';
+import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
+import { createLogger } from '../../src/observability/logger';
+import { KeyStore } from '../../src/store/key-store';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+
+// `keyturn token sign|verify` against a database of this file's own, with the KEK from the environment.
+
+const KEK = Buffer.alloc(32, 7).toString('base64');
+const savedEnv = { ...process.env };
+let db: TestDatabase;
+let dataDir: string;
+let keySet: KeySetDriver;
+let activeKid: string;
+let jwks: RunningJwksServer;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-token-'));
+  const store = new KeyStore(db.pool, parseKekRing(KEK));
+  keySet = await KeySetDriver.register(store, uniqueKeySetId('token'), testPolicy('EdDSA'));
+  activeKid = await keySet.rotate();
+  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool: db.pool, registry: new Registry(), logger: createLogger({ level: 'silent' }) });
+  Object.assign(process.env, { DATABASE_URL: db.url, KEYTURN_KEK: KEK, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+});
+
+afterAll(async () => {
+  process.env = { ...savedEnv };
+  await jwks?.close();
+  await db?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function keyturn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(parts.join(' ')));
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
+  try {
+    return { code: await runCli(args), out: out.join('\n'), err: err.join('') };
+  } finally {
+    log.mockRestore();
+    write.mockRestore();
+  }
+}
+
+test('a signed token verifies against the key set in the database and against the served JWKS', async () => {
+  const signed = await keyturn('token', 'sign', keySet.keySetId, '--sub', 'user-42', '--ttl', '5m', '--claims', '{"scope":"read"}');
+  expect(signed).toMatchObject({ code: 0, err: '' });
+  const token = signed.out.trim();
+
+  for (const source of [['--keyset', keySet.keySetId], ['--jwks-url', `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`]]) {
+    const verified = await keyturn('token', 'verify', token, ...source);
+    expect(verified.code).toBe(0);
+    const { header, claims } = JSON.parse(verified.out);
+    expect(header).toEqual({ alg: 'EdDSA', kid: activeKid, typ: 'JWT' });
+    expect(claims).toMatchObject({ sub: 'user-42', scope: 'read' });
+    expect(claims.exp - claims.iat).toBeLessThanOrEqual(300);
+  }
+});
+
+test('bad input and bad tokens fail with one line and change nothing', async () => {
+  const token = (await keyturn('token', 'sign', keySet.keySetId)).out.trim();
+  const tampered = `${token.slice(0, -4)}AAAA`;
+  expect(await keyturn('token', 'verify', tampered, '--keyset', keySet.keySetId)).toMatchObject({
+    code: 1,
+    err: expect.stringMatching(/^keyturn: token rejected \(ERR_JWS_SIGNATURE_VERIFICATION_FAILED\)/),
+  });
+  expect((await keyturn('token', 'sign', keySet.keySetId, '--ttl', '2h')).err).toMatch(/exceeds the maxTokenTtl/);
+  expect((await keyturn('token', 'sign', keySet.keySetId, '--claims', '[1]')).err).toMatch(/--claims must be a JSON object/);
+  expect((await keyturn('token', 'verify', token)).err).toMatch(/exactly one of --keyset/);
+
+  // Once its key is revoked, a token no longer verifies: the key is out of the published set.
+  const nextKid = await keySet.addNext();
+  await keySet.revoke(activeKid);
+  await keySet.promote(nextKid);
+  expect(await keyturn('token', 'verify', token, '--keyset', keySet.keySetId)).toMatchObject({
+    code: 1,
+    err: expect.stringContaining('ERR_JWKS_NO_MATCHING_KEY'),
+  });
+  // A new token comes from the key promoted in its place.
+  const replacement = (await keyturn('token', 'sign', keySet.keySetId)).out.trim();
+  expect(JSON.parse((await keyturn('token', 'verify', replacement, '--keyset', keySet.keySetId)).out).header.kid).toBe(nextKid);
+});
