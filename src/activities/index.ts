@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger';
 import type { KeyStore } from '../store/key-store';
 import { logAlertSink, type Alert, type AlertSink } from './alerts';
 import { createKeyActivities } from './key-activities';
+import { createPublicationActivities, type DefaultJwksUrl } from './check-publication';
 import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
 
 export type { Alert, AlertSink } from './alerts';
@@ -26,6 +27,8 @@ export interface ActivityDependencies {
   /** For the supervisor, which starts key set workflows that stopped. */
   temporalClient: SupervisionDependencies['temporalClient'];
   taskQueue: string;
+  /** The JWKS URL the propagation gate checks for key sets whose policy names no `publishedAt`. */
+  defaultJwksUrl?: DefaultJwksUrl;
   logger: Logger;
   /** Where alerts go besides the log (Slack, webhooks, a test's receiver). */
   alertSinks?: AlertSink[];
@@ -37,6 +40,7 @@ export function createActivities(deps: ActivityDependencies) {
   const activities = {
     ...createKeyActivities(deps.keyStore),
     ...createSupervisionActivities(deps),
+    ...createPublicationActivities(deps.defaultJwksUrl),
     /** Delivers an alert to every sink; one sink failing does not keep it from the others. */
     async raiseAlert(alert: Alert): Promise<void> {
       const results = await Promise.allSettled(sinks.map((sink) => sink(alert)));

@@ -13,7 +13,7 @@ const KEY_CHANGE_OPTIONS: ActivityOptions = {
 
 const keyActivities = proxyActivities<KeyturnActivities>(KEY_CHANGE_OPTIONS);
 
-type KeyChangeActivity = Exclude<keyof KeyturnActivities, 'raiseAlert'>;
+type KeyChangeActivity = Exclude<keyof KeyturnActivities, 'raiseAlert' | 'checkPublication' | 'superviseKeySets'>;
 
 /** Calls a key activity with a one-line summary, so the event history reads like the lifecycle. */
 export function changeKeys<A extends KeyChangeActivity>(
@@ -29,5 +29,11 @@ export function changeKeys<A extends KeyChangeActivity>(
 /** Alerts are best effort: a few quick tries, then the workflow carries on. */
 export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'raiseAlert'>>({
   startToCloseTimeout: '10s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+});
+
+/** The propagation gate asks often and cheaply; it handles a failed answer itself by asking again. */
+export const publicationActivities = proxyActivities<Pick<KeyturnActivities, 'checkPublication'>>({
+  startToCloseTimeout: '15s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
 });

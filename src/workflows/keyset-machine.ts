@@ -91,6 +91,11 @@ export class KeySetMachine {
     };
   }
 
+  /** A revocation is waiting: it goes before anything else, even a promotion held at the gate. */
+  get revocationPending(): boolean {
+    return this.s.commands.some((c) => c.type === 'revoke');
+  }
+
   /** True once the key set is decommissioned: nothing new is generated or promoted. */
   get windingDown(): boolean {
     return Boolean(this.s.decommissioned);

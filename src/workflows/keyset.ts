@@ -6,6 +6,7 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -18,8 +19,8 @@ import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
 import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
 import { describeKeySet, utc } from '../domain/describe';
-import { changedPolicyFields } from '../domain/policy';
-import { alertActivities, changeKeys } from './activity-proxies';
+import { changedPolicyFields, policyTimings } from '../domain/policy';
+import { alertActivities, changeKeys, publicationActivities } from './activity-proxies';
 import { KeySetMachine, initialState } from './keyset-machine';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
 import {
@@ -158,7 +159,10 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
       await generateNextKey(machine, 'scheduled', SCHEDULER, `published ${prepublish} before the active key's ${rotationPeriod} end`);
       return;
     case 'promote':
-      await promoteKey(machine, transition.kid, 'scheduled', SCHEDULER, `active key's ${rotationPeriod} rotation period ended`);
+      // Held for a revocation: the main loop runs it and comes back to this promotion.
+      if (await awaitPublication(machine, transition.kid)) {
+        await promoteKey(machine, transition.kid, 'scheduled', SCHEDULER, `active key's ${rotationPeriod} rotation period ended`);
+      }
       return;
     case 'retire': {
       const change = changeBy(machine, 'scheduled', SCHEDULER, `${gracePeriod} grace period ended`);
@@ -193,15 +197,16 @@ async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcom
   const outcome = await attempt(machine, command.type, (): Promise<unknown> => {
     switch (command.type) {
       case 'rotate':
-        return promoteNextKeyNow(machine, 'manual', command.requestedBy, command.reason);
+        return rotateWhenPublished(machine, command);
       case 'revoke':
         return revoke(machine, command);
       case 'decommission':
         return windDown(machine, command);
     }
   });
-  // A signalled rotation nobody waits for stays queued and is tried again after the backoff.
-  if (!outcome.ok && viaSignal) return;
+  // A signalled rotation nobody waits for stays queued and is tried again after the backoff; a
+  // rotation held at the gate for a revocation stays queued and runs after it.
+  if ((!outcome.ok && viaSignal) || (outcome.ok && outcome.value === HELD_FOR_REVOCATION)) return;
   finish(outcome);
 }
 
@@ -223,6 +228,54 @@ async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { 
         (await promoteNextKeyNow(machine, 'revocation', command.requestedBy, `replaces revoked key ${command.kid}`)).activeKid
       : (machine.key('active')?.kid ?? null);
   return { revokedKid: command.kid, previousState, activeKid };
+}
+
+/** What a gated promotion answers when a revocation arrived while it waited. */
+const HELD_FOR_REVOCATION = 'held for a revocation';
+
+/** The patch that introduced the propagation gate: histories from before it replay without it. */
+const PROPAGATION_GATE = 'propagation-gate';
+
+/** A forced rotation: the next key (generated first if there is none) is promoted once it is published. */
+async function rotateWhenPublished(
+  machine: KeySetMachine,
+  command: Extract<KeySetCommand, { type: 'rotate' }>,
+): Promise<RotationResult | typeof HELD_FOR_REVOCATION> {
+  const next = machine.key('next') ?? (await generateNextKey(machine, 'manual', command.requestedBy, command.reason));
+  if (!(await awaitPublication(machine, next.kid))) return HELD_FOR_REVOCATION;
+  return promoteKey(machine, next.kid, 'manual', command.requestedBy, command.reason);
+}
+
+/**
+ * The propagation gate: a key must be listed at every JWKS URL (the policy's `publishedAt`, else the
+ * deployment's own) before it signs. Asks again with backoff, alerts once it has waited longer than
+ * `jwksMaxAge`, and gives up the wait (false) when a revocation arrives. A first key and an
+ * emergency replacement do not pass through it.
+ */
+async function awaitPublication(machine: KeySetMachine, kid: string): Promise<boolean> {
+  if (!patched(PROPAGATION_GATE)) return true;
+  const { jwksMaxAgeMs } = policyTimings(machine.policy);
+  const since = Date.now();
+  let delayMs = 100;
+  let alerted = false;
+  for (;;) {
+    const { missing } = await publicationActivities.checkPublication({ keySetId: machine.keySetId, kid, urls: machine.policy.publishedAt });
+    if (missing.length === 0) {
+      if (alerted) await raiseAlert(machine, { status: 'resolved', step: 'propagation', summary: `next key ${kid} is published everywhere` });
+      return true;
+    }
+    if (!alerted && Date.now() - since >= jwksMaxAgeMs) {
+      alerted = true;
+      await raiseAlert(machine, {
+        status: 'firing',
+        step: 'propagation',
+        summary: `next key ${kid} of key set "${machine.keySetId}" is not published after ${machine.policy.jwksMaxAge}; its promotion waits`,
+        error: missing.map((m) => `${m.url}: ${m.reason}`).join('; '),
+      });
+    }
+    if (await condition(() => machine.revocationPending, delayMs, { summary: `wait for ${kid} to be published` })) return false;
+    delayMs = Math.min(delayMs * 2, 60_000);
+  }
 }
 
 /** Promotes the next key at once, generating it first if there is none. */

@@ -1,0 +1,63 @@
+import { createServer, type Server } from 'node:http';
+import type { Alert } from '../../src/activities';
+import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { keySetWorkflow } from '../../src/workflows';
+import { getStateQuery } from '../../src/workflows/messages';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/** A JWKS URL on loopback that lists exactly the kids the test lets it, like a CDN yet to catch up. */
+async function startControlledJwks(): Promise<{ url: string; kids: Set<string>; close(): Promise<void> }> {
+  const kids = new Set<string>();
+  const server: Server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ keys: [...kids].map((kid) => ({ kty: 'OKP', crv: 'Ed25519', x: 'AA', kid })) }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/jwks.json`, kids, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+describe('the propagation gate', () => {
+  const suite = useTimeSkippingSuite();
+
+  test('holds a promotion while a JWKS URL lacks the next key, alerts after jwksMaxAge, and lets it through once listed', async () => {
+    const { env, db, bundle } = suite;
+    const jwks = await startControlledJwks();
+    const { keySetId, taskQueue, workflowId } = uniqueNames('gate');
+    const alerts: Alert[] = [];
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
+    try {
+      await worker.runUntil(async () => {
+        const policy = { ...DEFAULT_POLICY, publishedAt: [jwks.url] };
+        const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy }] });
+        const first = await settled(env, handle);
+        const original = first.keys[0].kid;
+        jwks.kids.add(original);
+
+        // Day 30 and an hour: the next key is due to sign, but the URL does not list it.
+        await env.sleep(30 * DAY + HOUR);
+        const held = await handle.query(getStateQuery);
+        const next = held.keys.find((k) => k.state === 'next')!;
+        expect(held.keys.find((k) => k.state === 'active')!.kid).toBe(original);
+        expect(held.inFlight).toBe('promote');
+        expect(alerts).toEqual([
+          expect.objectContaining({ keySetId, status: 'firing', step: 'propagation', error: expect.stringContaining(`kid ${next.kid} not listed yet`) }),
+        ]);
+
+        jwks.kids.add(next.kid);
+        await env.sleep(2 * 60_000); // the gate asks at most a minute apart
+        const promoted = await settled(env, handle);
+        expect(promoted.keys.find((k) => k.state === 'active')!.kid).toBe(next.kid);
+        expect(promoted.keys.find((k) => k.kid === original)!.state).toBe('grace');
+        expect(alerts.at(-1)).toMatchObject({ status: 'resolved', step: 'propagation' });
+        await handle.terminate('test finished');
+      });
+    } finally {
+      await jwks.close();
+    }
+  });
+});
