@@ -25,6 +25,8 @@ export interface Config {
   pgPort: number;
   /** Port of the JWKS server (`keyturn serve`, and inside `keyturn dev`). */
   jwksPort: number;
+  /** Base URL where this deployment serves its JWKS; the propagation gate checks it when a policy names no `publishedAt`. */
+  jwksUrl?: string;
   logLevel: LogLevel;
   /**
    * Which settings came from the environment rather than a default: `keyturn dev` starts its own
@@ -68,6 +70,11 @@ const schema = z.object({
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
   PORT: port('the JWKS server, default 8080').default(8080),
+  KEYTURN_JWKS_URL: z
+    .string()
+    .regex(/^https?:\/\/[^\s/?#]+[^\s?#]*$/, { error: 'must be the http(s) base URL of the JWKS server, e.g. https://keys.example.com' })
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -96,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     dataDir: path.resolve(overrides.dataDir ?? values.KEYTURN_DATA_DIR),
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
     jwksPort: overrides.jwksPort ?? values.PORT,
+    jwksUrl: values.KEYTURN_JWKS_URL,
     logLevel: values.LOG_LEVEL,
     explicit: {
       temporalAddress: values.TEMPORAL_ADDRESS !== undefined,

@@ -30,10 +30,13 @@ export interface WorkerDependencies {
   alertSinks?: AlertSink[];
   /** A bundle built beforehand (tests reuse one); by default the prebuilt file, else the sources. */
   workflowBundle?: WorkflowBundleOption;
+  /** Base URL of this deployment's JWKS server, which the propagation gate checks by default. */
+  jwksUrl?: string;
 }
 
 /** A worker for keyturn's workflows and activities on the configured namespace and task queue. */
 export async function createWorker(config: Config, deps: WorkerDependencies): Promise<Worker> {
+  const jwksUrl = deps.jwksUrl ?? config.jwksUrl;
   const bundle = deps.workflowBundle ?? (existsSync(WORKFLOW_BUNDLE_PATH) ? { codePath: WORKFLOW_BUNDLE_PATH } : undefined);
   deps.logger.debug(
     { workflowBundle: deps.workflowBundle ? 'given' : bundle ? WORKFLOW_BUNDLE_PATH : null },
@@ -50,6 +53,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
       alertSinks: deps.alertSinks,
       temporalClient: new Client({ connection: deps.connection, namespace: config.temporalNamespace }),
       taskQueue: config.taskQueue,
+      defaultJwksUrl: jwksUrl === undefined ? undefined : (keySetId) => `${jwksUrl}/keysets/${encodeURIComponent(keySetId)}/jwks.json`,
     }),
     // The default is 0: in-flight activities would be cancelled at once instead of finishing.
     shutdownGraceTime: SHUTDOWN_GRACE,

@@ -87,14 +87,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     }
     signal?.throwIfAborted();
 
-    const connection = await connectWorker(target, logger);
-    teardown.add('the worker connection', () => connection.close());
-    const worker = startWorker(
-      await createWorker(config, { connection, keyStore: store.keyStore, logger, workflowBundle: options.workflowBundle }),
-    );
-    teardown.add('the worker', () => worker.stop());
-    signal?.throwIfAborted();
-
+    // Before the worker: the propagation gate checks this server's JWKS.
     let jwksUrl: string | null = null;
     if (options.jwksPort !== undefined) {
       const jwks = await startJwksServer({
@@ -108,6 +101,20 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       teardown.add('the JWKS server', () => jwks.close());
       jwksUrl = jwks.url;
     }
+
+    const connection = await connectWorker(target, logger);
+    teardown.add('the worker connection', () => connection.close());
+    const worker = startWorker(
+      await createWorker(config, {
+        connection,
+        keyStore: store.keyStore,
+        logger,
+        workflowBundle: options.workflowBundle,
+        jwksUrl: jwksUrl ?? undefined,
+      }),
+    );
+    teardown.add('the worker', () => worker.stop());
+    signal?.throwIfAborted();
 
     const client = await connectClient(target);
     teardown.add('the Temporal client', () => client.connection.close());

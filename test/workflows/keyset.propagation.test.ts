@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { Alert } from '../../src/activities';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
-import { getStateQuery } from '../../src/workflows/messages';
+import { getStateQuery, revokeKeyUpdate } from '../../src/workflows/messages';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
@@ -54,6 +54,32 @@ describe('the propagation gate', () => {
         expect(promoted.keys.find((k) => k.state === 'active')!.kid).toBe(next.kid);
         expect(promoted.keys.find((k) => k.kid === original)!.state).toBe('grace');
         expect(alerts.at(-1)).toMatchObject({ status: 'resolved', step: 'propagation' });
+        await handle.terminate('test finished');
+      });
+    } finally {
+      await jwks.close();
+    }
+  });
+
+  test('a revocation arriving while a promotion waits at the gate runs at once and skips it', async () => {
+    const { env, db, bundle } = suite;
+    const jwks = await startControlledJwks();
+    const { keySetId, taskQueue, workflowId } = uniqueNames('gate-revoke');
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });
+    try {
+      await worker.runUntil(async () => {
+        const policy = { ...DEFAULT_POLICY, publishedAt: [jwks.url] };
+        const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy }] });
+        const original = (await settled(env, handle)).keys[0].kid;
+        await env.sleep(30 * DAY + HOUR);
+        const next = (await handle.query(getStateQuery)).keys.find((k) => k.state === 'next')!.kid;
+
+        const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: original, reason: 'compromised while waiting' }] });
+
+        // The emergency replacement is the waiting next key, promoted without the gate.
+        expect(result).toEqual({ revokedKid: original, previousState: 'active', activeKid: next });
+        const after = await settled(env, handle);
+        expect(after.keys.map((k) => [k.kid, k.state])).toEqual([[next, 'active']]);
         await handle.terminate('test finished');
       });
     } finally {
