@@ -1,0 +1,66 @@
+import { createServer, type OutgoingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'pg';
+import { Registry } from 'prom-client';
+import { Kek, KekRing } from '../src/crypto/kek';
+import { startJwksServer } from '../src/jwks/server';
+import { createLogger } from '../src/observability/logger';
+import { KeyStore } from '../src/store/key-store';
+
+/**
+ * The server under load, in a process of its own so that it does not share an event loop with the
+ * load generator. `keyturn`: startJwksServer on BENCH_DATABASE_URL. `baseline`: a bare node:http
+ * server that answers every request with the bytes and headers the parent sends it.
+ * Tells the parent its URL over IPC; stops on 'stop'.
+ */
+export type TargetMessage = { mode: 'keyturn'; databaseUrl: string } | { mode: 'baseline'; body: string; headers: OutgoingHttpHeaders };
+
+async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {
+  if (message.mode === 'keyturn') {
+    const pool = new Pool({ connectionString: message.databaseUrl, max: 4 });
+    // The server only reads public keys: any KEK will do.
+    const keyStore = new KeyStore(pool, new KekRing([new Kek(randomBytes(32))]));
+    const server = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      keyStore,
+      pool,
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+    });
+    return { url: server.url, close: () => server.close().finally(() => pool.end()) };
+  }
+  const body = Buffer.from(message.body, 'base64');
+  const headers = message.headers;
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, headers);
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+process.once('message', (message: TargetMessage) => {
+  start(message).then(
+    (running) => {
+      process.send!({ url: running.url });
+      process.once('message', () => {
+        void running.close().finally(() => process.disconnect());
+      });
+    },
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+});

@@ -1,0 +1,53 @@
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Kek, KekRing } from '../src/crypto/kek';
+import { KeyStore } from '../src/store/key-store';
+import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
+import { createTestDatabase } from '../test/helpers/postgres';
+import { benchJwks } from './jwks';
+import { startBenchPostgres } from './postgres';
+import { benchStoreRotation, benchTemporalRotation } from './rotation';
+import { benchSign } from './sign';
+import { renderTable, type Row } from './table';
+
+/** `npm run bench`: every figure of issue #5 §5, measured in this one run, as one markdown table. */
+async function main(): Promise<void> {
+  const began = performance.now();
+  const step = (what: string) => console.error(`[bench ${((performance.now() - began) / 1000).toFixed(1)} s] ${what}`);
+  step('starting PostgreSQL');
+  const postgres = await startBenchPostgres();
+  const rows: Row[] = [];
+  try {
+    const db = await createTestDatabase();
+    try {
+      const kekRing = new KekRing([new Kek(randomBytes(32))]);
+      const store = new KeyStore(db.pool, kekRing);
+
+      // A key set with a next, an active and a grace key: the JWKS a verifier sees mid-rotation.
+      const jwksKeySet = await KeySetDriver.register(store, 'bench-jwks', testPolicy('ES256'));
+      await jwksKeySet.rotate();
+      await jwksKeySet.rotate();
+      await jwksKeySet.addNext();
+
+      step('JWKS server under autocannon');
+      rows.push(...(await benchJwks(db.url, jwksKeySet.keySetId)));
+      step('KeyRing.sign');
+      rows.push(...(await benchSign(db.pool, store, kekRing)));
+      step('rotation without Temporal');
+      rows.push(...(await benchStoreRotation(db.pool, store, kekRing)));
+    } finally {
+      await db.drop();
+    }
+    step('rotation through Temporal (dev server + worker)');
+    rows.push(...(await benchTemporalRotation()));
+  } finally {
+    await postgres.stop();
+  }
+  step('done');
+  console.log(renderTable(rows));
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
