@@ -6,23 +6,21 @@ import {
   continueAsNew,
   isCancellation,
   log,
-  patched,
-  setCurrentDetails,
   setHandler,
-  upsertSearchAttributes,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Alert } from '../activities';
 import type { KeyChange } from '../store/key-store';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
 import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
-import { describeKeySet, utc } from '../domain/describe';
-import { changedPolicyFields, policyTimings } from '../domain/policy';
-import { alertActivities, changeKeys, publicationActivities } from './activity-proxies';
+import { utc } from '../domain/describe';
+import { changedPolicyFields } from '../domain/policy';
+import { changeKeys } from './activity-proxies';
+import { raiseAlert } from './alerts';
+import { awaitPublication } from './propagation-gate';
+import { showState, type ShownState } from './web-ui';
 import { KeySetMachine, initialState } from './keyset-machine';
-import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
 import {
   decommissionUpdate,
   getStateQuery,
@@ -233,9 +231,6 @@ async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { 
 /** What a gated promotion answers when a revocation arrived while it waited. */
 const HELD_FOR_REVOCATION = 'held for a revocation';
 
-/** The patch that introduced the propagation gate: histories from before it replay without it. */
-const PROPAGATION_GATE = 'propagation-gate';
-
 /** A forced rotation: the next key (generated first if there is none) is promoted once it is published. */
 async function rotateWhenPublished(
   machine: KeySetMachine,
@@ -244,38 +239,6 @@ async function rotateWhenPublished(
   const next = machine.key('next') ?? (await generateNextKey(machine, 'manual', command.requestedBy, command.reason));
   if (!(await awaitPublication(machine, next.kid))) return HELD_FOR_REVOCATION;
   return promoteKey(machine, next.kid, 'manual', command.requestedBy, command.reason);
-}
-
-/**
- * The propagation gate: a key must be listed at every JWKS URL (the policy's `publishedAt`, else the
- * deployment's own) before it signs. Asks again with backoff, alerts once it has waited longer than
- * `jwksMaxAge`, and gives up the wait (false) when a revocation arrives. A first key and an
- * emergency replacement do not pass through it.
- */
-async function awaitPublication(machine: KeySetMachine, kid: string): Promise<boolean> {
-  if (!patched(PROPAGATION_GATE)) return true;
-  const { jwksMaxAgeMs } = policyTimings(machine.policy);
-  const since = Date.now();
-  let delayMs = 100;
-  let alerted = false;
-  for (;;) {
-    const { missing } = await publicationActivities.checkPublication({ keySetId: machine.keySetId, kid, urls: machine.policy.publishedAt });
-    if (missing.length === 0) {
-      if (alerted) await raiseAlert(machine, { status: 'resolved', step: 'propagation', summary: `next key ${kid} is published everywhere` });
-      return true;
-    }
-    if (!alerted && Date.now() - since >= jwksMaxAgeMs) {
-      alerted = true;
-      await raiseAlert(machine, {
-        status: 'firing',
-        step: 'propagation',
-        summary: `next key ${kid} of key set "${machine.keySetId}" is not published after ${machine.policy.jwksMaxAge}; its promotion waits`,
-        error: missing.map((m) => `${m.url}: ${m.reason}`).join('; '),
-      });
-    }
-    if (await condition(() => machine.revocationPending, delayMs, { summary: `wait for ${kid} to be published` })) return false;
-    delayMs = Math.min(delayMs * 2, 60_000);
-  }
 }
 
 /** Promotes the next key at once, generating it first if there is none. */
@@ -340,42 +303,9 @@ async function attempt<T>(machine: KeySetMachine, step: string, work: () => Prom
   }
 }
 
-async function raiseAlert(machine: KeySetMachine, alert: Omit<Alert, 'keySetId' | 'workflowId'>): Promise<void> {
-  try {
-    await alertActivities.raiseAlert({ ...alert, keySetId: machine.keySetId, workflowId: workflowInfo().workflowId });
-  } catch (error) {
-    if (isCancellation(error)) throw error;
-    log.warn('alert could not be delivered', { keySetId: machine.keySetId, error: (error as Error).message });
-  }
-}
-
 /** A change on the workflow's clock, with an operation id that makes its activity idempotent. */
 function changeBy(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): KeyChange {
   return { operationId: uuid4(), keySetId: machine.keySetId, at: Date.now(), trigger, actor, reason };
-}
-
-/** What the Web UI was last shown, so that search attributes are upserted only when they change. */
-interface ShownState {
-  activeKid?: string;
-  nextTransitionAt?: number;
-}
-
-/**
- * Keeps what an operator sees in the Web UI in step with the state: the current details always;
- * the search attributes when the workflow was started with them (they must be registered first).
- */
-function showState(machine: KeySetMachine, shown: ShownState): void {
-  const status = machine.status(Date.now());
-  setCurrentDetails(describeKeySet(status));
-  if (workflowInfo().typedSearchAttributes.get(KeySetIdSearchAttribute) === undefined) return;
-  const activeKid = machine.key('active')?.kid;
-  const nextTransitionAt = status.nextTransition?.at;
-  if (activeKid === shown.activeKid && nextTransitionAt === shown.nextTransitionAt) return;
-  upsertSearchAttributes([
-    { key: ActiveKidSearchAttribute, value: activeKid ?? null },
-    { key: NextTransitionAtSearchAttribute, value: nextTransitionAt === undefined ? null : new Date(nextTransitionAt) },
-  ]);
-  Object.assign(shown, { activeKid, nextTransitionAt });
 }
 
 function shouldContinueAsNew(input: KeySetWorkflowInput): boolean {
