@@ -1,5 +1,4 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { WorkflowNotFoundError } from '@temporalio/common';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import {
   decommissionUpdate,
@@ -81,7 +80,7 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
 
 async function applyKeySet(client: Client, keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport): Promise<void> {
   const { id, policy } = definition;
-  if (!(await isRunning(client, id))) {
+  if (!(await keySets.isRunning(id))) {
     // Two applies at once may both get here: the start is idempotent, both report it created.
     if (!report.dryRun) await keySets.start(id, policy);
     report.created.push(id);
@@ -111,15 +110,6 @@ async function applyKeySet(client: Client, keySets: KeySetClient, definition: Ke
     await client.workflow.getHandle(keySetWorkflowId(id)).executeUpdate(updatePolicyUpdate, { args: [pick(policy)] });
   }
   report.changed.push({ id, fields: patch, from: pick(state.policy), to: pick(policy) });
-}
-
-async function isRunning(client: Client, keySetId: string): Promise<boolean> {
-  try {
-    return (await client.workflow.getHandle(keySetWorkflowId(keySetId)).describe()).status.name === 'RUNNING';
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return false;
-    throw error;
-  }
 }
 
 /** Ids of the key sets whose workflow runs on `taskQueue`, from Temporal's visibility store. */

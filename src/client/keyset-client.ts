@@ -102,6 +102,16 @@ export class KeySetClient {
     }
   }
 
+  /** Whether the key set's workflow runs now (false when it never started or has ended). */
+  async isRunning(keySetId: string): Promise<boolean> {
+    try {
+      return (await this.client.workflow.getHandle(keySetWorkflowId(keySetId)).describe()).status.name === 'RUNNING';
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return false;
+      throw error;
+    }
+  }
+
   /** The key set's keys, policy and schedule as its workflow sees them now. */
   async getState(keySetId: string): Promise<KeySetStatus> {
     return this.send(keySetId, this.answerTimeoutMs, (handle) => handle.query(getStateQuery));
