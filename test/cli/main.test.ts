@@ -105,6 +105,12 @@ describe('failures become one line and exit code 1', () => {
     expect(stderr.join('')).toMatch(/^keyturn: option '--temporal-port <port>' argument 'many' is invalid/);
   });
 
+  it('a kid starting with "-" is taken as the kid, not as an unknown option', async () => {
+    // Refused for the missing reason, before anything is contacted: the kid itself was accepted.
+    expect(await runCli(['revoke', 'ks', '-ElcXEmFgLFnzdAkC8crykzuVMUOIwQ4uFlcsSAblSQ', '--address', '127.0.0.1:1'])).toBe(1);
+    expect(stderr.join('')).toMatch(/^keyturn: revoking a key needs a reason/);
+  });
+
   it('KEYTURN_DEBUG adds the stack trace', async () => {
     process.env.DATABASE_URL = databaseUrl;
     process.env.KEYTURN_DEBUG = '1';

@@ -13,6 +13,8 @@ export const revokeCommand = operatorCommand('revoke')
   .argument('<id>', 'key set id')
   .argument('<kid>', 'the key to revoke (`keyturn status <id>` lists them)')
   .option('--reason <text>', 'why (required), for the audit trail')
+  // A kid is a base64url thumbprint and may start with '-': taken as the argument, not an unknown option.
+  .allowUnknownOption()
   .action(async (id: string, kid: string, _options: unknown, command: Command) => {
     // Checked before anything is contacted: no reason, no revocation.
     const options = parseOptions(schema, { ...command.opts(), keySetId: id, kid });
