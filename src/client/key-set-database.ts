@@ -4,11 +4,13 @@ import type { Config } from '../config';
 import { Kek, KekRing } from '../crypto/kek';
 import { displayDatabaseUrl } from '../runtime/database';
 import { readLiveInstance } from '../runtime/instance-file';
+import { readAuditTrail, verifyAuditTrail, type AuditChainVerification, type AuditRecord } from '../store/audit-log';
 import { KeyStore } from '../store/key-store';
 
 /**
  * Read-only access to keyturn's PostgreSQL for operator commands (`verify`, `status` without an
- * id): the key sets registered and their keys, never a private part, so no KEK is needed.
+ * id, `audit`): the key sets registered, their keys and audit trails, never a private part, so no
+ * KEK is needed.
  */
 export class KeySetDatabase {
   readonly keyStore: KeyStore;
@@ -53,6 +55,16 @@ export class KeySetDatabase {
   /** Every registered key set that is not decommissioned (as the supervisor sees them), by id. */
   async listKeySetIds(): Promise<string[]> {
     return (await this.keyStore.listKeySets()).filter((keySet) => !keySet.decommissioned).map((keySet) => keySet.id);
+  }
+
+  /** A key set's audit trail, oldest first, from `since` (epoch ms) on; ERR_KEYSET_NOT_FOUND for an unregistered one. */
+  async auditTrail(keySetId: string, since?: number): Promise<AuditRecord[]> {
+    return readAuditTrail(this.pool, keySetId, since);
+  }
+
+  /** The hash chain check of one key set's audit trail, or of every key set's (decommissioned ones too). */
+  async verifyAuditTrail(keySetId?: string): Promise<AuditChainVerification[]> {
+    return verifyAuditTrail(this.pool, keySetId);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Pool } from 'pg';
+import type { ClientBase, Pool } from 'pg';
+import { chainUnchainedEvents } from './audit-log';
 
 const MIGRATIONS_DIR = path.join(__dirname, 'migrations');
 const MIGRATION_FILE = /^(\d+)_([a-z0-9_]+)\.sql$/;
@@ -11,7 +12,18 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /**
+   * Work that is better done in TypeScript than in SQL, run right after `sql` in the same
+   * transaction (so inside the advisory lock too). It must change nothing when run again.
+   */
+  backfill?: (tx: ClientBase) => Promise<unknown>;
 }
+
+/** The TypeScript steps of the shipped migrations, by file name without `.sql`. */
+const BACKFILLS: Partial<Record<string, (tx: ClientBase) => Promise<unknown>>> = {
+  // Events written before the chain existed get their seq and hash, computed as new ones are.
+  '003_audit_chain': chainUnchainedEvents,
+};
 
 /** The migrations shipped with keyturn, in order. */
 export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
@@ -19,7 +31,8 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   return Promise.all(
     files.map(async (file) => {
       const [, version, name] = MIGRATION_FILE.exec(file)!;
-      return { version: Number(version), name, sql: await readFile(path.join(dir, file), 'utf8') };
+      const backfill = BACKFILLS[`${version}_${name}`];
+      return { version: Number(version), name, sql: await readFile(path.join(dir, file), 'utf8'), ...(backfill && { backfill }) };
     }),
   );
 }
@@ -42,6 +55,7 @@ export async function migrate(pool: Pool, migrations?: Migration[]): Promise<num
       await client.query('BEGIN');
       try {
         await client.query(migration.sql);
+        await migration.backfill?.(client);
         await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
         await client.query('COMMIT');
       } catch (error) {

@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { applyCommand } from './commands/apply';
+import { auditCommand } from './commands/audit';
 import { devCommand } from './commands/dev';
 import { migrateCommand } from './commands/migrate';
 import { pauseCommand } from './commands/pause';
@@ -13,7 +14,7 @@ import { workerCommand } from './commands/worker';
 import { serveCommand } from './commands/serve';
 import { tokenCommand } from './commands/token';
 
-const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, tokenCommand];
+const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, tokenCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

@@ -2,6 +2,7 @@ import type { KeySetStatus, LastError } from '../../domain/keyset-state';
 import type { KeyState, ScheduledTransition } from '../../domain/lifecycle';
 import type { KeySetPolicy } from '../../domain/policy';
 import { TRANSITION_WORDS, utc } from '../../domain/describe';
+import type { AuditChainVerification, AuditRecord } from '../../store/audit-log';
 import type { KeySetVerification } from '../verify';
 
 /**
@@ -54,10 +55,9 @@ export function formatStatus(status: KeySetStatus, now: number): string {
     ['KID', 'STATE', 'CREATED (UTC)', 'ACTIVATED', 'DEMOTED', 'RETIRED'],
     ...status.keys.map((k) => [k.kid, k.state, time(k.createdAt), time(k.activatedAt), time(k.demotedAt), time(k.retiredAt)]),
   ];
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   return [
     `key set ${status.keySetId}: ${status.policy.algorithm}, rotates every ${status.policy.rotationPeriod}`,
-    ...rows.map((row) => `  ${row.map((cell, column) => cell.padEnd(widths[column])).join('  ')}`.trimEnd()),
+    ...table(rows),
     `next transition: ${describeTransition(status.nextTransition, now)}`,
     `paused: ${status.paused ? `since ${utc(status.paused.since)}: ${status.paused.reason}` : 'no'}`,
     ...(status.decommissioned ? [`decommissioned since ${utc(status.decommissioned.since)}: ${status.decommissioned.reason} (winding down)`] : []),
@@ -95,6 +95,56 @@ export function formatVerification(results: readonly KeySetVerification[]): stri
       return [`FAIL ${result.keySetId}`, ...result.violations.map((v) => `  ${v.code}: ${v.message}`)];
     })
     .join('\n');
+}
+
+/** `keyturn audit <id> --json`: one element per event, as stored, the time as ISO 8601. */
+export type AuditEventJson = Omit<AuditRecord, 'at'> & { at: string };
+
+export function auditEventJson(event: AuditRecord): AuditEventJson {
+  return { ...event, at: iso(event.at) };
+}
+
+/** `keyturn audit <id>`: a heading, then one row per event, oldest first. */
+export function formatAuditTrail(keySetId: string, events: readonly AuditRecord[], since?: number): string {
+  const from = since === undefined ? '' : ` since ${utc(since)}`;
+  if (events.length === 0) return `no audit events for key set ${keySetId}${from}`;
+  const states = (e: AuditRecord) => (e.fromState === null && e.toState === null ? '-' : `${e.fromState ?? ''}→${e.toState ?? ''}`);
+  const rows = [
+    ['TIME (UTC)', 'SEQ', 'EVENT', 'KID', 'FROM→TO', 'TRIGGER', 'ACTOR', 'REASON'],
+    ...events.map((e) => [
+      utc(e.at).replace(' UTC', ''),
+      String(e.seq ?? '-'),
+      e.event,
+      e.kid ?? '-',
+      states(e),
+      e.trigger,
+      printable(e.actor),
+      printable(e.reason),
+    ]),
+  ];
+  return [`audit trail of key set ${keySetId}${from}: ${events.length} event(s)`, ...table(rows)].join('\n');
+}
+
+/** `keyturn audit verify`: each key set with `ok`, its event count and head, or the first break in its chain. */
+export function formatAuditVerification(results: readonly AuditChainVerification[]): string {
+  if (results.length === 0) return 'no key sets';
+  return results
+    .map(({ keySetId, events, head, problem }) => {
+      if (problem) return `FAIL ${keySetId}: ${problem.message}`;
+      return `ok   ${keySetId} (${events} event(s)${head.hash === null ? '' : `, head ${head.hash.slice(0, 12)}`})`;
+    })
+    .join('\n');
+}
+
+/** Rows of cells as aligned lines, two spaces apart and indented by two. */
+function table(rows: readonly string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => `  ${row.map((cell, column) => cell.padEnd(widths[column])).join('  ')}`.trimEnd());
+}
+
+/** Free text from the audit trail on one line, with no control characters to move the terminal's cursor. */
+function printable(text: string): string {
+  return text.replace(/[\s\p{Cc}]+/gu, ' ');
 }
 
 function describeTransition(transition: ScheduledTransition | null, now: number): string {
