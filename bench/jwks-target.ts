@@ -12,9 +12,10 @@ import { KeyStore } from '../src/store/key-store';
  * The server under load, in a process of its own so that it does not share an event loop with the
  * load generator. `keyturn`: startJwksServer on BENCH_DATABASE_URL. `baseline`: a bare node:http
  * server that answers every request with the bytes and headers the parent sends it.
- * Tells the parent its URL over IPC; stops on 'stop'.
+ * Tells the parent its URL over IPC, and on 'cpu' the CPU time it has used so far (µs); stops on 'stop'.
  */
 export type TargetMessage = { mode: 'keyturn'; databaseUrl: string } | { mode: 'baseline'; body: string; headers: OutgoingHttpHeaders };
+export type TargetRequest = 'cpu' | 'stop';
 
 async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {
   if (message.mode === 'keyturn') {
@@ -54,8 +55,13 @@ process.once('message', (message: TargetMessage) => {
   start(message).then(
     (running) => {
       process.send!({ url: running.url });
-      process.once('message', () => {
-        void running.close().finally(() => process.disconnect());
+      process.on('message', (request: TargetRequest) => {
+        if (request === 'cpu') {
+          const { user, system } = process.cpuUsage();
+          process.send!({ cpuMicros: user + system });
+        } else {
+          void running.close().finally(() => process.disconnect());
+        }
       });
     },
     (error: unknown) => {

@@ -8,12 +8,14 @@ import { KeyRing } from '../src/issuer/key-ring';
 import { createLogger } from '../src/observability/logger';
 import type { KeyStore } from '../src/store/key-store';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
+import { cpuPinning } from './cpu-pinning';
 import { count, median, ratio } from './stats';
 import type { Row } from './table';
 
 const ALGORITHMS: SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256'];
 const ROUNDS = 9;
-const SLICE_MS = 150;
+const SLICE_MS = 200;
+const WARM_UP_MS = 300;
 const TTL_SECONDS = 300;
 /** Same claims for every variant; each adds iat and exp. */
 const CLAIMS = { iss: 'https://issuer.example', sub: 'user-1234', aud: 'api', scope: 'read write' };
@@ -84,18 +86,23 @@ export async function benchSign(pool: Pool, store: KeyStore, kekRing: KekRing): 
         new SignJWT(CLAIMS).setProtectedHeader(header).setIssuedAt().setExpirationTime(`${TTL_SECONDS}s`).sign(joseKey),
       );
     }
-    // Warm-up: every path compiled and every key used once before anything counts.
-    for (const op of ops.values()) await opsPerSecond(op, 50);
-
     const variants: Variant[] = ['raw', 'ring', 'jose'];
     const samples = new Map<string, number[]>([...ops.keys()].map((name) => [name, []]));
-    for (let round = 0; round < ROUNDS; round += 1) {
-      for (const alg of ALGORITHMS) {
-        for (let i = 0; i < variants.length; i += 1) {
-          const name = `${alg}/${variants[(i + round) % variants.length]}`;
-          samples.get(name)!.push(await opsPerSecond(ops.get(name)!, SLICE_MS));
+    // One core for the whole comparison: a slice that moved to another core mid-way would be noise.
+    cpuPinning?.pinSelf();
+    try {
+      // Warm-up: every path optimised and every key used before anything counts.
+      for (const op of ops.values()) await opsPerSecond(op, WARM_UP_MS);
+      for (let round = 0; round < ROUNDS; round += 1) {
+        for (const alg of ALGORITHMS) {
+          for (let i = 0; i < variants.length; i += 1) {
+            const name = `${alg}/${variants[(i + round) % variants.length]}`;
+            samples.get(name)!.push(await opsPerSecond(ops.get(name)!, SLICE_MS));
+          }
         }
       }
+    } finally {
+      cpuPinning?.release();
     }
     const result = (alg: SigningAlgorithm, variant: Variant) => median(samples.get(`${alg}/${variant}`)!);
     return ALGORITHMS.map((alg) => {

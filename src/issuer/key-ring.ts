@@ -137,7 +137,7 @@ export class KeyRing {
     }
     const now = Date.now();
     // Rounded down, so that a token never outlives now + ttl (which the grace period is sized for).
-    return signer.sign({ ...claims, iat: Math.floor(now / 1000), exp: Math.floor((now + ttlMs) / 1000) });
+    return signer.sign(claims, { iat: Math.floor(now / 1000), exp: Math.floor((now + ttlMs) / 1000) });
   }
 
   /** The kid `sign` uses for the key set right now; undefined if not loaded or without an active key. */

@@ -54,44 +54,61 @@ const PUBLIC_HEADERS = { ...COMMON_HEADERS, 'access-control-allow-origin': '*' }
  */
 export function createJwksRequestHandler(deps: JwksRoutesDependencies): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const started = process.hrtime.bigint();
-    const head = req.method === 'HEAD';
-    let routeName: JwksRouteName = 'other';
+    const exchange: Exchange = { res, head: req.method === 'HEAD', route: 'other', started: process.hrtime.bigint(), deps };
     // The body of a GET means nothing here; draining it keeps the connection reusable.
     req.resume();
-    const send = (reply: Reply) => {
-      res.writeHead(reply.status, reply.headers);
-      res.end(head ? undefined : reply.body);
-      deps.metrics.observe(routeName, reply.keySet, reply.status, Number(process.hrtime.bigint() - started) / 1e9);
-    };
-    // Never throws: an exception escaping a request listener would take the whole server down.
-    const fail = (error: unknown) => {
-      deps.logger.error({ err: error, route: routeName }, 'JWKS server request failed');
-      try {
-        if (!res.headersSent) return send(jsonReply(500, { error: 'internal error' }, KEY_SET_LABEL.none));
-      } catch {
-        // Nothing more can be said on this response.
-      }
-      res.destroy();
-    };
     try {
-      if (req.method !== 'GET' && !head) {
-        send(jsonReply(405, { error: 'method not allowed' }, KEY_SET_LABEL.none, { allow: ALLOWED_METHODS }));
+      if (req.method !== 'GET' && !exchange.head) {
+        send(exchange, jsonReply(405, { error: 'method not allowed' }, KEY_SET_LABEL.none, { allow: ALLOWED_METHODS }));
         return;
       }
       const route = matchRoute(req.url ?? '', deps.defaultKeySetId);
       if ('status' in route) {
-        send(jsonReply(route.status, { error: route.error }, KEY_SET_LABEL.none));
+        send(exchange, jsonReply(route.status, { error: route.error }, KEY_SET_LABEL.none));
         return;
       }
-      routeName = route.name;
+      exchange.route = route.name;
       const reply = answer(route, req, deps);
-      if (reply instanceof Promise) reply.then(send).catch(fail);
-      else send(reply);
+      if (reply instanceof Promise) {
+        reply.then(
+          (r) => send(exchange, r),
+          (error: unknown) => fail(exchange, error),
+        );
+      } else {
+        send(exchange, reply);
+      }
     } catch (error) {
-      fail(error);
+      fail(exchange, error);
     }
   };
+}
+
+/** One request on its way to an answer. Plain data: the hot path allocates no closures per request. */
+interface Exchange {
+  res: ServerResponse;
+  head: boolean;
+  route: JwksRouteName;
+  started: bigint;
+  deps: JwksRoutesDependencies;
+}
+
+function send(exchange: Exchange, reply: Reply): void {
+  const { res } = exchange;
+  res.writeHead(reply.status, reply.headers);
+  res.end(exchange.head ? undefined : reply.body);
+  const seconds = Number(process.hrtime.bigint() - exchange.started) / 1e9;
+  exchange.deps.metrics.observe(exchange.route, reply.keySet, reply.status, seconds);
+}
+
+/** Never throws: an exception escaping a request listener would take the whole server down. */
+function fail(exchange: Exchange, error: unknown): void {
+  exchange.deps.logger.error({ err: error, route: exchange.route }, 'JWKS server request failed');
+  try {
+    if (!exchange.res.headersSent) return send(exchange, jsonReply(500, { error: 'internal error' }, KEY_SET_LABEL.none));
+  } catch {
+    // Nothing more can be said on this response.
+  }
+  exchange.res.destroy();
 }
 
 /** Synchronous when the answer is in memory (the hot path); a Promise when it needs a look-up. */
@@ -128,17 +145,25 @@ function answer(route: Route, req: IncomingMessage, deps: JwksRoutesDependencies
   }
 }
 
+/** The two answers a JWKS can get, built once per JWKS: the hot path only picks one. */
+const jwksReplies = new WeakMap<CachedJwks, { ok: Reply; notModified: Reply }>();
+
 function jwksReply(jwks: CachedJwks, ifNoneMatch: string | undefined): Reply {
-  const headers = { ...PUBLIC_HEADERS, etag: jwks.etag, 'cache-control': jwks.cacheControl };
-  if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, jwks.etag)) {
-    return { status: 304, headers, keySet: jwks.keySetId };
+  let replies = jwksReplies.get(jwks);
+  if (replies === undefined) {
+    const headers = { ...PUBLIC_HEADERS, etag: jwks.etag, 'cache-control': jwks.cacheControl };
+    replies = {
+      ok: {
+        status: 200,
+        headers: { ...headers, 'content-type': JSON_TYPE, 'content-length': jwks.body.length },
+        body: jwks.body,
+        keySet: jwks.keySetId,
+      },
+      notModified: { status: 304, headers, keySet: jwks.keySetId },
+    };
+    jwksReplies.set(jwks, replies);
   }
-  return {
-    status: 200,
-    headers: { ...headers, 'content-type': JSON_TYPE, 'content-length': jwks.body.length },
-    body: jwks.body,
-    keySet: jwks.keySetId,
-  };
+  return ifNoneMatch !== undefined && etagMatches(ifNoneMatch, jwks.etag) ? replies.notModified : replies.ok;
 }
 
 /**
@@ -188,6 +213,12 @@ function jsonReply(status: number, value: object, keySet: string, extraHeaders: 
  */
 export function matchRoute(target: string, defaultKeySetId: string): Route | Refusal {
   if (target.length > MAX_TARGET_LENGTH) return { status: 414, error: 'request target too long' };
+  // The hot path, a key set's JWKS, without splitting or decoding: an id that passes the pattern holds
+  // no `/`, `%`, `?` or `#`, so this matches exactly what the general path below would.
+  if (target.startsWith(KEY_SET_JWKS_PREFIX) && target.endsWith(KEY_SET_JWKS_SUFFIX)) {
+    const keySetId = target.slice(KEY_SET_JWKS_PREFIX.length, -KEY_SET_JWKS_SUFFIX.length);
+    if (isKeySetId(keySetId)) return { name: 'jwks', keySetId };
+  }
   const end = target.search(/[?#]/);
   let path = end === -1 ? target : target.slice(0, end);
   if (!path.startsWith('/')) {
@@ -227,9 +258,15 @@ export function matchRoute(target: string, defaultKeySetId: string): Route | Ref
   return { status: 404, error: 'not found' };
 }
 
+const KEY_SET_JWKS_PREFIX = '/keysets/';
+const KEY_SET_JWKS_SUFFIX = '/jwks.json';
+
+function isKeySetId(value: string): boolean {
+  return KEY_SET_ID_PATTERN.test(value) && value !== '.' && value !== '..';
+}
+
 function withKeySet(keySetId: string, route: Route): Route | Refusal {
-  const valid = KEY_SET_ID_PATTERN.test(keySetId) && keySetId !== '.' && keySetId !== '..';
-  return valid ? route : { status: 400, error: 'invalid key set id: use 1 to 64 letters, digits, ".", "_" or "-"' };
+  return isKeySetId(keySetId) ? route : { status: 400, error: 'invalid key set id: use 1 to 64 letters, digits, ".", "_" or "-"' };
 }
 
 /** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/` prefixes are ignored; `*` matches. */

@@ -131,6 +131,11 @@ describe('signing', () => {
     await expect(ring.sign(keySetId, { iat: 1 })).rejects.toThrow(TypeError);
     await expect(ring.sign(keySetId, null as never)).rejects.toThrow(TypeError);
     await expect(ring.sign(keySetId, ['a'] as never)).rejects.toThrow(TypeError);
+    // iat and exp are appended to the claims' JSON: whatever serialises to something else is refused.
+    await expect(ring.sign(keySetId, { toJSON: () => 'x' })).rejects.toThrow('claims must serialise to a JSON object');
+    const { payload } = await jwtVerify(await ring.sign(keySetId, { nested: { a: [1, '}'] }, gone: undefined }), await publishedJwks(keySetId));
+    expect(Object.keys(payload).sort()).toEqual(['exp', 'iat', 'nested']);
+    expect(payload.nested).toEqual({ a: [1, '}'] });
   });
 });
 
