@@ -12,7 +12,9 @@ export type AuditEventKind =
   | 'demoted'
   | 'retired'
   | 'destroyed'
-  | 'revoked';
+  | 'revoked'
+  /** The key set's private keys were re-sealed under the current KEK; no key or state changed. */
+  | 'kek_rewrapped';
 
 export interface AuditEvent {
   keySetId: string;

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { applyCommand } from './commands/apply';
 import { auditCommand } from './commands/audit';
 import { devCommand } from './commands/dev';
+import { kekCommand } from './commands/kek';
 import { migrateCommand } from './commands/migrate';
 import { pauseCommand } from './commands/pause';
 import { resumeCommand } from './commands/resume';
@@ -14,7 +15,7 @@ import { workerCommand } from './commands/worker';
 import { serveCommand } from './commands/serve';
 import { tokenCommand } from './commands/token';
 
-const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, tokenCommand];
+const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, kekCommand, tokenCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

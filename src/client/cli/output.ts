@@ -3,6 +3,7 @@ import type { KeyState, ScheduledTransition } from '../../domain/lifecycle';
 import type { KeySetPolicy } from '../../domain/policy';
 import { TRANSITION_WORDS, utc } from '../../domain/describe';
 import type { AuditChainVerification, AuditRecord } from '../../store/audit-log';
+import type { KekRewrapOutcome, KekStatus, KekStatusEntry } from '../kek-roll';
 import type { KeySetVerification } from '../verify';
 
 /**
@@ -134,6 +135,56 @@ export function formatAuditVerification(results: readonly AuditChainVerification
       return `ok   ${keySetId} (${events} event(s)${head.hash === null ? '' : `, head ${head.hash.slice(0, 12)}`})`;
     })
     .join('\n');
+}
+
+/** Where the KEKs came from, in words an operator can act on. */
+export function kekSource(kekFile: string | null): string {
+  return kekFile === null ? 'KEYTURN_KEK' : `the KEK file ${kekFile}`;
+}
+
+/** `keyturn kek status --json`: ok unless a stored private key is sealed under a KEK that is not configured. */
+export function kekStatusJson(status: KekStatus): { ok: boolean } & KekStatus {
+  return { ok: status.keks.every((kek) => kek.configured), ...status };
+}
+
+/** `keyturn kek status`: the KEK ids as a table, current first, then what the operator can do next. */
+export function formatKekStatus({ kekFile, keks }: KekStatus): string {
+  const source = kekSource(kekFile);
+  const role = (kek: KekStatusEntry) => (kek.current ? 'current' : kek.configured ? 'older' : 'NOT CONFIGURED');
+  const rows = [
+    ['KEK', 'ROLE', 'PRIVATE KEYS', 'KEY SETS'],
+    ...keks.map((kek) => [kek.id, role(kek), String(kek.privateKeys), kek.keySetIds.join(', ') || '-']),
+  ];
+  const count = (list: readonly KekStatusEntry[]) => list.reduce((sum, kek) => sum + kek.privateKeys, 0);
+  const older = keks.filter((kek) => kek.configured && !kek.current);
+  const missing = keks.filter((kek) => !kek.configured);
+  const advice: string[] = [];
+  if (missing.length > 0) {
+    advice.push(`${count(missing)} private key(s) are sealed under a KEK that ${source} lacks and cannot be opened: add that KEK back after the current one`);
+  }
+  if (count(older) > 0) advice.push(`${count(older)} private key(s) are still sealed under an older KEK: run \`keyturn kek rewrap\``);
+  else if (older.length > 0) advice.push(`no private key is sealed under an older KEK: they can be removed from ${source} (then restart the workers and issuers)`);
+  if (advice.length === 0) advice.push('every private key is sealed under the current KEK');
+  return [`KEKs from ${source}, current first:`, ...table(rows), ...advice].join('\n');
+}
+
+/** `keyturn kek rewrap --json`: one element per key set; ok unless one could not be rewrapped. */
+export function kekRewrapJson(current: string, outcomes: readonly KekRewrapOutcome[]) {
+  return {
+    ok: outcomes.every((o) => o.outcome !== 'failed'),
+    current,
+    keySets: outcomes.map(({ keySetId, ...outcome }) => ({ id: keySetId, ...outcome })),
+  };
+}
+
+/** `keyturn kek rewrap`: one line per key set, what was re-sealed or why nothing was. */
+export function formatKekRewrap(current: string, kekFile: string | null, outcomes: readonly KekRewrapOutcome[]): string {
+  const lines = outcomes.map((o) => {
+    if (o.outcome === 'failed') return `  FAILED     ${o.keySetId} (nothing changed): ${o.error.message}`;
+    if (o.outcome === 'unchanged') return `  unchanged  ${o.keySetId}: no private key under another KEK`;
+    return `  rewrapped  ${o.keySetId}: ${o.kids.length} private key(s) from KEK ${o.from.join(', ')}: ${o.kids.join(', ')}`;
+  });
+  return [`re-sealing under the current KEK ${current} (from ${kekSource(kekFile)}):`, ...(lines.length > 0 ? lines : ['  no key sets'])].join('\n');
 }
 
 /** Rows of cells as aligned lines, two spaces apart and indented by two. */

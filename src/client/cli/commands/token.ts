@@ -1,22 +1,9 @@
 import { Command } from 'commander';
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { loadConfig } from '../../../config';
 import { KeyturnError } from '../../../domain/errors';
 import { KeyRing } from '../../../issuer/key-ring';
-import { createLogger } from '../../../observability/logger';
-import { openKeyStore, type OpenedKeyStore } from '../../../runtime/open-key-store';
+import { withKeyStore } from '../key-store';
 import { DATA_DIR_OPTION } from '../options';
-
-/** The key store of DATABASE_URL, or of the keyturn instance running on the data folder. */
-async function withKeyStore<T>(dataDir: string | undefined, use: (store: OpenedKeyStore) => Promise<T>): Promise<T> {
-  const config = loadConfig(process.env, { dataDir });
-  const store = await openKeyStore(config, createLogger({ level: 'silent' }), { joinRunningInstance: true });
-  try {
-    return await use(store);
-  } finally {
-    await store.close();
-  }
-}
 
 const signCommand = new Command('sign')
   .description("print a JWT signed with the key set's active key, as the key ring signs them")
