@@ -21,9 +21,10 @@ export interface TestDevStack {
 
 /**
  * What `keyturn dev` runs, for a test file: a Temporal dev server on free ports, the worker, a
- * database of the file's own and a KEK from the environment, as in a deployment.
+ * database of the file's own and a KEK from the environment, as in a deployment; the JWKS server
+ * too when `jwksPort` is given (0: any free port).
  */
-export async function startTestDevStack(name: string): Promise<TestDevStack> {
+export async function startTestDevStack(name: string, options: { jwksPort?: number } = {}): Promise<TestDevStack> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `keyturn-${name}-`));
   const db = await createTestDatabase();
   const kek = randomBytes(32).toString('base64');
@@ -34,6 +35,7 @@ export async function startTestDevStack(name: string): Promise<TestDevStack> {
     temporalPort: await freePort(),
     uiPort: await freePort(),
     workflowBundle: await bundleWorkflows(),
+    jwksPort: options.jwksPort,
   });
   return {
     stack,
