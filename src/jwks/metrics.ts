@@ -18,19 +18,41 @@ export interface JwksMetrics {
 // Serving from memory takes microseconds; the upper buckets catch database look-ups and a busy event loop.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+/** Requests answered per key set and status code, not yet handed to prom-client. */
+interface Tally {
+  labels: { key_set: string; code: string };
+  count: number;
+  reported: number;
+}
+
+/** The tallies of each registry's request counter, shared by every server that counts into it. */
+const talliesByRegistry = new WeakMap<Registry, Map<string, Tally>>();
+
 /**
  * `keyturn_jwks_requests_total{key_set, code}` and `keyturn_jwks_request_duration_seconds{route}` in
- * `registry`; reused when the registry already has them (two servers, one registry).
+ * `registry`; reused when the registry already has them (two servers, one registry). Requests are
+ * counted in plain numbers and handed to the prom-client counter when it is scraped: its labelled
+ * inc() validates and hashes the labels on every call, a measurable share of a request served from memory.
  */
 export function createJwksMetrics(registry: Registry): JwksMetrics {
-  const requests =
-    (registry.getSingleMetric('keyturn_jwks_requests_total') as Counter<'key_set' | 'code'> | undefined) ??
+  let tallies = talliesByRegistry.get(registry);
+  if (tallies === undefined) {
+    const ownTallies = new Map<string, Tally>();
+    tallies = ownTallies;
+    talliesByRegistry.set(registry, ownTallies);
     new Counter({
       name: 'keyturn_jwks_requests_total',
       help: 'Requests answered by the JWKS server, by key set and HTTP status code',
       labelNames: ['key_set', 'code'],
       registers: [registry],
+      collect() {
+        for (const tally of ownTallies.values()) {
+          this.inc(tally.labels, tally.count - tally.reported);
+          tally.reported = tally.count;
+        }
+      },
     });
+  }
   const duration =
     (registry.getSingleMetric('keyturn_jwks_request_duration_seconds') as Histogram<'route'> | undefined) ??
     new Histogram({
@@ -41,18 +63,17 @@ export function createJwksMetrics(registry: Registry): JwksMetrics {
       registers: [registry],
     });
 
-  // Children are looked up once per label combination: hashing labels on every request is measurable.
-  const counters = new Map<string, Counter.Internal>();
   const histograms = new Map<JwksRouteName, Histogram.Internal<'route'>>();
+  const requestTallies = tallies;
   return {
     observe(route, keySet, code, seconds) {
       const key = `${keySet} ${code}`;
-      let counter = counters.get(key);
-      if (counter === undefined) {
-        counter = requests.labels({ key_set: keySet, code: String(code) });
-        counters.set(key, counter);
+      let tally = requestTallies.get(key);
+      if (tally === undefined) {
+        tally = { labels: { key_set: keySet, code: String(code) }, count: 0, reported: 0 };
+        requestTallies.set(key, tally);
       }
-      counter.inc();
+      tally.count += 1;
       let histogram = histograms.get(route);
       if (histogram === undefined) {
         histogram = duration.labels({ route });
