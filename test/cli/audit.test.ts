@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runCli } from '../../src/client/cli/main';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { randomKekRing } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { runKeyturn as keyturn } from '../helpers/cli';
 
 // `keyturn audit` in-process through runCli against a database of this file's own, found through
 // DATABASE_URL. The audit commands need neither Temporal nor a KEK: neither is configured here.
@@ -24,26 +24,6 @@ let kids: { first: string; second: string };
 const savedEnv = { ...process.env };
 const KEY_SET = 'audited';
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** `keyturn <args>`: exit code, stdout and stderr. */
-async function keyturn(...args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
-  try {
-    const code = await runCli(args);
-    return { code, out: out.join(''), err: err.join('') };
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
-}
 
 const change = (keySetId: string, days: number, actor: string, reason: string): KeyChange => ({
   operationId: randomUUID(), keySetId, at: daysAgo(days), trigger: 'manual', actor, reason,

@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runCli } from '../../src/client/cli/main';
 import { parseKekRing } from '../../src/crypto/kek';
 import { removeInstanceFile, writeInstanceFile } from '../../src/runtime/instance-file';
 import { readAuditTrail, verifyAuditTrail } from '../../src/store/audit-log';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy } from '../helpers/key-sets';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { runKeyturn, type CliRun } from '../helpers/cli';
 
 // `keyturn kek status|rewrap` in-process through runCli, against a database of this file's own
 // (DATABASE_URL) with the KEKs from KEYTURN_KEK, walked through a KEK roll from A to B.
@@ -26,28 +26,13 @@ const printed: string[] = [];
 let alpha: { active: string; next: string };
 let beta: { active: string };
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
 /** `keyturn <args>` with KEYTURN_KEK set to `keks` (unset if undefined): exit code, stdout and stderr. */
-async function keyturn(keks: string | undefined, ...args: string[]): Promise<Run> {
+async function keyturn(keks: string | undefined, ...args: string[]): Promise<CliRun> {
   if (keks === undefined) delete process.env.KEYTURN_KEK;
   else process.env.KEYTURN_KEK = keks;
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
-  try {
-    const run = { code: await runCli(args), out: out.join(''), err: err.join('') };
-    printed.push(run.out, run.err);
-    return run;
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
+  const run = await runKeyturn(...args);
+  printed.push(run.out, run.err);
+  return run;
 }
 
 /** A table's rows as cells. */

@@ -1,10 +1,10 @@
-import { runCli } from '../../src/client/cli/main';
 import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { freePort } from '../helpers/ports';
 import type { TestDatabase } from '../helpers/postgres';
+import { runKeyturn as keyturn } from '../helpers/cli';
 
 // The operator commands in-process through runCli (commander's parseAsync on the program) against a
 // real Temporal dev server, the worker and a database of this file's own. The commands find Temporal
@@ -22,26 +22,6 @@ let firstKid: string;
 let activeKid: string;
 const savedEnv = { ...process.env };
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** `keyturn <args>`: exit code, stdout and stderr. */
-async function keyturn(...args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
-  try {
-    const code = await runCli(args);
-    return { code, out: out.join(''), err: err.join('') };
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
-}
 
 async function statusJson(): Promise<{ keys: { kid: string; state: string }[]; paused: unknown }> {
   const run = await keyturn('status', KEY_SET, '--json');

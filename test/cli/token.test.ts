@@ -2,13 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
-import { runCli } from '../../src/client/cli/main';
 import { parseKekRing } from '../../src/crypto/kek';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/observability/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { runKeyturn as keyturn } from '../helpers/cli';
 
 // `keyturn token sign|verify` against a database of this file's own, with the KEK from the environment.
 
@@ -36,19 +36,6 @@ afterAll(async () => {
   await db?.drop();
   await rm(dataDir, { recursive: true, force: true });
 });
-
-async function keyturn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(parts.join(' ')));
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
-  try {
-    return { code: await runCli(args), out: out.join('\n'), err: err.join('') };
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
-}
 
 test('a signed token verifies against the key set in the database and against the served JWKS', async () => {
   const signed = await keyturn('token', 'sign', keySet.keySetId, '--sub', 'user-42', '--ttl', '5m', '--claims', '{"scope":"read"}');
