@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { durationToMs, DURATION_HINT } from './domain/duration';
 import { KeyturnError } from './domain/errors';
 
 /** pino's levels; `silent` turns logging off. */
@@ -27,13 +28,58 @@ export interface Config {
   jwksPort: number;
   /** Base URL where this deployment serves its JWKS; the propagation gate checks it when a policy names no `publishedAt`. */
   jwksUrl?: string;
+  /** Port of the worker's Prometheus endpoint (`/metrics`); in `keyturn dev` the JWKS server's serves everything. */
+  metricsPort: number;
+  /** Port of the Temporal SDK's own Prometheus exporter in the worker process (`temporal_*` metrics). */
+  sdkMetricsPort: number;
   logLevel: LogLevel;
+  alerts: AlertConfig;
   /**
    * Which settings came from the environment rather than a default: `keyturn dev` starts its own
    * Temporal server only when TEMPORAL_ADDRESS is not set, and settings found in a running
    * instance's file yield to these.
    */
   explicit: { temporalAddress: boolean; temporalNamespace: boolean };
+}
+
+/** Where alerts go besides the log, and how often a lasting incident is announced again. */
+export interface AlertConfig {
+  /** SLACK_WEBHOOK_URL: a Slack incoming webhook. */
+  slackWebhookUrl?: SecretUrl;
+  /** ALERT_WEBHOOK_URL: any receiver of keyturn's JSON alert object. */
+  webhookUrl?: SecretUrl;
+  /** KEYTURN_UI_URL: the Temporal Web UI's base URL, for a link to the key set's workflow in each message. */
+  uiUrl?: string;
+  /** KEYTURN_ALERT_REMINDER: how long an open incident stays quiet before a reminder. */
+  reminderMs: number;
+  /** KEYTURN_ALERT_TIMEOUT: how long one delivery attempt may take. */
+  timeoutMs: number;
+  /** KEYTURN_OVERDUE_TOLERANCE: how long past its rotation period an active key may sign before the supervisor alerts. */
+  overdueToleranceMs: number;
+}
+
+/**
+ * A URL that is a credential (whoever knows a Slack incoming webhook's URL can post to the channel).
+ * It prints as a placeholder everywhere, JSON and logs included; only `reveal()` gives the URL, to send to it.
+ */
+export class SecretUrl {
+  readonly #url: string;
+
+  constructor(url: string) {
+    this.#url = url;
+  }
+
+  reveal(): string {
+    return this.#url;
+  }
+
+  toString(): string {
+    return '[secret URL]';
+  }
+
+  toJSON(): string {
+    return '[secret URL]';
+  }
 }
 
 /** Values a command line flag may set in place of its variable (a flag wins over the environment). */
@@ -47,6 +93,20 @@ const port = (hint: string) =>
     .int({ error: `must be a whole port number (${hint})` })
     .min(1, { error: `must be between 1 and 65535 (${hint})` })
     .max(65535, { error: `must be between 1 and 65535 (${hint})` });
+
+// The value is never quoted back in the message: a webhook URL is a credential.
+const httpUrl = (what: string) =>
+  z.string().refine(isHttpUrl, { error: `must be an http(s) URL (${what}); the value is not shown here` });
+
+const duration = (what: string, max?: { ms: number; text: string }) =>
+  z
+    .string()
+    .transform((value, ctx) => {
+      const ms = durationToMs(value);
+      if (ms === undefined || ms === 0) ctx.addIssue({ code: 'custom', message: `must be a duration (${what}): ${DURATION_HINT}` });
+      else if (max && ms > max.ms) ctx.addIssue({ code: 'custom', message: `must be at most ${max.text} (${what})` });
+      return ms ?? 0;
+    });
 
 const identifier = (what: string) =>
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
@@ -75,6 +135,16 @@ const schema = z.object({
     .regex(/^https?:\/\/[^\s/?#]+[^\s?#]*$/, { error: 'must be the http(s) base URL of the JWKS server, e.g. https://keys.example.com' })
     .transform((url) => url.replace(/\/+$/, ''))
     .optional(),
+  KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
+  KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
+  SLACK_WEBHOOK_URL: httpUrl('a Slack incoming webhook').optional(),
+  ALERT_WEBHOOK_URL: httpUrl('a receiver of JSON alerts').optional(),
+  KEYTURN_UI_URL: httpUrl('the Temporal Web UI, e.g. http://localhost:8233')
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  KEYTURN_ALERT_REMINDER: duration('between reminders of an open incident, default 4h').default(4 * 3_600_000),
+  KEYTURN_ALERT_TIMEOUT: duration('of one alert delivery, default 10s', { ms: 30_000, text: '30s' }).default(10_000),
+  KEYTURN_OVERDUE_TOLERANCE: duration('past the rotation period before an active key is too old, default 1h').default(3_600_000),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -104,7 +174,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
     jwksPort: overrides.jwksPort ?? values.PORT,
     jwksUrl: values.KEYTURN_JWKS_URL,
+    metricsPort: values.KEYTURN_METRICS_PORT,
+    sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
     logLevel: values.LOG_LEVEL,
+    alerts: {
+      slackWebhookUrl: values.SLACK_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.SLACK_WEBHOOK_URL),
+      webhookUrl: values.ALERT_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.ALERT_WEBHOOK_URL),
+      uiUrl: values.KEYTURN_UI_URL,
+      reminderMs: values.KEYTURN_ALERT_REMINDER,
+      timeoutMs: values.KEYTURN_ALERT_TIMEOUT,
+      overdueToleranceMs: values.KEYTURN_OVERDUE_TOLERANCE,
+    },
     explicit: {
       temporalAddress: values.TEMPORAL_ADDRESS !== undefined,
       temporalNamespace: values.TEMPORAL_NAMESPACE !== undefined,
@@ -115,6 +195,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
 function isPostgresUrl(value: string): boolean {
   try {
     return ['postgres:', 'postgresql:'].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return ['http:', 'https:'].includes(url.protocol) && url.hostname !== '';
   } catch {
     return false;
   }

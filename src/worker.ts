@@ -2,15 +2,23 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
-import { createActivities, type AlertSink } from './activities';
+import type { Registry } from 'prom-client';
+import { createActivities } from './activities';
+import { alertChannelsFrom } from './alerts/channels';
 import { temporalTargetFrom, temporalUnreachable, type TemporalTarget } from './client/connect';
 import type { Config } from './config';
 import { createLogger, type Logger } from './observability/logger';
-import { installTemporalLogging } from './observability/temporal-logging';
+import { activityInstrumentation } from './observability/activity-instrumentation';
+import { registerKeyStateMetrics } from './observability/key-state-metrics';
+import { createMetricsRegistry, keyturnMetrics } from './observability/metrics';
+import { startMetricsServer } from './observability/metrics-server';
+import { installTemporalRuntime } from './observability/temporal-runtime';
 import { writeInstanceFile, removeInstanceFile } from './runtime/instance-file';
 import { openKeyStore } from './runtime/open-key-store';
+import { assertPortFree } from './runtime/port-check';
 import { onShutdownRequest } from './runtime/shutdown-signal';
 import { Teardown } from './runtime/teardown';
+import { AlertIncidentStore } from './store/alert-incidents';
 import type { KeyStore } from './store/key-store';
 
 /**
@@ -27,11 +35,12 @@ export interface WorkerDependencies {
   connection: NativeConnection;
   keyStore: KeyStore;
   logger: Logger;
-  alertSinks?: AlertSink[];
   /** A bundle built beforehand (tests reuse one); by default the prebuilt file, else the sources. */
   workflowBundle?: WorkflowBundleOption;
   /** Base URL of this deployment's JWKS server, which the propagation gate checks by default. */
   jwksUrl?: string;
+  /** Where the activity metrics go; a registry of its own (served nowhere) when left out. */
+  registry?: Registry;
 }
 
 /** A worker for keyturn's workflows and activities on the configured namespace and task queue. */
@@ -42,6 +51,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
     { workflowBundle: deps.workflowBundle ? 'given' : bundle ? WORKFLOW_BUNDLE_PATH : null },
     bundle ? 'using a prebuilt workflow bundle' : 'no prebuilt workflow bundle: bundling the workflow sources',
   );
+  const metrics = keyturnMetrics(deps.registry ?? createMetricsRegistry());
   return Worker.create({
     connection: deps.connection,
     namespace: config.temporalNamespace,
@@ -50,11 +60,19 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
     activities: createActivities({
       keyStore: deps.keyStore,
       logger: deps.logger,
-      alertSinks: deps.alertSinks,
+      alerting: {
+        channels: alertChannelsFrom(config.alerts),
+        reminderMs: config.alerts.reminderMs,
+        webUi: config.alerts.uiUrl === undefined ? undefined : { url: config.alerts.uiUrl, namespace: config.temporalNamespace },
+        alertsTotal: metrics.alerts,
+        incidents: new AlertIncidentStore(deps.keyStore.pool),
+      },
+      keyAgeToleranceMs: config.alerts.overdueToleranceMs,
       temporalClient: new Client({ connection: deps.connection, namespace: config.temporalNamespace }),
       taskQueue: config.taskQueue,
       defaultJwksUrl: jwksUrl === undefined ? undefined : (keySetId) => `${jwksUrl}/keysets/${encodeURIComponent(keySetId)}/jwks.json`,
     }),
+    interceptors: { activity: [activityInstrumentation(metrics, deps.logger)] },
     // The default is 0: in-flight activities would be cancelled at once instead of finishing.
     shutdownGraceTime: SHUTDOWN_GRACE,
   });
@@ -62,12 +80,12 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
 
 /**
  * The worker's own connection (native, unlike the client's), with the same error when unreachable.
- * The SDK's logs are routed into pino here, as late as possible: the native runtime this installs
- * keeps the process alive until its last connection closes, so a command failing earlier (a
- * missing KEK) must not have installed it.
+ * The SDK's runtime (logs into pino, its metrics on `sdkMetricsAddress`) is installed here, as late
+ * as possible: it keeps the process alive until its last connection closes, so a command failing
+ * earlier (a missing KEK) must not have installed it.
  */
-export async function connectWorker(target: TemporalTarget, logger: Logger): Promise<NativeConnection> {
-  installTemporalLogging(logger);
+export async function connectWorker(target: TemporalTarget, logger: Logger, sdkMetricsAddress?: string): Promise<NativeConnection> {
+  installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress });
   try {
     return await NativeConnection.connect({ address: target.address });
   } catch (error) {
@@ -114,8 +132,15 @@ export async function runWorker(config: Config, options: RunWorkerOptions = {}):
     const store = await openKeyStore(config, logger, { joinRunningInstance: true });
     teardown.add('the key store', () => store.close());
     const target = temporalTargetFrom(config);
-    const connection = await connectWorker(target, logger);
+    // Asked first: the SDK's exporter would fail on a taken port with a message naming neither port nor variable.
+    await assertPortFree('0.0.0.0', config.metricsPort, "the worker's metrics endpoint", 'stop whatever holds it, or set KEYTURN_METRICS_PORT');
+    await assertPortFree('0.0.0.0', config.sdkMetricsPort, "the Temporal SDK's metrics endpoint", 'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT');
+    const connection = await connectWorker(target, logger, `0.0.0.0:${config.sdkMetricsPort}`);
     teardown.add('the Temporal connection', () => connection.close());
+    const registry = createMetricsRegistry();
+    await registerKeyStateMetrics(registry, store.keyStore);
+    const metricsServer = await startMetricsServer({ port: config.metricsPort, registry, logger });
+    teardown.add('the metrics server', () => metricsServer.close());
     if (store.database.source === 'embedded') {
       await writeInstanceFile(config.dataDir, {
         temporalAddress: target.address,
@@ -127,9 +152,12 @@ export async function runWorker(config: Config, options: RunWorkerOptions = {}):
       });
       teardown.add('the instance file', () => removeInstanceFile(config.dataDir));
     }
-    const worker = startWorker(await createWorker(config, { connection, keyStore: store.keyStore, logger }));
+    const worker = startWorker(await createWorker(config, { connection, keyStore: store.keyStore, logger, registry }));
     teardown.add('the worker', () => worker.stop());
-    logger.info({ address: target.address, namespace: target.namespace, taskQueue: config.taskQueue }, 'worker running');
+    logger.info(
+      { address: target.address, namespace: target.namespace, taskQueue: config.taskQueue, metrics: metricsServer.url, sdkMetricsPort: config.sdkMetricsPort },
+      'worker running',
+    );
     await Promise.race([worker.done, shutdown.requested]);
   } finally {
     await teardown.run();

@@ -2,12 +2,12 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import type { Logger } from '../observability/logger';
 import type { KeyStore } from '../store/key-store';
-import { logAlertSink, type Alert, type AlertSink } from './alerts';
+import { createAlertActivities, type AlertingDependencies } from './alerts';
 import { createKeyActivities } from './key-activities';
 import { createPublicationActivities, type DefaultJwksUrl } from './check-publication';
 import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
 
-export type { Alert, AlertSink } from './alerts';
+export type { AlertDelivery } from './alerts';
 export type { KeyChangeInput } from './key-activities';
 
 /** Errors that no retry can fix: the workflow is told at once instead of after every attempt. */
@@ -30,23 +30,19 @@ export interface ActivityDependencies {
   /** The JWKS URL the propagation gate checks for key sets whose policy names no `publishedAt`. */
   defaultJwksUrl?: DefaultJwksUrl;
   logger: Logger;
-  /** Where alerts go besides the log (Slack, webhooks, a test's receiver). */
-  alertSinks?: AlertSink[];
+  /** Alert channels, reminder interval, Web UI link, the supervisor's incident table, keyturn_alerts_total. */
+  alerting: Omit<AlertingDependencies, 'logger' | 'temporalClient' | 'taskQueue'>;
+  /** How long past its rotation period an active key may sign before the supervisor alerts. */
+  keyAgeToleranceMs: number;
 }
 
 /** Every activity the worker registers, wired to its dependencies. */
 export function createActivities(deps: ActivityDependencies) {
-  const sinks = [logAlertSink(deps.logger), ...(deps.alertSinks ?? [])];
   const activities = {
     ...createKeyActivities(deps.keyStore),
     ...createSupervisionActivities(deps),
     ...createPublicationActivities(deps.defaultJwksUrl),
-    /** Delivers an alert to every sink; one sink failing does not keep it from the others. */
-    async raiseAlert(alert: Alert): Promise<void> {
-      const results = await Promise.allSettled(sinks.map((sink) => sink(alert)));
-      const failed = results.filter((r) => r.status === 'rejected').length;
-      if (failed > 0) throw new Error(`${failed} of ${sinks.length} alert sinks failed for key set "${alert.keySetId}"`);
-    },
+    ...createAlertActivities({ ...deps.alerting, logger: deps.logger, temporalClient: deps.temporalClient, taskQueue: deps.taskQueue }),
   };
   return withFailureTypes(activities);
 }

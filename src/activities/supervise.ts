@@ -10,6 +10,8 @@ export interface SupervisionDependencies {
   temporalClient: Client;
   /** Where key set workflows run. */
   taskQueue: string;
+  /** How long past its rotation period an active key may sign before it is a violation. */
+  keyAgeToleranceMs: number;
 }
 
 /**
@@ -19,7 +21,12 @@ export interface SupervisionDependencies {
  */
 export function createSupervisionActivities(deps: SupervisionDependencies) {
   return {
-    async superviseKeySets(): Promise<SupervisionReport> {
+    /**
+     * `at` is the supervisor workflow's clock, the one the key set workflows stamp their keys with
+     * (and the one a time-skipping test moves); rounds scheduled before it was passed use the worker's.
+     */
+    async superviseKeySets(input?: { at: number }): Promise<SupervisionReport> {
+      const now = input?.at ?? Date.now();
       const report: SupervisionReport = { keySets: 0, restarted: [], violations: [] };
       const keySets = new KeySetClient(deps.temporalClient, deps.taskQueue);
       for (const keySet of await deps.keyStore.listKeySets()) {
@@ -32,7 +39,8 @@ export function createSupervisionActivities(deps: SupervisionDependencies) {
           continue;
         }
         const status = await keySets.getState(keySet.id);
-        report.violations.push(...checkInvariants(status, await deps.keyStore.listKeys(keySet.id), Date.now()));
+        const stored = await deps.keyStore.listKeys(keySet.id);
+        report.violations.push(...checkInvariants(status, stored, now, { keyAgeMs: deps.keyAgeToleranceMs }));
       }
       return report;
     },

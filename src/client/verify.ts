@@ -17,6 +17,8 @@ export interface VerifyOptions {
   now?: () => number;
   /** Reads tried before a key set caught mid-transition is checked as it is (default 5, 300 ms apart). */
   attempts?: number;
+  /** KEYTURN_OVERDUE_TOLERANCE, so that verify and the supervisor agree on when an active key is too old. */
+  keyAgeToleranceMs?: number;
 }
 
 /**
@@ -43,7 +45,7 @@ export async function verifyKeySet(
     if (settled || attempt >= attempts) break;
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
-  return { keySetId, violations: checkInvariants(status, stored, now()), problem: null };
+  return { keySetId, violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }), problem: null };
 }
 
 /** `verifyKeySet` for each key set; one whose workflow is gone is reported, not thrown. */

@@ -11,7 +11,10 @@ import { openKeyStore } from '../runtime/open-key-store';
 import { Teardown } from '../runtime/teardown';
 import { connectWorker, createWorker, startWorker } from '../worker';
 import { startJwksServer } from '../jwks/server';
-import { Registry } from 'prom-client';
+import { registerKeyStateMetrics } from '../observability/key-state-metrics';
+import { createMetricsRegistry } from '../observability/metrics';
+import { installTemporalRuntime } from '../observability/temporal-runtime';
+import { assertPortFree } from '../runtime/port-check';
 import { assertDevServerPortsFree, startTemporalDevServer } from './temporal-dev-server';
 
 export interface DevStackOptions {
@@ -28,6 +31,8 @@ export interface DevStackOptions {
   signal?: AbortSignal;
   /** Serve the JWKS on this port (0: any free one); no JWKS server when left out. */
   jwksPort?: number;
+  /** Serve the Temporal SDK's metrics on this port; not served when left out (or when the SDK runtime was installed before). */
+  sdkMetricsPort?: number;
 }
 
 /** Where everything of a running `keyturn dev` is. */
@@ -37,8 +42,10 @@ export interface DevStack {
   taskQueue: string;
   /** Null when TEMPORAL_ADDRESS named a server keyturn did not start. */
   webUiUrl: string | null;
-  /** The JWKS server's base URL; null when none was asked for. */
+  /** The JWKS server's base URL; null when none was asked for. Its `/metrics` serves the worker's metrics too. */
   jwksUrl: string | null;
+  /** Where the Temporal SDK's own metrics are served; null when they are not. */
+  sdkMetricsUrl: string | null;
   databaseUrl: string;
   databaseSource: DatabaseSource;
   kekFile: string | null;
@@ -65,11 +72,23 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     // Checked again when the server starts; asked first so a taken port fails before the database starts.
     await assertDevServerPortsFree('127.0.0.1', options.temporalPort, options.uiPort);
   }
+  if (options.sdkMetricsPort !== undefined) {
+    await assertPortFree('127.0.0.1', options.sdkMetricsPort, "the Temporal SDK's metrics", 'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT');
+  }
   const teardown = new Teardown(logger);
   try {
     const store = await openKeyStore(config, logger, { joinRunningInstance: false });
     teardown.add('the key store', () => store.close());
     signal?.throwIfAborted();
+
+    // Before the dev server, which may use the runtime too: the first installation decides the SDK's metrics port.
+    const sdkMetricsAddress = options.sdkMetricsPort === undefined ? undefined : `127.0.0.1:${options.sdkMetricsPort}`;
+    const sdkMetricsUrl = sdkMetricsAddress !== undefined && installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress })
+      ? `http://${sdkMetricsAddress}/metrics`
+      : null;
+    // One registry for the worker and the JWKS server: in dev, one /metrics shows everything.
+    const registry = createMetricsRegistry();
+    await registerKeyStateMetrics(registry, store.keyStore);
 
     let target: TemporalTarget = temporalTargetFrom(config);
     let webUiUrl: string | null = null;
@@ -95,7 +114,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         host: '127.0.0.1',
         keyStore: store.keyStore,
         pool: store.pool,
-        registry: new Registry(),
+        registry,
         logger,
       });
       teardown.add('the JWKS server', () => jwks.close());
@@ -111,6 +130,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         logger,
         workflowBundle: options.workflowBundle,
         jwksUrl: jwksUrl ?? undefined,
+        registry,
       }),
     );
     teardown.add('the worker', () => worker.stop());
@@ -138,6 +158,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       taskQueue: config.taskQueue,
       webUiUrl,
       jwksUrl,
+      sdkMetricsUrl,
       databaseUrl: store.database.url,
       databaseSource: store.database.source,
       kekFile: store.kekFile,

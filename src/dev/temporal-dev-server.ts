@@ -5,8 +5,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import type { Logger } from '../observability/logger';
-import { installTemporalLogging } from '../observability/temporal-logging';
-import { assertPortFree } from './port-check';
+import { installTemporalRuntime } from '../observability/temporal-runtime';
+import { assertPortFree } from '../runtime/port-check';
 import { resolveTemporalCli } from './temporal-executables';
 
 /** The custom search attributes keyturn's workflows keep current, so the Web UI can filter on them. */
@@ -56,7 +56,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   if (executable.type === 'cached-download') {
     const { TestWorkflowEnvironment } = await import('@temporalio/testing');
     // The SDK's server lives in the native runtime: install ours first so its logs reach pino.
-    installTemporalLogging(logger);
+    installTemporalRuntime(logger);
     const env = await TestWorkflowEnvironment.createLocal({
       server: { executable, ip, port, uiPort, ui: true, dbFilename, namespace, extraArgs: searchAttributeArgs },
     });

@@ -22,6 +22,23 @@ export function utc(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
+/** A length of time to the minute in its two largest units (`31d 2h`, `1h 5m`, `42m`), or seconds under a minute. */
+export function roughDuration(ms: number): string {
+  const minutes = Math.floor(ms / 60_000);
+  const parts = [
+    [Math.floor(minutes / 1440), 'd'],
+    [Math.floor(minutes / 60) % 24, 'h'],
+    [minutes % 60, 'm'],
+  ] as const;
+  const first = parts.findIndex(([n]) => n > 0);
+  if (first === -1) return `${Math.max(0, Math.floor(ms / 1000))}s`;
+  return parts
+    .slice(first, first + 2)
+    .filter(([n]) => n > 0)
+    .map(([n, unit]) => `${n}${unit}`)
+    .join(' ');
+}
+
 /**
  * A key set's state in words, for the workflow's current details (the Web UI shows them while
  * a worker runs): the keys and their times, the next transition, pause and last error, as a Markdown list.

@@ -1,7 +1,8 @@
 import type { KeySetStatus } from './keyset-state';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState } from './lifecycle';
 import { policyTimings } from './policy';
-import { utc } from './describe';
+import { roughDuration, utc } from './describe';
+import { formatDuration } from './duration';
 
 /** A key as PostgreSQL holds it, times in epoch milliseconds (null where not reached). */
 export interface StoredKeyRecord {
@@ -23,7 +24,8 @@ export type ViolationCode =
   | 'UNKNOWN_TO_WORKFLOW'
   | 'MISSING_FROM_DATABASE'
   | 'PRIVATE_PART_KEPT'
-  | 'OVERDUE';
+  | 'OVERDUE'
+  | 'ACTIVE_KEY_TOO_OLD';
 
 /** One broken invariant of one key set, with what to look at. */
 export interface Violation {
@@ -35,16 +37,24 @@ export interface Violation {
 
 const LIVE_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired'];
 
+export interface InvariantTolerances {
+  /** How late a scheduled transition may be before it is OVERDUE (default 5 minutes). */
+  transitionMs?: number;
+  /** How long past its rotation period an active key may sign before it is ACTIVE_KEY_TOO_OLD (default 1 hour). */
+  keyAgeMs?: number;
+}
+
 /**
  * Checks a key set's workflow state against its keys in PostgreSQL: one active key, at most one
  * next key, the same keys in the same states with the same times, no private part left on a
- * destroyed or revoked key, and no transition overdue by more than `tolerance` ms (unless paused).
+ * destroyed or revoked key, no transition overdue (unless paused), and no active key signing
+ * longer than its rotation period allows (paused or not: a pause does not make an old key safer).
  */
 export function checkInvariants(
   status: KeySetStatus,
   stored: readonly StoredKeyRecord[],
   now: number,
-  tolerance = 5 * 60_000,
+  { transitionMs = 5 * 60_000, keyAgeMs = 3_600_000 }: InvariantTolerances = {},
 ): Violation[] {
   const keySetId = status.keySetId;
   const violations: Violation[] = [];
@@ -98,8 +108,21 @@ export function checkInvariants(
         ...(k.retiredAt !== null && { retiredAt: k.retiredAt }),
       }));
     const due = live.length > 0 ? nextTransition(live, policyTimings(status.policy), now) : undefined;
-    if (due !== undefined && due.at < now - tolerance) {
+    if (due !== undefined && due.at < now - transitionMs) {
       add('OVERDUE', `${due.kind}${'kid' in due ? ` of ${due.kid}` : ''} was due at ${utc(due.at)} and has not happened`, 'kid' in due ? due.kid : undefined);
+    }
+  }
+
+  const { rotationPeriodMs } = policyTimings(status.policy);
+  for (const key of active) {
+    const age = now - (key.activatedAt ?? key.createdAt);
+    if (age > rotationPeriodMs + keyAgeMs) {
+      add(
+        'ACTIVE_KEY_TOO_OLD',
+        `key ${key.kid} has signed for ${roughDuration(age)}, longer than the rotation period ${status.policy.rotationPeriod} plus ${formatDuration(keyAgeMs)}` +
+          (status.paused ? ` (the key set is paused: ${status.paused.reason})` : ''),
+        key.kid,
+      );
     }
   }
   return violations;

@@ -1,3 +1,4 @@
+import type { Incident } from './incidents';
 import type { KeyTimeline, ScheduledTransition } from './lifecycle';
 import type { KeySetPolicy } from './policy';
 
@@ -37,6 +38,8 @@ export interface KeySetState {
   lastError: LastError | null;
   /** After a failure, scheduled work waits until then. */
   retryAt: number | null;
+  /** Incidents announced and not yet resolved; absent in states saved before alerts had incidents. */
+  incidents?: Incident[];
 }
 
 /** What `getState` answers; times are epoch milliseconds. */

@@ -1,8 +1,9 @@
 import { createServer, STATUS_CODES, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger';
+import { listen } from '../runtime/listen';
 import type { KeyStore } from '../store/key-store';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { JwksCache } from './jwks-cache';
@@ -119,19 +120,6 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
     url,
     close: () => closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => events.close()),
   };
-}
-
-function listen(server: Server, port: number, host: string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const { address, port: bound, family } = server.address() as AddressInfo;
-      // An unspecified address is no place to send anyone: name the loopback of the same family.
-      const shown = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
-      resolve(`http://${family === 'IPv6' ? `[${shown}]` : shown}:${bound}`);
-    });
-  });
 }
 
 /** Idle keep-alive connections close at once; busy ones get `graceMs` to finish their request. */

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 /**
  * Paths pino replaces with "[redacted]" wherever a logged object carries them: private JWK members
@@ -9,18 +10,31 @@ const REDACTED_PATHS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'privateJwk', 'pri
 
 export type { Logger };
 
+export interface LoggerOptions {
+  level?: string;
+  name?: string;
+  /** For commands whose stdout is their result (`migrate --json`), so the two never mix. */
+  toStderr?: boolean;
+  /** Coloured, one readable line per entry (pino-pretty) instead of JSON: for a person at a terminal. */
+  pretty?: boolean;
+}
+
 /**
- * The process logger: JSON lines with stable field names (`keySetId`, `kid`, `workflowId`, `activity`).
- * Long-running processes log to stdout; commands whose stdout is their result (`migrate --json`) pass
- * `toStderr` so the two never mix.
+ * The process logger: JSON lines with stable field names (`keySetId`, `kid`, `workflowId`, `runId`,
+ * `activity`, `attempt`), which log aggregators index as they are. Redaction applies before either format.
  */
-export function createLogger(options: { level?: string; name?: string; toStderr?: boolean } = {}): Logger {
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const fd = options.toStderr ? 2 : 1;
   return pino(
     {
       name: options.name ?? 'keyturn',
       level: options.level ?? process.env.LOG_LEVEL ?? 'info',
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
-    options.toStderr ? pino.destination({ fd: 2, sync: true }) : undefined,
+    options.pretty
+      ? pretty({ destination: fd, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
+      : options.toStderr
+        ? pino.destination({ fd, sync: true })
+        : undefined,
   );
 }

@@ -22,12 +22,15 @@ export function temporalLoggerFor(logger: Logger): TemporalLogger {
 }
 
 /**
- * Routes every SDK log line (worker, workflow and activity loggers, and the native core's own,
- * forwarded) into pino, so a keyturn process writes one JSON stream. Signal handling stays with
- * keyturn (`shutdownSignals: []`): it stops the worker before the servers the worker depends on.
- * The runtime can be installed once per process; returns false if it already was (as in tests).
+ * Installs the SDK's native runtime for this process: every SDK log line (worker, workflow and
+ * activity loggers, and the native core's own, forwarded) goes into pino, so a keyturn process writes
+ * one JSON stream; with `metricsBindAddress`, the SDK's own metrics (`temporal_*`: task slots, poll
+ * latencies, workflow and activity counts) are served for Prometheus at `http://<address>/metrics`.
+ * Signal handling stays with keyturn (`shutdownSignals: []`): it stops the worker before the servers
+ * the worker depends on. The runtime can be installed once per process; returns false if it already
+ * was (as in tests), and the first installation's options hold.
  */
-export function installTemporalLogging(logger: Logger): boolean {
+export function installTemporalRuntime(logger: Logger, options: { metricsBindAddress?: string } = {}): boolean {
   const verbose = logger.isLevelEnabled('debug');
   try {
     Runtime.install({
@@ -35,6 +38,7 @@ export function installTemporalLogging(logger: Logger): boolean {
       shutdownSignals: [],
       telemetryOptions: {
         logging: { filter: makeTelemetryFilterString({ core: verbose ? 'DEBUG' : 'WARN', other: 'ERROR' }), forward: {} },
+        ...(options.metricsBindAddress ? { metrics: { prometheus: { bindAddress: options.metricsBindAddress } } } : {}),
       },
     });
     return true;

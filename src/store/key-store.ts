@@ -45,6 +45,24 @@ export interface Promotion {
   demotedKid: string | null;
 }
 
+/** What re-sealing one key set's private keys under the current KEK did. */
+export interface KekRewrap {
+  keySetId: string;
+  /** The KEK ids the re-sealed keys were under, in key order; empty when there was nothing to re-seal. */
+  from: string[];
+  /** The current KEK's id. */
+  to: string;
+  /** The keys re-sealed, oldest first. */
+  kids: string[];
+}
+
+/** One KEK id as the stored keys know it: how many private keys it seals, and in which key sets. */
+export interface KekUsage {
+  kekId: string;
+  privateKeys: number;
+  keySetIds: string[];
+}
+
 /** Each target state: the audit event that records reaching it and the column that stamps when. */
 const TRANSITIONS: Record<Exclude<KeyState, 'next'>, { event: AuditEventKind; stampColumn: string }> = {
   active: { event: 'promoted', stampColumn: 'activated_at' },
@@ -64,7 +82,8 @@ const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT
  */
 export class KeyStore {
   constructor(
-    private readonly pool: Pool,
+    /** The database, for the tables beside the keys (the supervisor's alert incidents). */
+    readonly pool: Pool,
     private readonly keks: KekRing,
   ) {}
 
@@ -220,6 +239,61 @@ export class KeyStore {
   }
 
   /**
+   * Re-seals under the current KEK every private key of the key set that another KEK seals (same
+   * key set and kid as authenticated data) and records one `kek_rewrapped` event. Keys already
+   * under the current KEK and erased ones are left alone, so a second run changes and records nothing.
+   * A key under a KEK the ring lacks throws ERR_KEK_UNKNOWN, a damaged one ERR_KEY_DECRYPTION_FAILED,
+   * and the key set is left as it was.
+   */
+  async rewrapKeySet(change: Omit<KeyChange, 'operationId'>): Promise<KekRewrap> {
+    const { keySetId } = change;
+    return this.inTransaction(async (tx) => {
+      // Every other change locks the key set first, so no key can be added, moved or erased meanwhile.
+      await lockKeySet(tx, keySetId);
+      const current = this.keks.current.id;
+      const { rows } = await tx.query<{ kid: string; private_key: Buffer; kek_id: string }>(
+        `SELECT kid, private_key, kek_id FROM signing_keys
+          WHERE key_set_id = $1 AND private_key IS NOT NULL AND kek_id <> $2 ORDER BY created_at, kid`,
+        [keySetId, current],
+      );
+      const rewrap: KekRewrap = {
+        keySetId,
+        from: [...new Set(rows.map((r) => r.kek_id))],
+        to: current,
+        kids: rows.map((r) => r.kid),
+      };
+      if (rows.length === 0) return rewrap;
+      for (const row of rows) {
+        const context = { keySetId, kid: row.kid };
+        const privateJwk = openPrivateKey(row.private_key, row.kek_id, this.keks, context);
+        const { kekId, sealed } = sealPrivateKey(privateJwk, this.keks, context);
+        await tx.query('UPDATE signing_keys SET private_key = $3, kek_id = $4 WHERE key_set_id = $1 AND kid = $2', [
+          keySetId,
+          row.kid,
+          sealed,
+          kekId,
+        ]);
+      }
+      const { from, to, kids } = rewrap;
+      await appendAuditEvent(tx, { ...change, event: 'kek_rewrapped', details: { from, to, kids } });
+      // Neither the JWKS nor any signing key changed, but the event is a new version of the key set
+      // (key-set-versions.ts): announced, the key rings and JWKS caches reload it now instead of
+      // taking it for a lost notification at their next poll.
+      await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySetId]);
+      return rewrap;
+    });
+  }
+
+  /** Every KEK id that seals a stored private key, with how many it seals and in which key sets. */
+  async countPrivateKeysByKek(): Promise<KekUsage[]> {
+    const { rows } = await this.pool.query<{ kek_id: string; private_keys: number; key_set_ids: string[] }>(
+      `SELECT kek_id, count(*)::int AS private_keys, array_agg(DISTINCT key_set_id ORDER BY key_set_id) AS key_set_ids
+         FROM signing_keys WHERE private_key IS NOT NULL GROUP BY kek_id ORDER BY kek_id`,
+    );
+    return rows.map((r) => ({ kekId: r.kek_id, privateKeys: r.private_keys, keySetIds: r.key_set_ids }));
+  }
+
+  /**
    * The active key with its private part opened, for signing; undefined while the key set has no
    * active key. The caller holds the private JWK in memory only and must never log or return it.
    */
@@ -235,12 +309,7 @@ export class KeyStore {
 
   private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient) => Promise<T>): Promise<T> {
     return this.inTransaction(async (tx) => {
-      const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [change.keySetId]);
-      if (!keySet.rowCount) {
-        throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${change.keySetId}" is not registered`, {
-          keySetId: change.keySetId,
-        });
-      }
+      await lockKeySet(tx, change.keySetId);
       const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2', [
         change.operationId,
         change.keySetId,
@@ -304,6 +373,12 @@ export class KeyStore {
   }
 }
 
+/** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
+async function lockKeySet(tx: PoolClient, keySetId: string): Promise<void> {
+  const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
+  if (!keySet.rowCount) throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
+}
+
 interface KeyRow {
   key_set_id: string;
   kid: string;
@@ -340,7 +415,8 @@ function toStoredKey(r: KeyRow): StoredKey {
   };
 }
 
-function toTimeline(k: StoredKey): KeyTimeline {
+/** A live key (next, active, grace, retired) as the workflow and the lifecycle rules see it. */
+export function toTimeline(k: StoredKey): KeyTimeline {
   return {
     kid: k.kid,
     alg: k.alg,

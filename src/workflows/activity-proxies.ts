@@ -13,7 +13,10 @@ const KEY_CHANGE_OPTIONS: ActivityOptions = {
 
 const keyActivities = proxyActivities<KeyturnActivities>(KEY_CHANGE_OPTIONS);
 
-type KeyChangeActivity = Exclude<keyof KeyturnActivities, 'raiseAlert' | 'checkPublication' | 'superviseKeySets'>;
+type KeyChangeActivity = Exclude<
+  keyof KeyturnActivities,
+  'assessAlert' | 'recordSupervisionAlerts' | 'deliverAlert' | 'checkPublication' | 'superviseKeySets'
+>;
 
 /** Calls a key activity with a one-line summary, so the event history reads like the lifecycle. */
 export function changeKeys<A extends KeyChangeActivity>(
@@ -26,11 +29,34 @@ export function changeKeys<A extends KeyChangeActivity>(
   return proxy.executeWithOptions({ ...KEY_CHANGE_OPTIONS, summary }, args);
 }
 
-/** Alerts are best effort: a few quick tries, then the workflow carries on. */
-export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'raiseAlert'>>({
+const ALERT_DECISION_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '10s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
-});
+};
+
+/**
+ * Deciding what an alert means for its incident is quick and sends nothing (delivery runs in a
+ * workflow of its own): a few quick tries, then the workflow carries on without it.
+ */
+export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'assessAlert' | 'recordSupervisionAlerts'>>(ALERT_DECISION_OPTIONS);
+
+/**
+ * The alert activity of histories recorded before ALERT_INCIDENTS, which delivered to every sink
+ * while the workflow waited. Only a replay of such a history schedules it; no worker registers it
+ * any more, so an attempt still pending at an upgrade fails and is logged like any undelivered alert.
+ */
+export const legacyAlertActivities = proxyActivities<{ raiseAlert(alert: LegacyAlert): Promise<void> }>(ALERT_DECISION_OPTIONS);
+
+/** What `raiseAlert` took before alerts had incidents. */
+export interface LegacyAlert {
+  keySetId: string;
+  status: 'firing' | 'resolved';
+  step: string;
+  summary: string;
+  error?: string;
+  failures?: number;
+  workflowId?: string;
+}
 
 /** The propagation gate asks often and cheaply; it handles a failed answer itself by asking again. */
 export const publicationActivities = proxyActivities<Pick<KeyturnActivities, 'checkPublication'>>({

@@ -1,4 +1,5 @@
 import { KeyturnError } from '../domain/errors';
+import type { Incident } from '../domain/incidents';
 import type { KeySetCommand, KeySetState, KeySetStatus, LastError } from '../domain/keyset-state';
 import { REVOCABLE_STATES, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
 import { policyTimings, validatePolicy, type KeySetPolicy } from '../domain/policy';
@@ -210,6 +211,23 @@ export class KeySetMachine {
   /** The key is destroyed or revoked: it leaves the workflow's state (PostgreSQL keeps its record). */
   keyRemoved(kid: string): void {
     this.s.keys = this.s.keys.filter((k) => k.kid !== kid);
+    this.changed();
+  }
+
+  /** Incidents announced and not yet resolved. */
+  get openIncidents(): readonly Incident[] {
+    return this.s.incidents ?? [];
+  }
+
+  /** The open incident `key`, if one was announced and not resolved. */
+  incident(key: string): Incident | null {
+    return this.s.incidents?.find((i) => i.key === key) ?? null;
+  }
+
+  /** Keeps `incident` as the open incident `key`, or forgets it (null) once resolved. */
+  setIncident(key: string, incident: Incident | null): void {
+    const others = (this.s.incidents ?? []).filter((i) => i.key !== key);
+    this.s.incidents = incident === null ? others : [...others, incident];
     this.changed();
   }
 

@@ -6,19 +6,21 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   setHandler,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { KeyChange } from '../store/key-store';
 import { KeyturnError } from '../domain/errors';
+import { STEP_FAILURE_INCIDENT } from '../domain/incidents';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
 import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
 import { utc } from '../domain/describe';
 import { changedPolicyFields } from '../domain/policy';
 import { changeKeys } from './activity-proxies';
-import { raiseAlert } from './alerts';
-import { awaitPublication } from './propagation-gate';
+import { ALERT_INCIDENTS, raiseAlert } from './alerts';
+import { awaitPublication, endGateWaitsOvertaken } from './propagation-gate';
 import { showState, type ShownState } from './web-ui';
 import { KeySetMachine, initialState } from './keyset-machine';
 import {
@@ -127,7 +129,8 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
     } else if (step.type === 'command') {
       await runCommand(machine, step.command, outcomes);
     } else if (step.type === 'transition') {
-      await attempt(machine, step.transition.kind, () => performTransition(machine, step.transition));
+      const { transition } = step;
+      await attempt(machine, transition.kind, () => performTransition(machine, transition), 'kid' in transition ? transition.kid : undefined);
     } else if (step.type === 'complete') {
       await condition(allHandlersFinished);
       showState(machine, shown);
@@ -192,16 +195,21 @@ async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcom
     finish({ ok: false, failure: toApplicationFailure(error as KeyturnError) });
     return;
   }
-  const outcome = await attempt(machine, command.type, (): Promise<unknown> => {
-    switch (command.type) {
-      case 'rotate':
-        return rotateWhenPublished(machine, command);
-      case 'revoke':
-        return revoke(machine, command);
-      case 'decommission':
-        return windDown(machine, command);
-    }
-  });
+  const outcome = await attempt(
+    machine,
+    command.type,
+    (): Promise<unknown> => {
+      switch (command.type) {
+        case 'rotate':
+          return rotateWhenPublished(machine, command);
+        case 'revoke':
+          return revoke(machine, command);
+        case 'decommission':
+          return windDown(machine, command);
+      }
+    },
+    command.type === 'revoke' ? command.kid : undefined,
+  );
   // A signalled rotation nobody waits for stays queued and is tried again after the backoff; a
   // rotation held at the gate for a revocation stays queued and runs after it.
   if ((!outcome.ok && viaSignal) || (outcome.ok && outcome.value === HELD_FOR_REVOCATION)) return;
@@ -225,6 +233,7 @@ async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { 
       ? // Emergency: the next key (or a new one) signs at once, without waiting out jwksMaxAge.
         (await promoteNextKeyNow(machine, 'revocation', command.requestedBy, `replaces revoked key ${command.kid}`)).activeKid
       : (machine.key('active')?.kid ?? null);
+  await endGateWaitsOvertaken(machine);
   return { revokedKid: command.kid, previousState, activeKid };
 }
 
@@ -265,16 +274,25 @@ async function generateNextKey(machine: KeySetMachine, trigger: ChangeTrigger, a
 }
 
 /**
- * Runs one step. When its activities give up, the failure is recorded, alerted and backed off
- * instead of failing the workflow: rotation resumes once PostgreSQL (or whatever failed) is back.
+ * Runs one step (about `kid`, when it concerns one key). When its activities give up, the failure is
+ * recorded, alerted and backed off instead of failing the workflow: rotation resumes once PostgreSQL
+ * (or whatever failed) is back. A run of failures is one incident, resolved by the first success.
  */
-async function attempt<T>(machine: KeySetMachine, step: string, work: () => Promise<T>): Promise<Outcome> {
+async function attempt<T>(machine: KeySetMachine, step: string, work: () => Promise<T>, kid?: string): Promise<Outcome> {
   machine.inFlight = step;
+  const about = kid === undefined ? {} : { kid };
   try {
     const value = await work();
+    if (step === 'load' && failedWorkComesNext(machine)) return { ok: true, value };
     const recovered = machine.succeeded();
     if (recovered) {
-      await raiseAlert(machine, { status: 'resolved', step: recovered.step, summary: `key set "${machine.keySetId}" recovered: ${step} succeeded` });
+      await raiseAlert(machine, {
+        incident: STEP_FAILURE_INCIDENT,
+        status: 'resolved',
+        step: recovered.step,
+        ...about,
+        summary: `key set "${machine.keySetId}" recovered: ${step} succeeded`,
+      });
     }
     return { ok: true, value };
   } catch (error) {
@@ -284,10 +302,14 @@ async function attempt<T>(machine: KeySetMachine, step: string, work: () => Prom
     const lastError = machine.failed(step, message, Date.now());
     log.warn('key set step failed', { keySetId: machine.keySetId, step, failures: lastError.failures, error: message });
     await raiseAlert(machine, {
+      incident: STEP_FAILURE_INCIDENT,
       status: 'firing',
       step,
+      ...about,
       summary: `key set "${machine.keySetId}": ${step} failed ${lastError.failures} time(s) in a row; retrying after a backoff`,
       error: message,
+      // keyturn's own error codes pick the message's hint; other failure types name only a JavaScript class.
+      ...(cause?.type?.startsWith('ERR_') ? { code: cause.type } : {}),
       failures: lastError.failures,
     });
     return {
@@ -301,6 +323,16 @@ async function attempt<T>(machine: KeySetMachine, step: string, work: () => Prom
   } finally {
     machine.inFlight = null;
   }
+}
+
+/**
+ * After a failure the keys are read again before anything else: that read succeeding is no recovery
+ * while work is due right after it, so the run of failures (and its incident) goes on until that work
+ * succeeds, or nothing is due. Before ALERT_INCIDENTS the read ended the run, so a step failing behind
+ * a working read (a missing KEK) never backed off beyond a minute and alerted and resolved every time.
+ */
+function failedWorkComesNext(machine: KeySetMachine): boolean {
+  return machine.state.lastError !== null && machine.nextStep(Date.now()).type !== 'wait' && patched(ALERT_INCIDENTS);
 }
 
 /** A change on the workflow's clock, with an operation id that makes its activity idempotent. */

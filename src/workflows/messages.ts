@@ -70,6 +70,9 @@ export interface DecommissionRequest {
 export const decommissionUpdate = defineUpdate<void, [DecommissionRequest]>('decommission');
 
 export const SUPERVISOR_WORKFLOW_TYPE = 'supervisorWorkflow';
+
+/** Delivers one alert message to its channels; started by the alert activities, one per message. */
+export const ALERT_DELIVERY_WORKFLOW_TYPE = 'alertDeliveryWorkflow';
 /** The Temporal Schedule that runs the supervisor (the old design's five-minute beat). */
 export const SUPERVISOR_SCHEDULE_ID = 'keyturn-supervisor';
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { runCli } from '../../src/client/cli/main';
 import { loadMigrations } from '../../src/store/migrate';
@@ -86,6 +87,8 @@ describe('failures become one line and exit code 1', () => {
     process.env.DATABASE_URL = databaseUrl;
     process.env.KEYTURN_KEK = randomBytes(32).toString('base64');
     process.env.TEMPORAL_ADDRESS = `127.0.0.1:${await freePort()}`;
+    process.env.KEYTURN_METRICS_PORT = String(await freePort());
+    process.env.KEYTURN_SDK_METRICS_PORT = String(await freePort());
     const started = Date.now();
 
     expect(await runCli(['worker'])).toBe(1);
@@ -93,6 +96,23 @@ describe('failures become one line and exit code 1', () => {
       expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\): connection refused\. Start one with `keyturn dev`/),
     ]);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("worker with its metrics port taken names the port and the variable that moves it", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '0.0.0.0', resolve));
+    try {
+      process.env.DATABASE_URL = databaseUrl;
+      process.env.KEYTURN_KEK = randomBytes(32).toString('base64');
+      process.env.KEYTURN_METRICS_PORT = String((taken.address() as AddressInfo).port);
+
+      expect(await runCli(['worker'])).toBe(1);
+      expect(stderr).toEqual([
+        expect.stringMatching(new RegExp(`^keyturn: port ${process.env.KEYTURN_METRICS_PORT} on 0\\.0\\.0\\.0 is already in use .*worker's metrics endpoint.*KEYTURN_METRICS_PORT`)),
+      ]);
+    } finally {
+      taken.close();
+    }
   });
 
   it('a bad environment variable is named', async () => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Pool } from 'pg';
-import { assertPortFree } from '../../src/dev/port-check';
+import { assertPortFree } from '../../src/runtime/port-check';
 import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
 import { createLogger } from '../../src/observability/logger';
 import type { InstanceInfo } from '../../src/runtime/instance-file';
@@ -20,7 +20,7 @@ import { freePort } from '../helpers/ports';
 
 const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
 let dataDir: string;
-let ports: { pg: number; temporal: number; ui: number; jwks: number };
+let ports: { pg: number; temporal: number; ui: number; jwks: number; sdkMetrics: number };
 let dev: DevProcess | undefined;
 let firstActiveKid: string;
 
@@ -28,7 +28,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-'));
   // mkdtemp makes it 0700; run as root, PostgreSQL runs as the `postgres` user and must get through.
   await chmod(dataDir, 0o755);
-  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort() };
+  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort(), sdkMetrics: await freePort() };
 });
 
 afterAll(async () => {
@@ -60,6 +60,17 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
   expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/metrics`);
   expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
 }, 60_000);
+
+it("serves the worker's and the JWKS server's metrics on one endpoint, and the Temporal SDK's on their own port", async () => {
+  const metrics = await (await fetch(`http://127.0.0.1:${ports.jwks}/metrics`)).text();
+  expect(metrics).toContain('keyturn_keys{key_set="default",state="active"} 1');
+  expect(metrics).toMatch(/keyturn_activity_duration_seconds_count\{activity="promoteNextKey",outcome="success"\} [1-9]/);
+  expect(metrics).toContain('keyturn_jwks_requests_total{key_set="default",code="200"}');
+  expect(metrics).toContain('keyturn_rotations_total{key_set="default",trigger="manual"} 0');
+  expect(dev!.output.join('')).toContain(`http://127.0.0.1:${ports.sdkMetrics}/metrics`);
+  const sdk = await (await fetch(`http://127.0.0.1:${ports.sdkMetrics}/metrics`)).text();
+  expect(sdk).toMatch(/^temporal_\w+/m);
+});
 
 it('refuses a second dev server on the occupied port, naming the port', async () => {
   expect(dev).toBeDefined();
@@ -99,7 +110,7 @@ interface DevProcess {
 
 /** `keyturn dev` on the test's ports and folder; resolves once it prints that it is running. */
 async function startDev(): Promise<DevProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics) };
   // Nothing of the runner's own configuration may redirect it.
   for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT']) delete env[name];
   const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];

@@ -75,3 +75,21 @@ test('a transition overdue beyond the tolerance is reported, unless the key set 
   expect(codes(statusOf(healthy), healthy, T0 + 25 * DAY + 60_000)).toEqual([]);
   expect(codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0 } }), healthy, overdueAt)).toEqual([]);
 });
+
+test('an active key signing longer than its rotation period plus the tolerance is reported, paused or not', () => {
+  const HOUR = 3_600_000;
+  const due = T0 + 30 * DAY; // DEFAULT_POLICY rotates every 30 days
+  const tooOld = (status: KeySetStatus, now: number, keyAgeMs?: number) =>
+    checkInvariants(status, healthy, now, keyAgeMs === undefined ? {} : { keyAgeMs }).filter((v) => v.code === 'ACTIVE_KEY_TOO_OLD');
+
+  expect(tooOld(statusOf(healthy), due + HOUR)).toEqual([]);
+  expect(tooOld(statusOf(healthy), due + HOUR + 60_000)).toEqual([
+    { code: 'ACTIVE_KEY_TOO_OLD', keySetId: 'ks', kid: 'a', message: 'key a has signed for 30d 1h, longer than the rotation period 30d plus 1h' },
+  ]);
+  expect(tooOld(statusOf(healthy), due + 10 * 60_000, 5 * 60_000)).toHaveLength(1);
+
+  // A pause stops the rotation but not the key's exposure: still reported, and the message says why.
+  const paused = statusOf(healthy, { paused: { reason: 'change freeze', since: T0 } });
+  expect(tooOld(paused, due + 2 * HOUR)[0].message).toContain('the key set is paused: change freeze');
+  expect(codes(paused, healthy, due + 2 * HOUR)).toEqual(['ACTIVE_KEY_TOO_OLD']);
+});

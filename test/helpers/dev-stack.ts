@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config';
 import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger, type Logger } from '../../src/observability/logger';
 import { bundleWorkflows } from './keyset-worker';
 import { freePort } from './ports';
 import { createTestDatabase, type TestDatabase } from './postgres';
@@ -22,16 +22,20 @@ export interface TestDevStack {
 /**
  * What `keyturn dev` runs, for a test file: a Temporal dev server on free ports, the worker, a
  * database of the file's own and a KEK from the environment, as in a deployment; the JWKS server
- * too when `jwksPort` is given (0: any free port).
+ * too when `jwksPort` is given (0: any free port). `env` adds variables (alert channels, say), and
+ * `logger` receives what the stack logs (nothing by default).
  */
-export async function startTestDevStack(name: string, options: { jwksPort?: number } = {}): Promise<TestDevStack> {
+export async function startTestDevStack(
+  name: string,
+  options: { jwksPort?: number; env?: NodeJS.ProcessEnv; logger?: Logger } = {},
+): Promise<TestDevStack> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `keyturn-${name}-`));
   const db = await createTestDatabase();
   const kek = randomBytes(32).toString('base64');
-  const config = loadConfig({ KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
+  const config = loadConfig({ ...options.env, KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
   const stack = await startDevStack({
     config,
-    logger: createLogger({ level: 'silent' }),
+    logger: options.logger ?? createLogger({ level: 'silent' }),
     temporalPort: await freePort(),
     uiPort: await freePort(),
     workflowBundle: await bundleWorkflows(),

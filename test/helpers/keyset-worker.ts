@@ -1,11 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import type { WorkflowHandle } from '@temporalio/client';
+import { Client, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { createActivities, type Alert } from '../../src/activities';
+import { Registry } from 'prom-client';
+import { createActivities } from '../../src/activities';
+import type { AlertChannel } from '../../src/alerts/channels';
+import type { AlertNotification } from '../../src/alerts/notification';
 import { KekRing, Kek } from '../../src/crypto/kek';
 import type { KeySetStatus } from '../../src/domain/keyset-state';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger, type Logger } from '../../src/observability/logger';
+import { keyturnMetrics } from '../../src/observability/metrics';
+import { AlertIncidentStore } from '../../src/store/alert-incidents';
 import { KeyStore } from '../../src/store/key-store';
 import { getStateQuery } from '../../src/workflows/messages';
 import type { TestDatabase } from './postgres';
@@ -25,8 +30,27 @@ export interface KeySetWorkerOptions {
   bundle: WorkflowBundleWithSourceMap;
   kekRing: KekRing;
   taskQueue: string;
-  /** Receives every alert the activities raise. */
-  alerts?: Alert[];
+  /** Receives every notification the alert activities send (through a channel named `test`). */
+  alerts?: AlertNotification[];
+  /** More alert channels (Slack and a webhook on a loopback receiver). */
+  channels?: AlertChannel[];
+  /** KEYTURN_ALERT_REMINDER, 4 hours unless given. */
+  reminderMs?: number;
+  /** KEYTURN_UI_URL, for links in messages. */
+  uiUrl?: string;
+  /** keyturn_alerts_total goes here. */
+  registry?: Registry;
+  logger?: Logger;
+  /**
+   * 0 keeps no workflow in memory: every task replays the history, as a fresh worker process
+   * would, and nothing is left on a sticky queue when this worker stops.
+   */
+  maxCachedWorkflows?: number;
+}
+
+/** A channel that keeps every notification in `list`. */
+function listChannel(list: AlertNotification[]): AlertChannel {
+  return { name: 'test', target: "the test's list", whenRefused: 'nothing to check', send: async (n) => void list.push(n) };
 }
 
 /** A real worker with the real activities against the test database. */
@@ -37,10 +61,18 @@ export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker
     connection: options.env.nativeConnection,
     taskQueue: options.taskQueue,
     workflowBundle: options.bundle,
+    ...(options.maxCachedWorkflows !== undefined && { maxCachedWorkflows: options.maxCachedWorkflows }),
     activities: createActivities({
       keyStore,
-      logger: createLogger({ level: 'silent' }),
-      alertSinks: alerts ? [async (alert) => void alerts.push(alert)] : [],
+      logger: options.logger ?? createLogger({ level: 'silent' }),
+      alerting: {
+        channels: [...(alerts ? [listChannel(alerts)] : []), ...(options.channels ?? [])],
+        reminderMs: options.reminderMs ?? 4 * 3_600_000,
+        webUi: options.uiUrl === undefined ? undefined : { url: options.uiUrl, namespace: 'default' },
+        alertsTotal: keyturnMetrics(options.registry ?? new Registry()).alerts,
+        incidents: new AlertIncidentStore(options.db.pool),
+      },
+      keyAgeToleranceMs: 3_600_000,
       temporalClient: options.env.client,
       taskQueue: options.taskQueue,
     }),
@@ -66,6 +98,17 @@ export async function settled(env: TestWorkflowEnvironment, handle: WorkflowHand
     if (Date.now() > deadline) throw new Error(`workflow did not settle: ${JSON.stringify(status)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * Waits until the delivery workflows of these alert messages have ended, and returns their results.
+ * A test's task queue is its own: a task of theirs still pending when the test's worker stops would
+ * keep the test server from skipping time for the tests after it. A plain client, so that waiting
+ * does not let time run on.
+ */
+export function deliveriesEnded(env: TestWorkflowEnvironment, messages: { incidentId: string; sequence: number }[]): Promise<unknown[]> {
+  const client = new Client({ connection: env.connection });
+  return Promise.all(messages.map((m) => client.workflow.getHandle(`alert/${m.incidentId}/${m.sequence}`).result()));
 }
 
 const quietBundlerLogger = {

@@ -1,8 +1,9 @@
-import type { Alert } from '../../src/activities';
+import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery } from '../../src/workflows/messages';
+import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
@@ -17,7 +18,7 @@ describe('a failing dependency', () => {
     const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('outage');
     const kekRing = randomKekRing();
-    const alerts: Alert[] = [];
+    const alerts: AlertNotification[] = [];
     const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue, alerts });
 
     await worker.runUntil(async () => {
@@ -30,7 +31,8 @@ describe('a failing dependency', () => {
       const failing = await handle.query(getStateQuery);
       expect(failing.lastError).toMatchObject({ step: expect.any(String), message: expect.stringContaining('signing_keys') });
       expect(failing.lastError!.failures).toBeGreaterThanOrEqual(2);
-      const firing = alerts.filter((a) => a.status === 'firing');
+      // Messages are delivered by workflows of their own, which the key set workflow does not wait for.
+      const firing = await waitFor(() => (alerts.length > 0 ? alerts.filter((a) => a.status === 'firing') : undefined), 10_000, 'the alert');
       expect(firing[0]).toMatchObject({ keySetId, workflowId, step: 'generateNext', failures: 1 });
       expect(firing[0].error).toContain('signing_keys');
       expect(alerts.some((a) => a.status === 'resolved')).toBe(false);
@@ -40,6 +42,7 @@ describe('a failing dependency', () => {
       const recovered = await settled(env, handle);
 
       expect(recovered.lastError).toBeNull();
+      await waitFor(() => (alerts.at(-1)?.status === 'resolved' ? true : undefined), 10_000, 'the resolved alert');
       expect(alerts.at(-1)).toMatchObject({ keySetId, status: 'resolved' });
       const keys = await new KeyStore(db.pool, kekRing).listKeys(keySetId);
       expect(keys.map((k) => k.state)).toEqual(['active', 'next']);

@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http';
-import type { Alert } from '../../src/activities';
+import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, revokeKeyUpdate } from '../../src/workflows/messages';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { waitFor } from '../helpers/key-sets';
+import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;
@@ -28,7 +29,7 @@ describe('the propagation gate', () => {
     const { env, db, bundle } = suite;
     const jwks = await startControlledJwks();
     const { keySetId, taskQueue, workflowId } = uniqueNames('gate');
-    const alerts: Alert[] = [];
+    const alerts: AlertNotification[] = [];
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
     try {
       await worker.runUntil(async () => {
@@ -44,6 +45,8 @@ describe('the propagation gate', () => {
         const next = held.keys.find((k) => k.state === 'next')!;
         expect(held.keys.find((k) => k.state === 'active')!.kid).toBe(original);
         expect(held.inFlight).toBe('promote');
+        // Messages are delivered by workflows of their own, which the key set workflow does not wait for.
+        await waitFor(() => (alerts.length > 0 ? true : undefined), 10_000, 'the alert');
         expect(alerts).toEqual([
           expect.objectContaining({ keySetId, status: 'firing', step: 'propagation', error: expect.stringContaining(`kid ${next.kid} not listed yet`) }),
         ]);
@@ -53,7 +56,9 @@ describe('the propagation gate', () => {
         const promoted = await settled(env, handle);
         expect(promoted.keys.find((k) => k.state === 'active')!.kid).toBe(next.kid);
         expect(promoted.keys.find((k) => k.kid === original)!.state).toBe('grace');
+        await waitFor(() => (alerts.length > 1 ? true : undefined), 10_000, 'the resolved alert');
         expect(alerts.at(-1)).toMatchObject({ status: 'resolved', step: 'propagation' });
+        await deliveriesEnded(env, alerts);
         await handle.terminate('test finished');
       });
     } finally {
@@ -65,7 +70,8 @@ describe('the propagation gate', () => {
     const { env, db, bundle } = suite;
     const jwks = await startControlledJwks();
     const { keySetId, taskQueue, workflowId } = uniqueNames('gate-revoke');
-    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });
+    const alerts: AlertNotification[] = [];
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
     try {
       await worker.runUntil(async () => {
         const policy = { ...DEFAULT_POLICY, publishedAt: [jwks.url] };
@@ -80,6 +86,14 @@ describe('the propagation gate', () => {
         expect(result).toEqual({ revokedKid: original, previousState: 'active', activeKid: next });
         const after = await settled(env, handle);
         expect(after.keys.map((k) => [k.kid, k.state])).toEqual([[next, 'active']]);
+        // The wait it alerted about is over: the revocation promoted the key without the gate.
+        await waitFor(() => (alerts.length > 1 ? true : undefined), 10_000, 'the resolved alert');
+        expect(alerts.map((a) => [a.kind, a.kid])).toEqual([
+          ['opened', next],
+          ['resolved', next],
+        ]);
+        expect(alerts[1].summary).toBe(`next key ${next} no longer waits to be published: it was promoted at once after a revocation`);
+        await deliveriesEnded(env, alerts);
         await handle.terminate('test finished');
       });
     } finally {

@@ -1,7 +1,8 @@
-import type { Alert } from '../../src/activities';
+import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
 import { decommissionUpdate, getStateQuery } from '../../src/workflows/messages';
+import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
@@ -14,7 +15,7 @@ describe('the supervisor', () => {
     const { env, db, bundle } = suite;
     const { keySetId, taskQueue } = uniqueNames('sup');
     const gone = `${keySetId}-gone`;
-    const alerts: Alert[] = [];
+    const alerts: AlertNotification[] = [];
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
     const supervise = () => env.client.workflow.execute(supervisorWorkflow, { taskQueue, workflowId: `supervisor-${keySetId}-${Date.now()}` });
 
@@ -34,6 +35,8 @@ describe('the supervisor', () => {
       await db.pool.query(`UPDATE signing_keys SET activated_at = activated_at - interval '1 day' WHERE kid = $1`, [kid]);
       const tampered = await supervise();
       expect(tampered.violations).toEqual([expect.objectContaining({ code: 'TIME_MISMATCH', keySetId, kid })]);
+      // The round does not wait for its messages: they are delivered by workflows of their own.
+      await waitFor(() => (alerts.length > 0 ? true : undefined), 10_000, 'the alert');
       expect(alerts.at(-1)).toMatchObject({ keySetId, status: 'firing', step: 'supervisor', error: expect.stringContaining('activatedAt') });
       // The supervisor only reports: the workflow keeps its own view.
       expect((await handle.query(getStateQuery)).keys[0].kid).toBe(kid);

@@ -42,7 +42,8 @@ export const devCommand = new Command('dev')
         { field: 'file', cause: error },
       );
     });
-    const logger = createLogger({ level: config.logLevel });
+    // Readable lines for a person at a terminal; JSON when piped into something that parses it.
+    const logger = createLogger({ level: config.logLevel, pretty: process.stdout.isTTY === true });
     // Listening from the start: a Ctrl-C while things start still stops what has started.
     const shutdown = onShutdownRequest(logger);
     const abort = new AbortController();
@@ -56,6 +57,7 @@ export const devCommand = new Command('dev')
         uiPort: options.uiPort ?? options.temporalPort + 1000,
         keySets: keySetsFile,
         jwksPort: config.jwksPort,
+        sdkMetricsPort: config.sdkMetricsPort,
         signal: abort.signal,
       }).catch((error: unknown) => {
         // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
@@ -96,9 +98,10 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
     ...(stack.jwksUrl
       ? ([
           ['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json)`],
-          ['metrics', `${stack.jwksUrl}/metrics`],
+          ['metrics', `${stack.jwksUrl}/metrics  (worker and JWKS server)`],
         ] as [string, string][])
       : []),
+    ...(stack.sdkMetricsUrl ? ([['Temporal SDK metrics', stack.sdkMetricsUrl]] as [string, string][]) : []),
     ['Temporal address', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue})`],
     ['PostgreSQL', database],
     ['KEK', stack.kekFile ?? 'from KEYTURN_KEK'],

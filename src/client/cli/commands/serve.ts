@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import { Registry } from 'prom-client';
 import { loadConfig } from '../../../config';
 import { startJwksServer } from '../../../jwks/server';
 import { createLogger } from '../../../observability/logger';
+import { createMetricsRegistry } from '../../../observability/metrics';
 import { openKeyStore } from '../../../runtime/open-key-store';
 import { onShutdownRequest } from '../../../runtime/shutdown-signal';
 import { Teardown } from '../../../runtime/teardown';
@@ -29,7 +29,7 @@ export const serveCommand = new Command('serve')
         host: options.host,
         keyStore: store.keyStore,
         pool: store.pool,
-        registry: new Registry(),
+        registry: createMetricsRegistry(),
         logger,
       });
       teardown.add('the JWKS server', () => server.close());

@@ -20,8 +20,9 @@ export const verifyCommand = operatorCommand('verify')
         throw new Error('verify reads the keys from PostgreSQL: set DATABASE_URL, or run it beside `keyturn dev` (--data-dir)');
       }
       try {
-        if (options.keySetId !== undefined) return [await verifyKeySet(keySets, database, options.keySetId)];
-        return await verifyKeySets(keySets, database, await database.listKeySetIds());
+        const tolerance = { keyAgeToleranceMs: config.alerts.overdueToleranceMs };
+        if (options.keySetId !== undefined) return [await verifyKeySet(keySets, database, options.keySetId, tolerance)];
+        return await verifyKeySets(keySets, database, await database.listKeySetIds(), tolerance);
       } finally {
         await database.close();
       }

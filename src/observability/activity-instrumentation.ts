@@ -1,0 +1,79 @@
+import type { Context } from '@temporalio/activity';
+import type { ActivityInterceptorsFactory } from '@temporalio/worker';
+import type { Logger } from './logger';
+import { initialiseKeySetCounters, KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type KeyturnMetrics, type RotationTrigger } from './metrics';
+
+/**
+ * Times every activity attempt into `keyturn_activity_duration_seconds`, counts failed key changes
+ * and completed rotations, and logs each attempt with the fields every keyturn log line shares
+ * (`keySetId`, `kid`, `workflowId`, `runId`, `activity`, `attempt`), which the SDK's own activity
+ * logger gets too. Only ids, names and error messages are read: never an argument's other fields.
+ */
+export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger): ActivityInterceptorsFactory {
+  const counted = new Set<string>();
+  return (ctx) => {
+    const fields = (args: readonly unknown[]) => stableFields(ctx, args[0]);
+    return {
+      inbound: {
+        async execute(input, next) {
+          const { activityType } = ctx.info;
+          const { keySetId } = keyChangeOf(input.args[0]);
+          // A key set's counters exist before its first event (see initialiseKeySetCounters).
+          if (keySetId !== undefined && !counted.has(keySetId)) {
+            counted.add(keySetId);
+            initialiseKeySetCounters(metrics, keySetId);
+          }
+          const started = process.hrtime.bigint();
+          const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+          try {
+            const result = await next(input);
+            metrics.activityDuration.observe({ activity: activityType, outcome: 'success' }, seconds());
+            const { trigger } = keyChangeOf(input.args[0]);
+            // The first key of a key set (trigger `bootstrap`) replaces nothing: not a rotation.
+            if (activityType === 'promoteNextKey' && keySetId !== undefined && ROTATION_TRIGGERS.includes(trigger as RotationTrigger)) {
+              metrics.rotations.inc({ key_set: keySetId, trigger });
+            }
+            logger.debug({ ...fields(input.args), durationMs: Math.round(seconds() * 1000) }, 'activity completed');
+            return result;
+          } catch (error) {
+            metrics.activityDuration.observe({ activity: activityType, outcome: 'failure' }, seconds());
+            if (KEY_CHANGE_STEPS.includes(activityType) && keySetId !== undefined) {
+              metrics.rotationFailures.inc({ key_set: keySetId, step: activityType });
+            }
+            logger.warn({ ...fields(input.args), err: error, durationMs: Math.round(seconds() * 1000) }, 'activity attempt failed');
+            throw error;
+          }
+        },
+      },
+      outbound: {
+        getLogAttributes(input, next) {
+          return { ...next(input), ...stableFields(ctx, undefined) };
+        },
+      },
+    };
+  };
+}
+
+/** The key set, kid and trigger an activity's first argument names, if it is a key change. */
+function keyChangeOf(arg: unknown): { keySetId?: string; kid?: string; trigger?: string } {
+  if (typeof arg !== 'object' || arg === null) return {};
+  const { keySetId, kid, trigger } = arg as Record<string, unknown>;
+  return {
+    ...(typeof keySetId === 'string' ? { keySetId } : {}),
+    ...(typeof kid === 'string' ? { kid } : {}),
+    ...(typeof trigger === 'string' ? { trigger } : {}),
+  };
+}
+
+function stableFields(ctx: Context, arg: unknown): Record<string, unknown> {
+  const { info } = ctx;
+  const { keySetId, kid } = keyChangeOf(arg);
+  return {
+    ...(keySetId === undefined ? {} : { keySetId }),
+    ...(kid === undefined ? {} : { kid }),
+    workflowId: info.workflowExecution?.workflowId,
+    runId: info.workflowExecution?.runId,
+    activity: info.activityType,
+    attempt: info.attempt,
+  };
+}
