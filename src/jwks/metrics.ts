@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, type Metric, type Registry } from 'prom-client';
 
 /** What a request was for; the latency histogram's only label, so its series stay few. */
 export type JwksRouteName = 'jwks' | 'discovery' | 'healthz' | 'readyz' | 'metrics' | 'other';
@@ -18,68 +18,111 @@ export interface JwksMetrics {
 // Serving from memory takes microseconds; the upper buckets catch database look-ups and a busy event loop.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
-/** Requests answered per key set and status code, not yet handed to prom-client. */
+const DURATION_NAME = 'keyturn_jwks_request_duration_seconds';
+
+/** Requests answered with one status code for one key set, and how many of them prom-client has been told of. */
 interface Tally {
   labels: { key_set: string; code: string };
   count: number;
   reported: number;
 }
 
-/** The tallies of each registry's request counter, shared by every server that counts into it. */
-const talliesByRegistry = new WeakMap<Registry, Map<string, Tally>>();
+/** One route's latency histogram: per-bucket counts (the last bucket is +Inf), their sum and count. */
+interface RouteLatency {
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * What the JWKS server counts, in plain numbers: prom-client's labelled inc() and observe() validate
+ * and hash the labels on every call, a measurable share of a request served from memory. The
+ * counter is handed its increments when scraped; the histogram is rendered from these numbers.
+ */
+class RequestStats {
+  /** By key set, then status code: the key set id is a string the cache already holds, the code a number. */
+  readonly tallies = new Map<string, Map<number, Tally>>();
+  readonly latencies = new Map<JwksRouteName, RouteLatency>();
+
+  observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void {
+    let byCode = this.tallies.get(keySet);
+    if (byCode === undefined) this.tallies.set(keySet, (byCode = new Map()));
+    let tally = byCode.get(code);
+    if (tally === undefined) byCode.set(code, (tally = { labels: { key_set: keySet, code: String(code) }, count: 0, reported: 0 }));
+    tally.count += 1;
+
+    let latency = this.latencies.get(route);
+    if (latency === undefined) this.latencies.set(route, (latency = { buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 }));
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]) bucket += 1;
+    latency.buckets[bucket] += 1;
+    latency.sum += seconds;
+    latency.count += 1;
+  }
+}
+
+/**
+ * `keyturn_jwks_request_duration_seconds{route}` as prom-client renders a histogram (cumulative
+ * `_bucket{le}` series, `_sum`, `_count`), read from RequestStats when scraped.
+ */
+function latencyHistogram(stats: RequestStats) {
+  return {
+    name: DURATION_NAME,
+    help: 'Time from a request to its response being handed to the socket, by route',
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const values = [...stats.latencies].flatMap(([route, latency]) => {
+        let cumulative = 0;
+        const buckets = latency.buckets.map((count, i) => {
+          cumulative += count;
+          const le = i < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[i] : '+Inf';
+          return { metricName: `${DURATION_NAME}_bucket`, labels: { le, route }, value: cumulative };
+        });
+        return [
+          ...buckets,
+          { metricName: `${DURATION_NAME}_sum`, labels: { route }, value: latency.sum },
+          { metricName: `${DURATION_NAME}_count`, labels: { route }, value: latency.count },
+        ];
+      });
+      return { name: DURATION_NAME, help: this.help, type: 'histogram', values, aggregator: 'sum' };
+    },
+    reset() {
+      stats.latencies.clear();
+    },
+  };
+}
+
+/** Each registry's stats, shared by every JWKS server that counts into it. */
+const statsByRegistry = new WeakMap<Registry, RequestStats>();
 
 /**
  * `keyturn_jwks_requests_total{key_set, code}` and `keyturn_jwks_request_duration_seconds{route}` in
- * `registry`; reused when the registry already has them (two servers, one registry). Requests are
- * counted in plain numbers and handed to the prom-client counter when it is scraped: its labelled
- * inc() validates and hashes the labels on every call, a measurable share of a request served from memory.
+ * `registry`; shared when the registry already has them (two servers, one registry).
  */
 export function createJwksMetrics(registry: Registry): JwksMetrics {
-  let tallies = talliesByRegistry.get(registry);
-  if (tallies === undefined) {
-    const ownTallies = new Map<string, Tally>();
-    tallies = ownTallies;
-    talliesByRegistry.set(registry, ownTallies);
+  let stats = statsByRegistry.get(registry);
+  if (stats === undefined) {
+    const ownStats = new RequestStats();
+    stats = ownStats;
+    statsByRegistry.set(registry, ownStats);
     new Counter({
       name: 'keyturn_jwks_requests_total',
       help: 'Requests answered by the JWKS server, by key set and HTTP status code',
       labelNames: ['key_set', 'code'],
       registers: [registry],
       collect() {
-        for (const tally of ownTallies.values()) {
-          this.inc(tally.labels, tally.count - tally.reported);
-          tally.reported = tally.count;
+        for (const byCode of ownStats.tallies.values()) {
+          for (const tally of byCode.values()) {
+            this.inc(tally.labels, tally.count - tally.reported);
+            tally.reported = tally.count;
+          }
         }
       },
     });
+    // A collector of our own rather than a prom-client Histogram, which has no way to take counts in bulk.
+    registry.registerMetric(latencyHistogram(ownStats) as unknown as Metric);
   }
-  const duration =
-    (registry.getSingleMetric('keyturn_jwks_request_duration_seconds') as Histogram<'route'> | undefined) ??
-    new Histogram({
-      name: 'keyturn_jwks_request_duration_seconds',
-      help: 'Time from a request to its response being handed to the socket, by route',
-      labelNames: ['route'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    });
-
-  const histograms = new Map<JwksRouteName, Histogram.Internal<'route'>>();
-  const requestTallies = tallies;
-  return {
-    observe(route, keySet, code, seconds) {
-      const key = `${keySet} ${code}`;
-      let tally = requestTallies.get(key);
-      if (tally === undefined) {
-        tally = { labels: { key_set: keySet, code: String(code) }, count: 0, reported: 0 };
-        requestTallies.set(key, tally);
-      }
-      tally.count += 1;
-      let histogram = histograms.get(route);
-      if (histogram === undefined) {
-        histogram = duration.labels({ route });
-        histograms.set(route, histogram);
-      }
-      histogram.observe(seconds);
-    },
-  };
+  const shared = stats;
+  return { observe: (route, keySet, code, seconds) => shared.observe(route, keySet, code, seconds) };
 }

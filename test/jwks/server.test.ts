@@ -266,17 +266,29 @@ describe('health, readiness and metrics', () => {
     }
   });
 
-  test('/metrics counts requests by key set and code, with made-up ids under one label', async () => {
+  test('/metrics counts requests by key set and code, with made-up ids under one label, and times them by route', async () => {
+    const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()+.]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    const before = (await get('/metrics')).text;
     await get('/keysets/default/jwks.json');
     await get('/keysets/made-up-1/jwks.json');
     await get('/keysets/made-up-2/jwks.json');
     const response = await get('/metrics');
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
-    expect(response.text).toMatch(/keyturn_jwks_requests_total\{key_set="default",code="200"\} \d+/);
-    expect(response.text).toMatch(/keyturn_jwks_requests_total\{key_set="\(unknown\)",code="404"\} \d+/);
-    expect(response.text).toMatch(/keyturn_jwks_request_duration_seconds_bucket\{le="0\.001",route="jwks"\} \d+/);
-    expect(response.text).not.toContain('made-up');
+    const { text } = response;
+    const grew = (series: string) => sample(text, series) - (sample(before, series) || 0);
+    expect(grew('keyturn_jwks_requests_total{key_set="default",code="200"}')).toBe(1);
+    expect(grew('keyturn_jwks_requests_total{key_set="(unknown)",code="404"}')).toBe(2);
+    expect(text).not.toContain('made-up');
+    // A histogram as Prometheus reads one: cumulative buckets up to +Inf, which equals the count.
+    expect(text).toContain('# TYPE keyturn_jwks_request_duration_seconds histogram');
+    expect(grew('keyturn_jwks_request_duration_seconds_count{route="jwks"}')).toBe(3);
+    const buckets = [...text.matchAll(/^keyturn_jwks_request_duration_seconds_bucket\{le="([^"]+)",route="jwks"\} (\d+)$/gm)];
+    expect(buckets.map((m) => m[1])).toEqual(['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '1', '+Inf']);
+    const counts = buckets.map((m) => Number(m[2]));
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    expect(counts.at(-1)).toBe(sample(text, 'keyturn_jwks_request_duration_seconds_count{route="jwks"}'));
+    expect(sample(text, 'keyturn_jwks_request_duration_seconds_sum{route="jwks"}')).toBeGreaterThan(0);
   });
 });
 
