@@ -1,5 +1,6 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import { applyAlert, type Alert, type Incident, type NotificationKind } from '../domain/incidents';
+import { inTransaction } from './transaction';
 
 /** One supervisor round as the incident table sees it. */
 export interface SupervisionRound {
@@ -42,7 +43,7 @@ export class AlertIncidentStore {
 
   async recordRound(round: SupervisionRound): Promise<IncidentNotice[]> {
     const at = new Date(round.at);
-    return this.inTransaction(async (tx) => {
+    return inTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<IncidentRow>(
         `SELECT id, key_set_id, incident, opened_at, notified_at, notifications, resolved_at, alert
            FROM alert_incidents WHERE resolved_at IS NULL OR resolved_at = $1 ORDER BY id FOR UPDATE`,
@@ -85,20 +86,6 @@ export class AlertIncidentStore {
     });
   }
 
-  private async inTransaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
-    const tx = await this.pool.connect();
-    try {
-      await tx.query('BEGIN');
-      const result = await work(tx);
-      await tx.query('COMMIT');
-      return result;
-    } catch (error) {
-      await tx.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      tx.release();
-    }
-  }
 }
 
 function toIncident(row: IncidentRow): Incident {

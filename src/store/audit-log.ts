@@ -3,6 +3,7 @@ import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/keyset-state';
 import type { KeyState } from '../domain/lifecycle';
 import { findChainBreak, nextLink, type ChainBreak, type ChainHead, type StoredLink } from './audit-chain';
+import { inTransaction } from './transaction';
 
 export type AuditEventKind =
   | 'registered'
@@ -129,32 +130,28 @@ export interface AuditChainVerification {
  * An unregistered `keySetId` throws ERR_KEYSET_NOT_FOUND.
  */
 export async function verifyAuditTrail(pool: Pool, keySetId?: string): Promise<AuditChainVerification[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows: heads } = await client.query<{ id: string; audit_head_seq: string; audit_head_hash: string | null }>(
-      `SELECT id, audit_head_seq, audit_head_hash FROM key_sets WHERE $1::text IS NULL OR id = $1 ORDER BY id`,
-      [keySetId ?? null],
-    );
-    if (keySetId !== undefined && heads.length === 0) throw keySetNotRegistered(keySetId);
-    const results: AuditChainVerification[] = [];
-    for (const row of heads) {
-      const head = { seq: Number(row.audit_head_seq), hash: row.audit_head_hash };
-      const { rows } = await client.query<EventRow>(
-        `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE key_set_id = $1 ORDER BY seq NULLS LAST, id`,
-        [row.id],
+  return inTransaction(
+    pool,
+    async (client) => {
+      const { rows: heads } = await client.query<{ id: string; audit_head_seq: string; audit_head_hash: string | null }>(
+        `SELECT id, audit_head_seq, audit_head_hash FROM key_sets WHERE $1::text IS NULL OR id = $1 ORDER BY id`,
+        [keySetId ?? null],
       );
-      const links = rows.map(toLink);
-      results.push({ keySetId: row.id, events: links.length, head, problem: findChainBreak(links, head) });
-    }
-    await client.query('COMMIT');
-    return results;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+      if (keySetId !== undefined && heads.length === 0) throw keySetNotRegistered(keySetId);
+      const results: AuditChainVerification[] = [];
+      for (const row of heads) {
+        const head = { seq: Number(row.audit_head_seq), hash: row.audit_head_hash };
+        const { rows } = await client.query<EventRow>(
+          `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE key_set_id = $1 ORDER BY seq NULLS LAST, id`,
+          [row.id],
+        );
+        const links = rows.map(toLink);
+        results.push({ keySetId: row.id, events: links.length, head, problem: findChainBreak(links, head) });
+      }
+      return results;
+    },
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  );
 }
 
 /**

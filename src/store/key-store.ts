@@ -9,6 +9,7 @@ import type { ChangeTrigger } from '../domain/keyset-state';
 import { PUBLISHED_STATES, type KeyState, type KeyTimeline, type LiveKeyState } from '../domain/lifecycle';
 import type { KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';
+import { inTransaction } from './transaction';
 
 /** Channel on which every committed key change is announced, with the key set id as payload. */
 export const KEY_CHANGES_CHANNEL = 'keyturn_key_changes';
@@ -92,7 +93,7 @@ export class KeyStore {
     change: Omit<KeyChange, 'operationId'>,
     policy: KeySetPolicy,
   ): Promise<KeyTimeline[]> {
-    return this.inTransaction(async (tx) => {
+    return inTransaction(this.pool, async (tx) => {
       // Read (and lock) the stored policy first: a CTE in the upsert would see the row it changes.
       const stored = await tx.query<{ policy: KeySetPolicy; same: boolean }>(
         'SELECT policy, policy = $2::jsonb AS same FROM key_sets WHERE id = $1 FOR UPDATE',
@@ -247,7 +248,7 @@ export class KeyStore {
    */
   async rewrapKeySet(change: Omit<KeyChange, 'operationId'>): Promise<KekRewrap> {
     const { keySetId } = change;
-    return this.inTransaction(async (tx) => {
+    return inTransaction(this.pool, async (tx) => {
       // Every other change locks the key set first, so no key can be added, moved or erased meanwhile.
       await lockKeySet(tx, keySetId);
       const current = this.keks.current.id;
@@ -308,7 +309,7 @@ export class KeyStore {
   }
 
   private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient) => Promise<T>): Promise<T> {
-    return this.inTransaction(async (tx) => {
+    return inTransaction(this.pool, async (tx) => {
       await lockKeySet(tx, change.keySetId);
       const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2', [
         change.operationId,
@@ -357,20 +358,6 @@ export class KeyStore {
     await appendAuditEvent(tx, { ...change, kid, event, fromState: from, toState: to });
   }
 
-  private async inTransaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
-    const tx = await this.pool.connect();
-    try {
-      await tx.query('BEGIN');
-      const result = await work(tx);
-      await tx.query('COMMIT');
-      return result;
-    } catch (error) {
-      await tx.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      tx.release();
-    }
-  }
 }
 
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */

@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { validatePolicy } from '../../src/domain/policy';
 import { keySetWorkflowId } from '../../src/workflows/messages';
@@ -6,6 +5,7 @@ import { AlertReceiver } from '../helpers/alert-receiver';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { historyText } from '../helpers/history';
 import { capturingLogger, waitFor } from '../helpers/key-sets';
+import { startControlledJwks, type ControlledJwks } from '../helpers/controlled-jwks';
 
 // The whole stack in real time (Temporal dev server, the worker built from its environment, PostgreSQL)
 // with Slack down: its requests hang. A promotion held at the propagation gate raises an alert; the
@@ -22,21 +22,9 @@ type Payload = { kind: string; incidentId: string; kid: string; step: string; st
 let running: TestDevStack;
 let slack: AlertReceiver;
 let webhook: AlertReceiver;
-let jwks: { url: string; kids: Set<string>; close(): Promise<void> };
+let jwks: ControlledJwks;
 let temporal: Connection;
 const log = capturingLogger();
-
-/** A JWKS URL on loopback that lists exactly the kids the test lets it: a CDN yet to catch up. */
-async function startControlledJwks(): Promise<typeof jwks> {
-  const kids = new Set<string>();
-  const server: Server = createServer((_request, response) => {
-    response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ keys: [...kids].map((kid) => ({ kty: 'OKP', crv: 'Ed25519', x: 'AA', kid })) }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/jwks.json`, kids, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 beforeAll(async () => {
   [slack, webhook, jwks] = await Promise.all([AlertReceiver.start(`/services/${SECRET}`), AlertReceiver.start('/alerts'), startControlledJwks()]);

@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
@@ -6,21 +5,10 @@ import { getStateQuery, revokeKeyUpdate } from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+import { startControlledJwks } from '../helpers/controlled-jwks';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
-
-/** A JWKS URL on loopback that lists exactly the kids the test lets it, like a CDN yet to catch up. */
-async function startControlledJwks(): Promise<{ url: string; kids: Set<string>; close(): Promise<void> }> {
-  const kids = new Set<string>();
-  const server: Server = createServer((_request, response) => {
-    response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ keys: [...kids].map((kid) => ({ kty: 'OKP', crv: 'Ed25519', x: 'AA', kid })) }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/jwks.json`, kids, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 describe('the propagation gate', () => {
   const suite = useTimeSkippingSuite();
