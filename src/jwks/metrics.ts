@@ -39,7 +39,7 @@ interface RouteLatency {
  * and hash the labels on every call, a measurable share of a request served from memory. The
  * counter is handed its increments when scraped; the histogram is rendered from these numbers.
  */
-class RequestStats {
+class RequestStats implements JwksMetrics {
   /** By key set, then status code: the key set id is a string the cache already holds, the code a number. */
   readonly tallies = new Map<string, Map<number, Tally>>();
   readonly latencies = new Map<JwksRouteName, RouteLatency>();
@@ -123,6 +123,5 @@ export function createJwksMetrics(registry: Registry): JwksMetrics {
     // A collector of our own rather than a prom-client Histogram, which has no way to take counts in bulk.
     registry.registerMetric(latencyHistogram(ownStats) as unknown as Metric);
   }
-  const shared = stats;
-  return { observe: (route, keySet, code, seconds) => shared.observe(route, keySet, code, seconds) };
+  return stats;
 }

@@ -11,47 +11,46 @@ import { initialiseKeySetCounters, KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type Key
  */
 export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger): ActivityInterceptorsFactory {
   const counted = new Set<string>();
-  return (ctx) => {
-    const fields = (args: readonly unknown[]) => stableFields(ctx, args[0]);
-    return {
-      inbound: {
-        async execute(input, next) {
-          const { activityType } = ctx.info;
-          const { keySetId } = keyChangeOf(input.args[0]);
-          // A key set's counters exist before its first event (see initialiseKeySetCounters).
-          if (keySetId !== undefined && !counted.has(keySetId)) {
-            counted.add(keySetId);
-            initialiseKeySetCounters(metrics, keySetId);
+  return (ctx) => ({
+    inbound: {
+      async execute(input, next) {
+        const { activityType } = ctx.info;
+        const { keySetId, kid, trigger } = keyChangeOf(input.args[0]);
+        // A key set's counters exist before its first event (see initialiseKeySetCounters).
+        if (keySetId !== undefined && !counted.has(keySetId)) {
+          counted.add(keySetId);
+          initialiseKeySetCounters(metrics, keySetId);
+        }
+        const fields = { ...(keySetId === undefined ? {} : { keySetId }), ...(kid === undefined ? {} : { kid }), ...executionFields(ctx) };
+        const started = process.hrtime.bigint();
+        const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+        try {
+          const result = await next(input);
+          const elapsed = seconds();
+          metrics.activityDuration.observe({ activity: activityType, outcome: 'success' }, elapsed);
+          // The first key of a key set (trigger `bootstrap`) replaces nothing: not a rotation.
+          if (activityType === 'promoteNextKey' && keySetId !== undefined && ROTATION_TRIGGERS.includes(trigger as RotationTrigger)) {
+            metrics.rotations.inc({ key_set: keySetId, trigger });
           }
-          const started = process.hrtime.bigint();
-          const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-          try {
-            const result = await next(input);
-            metrics.activityDuration.observe({ activity: activityType, outcome: 'success' }, seconds());
-            const { trigger } = keyChangeOf(input.args[0]);
-            // The first key of a key set (trigger `bootstrap`) replaces nothing: not a rotation.
-            if (activityType === 'promoteNextKey' && keySetId !== undefined && ROTATION_TRIGGERS.includes(trigger as RotationTrigger)) {
-              metrics.rotations.inc({ key_set: keySetId, trigger });
-            }
-            logger.debug({ ...fields(input.args), durationMs: Math.round(seconds() * 1000) }, 'activity completed');
-            return result;
-          } catch (error) {
-            metrics.activityDuration.observe({ activity: activityType, outcome: 'failure' }, seconds());
-            if (KEY_CHANGE_STEPS.includes(activityType) && keySetId !== undefined) {
-              metrics.rotationFailures.inc({ key_set: keySetId, step: activityType });
-            }
-            logger.warn({ ...fields(input.args), err: error, durationMs: Math.round(seconds() * 1000) }, 'activity attempt failed');
-            throw error;
+          logger.debug({ ...fields, durationMs: Math.round(elapsed * 1000) }, 'activity completed');
+          return result;
+        } catch (error) {
+          const elapsed = seconds();
+          metrics.activityDuration.observe({ activity: activityType, outcome: 'failure' }, elapsed);
+          if (KEY_CHANGE_STEPS.includes(activityType) && keySetId !== undefined) {
+            metrics.rotationFailures.inc({ key_set: keySetId, step: activityType });
           }
-        },
+          logger.warn({ ...fields, err: error, durationMs: Math.round(elapsed * 1000) }, 'activity attempt failed');
+          throw error;
+        }
       },
-      outbound: {
-        getLogAttributes(input, next) {
-          return { ...next(input), ...stableFields(ctx, undefined) };
-        },
+    },
+    outbound: {
+      getLogAttributes(input, next) {
+        return { ...next(input), ...executionFields(ctx) };
       },
-    };
-  };
+    },
+  });
 }
 
 /** The key set, kid and trigger an activity's first argument names, if it is a key change. */
@@ -65,12 +64,10 @@ function keyChangeOf(arg: unknown): { keySetId?: string; kid?: string; trigger?:
   };
 }
 
-function stableFields(ctx: Context, arg: unknown): Record<string, unknown> {
+/** Which workflow run and which attempt of which activity, under keyturn's log field names. */
+function executionFields(ctx: Context): Record<string, unknown> {
   const { info } = ctx;
-  const { keySetId, kid } = keyChangeOf(arg);
   return {
-    ...(keySetId === undefined ? {} : { keySetId }),
-    ...(kid === undefined ? {} : { kid }),
     workflowId: info.workflowExecution?.workflowId,
     runId: info.workflowExecution?.runId,
     activity: info.activityType,
