@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import type { Logger } from '../observability/logger';
+import type { KeyturnMetrics } from '../observability/metrics';
 import type { KeyStore } from '../store/key-store';
 import { createAlertActivities, type AlertingDependencies } from './alerts';
 import { createKeyActivities } from './key-activities';
@@ -30,8 +31,10 @@ export interface ActivityDependencies {
   /** The JWKS URL the propagation gate checks for key sets whose policy names no `publishedAt`. */
   defaultJwksUrl?: DefaultJwksUrl;
   logger: Logger;
-  /** Alert channels, reminder interval, Web UI link, the supervisor's incident table, keyturn_alerts_total. */
-  alerting: Omit<AlertingDependencies, 'logger' | 'temporalClient' | 'taskQueue'>;
+  /** Alert channels, reminder interval, Web UI link, the supervisor's incident table. */
+  alerting: Omit<AlertingDependencies, 'logger' | 'temporalClient' | 'taskQueue' | 'alertsTotal'>;
+  /** keyturn_alerts_total and the supervisor's round counters go here. */
+  metrics: KeyturnMetrics;
   /** How long past its rotation period an active key may sign before the supervisor alerts. */
   keyAgeToleranceMs: number;
 }
@@ -41,8 +44,14 @@ export function createActivities(deps: ActivityDependencies) {
   const activities = {
     ...createKeyActivities(deps.keyStore),
     ...createSupervisionActivities(deps),
-    ...createPublicationActivities(deps.defaultJwksUrl),
-    ...createAlertActivities({ ...deps.alerting, logger: deps.logger, temporalClient: deps.temporalClient, taskQueue: deps.taskQueue }),
+    ...createPublicationActivities(deps.keyStore, deps.defaultJwksUrl),
+    ...createAlertActivities({
+      ...deps.alerting,
+      alertsTotal: deps.metrics.alerts,
+      logger: deps.logger,
+      temporalClient: deps.temporalClient,
+      taskQueue: deps.taskQueue,
+    }),
   };
   return withFailureTypes(activities);
 }

@@ -1,8 +1,10 @@
 import type { Client } from '@temporalio/client';
 import { checkInvariants } from '../domain/invariants';
+import type { KeyturnMetrics } from '../observability/metrics';
 import type { KeyStore } from '../store/key-store';
 import type { SupervisionReport } from '../workflows/messages';
 import { KeySetClient } from '../client/keyset-client';
+import { settledReading } from '../client/verify';
 
 export interface SupervisionDependencies {
   keyStore: KeyStore;
@@ -12,6 +14,8 @@ export interface SupervisionDependencies {
   taskQueue: string;
   /** How long past its rotation period an active key may sign before it is a violation. */
   keyAgeToleranceMs: number;
+  /** Where each round's outcome is counted, so that a supervisor that cannot do its job pages too. */
+  metrics: Pick<KeyturnMetrics, 'supervisorRounds' | 'supervisorUncheckedKeySets'>;
 }
 
 /**
@@ -22,26 +26,36 @@ export interface SupervisionDependencies {
 export function createSupervisionActivities(deps: SupervisionDependencies) {
   return {
     /**
-     * `at` is the supervisor workflow's clock, the one the key set workflows stamp their keys with
-     * (and the one a time-skipping test moves); rounds scheduled before it was passed use the worker's.
+     * `at` is the supervisor workflow's clock, the one the key set workflows' timers run on (and the
+     * one a time-skipping test moves). A key set that cannot be checked is reported in `failed` and
+     * the round goes on with the others.
      */
-    async superviseKeySets(input?: { at: number }): Promise<SupervisionReport> {
-      const now = input?.at ?? Date.now();
-      const report: SupervisionReport = { keySets: 0, restarted: [], violations: [] };
+    async superviseKeySets(input: { at: number }): Promise<SupervisionReport> {
+      const report: SupervisionReport = { keySets: 0, restarted: [], violations: [], failed: [] };
       const keySets = new KeySetClient(deps.temporalClient, deps.taskQueue);
-      for (const keySet of await deps.keyStore.listKeySets()) {
-        if (keySet.decommissioned) continue;
-        report.keySets++;
-        if (!(await keySets.isRunning(keySet.id))) {
-          // A fresh run reads its keys from PostgreSQL and carries on where the last one stopped.
-          await keySets.start(keySet.id, keySet.policy);
-          report.restarted.push(keySet.id);
-          continue;
+      try {
+        for (const keySet of await deps.keyStore.listKeySets()) {
+          if (keySet.decommissioned) continue;
+          report.keySets++;
+          try {
+            if (!(await keySets.isRunning(keySet.id))) {
+              // A fresh run reads its keys from PostgreSQL and carries on where the last one stopped.
+              await keySets.start(keySet.id, keySet.policy);
+              report.restarted.push(keySet.id);
+              continue;
+            }
+            const { status, stored } = await settledReading(keySets, deps.keyStore, keySet.id);
+            report.violations.push(...checkInvariants(status, stored, input.at, { keyAgeMs: deps.keyAgeToleranceMs }));
+          } catch (error) {
+            report.failed.push({ keySetId: keySet.id, error: error instanceof Error ? error.message : String(error) });
+          }
         }
-        const status = await keySets.getState(keySet.id);
-        const stored = await deps.keyStore.listKeys(keySet.id);
-        report.violations.push(...checkInvariants(status, stored, now, { keyAgeMs: deps.keyAgeToleranceMs }));
+      } catch (error) {
+        deps.metrics.supervisorRounds.inc({ outcome: 'failed' });
+        throw error;
       }
+      deps.metrics.supervisorRounds.inc({ outcome: report.failed.length === 0 ? 'complete' : 'incomplete' });
+      deps.metrics.supervisorUncheckedKeySets.set(report.failed.length);
       return report;
     },
   };

@@ -1,9 +1,10 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
+import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
 import {
   decommissionUpdate,
   KEYSET_WORKFLOW_TYPE,
   keySetWorkflowId,
+  recommissionUpdate,
   SUPERVISOR_SCHEDULE_ID,
   SUPERVISOR_WORKFLOW_TYPE,
   updatePolicyUpdate,
@@ -21,6 +22,8 @@ export interface ApplyOptions {
   prune?: boolean;
   /** Work out the plan and change nothing. */
   dryRun?: boolean;
+  /** Who applies, for the audit trail (default `apply`). */
+  requestedBy?: string;
 }
 
 export interface PolicyChange {
@@ -38,6 +41,8 @@ export interface ApplyReport {
   created: string[];
   changed: PolicyChange[];
   unchanged: string[];
+  /** Key sets that were winding down and are back in service. */
+  recommissioned: string[];
   /** Key sets decommissioned because the file no longer lists them. */
   pruned: string[];
   schedule: 'created' | 'updated' | 'unchanged';
@@ -48,17 +53,20 @@ export interface ApplyReport {
 /**
  * Brings Temporal in line with a validated key sets file: starts each key set's workflow unless it
  * is running (`keyset/<id>`, conflict policy use-existing, so concurrent applies end with one
- * workflow each), sends a policy Update where the running policy differs, with `prune` decommissions
+ * workflow each), takes a key set winding down back into service, sends the file's whole policy as
+ * an Update (the workflow records what differs, in the order Updates arrive, so of two concurrent
+ * applies the later one wins in the workflow and in PostgreSQL alike), with `prune` decommissions
  * running key sets the file does not list, and creates or updates the supervisor Schedule. Safe to
  * run again at any time; a second run reports everything unchanged.
  */
 export async function applyKeySets(client: Client, file: KeySetsFile, options: ApplyOptions): Promise<ApplyReport> {
   const dryRun = options.dryRun ?? false;
   const keySets = new KeySetClient(client, options.taskQueue);
-  const report: ApplyReport = { dryRun, created: [], changed: [], unchanged: [], pruned: [], schedule: 'unchanged', warnings: [] };
+  const report: ApplyReport = { dryRun, created: [], changed: [], unchanged: [], recommissioned: [], pruned: [], schedule: 'unchanged', warnings: [] };
+  const requestedBy = options.requestedBy ?? 'apply';
 
   for (const definition of file.keySets) {
-    await applyKeySet(client, keySets, definition, report);
+    await applyKeySet(client, keySets, definition, report, requestedBy);
   }
   if (options.prune) {
     const listed = new Set(file.keySets.map((k) => k.id));
@@ -69,7 +77,7 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
       if (!dryRun) {
         await client.workflow
           .getHandle(keySetWorkflowId(keySetId))
-          .executeUpdate(decommissionUpdate, { args: [{ reason: 'pruned by apply', requestedBy: 'apply' }] });
+          .executeUpdate(decommissionUpdate, { args: [{ reason: 'pruned by apply', requestedBy }] });
       }
       report.pruned.push(keySetId);
     }
@@ -78,38 +86,39 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
   return report;
 }
 
-async function applyKeySet(client: Client, keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport): Promise<void> {
+async function applyKeySet(client: Client, keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport, requestedBy: string): Promise<void> {
   const { id, policy } = definition;
-  if (!(await keySets.isRunning(id))) {
+  const handle = client.workflow.getHandle(keySetWorkflowId(id));
+  const running = await keySets.isRunning(id);
+  const state = running ? await keySets.getState(id) : undefined;
+  if (!running) {
     // Two applies at once may both get here: the start is idempotent, both report it created.
     if (!report.dryRun) await keySets.start(id, policy);
     report.created.push(id);
+  } else if (state?.decommissioned) {
+    if (!report.dryRun) await handle.executeUpdate(recommissionUpdate, { args: [{ reason: 'listed again by apply', requestedBy }] });
+    report.recommissioned.push(id);
+  }
+  if (report.dryRun) {
+    const fields = state === undefined ? [] : changedPolicyFields(state.policy, policy);
+    if (fields.length > 0) report.changed.push(policyChange(id, fields, state!.policy, policy));
+    else if (running) report.unchanged.push(id);
     return;
   }
-  const state = await keySets.getState(id);
-  if (state.decommissioned) {
-    report.warnings.push(
-      `key set "${id}" is decommissioned and winding down (${state.decommissioned.reason}); apply starts it again once its keys are gone`,
-    );
-    report.unchanged.push(id);
-    return;
-  }
-  const fields = changedPolicyFields(state.policy, policy);
-  // The policy Update merges fields into the running policy: it cannot remove an optional one.
-  const unremovable = fields.filter((field) => policy[field] === undefined);
-  for (const field of unremovable) {
-    report.warnings.push(`key set "${id}": ${field} is set in the running policy but not in the file; a policy update cannot remove it`);
-  }
-  const patch = fields.filter((field) => policy[field] !== undefined);
-  if (patch.length === 0) {
-    report.unchanged.push(id);
-    return;
-  }
-  const pick = (source: KeySetPolicy) => Object.fromEntries(patch.map((field) => [field, source[field]])) as Partial<KeySetPolicy>;
-  if (!report.dryRun) {
-    await client.workflow.getHandle(keySetWorkflowId(id)).executeUpdate(updatePolicyUpdate, { args: [pick(policy)] });
-  }
-  report.changed.push({ id, fields: patch, from: pick(state.policy), to: pick(policy) });
+  // Sent even to a workflow just started: another apply may have started it with another policy.
+  const result = await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: wholePolicy(policy), requestedBy, reason: 'apply' }] });
+  if (result.changed.length > 0) report.changed.push(policyChange(id, result.changed, state?.policy ?? result.previous, result.policy));
+  else if (running) report.unchanged.push(id);
+}
+
+/** The file's policy as a patch that makes the running one equal to it: optional fields it leaves out are removed. */
+function wholePolicy(policy: KeySetPolicy): PolicyPatch {
+  return { ...policy, ...Object.fromEntries(OPTIONAL_POLICY_FIELDS.filter((f) => policy[f] === undefined).map((f) => [f, null])) };
+}
+
+function policyChange(id: string, fields: (keyof KeySetPolicy)[], before: KeySetPolicy, after: KeySetPolicy): PolicyChange {
+  const pick = (source: KeySetPolicy) => Object.fromEntries(fields.map((field) => [field, source[field]])) as Partial<KeySetPolicy>;
+  return { id, fields, from: pick(before), to: pick(after) };
 }
 
 /** Ids of the key sets whose workflow runs on `taskQueue`, from Temporal's visibility store. */

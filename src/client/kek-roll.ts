@@ -55,7 +55,7 @@ export async function rewrapKeySets(keyStore: KeyStore, who: { actor: string; re
   const outcomes: KekRewrapOutcome[] = [];
   for (const { id: keySetId } of await keyStore.listKeySets()) {
     try {
-      const rewrap = await keyStore.rewrapKeySet({ keySetId, at: Date.now(), trigger: 'manual', ...who });
+      const rewrap = await keyStore.rewrapKeySet({ keySetId, trigger: 'manual', ...who });
       outcomes.push({ ...rewrap, outcome: rewrap.kids.length > 0 ? 'rewrapped' : 'unchanged' });
     } catch (error) {
       if (!(error instanceof KeyturnError)) throw error;

@@ -83,20 +83,22 @@ export class KeySetClient {
 
   /**
    * The active kid once the key set has one (a new key set gets its first key within seconds of
-   * starting); polls the workflow's state, which may not answer before its first task has run.
+   * starting), or once `kid` is active; polls the workflow's state, which may not answer before its
+   * first task has run.
    */
-  async waitForActiveKid(keySetId: string, timeoutMs = 30_000): Promise<string> {
+  async waitForActiveKid(keySetId: string, timeoutMs = 30_000, kid?: string): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    let lastProblem = 'no active key yet';
+    const awaited = kid === undefined ? 'an active key' : `key ${kid} active`;
+    let lastProblem = 'not yet';
     for (;;) {
       try {
         const active = (await this.getState(keySetId)).keys.find((key) => key.state === 'active');
-        if (active) return active.kid;
+        if (active && (kid === undefined || active.kid === kid)) return active.kid;
       } catch (error) {
         lastProblem = error instanceof Error ? error.message : String(error);
       }
       if (Date.now() > deadline) {
-        throw new Error(`key set "${keySetId}" has no active key after ${Math.round(timeoutMs / 1000)} s (${lastProblem}): is a worker running on its task queue?`);
+        throw new Error(`key set "${keySetId}" has not got ${awaited} after ${Math.round(timeoutMs / 1000)} s (${lastProblem}): is a worker running on its task queue?`);
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -117,7 +119,7 @@ export class KeySetClient {
     return this.send(keySetId, this.answerTimeoutMs, (handle) => handle.query(getStateQuery));
   }
 
-  /** Rotates at once and answers once the new key is active (Update `rotate`). */
+  /** Rotates: answers with the key that will sign and when (Update `rotate`); see RotationRequest.immediately. */
   async rotate(keySetId: string, request: RotationRequest = {}): Promise<RotationResult> {
     return this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(rotateUpdate, { args: [request] }));
   }
@@ -139,13 +141,13 @@ export class KeySetClient {
   }
 
   /** Stops scheduled transitions until `resume`; operator commands still run. Needs a reason. */
-  async pause(keySetId: string, reason: string): Promise<void> {
+  async pause(keySetId: string, reason: string, requestedBy?: string): Promise<void> {
     requireReason(keySetId, reason, 'pausing a key set');
-    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(pauseSignal, { reason }));
+    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(pauseSignal, { reason, ...(requestedBy && { requestedBy }) }));
   }
 
-  async resume(keySetId: string): Promise<void> {
-    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal));
+  async resume(keySetId: string, requestedBy?: string): Promise<void> {
+    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal, requestedBy ? { requestedBy } : {}));
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { KeySetStatus } from '../domain/keyset-state';
 import { KeyturnError } from '../domain/errors';
 import { checkInvariants, type Violation } from '../domain/invariants';
-import type { StoredKey } from '../store/key-store';
+import type { KeyStore, StoredKey } from '../store/key-store';
 import type { KeySetDatabase } from './key-set-database';
 import type { KeySetClient } from './keyset-client';
 
@@ -22,10 +22,8 @@ export interface VerifyOptions {
 }
 
 /**
- * Checks one key set's workflow state against its keys in PostgreSQL (`checkInvariants`). The
- * state is read before and after the keys, and read again while a step is in flight or the two
- * differ, so that a transition happening during the check is not reported as a mismatch.
- * An unknown key set throws ERR_KEYSET_NOT_FOUND.
+ * Checks one key set's workflow state against its keys in PostgreSQL (`checkInvariants`), on a
+ * settled reading (see {@link settledReading}). An unknown key set throws ERR_KEYSET_NOT_FOUND.
  */
 export async function verifyKeySet(
   keySets: KeySetClient,
@@ -34,18 +32,29 @@ export async function verifyKeySet(
   options: VerifyOptions = {},
 ): Promise<KeySetVerification> {
   const now = options.now ?? Date.now;
-  const attempts = options.attempts ?? 5;
-  let status: KeySetStatus;
-  let stored: StoredKey[];
+  const { status, stored } = await settledReading(keySets, database.keyStore, keySetId, options.attempts);
+  return { keySetId, violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }), problem: null };
+}
+
+/**
+ * The key set's workflow state and its keys in PostgreSQL, read so that a transition happening
+ * meanwhile is not taken for a mismatch: the state is read before and after the keys, and everything
+ * is read again (up to `attempts` times, 300 ms apart) while a step is in flight or the two differ.
+ */
+export async function settledReading(
+  keySets: KeySetClient,
+  keyStore: Pick<KeyStore, 'listKeys'>,
+  keySetId: string,
+  attempts = 5,
+): Promise<{ status: KeySetStatus; stored: StoredKey[] }> {
   for (let attempt = 1; ; attempt += 1) {
     const before = await keySets.getState(keySetId);
-    stored = await database.keyStore.listKeys(keySetId);
-    status = await keySets.getState(keySetId);
+    const stored = await keyStore.listKeys(keySetId);
+    const status = await keySets.getState(keySetId);
     const settled = status.inFlight === null && before.inFlight === null && JSON.stringify(before.keys) === JSON.stringify(status.keys);
-    if (settled || attempt >= attempts) break;
+    if (settled || attempt >= attempts) return { status, stored };
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
-  return { keySetId, violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }), problem: null };
 }
 
 /** `verifyKeySet` for each key set; one whose workflow is gone is reported, not thrown. */

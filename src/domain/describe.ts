@@ -1,7 +1,6 @@
 import type { KeySetStatus } from './keyset-state';
-import type { ScheduledTransition } from './lifecycle';
-import { graceEndsAt } from './lifecycle';
-import { policyTimings, type KeySetPolicy } from './policy';
+import type { KeyTimeline, ScheduledTransition } from './lifecycle';
+import type { KeySetPolicy } from './policy';
 
 /** The one-line summary a key set's workflow carries from its start, e.g. in the Web UI's list. */
 export function keySetSummary(keySetId: string, policy: KeySetPolicy): string {
@@ -12,7 +11,9 @@ export function keySetSummary(keySetId: string, policy: KeySetPolicy): string {
 export const TRANSITION_WORDS: Record<ScheduledTransition['kind'], string> = {
   bootstrap: 'generate and promote a first key',
   generateNext: 'generate and publish the next key',
+  checkPublication: 'check that the next key is listed at every JWKS URL',
   promote: 'promote the next key',
+  withdraw: 'withdraw the next key (its algorithm changed)',
   retire: 'retire a grace key',
   destroy: 'destroy a retired key',
 };
@@ -44,14 +45,17 @@ export function roughDuration(ms: number): string {
  * a worker runs): the keys and their times, the next transition, pause and last error, as a Markdown list.
  */
 export function describeKeySet(status: KeySetStatus): string {
-  const timings = policyTimings(status.policy);
   const lines: string[] = [];
   const active = status.keys.find((k) => k.state === 'active');
   const next = status.keys.find((k) => k.state === 'next');
   lines.push(active ? `Active key: ${active.kid} (${active.alg}) since ${utc(active.activatedAt ?? active.createdAt)}` : 'Active key: none');
-  lines.push(next ? `Next key: ${next.kid}, published ${utc(next.createdAt)}` : 'Next key: none yet');
+  lines.push(next ? `Next key: ${next.kid}, ${describeNextKey(next)}` : 'Next key: none yet');
   for (const key of status.keys.filter((k) => k.state === 'grace')) {
-    lines.push(`Grace key: ${key.kid}, verifies until ${utc(graceEndsAt(key, timings)!)}`);
+    lines.push(`Grace key: ${key.kid}, verifies until ${key.graceEndsAt === undefined ? 'its grace period ends' : utc(key.graceEndsAt)}`);
+  }
+  if (status.rotation) {
+    const { requestedBy, requestedAt, reason, immediately } = status.rotation;
+    lines.push(`Rotation asked for by ${requestedBy} at ${utc(requestedAt)} (${reason})${immediately ? ', at once' : ''}`);
   }
   const retired = status.keys.filter((k) => k.state === 'retired').length;
   if (retired > 0) lines.push(`Retired keys awaiting destruction: ${retired}`);
@@ -70,4 +74,11 @@ export function describeKeySet(status: KeySetStatus): string {
   lines.push(`Policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${value}`).join(', ')}`);
   // The Web UI renders current details as Markdown: one list item per line.
   return lines.map((line) => `- ${line}`).join('\n');
+}
+
+/** Where a next key stands on its way to signing. */
+function describeNextKey(next: KeyTimeline): string {
+  const generated = `generated ${utc(next.createdAt)}`;
+  if (next.listedAt === undefined) return `${generated}, waiting to be listed at every JWKS URL`;
+  return `${generated}, listed everywhere ${utc(next.listedAt)}, may sign from ${utc(next.promotableAt ?? next.listedAt)}`;
 }

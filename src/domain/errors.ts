@@ -20,6 +20,7 @@ export type KeyturnErrorCode =
   | 'ERR_STEP_FAILED'
   | 'ERR_TEMPORAL_EXECUTABLE'
   | 'ERR_NO_ACTIVE_KEY'
+  | 'ERR_KEY_RING_STALE'
   | 'ERR_TOKEN_TTL_TOO_LONG';
 
 export interface KeyturnErrorDetails {

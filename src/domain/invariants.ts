@@ -1,3 +1,4 @@
+import type { SigningAlgorithm } from './algorithms';
 import type { KeySetStatus } from './keyset-state';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState } from './lifecycle';
 import { policyTimings } from './policy';
@@ -7,13 +8,21 @@ import { formatDuration } from './duration';
 /** A key as PostgreSQL holds it, times in epoch milliseconds (null where not reached). */
 export interface StoredKeyRecord {
   kid: string;
+  alg: SigningAlgorithm;
   state: KeyState;
   hasPrivateKey: boolean;
   createdAt: number;
+  listedAt: number | null;
+  promotableAt: number | null;
   activatedAt: number | null;
+  tokenTtlMs: number | null;
   demotedAt: number | null;
+  graceEndsAt: number | null;
   retiredAt: number | null;
 }
+
+/** The times and windows the workflow and PostgreSQL must agree on. */
+const RECORDED_FIELDS = ['createdAt', 'listedAt', 'promotableAt', 'activatedAt', 'tokenTtlMs', 'demotedAt', 'graceEndsAt', 'retiredAt'] as const;
 
 export type ViolationCode =
   | 'NO_ACTIVE_KEY'
@@ -64,8 +73,8 @@ export function checkInvariants(
   // A decommissioned set winds down with no active key on purpose.
   if (active.length === 0 && !status.decommissioned) add('NO_ACTIVE_KEY', `key set "${keySetId}" has no active key: nothing can sign`);
   if (active.length > 1) add('SEVERAL_ACTIVE_KEYS', `key set "${keySetId}" has ${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
-  const next = stored.filter((k) => k.state === 'next');
-  if (next.length > 1) add('SEVERAL_NEXT_KEYS', `key set "${keySetId}" has ${next.length} next keys: ${next.map((k) => k.kid).join(', ')}`);
+  const nextKeys = stored.filter((k) => k.state === 'next');
+  if (nextKeys.length > 1) add('SEVERAL_NEXT_KEYS', `key set "${keySetId}" has ${nextKeys.length} next keys: ${nextKeys.map((k) => k.kid).join(', ')}`);
 
   const inWorkflow = new Map(status.keys.map((k) => [k.kid, k]));
   for (const key of stored) {
@@ -84,9 +93,7 @@ export function checkInvariants(
       add('STATE_MISMATCH', `key ${key.kid} is ${tracked.state} in the workflow but ${key.state} in PostgreSQL`, key.kid);
       continue;
     }
-    const differing = (['createdAt', 'activatedAt', 'demotedAt', 'retiredAt'] as const).filter(
-      (field) => (tracked[field] ?? null) !== key[field],
-    );
+    const differing = RECORDED_FIELDS.filter((field) => (tracked[field] ?? null) !== key[field]);
     if (differing.length > 0) {
       add('TIME_MISMATCH', `key ${key.kid}: ${differing.join(', ')} differ between the workflow and PostgreSQL`, key.kid);
     }
@@ -95,35 +102,43 @@ export function checkInvariants(
     add('MISSING_FROM_DATABASE', `key ${kid} is tracked by the workflow but not stored in PostgreSQL`, kid);
   }
 
-  if (!status.paused) {
-    const live: KeyTimeline[] = stored
-      .filter((k) => LIVE_STATES.includes(k.state))
-      .map((k) => ({
-        kid: k.kid,
-        alg: status.policy.algorithm,
-        state: k.state as LiveKeyState,
-        createdAt: k.createdAt,
-        ...(k.activatedAt !== null && { activatedAt: k.activatedAt }),
-        ...(k.demotedAt !== null && { demotedAt: k.demotedAt }),
-        ...(k.retiredAt !== null && { retiredAt: k.retiredAt }),
-      }));
-    const due = live.length > 0 ? nextTransition(live, policyTimings(status.policy), now) : undefined;
-    if (due !== undefined && due.at < now - transitionMs) {
+  const live: KeyTimeline[] = stored.filter((k) => LIVE_STATES.includes(k.state)).map(toTimeline);
+  const timings = policyTimings(status.policy);
+  if (!status.paused && live.length > 0) {
+    const due = nextTransition(live, {
+      timings,
+      algorithm: status.policy.algorithm,
+      now,
+      windingDown: status.decommissioned !== null,
+      rotation: status.rotation,
+    });
+    // A next key waiting to be listed is the propagation gate's to alert about: it cannot be hurried.
+    if (due !== undefined && due.kind !== 'checkPublication' && due.at < now - transitionMs) {
       add('OVERDUE', `${due.kind}${'kid' in due ? ` of ${due.kid}` : ''} was due at ${utc(due.at)} and has not happened`, 'kid' in due ? due.kid : undefined);
     }
   }
 
-  const { rotationPeriodMs } = policyTimings(status.policy);
+  const next = nextKeys[0];
   for (const key of active) {
-    const age = now - (key.activatedAt ?? key.createdAt);
-    if (age > rotationPeriodMs + keyAgeMs) {
+    const activeEndsAt = (key.activatedAt ?? key.createdAt) + timings.rotationPeriodMs;
+    // A next key that may not sign yet (published late, or in a new algorithm) keeps the active key on by design.
+    const replaceableAt = Math.max(activeEndsAt, next?.promotableAt ?? activeEndsAt);
+    if (now > replaceableAt + keyAgeMs) {
       add(
         'ACTIVE_KEY_TOO_OLD',
-        `key ${key.kid} has signed for ${roughDuration(age)}, longer than the rotation period ${status.policy.rotationPeriod} plus ${formatDuration(keyAgeMs)}` +
+        `key ${key.kid} has signed for ${roughDuration(now - (key.activatedAt ?? key.createdAt))}, longer than the rotation period ${status.policy.rotationPeriod} plus ${formatDuration(keyAgeMs)}` +
           (status.paused ? ` (the key set is paused: ${status.paused.reason})` : ''),
         key.kid,
       );
     }
   }
   return violations;
+}
+
+function toTimeline(k: StoredKeyRecord): KeyTimeline {
+  const timeline: KeyTimeline = { kid: k.kid, alg: k.alg, state: k.state as LiveKeyState, createdAt: k.createdAt };
+  for (const field of RECORDED_FIELDS) {
+    if (field !== 'createdAt' && k[field] !== null) timeline[field] = k[field];
+  }
+  return timeline;
 }

@@ -1,15 +1,32 @@
 import type { Incident } from './incidents';
 import type { KeyTimeline, ScheduledTransition } from './lifecycle';
-import type { KeySetPolicy } from './policy';
+import type { KeySetPolicy, PolicyPatch } from './policy';
 
 /** Why a key changed state; recorded with every audit event. */
 export type ChangeTrigger = 'bootstrap' | 'scheduled' | 'manual' | 'revocation';
 
-/** An operator's request that the main loop carries out in order. */
-export type KeySetCommand =
-  | { id: string; type: 'rotate'; reason: string; requestedBy: string; viaSignal: boolean }
-  | { id: string; type: 'revoke'; kid: string; reason: string; requestedBy: string }
-  | { id: string; type: 'decommission'; reason: string; requestedBy: string };
+/** Who asked for a command and why, for the audit trail. */
+interface Requested {
+  id: string;
+  requestedBy: string;
+  reason: string;
+  /** Someone waits for the outcome (an Update); otherwise (a signal) a failed attempt is tried again after the backoff. */
+  awaited: boolean;
+}
+
+/** An operator's request, which the main loop carries out in turn. */
+export type KeySetCommand = Requested &
+  (
+    | { type: 'rotate'; immediately: boolean }
+    | { type: 'revoke'; kid: string }
+    | { type: 'updatePolicy'; patch: PolicyPatch }
+    | { type: 'pause' }
+    | { type: 'resume' }
+    | { type: 'decommission' }
+    | { type: 'recommission' }
+  );
+
+export type KeySetCommandType = KeySetCommand['type'];
 
 /** The step that failed last and what it said; cleared when a step succeeds. */
 export interface LastError {
@@ -18,6 +35,24 @@ export interface LastError {
   at: number;
   /** Consecutive failures, each one after the activity's own retries gave up. */
   failures: number;
+}
+
+/** A forced rotation not yet done: the next key signs once it is promotable (or at once when `immediately`). */
+export interface PendingRotation {
+  requestedAt: number;
+  requestedBy: string;
+  reason: string;
+  immediately: boolean;
+}
+
+/** The propagation gate's wait for the next key: since when, how often it asked, when it asks and alerts again. */
+export interface PublicationWait {
+  kid: string;
+  since: number;
+  checks: number;
+  nextCheckAt: number;
+  /** From when a check that finds the key still missing raises (or repeats) the alert. */
+  alertAt: number;
 }
 
 /**
@@ -29,17 +64,24 @@ export interface KeySetState {
   policy: KeySetPolicy;
   /** Live keys only; destroyed and revoked keys stay in PostgreSQL and the audit trail. */
   keys: KeyTimeline[];
-  /** False until the keys have been read from PostgreSQL by this workflow's first run. */
+  /** False until the keys have been read from PostgreSQL, and again after a failure. */
   loaded: boolean;
-  paused: { reason: string; since: number } | null;
-  /** Set once the key set winds down; absent in states saved before decommissioning existed. */
-  decommissioned?: { reason: string; since: number } | null;
+  paused: { reason: string; since: number; requestedBy: string } | null;
+  /** Set once the key set winds down. */
+  decommissioned: { reason: string; since: number } | null;
   commands: KeySetCommand[];
+  rotation: PendingRotation | null;
+  publication: PublicationWait | null;
+  /**
+   * After `jwksMaxAge` was lowered: until then a verifier may still hold a JWKS cached under the old,
+   * longer max-age, so no key listed before then may sign before it.
+   */
+  staleCachesUntil: number | null;
   lastError: LastError | null;
   /** After a failure, scheduled work waits until then. */
   retryAt: number | null;
-  /** Incidents announced and not yet resolved; absent in states saved before alerts had incidents. */
-  incidents?: Incident[];
+  /** Incidents announced and not yet resolved. */
+  incidents: Incident[];
 }
 
 /** What `getState` answers; times are epoch milliseconds. */
@@ -47,9 +89,10 @@ export interface KeySetStatus {
   keySetId: string;
   policy: KeySetPolicy;
   paused: KeySetState['paused'];
-  decommissioned: { reason: string; since: number } | null;
+  decommissioned: KeySetState['decommissioned'];
   keys: KeyTimeline[];
   nextTransition: ScheduledTransition | null;
+  rotation: PendingRotation | null;
   lastError: LastError | null;
   pendingCommands: number;
   /** The step running now, if any. */

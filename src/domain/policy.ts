@@ -17,6 +17,11 @@ export interface KeySetPolicy {
   maxTokenTtl: string;
   /** How long verifiers may cache the JWKS. */
   jwksMaxAge: string;
+  /**
+   * The margin for clocks that disagree (issuer, verifiers, Temporal) and for the key ring's switch to
+   * a new key: a demoted key verifies at least this long after the last token it may have signed expires.
+   */
+  clockSkew: string;
   /** The `iss` of tokens and the issuer in the discovery document; the server's own URL when absent. */
   issuer?: string;
   /** JWKS URLs that must show a next key before it is promoted; this server's own when absent. */
@@ -31,6 +36,7 @@ export interface PolicyTimings {
   retirementMs: number;
   maxTokenTtlMs: number;
   jwksMaxAgeMs: number;
+  clockSkewMs: number;
 }
 
 /** The seed policy: 30 days active, published 5 days ahead, 5 days of grace, destroyed a day after retiring. */
@@ -42,6 +48,7 @@ export const DEFAULT_POLICY: Readonly<KeySetPolicy> = Object.freeze({
   retirement: '1d',
   maxTokenTtl: '1h',
   jwksMaxAge: '15m',
+  clockSkew: '30s',
 });
 
 const DURATION_FIELDS = [
@@ -51,18 +58,27 @@ const DURATION_FIELDS = [
   'retirement',
   'maxTokenTtl',
   'jwksMaxAge',
+  'clockSkew',
 ] as const satisfies readonly (keyof KeySetPolicy)[];
 type DurationField = (typeof DURATION_FIELDS)[number];
 
-const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS, 'issuer', 'publishedAt'];
+/** The fields a policy may leave out; a patch removes one by setting it to null. */
+export const OPTIONAL_POLICY_FIELDS = ['issuer', 'publishedAt'] as const satisfies readonly (keyof KeySetPolicy)[];
+
+const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS, ...OPTIONAL_POLICY_FIELDS];
+
+/** Some fields of a policy to change; null removes an optional field. */
+export type PolicyPatch = Partial<Omit<KeySetPolicy, (typeof OPTIONAL_POLICY_FIELDS)[number]>> & {
+  [F in (typeof OPTIONAL_POLICY_FIELDS)[number]]?: KeySetPolicy[F] | null;
+};
 
 // URL parsing without the URL class, which the workflow sandbox does not promise.
 const HTTP_URL = /^https?:\/\/[^\s/?#]+[^\s]*$/;
 
 /**
  * Checks a policy, filling fields it leaves out from `base` (the seed policy by default), and returns
- * it normalised (`720h` becomes `30d`). Throws a PolicyError listing every field at fault, so that
- * one run of `apply` shows all that is wrong.
+ * it normalised (`720h` becomes `30d`); an optional field set to null is removed. Throws a PolicyError
+ * listing every field at fault, so that one run of `apply` shows all that is wrong.
  */
 export function validatePolicy(
   input: unknown,
@@ -87,7 +103,8 @@ export function validatePolicy(
 
   const ms: Partial<Record<DurationField, number>> = {};
   for (const field of DURATION_FIELDS) {
-    const value = fields[field] ?? base[field];
+    // A base stored before a field existed (clockSkew) takes the seed value.
+    const value = fields[field] ?? base[field] ?? DEFAULT_POLICY[field];
     ms[field] = durationToMs(value);
     if (ms[field] === undefined) {
       violations.push({ field, message: `${JSON.stringify(value)} is not a duration; ${DURATION_HINT}` });
@@ -96,11 +113,13 @@ export function validatePolicy(
     }
   }
 
-  const { rotationPeriod, prepublish, gracePeriod, maxTokenTtl, jwksMaxAge } = ms;
-  if (gracePeriod !== undefined && maxTokenTtl !== undefined && gracePeriod < maxTokenTtl) {
+  const { rotationPeriod, prepublish, gracePeriod, maxTokenTtl, jwksMaxAge, clockSkew } = ms;
+  if (gracePeriod !== undefined && maxTokenTtl !== undefined && clockSkew !== undefined && gracePeriod < maxTokenTtl + clockSkew) {
     violations.push({
       field: 'gracePeriod',
-      message: `${formatDuration(gracePeriod)} is shorter than maxTokenTtl ${formatDuration(maxTokenTtl)}; a token signed just before demotion must still verify, so gracePeriod >= maxTokenTtl`,
+      message:
+        `${formatDuration(gracePeriod)} is shorter than maxTokenTtl ${formatDuration(maxTokenTtl)} plus clockSkew ${formatDuration(clockSkew)}; ` +
+        'a token signed just before demotion must still verify on a clock that runs behind, so gracePeriod >= maxTokenTtl + clockSkew',
     });
   }
   if (prepublish !== undefined && jwksMaxAge !== undefined && prepublish < jwksMaxAge) {
@@ -116,11 +135,11 @@ export function validatePolicy(
     });
   }
 
-  const issuer = 'issuer' in fields ? fields.issuer : base.issuer;
+  const issuer = 'issuer' in fields ? (fields.issuer ?? undefined) : base.issuer;
   if (issuer !== undefined && (typeof issuer !== 'string' || !HTTP_URL.test(issuer))) {
     violations.push({ field: 'issuer', message: `${JSON.stringify(issuer)} is not an http(s) URL` });
   }
-  const publishedAt = 'publishedAt' in fields ? fields.publishedAt : base.publishedAt;
+  const publishedAt = 'publishedAt' in fields ? (fields.publishedAt ?? undefined) : base.publishedAt;
   if (publishedAt !== undefined) {
     if (!Array.isArray(publishedAt) || publishedAt.length === 0) {
       violations.push({ field: 'publishedAt', message: 'must be a non-empty list of JWKS URLs' });
@@ -142,7 +161,7 @@ export function validatePolicy(
   };
 }
 
-/** The durations of a validated policy in milliseconds. */
+/** The durations of a validated policy in milliseconds. A policy stored before clockSkew existed has the seed's. */
 export function policyTimings(policy: KeySetPolicy): PolicyTimings {
   return {
     rotationPeriodMs: parseDuration(policy.rotationPeriod, 'rotationPeriod'),
@@ -151,6 +170,7 @@ export function policyTimings(policy: KeySetPolicy): PolicyTimings {
     retirementMs: parseDuration(policy.retirement, 'retirement'),
     maxTokenTtlMs: parseDuration(policy.maxTokenTtl, 'maxTokenTtl'),
     jwksMaxAgeMs: parseDuration(policy.jwksMaxAge, 'jwksMaxAge'),
+    clockSkewMs: parseDuration(policy.clockSkew ?? DEFAULT_POLICY.clockSkew, 'clockSkew'),
   };
 }
 

@@ -39,6 +39,8 @@ export interface SignOptions {
 interface LoadedKeySet {
   signer: TokenSigner | undefined;
   maxTokenTtlMs: number;
+  /** When PostgreSQL last confirmed the key set's state (the ring's clock): a load, or a poll finding no change. */
+  confirmedAt: number;
 }
 
 interface KeySetSlot {
@@ -136,8 +138,22 @@ export class KeyRing {
       );
     }
     const now = Date.now();
+    // The key may have been demoted right after the ring last knew it active, and its grace period
+    // lasts maxTokenTtl plus the clock-skew margin from then at the least: a token that expires within
+    // maxTokenTtl of that moment verifies for its whole life on every clock within the margin. While
+    // the ring listens for changes it hears of a demotion within milliseconds (the margin covers them).
+    const knownAt = this.#events?.listening ? now : loaded.confirmedAt;
+    const expMs = Math.min(now + ttlMs, knownAt + loaded.maxTokenTtlMs);
+    if (expMs - now < 1000) {
+      throw new KeyturnError(
+        'ERR_KEY_RING_STALE',
+        `the key ring has not confirmed the active key of key set "${keySetId}" with PostgreSQL since ${new Date(loaded.confirmedAt).toISOString()}; ` +
+          'a token signed now could outlive the key: check the database connection',
+        { keySetId },
+      );
+    }
     // Rounded down, so that a token never outlives now + ttl (which the grace period is sized for).
-    return signer.sign(claims, { iat: Math.floor(now / 1000), exp: Math.floor((now + ttlMs) / 1000) });
+    return signer.sign(claims, { iat: Math.floor(now / 1000), exp: Math.floor(expMs / 1000) });
   }
 
   /** The kid `sign` uses for the key set right now; undefined if not loaded or without an active key. */
@@ -195,6 +211,7 @@ export class KeyRing {
   #load(keySetId: string, slot: KeySetSlot): Promise<void> {
     const generation = slot.generation;
     const loading = (async () => {
+      const readAt = Date.now();
       // The version first: a change committed after it shows as a newer version at the next poll.
       const version = await keySetVersion(this.#pool, keySetId);
       const policy = version === undefined ? undefined : await this.#keyStore.getPolicy(keySetId);
@@ -204,7 +221,7 @@ export class KeyRing {
       const active = await this.#keyStore.openActiveKey(keySetId);
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
-      slot.current = { signer: active && new TokenSigner(active), maxTokenTtlMs: policyTimings(policy).maxTokenTtlMs };
+      slot.current = { signer: active && new TokenSigner(active), maxTokenTtlMs: policyTimings(policy).maxTokenTtlMs, confirmedAt: readAt };
       slot.version = version;
       if (active?.kid !== previousKid) {
         this.#logger.info({ keySetId, kid: active?.kid ?? null }, active ? 'key ring signs with a new key' : 'key set has no active key');
@@ -226,14 +243,21 @@ export class KeyRing {
     return loading;
   }
 
-  /** The polling fallback: every key set whose version moved since its load is treated as notified. */
+  /**
+   * The polling fallback: every key set whose version moved since its load is treated as notified;
+   * one that has not moved is confirmed as of the poll.
+   */
   async #checkAll(): Promise<void> {
     if (this.#slots.size === 0) return;
+    const readAt = Date.now();
     const versions = await listKeySetVersions(this.#pool);
     for (const [keySetId, slot] of this.#slots) {
-      if (slot.current !== undefined && versions.get(keySetId) !== slot.version) {
+      if (slot.current === undefined) continue;
+      if (versions.get(keySetId) !== slot.version) {
         this.#logger.debug({ keySetId }, 'poll found a key change that no notification announced');
         this.#invalidate(keySetId);
+      } else {
+        slot.current.confirmedAt = Math.max(slot.current.confirmedAt, readAt);
       }
     }
   }

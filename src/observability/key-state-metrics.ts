@@ -118,7 +118,7 @@ async function readKeySets(keyStore: KeyStore, now: number): Promise<KeySetReadi
     const activatedAt = active?.activatedAt ?? undefined;
     const due = keySet.decommissioned
       ? undefined
-      : nextTransition(keys.filter((k) => LIVE_STATES.includes(k.state)).map(toTimeline), timings, now);
+      : nextTransition(keys.filter((k) => LIVE_STATES.includes(k.state)).map(toTimeline), { timings, algorithm: keySet.policy.algorithm, now });
     readings.push({
       keySetId: keySet.id,
       keysByState,

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Why a key was promoted: the `trigger` label of `keyturn_rotations_total`. */
 export type RotationTrigger = 'scheduled' | 'manual' | 'revocation';
@@ -9,12 +9,22 @@ export const ROTATION_TRIGGERS: readonly RotationTrigger[] = ['scheduled', 'manu
 export const KEY_CHANGE_STEPS: readonly string[] = [
   'registerKeySet',
   'generateNextKey',
+  'confirmPublication',
   'promoteNextKey',
+  'withdrawKey',
   'retireKey',
   'destroyKey',
   'windDown',
+  'recommission',
   'revokeKey',
+  'recordPolicy',
+  'recordOperatorAction',
 ];
+
+/** How a supervisor round ended: every key set checked, some not (`failed` in its report), or not at all. */
+export type SupervisorRoundOutcome = 'complete' | 'incomplete' | 'failed';
+
+const SUPERVISOR_ROUND_OUTCOMES: readonly SupervisorRoundOutcome[] = ['complete', 'incomplete', 'failed'];
 
 /** How an alert delivery ended: `sent`, `failed` (after its retries), or `suppressed` (deduplicated). */
 export type AlertOutcome = 'sent' | 'failed' | 'suppressed';
@@ -28,6 +38,8 @@ export interface KeyturnMetrics {
   rotationFailures: Counter<'key_set' | 'step'>;
   alerts: Counter<'channel' | 'outcome'>;
   activityDuration: Histogram<'activity' | 'outcome'>;
+  supervisorRounds: Counter<'outcome'>;
+  supervisorUncheckedKeySets: Gauge;
 }
 
 // Activities are database transactions and HTTP calls: milliseconds, up to the 30 s timeout.
@@ -63,7 +75,24 @@ export function keyturnMetrics(registry: Registry): KeyturnMetrics {
         buckets: ACTIVITY_BUCKETS,
         registers: [registry],
       }),
+    supervisorRounds: supervisorRounds(registry),
+    supervisorUncheckedKeySets:
+      (registry.getSingleMetric('keyturn_supervisor_unchecked_key_sets') as Gauge | undefined) ??
+      new Gauge({
+        name: 'keyturn_supervisor_unchecked_key_sets',
+        help: "Key sets the last supervisor round on this worker could not check (their workflow did not answer, say)",
+        registers: [registry],
+      }),
   };
+}
+
+/** Supervisor rounds by outcome, every series present from the start so that increase() sees the first failure. */
+function supervisorRounds(registry: Registry): Counter<'outcome'> {
+  const existing = registry.getSingleMetric('keyturn_supervisor_rounds_total') as Counter<'outcome'> | undefined;
+  if (existing) return existing;
+  const rounds = counter(registry, 'keyturn_supervisor_rounds_total', 'Supervisor rounds run on this worker, by outcome', ['outcome']);
+  for (const outcome of SUPERVISOR_ROUND_OUTCOMES) rounds.inc({ outcome }, 0);
+  return rounds;
 }
 
 /**

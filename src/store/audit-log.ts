@@ -9,11 +9,20 @@ export type AuditEventKind =
   | 'registered'
   | 'policy_changed'
   | 'generated'
+  /** The propagation gate found the next key at every JWKS URL. */
+  | 'published'
   | 'promoted'
   | 'demoted'
+  /** A next key that never signed left the JWKS (its algorithm is no longer the policy's). */
+  | 'withdrawn'
   | 'retired'
   | 'destroyed'
   | 'revoked'
+  | 'paused'
+  | 'resumed'
+  | 'rotation_requested'
+  | 'decommissioned'
+  | 'recommissioned'
   /** The key set's private keys were re-sealed under the current KEK; no key or state changed. */
   | 'kek_rewrapped';
 
@@ -27,7 +36,7 @@ export interface AuditEvent {
   actor: string;
   reason: string;
   operationId?: string;
-  /** When it happened on the workflow's clock, epoch milliseconds. */
+  /** When it happened: the commit time of the change, epoch milliseconds. */
   at: number;
   details?: Record<string, unknown>;
 }

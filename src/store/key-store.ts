@@ -6,19 +6,28 @@ import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/keyset-state';
-import { PUBLISHED_STATES, type KeyState, type KeyTimeline, type LiveKeyState } from '../domain/lifecycle';
-import type { KeySetPolicy } from '../domain/policy';
+import { PUBLISHED_STATES, type KeyState, type KeyTimeline, type KeyWindows, type LiveKeyState } from '../domain/lifecycle';
+import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';
 import { inTransaction } from './transaction';
 
 /** Channel on which every committed key change is announced, with the key set id as payload. */
 export const KEY_CHANGES_CHANNEL = 'keyturn_key_changes';
 
-/** Who changed a key set, when (the workflow's clock) and why; `operationId` makes the change idempotent. */
+/**
+ * Where the store reads the time it stamps on a change. The worker's clock in production; a
+ * time-skipping test passes the test server's, so that stamps agree with the workflow's timers.
+ */
+export type Clock = () => number | Promise<number>;
+
+export interface KeyStoreOptions {
+  clock?: Clock;
+}
+
+/** Who changes a key set and why; `operationId` makes the change idempotent. When is the store's to say. */
 export interface KeyChange {
   operationId: string;
   keySetId: string;
-  at: number;
   trigger: ChangeTrigger;
   actor: string;
   reason: string;
@@ -34,17 +43,31 @@ export interface StoredKey {
   hasPrivateKey: boolean;
   kekId: string | null;
   createdAt: number;
+  listedAt: number | null;
+  promotableAt: number | null;
   activatedAt: number | null;
+  tokenTtlMs: number | null;
   demotedAt: number | null;
+  graceEndsAt: number | null;
   retiredAt: number | null;
   destroyedAt: number | null;
   revokedAt: number | null;
 }
 
 export interface Promotion {
-  activeKid: string;
-  demotedKid: string | null;
+  active: KeyTimeline;
+  /** The key active until now, in its grace period from the same instant. */
+  demoted: KeyTimeline | null;
 }
+
+/** A key to move into its grace period, and for how long it then verifies. */
+export interface Demotion {
+  kid: string;
+  graceMs: number;
+}
+
+/** Operator actions that change no key but belong in the audit trail. */
+export type OperatorAction = 'paused' | 'resumed' | 'rotation_requested';
 
 /** What re-sealing one key set's private keys under the current KEK did. */
 export interface KekRewrap {
@@ -74,49 +97,62 @@ const TRANSITIONS: Record<Exclude<KeyState, 'next'>, { event: AuditEventKind; st
 };
 
 const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
-  created_at, activated_at, demoted_at, retired_at, destroyed_at, revoked_at`;
+  created_at, listed_at, promotable_at, activated_at, token_ttl_ms, demoted_at, grace_ends_at, retired_at, destroyed_at, revoked_at`;
+
+const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`;
 
 /**
  * PostgreSQL is the source of truth for key material and states. Every change is one transaction
- * that locks the key set, records its audit event and operation id, and announces itself on
- * KEY_CHANGES_CHANNEL; replaying an operation id returns the first result and changes nothing.
+ * that locks the key set, stamps the change with the store's clock once the lock is held (so a
+ * recorded time is never earlier than the change became possible), records its audit event and
+ * operation id, and announces itself on KEY_CHANGES_CHANNEL; replaying an operation id returns the
+ * first result, times included, and changes nothing.
  */
 export class KeyStore {
+  private readonly clock: Clock;
+
   constructor(
     /** The database, for the tables beside the keys (the supervisor's alert incidents). */
     readonly pool: Pool,
     private readonly keks: KekRing,
-  ) {}
+    options: KeyStoreOptions = {},
+  ) {
+    this.clock = options.clock ?? Date.now;
+  }
 
-  /** Creates the key set or records a changed policy; returns its live keys for the workflow to resume from. */
-  async registerKeySet(
-    change: Omit<KeyChange, 'operationId'>,
-    policy: KeySetPolicy,
-  ): Promise<KeyTimeline[]> {
+  /**
+   * Creates the key set or records the workflow's policy where the stored one differs, takes a
+   * decommissioned key set back into service when the workflow serves it again (`inService`), and
+   * returns the live keys for the workflow to resume from.
+   */
+  async registerKeySet(change: Omit<KeyChange, 'operationId'>, policy: KeySetPolicy, options: { inService: boolean }): Promise<KeyTimeline[]> {
     return inTransaction(this.pool, async (tx) => {
       // Read (and lock) the stored policy first: a CTE in the upsert would see the row it changes.
-      const stored = await tx.query<{ policy: KeySetPolicy; same: boolean }>(
-        'SELECT policy, policy = $2::jsonb AS same FROM key_sets WHERE id = $1 FOR UPDATE',
+      const stored = await tx.query<{ policy: KeySetPolicy; same: boolean; decommissioned: boolean }>(
+        'SELECT policy, policy = $2::jsonb AS same, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets WHERE id = $1 FOR UPDATE',
         [change.keySetId, JSON.stringify(policy)],
       );
       const previous = stored.rows[0];
-      const changed = previous === undefined || !previous.same;
-      if (changed) {
+      const at = await this.clock();
+      let changed = false;
+      if (previous === undefined || !previous.same) {
         await tx.query(
           `INSERT INTO key_sets (id, policy) VALUES ($1, $2)
            ON CONFLICT (id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()`,
           [change.keySetId, JSON.stringify(policy)],
         );
-      }
-      if (changed) {
         const event = previous === undefined ? 'registered' : 'policy_changed';
-        await appendAuditEvent(tx, { ...change, event, details: { policy, ...(previous && { previous: previous.policy }) } });
-        // The JWKS cache-control and the key ring's token lifetime follow the policy.
-        await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, change.keySetId]);
+        await appendAuditEvent(tx, { ...change, at, event, details: { policy, ...(previous && { previous: previous.policy }) } });
+        changed = true;
       }
-      const keys = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys
-        WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`, [change.keySetId]);
-      return keys.rows.map(toStoredKey).map(toTimeline);
+      if (previous?.decommissioned && options.inService) {
+        await tx.query('UPDATE key_sets SET decommissioned_at = NULL WHERE id = $1', [change.keySetId]);
+        await appendAuditEvent(tx, { ...change, at, event: 'recommissioned' });
+        changed = true;
+      }
+      // The JWKS cache-control and the key ring's token lifetime follow the policy.
+      if (changed) await notifyKeyChange(tx, change.keySetId);
+      return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
     });
   }
 
@@ -125,7 +161,7 @@ export class KeyStore {
     // Generated before the transaction: key generation is CPU work and must not hold the key set's lock.
     const key = await generateSigningKey(algorithm);
     const { kekId, sealed } = sealPrivateKey(key.privateJwk, this.keks, { keySetId: change.keySetId, kid: key.kid });
-    return this.applyChange(change, 'generate', async (tx) => {
+    return this.applyChange(change, 'generate', async (tx, at) => {
       const existing = await tx.query<{ kid: string }>(
         `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'next'`,
         [change.keySetId],
@@ -140,17 +176,39 @@ export class KeyStore {
       await tx.query(
         `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, created_at)
          VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
-        [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed, kekId, new Date(change.at)],
+        [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed, kekId, new Date(at)],
       );
-      await appendAuditEvent(tx, { ...change, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
-      const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: 'next', createdAt: change.at };
+      await appendAuditEvent(tx, { ...change, at, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
+      const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: 'next', createdAt: at };
       return timeline;
     });
   }
 
-  /** Makes the next key `kid` active and moves the key active until now, if any, into its grace period. */
-  async promoteNextKey(change: KeyChange, kid: string): Promise<Promotion> {
-    return this.applyChange(change, 'promote', async (tx) => {
+  /**
+   * Records that the next key `kid` is listed at every JWKS URL (`urls`) as of now, and that it may
+   * sign once `waitMs` has passed since, and not before `notBefore`.
+   */
+  async markListed(change: KeyChange, kid: string, listing: { waitMs: number; notBefore: number; urls: string[] }): Promise<KeyTimeline> {
+    return this.applyChange(change, 'publish', async (tx, at) => {
+      await this.assertState(tx, change, kid, ['next'], 'record the listing of');
+      const promotableAt = Math.max(at + listing.waitMs, listing.notBefore);
+      await tx.query('UPDATE signing_keys SET listed_at = $3, promotable_at = $4 WHERE key_set_id = $1 AND kid = $2', [
+        change.keySetId,
+        kid,
+        new Date(at),
+        new Date(promotableAt),
+      ]);
+      await appendAuditEvent(tx, { ...change, at, kid, event: 'published', details: { urls: listing.urls, promotableAt: new Date(promotableAt).toISOString() } });
+      return this.timelineOf(tx, change.keySetId, kid);
+    });
+  }
+
+  /**
+   * Makes the next key `kid` active, signing tokens of up to `tokenTtlMs`, and moves the key active
+   * until now, if any, into its grace period for `demotedGraceMs`.
+   */
+  async promoteNextKey(change: KeyChange, kid: string, windows: { tokenTtlMs: number; demotedGraceMs: number }): Promise<Promotion> {
+    return this.applyChange(change, 'promote', async (tx, at) => {
       const active = await tx.query<{ kid: string }>(
         `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
         [change.keySetId],
@@ -158,25 +216,76 @@ export class KeyStore {
       const demotedKid = active.rows[0]?.kid ?? null;
       await this.assertState(tx, change, kid, ['next'], 'promote');
       // Demote first: the one-active index would refuse the promotion otherwise.
-      if (demotedKid !== null) await this.moveKey(tx, change, demotedKid, 'active', 'grace');
-      await this.moveKey(tx, change, kid, 'next', 'active');
-      return { activeKid: kid, demotedKid };
+      if (demotedKid !== null) await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, 'active');
+      await this.moveKey(tx, change, at, kid, 'next', 'active', { token_ttl_ms: windows.tokenTtlMs });
+      return {
+        active: await this.timelineOf(tx, change.keySetId, kid),
+        demoted: demotedKid === null ? null : await this.timelineOf(tx, change.keySetId, demotedKid),
+      };
+    });
+  }
+
+  /** Takes a next key that never signed out of the JWKS (its algorithm is no longer the policy's): it retires. */
+  async withdrawKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
+    return this.applyChange(change, 'withdraw', async (tx, at) => {
+      await this.assertState(tx, change, kid, ['next'], 'withdraw');
+      await this.moveKey(tx, change, at, kid, 'next', 'retired', {}, 'withdrawn');
+      return this.timelineOf(tx, change.keySetId, kid);
     });
   }
 
   /**
-   * Starts a key set's wind-down: its active and next keys move into their grace period (they
-   * retire and are destroyed on schedule) and the set is marked decommissioned. Returns the kids demoted.
+   * Starts a key set's wind-down: the given active and next keys move into their grace period (they
+   * retire and are destroyed on schedule) and the set is marked decommissioned. Returns those keys.
    */
-  async windDown(change: KeyChange): Promise<string[]> {
-    return this.applyChange(change, 'wind-down', async (tx) => {
-      const { rows } = await tx.query<{ kid: string; state: 'active' | 'next' }>(
-        `SELECT kid, state FROM signing_keys WHERE key_set_id = $1 AND state IN ('active', 'next') ORDER BY created_at`,
-        [change.keySetId],
-      );
-      for (const key of rows) await this.moveKey(tx, change, key.kid, key.state, 'grace');
-      await tx.query('UPDATE key_sets SET decommissioned_at = $2 WHERE id = $1', [change.keySetId, new Date(change.at)]);
-      return rows.map((r) => r.kid);
+  async windDown(change: KeyChange, demotions: Demotion[]): Promise<KeyTimeline[]> {
+    return this.applyChange(change, 'wind-down', async (tx, at) => {
+      for (const demotion of demotions) {
+        const from = await this.assertState(tx, change, demotion.kid, ['active', 'next'], 'wind down');
+        await this.demote(tx, change, at, demotion, from);
+      }
+      await tx.query('UPDATE key_sets SET decommissioned_at = $2 WHERE id = $1', [change.keySetId, new Date(at)]);
+      await appendAuditEvent(tx, { ...change, at, event: 'decommissioned' });
+      return Promise.all(demotions.map((d) => this.timelineOf(tx, change.keySetId, d.kid)));
+    });
+  }
+
+  /** Takes a decommissioned key set back into service; its keys already winding down run out as planned. */
+  async recommission(change: KeyChange): Promise<void> {
+    await this.applyChange(change, 'recommission', async (tx, at) => {
+      await tx.query('UPDATE key_sets SET decommissioned_at = NULL WHERE id = $1', [change.keySetId]);
+      await appendAuditEvent(tx, { ...change, at, event: 'recommissioned' });
+      return null;
+    });
+  }
+
+  /**
+   * Records a new policy and the key windows it moves (never earlier: see windowsAfterPolicyChange),
+   * with the fields before and after in the audit event. Returns the live keys.
+   */
+  async recordPolicy(change: KeyChange, policy: KeySetPolicy, windows: KeyWindows[]): Promise<KeyTimeline[]> {
+    return this.applyChange(change, 'policy', async (tx, at) => {
+      const { rows } = await tx.query<{ policy: KeySetPolicy }>('SELECT policy FROM key_sets WHERE id = $1', [change.keySetId]);
+      const previous = rows[0].policy;
+      await tx.query('UPDATE key_sets SET policy = $2, updated_at = now() WHERE id = $1', [change.keySetId, JSON.stringify(policy)]);
+      for (const w of windows) {
+        await tx.query(
+          `UPDATE signing_keys SET promotable_at = COALESCE($3, promotable_at), token_ttl_ms = COALESCE($4, token_ttl_ms),
+             grace_ends_at = COALESCE($5, grace_ends_at) WHERE key_set_id = $1 AND kid = $2`,
+          [change.keySetId, w.kid, w.promotableAt === undefined ? null : new Date(w.promotableAt), w.tokenTtlMs ?? null, w.graceEndsAt === undefined ? null : new Date(w.graceEndsAt)],
+        );
+      }
+      const fields = changedPolicyFields(previous, policy);
+      await appendAuditEvent(tx, { ...change, at, event: 'policy_changed', details: { fields, policy, previous, windows } });
+      return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
+    });
+  }
+
+  /** Records an operator action that changes no key (a pause, a resume, a rotation asked for). */
+  async recordOperatorAction(change: KeyChange, action: OperatorAction, details: Record<string, unknown> = {}): Promise<void> {
+    await this.applyChange(change, action, async (tx, at) => {
+      await appendAuditEvent(tx, { ...change, at, event: action, details });
+      return null;
     });
   }
 
@@ -189,28 +298,28 @@ export class KeyStore {
   }
 
   /** A grace key stops verifying: it leaves the JWKS. */
-  async retireKey(change: KeyChange, kid: string): Promise<void> {
-    await this.applyChange(change, 'retire', async (tx) => {
+  async retireKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
+    return this.applyChange(change, 'retire', async (tx, at) => {
       await this.assertState(tx, change, kid, ['grace'], 'retire');
-      await this.moveKey(tx, change, kid, 'grace', 'retired');
-      return null;
+      await this.moveKey(tx, change, at, kid, 'grace', 'retired');
+      return this.timelineOf(tx, change.keySetId, kid);
     });
   }
 
   /** Erases a retired key's private part; its metadata and audit trail stay. */
   async destroyKey(change: KeyChange, kid: string): Promise<void> {
-    await this.applyChange(change, 'destroy', async (tx) => {
+    await this.applyChange(change, 'destroy', async (tx, at) => {
       await this.assertState(tx, change, kid, ['retired'], 'destroy');
-      await this.moveKey(tx, change, kid, 'retired', 'destroyed');
+      await this.moveKey(tx, change, at, kid, 'retired', 'destroyed');
       return null;
     });
   }
 
   /** Takes a key out of service at once: out of the JWKS, private part erased. Returns the state it left. */
   async revokeKey(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
-    return this.applyChange(change, 'revoke', async (tx) => {
+    return this.applyChange(change, 'revoke', async (tx, at) => {
       const previousState = (await this.assertState(tx, change, kid, ['next', 'active', 'grace', 'retired'], 'revoke')) as LiveKeyState;
-      await this.moveKey(tx, change, kid, previousState, 'revoked');
+      await this.moveKey(tx, change, at, kid, previousState, 'revoked', { revocation_reason: change.reason });
       return { previousState };
     });
   }
@@ -276,11 +385,11 @@ export class KeyStore {
         ]);
       }
       const { from, to, kids } = rewrap;
-      await appendAuditEvent(tx, { ...change, event: 'kek_rewrapped', details: { from, to, kids } });
+      await appendAuditEvent(tx, { ...change, at: await this.clock(), event: 'kek_rewrapped', details: { from, to, kids } });
       // Neither the JWKS nor any signing key changed, but the event is a new version of the key set
       // (key-set-versions.ts): announced, the key rings and JWKS caches reload it now instead of
       // taking it for a lost notification at their next poll.
-      await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySetId]);
+      await notifyKeyChange(tx, keySetId);
       return rewrap;
     });
   }
@@ -308,7 +417,7 @@ export class KeyStore {
     return { kid: row.kid, alg: row.alg, privateJwk: openPrivateKey(row.private_key, row.kek_id, this.keks, { keySetId, kid: row.kid }) };
   }
 
-  private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient) => Promise<T>): Promise<T> {
+  private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient, at: number) => Promise<T>): Promise<T> {
     return inTransaction(this.pool, async (tx) => {
       await lockKeySet(tx, change.keySetId);
       const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2', [
@@ -316,14 +425,15 @@ export class KeyStore {
         change.keySetId,
       ]);
       if (done.rowCount) return done.rows[0].result;
-      const result = await apply(tx);
+      // Read with the key set locked: no change of this key set can commit between the stamp and this one's commit.
+      const result = await apply(tx, await this.clock());
       await tx.query('INSERT INTO key_operations (operation_id, key_set_id, kind, result) VALUES ($1, $2, $3, $4)', [
         change.operationId,
         change.keySetId,
         kind,
         JSON.stringify(result),
       ]);
-      await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, change.keySetId]);
+      await notifyKeyChange(tx, change.keySetId);
       return result;
     });
   }
@@ -347,17 +457,48 @@ export class KeyStore {
     return rows[0].state;
   }
 
-  private async moveKey(tx: PoolClient, change: KeyChange, kid: string, from: KeyState, to: Exclude<KeyState, 'next'>): Promise<void> {
-    const { event, stampColumn } = TRANSITIONS[to];
-    const erase = to === 'destroyed' || to === 'revoked' ? ', private_key = NULL, kek_id = NULL' : '';
-    const reason = to === 'revoked' ? ', revocation_reason = $5' : '';
-    await tx.query(
-      `UPDATE signing_keys SET state = $3, ${stampColumn} = $4${erase}${reason} WHERE key_set_id = $1 AND kid = $2`,
-      [change.keySetId, kid, to, new Date(change.at), ...(to === 'revoked' ? [change.reason] : [])],
-    );
-    await appendAuditEvent(tx, { ...change, kid, event, fromState: from, toState: to });
+  /** Moves a key into its grace period: it verifies until `graceMs` from now. */
+  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, from: KeyState): Promise<void> {
+    await this.moveKey(tx, change, at, demotion.kid, from, 'grace', { grace_ends_at: new Date(at + demotion.graceMs) });
   }
 
+  /**
+   * Moves a key to state `to`, stamping `at` in the state's column (and `columns` beside it), with its
+   * audit event (the state's own unless `event` says otherwise). A key leaving service for good loses
+   * its private part in the same statement.
+   */
+  private async moveKey(
+    tx: PoolClient,
+    change: KeyChange,
+    at: number,
+    kid: string,
+    from: KeyState,
+    to: Exclude<KeyState, 'next'>,
+    columns: Record<string, unknown> = {},
+    event: AuditEventKind = TRANSITIONS[to].event,
+  ): Promise<void> {
+    const erase = to === 'destroyed' || to === 'revoked' ? ', private_key = NULL, kek_id = NULL' : '';
+    const names = Object.keys(columns);
+    const more = names.map((name, i) => `, ${name} = $${i + 5}`).join('');
+    await tx.query(`UPDATE signing_keys SET state = $3, ${TRANSITIONS[to].stampColumn} = $4${erase}${more} WHERE key_set_id = $1 AND kid = $2`, [
+      change.keySetId,
+      kid,
+      to,
+      new Date(at),
+      ...Object.values(columns),
+    ]);
+    await appendAuditEvent(tx, { ...change, at, kid, event, fromState: from, toState: to });
+  }
+
+  private async timelineOf(tx: PoolClient, keySetId: string, kid: string): Promise<KeyTimeline> {
+    const { rows } = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND kid = $2`, [keySetId, kid]);
+    return toTimeline(toStoredKey(rows[0]));
+  }
+}
+
+/** Tells every key ring and JWKS cache that the key set changed, once the transaction commits. */
+async function notifyKeyChange(tx: PoolClient, keySetId: string): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySetId]);
 }
 
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
@@ -375,8 +516,12 @@ interface KeyRow {
   has_private_key: boolean;
   kek_id: string | null;
   created_at: Date;
+  listed_at: Date | null;
+  promotable_at: Date | null;
   activated_at: Date | null;
+  token_ttl_ms: string | null;
   demoted_at: Date | null;
+  grace_ends_at: Date | null;
   retired_at: Date | null;
   destroyed_at: Date | null;
   revoked_at: Date | null;
@@ -394,8 +539,12 @@ function toStoredKey(r: KeyRow): StoredKey {
     hasPrivateKey: r.has_private_key,
     kekId: r.kek_id,
     createdAt: r.created_at.getTime(),
+    listedAt: ms(r.listed_at),
+    promotableAt: ms(r.promotable_at),
     activatedAt: ms(r.activated_at),
+    tokenTtlMs: r.token_ttl_ms === null ? null : Number(r.token_ttl_ms),
     demotedAt: ms(r.demoted_at),
+    graceEndsAt: ms(r.grace_ends_at),
     retiredAt: ms(r.retired_at),
     destroyedAt: ms(r.destroyed_at),
     revokedAt: ms(r.revoked_at),
@@ -409,8 +558,12 @@ export function toTimeline(k: StoredKey): KeyTimeline {
     alg: k.alg,
     state: k.state as LiveKeyState,
     createdAt: k.createdAt,
-    ...(k.activatedAt === null ? {} : { activatedAt: k.activatedAt }),
-    ...(k.demotedAt === null ? {} : { demotedAt: k.demotedAt }),
-    ...(k.retiredAt === null ? {} : { retiredAt: k.retiredAt }),
+    ...(k.listedAt !== null && { listedAt: k.listedAt }),
+    ...(k.promotableAt !== null && { promotableAt: k.promotableAt }),
+    ...(k.activatedAt !== null && { activatedAt: k.activatedAt }),
+    ...(k.tokenTtlMs !== null && { tokenTtlMs: k.tokenTtlMs }),
+    ...(k.demotedAt !== null && { demotedAt: k.demotedAt }),
+    ...(k.graceEndsAt !== null && { graceEndsAt: k.graceEndsAt }),
+    ...(k.retiredAt !== null && { retiredAt: k.retiredAt }),
   };
 }

@@ -1,13 +1,7 @@
-import { isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
+import { isCancellation, log, workflowInfo } from '@temporalio/workflow';
 import type { Alert } from '../domain/incidents';
-import { alertActivities, legacyAlertActivities } from './activity-proxies';
+import { alertActivities } from './activity-proxies';
 import type { KeySetMachine } from './keyset-machine';
-
-/**
- * The patch that gave alerts incidents (one message per incident, reminders, a resolution) and
- * delivery in the background. Histories from before it replay the alert activity they awaited.
- */
-export const ALERT_INCIDENTS = 'alert-incidents';
 
 /** An alert as the key set workflow raises it: the key set and its workflow are filled in. */
 export type KeySetAlert = Omit<Alert, 'keySetId' | 'workflowId'>;
@@ -21,10 +15,6 @@ export type KeySetAlert = Omit<Alert, 'keySetId' | 'workflowId'>;
  */
 export async function raiseAlert(machine: KeySetMachine, alert: KeySetAlert): Promise<number | null> {
   const full: Alert = { ...alert, keySetId: machine.keySetId, workflowId: workflowInfo().workflowId };
-  if (!patched(ALERT_INCIDENTS)) {
-    await raiseLegacyAlert(full);
-    return null;
-  }
   const open = machine.incident(alert.incident);
   if (alert.status === 'resolved' && open === null) return null;
   try {
@@ -35,15 +25,5 @@ export async function raiseAlert(machine: KeySetMachine, alert: KeySetAlert): Pr
     if (isCancellation(error)) throw error;
     log.warn('alert could not be raised', { keySetId: machine.keySetId, incident: alert.incident, error: (error as Error).message });
     return null;
-  }
-}
-
-async function raiseLegacyAlert(alert: Alert): Promise<void> {
-  try {
-    const { keySetId, status, step, summary, error, failures, workflowId } = alert;
-    await legacyAlertActivities.raiseAlert({ keySetId, status, step, summary, error, failures, workflowId });
-  } catch (error) {
-    if (isCancellation(error)) throw error;
-    log.warn('alert could not be delivered', { keySetId: alert.keySetId, error: (error as Error).message });
   }
 }

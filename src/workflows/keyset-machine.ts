@@ -1,8 +1,9 @@
 import { KeyturnError } from '../domain/errors';
 import type { Incident } from '../domain/incidents';
-import type { KeySetCommand, KeySetState, KeySetStatus, LastError } from '../domain/keyset-state';
-import { REVOCABLE_STATES, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
-import { policyTimings, validatePolicy, type KeySetPolicy } from '../domain/policy';
+import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/keyset-state';
+import { REVOCABLE_STATES, listingWaitMs, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
+import { policyTimings, validatePolicy, type KeySetPolicy, type PolicyPatch, type PolicyTimings } from '../domain/policy';
+import type { Promotion } from '../store/key-store';
 import type { RevocationRequest } from './messages';
 
 /** What the main loop does next. */
@@ -23,8 +24,32 @@ export function failureBackoffMs(failures: number): number {
   return Math.min(FIRST_BACKOFF_MS * 2 ** Math.max(0, failures - 1), MAX_BACKOFF_MS);
 }
 
+/**
+ * How long the propagation gate waits before asking again, after `checks` answers that the key is not
+ * listed everywhere yet, `waitedMs` into the wait: quickly at first (our own JWKS lists a key within
+ * milliseconds), then a tenth of the time waited so far, at most an hour, so that a wait of days asks
+ * a few hundred times, not thousands.
+ */
+export function publicationCheckDelayMs(checks: number, waitedMs: number): number {
+  return Math.min(3_600_000, Math.max(100 * 2 ** Math.min(checks - 1, 20), waitedMs / 10));
+}
+
 export function initialState(keySetId: string, policy: KeySetPolicy): KeySetState {
-  return { keySetId, policy, keys: [], loaded: false, paused: null, commands: [], lastError: null, retryAt: null };
+  return {
+    keySetId,
+    policy,
+    keys: [],
+    loaded: false,
+    paused: null,
+    decommissioned: null,
+    commands: [],
+    rotation: null,
+    publication: null,
+    staleCachesUntil: null,
+    lastError: null,
+    retryAt: null,
+    incidents: [],
+  };
 }
 
 /**
@@ -52,25 +77,31 @@ export class KeySetMachine {
     return this.s.policy;
   }
 
+  get timings(): PolicyTimings {
+    return policyTimings(this.s.policy);
+  }
+
   key(state: KeyTimeline['state']): KeyTimeline | undefined {
     return this.s.keys.find((k) => k.state === state);
+  }
+
+  /** True once the key set is decommissioned: nothing new is generated or promoted. */
+  get windingDown(): boolean {
+    return this.s.decommissioned !== null;
   }
 
   nextStep(now: number): Step {
     const retryAt = this.s.retryAt ?? 0;
     const backingOff = retryAt > now;
     // Revocations first: they are emergencies. Commands someone waits for (Updates) skip the
-    // backoff too; a signalled rotation waits for it like scheduled work.
-    const urgent =
-      this.s.commands.find((c) => c.type === 'revoke') ??
-      this.s.commands.find((c) => c.type === 'decommission' || (c.type === 'rotate' && !c.viaSignal));
+    // backoff too; a signal's command waits for it like scheduled work.
+    const urgent = this.s.commands.find((c) => c.type === 'revoke') ?? this.s.commands.find((c) => c.awaited);
     if (!this.s.loaded) return backingOff && !urgent ? { type: 'wait', until: retryAt } : { type: 'load' };
     const command = urgent ?? (backingOff ? undefined : this.s.commands[0]);
     if (command) return { type: 'command', command };
-    // A signalled rotation held back by the backoff is due when the backoff ends.
     const commandDue = this.s.commands.length > 0 ? retryAt : Infinity;
     if (this.windingDown && this.s.keys.length === 0 && this.s.commands.length === 0) return { type: 'complete' };
-    const transition = this.s.paused ? undefined : this.transitionAt(now);
+    const transition = this.transitionAt(now);
     const transitionDue = transition === undefined ? Infinity : Math.max(transition.at, retryAt);
     if (transition !== undefined && transitionDue <= now) return { type: 'transition', transition };
     const until = Math.min(commandDue, transitionDue);
@@ -78,35 +109,40 @@ export class KeySetMachine {
   }
 
   status(now: number): KeySetStatus {
-    const step = this.s.loaded && !this.s.paused ? this.transitionAt(now) : undefined;
+    const step = this.s.loaded ? this.transitionAt(now) : undefined;
     return {
       keySetId: this.s.keySetId,
       policy: this.s.policy,
       paused: this.s.paused,
-      decommissioned: this.s.decommissioned ?? null,
+      decommissioned: this.s.decommissioned,
       keys: this.s.keys.map((k) => ({ ...k })),
       nextTransition: step ? { ...step, at: Math.max(step.at, this.s.retryAt ?? 0) } : null,
+      rotation: this.s.rotation,
       lastError: this.s.lastError,
       pendingCommands: this.s.commands.length,
       inFlight: this.inFlight,
     };
   }
 
-  /** A revocation is waiting: it goes before anything else, even a promotion held at the gate. */
-  get revocationPending(): boolean {
-    return this.s.commands.some((c) => c.type === 'revoke');
-  }
-
-  /** True once the key set is decommissioned: nothing new is generated or promoted. */
-  get windingDown(): boolean {
-    return Boolean(this.s.decommissioned);
-  }
-
+  /**
+   * The transition due next. A pause holds scheduled work; a rotation someone asked for still goes
+   * ahead (its next key is generated, checked and promoted), but nothing is retired or destroyed.
+   */
   private transitionAt(now: number): ScheduledTransition | undefined {
-    return nextTransition(this.s.keys, policyTimings(this.s.policy), now, { windingDown: this.windingDown });
+    if (this.s.paused && this.s.rotation === null) return undefined;
+    const keys = this.s.paused ? this.s.keys.filter((k) => k.state === 'active' || k.state === 'next') : this.s.keys;
+    const wait = this.s.publication;
+    return nextTransition(keys, {
+      timings: this.timings,
+      algorithm: this.s.policy.algorithm,
+      now,
+      windingDown: this.windingDown,
+      rotation: this.s.rotation,
+      publicationCheckAt: wait !== null && wait.kid === this.key('next')?.kid ? wait.nextCheckAt : undefined,
+    });
   }
 
-  // --- operator messages ---
+  // --- operator commands ---
 
   enqueue(command: KeySetCommand): void {
     this.s.commands.push(command);
@@ -119,24 +155,9 @@ export class KeySetMachine {
     this.changed();
   }
 
-  pause(reason: string, now: number): void {
-    this.s.paused = { reason, since: now };
-    this.changed();
-  }
-
-  resume(): void {
-    this.s.paused = null;
-    this.changed();
-  }
-
   /** The whole policy that `patch` would put in force; throws a PolicyError naming every bad field. */
-  policyWith(patch: unknown): KeySetPolicy {
+  policyWith(patch: PolicyPatch): KeySetPolicy {
     return validatePolicy(patch, { keySetId: this.s.keySetId, base: this.s.policy });
-  }
-
-  setPolicy(policy: KeySetPolicy): void {
-    this.s.policy = policy;
-    this.changed();
   }
 
   /** Throws unless `reason` says something: operator changes are recorded with why. */
@@ -150,7 +171,7 @@ export class KeySetMachine {
   }
 
   /** Throws unless `request` names a live key of this set and gives a reason. */
-  assertRevocable(request: RevocationRequest): KeyTimeline {
+  assertRevocable(request: Pick<RevocationRequest, 'kid' | 'reason'>): KeyTimeline {
     this.assertReason(request?.reason, 'revoke a key');
     const key = this.s.keys.find((k) => k.kid === request.kid);
     if (key === undefined || !REVOCABLE_STATES.includes(key.state)) {
@@ -172,61 +193,137 @@ export class KeySetMachine {
     }
   }
 
+  /**
+   * When the next key can sign at the earliest: its recorded `promotableAt` once listed everywhere,
+   * else the soonest its listing could make it (from its generation), and not before `now`.
+   */
+  signsAt(next: KeyTimeline, now: number): number {
+    const earliest = next.promotableAt ?? Math.max(next.createdAt + listingWaitMs(next, this.key('active'), this.timings), this.s.staleCachesUntil ?? 0);
+    return Math.max(now, earliest);
+  }
+
   // --- what the activities did ---
 
   loaded(keys: KeyTimeline[]): void {
     this.s.keys = keys;
     this.s.loaded = true;
+    if (this.s.publication !== null && this.key('next')?.kid !== this.s.publication.kid) this.s.publication = null;
     this.changed();
   }
 
   keyGenerated(key: KeyTimeline): void {
-    this.s.keys.push(key);
+    this.put(key);
+  }
+
+  /**
+   * The gate found the next key missing somewhere: it asks again later. Returns the wait, whose
+   * `alertAt` (`jwksMaxAge` into it at first) says when a missing key is worth an alert.
+   */
+  publicationPending(next: KeyTimeline, now: number): PublicationWait {
+    const wait = this.s.publication?.kid === next.kid ? this.s.publication : null;
+    const since = wait?.since ?? next.createdAt;
+    const checks = (wait?.checks ?? 0) + 1;
+    const alertAt = wait?.alertAt ?? since + this.timings.jwksMaxAgeMs;
+    this.s.publication = { kid: next.kid, since, checks, nextCheckAt: now + publicationCheckDelayMs(checks, now - since), alertAt };
+    this.changed();
+    return this.s.publication;
+  }
+
+  /** The gate's alert went out; a repeat is due at `remindAt`. */
+  publicationAlerted(remindAt: number): void {
+    if (this.s.publication === null) return;
+    this.s.publication.alertAt = remindAt;
     this.changed();
   }
 
-  keyPromoted(kid: string, demotedKid: string | null, at: number): void {
-    for (const key of this.s.keys) {
-      if (key.kid === kid) Object.assign(key, { state: 'active', activatedAt: at });
-      else if (key.kid === demotedKid) Object.assign(key, { state: 'grace', demotedAt: at });
-    }
-    this.changed();
+  /** The next key is listed everywhere; from `promotableAt` it may sign. */
+  keyListed(key: KeyTimeline): void {
+    this.s.publication = null;
+    this.put(key);
   }
 
-  /** The wind-down began: the given keys are now in their grace period. */
-  woundDown(reason: string, demotedKids: string[], at: number): void {
-    for (const key of this.s.keys) {
-      if (demotedKids.includes(key.kid)) Object.assign(key, { state: 'grace', demotedAt: at });
-    }
-    this.s.decommissioned = { reason, since: at };
-    this.changed();
+  /** The time the next listing may not sign before: after a lower `jwksMaxAge`, older caches must expire first. */
+  get staleCachesUntil(): number {
+    return this.s.staleCachesUntil ?? 0;
   }
 
-  keyRetired(kid: string, at: number): void {
-    const key = this.s.keys.find((k) => k.kid === kid);
-    if (key) Object.assign(key, { state: 'retired', retiredAt: at });
-    this.changed();
+  keyPromoted({ active, demoted }: Promotion): void {
+    this.s.rotation = null;
+    this.s.publication = null;
+    this.put(active);
+    if (demoted !== null) this.put(demoted);
+  }
+
+  keyWithdrawn(key: KeyTimeline): void {
+    this.s.publication = null;
+    this.put(key);
+  }
+
+  keyRetired(key: KeyTimeline): void {
+    this.put(key);
   }
 
   /** The key is destroyed or revoked: it leaves the workflow's state (PostgreSQL keeps its record). */
   keyRemoved(kid: string): void {
     this.s.keys = this.s.keys.filter((k) => k.kid !== kid);
+    if (this.s.publication?.kid === kid) this.s.publication = null;
+    this.changed();
+  }
+
+  rotationRequested(rotation: PendingRotation): void {
+    this.s.rotation = rotation;
+    this.changed();
+  }
+
+  /** The wind-down began: the given keys are now in their grace period. */
+  woundDown(reason: string, demoted: KeyTimeline[], at: number): void {
+    for (const key of demoted) this.put(key);
+    this.s.decommissioned = { reason, since: at };
+    this.s.rotation = null;
+    this.s.publication = null;
+    this.changed();
+  }
+
+  recommissioned(): void {
+    this.s.decommissioned = null;
+    this.changed();
+  }
+
+  /**
+   * A new policy is recorded, with the keys as it left them. A lower `jwksMaxAge` does not shorten
+   * what verifiers already cached: until those caches expire, no newly listed key signs.
+   */
+  policyChanged(policy: KeySetPolicy, keys: KeyTimeline[], now: number): void {
+    const before = this.timings.jwksMaxAgeMs;
+    this.s.policy = policy;
+    if (this.timings.jwksMaxAgeMs < before) this.s.staleCachesUntil = Math.max(this.staleCachesUntil, now + before);
+    this.s.keys = keys;
+    this.changed();
+  }
+
+  paused(pause: NonNullable<KeySetState['paused']>): void {
+    this.s.paused = pause;
+    this.changed();
+  }
+
+  resumed(): void {
+    this.s.paused = null;
     this.changed();
   }
 
   /** Incidents announced and not yet resolved. */
   get openIncidents(): readonly Incident[] {
-    return this.s.incidents ?? [];
+    return this.s.incidents;
   }
 
   /** The open incident `key`, if one was announced and not resolved. */
   incident(key: string): Incident | null {
-    return this.s.incidents?.find((i) => i.key === key) ?? null;
+    return this.s.incidents.find((i) => i.key === key) ?? null;
   }
 
   /** Keeps `incident` as the open incident `key`, or forgets it (null) once resolved. */
   setIncident(key: string, incident: Incident | null): void {
-    const others = (this.s.incidents ?? []).filter((i) => i.key !== key);
+    const others = this.s.incidents.filter((i) => i.key !== key);
     this.s.incidents = incident === null ? others : [...others, incident];
     this.changed();
   }
@@ -251,6 +348,14 @@ export class KeySetMachine {
     this.s.loaded = false;
     this.changed();
     return this.s.lastError;
+  }
+
+  /** Replaces the key with the same kid, or adds it. */
+  private put(key: KeyTimeline): void {
+    const index = this.s.keys.findIndex((k) => k.kid === key.kid);
+    if (index === -1) this.s.keys.push(key);
+    else this.s.keys[index] = key;
+    this.changed();
   }
 
   private changed(): void {

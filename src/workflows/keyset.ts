@@ -1,133 +1,80 @@
-import {
-  ActivityFailure,
-  ApplicationFailure,
-  allHandlersFinished,
-  condition,
-  continueAsNew,
-  isCancellation,
-  log,
-  patched,
-  setHandler,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { KeyChange } from '../store/key-store';
+import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { KeyturnError } from '../domain/errors';
-import { STEP_FAILURE_INCIDENT } from '../domain/incidents';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
-import type { KeyTimeline, ScheduledTransition } from '../domain/lifecycle';
+import { graceMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
 import { utc } from '../domain/describe';
-import { changedPolicyFields } from '../domain/policy';
+import { changedPolicyFields, policyTimings } from '../domain/policy';
+import type { KeyChange } from '../store/key-store';
 import { changeKeys } from './activity-proxies';
-import { ALERT_INCIDENTS, raiseAlert } from './alerts';
-import { awaitPublication, endGateWaitsOvertaken } from './propagation-gate';
-import { showState, type ShownState } from './web-ui';
+import { CommandQueue, checked, toApplicationFailure } from './command-queue';
 import { KeySetMachine, initialState } from './keyset-machine';
 import {
   decommissionUpdate,
   getStateQuery,
   pauseSignal,
+  recommissionUpdate,
   requestRotationSignal,
   resumeSignal,
   revokeKeyUpdate,
   rotateUpdate,
   updatePolicyUpdate,
   type KeySetWorkflowInput,
+  type PolicyUpdateResult,
   type RevocationResult,
   type RotationRequest,
   type RotationResult,
 } from './messages';
+import { checkPublication, endGateWaitsOvertaken } from './propagation-gate';
+import { attempt } from './step-failures';
+import { showState, type ShownState } from './web-ui';
 
-/** How a command ended, for the Update handler waiting on it. */
-type Outcome = { ok: true; value: unknown } | { ok: false; failure: ApplicationFailure };
+/** Who changes the key set and why; each activity it goes to gets an operation id of its own. */
+type Cause = Omit<KeyChange, 'operationId'>;
 
 /** The actor recorded for changes keyturn makes on its own schedule. */
 const SCHEDULER = 'keyturn';
+/** Who asked, when a message does not say. */
+const OPERATOR = 'operator';
+
+/** A run continues as new after this many history events, whatever the wait (see the README's replay rule). */
+export const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
 
 /**
  * One key set's whole life. It sleeps until the next transition, performs it through activities,
- * and serves operator messages in between. All changes of state happen in this main loop, one at a
- * time; handlers only queue commands and wait for their outcome.
+ * and serves operator messages in between. Every change of state happens in this main loop, one at a
+ * time: message handlers only check what they can and queue a command.
  */
 export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> {
   const machine = new KeySetMachine(input.state ?? initialState(input.keySetId, input.policy));
-  const outcomes = new Map<string, Outcome>();
+  const commands = new CommandQueue(machine);
   const shown: ShownState = {};
 
-  const queueRotation = (request: RotationRequest | undefined, viaSignal: boolean): string => {
-    const id = uuid4();
-    const reason = request?.reason?.trim() || 'forced rotation';
-    machine.enqueue({ id, type: 'rotate', reason, requestedBy: request?.requestedBy ?? 'operator', viaSignal });
-    return id;
-  };
-  const outcomeOf = async <T>(commandId: string): Promise<T> => {
-    await condition(() => outcomes.has(commandId));
-    const outcome = outcomes.get(commandId)!;
-    outcomes.delete(commandId);
-    if (!outcome.ok) throw outcome.failure;
-    return outcome.value as T;
-  };
-
-  // --- Message handlers ---
+  // --- Messages ---
   setHandler(getStateQuery, () => machine.status(Date.now()));
-
-  setHandler(requestRotationSignal, (request) => {
-    queueRotation(request, true);
+  setHandler(requestRotationSignal, (request) => commands.post(rotation(request)));
+  setHandler(rotateUpdate, (request) => commands.submit<RotationResult>(rotation(request)), {
+    validator: (_request: RotationRequest) => checked(() => machine.assertNotWindingDown('rotate')),
   });
-
-  setHandler(rotateUpdate, (request) => outcomeOf<RotationResult>(queueRotation(request, false)), {
-    validator: (_request: RotationRequest) => asUpdateRejection(() => machine.assertNotWindingDown('rotate')),
+  setHandler(revokeKeyUpdate, (request) => commands.submit<RevocationResult>({ type: 'revoke', ...requested(request), reason: request.reason, kid: request.kid }), {
+    validator: (request) => checked(() => machine.assertRevocable(request)),
   });
+  setHandler(updatePolicyUpdate, (update) => commands.submit<PolicyUpdateResult>({ type: 'updatePolicy', ...requested(update, 'policy updated'), patch: update.patch }), {
+    validator: (update) => checked(() => machine.policyWith(update?.patch)),
+  });
+  setHandler(pauseSignal, (request) => commands.post({ type: 'pause', ...requested(request, 'no reason given') }));
+  setHandler(resumeSignal, (request) => commands.post({ type: 'resume', ...requested(request, 'resumed') }));
+  setHandler(decommissionUpdate, (request) => commands.submit<void>({ type: 'decommission', ...requested(request) }), {
+    validator: (request) => checked(() => machine.assertReason(request?.reason, 'decommission')),
+  });
+  setHandler(recommissionUpdate, (request) => commands.submit<void>({ type: 'recommission', ...requested(request, 'listed again') }));
 
-  setHandler(
-    revokeKeyUpdate,
-    (request) => {
-      const id = uuid4();
-      machine.enqueue({ id, type: 'revoke', kid: request.kid, reason: request.reason, requestedBy: request.requestedBy ?? 'operator' });
-      return outcomeOf<RevocationResult>(id);
-    },
-    { validator: (request) => asUpdateRejection(() => machine.assertRevocable(request)) },
-  );
-
-  setHandler(
-    decommissionUpdate,
-    (request) => {
-      const id = uuid4();
-      machine.enqueue({ id, type: 'decommission', reason: request.reason, requestedBy: request.requestedBy ?? 'operator' });
-      return outcomeOf<void>(id);
-    },
-    { validator: (request) => asUpdateRejection(() => machine.assertReason(request?.reason, 'decommission')) },
-  );
-
-  setHandler(pauseSignal, (request) => machine.pause(request?.reason || 'no reason given', Date.now()));
-  setHandler(resumeSignal, () => machine.resume());
-
-  setHandler(
-    updatePolicyUpdate,
-    async (patch) => {
-      // Checked again: another update may have changed the policy since the validator ran.
-      const policy = asUpdateRejection(() => machine.policyWith(patch));
-      if (changedPolicyFields(machine.policy, policy).length > 0) {
-        await changeKeys('registerKeySet', 'record the new policy', { ...changeBy(machine, 'manual', 'operator', 'policy updated'), policy });
-        machine.setPolicy(policy);
-      }
-      return policy;
-    },
-    { validator: (patch) => asUpdateRejection(() => machine.policyWith(patch)) },
-  );
-
-  // --- Main loop ---
+  // --- The lifecycle ---
   for (;;) {
     const step = machine.nextStep(Date.now());
     if (step.type === 'load') {
-      await attempt(machine, 'load', async () => {
-        const policy = machine.policy;
-        machine.loaded(
-          await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...changeBy(machine, 'scheduled', SCHEDULER, 'workflow started'), policy }),
-        );
-      });
+      await attempt(machine, 'load', () => load(machine));
     } else if (step.type === 'command') {
-      await runCommand(machine, step.command, outcomes);
+      await perform(machine, step.command, commands);
     } else if (step.type === 'transition') {
       const { transition } = step;
       await attempt(machine, transition.kind, () => performTransition(machine, transition), 'kid' in transition ? transition.kid : undefined);
@@ -138,227 +85,206 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
     } else {
       showState(machine, shown);
       const revision = machine.revision;
-      const readyToContinue = () => shouldContinueAsNew(input) && allHandlersFinished();
+      const readyToContinue = () => historyIsLong(input) && allHandlersFinished();
       if (readyToContinue()) {
         await continueAsNew<typeof keySetWorkflow>({ ...input, policy: machine.policy, state: machine.state });
       }
-      const timeout = step.until === undefined ? undefined : Math.max(step.until - Date.now(), 1);
       const wakeUp = () => machine.revision !== revision || readyToContinue();
-      if (timeout === undefined) await condition(wakeUp);
-      else await condition(wakeUp, timeout, { summary: `sleep until ${utc(step.until!)}` });
+      if (step.until === undefined) await condition(wakeUp);
+      else await condition(wakeUp, Math.max(step.until - Date.now(), 1), { summary: `sleep until ${utc(step.until)}` });
     }
   }
 }
 
+/** Reads the keys from PostgreSQL (registering the key set and its policy on a first run). */
+async function load(machine: KeySetMachine): Promise<void> {
+  const { policy } = machine;
+  const cause = changeBy(machine, 'scheduled', SCHEDULER, 'workflow started');
+  machine.loaded(await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...cause, policy, inService: !machine.windingDown }));
+}
+
 async function performTransition(machine: KeySetMachine, transition: ScheduledTransition): Promise<void> {
   const { prepublish, rotationPeriod, gracePeriod, retirement } = machine.policy;
+  const rotation = machine.state.rotation;
+  const scheduled = (reason: string) => changeBy(machine, 'scheduled', SCHEDULER, reason);
+  const asked = rotation ? changeBy(machine, 'manual', rotation.requestedBy, rotation.reason) : undefined;
   switch (transition.kind) {
-    case 'bootstrap':
-      await promoteNextKeyNow(machine, 'bootstrap', SCHEDULER, 'no key could sign');
-      return;
-    case 'generateNext':
-      await generateNextKey(machine, 'scheduled', SCHEDULER, `published ${prepublish} before the active key's ${rotationPeriod} end`);
-      return;
-    case 'promote':
-      // Held for a revocation: the main loop runs it and comes back to this promotion.
-      if (await awaitPublication(machine, transition.kid)) {
-        await promoteKey(machine, transition.kid, 'scheduled', SCHEDULER, `active key's ${rotationPeriod} rotation period ended`);
-      }
-      return;
-    case 'retire': {
-      const change = changeBy(machine, 'scheduled', SCHEDULER, `${gracePeriod} grace period ended`);
-      await changeKeys('retireKey', `retire ${transition.kid}: grace period over`, { ...change, kid: transition.kid });
-      machine.keyRetired(transition.kid, change.at);
+    case 'bootstrap': {
+      const cause = changeBy(machine, 'bootstrap', SCHEDULER, 'no key could sign');
+      await promoteKey(machine, await generateNextKey(machine, cause), cause);
       return;
     }
+    case 'generateNext':
+      await generateNextKey(machine, asked ?? scheduled(`published ${prepublish} before the active key's ${rotationPeriod} end`));
+      return;
+    case 'checkPublication':
+      await checkPublication(machine, transition.kid, asked ?? scheduled('propagation gate'));
+      return;
+    case 'promote': {
+      // With no active key nothing signs: the next key is promoted at once, listed everywhere or not.
+      const emergency = machine.key('active') === undefined;
+      await promoteKey(machine, machine.key('next')!, asked ?? scheduled(emergency ? 'no key could sign' : `active key's ${rotationPeriod} rotation period ended`));
+      if (emergency) await endGateWaitsOvertaken(machine);
+      return;
+    }
+    case 'withdraw':
+      machine.keyWithdrawn(
+        await changeKeys('withdrawKey', `withdraw ${transition.kid}: the policy's algorithm is now ${machine.policy.algorithm}`, {
+          ...scheduled(`algorithm changed to ${machine.policy.algorithm}`),
+          kid: transition.kid,
+        }),
+      );
+      await endGateWaitsOvertaken(machine);
+      return;
+    case 'retire':
+      machine.keyRetired(
+        await changeKeys('retireKey', `retire ${transition.kid}: grace period over`, { ...scheduled(`${gracePeriod} grace period ended`), kid: transition.kid }),
+      );
+      return;
     case 'destroy':
-      await changeKeys('destroyKey', `destroy ${transition.kid}: erase its private part`, {
-        ...changeBy(machine, 'scheduled', SCHEDULER, `${retirement} retirement ended`),
-        kid: transition.kid,
-      });
+      await changeKeys('destroyKey', `destroy ${transition.kid}: erase its private part`, { ...scheduled(`${retirement} retirement ended`), kid: transition.kid });
       machine.keyRemoved(transition.kid);
       return;
   }
 }
 
-async function runCommand(machine: KeySetMachine, command: KeySetCommand, outcomes: Map<string, Outcome>): Promise<void> {
-  const viaSignal = command.type === 'rotate' && command.viaSignal;
-  const finish = (outcome: Outcome) => {
-    machine.complete(command.id);
-    if (!viaSignal) outcomes.set(command.id, outcome);
-  };
+/** Performs an operator command: checked again (the key set may have moved on since it was queued), then carried out. */
+async function perform(machine: KeySetMachine, command: KeySetCommand, commands: CommandQueue): Promise<void> {
   try {
-    // The key set may have moved on since the message was accepted.
     if (command.type === 'revoke') machine.assertRevocable(command);
     if (command.type === 'rotate') machine.assertNotWindingDown('rotate');
+    if (command.type === 'updatePolicy') machine.policyWith(command.patch);
   } catch (error) {
-    finish({ ok: false, failure: toApplicationFailure(error as KeyturnError) });
+    if (!(error instanceof KeyturnError)) throw error;
+    commands.settle(command, { ok: false, failure: toApplicationFailure(error) });
     return;
   }
-  const outcome = await attempt(
-    machine,
-    command.type,
-    (): Promise<unknown> => {
-      switch (command.type) {
-        case 'rotate':
-          return rotateWhenPublished(machine, command);
-        case 'revoke':
-          return revoke(machine, command);
-        case 'decommission':
-          return windDown(machine, command);
-      }
-    },
-    command.type === 'revoke' ? command.kid : undefined,
-  );
-  // A signalled rotation nobody waits for stays queued and is tried again after the backoff; a
-  // rotation held at the gate for a revocation stays queued and runs after it.
-  if ((!outcome.ok && viaSignal) || (outcome.ok && outcome.value === HELD_FOR_REVOCATION)) return;
-  finish(outcome);
+  const change = changeBy(machine, command.type === 'revoke' ? 'revocation' : 'manual', command.requestedBy, command.reason);
+  const outcome = await attempt(machine, command.type, () => carryOut(machine, command, change), command.type === 'revoke' ? command.kid : undefined);
+  // A signal's command that failed stays queued and is tried again after the backoff.
+  if (outcome.ok || command.awaited) commands.settle(command, outcome);
+}
+
+async function carryOut(machine: KeySetMachine, command: KeySetCommand, change: Cause): Promise<unknown> {
+  switch (command.type) {
+    case 'rotate':
+      return rotate(machine, command.immediately, change);
+    case 'revoke':
+      return revoke(machine, command.kid, change);
+    case 'updatePolicy': {
+      const previous = machine.policy;
+      const policy = machine.policyWith(command.patch);
+      const changed = changedPolicyFields(previous, policy);
+      if (changed.length === 0) return { policy, previous, changed };
+      const windows = windowsAfterPolicyChange(machine.state.keys, policyTimings(policy));
+      const keys = await changeKeys('recordPolicy', `record the new policy (${changed.join(', ')})`, { ...change, policy, windows });
+      machine.policyChanged(policy, keys, Date.now());
+      return { policy, previous, changed };
+    }
+    case 'pause':
+      await changeKeys('recordOperatorAction', `pause: ${command.reason}`, { ...change, action: 'paused' });
+      machine.paused({ reason: command.reason, since: Date.now(), requestedBy: command.requestedBy });
+      return;
+    case 'resume':
+      await changeKeys('recordOperatorAction', 'resume', { ...change, action: 'resumed' });
+      machine.resumed();
+      return;
+    case 'decommission':
+      return windDown(machine, change);
+    case 'recommission':
+      if (!machine.windingDown) return;
+      await changeKeys('recommission', 'take the key set back into service', change);
+      machine.recommissioned();
+      return;
+  }
+}
+
+/**
+ * A forced rotation, which never makes a verifier reject a token unless asked to: the next key
+ * (generated now if there is none) signs once it has been listed everywhere for `jwksMaxAge`, at once
+ * if it already has, and at once with `immediately`. A rotation asked for while one is pending joins it.
+ */
+async function rotate(machine: KeySetMachine, immediately: boolean, change: Cause): Promise<RotationResult> {
+  const pending = machine.state.rotation;
+  const previousKid = machine.key('active')?.kid ?? null;
+  if (pending !== null && (pending.immediately || !immediately)) {
+    const next = machine.key('next');
+    if (next !== undefined) return { kid: next.kid, signsAt: machine.signsAt(next, Date.now()), active: false, previousKid };
+  }
+  await changeKeys('recordOperatorAction', `rotation asked for: ${change.reason}`, { ...change, action: 'rotation_requested', details: { immediately } });
+  let next = machine.key('next');
+  if (next !== undefined && next.alg !== machine.policy.algorithm) {
+    machine.keyWithdrawn(await changeKeys('withdrawKey', `withdraw ${next.kid}: a new key in ${machine.policy.algorithm} replaces it`, { ...change, kid: next.kid }));
+    next = undefined;
+  }
+  next ??= await generateNextKey(machine, change);
+  const now = Date.now();
+  if (immediately || (next.promotableAt !== undefined && next.promotableAt <= now)) {
+    // Verifiers whose cached JWKS predates the key reject its tokens until it would have been promotable.
+    const safeFrom = machine.signsAt(next, now);
+    const active = await promoteKey(machine, next, change);
+    return { kid: next.kid, signsAt: active.activatedAt!, active: true, previousKid, ...(safeFrom > now && { rejectionWindowUntil: safeFrom }) };
+  }
+  machine.rotationRequested({ requestedAt: now, requestedBy: change.actor, reason: change.reason, immediately: false });
+  return { kid: next.kid, signsAt: machine.signsAt(next, now), active: false, previousKid };
+}
+
+async function revoke(machine: KeySetMachine, kid: string, change: Cause): Promise<RevocationResult> {
+  const { previousState } = await changeKeys('revokeKey', `revoke ${kid}: ${change.reason}`, { ...change, kid });
+  machine.keyRemoved(kid);
+  let activeKid = machine.key('active')?.kid ?? null;
+  if (previousState === 'active') {
+    // Emergency: the next key (or a new one) signs at once, without waiting out jwksMaxAge.
+    const replacement = machine.key('next') ?? (await generateNextKey(machine, { ...change, reason: `replaces revoked key ${kid}` }));
+    activeKid = (await promoteKey(machine, replacement, { ...change, reason: `replaces revoked key ${kid}` })).kid;
+  }
+  await endGateWaitsOvertaken(machine);
+  return { revokedKid: kid, previousState, activeKid };
 }
 
 /** Demotes the active and next keys into grace; the main loop then lets every key run out. */
-async function windDown(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'decommission' }>): Promise<void> {
+async function windDown(machine: KeySetMachine, change: Cause): Promise<void> {
   if (machine.windingDown) return;
-  const change = changeBy(machine, 'manual', command.requestedBy, command.reason);
-  const demoted = await changeKeys('windDown', 'decommission: active and next keys into their grace period', change);
-  machine.woundDown(command.reason, demoted, change.at);
+  const demotions = machine.state.keys.filter((k) => k.state === 'active' || k.state === 'next').map((k) => ({ kid: k.kid, graceMs: graceMs(k, machine.timings) }));
+  const demoted = await changeKeys('windDown', 'decommission: active and next keys into their grace period', { ...change, demotions });
+  machine.woundDown(change.reason, demoted, Date.now());
 }
 
-async function revoke(machine: KeySetMachine, command: Extract<KeySetCommand, { type: 'revoke' }>): Promise<RevocationResult> {
-  const change = changeBy(machine, 'revocation', command.requestedBy, command.reason);
-  const { previousState } = await changeKeys('revokeKey', `revoke ${command.kid}: ${command.reason}`, { ...change, kid: command.kid });
-  machine.keyRemoved(command.kid);
-  const activeKid =
-    previousState === 'active'
-      ? // Emergency: the next key (or a new one) signs at once, without waiting out jwksMaxAge.
-        (await promoteNextKeyNow(machine, 'revocation', command.requestedBy, `replaces revoked key ${command.kid}`)).activeKid
-      : (machine.key('active')?.kid ?? null);
-  await endGateWaitsOvertaken(machine);
-  return { revokedKid: command.kid, previousState, activeKid };
-}
-
-/** What a gated promotion answers when a revocation arrived while it waited. */
-const HELD_FOR_REVOCATION = 'held for a revocation';
-
-/** A forced rotation: the next key (generated first if there is none) is promoted once it is published. */
-async function rotateWhenPublished(
-  machine: KeySetMachine,
-  command: Extract<KeySetCommand, { type: 'rotate' }>,
-): Promise<RotationResult | typeof HELD_FOR_REVOCATION> {
-  const next = machine.key('next') ?? (await generateNextKey(machine, 'manual', command.requestedBy, command.reason));
-  if (!(await awaitPublication(machine, next.kid))) return HELD_FOR_REVOCATION;
-  return promoteKey(machine, next.kid, 'manual', command.requestedBy, command.reason);
-}
-
-/** Promotes the next key at once, generating it first if there is none. */
-async function promoteNextKeyNow(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Promise<RotationResult> {
-  const next = machine.key('next') ?? (await generateNextKey(machine, trigger, actor, reason));
-  return promoteKey(machine, next.kid, trigger, actor, reason);
-}
-
-async function promoteKey(machine: KeySetMachine, kid: string, trigger: ChangeTrigger, actor: string, reason: string): Promise<RotationResult> {
-  const change = changeBy(machine, trigger, actor, reason);
-  const { activeKid, demotedKid } = await changeKeys('promoteNextKey', `promote ${kid} to active`, { ...change, kid });
-  machine.keyPromoted(activeKid, demotedKid, change.at);
-  return { activeKid, previousKid: demotedKid };
-}
-
-async function generateNextKey(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Promise<KeyTimeline> {
-  const { algorithm } = machine.policy;
-  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key`, {
-    ...changeBy(machine, trigger, actor, reason),
-    algorithm,
+/** Makes `next` the active key; the key active until now verifies through its grace period. */
+async function promoteKey(machine: KeySetMachine, next: KeyTimeline, change: Cause): Promise<KeyTimeline> {
+  const active = machine.key('active');
+  const promotion = await changeKeys('promoteNextKey', `promote ${next.kid} to active`, {
+    ...change,
+    kid: next.kid,
+    tokenTtlMs: machine.timings.maxTokenTtlMs,
+    demotedGraceMs: active === undefined ? 0 : graceMs(active, machine.timings),
   });
+  machine.keyPromoted(promotion);
+  return promotion.active;
+}
+
+async function generateNextKey(machine: KeySetMachine, change: Cause): Promise<KeyTimeline> {
+  const { algorithm } = machine.policy;
+  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key`, { ...change, algorithm });
   machine.keyGenerated(key);
   return key;
 }
 
-/**
- * Runs one step (about `kid`, when it concerns one key). When its activities give up, the failure is
- * recorded, alerted and backed off instead of failing the workflow: rotation resumes once PostgreSQL
- * (or whatever failed) is back. A run of failures is one incident, resolved by the first success.
- */
-async function attempt<T>(machine: KeySetMachine, step: string, work: () => Promise<T>, kid?: string): Promise<Outcome> {
-  machine.inFlight = step;
-  const about = kid === undefined ? {} : { kid };
-  try {
-    const value = await work();
-    if (step === 'load' && failedWorkComesNext(machine)) return { ok: true, value };
-    const recovered = machine.succeeded();
-    if (recovered) {
-      await raiseAlert(machine, {
-        incident: STEP_FAILURE_INCIDENT,
-        status: 'resolved',
-        step: recovered.step,
-        ...about,
-        summary: `key set "${machine.keySetId}" recovered: ${step} succeeded`,
-      });
-    }
-    return { ok: true, value };
-  } catch (error) {
-    if (!(error instanceof ActivityFailure) || isCancellation(error)) throw error;
-    const cause = error.cause instanceof ApplicationFailure ? error.cause : undefined;
-    const message = error.cause?.message ?? error.message;
-    const lastError = machine.failed(step, message, Date.now());
-    log.warn('key set step failed', { keySetId: machine.keySetId, step, failures: lastError.failures, error: message });
-    await raiseAlert(machine, {
-      incident: STEP_FAILURE_INCIDENT,
-      status: 'firing',
-      step,
-      ...about,
-      summary: `key set "${machine.keySetId}": ${step} failed ${lastError.failures} time(s) in a row; retrying after a backoff`,
-      error: message,
-      // keyturn's own error codes pick the message's hint; other failure types name only a JavaScript class.
-      ...(cause?.type?.startsWith('ERR_') ? { code: cause.type } : {}),
-      failures: lastError.failures,
-    });
-    return {
-      ok: false,
-      failure: ApplicationFailure.create({
-        type: cause?.type ?? 'ERR_STEP_FAILED',
-        message: `${step} of key set "${machine.keySetId}" failed: ${message}`,
-        nonRetryable: true,
-      }),
-    };
-  } finally {
-    machine.inFlight = null;
-  }
+/** Who changes the key set and why; when it happens is the store's to record, at the commit. */
+function changeBy(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): Cause {
+  return { keySetId: machine.keySetId, trigger, actor, reason };
 }
 
-/**
- * After a failure the keys are read again before anything else: that read succeeding is no recovery
- * while work is due right after it, so the run of failures (and its incident) goes on until that work
- * succeeds, or nothing is due. Before ALERT_INCIDENTS the read ended the run, so a step failing behind
- * a working read (a missing KEK) never backed off beyond a minute and alerted and resolved every time.
- */
-function failedWorkComesNext(machine: KeySetMachine): boolean {
-  return machine.state.lastError !== null && machine.nextStep(Date.now()).type !== 'wait' && patched(ALERT_INCIDENTS);
+/** Who asked and why, from a message that may leave either out. */
+function requested(message: { requestedBy?: string; reason?: string } | undefined, defaultReason = 'no reason given') {
+  return { requestedBy: message?.requestedBy?.trim() || OPERATOR, reason: message?.reason?.trim() || defaultReason };
 }
 
-/** A change on the workflow's clock, with an operation id that makes its activity idempotent. */
-function changeBy(machine: KeySetMachine, trigger: ChangeTrigger, actor: string, reason: string): KeyChange {
-  return { operationId: uuid4(), keySetId: machine.keySetId, at: Date.now(), trigger, actor, reason };
+function rotation(request: RotationRequest | undefined) {
+  return { type: 'rotate' as const, ...requested(request, 'forced rotation'), immediately: request?.immediately === true };
 }
 
-function shouldContinueAsNew(input: KeySetWorkflowInput): boolean {
+function historyIsLong(input: KeySetWorkflowInput): boolean {
   const info = workflowInfo();
-  return info.continueAsNewSuggested || (input.maxHistoryEvents !== undefined && info.historyLength >= input.maxHistoryEvents);
-}
-
-/** Runs `check`; a KeyturnError it throws becomes the ApplicationFailure an Update caller receives. */
-function asUpdateRejection<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (error) {
-    throw error instanceof KeyturnError ? toApplicationFailure(error) : error;
-  }
-}
-
-function toApplicationFailure(error: KeyturnError): ApplicationFailure {
-  return ApplicationFailure.create({
-    type: error.code,
-    message: error.message,
-    nonRetryable: true,
-    details: [{ keySetId: error.keySetId, kid: error.kid, field: error.field }],
-  });
+  return info.continueAsNewSuggested || info.historyLength >= (input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS);
 }

@@ -6,7 +6,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { KeySetState, KeySetStatus } from '../domain/keyset-state';
 import type { LiveKeyState } from '../domain/lifecycle';
 import type { Violation } from '../domain/invariants';
-import type { KeySetPolicy } from '../domain/policy';
+import type { KeySetPolicy, PolicyPatch } from '../domain/policy';
 
 export const KEYSET_WORKFLOW_TYPE = 'keySetWorkflow';
 
@@ -19,12 +19,27 @@ export interface RotationRequest {
   reason?: string;
   /** Who asked, for the audit trail (an operator's name, a script). */
   requestedBy?: string;
+  /**
+   * Promote at once, even a key verifiers may not have cached yet: they reject its tokens until their
+   * cached JWKS expires. For when the active key must stop signing now and revoking it is not wanted.
+   */
+  immediately?: boolean;
 }
 
 export interface RotationResult {
-  activeKid: string;
-  /** The key that was active before and now verifies through its grace period. */
+  /** The key that signs once the rotation is done. */
+  kid: string;
+  /**
+   * When it signs (or signed): at once if it has been listed everywhere for `jwksMaxAge`, else once
+   * it has. An estimate while its listing is not yet confirmed.
+   */
+  signsAt: number;
+  /** Whether it signs already. */
+  active: boolean;
+  /** The key that signed before it, which verifies through its grace period once replaced. */
   previousKid: string | null;
+  /** With `immediately`: until then, verifiers whose cached JWKS predates the key may reject its tokens. */
+  rejectionWindowUntil?: number;
 }
 
 export interface RevocationRequest {
@@ -42,25 +57,54 @@ export interface RevocationResult {
 
 export interface PauseRequest {
   reason: string;
+  requestedBy?: string;
 }
 
-/** Rotate at once, fire and forget; a failed attempt is retried with backoff. */
-export const requestRotationSignal = defineSignal<[RotationRequest]>('requestRotation');
-/** Rotate at once and answer with the key that is then active. */
-export const rotateUpdate = defineUpdate<RotationResult, [RotationRequest]>('rotate');
-/** Take a key out of the JWKS and erase its private part at once; an active key is replaced first thing. */
-export const revokeKeyUpdate = defineUpdate<RevocationResult, [RevocationRequest]>('revokeKey');
-/** Stop scheduled transitions; operator commands still run. */
-export const pauseSignal = defineSignal<[PauseRequest]>('pause');
-export const resumeSignal = defineSignal<[]>('resume');
-/** Change some policy fields; answers with the whole policy now in force. */
-export const updatePolicyUpdate = defineUpdate<KeySetPolicy, [Partial<KeySetPolicy>]>('updatePolicy');
-export const getStateQuery = defineQuery<KeySetStatus>('getState');
+export interface ResumeRequest {
+  requestedBy?: string;
+}
+
+export interface PolicyUpdate {
+  /** The fields to change; null removes an optional field (`issuer`, `publishedAt`). */
+  patch: PolicyPatch;
+  requestedBy?: string;
+  reason?: string;
+}
+
+export interface PolicyUpdateResult {
+  /** The whole policy now in force. */
+  policy: KeySetPolicy;
+  /** The policy before the update. */
+  previous: KeySetPolicy;
+  /** The fields that changed (none when the patch changed nothing). */
+  changed: (keyof KeySetPolicy)[];
+}
 
 export interface DecommissionRequest {
   reason: string;
   requestedBy?: string;
 }
+
+export interface RecommissionRequest {
+  reason?: string;
+  requestedBy?: string;
+}
+
+/**
+ * Rotate, fire and forget: the next key signs once verifiers' caches hold it. Requests while one is
+ * pending join it; a failed attempt is tried again after the backoff.
+ */
+export const requestRotationSignal = defineSignal<[RotationRequest]>('requestRotation');
+/** Rotate and answer with the key that will sign and when (see RotationResult); requests while one is pending join it. */
+export const rotateUpdate = defineUpdate<RotationResult, [RotationRequest]>('rotate');
+/** Take a key out of the JWKS and erase its private part at once; an active key is replaced first thing. */
+export const revokeKeyUpdate = defineUpdate<RevocationResult, [RevocationRequest]>('revokeKey');
+/** Stop scheduled transitions; operator commands still run, and a rotation asked for still completes. */
+export const pauseSignal = defineSignal<[PauseRequest]>('pause');
+export const resumeSignal = defineSignal<[ResumeRequest?]>('resume');
+/** Change some policy fields; answers with the whole policy now in force and what changed. */
+export const updatePolicyUpdate = defineUpdate<PolicyUpdateResult, [PolicyUpdate]>('updatePolicy');
+export const getStateQuery = defineQuery<KeySetStatus>('getState');
 
 /**
  * Winds the key set down: no new key is generated, the active and next keys move into their grace
@@ -68,6 +112,12 @@ export interface DecommissionRequest {
  * No key is cut short. Answers once the wind-down has begun.
  */
 export const decommissionUpdate = defineUpdate<void, [DecommissionRequest]>('decommission');
+
+/**
+ * Takes a key set that is winding down back into service (`apply` lists it again): keys already
+ * winding down run out as planned, and a new key is generated and signs at once, as for a new key set.
+ */
+export const recommissionUpdate = defineUpdate<void, [RecommissionRequest]>('recommission');
 
 export const SUPERVISOR_WORKFLOW_TYPE = 'supervisorWorkflow';
 
@@ -82,6 +132,8 @@ export interface SupervisionReport {
   /** Key sets whose workflow was not running and was started again. */
   restarted: string[];
   violations: Violation[];
+  /** Key sets the round could not check (their workflow did not answer, say), with why. */
+  failed: { keySetId: string; error: string }[];
 }
 
 export interface KeySetWorkflowInput {
@@ -89,6 +141,6 @@ export interface KeySetWorkflowInput {
   policy: KeySetPolicy;
   /** Carried across continue-as-new; absent on the first run. */
   state?: KeySetState;
-  /** Continue as new after this many history events (tests set it low); Temporal's suggestion applies too. */
+  /** Continue as new after this many history events (default 1,000; tests set it low); Temporal's suggestion applies too. */
   maxHistoryEvents?: number;
 }

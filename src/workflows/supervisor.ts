@@ -1,7 +1,6 @@
-import { isCancellation, log, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { isCancellation, log, proxyActivities } from '@temporalio/workflow';
 import type { KeyturnActivities } from '../activities';
-import { alertActivities, legacyAlertActivities } from './activity-proxies';
-import { ALERT_INCIDENTS } from './alerts';
+import { alertActivities } from './activity-proxies';
 import type { SupervisionReport } from './messages';
 
 const { superviseKeySets } = proxyActivities<Pick<KeyturnActivities, 'superviseKeySets'>>({
@@ -17,10 +16,6 @@ const { superviseKeySets } = proxyActivities<Pick<KeyturnActivities, 'superviseK
  */
 export async function supervisorWorkflow(): Promise<SupervisionReport> {
   const report = await superviseKeySets({ at: Date.now() });
-  if (!patched(ALERT_INCIDENTS)) {
-    await raiseLegacyAlerts(report);
-    return report;
-  }
   // Alerts are best effort: when they cannot be raised, the round still reports what it found.
   try {
     await alertActivities.recordSupervisionAlerts({ report, at: Date.now() });
@@ -29,18 +24,4 @@ export async function supervisorWorkflow(): Promise<SupervisionReport> {
     log.warn('supervisor alerts could not be raised', { error: (error as Error).message });
   }
   return report;
-}
-
-/** The round's alerts as histories from before ALERT_INCIDENTS raised them, one awaited activity each. */
-async function raiseLegacyAlerts(report: SupervisionReport): Promise<void> {
-  const workflowId = workflowInfo().workflowId;
-  const alerts = [
-    ...report.restarted.map((keySetId) => ({
-      keySetId,
-      step: 'supervisor',
-      summary: `key set "${keySetId}" had no running workflow; the supervisor started it again`,
-    })),
-    ...report.violations.map((v) => ({ keySetId: v.keySetId, step: 'supervisor', summary: `key set "${v.keySetId}": ${v.code}`, error: v.message })),
-  ];
-  await Promise.allSettled(alerts.map((alert) => legacyAlertActivities.raiseAlert({ ...alert, status: 'firing', workflowId })));
 }

@@ -25,22 +25,28 @@ const savedEnv = { ...process.env };
 const KEY_SET = 'audited';
 
 
-const change = (keySetId: string, days: number, actor: string, reason: string): KeyChange => ({
-  operationId: randomUUID(), keySetId, at: daysAgo(days), trigger: 'manual', actor, reason,
-});
+/** The store stamps each change with its clock: this one says `days` ago, as it is made. */
+let clockNow = Date.now();
+const change = (keySetId: string, days: number, actor: string, reason: string): KeyChange => {
+  clockNow = daysAgo(days);
+  return { operationId: randomUUID(), keySetId, trigger: 'manual', actor, reason };
+};
+const SEED_WINDOWS = { tokenTtlMs: 3_600_000, demotedGraceMs: 5 * 86_400_000 };
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  store = new KeyStore(db.pool, randomKekRing());
+  store = new KeyStore(db.pool, randomKekRing(), { clock: () => clockNow });
   emptyDataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-audit-cli-'));
-  await store.registerKeySet({ keySetId: KEY_SET, at: daysAgo(10), trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY });
+  clockNow = daysAgo(10);
+  await store.registerKeySet({ keySetId: KEY_SET, trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY }, { inService: true });
   const first = await store.addNextKey(change(KEY_SET, 10, 'keyturn', 'bootstrap'), 'ES256');
-  await store.promoteNextKey(change(KEY_SET, 10, 'keyturn', 'bootstrap'), first.kid);
+  await store.promoteNextKey(change(KEY_SET, 10, 'keyturn', 'bootstrap'), first.kid, SEED_WINDOWS);
   const second = await store.addNextKey(change(KEY_SET, 5, 'keyturn', 'scheduled'), 'ES256');
-  await store.promoteNextKey(change(KEY_SET, 1, 'alice (keyturn CLI)', 'drill\n\u001b[2Jcleared'), second.kid);
+  await store.promoteNextKey(change(KEY_SET, 1, 'alice (keyturn CLI)', 'drill\n\u001b[2Jcleared'), second.kid, SEED_WINDOWS);
   kids = { first: first.kid, second: second.kid };
   // A key set that happens to be named like the subcommand.
-  await store.registerKeySet({ keySetId: 'verify', at: daysAgo(2), trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY });
+  clockNow = daysAgo(2);
+  await store.registerKeySet({ keySetId: 'verify', trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY }, { inService: true });
 
   for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
   Object.assign(process.env, { DATABASE_URL: db.url, KEYTURN_DATA_DIR: emptyDataDir, LOG_LEVEL: 'silent' });

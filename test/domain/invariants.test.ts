@@ -1,5 +1,6 @@
 import { checkInvariants, type StoredKeyRecord } from '../../src/domain/invariants';
 import type { KeySetStatus } from '../../src/domain/keyset-state';
+import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 
 const DAY = 86_400_000;
@@ -7,11 +8,16 @@ const T0 = Date.UTC(2026, 0, 1);
 
 const stored = (kid: string, state: StoredKeyRecord['state'], times: Partial<StoredKeyRecord> = {}): StoredKeyRecord => ({
   kid,
+  alg: 'ES256',
   state,
   hasPrivateKey: !['destroyed', 'revoked'].includes(state),
   createdAt: T0,
+  listedAt: null,
+  promotableAt: null,
   activatedAt: null,
+  tokenTtlMs: null,
   demotedAt: null,
+  graceEndsAt: null,
   retiredAt: null,
   ...times,
 });
@@ -24,15 +30,10 @@ function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): K
     decommissioned: null,
     keys: keys
       .filter((k) => !['destroyed', 'revoked'].includes(k.state))
-      .map((k) => ({
-        kid: k.kid,
-        alg: 'ES256',
-        state: k.state as 'active',
-        createdAt: k.createdAt,
-        ...(k.activatedAt !== null && { activatedAt: k.activatedAt }),
-        ...(k.demotedAt !== null && { demotedAt: k.demotedAt }),
-      })),
+      // The workflow's view of a stored key: the same fields, absent where the database has null.
+      .map(({ hasPrivateKey: _, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as KeyTimeline),
     nextTransition: null,
+    rotation: null,
     lastError: null,
     pendingCommands: 0,
     inFlight: null,
@@ -92,4 +93,16 @@ test('an active key signing longer than its rotation period plus the tolerance i
   const paused = statusOf(healthy, { paused: { reason: 'change freeze', since: T0 } });
   expect(tooOld(paused, due + 2 * HOUR)[0].message).toContain('the key set is paused: change freeze');
   expect(codes(paused, healthy, due + 2 * HOUR)).toEqual(['ACTIVE_KEY_TOO_OLD']);
+});
+
+test('a next key the propagation gate still waits for is no overdue transition (the gate alerts about it)', () => {
+  const keys = [...healthy, stored('n', 'next', { createdAt: T0 + 25 * DAY })];
+  expect(codes(statusOf(keys), keys, T0 + 30 * DAY + 30 * 60_000)).toEqual([]);
+});
+
+test('an active key kept on while its successor may not sign yet is not too old', () => {
+  const next = stored('n', 'next', { createdAt: T0 + 29 * DAY, listedAt: T0 + 29 * DAY, promotableAt: T0 + 34 * DAY });
+  const keys = [...healthy, next];
+  expect(codes(statusOf(keys), keys, T0 + 33 * DAY)).toEqual([]);
+  expect(codes(statusOf(keys), keys, T0 + 34 * DAY + 2 * 3_600_000)).toEqual(['OVERDUE', 'ACTIVE_KEY_TOO_OLD']);
 });

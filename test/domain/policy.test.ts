@@ -10,6 +10,7 @@ const SECONDS_POLICY: KeySetPolicy = {
   retirement: '2s',
   maxTokenTtl: '3s',
   jwksMaxAge: '2s',
+  clockSkew: '1s',
 };
 
 /** Runs validatePolicy, expecting a PolicyError. */
@@ -59,7 +60,7 @@ describe('validatePolicy rejects', () => {
       Object.fromEntries(policyError(input).violations.map((v) => [v.field, v.message]));
 
     expect(messages({ gracePeriod: '30m', maxTokenTtl: '2h' }).gracePeriod).toEqual(
-      expect.stringMatching(/30m.*maxTokenTtl 2h.*gracePeriod >= maxTokenTtl/),
+      expect.stringMatching(/30m.*maxTokenTtl 2h plus clockSkew 30s.*gracePeriod >= maxTokenTtl \+ clockSkew/),
     );
     expect(messages({ prepublish: '10m', jwksMaxAge: '1h' }).prepublish).toEqual(
       expect.stringMatching(/10m.*jwksMaxAge 1h.*prepublish >= jwksMaxAge/),
@@ -103,6 +104,7 @@ describe('validatePolicy accepts', () => {
       retirementMs: 2_000,
       maxTokenTtlMs: 3_000,
       jwksMaxAgeMs: 2_000,
+      clockSkewMs: 1_000,
     });
   });
 
@@ -138,9 +140,25 @@ describe('validatePolicy accepts', () => {
     });
   });
 
-  test('the boundaries of the invariants: gracePeriod == maxTokenTtl, prepublish == jwksMaxAge', () => {
-    const policy = { ...SECONDS_POLICY, gracePeriod: '3s', prepublish: '2s' };
+  test('the boundaries of the invariants: gracePeriod == maxTokenTtl + clockSkew, prepublish == jwksMaxAge', () => {
+    const policy = { ...SECONDS_POLICY, gracePeriod: '4s', prepublish: '2s' };
     expect(validatePolicy(policy)).toEqual(policy);
+  });
+
+  test('gracePeriod == maxTokenTtl leaves no margin for clock skew, and is refused', () => {
+    expect(policyError({ ...SECONDS_POLICY, gracePeriod: '3s' }).violations.map((v) => v.field)).toEqual(['gracePeriod']);
+  });
+
+  test('null removes an optional field; left out, it stays as the base has it', () => {
+    const base = validatePolicy({ issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(validatePolicy({ issuer: null }, { base })).toEqual({ ...DEFAULT_POLICY, publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(validatePolicy({ publishedAt: null, issuer: null }, { base })).toEqual(DEFAULT_POLICY);
+    expect(validatePolicy({}, { base })).toEqual(base);
+  });
+
+  test('a base stored before clockSkew existed takes the seed margin', () => {
+    const { clockSkew: _, ...older } = DEFAULT_POLICY;
+    expect(validatePolicy({}, { base: older as typeof DEFAULT_POLICY })).toEqual(DEFAULT_POLICY);
   });
 
   test('the input is not modified', () => {
@@ -158,7 +176,7 @@ describe('changedPolicyFields', () => {
       'gracePeriod',
     ]);
     expect(changedPolicyFields(DEFAULT_POLICY, SECONDS_POLICY).sort()).toEqual(
-      ['rotationPeriod', 'prepublish', 'retirement', 'maxTokenTtl', 'jwksMaxAge', 'gracePeriod'].sort(),
+      ['rotationPeriod', 'prepublish', 'retirement', 'maxTokenTtl', 'jwksMaxAge', 'gracePeriod', 'clockSkew'].sort(),
     );
   });
 

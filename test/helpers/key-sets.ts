@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Pool } from 'pg';
 import type { SigningAlgorithm } from '../../src/domain/algorithms';
-import { validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
+import { policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
 import type { Logger } from '../../src/observability/logger';
 import type { KeyChange, KeyStore } from '../../src/store/key-store';
 
@@ -29,7 +29,7 @@ export function uniqueKeySetId(prefix: string): string {
 
 /** A key change as an operator would make it by hand. */
 export function manualChange(keySetId: string, reason = 'test'): KeyChange {
-  return { operationId: randomUUID(), keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason };
+  return { operationId: randomUUID(), keySetId, trigger: 'manual', actor: 'test', reason };
 }
 
 /** Drives one key set through KeyStore, as the workflow's activities would. */
@@ -41,7 +41,7 @@ export class KeySetDriver {
 
   /** Registers the key set (or changes its policy); it has no key until addNext or rotate. */
   static async register(store: KeyStore, keySetId: string, policy: KeySetPolicy): Promise<KeySetDriver> {
-    await store.registerKeySet({ keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason: 'register' }, policy);
+    await store.registerKeySet({ keySetId, trigger: 'manual', actor: 'test', reason: 'register' }, policy, { inService: true });
     return new KeySetDriver(store, keySetId);
   }
 
@@ -50,8 +50,13 @@ export class KeySetDriver {
     return (await this.store.addNextKey(manualChange(this.keySetId, 'generate'), policy!.algorithm)).kid;
   }
 
+  /** Promotes `kid` under the key set's policy, as the workflow would. */
   async promote(kid: string): Promise<void> {
-    await this.store.promoteNextKey(manualChange(this.keySetId, 'promote'), kid);
+    const timings = policyTimings((await this.store.getPolicy(this.keySetId))!);
+    await this.store.promoteNextKey(manualChange(this.keySetId, 'promote'), kid, {
+      tokenTtlMs: timings.maxTokenTtlMs,
+      demotedGraceMs: timings.gracePeriodMs,
+    });
   }
 
   /** Generates a key and promotes it at once; returns its kid. */

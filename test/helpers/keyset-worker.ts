@@ -55,7 +55,8 @@ function listChannel(list: AlertNotification[]): AlertChannel {
 
 /** A real worker with the real activities against the test database. */
 export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker> {
-  const keyStore = new KeyStore(options.db.pool, options.kekRing);
+  // Stamped with the test server's clock, the one the workflow's timers run on.
+  const keyStore = new KeyStore(options.db.pool, options.kekRing, { clock: () => options.env.currentTimeMs() });
   const alerts = options.alerts;
   return Worker.create({
     connection: options.env.nativeConnection,
@@ -69,9 +70,9 @@ export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker
         channels: [...(alerts ? [listChannel(alerts)] : []), ...(options.channels ?? [])],
         reminderMs: options.reminderMs ?? 4 * 3_600_000,
         webUi: options.uiUrl === undefined ? undefined : { url: options.uiUrl, namespace: 'default' },
-        alertsTotal: keyturnMetrics(options.registry ?? new Registry()).alerts,
         incidents: new AlertIncidentStore(options.db.pool),
       },
+      metrics: keyturnMetrics(options.registry ?? new Registry()),
       keyAgeToleranceMs: 3_600_000,
       temporalClient: options.env.client,
       taskQueue: options.taskQueue,

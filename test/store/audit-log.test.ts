@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 const change = (keySetId: string, reason: string, more: Partial<KeyChange> = {}): KeyChange => ({
-  operationId: randomUUID(), keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason, ...more,
+  operationId: randomUUID(), keySetId, trigger: 'manual', actor: 'test', reason, ...more,
 });
 
 /** A key set with a few events: registered, then two rotations (generated, promoted, generated, demoted, promoted). */
@@ -58,21 +58,46 @@ async function expectChained(keySetId: string): Promise<void> {
 
 test('every kind of change is chained, and the chain verifies', async () => {
   const keySetId = uniqueKeySetId('every-kind');
-  const register = (policy = DEFAULT_POLICY) => store.registerKeySet({ keySetId, at: Date.now(), trigger: 'bootstrap', actor: 'test', reason: 'apply' }, policy);
+  const register = (policy = DEFAULT_POLICY, inService = true) =>
+    store.registerKeySet({ keySetId, trigger: 'bootstrap', actor: 'test', reason: 'apply' }, policy, { inService });
+  const windows = { tokenTtlMs: 3_600_000, demotedGraceMs: 60_000 };
   await register();
   await register({ ...DEFAULT_POLICY, rotationPeriod: '60d' });
   const first = await store.addNextKey(change(keySetId, 'first'), 'ES256');
-  await store.promoteNextKey(change(keySetId, 'first'), first.kid);
+  await store.promoteNextKey(change(keySetId, 'first'), first.kid, windows);
   const second = await store.addNextKey(change(keySetId, 'second'), 'ES256');
-  await store.promoteNextKey(change(keySetId, 'second'), second.kid);
+  await store.markListed(change(keySetId, 'listed'), second.kid, { waitMs: 60_000, notBefore: 0, urls: [] });
+  await store.promoteNextKey(change(keySetId, 'second'), second.kid, windows);
   await store.retireKey(change(keySetId, 'grace over'), first.kid);
   await store.destroyKey(change(keySetId, 'retirement over'), first.kid);
   await store.revokeKey(change(keySetId, 'leaked', { trigger: 'revocation' }), second.kid);
-  await store.addNextKey(change(keySetId, 'third'), 'ES256');
-  await store.windDown(change(keySetId, 'decommissioned'));
+  await store.withdrawKey(change(keySetId, 'algorithm changed'), (await store.addNextKey(change(keySetId, 'third'), 'ES256')).kid);
+  await store.recordPolicy(change(keySetId, 'longer grace'), { ...DEFAULT_POLICY, gracePeriod: '6d' }, []);
+  await store.recordOperatorAction(change(keySetId, 'freeze'), 'paused');
+  await store.recordOperatorAction(change(keySetId, 'thaw'), 'resumed');
+  await store.recordOperatorAction(change(keySetId, 'drill'), 'rotation_requested');
+  const fourth = await store.addNextKey(change(keySetId, 'fourth'), 'ES256');
+  await store.windDown(change(keySetId, 'decommissioned'), [{ kid: fourth.kid, graceMs: 60_000 }]);
+  await store.recommission(change(keySetId, 'listed again'));
 
   const events = (await readAuditTrail(db.pool, keySetId)).map((e) => e.event);
-  const everyKind: AuditEventKind[] = ['registered', 'policy_changed', 'generated', 'promoted', 'demoted', 'retired', 'destroyed', 'revoked'];
+  const everyKind: AuditEventKind[] = [
+    'registered',
+    'policy_changed',
+    'generated',
+    'published',
+    'promoted',
+    'demoted',
+    'withdrawn',
+    'retired',
+    'destroyed',
+    'revoked',
+    'paused',
+    'resumed',
+    'rotation_requested',
+    'decommissioned',
+    'recommissioned',
+  ];
   expect(new Set(events)).toEqual(new Set(everyKind));
   await expectChained(keySetId);
   expect(await verifyOne(keySetId)).toEqual({
@@ -182,10 +207,7 @@ test('concurrent changes to two key sets, and to one, keep every chain valid', a
   // Policy changes race with the rotations of their own key set: all of them queue on its row lock.
   const policyChanges = (keySet: KeySetDriver) =>
     ['2h', '3h', '4h'].map((rotationPeriod) =>
-      store.registerKeySet({ keySetId: keySet.keySetId, at: Date.now(), trigger: 'manual', actor: 'test', reason: rotationPeriod }, {
-        ...testPolicy(),
-        rotationPeriod,
-      }),
+      store.registerKeySet({ keySetId: keySet.keySetId, trigger: 'manual', actor: 'test', reason: rotationPeriod }, { ...testPolicy(), rotationPeriod }, { inService: true }),
     );
   await Promise.all([rotations(a), rotations(b), ...policyChanges(a), ...policyChanges(b)]);
 

@@ -21,7 +21,7 @@ const ringOf = (...keks: Kek[]) => new KekRing(keks);
 let db: TestDatabase;
 let underA: KeyStore;
 let rolled: KeyStore;
-const rewrapBy = (keySetId: string) => ({ keySetId, at: Date.now(), trigger: 'manual', actor: 'alice (keyturn CLI)', reason: 'KEK rolled' }) as const;
+const rewrapBy = (keySetId: string) => ({ keySetId, trigger: 'manual', actor: 'alice (keyturn CLI)', reason: 'KEK rolled' }) as const;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -141,8 +141,8 @@ test('a key under a KEK that is not configured: an error naming key set, kid and
   const keySet = await KeySetDriver.register(underA, uniqueKeySetId('rewrap-unknown'), testPolicy());
   await keySet.rotate();
   // Sealed under C, which the rolled ring lacks; created later than the key under A, which rewrap re-seals first.
-  const underC = new KeyStore(db.pool, ringOf(kekC));
-  const { kid: lost } = await underC.addNextKey({ ...manualChange(keySet.keySetId), at: Date.now() + 60_000 }, 'ES256');
+  const underC = new KeyStore(db.pool, ringOf(kekC), { clock: () => Date.now() + 60_000 });
+  const { kid: lost } = await underC.addNextKey(manualChange(keySet.keySetId), 'ES256');
   const keys = await rawKeys(keySet.keySetId);
   const events = await readAuditTrail(db.pool, keySet.keySetId);
 

@@ -5,12 +5,16 @@ import { DEFAULT_POLICY, type KeySetPolicy } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { KEY_CHANGES_CHANNEL, KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
+import { waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
+const HOUR = 3_600_000;
 const DAY = 86_400_000;
 const T0 = Date.UTC(2025, 0, 1);
 const at = (day: number) => T0 + day * DAY;
+/** What the workflow passes with a promotion under the seed policy. */
+const SEED_WINDOWS = { tokenTtlMs: HOUR, demotedGraceMs: 5 * DAY };
 /** The test database refuses audit events with this reason, to show a change and its event commit together. */
 const AUDIT_FAILS = 'audit insert fails';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
@@ -18,10 +22,12 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
 let db: TestDatabase;
 let store: KeyStore;
 const kekRing = randomKekRing();
+/** The store stamps each change with its clock: the tests set it to the day the change happens. */
+let clockNow = T0;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  store = new KeyStore(db.pool, kekRing);
+  store = new KeyStore(db.pool, kekRing, { clock: () => clockNow });
   await db.pool.query(`ALTER TABLE audit_events ADD CONSTRAINT test_audit_can_fail CHECK (reason <> '${AUDIT_FAILS}')`);
 });
 afterAll(async () => {
@@ -34,12 +40,15 @@ afterAll(async () => {
 let keySetCount = 0;
 async function newKeySet(policy: KeySetPolicy = { ...DEFAULT_POLICY }): Promise<string> {
   const keySetId = `ks-${++keySetCount}`;
-  await store.registerKeySet({ keySetId, at: T0, trigger: 'bootstrap', actor: 'test', reason: 'set up' }, policy);
+  clockNow = T0;
+  await store.registerKeySet({ keySetId, trigger: 'bootstrap', actor: 'test', reason: 'set up' }, policy, { inService: true });
   return keySetId;
 }
 
+/** A change made on `day`: the store's clock is moved there as it is made, so make it right before use. */
 function change(keySetId: string, day: number, more: Partial<KeyChange> = {}): KeyChange {
-  return { operationId: randomUUID(), keySetId, at: at(day), trigger: 'scheduled', actor: 'keyturn', reason: `day ${day}`, ...more };
+  clockNow = at(day);
+  return { operationId: randomUUID(), keySetId, trigger: 'scheduled', actor: 'keyturn', reason: `day ${day}`, ...more };
 }
 
 const addKey = async (keySetId: string, day: number) => (await store.addNextKey(change(keySetId, day), 'ES256')).kid;
@@ -55,9 +64,10 @@ async function keyIn(state: KeyState): Promise<Walked> {
     await store.revokeKey(change(keySetId, 1, { trigger: 'revocation' }), kid);
     return done;
   }
-  await store.promoteNextKey(change(keySetId, 0), kid);
+  await store.promoteNextKey(change(keySetId, 0), kid, SEED_WINDOWS);
   if (state === 'active') return done;
-  await store.promoteNextKey(change(keySetId, 30), await addKey(keySetId, 25));
+  const nextKid = await addKey(keySetId, 25);
+  await store.promoteNextKey(change(keySetId, 30), nextKid, SEED_WINDOWS);
   if (state === 'grace') return done;
   await store.retireKey(change(keySetId, 35), kid);
   if (state === 'retired') return done;
@@ -77,31 +87,36 @@ async function rawKey(keySetId: string, kid: string) {
 }
 
 describe('registerKeySet', () => {
-  const who = (keySetId: string, day: number) => ({ keySetId, at: at(day), trigger: 'manual', actor: 'deploy', reason: 'apply' }) as const;
+  const who = (keySetId: string, day: number) => {
+    clockNow = at(day);
+    return { keySetId, trigger: 'manual', actor: 'deploy', reason: 'apply' } as const;
+  };
+  const register = (keySetId: string, day: number, policy: KeySetPolicy, inService = true) =>
+    store.registerKeySet(who(keySetId, day), policy, { inService });
 
   test('creates the key set and writes a registered event', async () => {
-    expect(await store.registerKeySet(who('reg-new', 0), { ...DEFAULT_POLICY })).toEqual([]);
+    expect(await register('reg-new', 0, { ...DEFAULT_POLICY })).toEqual([]);
     expect(await readAuditTrail(db.pool, 'reg-new')).toEqual([
-      expect.objectContaining({ event: 'registered', kid: null, operationId: null, ...who('reg-new', 0), details: { policy: DEFAULT_POLICY } }),
+      expect.objectContaining({ event: 'registered', kid: null, operationId: null, ...who('reg-new', 0), at: at(0), details: { policy: DEFAULT_POLICY } }),
     ]);
     const { rows } = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', ['reg-new']);
     expect(rows[0].policy).toEqual(DEFAULT_POLICY);
   });
 
   test('registering the same policy again writes nothing (also with its fields in another order)', async () => {
-    await store.registerKeySet(who('reg-same', 0), { ...DEFAULT_POLICY });
-    await store.registerKeySet(who('reg-same', 1), { ...DEFAULT_POLICY });
+    await register('reg-same', 0, { ...DEFAULT_POLICY });
+    await register('reg-same', 1, { ...DEFAULT_POLICY });
     const reordered = Object.fromEntries(Object.entries(DEFAULT_POLICY).reverse()) as unknown as KeySetPolicy;
-    await store.registerKeySet(who('reg-same', 2), reordered);
+    await register('reg-same', 2, reordered);
     expect((await readAuditTrail(db.pool, 'reg-same')).map((e) => e.event)).toEqual(['registered']);
   });
 
   test('a changed policy is stored and writes policy_changed with the previous policy', async () => {
     const changed = { ...DEFAULT_POLICY, rotationPeriod: '60d' };
-    await store.registerKeySet(who('reg-changed', 0), { ...DEFAULT_POLICY });
-    await store.registerKeySet(who('reg-changed', 2), changed);
+    await register('reg-changed', 0, { ...DEFAULT_POLICY });
+    await register('reg-changed', 2, changed);
     expect((await readAuditTrail(db.pool, 'reg-changed')).at(-1)).toEqual(
-      expect.objectContaining({ event: 'policy_changed', ...who('reg-changed', 2), details: { policy: changed, previous: DEFAULT_POLICY } }),
+      expect.objectContaining({ event: 'policy_changed', ...who('reg-changed', 2), at: at(2), details: { policy: changed, previous: DEFAULT_POLICY } }),
     );
     const { rows } = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', ['reg-changed']);
     expect(rows[0].policy).toEqual(changed);
@@ -110,52 +125,135 @@ describe('registerKeySet', () => {
   test('returns the live keys with their timestamps, for the workflow to resume from', async () => {
     const { keySetId, kid: graceKid } = await keyIn('grace');
     const nextKid = await addKey(keySetId, 55);
-    const live = await store.registerKeySet({ keySetId, at: at(56), trigger: 'scheduled', actor: 'keyturn', reason: 'restart' }, { ...DEFAULT_POLICY });
+    const live = await register(keySetId, 56, { ...DEFAULT_POLICY });
     const activeKid = (await store.listKeys(keySetId)).find((k) => k.state === 'active')!.kid;
     expect(live).toEqual([
-      { kid: graceKid, alg: 'ES256', state: 'grace', createdAt: at(0), activatedAt: at(0), demotedAt: at(30) },
-      { kid: activeKid, alg: 'ES256', state: 'active', createdAt: at(25), activatedAt: at(30) },
+      { kid: graceKid, alg: 'ES256', state: 'grace', createdAt: at(0), activatedAt: at(0), tokenTtlMs: HOUR, demotedAt: at(30), graceEndsAt: at(35) },
+      { kid: activeKid, alg: 'ES256', state: 'active', createdAt: at(25), activatedAt: at(30), tokenTtlMs: HOUR },
       { kid: nextKid, alg: 'ES256', state: 'next', createdAt: at(55) },
+    ]);
+  });
+
+  test('a decommissioned key set served again by a fresh workflow is back in service, with a recommissioned event', async () => {
+    const { keySetId, kid } = await keyIn('active');
+    await store.windDown(change(keySetId, 3), [{ kid, graceMs: DAY }]);
+    await register(keySetId, 4, { ...DEFAULT_POLICY }, false);
+    expect((await store.listKeySets()).find((k) => k.id === keySetId)?.decommissioned).toBe(true);
+    await register(keySetId, 9, { ...DEFAULT_POLICY });
+    expect((await store.listKeySets()).find((k) => k.id === keySetId)?.decommissioned).toBe(false);
+    expect((await readAuditTrail(db.pool, keySetId)).slice(-2).map((e) => [e.event, e.at])).toEqual([
+      ['decommissioned', at(3)],
+      ['recommissioned', at(9)],
     ]);
   });
 });
 
 describe('a key through its whole life', () => {
-  test('next → active → grace → retired → destroyed, each with its audit event', async () => {
+  test('next → listed → active → grace → retired → destroyed, each stamped when it happens, with its audit event', async () => {
     const keySetId = await newKeySet();
-    const by = (day: number, trigger: KeyChange['trigger'] = 'scheduled') => change(keySetId, day, { trigger, actor: `actor-${day}`, reason: `reason-${day}` });
-    const c = [by(0, 'bootstrap'), by(0, 'bootstrap'), by(25), by(30), by(35), by(36)];
+    const used: { c: KeyChange; day: number }[] = [];
+    const by = (day: number, trigger: KeyChange['trigger'] = 'scheduled') => {
+      const c = change(keySetId, day, { trigger, actor: `actor-${day}`, reason: `reason-${day}` });
+      used.push({ c, day });
+      return c;
+    };
 
-    const first = await store.addNextKey(c[0], 'ES256');
+    const first = await store.addNextKey(by(0, 'bootstrap'), 'ES256');
     expect(first).toEqual({ kid: expect.any(String), alg: 'ES256', state: 'next', createdAt: at(0) });
-    expect(await store.promoteNextKey(c[1], first.kid)).toEqual({ activeKid: first.kid, demotedKid: null });
-    const second = await store.addNextKey(c[2], 'ES256');
-    expect(await store.promoteNextKey(c[3], second.kid)).toEqual({ activeKid: second.kid, demotedKid: first.kid });
-    await store.retireKey(c[4], first.kid);
-    await store.destroyKey(c[5], first.kid);
+    expect(await store.promoteNextKey(by(0, 'bootstrap'), first.kid, SEED_WINDOWS)).toEqual({
+      active: { ...first, state: 'active', activatedAt: at(0), tokenTtlMs: HOUR },
+      demoted: null,
+    });
+    const second = await store.addNextKey(by(25), 'ES256');
+    const listed = await store.markListed(by(25), second.kid, { waitMs: 15 * 60_000, notBefore: 0, urls: ['https://cdn.example/jwks.json'] });
+    expect(listed).toEqual({ ...second, listedAt: at(25), promotableAt: at(25) + 15 * 60_000 });
+    const promotion = await store.promoteNextKey(by(30), second.kid, { tokenTtlMs: 2 * HOUR, demotedGraceMs: 6 * DAY });
+    expect(promotion.active).toMatchObject({ kid: second.kid, state: 'active', activatedAt: at(30), tokenTtlMs: 2 * HOUR, listedAt: at(25) });
+    expect(promotion.demoted).toMatchObject({ kid: first.kid, state: 'grace', demotedAt: at(30), graceEndsAt: at(36) });
+    expect(await store.retireKey(by(36), first.kid)).toMatchObject({ kid: first.kid, state: 'retired', retiredAt: at(36) });
+    await store.destroyKey(by(37), first.kid);
 
     const [k1, k2] = await store.listKeys(keySetId);
     expect(k1).toMatchObject({ kid: first.kid, state: 'destroyed', hasPrivateKey: false, kekId: null, createdAt: at(0) });
-    expect(k1).toMatchObject({ activatedAt: at(0), demotedAt: at(30), retiredAt: at(35), destroyedAt: at(36), revokedAt: null });
+    expect(k1).toMatchObject({ activatedAt: at(0), demotedAt: at(30), graceEndsAt: at(36), retiredAt: at(36), destroyedAt: at(37), revokedAt: null });
     expect(k2).toMatchObject({ kid: second.kid, state: 'active', hasPrivateKey: true, kekId: kekRing.current.id, activatedAt: at(30) });
     expect(k2.publicJwk).toMatchObject({ kid: second.kid, alg: 'ES256', kty: 'EC', use: 'sig' });
     expect(await rawKey(keySetId, first.kid)).toMatchObject({ erased: true, kek_id: null });
 
-    const event = (cx: KeyChange, kid: string, name: string, fromState: KeyState | null, toState: KeyState) => ({
-      event: name, kid, fromState, toState, trigger: cx.trigger, actor: cx.actor, reason: cx.reason, operationId: cx.operationId, at: cx.at,
+    const event = (i: number, kid: string, name: string, fromState: KeyState | null, toState: KeyState | null) => ({
+      event: name, kid, fromState, toState, trigger: used[i].c.trigger, actor: used[i].c.actor, reason: used[i].c.reason,
+      operationId: used[i].c.operationId, at: at(used[i].day),
     });
     const audit = await readAuditTrail(db.pool, keySetId);
     expect(audit.slice(1)).toEqual([
-      expect.objectContaining(event(c[0], first.kid, 'generated', null, 'next')),
-      expect.objectContaining(event(c[1], first.kid, 'promoted', 'next', 'active')),
-      expect.objectContaining(event(c[2], second.kid, 'generated', null, 'next')),
-      expect.objectContaining(event(c[3], first.kid, 'demoted', 'active', 'grace')),
-      expect.objectContaining(event(c[3], second.kid, 'promoted', 'next', 'active')),
-      expect.objectContaining(event(c[4], first.kid, 'retired', 'grace', 'retired')),
-      expect.objectContaining(event(c[5], first.kid, 'destroyed', 'retired', 'destroyed')),
+      expect.objectContaining(event(0, first.kid, 'generated', null, 'next')),
+      expect.objectContaining(event(1, first.kid, 'promoted', 'next', 'active')),
+      expect.objectContaining(event(2, second.kid, 'generated', null, 'next')),
+      expect.objectContaining({ ...event(3, second.kid, 'published', null, null), details: { urls: ['https://cdn.example/jwks.json'], promotableAt: new Date(at(25) + 15 * 60_000).toISOString() } }),
+      expect.objectContaining(event(4, first.kid, 'demoted', 'active', 'grace')),
+      expect.objectContaining(event(4, second.kid, 'promoted', 'next', 'active')),
+      expect.objectContaining(event(5, first.kid, 'retired', 'grace', 'retired')),
+      expect.objectContaining(event(6, first.kid, 'destroyed', 'retired', 'destroyed')),
     ]);
     // The audit trail never holds key material.
     expect(JSON.stringify(audit)).not.toMatch(/"d":/);
+  });
+
+  test('a change is stamped once it holds the key set: a change that waited for the lock is not dated back', async () => {
+    const keySetId = await newKeySet();
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
+      const adding = store.addNextKey(change(keySetId, 1), 'ES256');
+      // The change waits for the lock; meanwhile the clock moves on, as a slow transaction's would.
+      await waitFor(async () => {
+        const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`);
+        return rows[0].n > 0 ? true : undefined;
+      }, 10_000, 'the change to wait for the key set lock');
+      clockNow = at(2);
+      await holder.query('COMMIT');
+      expect((await adding).createdAt).toBe(at(2));
+    } finally {
+      holder.release();
+    }
+  });
+
+  test('a next key that never signed is withdrawn: out of the JWKS, retired, with its event', async () => {
+    const { keySetId, kid } = await keyIn('active');
+    const nextKid = await addKey(keySetId, 25);
+    expect(await store.withdrawKey(change(keySetId, 26, { reason: 'algorithm changed' }), nextKid)).toMatchObject({ kid: nextKid, state: 'retired', retiredAt: at(26) });
+    expect((await store.listPublishedJwks(keySetId)).map((k) => k.kid)).toEqual([kid]);
+    expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({ event: 'withdrawn', kid: nextKid, fromState: 'next', toState: 'retired' });
+    await expect(store.withdrawKey(change(keySetId, 27), kid)).rejects.toMatchObject({ code: 'ERR_KEY_STATE_CONFLICT' });
+  });
+
+  test('a policy change records the policy, the fields before and after, and the windows it lengthens', async () => {
+    const { keySetId, kid } = await keyIn('grace');
+    const policy = { ...DEFAULT_POLICY, gracePeriod: '9d' };
+    const keys = await store.recordPolicy(change(keySetId, 31, { trigger: 'manual', actor: 'alice', reason: 'longer grace' }), policy, [
+      { kid, graceEndsAt: at(39) },
+    ]);
+    expect(keys.find((k) => k.kid === kid)).toMatchObject({ state: 'grace', graceEndsAt: at(39) });
+    expect(await store.getPolicy(keySetId)).toEqual(policy);
+    expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
+      event: 'policy_changed',
+      actor: 'alice',
+      at: at(31),
+      details: { fields: ['gracePeriod'], policy, previous: DEFAULT_POLICY, windows: [{ kid, graceEndsAt: at(39) }] },
+    });
+  });
+
+  test('operator actions that change no key are on the record with who asked', async () => {
+    const keySetId = await newKeySet();
+    await store.recordOperatorAction(change(keySetId, 1, { trigger: 'manual', actor: 'bob', reason: 'change freeze' }), 'paused');
+    await store.recordOperatorAction(change(keySetId, 2, { trigger: 'manual', actor: 'bob', reason: 'resumed' }), 'resumed');
+    await store.recordOperatorAction(change(keySetId, 3, { trigger: 'manual', actor: 'carol', reason: 'drill' }), 'rotation_requested', { immediately: false });
+    expect((await readAuditTrail(db.pool, keySetId)).slice(1).map((e) => [e.event, e.actor, e.reason, e.at, e.details])).toEqual([
+      ['paused', 'bob', 'change freeze', at(1), {}],
+      ['resumed', 'bob', 'resumed', at(2), {}],
+      ['rotation_requested', 'carol', 'drill', at(3), { immediately: false }],
+    ]);
   });
 
   test.each(['next', 'active', 'grace', 'retired'] as const)('revoking a %s key erases it and records why', async (state) => {
@@ -187,7 +285,7 @@ describe('a change and its audit event commit together', () => {
     const { keySetId } = await keyIn('active');
     const nextKid = await addKey(keySetId, 25);
     const before = await snapshot(keySetId);
-    await expect(store.promoteNextKey(change(keySetId, 30, { reason: AUDIT_FAILS }), nextKid)).rejects.toMatchObject({ code: '23514' });
+    await expect(store.promoteNextKey(change(keySetId, 30, { reason: AUDIT_FAILS }), nextKid, SEED_WINDOWS)).rejects.toMatchObject({ code: '23514' });
     expect(await snapshot(keySetId)).toEqual(before);
   });
 });
@@ -208,13 +306,13 @@ describe('idempotency', () => {
     const keySetId = await newKeySet();
     const c = change(keySetId, 0);
     const first = await store.addNextKey(c, 'ES256');
-    await store.promoteNextKey(change(keySetId, 0), first.kid);
+    await store.promoteNextKey(change(keySetId, 0), first.kid, SEED_WINDOWS);
     expect(await store.addNextKey(c, 'ES256')).toEqual(first);
     expect(await store.listKeys(keySetId)).toHaveLength(1);
   });
 
   test.each<[string, Exclude<KeyState, 'destroyed' | 'revoked'>, (c: KeyChange, kid: string) => Promise<unknown>]>([
-    ['promoteNextKey', 'next', (c, kid) => store.promoteNextKey(c, kid)],
+    ['promoteNextKey', 'next', (c, kid) => store.promoteNextKey(c, kid, SEED_WINDOWS)],
     ['retireKey', 'grace', (c, kid) => store.retireKey(c, kid)],
     ['destroyKey', 'retired', (c, kid) => store.destroyKey(c, kid)],
     ['revokeKey', 'active', (c, kid) => store.revokeKey(c, kid)],
@@ -239,14 +337,14 @@ describe('idempotency', () => {
 describe('impossible changes are refused and change nothing', () => {
   test.each<[string, KeyState, (c: KeyChange, kid: string) => Promise<unknown>, string]>([
     ['a second next key', 'next', (c) => store.addNextKey(c, 'ES256'), 'ERR_KEY_STATE_CONFLICT'],
-    ['promoting the active key', 'active', (c, kid) => store.promoteNextKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
+    ['promoting the active key', 'active', (c, kid) => store.promoteNextKey(c, kid, SEED_WINDOWS), 'ERR_KEY_STATE_CONFLICT'],
     ['retiring a next key', 'next', (c, kid) => store.retireKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['retiring the active key', 'active', (c, kid) => store.retireKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['destroying a grace key', 'grace', (c, kid) => store.destroyKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['destroying a destroyed key', 'destroyed', (c, kid) => store.destroyKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['revoking a destroyed key', 'destroyed', (c, kid) => store.revokeKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['revoking a revoked key', 'revoked', (c, kid) => store.revokeKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
-    ['promoting an unknown kid', 'active', (c) => store.promoteNextKey(c, 'no-such-kid'), 'ERR_KID_UNKNOWN'],
+    ['promoting an unknown kid', 'active', (c) => store.promoteNextKey(c, 'no-such-kid', SEED_WINDOWS), 'ERR_KID_UNKNOWN'],
     ['revoking an unknown kid', 'active', (c) => store.revokeKey(c, 'no-such-kid'), 'ERR_KID_UNKNOWN'],
   ])('%s → %s', async (_, state, run, code) => {
     const { keySetId, kid } = await keyIn(state);
@@ -259,7 +357,7 @@ describe('impossible changes are refused and change nothing', () => {
   test("another key set's kid is unknown here", async () => {
     const { kid } = await keyIn('next');
     const other = await newKeySet();
-    await expect(store.promoteNextKey(change(other, 0), kid)).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN', keySetId: other, kid });
+    await expect(store.promoteNextKey(change(other, 0), kid, SEED_WINDOWS)).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN', keySetId: other, kid });
   });
 
   test('the conflict names the key in the way', async () => {
@@ -269,7 +367,7 @@ describe('impossible changes are refused and change nothing', () => {
 
   test.each<[string, (c: KeyChange) => Promise<unknown>]>([
     ['addNextKey', (c) => store.addNextKey(c, 'ES256')],
-    ['promoteNextKey', (c) => store.promoteNextKey(c, 'k')],
+    ['promoteNextKey', (c) => store.promoteNextKey(c, 'k', SEED_WINDOWS)],
     ['retireKey', (c) => store.retireKey(c, 'k')],
     ['destroyKey', (c) => store.destroyKey(c, 'k')],
     ['revokeKey', (c) => store.revokeKey(c, 'k')],
@@ -315,7 +413,8 @@ describe('listPublishedJwks', () => {
     // Key 1 retired, key 2 active; then key 3 (RS256) replaces key 2, key 4 is revoked, key 5 (EdDSA) is next.
     const { keySetId, kid: retiredKid } = await keyIn('retired');
     const [, { kid: graceKid }] = await store.listKeys(keySetId);
-    await store.promoteNextKey(change(keySetId, 60), (await store.addNextKey(change(keySetId, 55), 'RS256')).kid);
+    const rsaKid = (await store.addNextKey(change(keySetId, 55), 'RS256')).kid;
+    await store.promoteNextKey(change(keySetId, 60), rsaKid, SEED_WINDOWS);
     const revokedKid = await addKey(keySetId, 61);
     await store.revokeKey(change(keySetId, 62), revokedKid);
     const nextKid = (await store.addNextKey(change(keySetId, 63), 'EdDSA')).kid;

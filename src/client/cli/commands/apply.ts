@@ -3,7 +3,7 @@ import { loadConfig } from '../../../config';
 import { applyKeySets, type ApplyReport } from '../../apply';
 import { connectClient, resolveTemporalTarget } from '../../connect';
 import { loadKeySetsFile } from '../../keysets-file';
-import { connectionOptions, operatorCommand, parseOptions } from '../operator';
+import { connectionOptions, operatorCommand, parseOptions, requestedBy } from '../operator';
 
 const applyOptions = connectionOptions.extend({
   file: z.string().trim().min(1, { error: '-f <file> names the key sets file' }),
@@ -27,7 +27,7 @@ export const applyCommand = operatorCommand('apply')
     const target = await resolveTemporalTarget(config, options);
     const client = await connectClient(target);
     try {
-      const report = await applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun });
+      const report = await applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun, requestedBy: requestedBy() });
       console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
     } finally {
       await client.connection.close();
@@ -44,6 +44,7 @@ export function formatApplyReport(report: ApplyReport, what: string): string {
       `${change.id}: ${change.fields.map((field) => `${field} ${show(change.from[field])} → ${show(change.to[field])}`).join(', ')}`,
     ]),
     ...report.unchanged.map((id): [string, string] => ['unchanged', id]),
+    ...report.recommissioned.map((id): [string, string] => [verb('recommissioned', 'would recommission'), `${id} (back in service: a new key signs at once)`]),
     ...report.pruned.map((id): [string, string] => [verb('pruned', 'would prune'), `${id} (decommissioned: its keys retire through grace)`]),
     [`schedule`, `supervisor ${report.schedule === 'unchanged' ? 'unchanged' : verb(report.schedule, `would be ${report.schedule}`)}`],
   ];

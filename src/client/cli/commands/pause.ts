@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, reasonOption, withKeySets } from '../operator';
+import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, reasonOption, requestedBy, withKeySets } from '../operator';
 
 const schema = connectionOptions.extend({ keySetId: keySetIdArgument, reason: reasonOption('pausing a key set') });
 
@@ -9,7 +9,7 @@ export const pauseCommand = operatorCommand('pause')
   .option('--reason <text>', 'why (required)')
   .action(async (id: string, _options: unknown, command: Command) => {
     const options = parseOptions(schema, { ...command.opts(), keySetId: id });
-    await withKeySets(options, (keySets) => keySets.pause(options.keySetId, options.reason));
+    await withKeySets(options, (keySets) => keySets.pause(options.keySetId, options.reason, requestedBy()));
     console.log(
       options.json
         ? JSON.stringify({ id: options.keySetId, paused: true, reason: options.reason })
