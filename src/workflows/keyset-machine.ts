@@ -217,13 +217,16 @@ export class KeySetMachine {
 
   /**
    * The gate found the next key missing somewhere: it asks again later. Returns the wait, whose
-   * `alertAt` (`jwksMaxAge` into it at first) says when a missing key is worth an alert.
+   * `alertAt` says when a missing key is worth an alert: once it holds up the promotion (the active
+   * key's period is over, or a rotation was asked for), and has been missing for `jwksMaxAge`.
    */
   publicationPending(next: KeyTimeline, now: number): PublicationWait {
     const wait = this.s.publication?.kid === next.kid ? this.s.publication : null;
     const since = wait?.since ?? next.createdAt;
     const checks = (wait?.checks ?? 0) + 1;
-    const alertAt = wait?.alertAt ?? since + this.timings.jwksMaxAgeMs;
+    const active = this.key('active');
+    const dueAt = this.s.rotation?.requestedAt ?? (active === undefined ? now : (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs);
+    const alertAt = wait?.alertAt ?? Math.max(since + this.timings.jwksMaxAgeMs, dueAt);
     this.s.publication = { kid: next.kid, since, checks, nextCheckAt: now + publicationCheckDelayMs(checks, now - since), alertAt };
     this.changed();
     return this.s.publication;

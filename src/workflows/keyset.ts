@@ -217,7 +217,12 @@ async function rotate(machine: KeySetMachine, immediately: boolean, change: Caus
     machine.keyWithdrawn(await changeKeys('withdrawKey', `withdraw ${next.kid}: a new key in ${machine.policy.algorithm} replaces it`, { ...change, kid: next.kid }));
     next = undefined;
   }
-  next ??= await generateNextKey(machine, change);
+  if (next === undefined) {
+    next = await generateNextKey(machine, change);
+    // Asked at once, the gate usually finds the key listed already: the answer then says exactly when it signs.
+    await checkPublication(machine, next.kid, change);
+    next = machine.key('next')!;
+  }
   const now = Date.now();
   if (immediately || (next.promotableAt !== undefined && next.promotableAt <= now)) {
     // Verifiers whose cached JWKS predates the key reject its tokens until it would have been promotable.

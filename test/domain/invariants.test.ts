@@ -31,7 +31,7 @@ function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): K
     keys: keys
       .filter((k) => !['destroyed', 'revoked'].includes(k.state))
       // The workflow's view of a stored key: the same fields, absent where the database has null.
-      .map(({ hasPrivateKey: _, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as KeyTimeline),
+      .map(({ hasPrivateKey: _, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as unknown as KeyTimeline),
     nextTransition: null,
     rotation: null,
     lastError: null,
@@ -74,7 +74,7 @@ test('a transition overdue beyond the tolerance is reported, unless the key set 
   const overdueAt = T0 + 25 * DAY + 10 * 60_000; // the next key was due on day 25
   expect(codes(statusOf(healthy), healthy, overdueAt)).toEqual(['OVERDUE']);
   expect(codes(statusOf(healthy), healthy, T0 + 25 * DAY + 60_000)).toEqual([]);
-  expect(codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0 } }), healthy, overdueAt)).toEqual([]);
+  expect(codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0, requestedBy: 'ops' } }), healthy, overdueAt)).toEqual([]);
 });
 
 test('an active key signing longer than its rotation period plus the tolerance is reported, paused or not', () => {
@@ -90,7 +90,7 @@ test('an active key signing longer than its rotation period plus the tolerance i
   expect(tooOld(statusOf(healthy), due + 10 * 60_000, 5 * 60_000)).toHaveLength(1);
 
   // A pause stops the rotation but not the key's exposure: still reported, and the message says why.
-  const paused = statusOf(healthy, { paused: { reason: 'change freeze', since: T0 } });
+  const paused = statusOf(healthy, { paused: { reason: 'change freeze', since: T0, requestedBy: 'ops' } });
   expect(tooOld(paused, due + 2 * HOUR)[0].message).toContain('the key set is paused: change freeze');
   expect(codes(paused, healthy, due + 2 * HOUR)).toEqual(['ACTIVE_KEY_TOO_OLD']);
 });

@@ -2,6 +2,7 @@ import { Pool } from 'pg';
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { loadConfig } from '../../src/config';
+import type { ScheduledTransition } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { startMetricsServer } from '../../src/observability/metrics-server';
 import { registerKeyStateMetrics } from '../../src/observability/key-state-metrics';
@@ -19,7 +20,15 @@ import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 /** The activity each scheduled transition runs. */
-const STEP_ACTIVITY = { bootstrap: 'generateNextKey', generateNext: 'generateNextKey', promote: 'promoteNextKey', retire: 'retireKey', destroy: 'destroyKey' };
+const STEP_ACTIVITY: Record<ScheduledTransition['kind'], string> = {
+  bootstrap: 'generateNextKey',
+  generateNext: 'generateNextKey',
+  checkPublication: 'confirmPublication',
+  promote: 'promoteNextKey',
+  withdraw: 'withdrawKey',
+  retire: 'retireKey',
+  destroy: 'destroyKey',
+};
 
 /** The value of one series in the registry's exposition text, or undefined when it is absent. */
 async function sample(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -43,7 +52,7 @@ describe('metrics', () => {
     const registry = createMetricsRegistry();
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    const keyStore = new KeyStore(db.pool, randomKekRing());
+    const keyStore = new KeyStore(db.pool, randomKekRing(), { clock: () => env.currentTimeMs() });
     const config = loadConfig({ KEYTURN_TASK_QUEUE: taskQueue });
     const worker = await createWorker(config, { connection: env.nativeConnection, keyStore, logger, workflowBundle: bundle, registry });
 
@@ -55,9 +64,9 @@ describe('metrics', () => {
 
       await env.sleep(30 * DAY + HOUR);
       await settled(env, handle);
-      await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'drill' }] });
-      const { activeKid } = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'second drill' }] });
-      await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: activeKid, reason: 'leaked' }] });
+      await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'drill', immediately: true }] });
+      const { kid } = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'second drill', immediately: true }] });
+      await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid, reason: 'leaked' }] });
       const { nextTransition } = await settled(env, handle);
 
       expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'scheduled' })).toBe(1);

@@ -155,11 +155,14 @@ describe('the propagation gate', () => {
     expect(publicationCheckDelayMs(40, 10 * DAY)).toBe(HOUR);
   });
 
-  test('a key not listed yet is checked again later; the wait alerts from jwksMaxAge into it', () => {
+  test('a key not listed yet is checked again later; the wait alerts once it holds up the promotion', () => {
     const machine = machineWith({ keys: [{ ...activeKey }, { ...nextKey }] });
     expect(machine.nextStep(T0 + 25 * DAY)).toEqual({ type: 'transition', transition: { kind: 'checkPublication', kid: 'n', at: T0 + 25 * DAY } });
     const wait = machine.publicationPending(nextKey, T0 + 25 * DAY);
-    expect(wait).toEqual({ kid: 'n', since: T0 + 25 * DAY, checks: 1, nextCheckAt: T0 + 25 * DAY + 100, alertAt: T0 + 25 * DAY + 15 * MINUTE });
+    expect(wait).toEqual({ kid: 'n', since: T0 + 25 * DAY, checks: 1, nextCheckAt: T0 + 25 * DAY + 100, alertAt: T0 + 30 * DAY });
+    // Generated late, the key is due at once: the alert comes jwksMaxAge into the wait.
+    const late = { ...nextKey, createdAt: T0 + 40 * DAY };
+    expect(machineWith({ keys: [{ ...activeKey }, late] }).publicationPending(late, T0 + 40 * DAY).alertAt).toBe(T0 + 40 * DAY + 15 * MINUTE);
     expect(machine.nextStep(T0 + 25 * DAY)).toEqual({ type: 'wait', until: T0 + 25 * DAY + 100 });
     machine.publicationAlerted(T0 + 26 * DAY);
     expect(machine.publicationPending(nextKey, T0 + 25 * DAY + 100)).toMatchObject({ checks: 2, alertAt: T0 + 26 * DAY });

@@ -23,6 +23,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
 import { recordHistory } from '../helpers/history';
 
+const MINUTE = 60_000;
 const DAY = 86_400_000;
 
 describe('operator messages', () => {
@@ -76,25 +77,37 @@ describe('operator messages', () => {
     return cause as ApplicationFailure;
   }
 
-  test('a rotation signal promotes a new key and records who asked', async () => {
+  test('a rotation signal publishes a new key, promotes it once verifiers can have cached it, and records who asked', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const before = activeKid(first)!;
       await handle.signal(requestRotationSignal, { reason: 'drill', requestedBy: 'alice' });
-      let status = await settled(env, handle);
-      for (let i = 0; activeKid(status) === before && i < 100; i++) status = await settled(env, handle);
+      // A second request while the first is pending joins it.
+      await handle.signal(requestRotationSignal, { reason: 'drill again', requestedBy: 'bob' });
+      const pending = await settled(env, handle);
+      const next = pending.keys.find((k) => k.state === 'next')!;
+      expect(activeKid(pending)).toBe(before);
+      expect(pending.rotation).toMatchObject({ requestedBy: 'alice', reason: 'drill' });
+      expect(pending.nextTransition).toEqual({ kind: 'promote', kid: next.kid, at: next.promotableAt });
+      expect(next.promotableAt! - next.listedAt!).toBe(15 * MINUTE);
 
-      const after = activeKid(status)!;
-      expect(after).not.toBe(before);
-      expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [after]: 'active' });
-      const trail = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.kid === after);
+      await env.sleep(16 * MINUTE);
+      const status = await settled(env, handle);
+      expect(activeKid(status)).toBe(next.kid);
+      expect(status.rotation).toBeNull();
+      expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [next.kid]: 'active' });
+      const trail = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.kid === next.kid || e.event === 'rotation_requested');
       expect(trail.map((e) => [e.event, e.trigger, e.actor, e.reason])).toEqual([
+        ['rotation_requested', 'manual', 'alice', 'drill'],
         ['generated', 'manual', 'alice', 'drill'],
+        ['published', 'manual', 'alice', 'drill'],
         ['promoted', 'manual', 'alice', 'drill'],
       ]);
+      const promoted = trail.at(-1)!;
+      expect(promoted.at).toBeGreaterThanOrEqual(trail[2].at + 15 * MINUTE);
     });
   });
 
-  test('a rotate Update answers with the key that is then active, promoting the published next key', async () => {
+  test('a rotate Update promotes at once a next key already cached everywhere, and answers with it', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const before = activeKid(first)!;
       await env.sleep(26 * DAY); // the next key is published on day 25
@@ -102,9 +115,37 @@ describe('operator messages', () => {
 
       const result = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'suspected leak' }] });
 
-      expect(result).toEqual({ activeKid: published, previousKid: before });
+      expect(result).toEqual({ kid: published, signsAt: expect.any(Number), active: true, previousKid: before });
       expect(activeKid(await handle.query(getStateQuery))).toBe(published);
       expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [published]: 'active' });
+    });
+  });
+
+  test('a rotate Update with no next key answers with the new key and when it signs; repeated, it joins the pending one', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const [a, b] = await Promise.all([
+        handle.executeUpdate(rotateUpdate, { args: [{ reason: 'first', requestedBy: 'alice' }] }),
+        handle.executeUpdate(rotateUpdate, { args: [{ reason: 'second', requestedBy: 'bob' }] }),
+      ]);
+      expect(a).toEqual({ kid: expect.any(String), signsAt: expect.any(Number), active: false, previousKid: activeKid(first) });
+      expect(b).toEqual(a);
+      const next = (await handle.query(getStateQuery)).keys.find((k) => k.state === 'next')!;
+      expect(next.kid).toBe(a.kid);
+      expect(a.signsAt).toBe(next.promotableAt);
+      const events = (await readAuditTrail(db.pool, keySetId)).map((e) => e.event);
+      expect(events.filter((e) => e === 'rotation_requested')).toHaveLength(1);
+      expect(events.filter((e) => e === 'generated')).toHaveLength(2); // the first key and this one
+    });
+  });
+
+  test('rotate immediately promotes at once and says until when verifiers may reject the new key', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const result = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'active key must stop now', immediately: true }] });
+      expect(result).toMatchObject({ active: true, previousKid: activeKid(first) });
+      expect(result.rejectionWindowUntil! - result.signsAt).toBeGreaterThan(14 * MINUTE);
+      expect(activeKid(await handle.query(getStateQuery))).toBe(result.kid);
+      const requested = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'rotation_requested')!;
+      expect(requested.details).toEqual({ immediately: true });
     });
   });
 
@@ -131,7 +172,7 @@ describe('operator messages', () => {
 
   test('revoking a grace key leaves the active key alone', async () => {
     await withKeySet(async (handle, keySetId) => {
-      const { activeKid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{}] });
+      const { kid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
 
       const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'retire early' }] });
 
@@ -162,7 +203,7 @@ describe('operator messages', () => {
   test('pause stops scheduled transitions and resume catches up', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const original = activeKid(first)!;
-      await handle.signal(pauseSignal, { reason: 'change freeze' });
+      await handle.signal(pauseSignal, { reason: 'change freeze', requestedBy: 'carol' });
       await env.sleep(40 * DAY);
 
       const paused = await settled(env, handle);
@@ -179,26 +220,31 @@ describe('operator messages', () => {
       const caughtUp = await settled(env, handle);
       expect(activeKid(caughtUp)).not.toBe(original);
       expect(caughtUp.keys.find((k) => k.kid === original)?.state).toBe('grace');
+      const actions = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'paused' || e.event === 'resumed');
+      expect(actions.map((e) => [e.event, e.actor, e.reason])).toEqual([
+        ['paused', 'carol', 'change freeze'],
+        ['resumed', 'operator', 'resumed'],
+      ]);
     });
   });
 
   test('a policy update is validated: a bad one is rejected whole, a good one reschedules', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const rejected = await expectUpdateRejected(
-        handle.executeUpdate(updatePolicyUpdate, { args: [{ gracePeriod: '30m', rotationPeriod: '7d' }] }),
+        handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: { gracePeriod: '30m', rotationPeriod: '7d' } }] }),
         'ERR_POLICY_INVALID',
       );
-      expect(rejected.message).toMatch(/gracePeriod: 30m is shorter than maxTokenTtl 1h/);
+      expect(rejected.message).toMatch(/gracePeriod: 30m is shorter than maxTokenTtl 1h plus clockSkew 30s/);
       expect((await handle.query(getStateQuery)).policy).toEqual(DEFAULT_POLICY);
       const stored = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', [keySetId]);
       expect(stored.rows[0].policy).toEqual(DEFAULT_POLICY);
 
-      const policy = await handle.executeUpdate(updatePolicyUpdate, { args: [{ rotationPeriod: '240h' }] });
-      expect(policy).toEqual({ ...DEFAULT_POLICY, rotationPeriod: '10d' });
+      const result = await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: { rotationPeriod: '240h' }, requestedBy: 'dana', reason: 'shorter' }] });
+      expect(result).toEqual({ policy: { ...DEFAULT_POLICY, rotationPeriod: '10d' }, previous: DEFAULT_POLICY, changed: ['rotationPeriod'] });
       const status = await settled(env, handle);
       expect(status.nextTransition).toEqual({ kind: 'generateNext', at: first.keys[0].activatedAt! + 5 * DAY });
-      const events = (await readAuditTrail(db.pool, keySetId)).map((e) => e.event);
-      expect(events.filter((e) => e === 'policy_changed')).toHaveLength(1);
+      const changes = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'policy_changed');
+      expect(changes.map((e) => [e.actor, e.reason, e.details.fields])).toEqual([['dana', 'shorter', ['rotationPeriod']]]);
     });
   });
 

@@ -1,51 +1,103 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
 import type { AlertNotification } from '../../src/alerts/notification';
-import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { DEFAULT_POLICY, validatePolicy } from '../../src/domain/policy';
+import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflow } from '../../src/workflows';
-import { getStateQuery, revokeKeyUpdate } from '../../src/workflows/messages';
+import { DEFAULT_MAX_HISTORY_EVENTS } from '../../src/workflows/keyset';
+import { getStateQuery, pauseSignal, resumeSignal, revokeKeyUpdate } from '../../src/workflows/messages';
+import { startControlledJwks } from '../helpers/controlled-jwks';
 import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
-import { startControlledJwks } from '../helpers/controlled-jwks';
 
-const DAY = 86_400_000;
+const MINUTE = 60_000;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
+/** One step adds at most this many events after the continue-as-new check (a command with a few activities). */
+const STEP_EVENTS = 60;
 
 describe('the propagation gate', () => {
   const suite = useTimeSkippingSuite();
 
-  test('holds a promotion while a JWKS URL lacks the next key, alerts after jwksMaxAge, and lets it through once listed', async () => {
+  /** The history length of every run of the workflow, oldest first, following continue-as-new back. */
+  async function runLengths(handle: WorkflowHandle): Promise<number[]> {
+    const lengths: number[] = [];
+    let runId: string | undefined = (await handle.describe()).runId;
+    while (runId) {
+      const history: temporal.api.history.v1.IHistory = await handle.client.getHandle(handle.workflowId, runId).fetchHistory();
+      lengths.unshift(history.events?.length ?? 0);
+      runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+    }
+    return lengths;
+  }
+
+  test('holds a promotion for as long as a JWKS URL lacks the next key: every run stays short, pause holds, older keys retire on time', async () => {
     const { env, db, bundle } = suite;
     const jwks = await startControlledJwks();
     const { keySetId, taskQueue, workflowId } = uniqueNames('gate');
     const alerts: AlertNotification[] = [];
-    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts, reminderMs: 5 * DAY });
     try {
       await worker.runUntil(async () => {
-        const policy = { ...DEFAULT_POLICY, publishedAt: [jwks.url] };
+        // Each key signs 8 days and is published 5 days ahead, so a grace key runs out while the third key waits.
+        const policy = validatePolicy({ ...DEFAULT_POLICY, rotationPeriod: '8d', publishedAt: [jwks.url] });
         const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy }] });
         const first = await settled(env, handle);
-        const original = first.keys[0].kid;
-        jwks.kids.add(original);
+        const t0 = first.keys[0].activatedAt!;
+        const sleepUntil = async (at: number) => env.sleep(Math.max(at - (await env.currentTimeMs()), 1));
 
-        // Day 30 and an hour: the next key is due to sign, but the URL does not list it.
-        await env.sleep(30 * DAY + HOUR);
-        const held = await handle.query(getStateQuery);
-        const next = held.keys.find((k) => k.state === 'next')!;
-        expect(held.keys.find((k) => k.state === 'active')!.kid).toBe(original);
-        expect(held.inFlight).toBe('promote');
-        // Messages are delivered by workflows of their own, which the key set workflow does not wait for.
-        await waitFor(() => (alerts.length > 0 ? true : undefined), 10_000, 'the alert');
-        expect(alerts).toEqual([
-          expect.objectContaining({ keySetId, status: 'firing', step: 'propagation', error: expect.stringContaining(`kid ${next.kid} not listed yet`) }),
-        ]);
+        await sleepUntil(t0 + 3 * DAY + HOUR);
+        const second = (await settled(env, handle)).keys.find((k) => k.state === 'next')!;
+        jwks.kids.add(second.kid); // listed an hour after its generation; it signs from day 8
+        await sleepUntil(t0 + 11 * DAY + HOUR);
+        const waiting = await settled(env, handle);
+        const third = waiting.keys.find((k) => k.state === 'next')!;
+        expect(waiting.keys.find((k) => k.state === 'active')!.kid).toBe(second.kid);
+        expect(third.listedAt).toBeUndefined();
 
-        jwks.kids.add(next.kid);
-        await env.sleep(2 * 60_000); // the gate asks at most a minute apart
+        // Ten days past its due date (day 16), the third key still waits; the second key signs on.
+        await sleepUntil(t0 + 20 * DAY);
+        await handle.signal(pauseSignal, { reason: 'freeze during the wait' });
+        const paused = await settled(env, handle);
+        expect(paused.nextTransition).toBeNull();
+        const checksBefore = (await handle.fetchHistory()).events!.filter(isPublicationCheck).length;
+        await sleepUntil(t0 + 21 * DAY);
+        expect((await handle.fetchHistory()).events!.filter(isPublicationCheck).length).toBe(checksBefore);
+        await handle.signal(resumeSignal);
+        await sleepUntil(t0 + 26 * DAY);
+        expect((await settled(env, handle)).keys.find((k) => k.state === 'active')!.kid).toBe(second.kid);
+
+        jwks.kids.add(third.kid);
+        await sleepUntil(t0 + 26 * DAY + 3 * HOUR); // the gate asks at most an hour apart; then 15 minutes of caching
         const promoted = await settled(env, handle);
-        expect(promoted.keys.find((k) => k.state === 'active')!.kid).toBe(next.kid);
-        expect(promoted.keys.find((k) => k.kid === original)!.state).toBe('grace');
-        await waitFor(() => (alerts.length > 1 ? true : undefined), 10_000, 'the resolved alert');
-        expect(alerts.at(-1)).toMatchObject({ status: 'resolved', step: 'propagation' });
+        expect(promoted.keys.find((k) => k.state === 'active')!.kid).toBe(third.kid);
+
+        // The first key retired and was destroyed on time while the third key waited.
+        const trail = await readAuditTrail(db.pool, keySetId);
+        const when = (event: string, kid: string) => trail.find((e) => e.event === event && e.kid === kid)!.at;
+        const firstKid = first.keys[0].kid;
+        const demotedAt = when('demoted', firstKid);
+        expect(when('retired', firstKid) - (demotedAt + 5 * DAY)).toBeLessThan(MINUTE);
+        expect(when('destroyed', firstKid) - (demotedAt + 6 * DAY)).toBeLessThan(MINUTE);
+        expect(when('promoted', third.kid)).toBeGreaterThanOrEqual(when('published', third.kid) + 15 * MINUTE);
+
+        // Fifteen days of waiting took several runs, none longer than the bound.
+        const lengths = await runLengths(handle);
+        expect(lengths.length).toBeGreaterThanOrEqual(3);
+        for (const length of lengths) expect(length).toBeLessThanOrEqual(DEFAULT_MAX_HISTORY_EVENTS + STEP_EVENTS);
+        console.log(`15 days at the gate: ${lengths.length} runs of ${lengths.join(', ')} events (bound ${DEFAULT_MAX_HISTORY_EVENTS} + one step)`);
+
+        // One incident for the wait that held up a promotion: opened once it did, reminded, resolved once the key was listed.
+        // (The second key was missing for an hour too, days before it was due: no alert.)
+        await waitFor(() => (alerts.at(-1)?.status === 'resolved' ? true : undefined), 10_000, 'the resolved alert');
+        expect(alerts.map((a) => [a.kid, a.kind])).toEqual([
+          [third.kid, 'opened'],
+          [third.kid, 'reminder'],
+          [third.kid, 'resolved'],
+        ]);
+        expect(alerts[0]).toMatchObject({ keySetId, step: 'propagation', error: expect.stringContaining(`kid ${third.kid} not listed yet`) });
+        expect(alerts[0].openedAt).toBeGreaterThanOrEqual(t0 + 16 * DAY);
         await deliveriesEnded(env, alerts);
         await handle.terminate('test finished');
       });
@@ -54,7 +106,7 @@ describe('the propagation gate', () => {
     }
   });
 
-  test('a revocation arriving while a promotion waits at the gate runs at once and skips it', async () => {
+  test('a revocation while the next key waits runs at once and promotes it without the gate', async () => {
     const { env, db, bundle } = suite;
     const jwks = await startControlledJwks();
     const { keySetId, taskQueue, workflowId } = uniqueNames('gate-revoke');
@@ -89,3 +141,7 @@ describe('the propagation gate', () => {
     }
   });
 });
+
+function isPublicationCheck(event: temporal.api.history.v1.IHistoryEvent): boolean {
+  return event.activityTaskScheduledEventAttributes?.activityType?.name === 'confirmPublication';
+}
