@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { durationToMs, DURATION_HINT } from './domain/duration';
@@ -111,6 +112,12 @@ const duration = (what: string, max?: { ms: number; text: string }) =>
 const identifier = (what: string) =>
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
 
+/**
+ * Variables that hold secrets. Each may come from a file instead, named by `<NAME>_FILE` (the
+ * convention for Docker and Kubernetes secrets, which are mounted as files); setting both is an error.
+ */
+const SECRET_VARIABLES = ['DATABASE_URL', 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL'] as const;
+
 // Each key is the variable's own name, so an issue's path names the variable to fix.
 const schema = z.object({
   TEMPORAL_ADDRESS: z
@@ -150,17 +157,42 @@ const schema = z.object({
 
 /**
  * Reads and checks keyturn's environment variables. Empty values count as unset (compose files
- * often pass `VAR=`). A bad value throws one ERR_CONFIG_INVALID naming every variable at fault.
+ * often pass `VAR=`), and so does an empty secret file. A bad value throws one ERR_CONFIG_INVALID
+ * naming every variable at fault; a secret's value is never quoted.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): Config {
-  const input = Object.fromEntries(
-    Object.keys(schema.shape).map((name) => [name, env[name]?.trim() ? env[name].trim() : undefined]),
-  );
+  const setting = (name: string) => env[name]?.trim() || undefined;
+  const input: Record<string, string | undefined> = Object.fromEntries(Object.keys(schema.shape).map((name) => [name, setting(name)]));
+  const problems: { variable: string; message: string }[] = [];
+  const fromFile = new Map<string, string>();
+  for (const name of SECRET_VARIABLES) {
+    const file = setting(`${name}_FILE`);
+    if (file === undefined) continue;
+    if (input[name] !== undefined) {
+      problems.push({ variable: `${name}_FILE`, message: `and ${name} are both set: keep one` });
+      continue;
+    }
+    try {
+      input[name] = readFileSync(file, 'utf8').trim() || undefined;
+      fromFile.set(name, file);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      problems.push({ variable: `${name}_FILE`, message: `names ${file}, which cannot be read (${reason})` });
+    }
+  }
   const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${String(issue.path[0])} ${issue.message}`);
-    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid environment: ${problems.join('; ')}`, {
-      field: String(parsed.error.issues[0]?.path[0]),
+  for (const issue of parsed.error?.issues ?? []) {
+    const name = String(issue.path[0]);
+    const file = fromFile.get(name);
+    problems.push(
+      file === undefined
+        ? { variable: name, message: issue.message }
+        : { variable: `${name}_FILE`, message: `names ${file}, whose content ${issue.message}` },
+    );
+  }
+  if (!parsed.success || problems.length > 0) {
+    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid environment: ${problems.map((p) => `${p.variable} ${p.message}`).join('; ')}`, {
+      field: problems[0].variable,
     });
   }
   const values = parsed.data;
