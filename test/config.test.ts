@@ -118,3 +118,20 @@ describe('secrets from files (<NAME>_FILE)', () => {
     expect(bad.message).not.toContain('s3cr3tT0ken');
   });
 });
+
+describe('database roles', () => {
+  test('keyturn_jwks and keyturn_worker unless KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE say otherwise', () => {
+    expect(loadConfig({}).databaseRoles).toEqual({ jwks: 'keyturn_jwks', worker: 'keyturn_worker' });
+    expect(loadConfig({ KEYTURN_JWKS_ROLE: 'jwks_reader', KEYTURN_WORKER_ROLE: 'rotator' }).databaseRoles).toEqual({
+      jwks: 'jwks_reader',
+      worker: 'rotator',
+    });
+  });
+
+  test('a name that is no plain role name, or one role for both, is refused', () => {
+    expect(attempt({ KEYTURN_JWKS_ROLE: 'Robert"; DROP TABLE signing_keys' })).toMatchObject({ field: 'KEYTURN_JWKS_ROLE' });
+    const same = attempt({ KEYTURN_JWKS_ROLE: 'keyturn', KEYTURN_WORKER_ROLE: 'keyturn' });
+    expect(same).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_JWKS_ROLE' });
+    expect(same.message).toMatch(/KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE are both keyturn/);
+  });
+});
