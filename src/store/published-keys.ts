@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import type { PublicJwk } from '../crypto/generate';
 import { isSigningAlgorithm, type SigningAlgorithm } from '../domain/algorithms';
+import { KeyturnError } from '../domain/errors';
 
 // What the JWKS server reads, all through the views of migration 006 (006_published_keys.sql): a
 // role granted those views only (KEYTURN_JWKS_ROLE) serves the JWKS and discovery documents.
@@ -36,4 +37,29 @@ export async function listPublishedJwks(pool: Pool, keySetId: string): Promise<P
     [keySetId],
   );
   return rows.map((r) => r.public_jwk);
+}
+
+/**
+ * What to do when the views cannot be read for want of the schema or of a grant, as an error that
+ * says so; undefined for any other failure (a database that is down is waited out, not reported).
+ */
+export function unreadableViewsError(error: unknown): KeyturnError | undefined {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code === '42P01') {
+    return new KeyturnError(
+      'ERR_SCHEMA_OUTDATED',
+      `the database has no view of the published keys (${String(message)}): its schema predates this keyturn; ` +
+        'run `keyturn migrate` with the schema owner\'s DATABASE_URL',
+      { cause: error },
+    );
+  }
+  if (code === '42501') {
+    return new KeyturnError(
+      'ERR_DATABASE_ROLES',
+      `the database role of DATABASE_URL may not read the published keys (${String(message)}): run \`keyturn migrate\` ` +
+        "with the schema owner's DATABASE_URL and KEYTURN_JWKS_ROLE set to this role; it grants the role SELECT on those views",
+      { cause: error },
+    );
+  }
+  return undefined;
 }
