@@ -123,7 +123,7 @@ const roleName = (what: string) =>
  * Variables that hold secrets. Each may come from a file instead, named by `<NAME>_FILE` (the
  * convention for Docker and Kubernetes secrets, which are mounted as files); setting both is an error.
  */
-const SECRET_VARIABLES = ['DATABASE_URL', 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL'] as const;
+export const SECRET_VARIABLES = ['DATABASE_URL', 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL'] as const;
 
 // Each key is the variable's own name, so an issue's path names the variable to fix.
 const schema = z.object({
