@@ -23,8 +23,8 @@ export interface OpenedKeyStore {
 
 /**
  * What the worker and `keyturn dev` share: find (or start) the database, find (or create) the KEK,
- * bring the schema up to date (nothing to do for a role that may not, once `keyturn migrate` has), and
- * hand back a KeyStore on it. Whatever was started is stopped again if a later step fails.
+ * bring the schema up to date (a role that may not change it finds nothing to do once `keyturn migrate`
+ * has run), and hand back a KeyStore on it. Whatever was started is stopped again if a later step fails.
  */
 export async function openKeyStore(config: Config, logger: Logger, options: ResolveDatabaseOptions): Promise<OpenedKeyStore> {
   const database = await resolveDatabase(config, logger, options);
