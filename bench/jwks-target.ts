@@ -1,12 +1,9 @@
 import { createServer, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
-import { Kek, KekRing } from '../src/crypto/kek';
 import { startJwksServer } from '../src/jwks/server';
 import { createLogger } from '../src/observability/logger';
-import { KeyStore } from '../src/store/key-store';
 
 /**
  * The server under load, in a process of its own so that it does not share an event loop with the
@@ -20,12 +17,9 @@ export type TargetRequest = 'cpu' | 'stop';
 async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {
   if (message.mode === 'keyturn') {
     const pool = new Pool({ connectionString: message.databaseUrl, max: 4 });
-    // The server only reads public keys: any KEK will do.
-    const keyStore = new KeyStore(pool, new KekRing([new Kek(randomBytes(32))]));
     const server = await startJwksServer({
       port: 0,
       host: '127.0.0.1',
-      keyStore,
       pool,
       registry: new Registry(),
       logger: createLogger({ level: 'silent' }),

@@ -41,8 +41,8 @@ async function when(probe: () => Promise<boolean>, what: string): Promise<number
 }
 
 /** The JWKS server and the key ring of one database, as an issuer and its verifiers' JWKS endpoint run them. */
-async function startObservers(pool: Pool, store: KeyStore, kekRing: KekRing, keySetId: string) {
-  const jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool, registry: new Registry(), logger });
+async function startObservers(pool: Pool, kekRing: KekRing, keySetId: string) {
+  const jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool, registry: new Registry(), logger });
   const ring = await KeyRing.open({ pool, kekRing, keySetIds: [keySetId], logger });
   const jwksUrl = `${jwks.url}/keysets/${keySetId}/jwks.json`;
   return {
@@ -77,7 +77,7 @@ function latencyRow(measure: string, samplesMs: number[], note: string): Row {
 export async function benchStoreRotation(pool: Pool, store: KeyStore, kekRing: KekRing): Promise<Row[]> {
   const keySet = await KeySetDriver.register(store, 'bench-rotation-store', testPolicy('ES256'));
   await keySet.rotate();
-  const observers = await startObservers(pool, store, kekRing, keySet.keySetId);
+  const observers = await startObservers(pool, kekRing, keySet.keySetId);
   try {
     const toJwks: number[] = [];
     const toRing: number[] = [];
@@ -108,13 +108,12 @@ export async function benchTemporalRotation(): Promise<Row[]> {
   const { stack } = running;
   const pool = new Pool({ connectionString: stack.databaseUrl, max: 5 });
   const kekRing = parseKekRing(running.kek);
-  const store = new KeyStore(pool, kekRing);
   const keySetId = 'bench-rotation-temporal';
   let observers: Awaited<ReturnType<typeof startObservers>> | undefined;
   try {
     await stack.keySets.start(keySetId, testPolicy('ES256'));
     await stack.keySets.waitForActiveKid(keySetId);
-    observers = await startObservers(pool, store, kekRing, keySetId);
+    observers = await startObservers(pool, kekRing, keySetId);
     const o = observers;
     const toJwks: number[] = [];
     const toRing: number[] = [];

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { durationToMs, DURATION_HINT } from './domain/duration';
 import { KeyturnError } from './domain/errors';
+import type { DatabaseRoles } from './store/database-roles';
 
 /** pino's levels; `silent` turns logging off. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,6 +17,8 @@ export interface Config {
   taskQueue: string;
   /** An external PostgreSQL; unset means the embedded one under `dataDir`. */
   databaseUrl?: string;
+  /** The roles `keyturn migrate` grants what the JWKS server and the worker need (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE). */
+  databaseRoles: DatabaseRoles;
   /**
    * The raw value of KEYTURN_KEK (comma-separated base64 keys), checked by `parseKekRing` when it is
    * used. Kept under the name `kek` so the logger's redaction covers it should it ever be logged.
@@ -111,6 +115,16 @@ const duration = (what: string, max?: { ms: number; text: string }) =>
 const identifier = (what: string) =>
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
 
+// Lower case only: the same name then works quoted and unquoted in the SQL a DBA is asked to run.
+const roleName = (what: string) =>
+  z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: `must be the PostgreSQL role of ${what}: lower-case letters, digits and '_', at most 63` });
+
+/**
+ * Variables that hold secrets. Each may come from a file instead, named by `<NAME>_FILE` (the
+ * convention for Docker and Kubernetes secrets, which are mounted as files); setting both is an error.
+ */
+export const SECRET_VARIABLES = ['DATABASE_URL', 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL'] as const;
+
 // Each key is the variable's own name, so an issue's path names the variable to fix.
 const schema = z.object({
   TEMPORAL_ADDRESS: z
@@ -127,6 +141,8 @@ const schema = z.object({
     .refine(isPostgresUrl, { error: 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/keyturn' })
     .optional(),
   KEYTURN_KEK: z.string().optional(),
+  KEYTURN_JWKS_ROLE: roleName('the JWKS server (keyturn serve), default keyturn_jwks').default('keyturn_jwks'),
+  KEYTURN_WORKER_ROLE: roleName('the worker, default keyturn_worker').default('keyturn_worker'),
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
   PORT: port('the JWKS server, default 8080').default(8080),
@@ -150,25 +166,58 @@ const schema = z.object({
 
 /**
  * Reads and checks keyturn's environment variables. Empty values count as unset (compose files
- * often pass `VAR=`). A bad value throws one ERR_CONFIG_INVALID naming every variable at fault.
+ * often pass `VAR=`), and so does an empty secret file. A bad value throws one ERR_CONFIG_INVALID
+ * naming every variable at fault; a secret's value is never quoted.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): Config {
-  const input = Object.fromEntries(
-    Object.keys(schema.shape).map((name) => [name, env[name]?.trim() ? env[name].trim() : undefined]),
-  );
+  const setting = (name: string) => env[name]?.trim() || undefined;
+  const input: Record<string, string | undefined> = Object.fromEntries(Object.keys(schema.shape).map((name) => [name, setting(name)]));
+  const problems: { variable: string; message: string }[] = [];
+  const fromFile = new Map<string, string>();
+  for (const name of SECRET_VARIABLES) {
+    const file = setting(`${name}_FILE`);
+    if (file === undefined) continue;
+    if (input[name] !== undefined) {
+      problems.push({ variable: `${name}_FILE`, message: `and ${name} are both set: keep one` });
+      continue;
+    }
+    try {
+      input[name] = readFileSync(file, 'utf8').trim() || undefined;
+      fromFile.set(name, file);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      problems.push({ variable: `${name}_FILE`, message: `names ${file}, which cannot be read (${reason})` });
+    }
+  }
   const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${String(issue.path[0])} ${issue.message}`);
-    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid environment: ${problems.join('; ')}`, {
-      field: String(parsed.error.issues[0]?.path[0]),
+  for (const issue of parsed.error?.issues ?? []) {
+    const name = String(issue.path[0]);
+    const file = fromFile.get(name);
+    problems.push(
+      file === undefined
+        ? { variable: name, message: issue.message }
+        : { variable: `${name}_FILE`, message: `names ${file}, whose content ${issue.message}` },
+    );
+  }
+  if (!parsed.success || problems.length > 0) {
+    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid environment: ${problems.map((p) => `${p.variable} ${p.message}`).join('; ')}`, {
+      field: problems[0].variable,
     });
   }
   const values = parsed.data;
+  if (values.KEYTURN_JWKS_ROLE === values.KEYTURN_WORKER_ROLE) {
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      `invalid environment: KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE are both ${values.KEYTURN_JWKS_ROLE}: the JWKS server's role must not be one that can read private keys`,
+      { field: 'KEYTURN_JWKS_ROLE' },
+    );
+  }
   return {
     temporalAddress: values.TEMPORAL_ADDRESS ?? 'localhost:7233',
     temporalNamespace: values.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: values.KEYTURN_TASK_QUEUE,
     databaseUrl: values.DATABASE_URL,
+    databaseRoles: { jwks: values.KEYTURN_JWKS_ROLE, worker: values.KEYTURN_WORKER_ROLE },
     kek: values.KEYTURN_KEK,
     dataDir: path.resolve(overrides.dataDir ?? values.KEYTURN_DATA_DIR),
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,

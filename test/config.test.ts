@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { inspect } from 'node:util';
 import { loadConfig } from '../src/config';
 import { KeyturnError } from '../src/domain/errors';
@@ -37,15 +41,16 @@ test('a webhook URL never shows: not in JSON, not in util.inspect, not in a stri
   }
 });
 
+const attempt = (env: NodeJS.ProcessEnv) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    return error as KeyturnError;
+  }
+  throw new Error('expected ERR_CONFIG_INVALID');
+};
+
 test('bad values name the variable and never quote a URL back', () => {
-  const attempt = (env: NodeJS.ProcessEnv) => {
-    try {
-      loadConfig(env);
-    } catch (error) {
-      return error as KeyturnError;
-    }
-    throw new Error('expected ERR_CONFIG_INVALID');
-  };
   const badUrl = attempt({ SLACK_WEBHOOK_URL: 'ftp://hooks.slack.com/services/s3cr3tT0ken', ALERT_WEBHOOK_URL: 'not a url s3cr3tT0ken' });
   expect(badUrl.code).toBe('ERR_CONFIG_INVALID');
   expect(badUrl.message).toMatch(/SLACK_WEBHOOK_URL must be an http\(s\) URL/);
@@ -56,4 +61,77 @@ test('bad values name the variable and never quote a URL back', () => {
   expect(attempt({ KEYTURN_ALERT_REMINDER: '0s' }).field).toBe('KEYTURN_ALERT_REMINDER');
   expect(attempt({ KEYTURN_ALERT_TIMEOUT: '1m' }).message).toMatch(/KEYTURN_ALERT_TIMEOUT must be at most 30s/);
   expect(attempt({ KEYTURN_UI_URL: 'localhost:8233' }).field).toBe('KEYTURN_UI_URL');
+});
+
+describe('secrets from files (<NAME>_FILE)', () => {
+  const KEK = randomBytes(32).toString('base64');
+  const DATABASE_URL = 'postgres://keyturn_worker:pa55w0rd@db:5432/keyturn';
+  let dir: string;
+  /** Writes `content` to a file of its own and returns its path. */
+  const secretFile = async (name: string, content: string) => {
+    const file = path.join(dir, name);
+    await writeFile(file, content, { mode: 0o600 });
+    return file;
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-config-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('each secret may come from a file, as Docker and Kubernetes mount them, with its final newline dropped', async () => {
+    const fromFiles = loadConfig({
+      DATABASE_URL_FILE: await secretFile('database_url', `${DATABASE_URL}\n`),
+      KEYTURN_KEK_FILE: await secretFile('kek', `${KEK}\n`),
+      SLACK_WEBHOOK_URL_FILE: await secretFile('slack', `${SLACK}\n`),
+      ALERT_WEBHOOK_URL_FILE: await secretFile('webhook', 'https://alerts.example/hook'),
+    });
+    const fromEnvironment = loadConfig({ DATABASE_URL, KEYTURN_KEK: KEK, SLACK_WEBHOOK_URL: SLACK, ALERT_WEBHOOK_URL: 'https://alerts.example/hook' });
+    expect(fromFiles).toEqual(fromEnvironment);
+    expect(fromFiles).toMatchObject({ databaseUrl: DATABASE_URL, kek: KEK });
+    expect(fromFiles.alerts.slackWebhookUrl?.reveal()).toBe(SLACK);
+  });
+
+  test('an empty file counts as unset, like an empty variable (Compose makes one from an empty value)', async () => {
+    const config = loadConfig({ SLACK_WEBHOOK_URL_FILE: await secretFile('empty', '\n') });
+    expect(config.alerts.slackWebhookUrl).toBeUndefined();
+  });
+
+  test('a variable and its file both set is refused, naming both', async () => {
+    const error = attempt({ KEYTURN_KEK: KEK, KEYTURN_KEK_FILE: await secretFile('kek-too', KEK) });
+    expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_KEK_FILE' });
+    expect(error.message).toMatch(/KEYTURN_KEK_FILE and KEYTURN_KEK are both set: keep one/);
+    expect(error.message).not.toContain(KEK);
+  });
+
+  test('a file that cannot be read, or holds a bad value, names the variable and the path, never the content', async () => {
+    const missing = path.join(dir, 'no-such-file');
+    expect(attempt({ DATABASE_URL_FILE: missing }).message).toBe(
+      `invalid environment: DATABASE_URL_FILE names ${missing}, which cannot be read (ENOENT)`,
+    );
+    const file = await secretFile('bad-url', 'mysql://root:s3cr3tT0ken@db/keyturn');
+    const bad = attempt({ DATABASE_URL_FILE: file });
+    expect(bad).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'DATABASE_URL_FILE' });
+    expect(bad.message).toMatch(new RegExp(`DATABASE_URL_FILE names ${file}, whose content must be a postgres:// or postgresql:// URL`));
+    expect(bad.message).not.toContain('s3cr3tT0ken');
+  });
+});
+
+describe('database roles', () => {
+  test('keyturn_jwks and keyturn_worker unless KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE say otherwise', () => {
+    expect(loadConfig({}).databaseRoles).toEqual({ jwks: 'keyturn_jwks', worker: 'keyturn_worker' });
+    expect(loadConfig({ KEYTURN_JWKS_ROLE: 'jwks_reader', KEYTURN_WORKER_ROLE: 'rotator' }).databaseRoles).toEqual({
+      jwks: 'jwks_reader',
+      worker: 'rotator',
+    });
+  });
+
+  test('a name that is no plain role name, or one role for both, is refused', () => {
+    expect(attempt({ KEYTURN_JWKS_ROLE: 'Robert"; DROP TABLE signing_keys' })).toMatchObject({ field: 'KEYTURN_JWKS_ROLE' });
+    const same = attempt({ KEYTURN_JWKS_ROLE: 'keyturn', KEYTURN_WORKER_ROLE: 'keyturn' });
+    expect(same).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_JWKS_ROLE' });
+    expect(same.message).toMatch(/KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE are both keyturn/);
+  });
 });

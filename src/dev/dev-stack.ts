@@ -112,7 +112,6 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       const jwks = await startJwksServer({
         port: options.jwksPort,
         host: '127.0.0.1',
-        keyStore: store.keyStore,
         pool: store.pool,
         registry,
         logger,

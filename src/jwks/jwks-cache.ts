@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { assertPublicOnly, toPublicJwk, type PublicJwk } from '../crypto/generate';
 import { isSigningAlgorithm, type SigningAlgorithm } from '../domain/algorithms';
-import { policyTimings, type KeySetPolicy } from '../domain/policy';
+import { parseDuration } from '../domain/duration';
 import type { Logger } from '../observability/logger';
-import type { KeyStore } from '../store/key-store';
 import { listKeySetVersions } from '../store/key-set-versions';
+import { getPublishedKeySet, listPublishedJwks, type PublishedKeySet } from '../store/published-keys';
 
 /** A key set's JWKS, built once per change and served from memory. */
 export interface CachedJwks {
@@ -24,7 +24,7 @@ export interface CachedJwks {
 }
 
 export interface JwksCacheOptions {
-  keyStore: KeyStore;
+  /** Reads the views of published keys only (src/store/published-keys.ts). */
   pool: Pool;
   logger: Logger;
   /** How long an id found nowhere is answered "not found" without asking the database again. */
@@ -142,15 +142,15 @@ export class JwksCache {
   }
 
   async #rebuild(keySetId: string): Promise<void> {
-    const { keyStore, logger } = this.#options;
-    const policy = await keyStore.getPolicy(keySetId);
-    if (policy === undefined) {
+    const { pool, logger } = this.#options;
+    const keySet = await getPublishedKeySet(pool, keySetId);
+    if (keySet === undefined) {
       this.#forget(keySetId);
       return;
     }
-    const jwks = await keyStore.listPublishedJwks(keySetId);
+    const jwks = await listPublishedJwks(pool, keySetId);
     const previous = this.#entries.get(keySetId);
-    const next = buildJwks(keySetId, policy, jwks);
+    const next = buildJwks(keySet, jwks);
     this.#entries.set(keySetId, next);
     this.#misses.delete(keySetId);
     if (previous?.etag !== next.etag || previous.cacheControl !== next.cacheControl) {
@@ -177,7 +177,8 @@ export class JwksCache {
  * rebuilt from the public members of its key type (an allow-list), so a bad row fails the build
  * instead of reaching a response.
  */
-export function buildJwks(keySetId: string, policy: KeySetPolicy, stored: readonly PublicJwk[]): CachedJwks {
+export function buildJwks(keySet: PublishedKeySet, stored: readonly PublicJwk[]): CachedJwks {
+  const { keySetId } = keySet;
   const keys = stored.map((jwk) => {
     assertPublicOnly(jwk);
     if (typeof jwk.kid !== 'string' || !isSigningAlgorithm(jwk.alg)) {
@@ -186,15 +187,14 @@ export function buildJwks(keySetId: string, policy: KeySetPolicy, stored: readon
     return toPublicJwk(jwk, { kid: jwk.kid, alg: jwk.alg });
   });
   const body = Buffer.from(JSON.stringify({ keys }), 'utf8');
-  const maxAgeSeconds = Math.floor(policyTimings(policy).jwksMaxAgeMs / 1000);
-  const issuer = (policy as { issuer?: unknown }).issuer;
+  const maxAgeSeconds = Math.floor(parseDuration(keySet.jwksMaxAge, 'jwksMaxAge') / 1000);
   return {
     keySetId,
     body,
     etag: `"${createHash('sha256').update(body).digest('base64url')}"`,
     cacheControl: `public, max-age=${maxAgeSeconds}`,
     kids: keys.map((k) => k.kid),
-    algorithms: [...new Set([policy.algorithm, ...keys.map((k) => k.alg)])],
-    issuer: typeof issuer === 'string' && issuer !== '' ? issuer : undefined,
+    algorithms: [...new Set([keySet.algorithm, ...keys.map((k) => k.alg)])],
+    issuer: keySet.issuer,
   };
 }

@@ -4,8 +4,8 @@ import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger';
 import { listen } from '../runtime/listen';
-import type { KeyStore } from '../store/key-store';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
+import { unreadableViewsError } from '../store/published-keys';
 import { JwksCache } from './jwks-cache';
 import { createJwksMetrics, KEY_SET_LABEL } from './metrics';
 import { createJwksRequestHandler, KEY_SET_ID_PATTERN } from './routes';
@@ -15,7 +15,7 @@ export interface JwksServerOptions {
   port: number;
   /** Interface to listen on; Node's default (every interface) when left out. */
   host?: string;
-  keyStore: KeyStore;
+  /** Needs SELECT on the views of published keys only, and LISTEN (a role like KEYTURN_JWKS_ROLE). */
   pool: Pool;
   /** Where the request metrics go; `/metrics` serves this registry. */
   registry: Registry;
@@ -49,15 +49,16 @@ const READINESS_PROBE_TIMEOUT_MS = 2_000;
 
 /**
  * Starts the JWKS server: subscribes to key changes, loads every key set's JWKS (a database that is
- * down at start only delays readiness: the poll keeps trying), then listens.
+ * down at start only delays readiness: the poll keeps trying; one without the views of published
+ * keys, or a role without their grant, fails the start), then listens.
  */
 export async function startJwksServer(options: JwksServerOptions): Promise<RunningJwksServer> {
-  const { keyStore, pool, registry, logger } = options;
+  const { pool, registry, logger } = options;
   const defaultKeySetId = options.defaultKeySetId ?? (process.env.KEYTURN_DEFAULT_KEYSET || 'default');
   if (!KEY_SET_ID_PATTERN.test(defaultKeySetId)) {
     throw new TypeError(`default key set id ${JSON.stringify(defaultKeySetId)} does not match ${KEY_SET_ID_PATTERN}`);
   }
-  const cache = new JwksCache({ keyStore, pool, logger });
+  const cache = new JwksCache({ pool, logger });
   const events = await subscribeToKeyChanges({
     connection: connectionConfigOf(pool),
     onChange: (keySetId) => cache.refresh(keySetId),
@@ -69,6 +70,12 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
   try {
     await cache.checkAll();
   } catch (error) {
+    // A missing view or grant will not fix itself the way a database outage does.
+    const misconfigured = unreadableViewsError(error);
+    if (misconfigured !== undefined) {
+      await events.close();
+      throw misconfigured;
+    }
     logger.warn({ err: error }, 'cannot load the key sets yet; not ready until the database answers');
   }
 

@@ -1,4 +1,5 @@
 import { Pool } from 'pg';
+import { KeyturnError } from '../domain/errors';
 import type { Logger } from '../observability/logger';
 import { migrate } from '../store/migrate';
 import { displayDatabaseUrl, type ResolvedDatabase } from './database';
@@ -22,10 +23,26 @@ export async function applyMigrations(pool: Pool, database: ResolvedDatabase, lo
   } catch (error) {
     const reason = error instanceof Error ? error.message || (error as NodeJS.ErrnoException).code : String(error);
     const where = `${displayDatabaseUrl(database.url)} (${sourceWords[database.source]})`;
+    if (sqlState(error) === '42501') {
+      // A role that may only read and write rows (KEYTURN_WORKER_ROLE) finding the schema behind.
+      throw new KeyturnError(
+        'ERR_SCHEMA_OUTDATED',
+        `the database at ${where} lacks migrations this keyturn needs, and its role may not apply them (${reason}): ` +
+          "run `keyturn migrate` with the schema owner's DATABASE_URL first, then start this again",
+        { cause: error },
+      );
+    }
     throw new Error(`could not migrate the database at ${where}: ${reason}`, { cause: error });
   }
   logger.info({ applied }, applied.length ? `applied migrations ${applied.join(', ')}` : 'database schema is up to date');
   return applied;
+}
+
+/** The SQLSTATE of a pg error, also when a migration's failure wraps it. */
+function sqlState(error: unknown): string | undefined {
+  const { code, cause } = error as { code?: unknown; cause?: { code?: unknown } };
+  const state = typeof code === 'string' ? code : cause?.code;
+  return typeof state === 'string' ? state : undefined;
 }
 
 const sourceWords: Record<ResolvedDatabase['source'], string> = {

@@ -25,7 +25,8 @@ export async function resolveKek(config: Config, database: ResolvedDatabase, log
     throw new KeyturnError(
       'ERR_KEK_MISSING',
       'KEYTURN_KEK is not set, and DATABASE_URL is: keys in that database are sealed with a key-encryption key you must supply. ' +
-        'Create one with `openssl rand -base64 32`, store it safely (without it the keys cannot be opened) and set KEYTURN_KEK to it',
+        'Create one with `openssl rand -base64 32`, store it safely (without it the keys cannot be opened; KEYTURN_KEK_FILE may ' +
+        'name a file holding it) and set KEYTURN_KEK to it',
       { field: 'KEYTURN_KEK' },
     );
   }

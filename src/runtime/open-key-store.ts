@@ -2,6 +2,8 @@ import type { Pool } from 'pg';
 import type { KekRing } from '../crypto/kek';
 import type { Config } from '../config';
 import type { Logger } from '../observability/logger';
+import { KeyturnError } from '../domain/errors';
+import { grantRoles, type DatabaseRoles } from '../store/database-roles';
 import { KeyStore } from '../store/key-store';
 import { resolveDatabase, type ResolveDatabaseOptions, type ResolvedDatabase } from './database';
 import { applyMigrations, createPool } from './database-pool';
@@ -21,8 +23,8 @@ export interface OpenedKeyStore {
 
 /**
  * What the worker and `keyturn dev` share: find (or start) the database, find (or create) the KEK,
- * bring the schema up to date, and hand back a KeyStore on it. Whatever was started is stopped
- * again if a later step fails.
+ * bring the schema up to date (a role that may not change it finds nothing to do once `keyturn migrate`
+ * has run), and hand back a KeyStore on it. Whatever was started is stopped again if a later step fails.
  */
 export async function openKeyStore(config: Config, logger: Logger, options: ResolveDatabaseOptions): Promise<OpenedKeyStore> {
   const database = await resolveDatabase(config, logger, options);
@@ -30,7 +32,7 @@ export async function openKeyStore(config: Config, logger: Logger, options: Reso
   try {
     const kek = await resolveKek(config, database, logger);
     pool = createPool(database, logger);
-    await applyMigrations(pool, database, logger);
+    if ((await applyMigrations(pool, database, logger)).length > 0) await grantRolesOrWarn(pool, config.databaseRoles, logger);
     const opened = pool;
     return {
       keyStore: new KeyStore(pool, kek.ring),
@@ -47,5 +49,18 @@ export async function openKeyStore(config: Config, logger: Logger, options: Reso
     await pool?.end().catch(() => undefined);
     await database.stop().catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * The roles' grants follow the schema they are on. Setting the roles up is `keyturn migrate`'s job,
+ * so here one the owner may not create is worth a warning with the SQL, not a reason to stop.
+ */
+async function grantRolesOrWarn(pool: Pool, roles: DatabaseRoles, logger: Logger): Promise<void> {
+  try {
+    await grantRoles(pool, roles);
+  } catch (error) {
+    if (!(error instanceof KeyturnError && error.code === 'ERR_DATABASE_ROLES')) throw error;
+    logger.warn(error.message);
   }
 }

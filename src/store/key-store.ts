@@ -6,9 +6,10 @@ import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/keyset-state';
-import { PUBLISHED_STATES, type KeyState, type KeyTimeline, type KeyWindows, type LiveKeyState } from '../domain/lifecycle';
+import type { KeyState, KeyTimeline, KeyWindows, LiveKeyState } from '../domain/lifecycle';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';
+import { listPublishedJwks } from './published-keys';
 import { inTransaction } from './transaction';
 
 /** Channel on which every committed key change is announced, with the key set id as payload. */
@@ -335,11 +336,7 @@ export class KeyStore {
 
   /** The public JWKs verifiers should trust: the next, active and grace keys. */
   async listPublishedJwks(keySetId: string): Promise<PublicJwk[]> {
-    const { rows } = await this.pool.query<{ public_jwk: PublicJwk }>(
-      `SELECT public_jwk FROM signing_keys WHERE key_set_id = $1 AND state = ANY($2) ORDER BY created_at, kid`,
-      [keySetId, PUBLISHED_STATES],
-    );
-    return rows.map((r) => r.public_jwk);
+    return listPublishedJwks(this.pool, keySetId);
   }
 
   /** The key set's policy as last registered, or undefined for an unknown key set. */

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ClientBase, Pool } from 'pg';
+import type { ClientBase, Pool, PoolClient } from 'pg';
 import { chainUnchainedEvents } from './audit-log';
 
 const MIGRATIONS_DIR = path.join(__dirname, 'migrations');
@@ -42,16 +42,15 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
  * Safe to run from several processes at once and as often as you like. Returns the versions applied.
  */
 export async function migrate(pool: Pool, migrations?: Migration[]): Promise<number[]> {
-  const pending = migrations ?? (await loadMigrations());
-  const client = await pool.connect();
-  try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+  const shipped = migrations ?? (await loadMigrations());
+  // Asked first, without the lock or any DDL: an up-to-date schema needs neither, so a role that may
+  // only read and write rows (a worker run apart from `keyturn migrate`) starts as well.
+  if ((await pendingMigrations(pool, shipped)).length === 0) return [];
+  return withMigrationLock(pool, async (client) => {
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
-    const applied = new Set(rows.map((r) => r.version));
     const newlyApplied: number[] = [];
-    for (const migration of pending.filter((m) => !applied.has(m.version))) {
+    for (const migration of await pendingMigrations(client, shipped)) {
       await client.query('BEGIN');
       try {
         await client.query(migration.sql);
@@ -65,8 +64,29 @@ export async function migrate(pool: Pool, migrations?: Migration[]): Promise<num
       newlyApplied.push(migration.version);
     }
     return newlyApplied;
+  });
+}
+
+/**
+ * Runs `work` on a connection that holds keyturn's migration lock, so that schema changes (and the
+ * grants that follow them) from several processes run one after the other.
+ */
+export async function withMigrationLock<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return await work(client);
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
+}
+
+/** The migrations of `shipped` that the database has not recorded. */
+async function pendingMigrations(db: Pool | ClientBase, shipped: Migration[]): Promise<Migration[]> {
+  const { rows: found } = await db.query<{ present: boolean }>(`SELECT to_regclass('schema_migrations') IS NOT NULL AS present`);
+  if (!found[0].present) return shipped;
+  const { rows } = await db.query<{ version: number }>('SELECT version FROM schema_migrations');
+  const applied = new Set(rows.map((r) => r.version));
+  return shipped.filter((m) => !applied.has(m.version));
 }

@@ -4,6 +4,7 @@ import { Pool } from 'pg';
 import { runCli } from '../../src/client/cli/main';
 import { loadMigrations } from '../../src/store/migrate';
 import { freePort } from '../helpers/ports';
+import { createLoginRole, dropRoles, uniqueRoles } from '../helpers/postgres';
 
 // The CLI in-process through runCli (commander's parseAsync), against a database of its own in the
 // run's PostgreSQL. What a command prints is captured; the process is never exited.
@@ -14,6 +15,8 @@ let databaseUrl: string;
 const savedEnv = { ...process.env };
 let stdout: string[];
 let stderr: string[];
+// The roles `keyturn migrate` creates here: unique, since roles belong to the whole server.
+const roles = uniqueRoles();
 
 beforeAll(async () => {
   const serverUrl = process.env.KEYTURN_TEST_DATABASE_URL;
@@ -30,11 +33,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
   await admin.end();
+  await dropRoles(Object.values(roles));
 });
 
 beforeEach(() => {
   for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
   process.env.LOG_LEVEL = 'silent';
+  Object.assign(process.env, { KEYTURN_JWKS_ROLE: roles.jwks, KEYTURN_WORKER_ROLE: roles.worker });
   stdout = [];
   stderr = [];
   jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void stdout.push(args.join(' ')));
@@ -60,6 +65,52 @@ describe('keyturn migrate', () => {
     expect(await runCli(['migrate', '--json'])).toBe(0);
     expect(JSON.parse(stdout.join(''))).toMatchObject({ applied: [], latest: shipped.at(-1) });
     expect(stderr).toEqual([]);
+  });
+
+  it('says which SQL a DBA must run where the migrating role may not create roles, and finishes once it has run', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const dba = { jwks: `keyturn_jwks_dba_${suffix}`, worker: `keyturn_worker_dba_${suffix}` };
+    const owner = await createLoginRole(`keyturn_owner_${suffix}`, 'NOCREATEROLE');
+    const database = `keyturn_dba_${suffix}`;
+    // As deploy/postgres/init-databases.sh sets one up: owned by keyturn's role, closed to PUBLIC.
+    await admin.query(`CREATE DATABASE ${database} OWNER ${owner.name}`);
+    await admin.query(`REVOKE CONNECT ON DATABASE ${database} FROM PUBLIC`);
+    const url = new URL(databaseUrl);
+    url.pathname = `/${database}`;
+    try {
+      Object.assign(process.env, { DATABASE_URL: owner.urlFor(url.toString()), KEYTURN_JWKS_ROLE: dba.jwks, KEYTURN_WORKER_ROLE: dba.worker });
+
+      expect(await runCli(['migrate'])).toBe(1);
+      expect(stderr).toEqual([
+        `keyturn: the schema is up to date, but ${owner.name}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
+          `have a DBA run CREATE ROLE "${dba.jwks}" LOGIN PASSWORD '<password>'; CREATE ROLE "${dba.worker}" LOGIN PASSWORD '<password>'; ` +
+          '(choosing the passwords), then run `keyturn migrate` again; or set KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE to roles that exist\n',
+      ]);
+
+      // The DBA runs it, choosing a password.
+      const password = randomBytes(12).toString('hex');
+      for (const [statement] of stderr[0].matchAll(/CREATE ROLE [^;]+/g)) await admin.query(statement.replace('<password>', password));
+      stdout = [];
+      stderr = [];
+      expect(await runCli(['migrate'])).toBe(0);
+      expect(stdout).toEqual([
+        expect.stringMatching(new RegExp(`^nothing to apply: .* is at migration \\d+; roles: ${dba.jwks} reads the published keys only, ${dba.worker} reads and writes rows$`)),
+      ]);
+      // keyturn migrate granted CONNECT, which PUBLIC lacks here, and the published keys.
+      url.username = dba.jwks;
+      url.password = password;
+      const jwks = new Pool({ connectionString: url.toString(), max: 1 });
+      // DROP DATABASE ... WITH (FORCE) below may end its connection before it has closed.
+      jwks.on('error', () => undefined);
+      try {
+        expect((await jwks.query('SELECT * FROM published_key_sets')).rows).toEqual([]);
+      } finally {
+        await jwks.end();
+      }
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await dropRoles([owner.name, dba.jwks, dba.worker]);
+    }
   });
 
   it('never prints the database password', async () => {

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const store = new KeyStore(db.pool, parseKekRing(KEK));
   keySet = await KeySetDriver.register(store, uniqueKeySetId('token'), testPolicy('EdDSA'));
   activeKid = await keySet.rotate();
-  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool: db.pool, registry: new Registry(), logger: createLogger({ level: 'silent' }) });
+  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool: db.pool, registry: new Registry(), logger: createLogger({ level: 'silent' }) });
   Object.assign(process.env, { DATABASE_URL: db.url, KEYTURN_KEK: KEK, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
 });
 

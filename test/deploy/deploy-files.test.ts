@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { loadConfig } from '../../src/config';
+import { loadConfig, SECRET_VARIABLES, type Config } from '../../src/config';
 import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
 
 // No container engine runs here, so the deployment files are checked for what can be checked
@@ -81,14 +81,39 @@ function interpolate(value: string | number, vars: Map<string, string>): string 
 /** The variables Compose refuses to start without (`${NAME:?message}`). */
 const requiredVars = new Set([...composeText.matchAll(/\$\{([A-Za-z0-9_]+):\?/g)].map((m) => m[1]));
 
-/** .env.example with its required values filled in the way its comments say to make them. */
+/**
+ * .env.example with its required values and the KEK filled in the way its comments say to make them,
+ * then its own `${NAME}` references resolved, as Compose reads a .env file.
+ */
 const filledEnv = new Map(envExample);
-for (const name of requiredVars) {
-  filledEnv.set(name, name === 'KEYTURN_KEK' ? randomBytes(32).toString('base64') : randomBytes(24).toString('hex'));
-}
+for (const name of requiredVars) filledEnv.set(name, randomBytes(24).toString('hex'));
+filledEnv.set('KEYTURN_KEK', randomBytes(32).toString('base64'));
+for (const [name, value] of filledEnv) filledEnv.set(name, interpolate(value, filledEnv));
 
 function environmentOf(name: string): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(v, filledEnv)]));
+}
+
+const SECRETS_DIR = '/run/secrets/';
+
+/**
+ * What a keyturn service's configuration is once started: its Compose secrets are written where it
+ * would find them (here a folder of the test's in place of /run/secrets/), with the values .env gives
+ * them. A variable naming a secret file the service is not given fails to load, naming the file.
+ */
+function configOf(name: string): Config {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `keyturn-secrets-${name}-`));
+  try {
+    for (const secret of services[name].secrets ?? []) {
+      writeFileSync(path.join(dir, secret), filledEnv.get(compose.secrets[secret].environment!) ?? '', { mode: 0o600 });
+    }
+    const env = Object.fromEntries(
+      Object.entries(environmentOf(name)).map(([k, v]) => [k, v?.startsWith(SECRETS_DIR) ? path.join(dir, v.slice(SECRETS_DIR.length)) : v]),
+    );
+    return loadConfig(env);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Bind mounts (`./host:/container[:ro]`) of a service, as [host path relative to the repo, container path]. */
@@ -111,10 +136,11 @@ describe('docker-compose.yml', () => {
   it('runs the whole stack', () => {
     expect(Object.keys(services)).toEqual([
       ...['postgres', 'temporal-schema', 'temporal', 'temporal-setup', 'temporal-ui'],
-      ...['worker', 'jwks', 'apply'],
+      ...['migrate', 'worker', 'jwks', 'apply'],
       ...['prometheus', 'alertmanager', 'grafana'],
     ]);
     expect(keyturnServices.map(([name, s]) => [name, s.command])).toEqual([
+      ['migrate', ['migrate']],
       ['worker', ['worker']],
       ['jwks', ['serve']],
       ['apply', ['apply', '-f', '/keysets.yaml']],
@@ -132,10 +158,12 @@ describe('docker-compose.yml', () => {
         expect([name, volume, volume.split(':')[0] in compose.volumes]).toEqual([name, volume, true]);
       }
     }
-    // The one-shot services run in order: schema, server, namespace, worker, apply.
+    // The one-shot services run in order: schema, server, namespace, worker, apply; keyturn's schema
+    // and its roles' grants before the worker and the JWKS server.
     expect(services.temporal.depends_on?.['temporal-schema'].condition).toBe('service_completed_successfully');
     expect(services.worker.depends_on?.['temporal-setup'].condition).toBe('service_completed_successfully');
     expect(services.apply.depends_on?.worker.condition).toBe('service_healthy');
+    for (const name of ['worker', 'jwks']) expect(services[name].depends_on?.migrate.condition).toBe('service_completed_successfully');
   });
 
   it('mounts files that exist, and tells services to read files that are mounted', () => {
@@ -177,30 +205,67 @@ describe('docker-compose.yml', () => {
       .filter((file) => file.endsWith('.ts'))
       .map((file) => readFileSync(path.join(src, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|\s)\/\/.*$/gm, '$1'))
       .join('\n');
+    // config.ts reads `<NAME>_FILE` for each of its SECRET_VARIABLES.
+    const keyturnReads = (variable: string) => {
+      const secret = /^(\w+)_FILE$/.exec(variable)?.[1];
+      if (secret !== undefined) return (SECRET_VARIABLES as readonly string[]).includes(secret);
+      return new RegExp(`\\b${variable}\\b`).test(code);
+    };
     for (const [name] of keyturnServices) {
       for (const variable of Object.keys(services[name].environment ?? {})) {
-        expect([name, variable, new RegExp(`\\b${variable}\\b`).test(code)]).toEqual([name, variable, true]);
+        expect([name, variable, keyturnReads(variable)]).toEqual([name, variable, true]);
       }
-      expect(() => loadConfig(environmentOf(name))).not.toThrow();
+      expect(() => configOf(name)).not.toThrow();
     }
-    const worker = loadConfig(environmentOf('worker'));
+    const worker = configOf('worker');
     expect(worker).toMatchObject({
       temporalAddress: 'temporal:7233',
       jwksUrl: 'http://jwks:8080',
       metricsPort: 9464,
       sdkMetricsPort: 9465,
     });
-    expect(worker.databaseUrl).toMatch(/^postgres:\/\/keyturn:[0-9a-f]{48}@postgres:5432\/keyturn$/);
+    expect(worker.databaseUrl).toMatch(/^postgres:\/\/keyturn_worker:[0-9a-f]{48}@postgres:5432\/keyturn$/);
     // apply and the worker must meet on the same namespace and task queue.
-    const apply = loadConfig(environmentOf('apply'));
+    const apply = configOf('apply');
     const meeting = (c: typeof worker) => [c.temporalAddress, c.temporalNamespace, c.taskQueue];
     expect(meeting(apply)).toEqual(meeting(worker));
-    expect(loadConfig(environmentOf('jwks')).jwksPort).toBe(8080);
+    expect(configOf('jwks').jwksPort).toBe(8080);
+  });
+
+  it('gives secrets as files only: no database URL, KEK or webhook URL in any environment', () => {
+    for (const [name] of keyturnServices) {
+      for (const variable of SECRET_VARIABLES) expect([name, variable in (services[name].environment ?? {})]).toEqual([name, false]);
+    }
+    const worker = configOf('worker');
+    expect(worker.kek).toBe(filledEnv.get('KEYTURN_KEK'));
+    expect(worker.alerts.slackWebhookUrl).toBeUndefined();
+    expect(services.apply.secrets ?? []).toEqual([]);
+  });
+
+  it('gives the JWKS server no KEK and a database role of its own, the one migrate grants the published keys only', () => {
+    const [migrate, worker, jwks] = ['migrate', 'worker', 'jwks'].map(configOf);
+    expect(jwks.kek).toBeUndefined();
+    expect(Object.keys(services.jwks.environment ?? {}).filter((v) => v.startsWith('KEYTURN_KEK'))).toEqual([]);
+    const kekSecrets = Object.entries(compose.secrets).filter(([, s]) => s.environment === 'KEYTURN_KEK').map(([secret]) => secret);
+    expect(services.jwks.secrets?.filter((secret) => kekSecrets.includes(secret))).toEqual([]);
+    expect(migrate.kek).toBeUndefined();
+
+    const user = (c: Config) => new URL(c.databaseUrl!).username;
+    expect(new Set([user(migrate), user(worker), user(jwks)]).size).toBe(3);
+    expect(user(jwks)).toBe(migrate.databaseRoles.jwks);
+    expect(user(worker)).toBe(migrate.databaseRoles.worker);
+  });
+
+  it("keeps the Temporal Web UI's write actions off unless .env turns them on", () => {
+    const setting = services['temporal-ui'].environment?.TEMPORAL_DISABLE_WRITE_ACTIONS ?? '';
+    expect(interpolate(setting, filledEnv)).toBe('true');
+    expect(interpolate(setting, new Map())).toBe('true');
+    expect(interpolate(setting, new Map([['TEMPORAL_UI_DISABLE_WRITE_ACTIONS', 'false']]))).toBe('false');
   });
 
   it('reaches each service where it listens', () => {
-    const worker = loadConfig(environmentOf('worker'));
-    const jwks = loadConfig(environmentOf('jwks'));
+    const worker = configOf('worker');
+    const jwks = configOf('jwks');
     // The worker's propagation gate asks the JWKS server.
     expect(worker.jwksUrl).toBe(`http://jwks:${jwks.jwksPort}`);
     // Health checks probe the ports the services are configured with.
@@ -227,8 +292,13 @@ describe('docker-compose.yml', () => {
   it('creates the databases and roles the services log in with', () => {
     const init = read('deploy/postgres/init-databases.sh');
     const owners = Object.fromEntries([...init.matchAll(/CREATE DATABASE (\w+) OWNER (\w+)/g)].map((m) => [m[1], m[2]]));
-    const url = new URL(loadConfig(environmentOf('worker')).databaseUrl!);
-    expect(owners[url.pathname.slice(1)]).toBe(url.username);
+    const logins = [...init.matchAll(/CREATE ROLE (\w+) LOGIN PASSWORD/g)].map((m) => m[1]);
+    // keyturn migrate runs as the owner of keyturn's database; the worker and the JWKS server as roles of their own.
+    const url = (name: string) => new URL(configOf(name).databaseUrl!);
+    expect(owners[url('migrate').pathname.slice(1)]).toBe(url('migrate').username);
+    for (const name of ['migrate', 'worker', 'jwks']) {
+      expect([name, url(name).pathname, logins.includes(url(name).username)]).toEqual([name, '/keyturn', true]);
+    }
     // The Temporal server's default database names, which deploy/temporal/setup-schema.sh sets up.
     const temporalUser = services.temporal.environment?.POSTGRES_USER;
     expect([owners.temporal, owners.temporal_visibility]).toEqual([temporalUser, temporalUser]);
@@ -240,7 +310,7 @@ describe('docker-compose.yml', () => {
     const script = read('deploy/temporal/setup-namespace.sh');
     const registered = Object.fromEntries([...script.matchAll(/--name (\w+) --type (\w+)/g)].map((m) => [m[1], m[2]]));
     expect(registered).toEqual(SEARCH_ATTRIBUTES);
-    expect(services['temporal-setup'].environment?.TEMPORAL_NAMESPACE).toBe(loadConfig(environmentOf('worker')).temporalNamespace);
+    expect(services['temporal-setup'].environment?.TEMPORAL_NAMESPACE).toBe(configOf('worker').temporalNamespace);
   });
 
   it('takes every setting from .env, whose example holds no secret', () => {
@@ -249,10 +319,13 @@ describe('docker-compose.yml', () => {
     expect([...used].filter((name) => !envExample.has(name))).toEqual([]);
     expect([...envExample.keys()].filter((name) => !used.has(name))).toEqual([]);
     // Required values and delivery secrets are left for the user to fill in.
-    expect(requiredVars).toEqual(
-      new Set(['POSTGRES_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'KEYTURN_DB_PASSWORD', 'KEYTURN_KEK', 'GRAFANA_ADMIN_PASSWORD']),
-    );
-    for (const name of [...requiredVars, 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL', 'PAGERDUTY_ROUTING_KEY']) {
+    const passwords = ['POSTGRES_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'KEYTURN_DB_PASSWORD', 'KEYTURN_WORKER_DB_PASSWORD', 'KEYTURN_JWKS_DB_PASSWORD'];
+    expect(requiredVars).toEqual(new Set([...passwords, 'GRAFANA_ADMIN_PASSWORD']));
+    // The connection URLs are made of those passwords, never written in.
+    for (const name of ['KEYTURN_OWNER_DATABASE_URL', 'KEYTURN_WORKER_DATABASE_URL', 'KEYTURN_JWKS_DATABASE_URL']) {
+      expect([name, envExample.get(name)]).toEqual([name, expect.stringMatching(/^postgres:\/\/\w+:\$\{KEYTURN_\w*DB_PASSWORD\}@postgres:5432\/keyturn$/)]);
+    }
+    for (const name of [...requiredVars, 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL', 'PAGERDUTY_ROUTING_KEY']) {
       expect([name, envExample.get(name)]).toEqual([name, '']);
     }
     // …and the real file stays out of git.

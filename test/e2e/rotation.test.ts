@@ -51,7 +51,7 @@ beforeAll(async () => {
   kekRing = parseKekRing(running.kek);
   pool = new Pool({ connectionString: stack.databaseUrl, max: 5 });
   store = new KeyStore(pool, kekRing);
-  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', keyStore: store, pool, registry: new Registry(), logger });
+  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool, registry: new Registry(), logger });
   temporal = await Connection.connect({ address: stack.temporalAddress });
 
   await stack.keySets.start(KEY_SET, POLICY);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'pg';
+import { escapeIdentifier, Pool } from 'pg';
+import type { DatabaseRoles } from '../../src/store/database-roles';
 import { migrate } from '../../src/store/migrate';
 
 export interface TestDatabase {
@@ -30,4 +31,48 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await admin.end();
     },
   };
+}
+
+/** A role of the run's PostgreSQL that logs in with a password, made by its superuser as a DBA would. */
+export interface TestRole {
+  name: string;
+  /** `databaseUrl` with this role's name and password in place of the superuser's. */
+  urlFor(databaseUrl: string): string;
+}
+
+/** Role names no other test file uses (roles belong to the whole server, not to one database). */
+export function uniqueRoles(): DatabaseRoles {
+  const suffix = randomBytes(4).toString('hex');
+  return { jwks: `keyturn_jwks_${suffix}`, worker: `keyturn_worker_${suffix}` };
+}
+
+/** Creates `name` with LOGIN, a password and `attributes` (e.g. `NOCREATEROLE`). */
+export async function createLoginRole(name: string, attributes = ''): Promise<TestRole> {
+  const password = randomBytes(12).toString('hex');
+  await asSuperuser((admin) => admin.query(`CREATE ROLE ${escapeIdentifier(name)} LOGIN PASSWORD '${password}' ${attributes}`));
+  return {
+    name,
+    urlFor(databaseUrl) {
+      const url = new URL(databaseUrl);
+      url.username = name;
+      url.password = password;
+      return url.toString();
+    },
+  };
+}
+
+/** Drops roles once the databases that granted them anything are dropped; missing ones are skipped. */
+export async function dropRoles(names: string[]): Promise<void> {
+  await asSuperuser(async (admin) => {
+    for (const name of names) await admin.query(`DROP ROLE IF EXISTS ${escapeIdentifier(name)}`);
+  });
+}
+
+async function asSuperuser<T>(work: (admin: Pool) => Promise<T>): Promise<T> {
+  const admin = new Pool({ connectionString: process.env.KEYTURN_TEST_DATABASE_URL, max: 1 });
+  try {
+    return await work(admin);
+  } finally {
+    await admin.end();
+  }
 }

@@ -38,7 +38,6 @@ beforeAll(async () => {
   server = await startJwksServer({
     port: 0,
     host: '127.0.0.1',
-    keyStore: store,
     pool: db.pool,
     registry,
     logger: captured.logger,
@@ -248,7 +247,6 @@ describe('health, readiness and metrics', () => {
     const unready = await startJwksServer({
       port: 0,
       host: '127.0.0.1',
-      keyStore: new KeyStore(deadPool, kekRing),
       pool: deadPool,
       registry: new Registry(),
       logger: silent,
@@ -363,7 +361,6 @@ describe('the polling fallback', () => {
     const polling = await startJwksServer({
       port: 0,
       host: '127.0.0.1',
-      keyStore: store,
       pool: db.pool,
       registry: new Registry(),
       logger: createLogger({ level: 'silent' }),
@@ -396,7 +393,6 @@ describe('closing', () => {
     const closing = await startJwksServer({
       port: 0,
       host: '127.0.0.1',
-      keyStore: store,
       pool: db.pool,
       registry: new Registry(),
       logger: createLogger({ level: 'silent' }),

@@ -3,6 +3,7 @@ import { loadConfig } from '../../../config';
 import { createLogger } from '../../../observability/logger';
 import { displayDatabaseUrl, resolveDatabase } from '../../../runtime/database';
 import { applyMigrations, createPool } from '../../../runtime/database-pool';
+import { grantRoles, type DatabaseRoles } from '../../../store/database-roles';
 import { loadMigrations } from '../../../store/migrate';
 import { DATA_DIR_OPTION } from '../options';
 
@@ -12,11 +13,18 @@ export interface MigrateResult {
   applied: number[];
   /** The newest migration keyturn ships; the schema is at this version afterwards. */
   latest: number | null;
+  /** The roles granted what their processes need. */
+  roles: DatabaseRoles;
+  /** Those of them this run created, without LOGIN. */
+  createdRoles: string[];
 }
 
 /**
- * Brings a database's schema up to date: DATABASE_URL, else the database of the keyturn instance
- * running on the data folder, else the embedded one (started for the occasion and stopped again).
+ * Brings a database's schema up to date and grants the JWKS server's and the worker's roles what they
+ * need (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE): DATABASE_URL, else the database of the keyturn
+ * instance running on the data folder, else the embedded one (started for the occasion and stopped
+ * again). Run it as the schema's owner; where that role may not create roles, the error says which
+ * SQL a DBA must run.
  */
 export async function runMigrate(options: { dataDir?: string }): Promise<MigrateResult> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
@@ -27,8 +35,9 @@ export async function runMigrate(options: { dataDir?: string }): Promise<Migrate
     const pool = createPool(database, logger);
     try {
       const applied = await applyMigrations(pool, database, logger);
+      const createdRoles = await grantRoles(pool, config.databaseRoles);
       const latest = (await loadMigrations()).at(-1)?.version ?? null;
-      return { database: displayDatabaseUrl(database.url), applied, latest };
+      return { database: displayDatabaseUrl(database.url), applied, latest, roles: config.databaseRoles, createdRoles };
     } finally {
       await pool.end();
     }
@@ -38,16 +47,24 @@ export async function runMigrate(options: { dataDir?: string }): Promise<Migrate
 }
 
 export const migrateCommand = new Command('migrate')
-  .description('apply the database migrations and print the versions applied')
+  .description(
+    "apply the database migrations as the schema's owner, grant KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE their rights, " +
+      'and print the versions applied',
+  )
   .option(...DATA_DIR_OPTION)
   .option('--json', 'print the result as JSON')
   .action(async (options: { dataDir?: string; json?: boolean }) => {
     const result = await runMigrate(options);
     if (options.json) {
       console.log(JSON.stringify(result));
-    } else if (result.applied.length > 0) {
-      console.log(`applied migrations ${result.applied.join(', ')} to ${result.database}`);
     } else {
-      console.log(`nothing to apply: ${result.database} is at migration ${result.latest}`);
+      const schema = result.applied.length > 0
+        ? `applied migrations ${result.applied.join(', ')} to ${result.database}`
+        : `nothing to apply: ${result.database} is at migration ${result.latest}`;
+      const { jwks, worker } = result.roles;
+      const created = result.createdRoles.length > 0
+        ? `; created ${result.createdRoles.join(', ')} without LOGIN: ALTER ROLE … LOGIN PASSWORD '…' to log in as one, or GRANT it to a role that logs in`
+        : '';
+      console.log(`${schema}; roles: ${jwks} reads the published keys only, ${worker} reads and writes rows${created}`);
     }
   });
