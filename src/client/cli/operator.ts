@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
 import { KeyturnError } from '../../domain/errors';
-import { connectClient, resolveTemporalTarget, temporalUnreachable } from '../connect';
+import { connectClient, resolveTemporalTarget, temporalConnectionOptions } from '../connect';
+import { explainConnectionFailure, isConnectionFailure } from '../connection-failure';
 import { KeySetClient } from '../keyset-client';
 import { DATA_DIR_OPTION } from './options';
 
@@ -15,8 +16,11 @@ import { DATA_DIR_OPTION } from './options';
 /** A command with `--address`, `--namespace`, `--data-dir` and `--json`. */
 export function operatorCommand(name: string): Command {
   return new Command(name)
-    .option('--address <host:port>', 'Temporal frontend (default: TEMPORAL_ADDRESS, else the keyturn instance running on --data-dir, else localhost:7233)')
-    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE, else the running instance's, else default)")
+    .option(
+      '--address <host:port>',
+      "Temporal frontend (default: TEMPORAL_ADDRESS or the Temporal profile's, else the keyturn instance running on --data-dir, else localhost:7233)",
+    )
+    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE or the Temporal profile's, else the running instance's, else default)")
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON');
 }
@@ -53,7 +57,7 @@ export function parseOptions<T>(schema: z.ZodType<T>, input: unknown): T {
 
 /**
  * Connects to the Temporal server the options name (5 s to answer), hands `use` a KeySetClient
- * and closes the connection after. A server lost on the way is reported like one never reached.
+ * and closes the connection after. A server lost on the way, or refusing a call, is explained as a failed connection is.
  */
 export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: KeySetClient, config: Config) => Promise<T>): Promise<T> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
@@ -62,7 +66,7 @@ export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: 
   try {
     return await use(new KeySetClient(client, config.taskQueue), config);
   } catch (error) {
-    throw isUnavailable(error) ? temporalUnreachable(target, error) : error;
+    throw isConnectionFailure(error) ? await explainConnectionFailure(target, temporalConnectionOptions(target), error) : error;
   } finally {
     await client.connection.close();
   }
@@ -77,12 +81,4 @@ export function requestedBy(): string {
     // A container user without a passwd entry.
   }
   return `${user ?? 'unknown user'} (keyturn CLI)`;
-}
-
-/** gRPC UNAVAILABLE (14) anywhere in the cause chain. */
-function isUnavailable(error: unknown): boolean {
-  for (let e = error; e instanceof Error; e = e.cause) {
-    if ((e as { code?: unknown }).code === 14 && typeof (e as { details?: unknown }).details === 'string') return true;
-  }
-  return false;
 }
