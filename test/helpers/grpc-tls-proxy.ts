@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { stopChild } from '../../src/dev/temporal-dev-server';
+import type { TestCertificates } from './certificates';
+import { waitFor } from './key-sets';
+import { freePort } from './ports';
+
+/** Debian's nginx terminating TLS in front of a Temporal frontend, as a secured cluster or Temporal Cloud is reached. */
+export interface GrpcTlsProxy {
+  /** Verifies client certificates against the test CA (`ssl_verify_client on`); refuses a request without one. */
+  mtlsAddress: string;
+  /** Takes no client certificate; refuses a request whose `authorization` is not `Bearer <apiKey>`. */
+  apiKeyAddress: string;
+  /** One line per request through `mtlsAddress`: the client certificate's subject and the gRPC method. */
+  mtlsRequests(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts nginx in the foreground (no daemon, no system service) with a configuration written to
+ * `<dir>/nginx`, on free loopback ports. Its refusals are gRPC UNAUTHENTICATED statuses with a
+ * message, as a gRPC gateway answers, rather than nginx's HTML error pages.
+ */
+export async function startGrpcTlsProxy(options: { dir: string; upstream: string; certificates: TestCertificates; apiKey: string }): Promise<GrpcTlsProxy> {
+  const { certificates: certs } = options;
+  const prefix = path.join(options.dir, 'nginx');
+  await mkdir(prefix, { recursive: true });
+  const [mtlsPort, apiKeyPort] = [await freePort(), await freePort()];
+  const tls = `ssl_certificate ${certs.serverCert};\n    ssl_certificate_key ${certs.serverKey};`;
+  const refuse = (name: string, message: string) =>
+    `location @${name} { default_type application/grpc; add_header grpc-status 16 always; add_header grpc-message "${message}" always; return 204; }`;
+  await writeFile(
+    path.join(prefix, 'nginx.conf'),
+    `daemon off;
+master_process off;
+pid nginx.pid;
+error_log stderr warn;
+events {}
+http {
+  client_body_temp_path body;
+  proxy_temp_path proxy;
+  fastcgi_temp_path fastcgi;
+  uwsgi_temp_path uwsgi;
+  scgi_temp_path scgi;
+  log_format method '$ssl_client_s_dn $uri';
+  access_log off;
+  server {
+    listen 127.0.0.1:${mtlsPort} ssl http2;
+    ${tls}
+    ssl_client_certificate ${certs.ca};
+    ssl_verify_client on;
+    access_log mtls-requests.log method;
+    error_page 495 = @untrusted_certificate;
+    error_page 496 = @no_certificate;
+    location / { grpc_pass grpc://${options.upstream}; }
+    ${refuse('no_certificate', 'client certificate required')}
+    ${refuse('untrusted_certificate', 'client certificate not trusted')}
+  }
+  server {
+    listen 127.0.0.1:${apiKeyPort} ssl http2;
+    ${tls}
+    error_page 401 = @no_api_key;
+    location / {
+      if ($http_authorization != "Bearer ${options.apiKey}") { return 401; }
+      grpc_pass grpc://${options.upstream};
+    }
+    ${refuse('no_api_key', 'missing or wrong API key')}
+  }
+}
+`,
+  );
+  const nginx = spawn('nginx', ['-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  nginx.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  nginx.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  let spawnError: Error | undefined;
+  nginx.once('error', (error) => (spawnError = error));
+  // SIGTERM is nginx's fast shutdown.
+  const stop = async () => (spawnError ? undefined : stopChild(nginx));
+  try {
+    await waitFor(
+      async () => {
+        if (spawnError) throw new Error(`cannot run nginx (${spawnError.message}): apt-get install nginx, as .ci/run does`);
+        if (nginx.exitCode !== null) throw new Error(`nginx exited (${nginx.exitCode}): ${output.join('')}`);
+        return (await accepts(mtlsPort)) && (await accepts(apiKeyPort)) ? true : undefined;
+      },
+      10_000,
+      'nginx to listen',
+      50,
+    );
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    mtlsAddress: `127.0.0.1:${mtlsPort}`,
+    apiKeyAddress: `127.0.0.1:${apiKeyPort}`,
+    mtlsRequests: () => readFile(path.join(prefix, 'mtls-requests.log'), 'utf8').catch(() => ''),
+    stop,
+  };
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
