@@ -5,7 +5,7 @@ import type { Config } from '../config';
 import { KeyturnError } from '../domain/errors';
 import { readLiveInstance } from '../runtime/instance-file';
 import type { TemporalProfile } from '../runtime/temporal-profile';
-import { explainConnectionFailure } from './connection-failure';
+import { explainConnectionFailure, isConnectionFailure } from './connection-failure';
 
 /** Where a Temporal server is, where that address came from (for error messages), and how to authenticate. */
 export interface TemporalTarget {
@@ -101,6 +101,21 @@ export async function connectClient(target: TemporalTarget): Promise<Client> {
     return new Client({ connection, namespace: target.namespace });
   } catch (error) {
     throw await explainConnectionFailure(target, options, error);
+  }
+}
+
+/**
+ * A client for the length of `use`, closed after. A server lost on the way, or refusing a call
+ * (a credential without access to the namespace), is explained as a failed connection is.
+ */
+export async function withClient<T>(target: TemporalTarget, use: (client: Client) => Promise<T>): Promise<T> {
+  const client = await connectClient(target);
+  try {
+    return await use(client);
+  } catch (error) {
+    throw isConnectionFailure(error) ? await explainConnectionFailure(target, temporalConnectionOptions(target), error) : error;
+  } finally {
+    await client.connection.close();
   }
 }
 

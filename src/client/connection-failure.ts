@@ -3,6 +3,10 @@ import tls from 'node:tls';
 import type { TemporalProfile } from '../runtime/temporal-profile';
 import type { TemporalConnectionOptions, TemporalTarget } from './connect';
 
+const PERMISSION_DENIED = 7;
+const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
+const REFUSED = 'connection refused';
 const CLIENT_CERTIFICATE = 'TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH';
 const PROBE_TIMEOUT_MS = 3_000;
 // The client connection preface (RFC 9113 §3.4) and an empty SETTINGS frame: a server answers it with frames of its own.
@@ -35,8 +39,8 @@ export async function explainConnectionFailure(target: TemporalTarget, options: 
   }
   if (refusal) return new Error(`${where} refused keyturn's credentials ("${refusal.message}"): ${credentialsHint(target.profile)}`, { cause });
   const message = cause instanceof Error ? cause.message : String(cause);
-  const finding = /connection refused|ECONNREFUSED/i.test(message) ? 'connection refused' : await probeTls(options);
-  if (finding !== undefined && finding !== 'connection refused') return new Error(`cannot connect to ${where}: ${finding}`, { cause });
+  const finding = /connection refused|ECONNREFUSED/i.test(message) ? REFUSED : await probeTls(options);
+  if (finding !== undefined && finding !== REFUSED) return new Error(`cannot connect to ${where}: ${finding}`, { cause });
   const reason = finding ?? (/deadline/i.test(message) ? 'no answer within 5 seconds' : message);
   return new Error(`cannot reach ${where}: ${reason}. Start one with \`keyturn dev\`, or set TEMPORAL_ADDRESS to a running server`, { cause });
 }
@@ -48,10 +52,6 @@ export function isConnectionFailure(error: unknown): boolean {
   }
   return grpcRefusal(error) !== undefined;
 }
-
-const PERMISSION_DENIED = 7;
-const UNAVAILABLE = 14;
-const UNAUTHENTICATED = 16;
 
 /** UNAUTHENTICATED or PERMISSION_DENIED anywhere in the cause chain, with the server's message. */
 function grpcRefusal(error: unknown): { code: number; message: string } | undefined {
@@ -111,7 +111,7 @@ function probeTls(options: TemporalConnectionOptions): Promise<string | undefine
       done(handshaken ? `it hung up right after the TLS handshake, as on a refused client certificate: set ${CLIENT_CERTIFICATE} to a certificate it trusts and its key` : undefined),
     );
     socket.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ECONNREFUSED') return done('connection refused');
+      if (error.code === 'ECONNREFUSED') return done(REFUSED);
       done(config ? explainTlsError(error, config.serverNameOverride ?? host) : undefined);
     });
   });

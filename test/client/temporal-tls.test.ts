@@ -28,6 +28,7 @@ import { freePort } from '../helpers/ports';
 // runs the worker. The steps build on each other.
 
 const API_KEY = randomBytes(16).toString('hex');
+const KEY_WITHOUT_NAMESPACE = randomBytes(16).toString('hex');
 const logger = createLogger({ level: 'silent' });
 const teardown = new Teardown(createLogger({ level: 'warn' }));
 const runnerEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('TEMPORAL_')));
@@ -45,7 +46,7 @@ beforeAll(async () => {
   certs = await makeTestCertificates(dir);
   const temporal = await startTemporalDevServer({ dataDir: dir, port: await freePort(), uiPort: await freePort(), logger });
   teardown.add('the Temporal dev server', () => temporal.stop());
-  proxy = await startGrpcTlsProxy({ dir, upstream: temporal.address, certificates: certs, apiKey: API_KEY });
+  proxy = await startGrpcTlsProxy({ dir, upstream: temporal.address, certificates: certs, apiKey: API_KEY, keyWithoutNamespace: KEY_WITHOUT_NAMESPACE });
   teardown.add('nginx', () => proxy.stop());
 
   const configFile = path.join(dir, 'temporal.toml');
@@ -186,7 +187,7 @@ test('a missing or untrusted client certificate, or an untrusted server, fails w
   expect(worker.err).not.toContain(clientKey);
 });
 
-test('an API key arrives as `authorization: Bearer …`; without it, or with another, the proxy refuses', async () => {
+test('an API key arrives as `authorization: Bearer …`; without it, with another, or with one the namespace refuses, one line says what to check', async () => {
   // The proxy passes a request only with exactly `Bearer <API_KEY>`.
   expect(await keyturn(profile('api-key'), 'status', keySetId, '--json')).toMatchObject({ code: 0, err: '' });
   const connection = await connectWorker(temporalTargetFrom(loadConfig(profile('api-key'))), logger);
@@ -205,4 +206,12 @@ test('an API key arrives as `authorization: Bearer …`; without it, or with ano
       'check TEMPORAL_API_KEY (not shown here)',
   );
   expect(refused.err).not.toContain(wrongKey);
+
+  // Accepted by the frontend, refused by the namespace: the first call after connecting fails.
+  const outsider = await keyturn({ ...profile('api-key'), TEMPORAL_API_KEY: KEY_WITHOUT_NAMESPACE }, 'rotate', keySetId);
+  expect(oneLine(outsider)).toBe(
+    `Temporal at ${proxy.apiKeyAddress} (from the Temporal profile "api-key") refused keyturn access to namespace "default" ("no access to this namespace"): ` +
+      'check TEMPORAL_NAMESPACE (or --namespace), and what the client certificate or API key may do there',
+  );
+  expect(outsider.err).not.toContain(KEY_WITHOUT_NAMESPACE);
 });

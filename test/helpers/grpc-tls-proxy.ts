@@ -11,7 +11,11 @@ import { freePort } from './ports';
 export interface GrpcTlsProxy {
   /** Verifies client certificates against the test CA (`ssl_verify_client on`); refuses a request without one. */
   mtlsAddress: string;
-  /** Takes no client certificate; refuses a request whose `authorization` is not `Bearer <apiKey>`. */
+  /**
+   * Takes no client certificate; refuses a request whose `authorization` is not `Bearer <apiKey>`,
+   * except that `Bearer <keyWithoutNamespace>` may connect (GetSystemInfo) and is denied everything
+   * else, as Temporal Cloud treats a key without access to the namespace.
+   */
   apiKeyAddress: string;
   /** One line per request through `mtlsAddress`: the client certificate's subject and the gRPC method. */
   mtlsRequests(): Promise<string>;
@@ -23,14 +27,20 @@ export interface GrpcTlsProxy {
  * `<dir>/nginx`, on free loopback ports. Its refusals are gRPC UNAUTHENTICATED statuses with a
  * message, as a gRPC gateway answers, rather than nginx's HTML error pages.
  */
-export async function startGrpcTlsProxy(options: { dir: string; upstream: string; certificates: TestCertificates; apiKey: string }): Promise<GrpcTlsProxy> {
+export async function startGrpcTlsProxy(options: {
+  dir: string;
+  upstream: string;
+  certificates: TestCertificates;
+  apiKey: string;
+  keyWithoutNamespace: string;
+}): Promise<GrpcTlsProxy> {
   const { certificates: certs } = options;
   const prefix = path.join(options.dir, 'nginx');
   await mkdir(prefix, { recursive: true });
   const [mtlsPort, apiKeyPort] = [await freePort(), await freePort()];
   const tls = `ssl_certificate ${certs.serverCert};\n    ssl_certificate_key ${certs.serverKey};`;
-  const refuse = (name: string, message: string) =>
-    `location @${name} { default_type application/grpc; add_header grpc-status 16 always; add_header grpc-message "${message}" always; return 204; }`;
+  const refuse = (name: string, status: number, message: string) =>
+    `location @${name} { default_type application/grpc; add_header grpc-status ${status} always; add_header grpc-message "${message}" always; return 204; }`;
   await writeFile(
     path.join(prefix, 'nginx.conf'),
     `daemon off;
@@ -55,18 +65,25 @@ http {
     error_page 495 = @untrusted_certificate;
     error_page 496 = @no_certificate;
     location / { grpc_pass grpc://${options.upstream}; }
-    ${refuse('no_certificate', 'client certificate required')}
-    ${refuse('untrusted_certificate', 'client certificate not trusted')}
+    ${refuse('no_certificate', 16, 'client certificate required')}
+    ${refuse('untrusted_certificate', 16, 'client certificate not trusted')}
   }
   server {
     listen 127.0.0.1:${apiKeyPort} ssl http2;
     ${tls}
     error_page 401 = @no_api_key;
+    error_page 403 = @no_namespace;
+    location = /temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo {
+      if ($http_authorization !~ "^Bearer (${options.apiKey}|${options.keyWithoutNamespace})$") { return 401; }
+      grpc_pass grpc://${options.upstream};
+    }
     location / {
+      if ($http_authorization = "Bearer ${options.keyWithoutNamespace}") { return 403; }
       if ($http_authorization != "Bearer ${options.apiKey}") { return 401; }
       grpc_pass grpc://${options.upstream};
     }
-    ${refuse('no_api_key', 'missing or wrong API key')}
+    ${refuse('no_api_key', 16, 'missing or wrong API key')}
+    ${refuse('no_namespace', 7, 'no access to this namespace')}
   }
 }
 `,

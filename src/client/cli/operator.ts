@@ -3,8 +3,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
 import { KeyturnError } from '../../domain/errors';
-import { connectClient, resolveTemporalTarget, temporalConnectionOptions } from '../connect';
-import { explainConnectionFailure, isConnectionFailure } from '../connection-failure';
+import { resolveTemporalTarget, withClient } from '../connect';
 import { KeySetClient } from '../keyset-client';
 import { DATA_DIR_OPTION } from './options';
 
@@ -57,19 +56,12 @@ export function parseOptions<T>(schema: z.ZodType<T>, input: unknown): T {
 
 /**
  * Connects to the Temporal server the options name (5 s to answer), hands `use` a KeySetClient
- * and closes the connection after. A server lost on the way, or refusing a call, is explained as a failed connection is.
+ * and closes the connection after; failures to connect or refusals are one line saying what to set.
  */
 export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: KeySetClient, config: Config) => Promise<T>): Promise<T> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
   const target = await resolveTemporalTarget(config, options);
-  const client = await connectClient(target);
-  try {
-    return await use(new KeySetClient(client, config.taskQueue), config);
-  } catch (error) {
-    throw isConnectionFailure(error) ? await explainConnectionFailure(target, temporalConnectionOptions(target), error) : error;
-  } finally {
-    await client.connection.close();
-  }
+  return withClient(target, (client) => use(new KeySetClient(client, config.taskQueue), config));
 }
 
 /** Who asked, for the audit trail. */
