@@ -9,8 +9,6 @@ const UNAUTHENTICATED = 16;
 const REFUSED = 'connection refused';
 const CLIENT_CERTIFICATE = 'TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH';
 const PROBE_TIMEOUT_MS = 3_000;
-// The client connection preface (RFC 9113 §3.4) and an empty SETTINGS frame: a server answers it with frames of its own.
-const HTTP2_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
 // Verification failures a CA of keyturn's own (TEMPORAL_TLS_SERVER_CA_CERT_PATH) fixes.
 const UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -75,9 +73,10 @@ function credentialsHint(profile: TemporalProfile | undefined): string {
 
 /**
  * A TLS handshake with the server made as the connection made it (same CA, client certificate and
- * server name), then an HTTP/2 preface, because a server refuses a client certificate with an alert
- * that arrives after the handshake. Without TLS configured, whether the server speaks TLS. Says what
- * went wrong, or undefined when nothing did.
+ * server name), then a wait for the server's first bytes (an HTTP/2 server sends its SETTINGS at
+ * once), because with TLS 1.3 a server refuses a client certificate only after the client's side of
+ * the handshake is done. Without TLS configured, whether the server speaks TLS. Says what went
+ * wrong, or undefined when nothing did.
  */
 function probeTls(options: TemporalConnectionOptions): Promise<string | undefined> {
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(options.address) ?? [];
@@ -103,16 +102,14 @@ function probeTls(options: TemporalConnectionOptions): Promise<string | undefine
     socket.once('secureConnect', () => {
       if (!config) return done('it expects TLS: set TEMPORAL_TLS=true (and TEMPORAL_TLS_SERVER_CA_CERT_PATH if a private CA signed its certificate)');
       handshaken = true;
-      socket.write(HTTP2_PREFACE);
     });
     socket.once('data', () => done(undefined));
-    // Some servers refuse a client certificate by hanging up without an alert; a healthy one always answers the preface.
-    socket.once('close', () =>
-      done(handshaken ? `it hung up right after the TLS handshake, as on a refused client certificate: set ${CLIENT_CERTIFICATE} to a certificate it trusts and its key` : undefined),
-    );
+    // Some servers refuse a client certificate by hanging up without an alert.
+    const hungUp = () => (handshaken ? `it hung up right after the TLS handshake, as on a refused client certificate: set ${CLIENT_CERTIFICATE} to a certificate it trusts and its key` : undefined);
+    socket.once('close', () => done(hungUp()));
     socket.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ECONNREFUSED') return done(REFUSED);
-      done(config ? explainTlsError(error, config.serverNameOverride ?? host) : undefined);
+      done(config ? (explainTlsError(error, config.serverNameOverride ?? host) ?? hungUp()) : undefined);
     });
   });
 }

@@ -16,7 +16,7 @@ import { keySetWorkflowId, SUPERVISOR_SCHEDULE_ID } from '../../src/workflows/me
 import { makeTestCertificates, type TestCertificates } from '../helpers/certificates';
 import { runKeyturn, type CliRun } from '../helpers/cli';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
-import { startGrpcTlsProxy, type GrpcTlsProxy } from '../helpers/grpc-tls-proxy';
+import { startGrpcTlsProxy, startHandshakeVerifyingProxy, type GrpcTlsProxy } from '../helpers/grpc-tls-proxy';
 import { waitFor } from '../helpers/key-sets';
 import { freePort } from '../helpers/ports';
 
@@ -36,6 +36,7 @@ const keySetId = `tls-${randomBytes(3).toString('hex')}`;
 let dir: string;
 let certs: TestCertificates;
 let proxy: GrpcTlsProxy;
+let temporalAddress: string;
 let running: TestDevStack;
 /** Selects a profile of the file's temporal.toml. */
 let profile: (name: 'mtls' | 'api-key') => Record<string, string>;
@@ -46,6 +47,7 @@ beforeAll(async () => {
   certs = await makeTestCertificates(dir);
   const temporal = await startTemporalDevServer({ dataDir: dir, port: await freePort(), uiPort: await freePort(), logger });
   teardown.add('the Temporal dev server', () => temporal.stop());
+  temporalAddress = temporal.address;
   proxy = await startGrpcTlsProxy({ dir, upstream: temporal.address, certificates: certs, apiKey: API_KEY, keyWithoutNamespace: KEY_WITHOUT_NAMESPACE });
   teardown.add('nginx', () => proxy.stop());
 
@@ -185,6 +187,27 @@ test('a missing or untrusted client certificate, or an untrusted server, fails w
   // What the certificates hold never shows.
   const clientKey = (await readFile(certs.clientKey, 'utf8')).split('\n')[1];
   expect(worker.err).not.toContain(clientKey);
+});
+
+test('a frontend that verifies the client certificate in the TLS handshake, as Temporal does, is told apart too', async () => {
+  const frontend = await startHandshakeVerifyingProxy({ upstream: temporalAddress, certificates: certs });
+  try {
+    const tls = { TEMPORAL_ADDRESS: frontend.address, TEMPORAL_TLS_SERVER_NAME: certs.serverName, TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca };
+    const client = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.clientCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.clientKey };
+    expect(await keyturn({ ...tls, ...client }, 'status', keySetId, '--json')).toMatchObject({ code: 0, err: '' });
+
+    await expect(connectWorker(temporalTargetFrom(loadConfig(tls)), logger)).rejects.toThrow(
+      `cannot connect to Temporal at ${frontend.address} (from TEMPORAL_ADDRESS): it refused the TLS handshake (alert "certificate required"): ` +
+        'set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH to a certificate it trusts and its key',
+    );
+    const stranger = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.strangerCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.strangerKey };
+    await expect(connectWorker(temporalTargetFrom(loadConfig({ ...tls, ...stranger })), logger)).rejects.toThrow(
+      `cannot connect to Temporal at ${frontend.address} (from TEMPORAL_ADDRESS): it hung up right after the TLS handshake, as on a refused client certificate: ` +
+        'set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH to a certificate it trusts and its key',
+    );
+  } finally {
+    await frontend.stop();
+  }
 });
 
 test('an API key arrives as `authorization: Bearer …`; without it, with another, or with one the namespace refuses, one line says what to check', async () => {

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { stopChild } from '../../src/dev/temporal-dev-server';
 import type { TestCertificates } from './certificates';
 import { waitFor } from './key-sets';
@@ -116,6 +118,49 @@ http {
     apiKeyAddress: `127.0.0.1:${apiKeyPort}`,
     mtlsRequests: () => readFile(path.join(prefix, 'mtls-requests.log'), 'utf8').catch(() => ''),
     stop,
+  };
+}
+
+/**
+ * A TLS terminator of Node's own (OpenSSL) in front of the same frontend, verifying the client
+ * certificate in the handshake itself, as Temporal's frontend does with `requireClientAuth` (nginx
+ * verifies after the handshake and refuses per request): a missing certificate gets a TLS alert,
+ * an untrusted one a hang-up.
+ */
+export async function startHandshakeVerifyingProxy(options: { upstream: string; certificates: TestCertificates }): Promise<{ address: string; stop(): Promise<void> }> {
+  const { certificates: certs } = options;
+  const [host, port] = options.upstream.split(':');
+  const open = new Set<Socket>();
+  const server = tls.createServer(
+    {
+      cert: await readFile(certs.serverCert),
+      key: await readFile(certs.serverKey),
+      ca: await readFile(certs.ca),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['h2'],
+    },
+    (client) => {
+      const upstream = connect(Number(port), host);
+      for (const socket of [client, upstream]) {
+        open.add(socket);
+        socket.once('close', () => open.delete(socket));
+      }
+      client.pipe(upstream).pipe(client);
+      client.once('error', () => upstream.destroy());
+      upstream.once('error', () => client.destroy());
+    },
+  );
+  // The refused handshakes are what the test provokes.
+  server.on('tlsClientError', () => undefined);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async stop() {
+      for (const socket of open) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
   };
 }
 
