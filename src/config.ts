@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { durationToMs, DURATION_HINT } from './domain/duration';
 import { KeyturnError } from './domain/errors';
+import { loadTemporalProfile, type TemporalProfile } from './runtime/temporal-profile';
 import type { DatabaseRoles } from './store/database-roles';
 
 /** pino's levels; `silent` turns logging off. */
@@ -11,9 +12,11 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Everything keyturn reads from the environment, validated once at startup. */
 export interface Config {
-  /** `host:port` of the Temporal frontend. */
+  /** `host:port` of the Temporal frontend: TEMPORAL_ADDRESS, else the Temporal profile's, else localhost:7233. */
   temporalAddress: string;
   temporalNamespace: string;
+  /** Temporal's environment configuration (TEMPORAL_* variables over a TOML profile): TLS, API key, gRPC metadata. */
+  temporalProfile: TemporalProfile;
   taskQueue: string;
   /** An external PostgreSQL; unset means the embedded one under `dataDir`. */
   databaseUrl?: string;
@@ -39,9 +42,9 @@ export interface Config {
   logLevel: LogLevel;
   alerts: AlertConfig;
   /**
-   * Which settings came from the environment rather than a default: `keyturn dev` starts its own
-   * Temporal server only when TEMPORAL_ADDRESS is not set, and settings found in a running
-   * instance's file yield to these.
+   * Which settings came from the environment (or the Temporal profile) rather than a default:
+   * `keyturn dev` starts its own Temporal server only when no address is configured, and settings
+   * found in a running instance's file yield to these.
    */
   explicit: { temporalAddress: boolean; temporalNamespace: boolean };
 }
@@ -112,8 +115,9 @@ const duration = (what: string, max?: { ms: number; text: string }) =>
       return ms ?? 0;
     });
 
-const identifier = (what: string) =>
-  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+const identifier = (what: string) => z.string().regex(NAME, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
 
 // Lower case only: the same name then works quoted and unquoted in the SQL a DBA is asked to run.
 const roleName = (what: string) =>
@@ -129,7 +133,7 @@ export const SECRET_VARIABLES = ['DATABASE_URL', 'KEYTURN_KEK', 'SLACK_WEBHOOK_U
 const schema = z.object({
   TEMPORAL_ADDRESS: z
     .string()
-    .refine((v) => HOST_PORT.test(v) && Number(HOST_PORT.exec(v)![2]) <= 65535, {
+    .refine(isHostPort, {
       error: 'must be host:port, e.g. localhost:7233',
     })
     .optional(),
@@ -212,9 +216,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
       { field: 'KEYTURN_JWKS_ROLE' },
     );
   }
+  const temporalProfile = loadTemporalProfile(env);
+  checkTemporalProfile(temporalProfile);
   return {
-    temporalAddress: values.TEMPORAL_ADDRESS ?? 'localhost:7233',
-    temporalNamespace: values.TEMPORAL_NAMESPACE ?? 'default',
+    temporalAddress: temporalProfile.address ?? 'localhost:7233',
+    temporalNamespace: temporalProfile.namespace ?? 'default',
+    temporalProfile,
     taskQueue: values.KEYTURN_TASK_QUEUE,
     databaseUrl: values.DATABASE_URL,
     databaseRoles: { jwks: values.KEYTURN_JWKS_ROLE, worker: values.KEYTURN_WORKER_ROLE },
@@ -235,10 +242,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
       overdueToleranceMs: values.KEYTURN_OVERDUE_TOLERANCE,
     },
     explicit: {
-      temporalAddress: values.TEMPORAL_ADDRESS !== undefined,
-      temporalNamespace: values.TEMPORAL_NAMESPACE !== undefined,
+      temporalAddress: temporalProfile.address !== undefined,
+      temporalNamespace: temporalProfile.namespace !== undefined,
     },
   };
+}
+
+/** A profile file's address and namespace get the checks their variables get (a variable set overrides the file). */
+function checkTemporalProfile(profile: TemporalProfile): void {
+  const problems = [
+    profile.address !== undefined && !isHostPort(profile.address) && `address "${profile.address}" must be host:port, e.g. localhost:7233`,
+    profile.namespace !== undefined && !NAME.test(profile.namespace) && `namespace "${profile.namespace}" must be a namespace name: letters, digits, '.', '_' or '-'`,
+  ].filter(Boolean);
+  if (problems.length > 0) {
+    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid Temporal profile "${profile.name}": ${problems.join('; ')}`, { field: 'TEMPORAL_PROFILE' });
+  }
+}
+
+function isHostPort(value: string): boolean {
+  const match = HOST_PORT.exec(value);
+  return match !== null && Number(match[2]) <= 65535;
 }
 
 function isPostgresUrl(value: string): boolean {

@@ -5,7 +5,8 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import type { Registry } from 'prom-client';
 import { createActivities } from './activities';
 import { alertChannelsFrom } from './alerts/channels';
-import { temporalTargetFrom, temporalUnreachable, type TemporalTarget } from './client/connect';
+import { temporalConnectionOptions, temporalTargetFrom, type TemporalTarget } from './client/connect';
+import { explainConnectionFailure } from './client/connection-failure';
 import type { Config } from './config';
 import { createLogger, type Logger } from './observability/logger';
 import { activityInstrumentation } from './observability/activity-instrumentation';
@@ -79,17 +80,18 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
 }
 
 /**
- * The worker's own connection (native, unlike the client's), with the same error when unreachable.
+ * The worker's own connection (native, unlike the client's), with the same TLS, API key and errors.
  * The SDK's runtime (logs into pino, its metrics on `sdkMetricsAddress`) is installed here, as late
  * as possible: it keeps the process alive until its last connection closes, so a command failing
- * earlier (a missing KEK) must not have installed it.
+ * earlier (a missing KEK, an unreadable certificate) must not have installed it.
  */
 export async function connectWorker(target: TemporalTarget, logger: Logger, sdkMetricsAddress?: string): Promise<NativeConnection> {
+  const options = temporalConnectionOptions(target);
   installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress });
   try {
-    return await NativeConnection.connect({ address: target.address });
+    return await NativeConnection.connect(options);
   } catch (error) {
-    throw temporalUnreachable(target, error);
+    throw await explainConnectionFailure(target, options, error);
   }
 }
 
@@ -155,7 +157,14 @@ export async function runWorker(config: Config, options: RunWorkerOptions = {}):
     const worker = startWorker(await createWorker(config, { connection, keyStore: store.keyStore, logger, registry }));
     teardown.add('the worker', () => worker.stop());
     logger.info(
-      { address: target.address, namespace: target.namespace, taskQueue: config.taskQueue, metrics: metricsServer.url, sdkMetricsPort: config.sdkMetricsPort },
+      {
+        address: target.address,
+        namespace: target.namespace,
+        security: config.temporalProfile.security,
+        taskQueue: config.taskQueue,
+        metrics: metricsServer.url,
+        sdkMetricsPort: config.sdkMetricsPort,
+      },
       'worker running',
     );
     await Promise.race([worker.done, shutdown.requested]);

@@ -19,7 +19,7 @@ import { assertDevServerPortsFree, startTemporalDevServer } from './temporal-dev
 
 export interface DevStackOptions {
   config: Config;
-  /** Ports of the Temporal dev server, started unless TEMPORAL_ADDRESS is set. */
+  /** Ports of the Temporal dev server, started unless TEMPORAL_ADDRESS or a Temporal profile names a server. */
   temporalPort: number;
   uiPort: number;
   logger: Logger;
@@ -40,7 +40,7 @@ export interface DevStack {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
-  /** Null when TEMPORAL_ADDRESS named a server keyturn did not start. */
+  /** Null when TEMPORAL_ADDRESS or a Temporal profile named a server keyturn did not start. */
   webUiUrl: string | null;
   /** The JWKS server's base URL; null when none was asked for. Its `/metrics` serves the worker's metrics too. */
   jwksUrl: string | null;
@@ -61,7 +61,8 @@ export interface DevStack {
 
 /**
  * Everything `keyturn dev` runs, on one data folder: the embedded PostgreSQL (unless DATABASE_URL),
- * its KEK file (unless KEYTURN_KEK), a Temporal dev server (unless TEMPORAL_ADDRESS), migrations,
+ * its KEK file (unless KEYTURN_KEK), a Temporal dev server (unless TEMPORAL_ADDRESS or a Temporal
+ * profile names a server, reached then with the profile's TLS and API key), migrations,
  * the worker, and an apply of the key sets file (key sets already running after a restart are left
  * as they are). Records itself in `<dataDir>/instance.json` for the commands run beside it.
  */
@@ -101,7 +102,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         logger,
       });
       teardown.add('the Temporal dev server', () => server.stop());
-      target = { ...target, address: server.address, origin: 'the dev server keyturn started' };
+      // Plaintext on loopback, whatever TLS settings the environment holds for other servers.
+      target = { address: server.address, namespace: target.namespace, origin: 'the dev server keyturn started' };
       webUiUrl = server.webUiUrl;
     }
     signal?.throwIfAborted();

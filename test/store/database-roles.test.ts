@@ -173,7 +173,15 @@ describe('the worker role', () => {
     } finally {
       await ring.close();
     }
-    expect(await rolled.windDown(manualChange(keySet.keySetId))).toHaveLength(1);
+    // The changes the workflow's commands make: a listing, a withdrawal, a policy, operator actions, a wind-down and its reversal.
+    const next = await keySet.addNext();
+    await rolled.markListed(manualChange(keySet.keySetId), next, { waitMs: 60_000, notBefore: 0, urls: [] });
+    await rolled.withdrawKey(manualChange(keySet.keySetId), next);
+    await rolled.recordPolicy(manualChange(keySet.keySetId), { ...testPolicy(), retirement: '2h' }, []);
+    await rolled.recordOperatorAction(manualChange(keySet.keySetId), 'paused');
+    const activeKid = (await rolled.listKeys(keySet.keySetId)).find((k) => k.state === 'active')!.kid;
+    expect(await rolled.windDown(manualChange(keySet.keySetId), [{ kid: activeKid, graceMs: 60_000 }])).toHaveLength(1);
+    await rolled.recommission(manualChange(keySet.keySetId));
     expect((await verifyAuditTrail(workerPool, keySet.keySetId))[0].problem).toBeNull();
 
     const incidents = new AlertIncidentStore(workerPool);

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
 import { KeyturnError } from '../../domain/errors';
-import { connectClient, resolveTemporalTarget, temporalUnreachable } from '../connect';
+import { resolveTemporalTarget, withClient } from '../connect';
 import { KeySetClient } from '../keyset-client';
 import { DATA_DIR_OPTION } from './options';
 
@@ -15,8 +15,11 @@ import { DATA_DIR_OPTION } from './options';
 /** A command with `--address`, `--namespace`, `--data-dir` and `--json`. */
 export function operatorCommand(name: string): Command {
   return new Command(name)
-    .option('--address <host:port>', 'Temporal frontend (default: TEMPORAL_ADDRESS, else the keyturn instance running on --data-dir, else localhost:7233)')
-    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE, else the running instance's, else default)")
+    .option(
+      '--address <host:port>',
+      "Temporal frontend (default: TEMPORAL_ADDRESS or the Temporal profile's, else the keyturn instance running on --data-dir, else localhost:7233)",
+    )
+    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE or the Temporal profile's, else the running instance's, else default)")
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON');
 }
@@ -53,19 +56,12 @@ export function parseOptions<T>(schema: z.ZodType<T>, input: unknown): T {
 
 /**
  * Connects to the Temporal server the options name (5 s to answer), hands `use` a KeySetClient
- * and closes the connection after. A server lost on the way is reported like one never reached.
+ * and closes the connection after; failures to connect or refusals are one line saying what to set.
  */
 export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: KeySetClient, config: Config) => Promise<T>): Promise<T> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
   const target = await resolveTemporalTarget(config, options);
-  const client = await connectClient(target);
-  try {
-    return await use(new KeySetClient(client, config.taskQueue), config);
-  } catch (error) {
-    throw isUnavailable(error) ? temporalUnreachable(target, error) : error;
-  } finally {
-    await client.connection.close();
-  }
+  return withClient(target, (client) => use(new KeySetClient(client, config.taskQueue), config));
 }
 
 /** Who asked, for the audit trail. */
@@ -77,12 +73,4 @@ export function requestedBy(): string {
     // A container user without a passwd entry.
   }
   return `${user ?? 'unknown user'} (keyturn CLI)`;
-}
-
-/** gRPC UNAVAILABLE (14) anywhere in the cause chain. */
-function isUnavailable(error: unknown): boolean {
-  for (let e = error; e instanceof Error; e = e.cause) {
-    if ((e as { code?: unknown }).code === 14 && typeof (e as { details?: unknown }).details === 'string') return true;
-  }
-  return false;
 }

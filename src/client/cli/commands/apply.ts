@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { loadConfig } from '../../../config';
 import { applyKeySets, type ApplyReport } from '../../apply';
-import { connectClient, resolveTemporalTarget } from '../../connect';
+import { resolveTemporalTarget, withClient } from '../../connect';
 import { loadKeySetsFile } from '../../keysets-file';
 import { connectionOptions, operatorCommand, parseOptions, requestedBy } from '../operator';
 
@@ -25,13 +25,10 @@ export const applyCommand = operatorCommand('apply')
     const file = await loadKeySetsFile(options.file);
     const config = loadConfig(process.env, { dataDir: options.dataDir });
     const target = await resolveTemporalTarget(config, options);
-    const client = await connectClient(target);
-    try {
-      const report = await applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun, requestedBy: requestedBy() });
-      console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
-    } finally {
-      await client.connection.close();
-    }
+    const report = await withClient(target, (client) =>
+      applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun, requestedBy: requestedBy() }),
+    );
+    console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
   });
 
 /** What `keyturn apply` says it did (or, with --dry-run, would do), one line per key set. */

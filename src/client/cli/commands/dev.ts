@@ -22,7 +22,8 @@ interface DevOptions {
 export const devCommand = new Command('dev')
   .description(
     'run keyturn on this machine until Ctrl-C: embedded PostgreSQL, a Temporal dev server with its Web UI, ' +
-      'the worker, and an apply of the key sets file (DATABASE_URL and TEMPORAL_ADDRESS, when set, are used instead)',
+      'the worker, and an apply of the key sets file (the PostgreSQL of DATABASE_URL, and the Temporal server TEMPORAL_ADDRESS ' +
+      'or a Temporal profile names, are used instead when set)',
   )
   .option('-f, --file <file>', 'the key sets file to apply', 'keysets.yaml')
   .option(...DATA_DIR_OPTION)
@@ -92,7 +93,7 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
       ? `${displayDatabaseUrl(stack.databaseUrl)}  (embedded, data in ${path.join(path.dirname(stack.instanceFile), 'postgres')})`
       : `${displayDatabaseUrl(stack.databaseUrl)}  (from DATABASE_URL)`;
   const rows: [string, string][] = [
-    ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(Temporal at TEMPORAL_ADDRESS: use its own UI)'],
+    ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(a Temporal server keyturn did not start: use its own UI)'],
     ...file.keySets.map(({ id }, i): [string, string] => [`key set ${id}`, `${workflowUrl(id)}  (active kid ${activeKids[i] ?? 'pending'})`]),
     ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
     ...(stack.jwksUrl
