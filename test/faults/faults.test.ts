@@ -1,0 +1,378 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection, WorkflowUpdateStage } from '@temporalio/client';
+import { Pool } from 'pg';
+import { KeySetClient } from '../../src/client/keyset-client';
+import { parseKekRing } from '../../src/crypto/kek';
+import { policyTimings, validatePolicy } from '../../src/domain/policy';
+import { KeyRing } from '../../src/issuer/key-ring';
+import { createLogger } from '../../src/observability/logger';
+import { decommissionUpdate, keySetWorkflowId, revokeKeyUpdate } from '../../src/workflows/messages';
+import { ExternalPostgres } from '../helpers/external-postgres';
+import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
+import { uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { keyturnEnv, runKeyturnProcess, startJwksServer, startWorker, type Deployment } from '../helpers/keyturn-processes';
+import { readTimedTrail, windowViolations } from '../helpers/lifecycle-windows';
+import { ProcessGroup } from '../helpers/processes';
+import { TemporalServer } from '../helpers/temporal-server';
+import { TokenTraffic } from '../helpers/token-traffic';
+
+// keyturn deployed as in production, on loopback: PostgreSQL and the Temporal dev server as processes
+// of their own, `keyturn serve` and `keyturn worker` as processes, a key ring in this process signing
+// tokens throughout and a cache-abiding verifier per key set checking them. Then faults: the worker
+// SIGKILLed at every key change boundary, two workers at once, PostgreSQL down across transitions,
+// Temporal killed and restarted. After each, for every key set involved: no unexpired token rejected,
+// no key duplicated or lost, one active key, every lifecycle window honoured as the audit trail's
+// recorded times show; at the end, `keyturn verify` passes for all of them. The steps build on each
+// other, so they run in order.
+
+/** Seconds-long, so that a key set reaches any step of its lifecycle within about ten seconds. */
+const POLICY = validatePolicy({
+  algorithm: 'ES256',
+  rotationPeriod: '6s',
+  prepublish: '3s',
+  jwksMaxAge: '2s',
+  gracePeriod: '3s',
+  maxTokenTtl: '2s',
+  retirement: '2s',
+});
+const { rotationPeriodMs, prepublishMs, gracePeriodMs, retirementMs } = policyTimings(POLICY);
+
+/**
+ * The task queue of every scenario. The first also uses a second one: a worker's pool holds ten
+ * PostgreSQL connections and each stopped key change keeps its own, so the fault points are split
+ * over two workers, one stopped before its commits and one after.
+ */
+const QUEUE = 'keyturn';
+const SECOND_QUEUE = 'keyturn-after-commit';
+
+/** How long recovery may take: a killed worker's activities are retried only once their start-to-close timeout ends. */
+const RECOVERY_TIMEOUT_MS = 120_000;
+/** How long before its key sets' transitions fall due an outage begins, and how long it lasts. */
+const OUTAGE_LEAD_MS = 500;
+const OUTAGE_MS = 4_000;
+
+const logger = createLogger({ level: 'silent' });
+/** PostgreSQL and Temporal, stopped last. */
+const infrastructure = new ProcessGroup();
+/** Every keyturn process, stopped first. */
+const keyturn = new ProcessGroup();
+let postgres: ExternalPostgres;
+let temporal: TemporalServer;
+let deployment: Omit<Deployment, 'taskQueue'>;
+let jwksUrl: string;
+let pool: Pool;
+let connection: Connection;
+let client: Client;
+let ring: KeyRing;
+
+beforeAll(async () => {
+  [postgres, temporal] = await Promise.all([ExternalPostgres.start(infrastructure), TemporalServer.start(infrastructure)]);
+  deployment = { databaseUrl: postgres.url, kek: randomBytes(32).toString('base64'), temporalAddress: temporal.address };
+  // The JWKS server migrates the schema before it answers, so the key ring finds its tables.
+  jwksUrl = (await startJwksServer(keyturn, { ...deployment, taskQueue: QUEUE })).url;
+  pool = new Pool({ connectionString: postgres.url, max: 4 });
+  // The outage scenario takes PostgreSQL away under idle connections.
+  pool.on('error', () => undefined);
+  connection = await Connection.connect({ address: temporal.address });
+  client = new Client({ connection });
+  ring = await KeyRing.open({ databaseUrl: postgres.url, kekRing: parseKekRing(deployment.kek), logger });
+}, 180_000);
+
+afterAll(async () => {
+  await ring?.close();
+  await pool?.end();
+  await connection?.close();
+  await keyturn.stopAll();
+  await infrastructure.stopAll();
+  await postgres?.remove();
+  await temporal?.remove();
+}, 120_000);
+
+function keySetsOn(taskQueue: string): KeySetClient {
+  return new KeySetClient(client, taskQueue);
+}
+
+function workerOn(taskQueue: string, env?: NodeJS.ProcessEnv) {
+  return startWorker(keyturn, { ...deployment, taskQueue, jwksUrl }, env);
+}
+
+/** A step of a key set's life and when a key set started under POLICY reaches it. */
+interface Boundary {
+  /** What the worker does there, in words. */
+  what: string;
+  /** The key change's key_operations.kind. */
+  kind: string;
+  occurrence: number;
+  dueMs: number;
+  /** The operator's command that brings the key set there, given once it is started; scheduled steps need none. */
+  command?: (keySets: KeySetClient, keySetId: string) => Promise<void>;
+  /** The command ends the key set's life: its workflow completes instead of promoting again. */
+  ends?: boolean;
+}
+
+const SCHEDULED: Boundary[] = [
+  { what: 'generating the next key', kind: 'generate', occurrence: 2, dueMs: rotationPeriodMs - prepublishMs },
+  { what: 'promoting the next key', kind: 'promote', occurrence: 2, dueMs: rotationPeriodMs },
+  { what: 'retiring a key at the end of its grace period', kind: 'retire', occurrence: 1, dueMs: rotationPeriodMs + gracePeriodMs },
+  { what: 'destroying a retired key', kind: 'destroy', occurrence: 1, dueMs: rotationPeriodMs + gracePeriodMs + retirementMs },
+];
+
+const EVERY_KEY_CHANGE: Boundary[] = [
+  { what: "generating a key set's first key", kind: 'generate', occurrence: 1, dueMs: 0 },
+  { what: "promoting a key set's first key", kind: 'promote', occurrence: 1, dueMs: 0 },
+  ...SCHEDULED,
+  { what: 'revoking the next key', kind: 'revoke', occurrence: 1, dueMs: rotationPeriodMs - prepublishMs, command: revokeNextKey },
+  { what: 'winding a decommissioned key set down', kind: 'wind-down', occurrence: 1, dueMs: 0, command: decommission, ends: true },
+];
+
+/** Revokes the next key (not the first key, briefly `next` while the key set bootstraps): no token was signed with it. */
+async function revokeNextKey(keySets: KeySetClient, keySetId: string): Promise<void> {
+  const kid = await waitFor(
+    async () => {
+      const { keys } = await keySets.getState(keySetId);
+      return keys.some((k) => k.state === 'active') ? keys.find((k) => k.state === 'next')?.kid : undefined;
+    },
+    30_000,
+    `a next key in ${keySetId}`,
+    100,
+  );
+  await client.workflow
+    .getHandle(keySetWorkflowId(keySetId))
+    .startUpdate(revokeKeyUpdate, { args: [{ kid, reason: 'fault test' }], waitForStage: WorkflowUpdateStage.ACCEPTED });
+}
+
+async function decommission(keySets: KeySetClient, keySetId: string): Promise<void> {
+  await keySets.waitForActiveKid(keySetId);
+  await client.workflow
+    .getHandle(keySetWorkflowId(keySetId))
+    .startUpdate(decommissionUpdate, { args: [{ reason: 'fault test' }], waitForStage: WorkflowUpdateStage.ACCEPTED });
+}
+
+/** A key set under test: where its workflow runs and the step of its life the fault meets. */
+interface KeySetCase extends Boundary {
+  keySetId: string;
+  taskQueue: string;
+}
+
+/** Every key set the scenarios start, for the final `keyturn verify`. */
+const everyCase: KeySetCase[] = [];
+
+/** A key set of its own for each boundary, named after the scenario (`label`) and the boundary. */
+function casesFor(boundaries: readonly Boundary[], taskQueue: string, label: string): KeySetCase[] {
+  const cases = boundaries.map((b) => ({ ...b, taskQueue, keySetId: uniqueKeySetId(`${label}-${b.kind}-${b.occurrence}`) }));
+  everyCase.push(...cases);
+  return cases;
+}
+
+/**
+ * Starts each key set so that all of them reach their boundary at the same moment, `dueAt`;
+ * `started` settles once each is started and its command given.
+ */
+function startStaggered(cases: readonly KeySetCase[]): { dueAt: number; started: Promise<void> } {
+  const latest = Math.max(...cases.map((c) => c.dueMs));
+  const dueAt = Date.now() + latest;
+  const started = Promise.all(
+    cases.map(async (c) => {
+      await sleep(latest - c.dueMs);
+      const keySets = keySetsOn(c.taskQueue);
+      await keySets.start(c.keySetId, POLICY);
+      await c.command?.(keySets, c.keySetId);
+    }),
+  ).then(() => undefined);
+  return { dueAt, started };
+}
+
+/** Until every key set has promoted a key since `since`, or (one whose life ends) its workflow has completed. */
+async function untilRecovered(cases: readonly KeySetCase[], since: number): Promise<void> {
+  for (const c of cases) {
+    await waitFor(
+      async () => {
+        if (c.ends) return (await client.workflow.getHandle(keySetWorkflowId(c.keySetId)).describe()).status.name === 'COMPLETED' || undefined;
+        const { rowCount } = await pool.query(`SELECT 1 FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' AND recorded_at > $2`, [
+          c.keySetId,
+          new Date(since),
+        ]);
+        return rowCount ? true : undefined;
+      },
+      RECOVERY_TIMEOUT_MS,
+      `key set ${c.keySetId} (${c.what}) to ${c.ends ? 'complete its wind-down' : 'promote a key'} after the fault`,
+      250,
+    );
+  }
+}
+
+/**
+ * Everything wrong with a key set after a fault, in words: rejected tokens, broken windows, keys
+ * duplicated, lost or diverging from the trail, other than exactly one active key (none once wound
+ * down). Empty when all is well; otherwise the trail follows.
+ */
+async function problemsOf(c: KeySetCase, traffic: TokenTraffic): Promise<string[]> {
+  const trail = await readTimedTrail(pool, c.keySetId);
+  const { rows: keys } = await pool.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [c.keySetId]);
+  const problems = [...traffic.rejections.filter((r) => r.startsWith(`${c.keySetId}:`)), ...windowViolations(trail, POLICY, traffic.lastExpiry)];
+  const active = keys.filter((k) => k.state === 'active');
+  if (active.length !== (c.ends ? 0 : 1)) problems.push(`${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
+  for (const key of keys) {
+    const last = trail.filter((e) => e.kid === key.kid && e.toState !== null).at(-1);
+    if (last?.toState !== key.state) problems.push(`${key.kid} is ${key.state}, but its last audit event took it to ${last?.toState ?? 'nothing'}`);
+  }
+  for (const e of trail.filter((e) => e.event === 'generated' && !keys.some((k) => k.kid === e.kid))) problems.push(`${e.kid} was generated but is not stored`);
+  if (problems.length === 0) return [];
+  const start = trail[0]?.recordedAt ?? 0;
+  const lines = trail.map((e) => `  ${e.event} ${e.kid ?? ''} ${e.fromState ?? ''}→${e.toState ?? ''}: +${e.recordedAt - start} ms (the workflow said +${e.occurredAt - start} ms)`);
+  return [...problems, 'audit trail (recorded times, from its first event):', ...lines];
+}
+
+/**
+ * Ends a scenario: pauses its key sets (once checked they only add load, and `keyturn verify` checks
+ * them at the end as they are now), lets the tokens signed meanwhile be verified for the last time,
+ * and returns each key set's problems.
+ */
+async function conclude(cases: readonly KeySetCase[], traffic: TokenTraffic): Promise<Map<string, string[]>> {
+  const paused = await Promise.allSettled(cases.filter((c) => !c.ends).map(async (c) => (await keySetsOn(c.taskQueue).pause(c.keySetId, 'checked by the fault test'), c)));
+  // A key set the scenario failed before starting has nothing to pause; its problems say so.
+  const live = paused.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
+  for (const c of live) {
+    await waitFor(async () => ((await keySetsOn(c.taskQueue).getState(c.keySetId)).inFlight === null || undefined), 60_000, `${c.keySetId} to finish its step`, 100);
+  }
+  await traffic.stop();
+  const { issued, verifiedBeforeExpiry } = traffic.counts;
+  console.log(
+    `${cases.length} key sets: ${issued} tokens signed, ${verifiedBeforeExpiry} verified again shortly before they expired` +
+      (traffic.signFailures.length > 0 ? `; signing failed ${traffic.signFailures.length} times, first: ${traffic.signFailures[0]}` : ''),
+  );
+  return new Map(await Promise.all(cases.map(async (c) => [c.keySetId, await problemsOf(c, traffic)] as const)));
+}
+
+/** The problems the scenario found for `c`; fails if the scenario did not get that far. */
+function outcomeFor(outcome: Map<string, string[]> | undefined, c: KeySetCase): string[] {
+  if (outcome === undefined) throw new Error(`the scenario did not run to its end (see the test before), so ${c.keySetId} was not checked`);
+  return outcome.get(c.keySetId)!;
+}
+
+describe('the worker SIGKILLed at every key change boundary, before and after its commit', () => {
+  const moments: [FaultMoment, string][] = [
+    ['before-commit', QUEUE],
+    ['after-commit', SECOND_QUEUE],
+  ];
+  const cases = moments.flatMap(([at, taskQueue]) => casesFor(EVERY_KEY_CHANGE, taskQueue, at === 'before-commit' ? 'open' : 'committed').map((c) => ({ ...c, at })));
+  let outcome: Map<string, string[]> | undefined;
+
+  test('the workers reach every point, are killed there, and fresh workers carry on', async () => {
+    const reports = await mkdtemp(path.join(os.tmpdir(), 'keyturn-fault-reports-'));
+    const pointsAt = (at: FaultMoment): FaultPoint[] => cases.filter((c) => c.at === at).map(({ keySetId, kind, occurrence }) => ({ keySetId, kind, occurrence, at }));
+    try {
+      const faulty = await Promise.all(moments.map(([at, taskQueue]) => workerOn(taskQueue, faultPointEnv(pointsAt(at), path.join(reports, at)))));
+      const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+      try {
+        await startStaggered(cases).started;
+        await Promise.all(moments.map(([at]) => waitForFaultPoints(path.join(reports, at), pointsAt(at), 60_000)));
+        await Promise.all(faulty.map((worker) => worker.kill()));
+        const killedAt = Date.now();
+        await Promise.all(moments.map(([, taskQueue]) => workerOn(taskQueue)));
+        await untilRecovered(cases, killedAt);
+      } finally {
+        outcome = await conclude(cases, traffic);
+      }
+    } finally {
+      await rm(reports, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  test.each(cases)('killed $at while $what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
+    expect(outcomeFor(outcome, c)).toEqual([]);
+  });
+});
+
+/** Key sets each reaching one scheduled transition at the same moment, `fault` acting around that moment, until each has promoted a key since. */
+async function acrossTransitions(cases: readonly KeySetCase[], fault: (dueAt: number) => Promise<void>): Promise<void> {
+  const { dueAt, started } = startStaggered(cases);
+  await started;
+  await fault(dueAt);
+  await untilRecovered(cases, dueAt);
+}
+
+describe('two workers at once', () => {
+  const cases = casesFor(SCHEDULED, QUEUE, 'two');
+  let outcome: Map<string, string[]> | undefined;
+
+  test('both poll the task queue across every scheduled transition', async () => {
+    const second = workerOn(QUEUE);
+    // Awaited once the key sets are started; a failure to start must not go unhandled meanwhile.
+    second.catch(() => undefined);
+    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+    try {
+      await acrossTransitions(cases, async () => void (await second));
+    } finally {
+      outcome = await conclude(cases, traffic);
+    }
+  }, 120_000);
+
+  test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
+    expect(outcomeFor(outcome, c)).toEqual([]);
+  });
+});
+
+describe('PostgreSQL down across transitions', () => {
+  const cases = casesFor(SCHEDULED, QUEUE, 'pg');
+  let outcome: Map<string, string[]> | undefined;
+
+  test(`PostgreSQL stops ${OUTAGE_LEAD_MS} ms before the transitions fall due and starts again ${OUTAGE_MS} ms later`, async () => {
+    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+    try {
+      await acrossTransitions(cases, async (dueAt) => {
+        await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
+        await postgres.stop();
+        await sleep(OUTAGE_MS);
+        await postgres.start();
+      });
+    } finally {
+      outcome = await conclude(cases, traffic);
+    }
+  }, 120_000);
+
+  test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
+    expect(outcomeFor(outcome, c)).toEqual([]);
+  });
+});
+
+describe('Temporal killed and restarted', () => {
+  const cases = casesFor(SCHEDULED, QUEUE, 'temporal');
+  let outcome: Map<string, string[]> | undefined;
+
+  test(`the Temporal server is SIGKILLed ${OUTAGE_LEAD_MS} ms before the transitions fall due and started again ${OUTAGE_MS} ms later`, async () => {
+    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+    try {
+      await acrossTransitions(cases, async (dueAt) => {
+        await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
+        await temporal.kill();
+        await sleep(OUTAGE_MS);
+        await temporal.start();
+      });
+    } finally {
+      outcome = await conclude(cases, traffic);
+    }
+  }, 120_000);
+
+  test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
+    expect(outcomeFor(outcome, c)).toEqual([]);
+  });
+});
+
+describe('once every scenario has run', () => {
+  test('keyturn verify, run as an operator runs it, passes for the key sets of every scenario', async () => {
+    const { code, output } = await runKeyturnProcess(keyturn, ['verify', '--json'], keyturnEnv({ ...deployment, taskQueue: QUEUE }, { LOG_LEVEL: 'warn' }), 120_000);
+    const json = /^\{"ok".*$/m.exec(output);
+    if (!json) throw new Error(`keyturn verify printed no JSON (exit ${code}): ${output}`);
+    const { keySets } = JSON.parse(json[0]) as { keySets: { id: string; ok: boolean }[] };
+    // Wound-down key sets are done: verify leaves them out.
+    const checked = everyCase.filter((c) => !c.ends).map((c) => c.keySetId);
+    expect(checked.filter((id) => !keySets.some((k) => k.id === id)).map((id) => `${id} not checked`)).toEqual([]);
+    expect(keySets.filter((k) => !k.ok)).toEqual([]);
+    expect(code).toBe(0);
+  }, 180_000);
+});

@@ -1,0 +1,52 @@
+import { validatePolicy } from '../../src/domain/policy';
+import { windowViolations, type TimedAuditEvent } from '../helpers/lifecycle-windows';
+
+// The window check the fault suite relies on, on trails written by hand: it must pass a lifecycle
+// that keeps every window and name each window a trail breaks.
+
+const POLICY = validatePolicy({ rotationPeriod: '60s', prepublish: '20s', jwksMaxAge: '10s', gracePeriod: '30s', maxTokenTtl: '20s', retirement: '15s' });
+
+function event(event: string, kid: string, fromState: string | null, toState: string, recordedAt: number): TimedAuditEvent {
+  return { event, kid, fromState, toState, occurredAt: recordedAt, recordedAt };
+}
+
+/** Key a bootstraps at 0; b is published at 40 s and promoted at 60 s; a retires at 90 s and is destroyed at 105 s. */
+function rotation(changes: { promoteB?: number; retireA?: number; destroyA?: number } = {}): TimedAuditEvent[] {
+  const promoteB = changes.promoteB ?? 60_000;
+  return [
+    event('generated', 'a', null, 'next', 0),
+    event('promoted', 'a', 'next', 'active', 0),
+    event('generated', 'b', null, 'next', 40_000),
+    event('demoted', 'a', 'active', 'grace', promoteB),
+    event('promoted', 'b', 'next', 'active', promoteB),
+    event('retired', 'a', 'grace', 'retired', changes.retireA ?? 90_000),
+    event('destroyed', 'a', 'retired', 'destroyed', changes.destroyA ?? 105_000),
+  ];
+}
+
+test('a lifecycle that keeps every window breaks none, a first key becoming active at once included', () => {
+  expect(windowViolations(rotation(), POLICY, new Map([['a', 80_000]]))).toEqual([]);
+});
+
+test('each window broken is named with its kid and by how much', () => {
+  expect(windowViolations(rotation({ promoteB: 45_000 }), POLICY)).toEqual([
+    "b became active 5000 ms after it was published, before every verifier's cache (jwksMaxAge 10000 ms) could hold it",
+  ]);
+  expect(windowViolations(rotation({ retireA: 80_000 }), POLICY)).toEqual([
+    'a left the JWKS 20000 ms after its demotion, before its grace period (30000 ms) ended',
+  ]);
+  expect(windowViolations(rotation(), POLICY, new Map([['a', 95_000]]))).toEqual(['a left the JWKS 5000 ms before the last token it signed expired']);
+  expect(windowViolations(rotation({ destroyA: 100_000 }), POLICY)).toEqual([
+    'a was destroyed 10000 ms after its retirement, before its retirement period (15000 ms) ended',
+  ]);
+});
+
+test('a second active key and a step taken twice are named', () => {
+  const trail = [...rotation().slice(0, 3), event('promoted', 'b', 'next', 'active', 60_000), event('promoted', 'b', 'next', 'active', 61_000)];
+  expect(windowViolations(trail, POLICY)).toEqual(['a and b were active at once', 'b was promoted twice', 'a and b were active at once']);
+});
+
+test('a replacement after a revocation becomes active at once', () => {
+  const trail = [...rotation().slice(0, 3), event('revoked', 'a', 'active', 'revoked', 41_000), event('promoted', 'b', 'next', 'active', 41_000)];
+  expect(windowViolations(trail, POLICY)).toEqual([]);
+});
