@@ -7,12 +7,12 @@ export interface TimedAuditEvent {
   kid: string | null;
   fromState: string | null;
   toState: string | null;
-  /** `occurred_at`: when the workflow said it happened (its clock when it asked for the change). */
-  occurredAt: number;
   /**
-   * `recorded_at`: when it really happened, the database's now() in the transaction that made the
-   * change (its start: the transactions are a few statements long).
+   * `occurred_at`: when it happened, as the store stamps it once it holds the key set's lock,
+   * milliseconds before the change commits. What the windows are judged by.
    */
+  occurredAt: number;
+  /** `recorded_at`: the database's now() in the transaction that made the change (its start). */
   recordedAt: number;
 }
 
@@ -33,15 +33,15 @@ export async function readTimedTrail(pool: Pool, keySetId: string): Promise<Time
 }
 
 /** The lifecycle steps a key takes at most once, each an audit event. */
-const STEPS = ['generated', 'promoted', 'demoted', 'retired', 'destroyed', 'revoked'] as const;
+const STEPS = ['generated', 'published', 'promoted', 'demoted', 'withdrawn', 'retired', 'destroyed', 'revoked'] as const;
 type Step = (typeof STEPS)[number];
 
 /**
  * Every window of the key lifecycle that the trail shows broken, in words (none: all honoured).
- * Times are those the changes really happened at (`recordedAt`), not the ones the workflow planned:
- * - a key is published when it is generated, and becomes active no earlier than `jwksMaxAge` after
- *   that, unless no key was active (a first key, a replacement after a revocation: no verifier holds a
- *   token of a newer key);
+ * Times are those the changes committed at (`occurredAt`):
+ * - a key replaces the active key only once the propagation gate found it at every JWKS URL
+ *   (`published`), and no earlier than `jwksMaxAge` after that; a key set with no active key (a first
+ *   key, a replacement after a revocation) promotes at once: no verifier holds a token of a newer key;
  * - at most one key is active at any instant, and each key takes each step at most once;
  * - a demoted key verifies for `gracePeriod`, and leaves the JWKS no earlier than the last token it
  *   signed expires (`lastTokenExpiry`, by kid, from the tokens the test saw signed);
@@ -63,7 +63,7 @@ export function windowViolations(
     const at = steps.get(kid) ?? {};
     steps.set(kid, at);
     if (at[e.event as Step] !== undefined) violations.push(`${kid} was ${e.event} twice`);
-    at[e.event as Step] = e.recordedAt;
+    at[e.event as Step] = e.occurredAt;
     switch (e.event) {
       case 'promoted': {
         if (at.generated === undefined) {
@@ -73,9 +73,10 @@ export function windowViolations(
         // A promotion's transaction first demotes the key that was active until then.
         const previous = trail[i - 1];
         const replacing = previous?.event === 'demoted' && previous.fromState === 'active';
-        if (replacing && e.recordedAt - at.generated < jwksMaxAgeMs) {
+        if (replacing && at.published === undefined) violations.push(`${kid} replaced the active key before it was found at every JWKS URL`);
+        else if (replacing && e.occurredAt - at.published! < jwksMaxAgeMs) {
           violations.push(
-            `${kid} became active ${e.recordedAt - at.generated} ms after it was published, before every verifier's cache (jwksMaxAge ${jwksMaxAgeMs} ms) could hold it`,
+            `${kid} became active ${e.occurredAt - at.published!} ms after it was published, before every verifier's cache (jwksMaxAge ${jwksMaxAgeMs} ms) could hold it`,
           );
         }
         active.add(kid);
@@ -88,17 +89,20 @@ export function windowViolations(
         break;
       case 'retired':
         if (at.demoted === undefined) violations.push(`${kid} was retired but never demoted`);
-        else if (e.recordedAt - at.demoted < gracePeriodMs) {
-          violations.push(`${kid} left the JWKS ${e.recordedAt - at.demoted} ms after its demotion, before its grace period (${gracePeriodMs} ms) ended`);
+        else if (e.occurredAt - at.demoted < gracePeriodMs) {
+          violations.push(`${kid} left the JWKS ${e.occurredAt - at.demoted} ms after its demotion, before its grace period (${gracePeriodMs} ms) ended`);
         }
-        if ((lastTokenExpiry.get(kid) ?? 0) > e.recordedAt) {
-          violations.push(`${kid} left the JWKS ${lastTokenExpiry.get(kid)! - e.recordedAt} ms before the last token it signed expired`);
+        if ((lastTokenExpiry.get(kid) ?? 0) > e.occurredAt) {
+          violations.push(`${kid} left the JWKS ${lastTokenExpiry.get(kid)! - e.occurredAt} ms before the last token it signed expired`);
         }
+        break;
+      case 'withdrawn':
+        if (at.promoted !== undefined) violations.push(`${kid} was withdrawn after it had signed`);
         break;
       case 'destroyed':
         if (at.retired === undefined) violations.push(`${kid} was destroyed but never retired`);
-        else if (e.recordedAt - at.retired < retirementMs) {
-          violations.push(`${kid} was destroyed ${e.recordedAt - at.retired} ms after its retirement, before its retirement period (${retirementMs} ms) ended`);
+        else if (e.occurredAt - at.retired < retirementMs) {
+          violations.push(`${kid} was destroyed ${e.occurredAt - at.retired} ms after its retirement, before its retirement period (${retirementMs} ms) ended`);
         }
         break;
     }
