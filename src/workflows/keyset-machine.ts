@@ -27,11 +27,12 @@ export function failureBackoffMs(failures: number): number {
 /**
  * How long the propagation gate waits before asking again, after `checks` answers that the key is not
  * listed everywhere yet, `waitedMs` into the wait: quickly at first (our own JWKS lists a key within
- * milliseconds), then a tenth of the time waited so far, at most an hour, so that a wait of days asks
- * a few hundred times, not thousands.
+ * milliseconds: 100 ms doubling to a second), then a tenth of the time waited so far, at most an hour,
+ * so that a key is seen soon after it is listed, and a wait of days asks a few hundred times, not thousands.
  */
 export function publicationCheckDelayMs(checks: number, waitedMs: number): number {
-  return Math.min(3_600_000, Math.max(100 * 2 ** Math.min(checks - 1, 20), waitedMs / 10));
+  const early = Math.min(100 * 2 ** Math.min(checks - 1, 4), 1_000);
+  return Math.min(3_600_000, Math.max(early, waitedMs / 10));
 }
 
 export function initialState(keySetId: string, policy: KeySetPolicy): KeySetState {

@@ -55,7 +55,7 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
   setHandler(rotateUpdate, (request) => commands.submit<RotationResult>(rotation(request)), {
     validator: (_request: RotationRequest) => checked(() => machine.assertNotWindingDown('rotate')),
   });
-  setHandler(revokeKeyUpdate, (request) => commands.submit<RevocationResult>({ type: 'revoke', ...requested(request), reason: request.reason, kid: request.kid }), {
+  setHandler(revokeKeyUpdate, (request) => commands.submit<RevocationResult>({ type: 'revoke', ...requested(request), kid: request.kid }), {
     validator: (request) => checked(() => machine.assertRevocable(request)),
   });
   setHandler(updatePolicyUpdate, (update) => commands.submit<PolicyUpdateResult>({ type: 'updatePolicy', ...requested(update, 'policy updated'), patch: update.patch }), {

@@ -13,6 +13,7 @@ import { runKeyturn as keyturn } from '../helpers/cli';
 // key set still, so every change seen is one a command made. The steps build on each other.
 
 const KEY_SET = 'ops';
+const FAST_KEY_SET = 'ops-fast';
 const ISO = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
 let running: TestDevStack;
 let dataDir: string;
@@ -23,10 +24,10 @@ let activeKid: string;
 const savedEnv = { ...process.env };
 
 
-async function statusJson(): Promise<{ keys: { kid: string; state: string }[]; paused: unknown }> {
+async function statusJson(): Promise<{ keys: { kid: string; state: string }[]; paused: unknown; rotation: unknown }> {
   const run = await keyturn('status', KEY_SET, '--json');
   expect(run).toMatchObject({ code: 0, err: '' });
-  return JSON.parse(run.out) as { keys: { kid: string; state: string }[]; paused: unknown };
+  return JSON.parse(run.out) as { keys: { kid: string; state: string }[]; paused: unknown; rotation: unknown };
 }
 
 beforeAll(async () => {
@@ -58,29 +59,56 @@ test('status shows keys, schedule, pause and policy; --json has the documented s
     paused: null,
     keys: [{ kid: firstKid, state: 'active', alg: 'ES256', createdAt: ISO, activatedAt: ISO }],
     nextTransition: { kind: 'generateNext', at: ISO },
+    rotation: null,
     lastError: null,
   });
 });
 
-test('rotate waits and prints the new active kid, which status then shows active', async () => {
+test('rotate publishes a next key and says when it signs; asked again it joins the pending rotation', async () => {
   const run = await keyturn('rotate', KEY_SET, '--reason', 'drill');
   expect(run).toMatchObject({ code: 0, err: '' });
-  const [, kid] = /rotated: (\S+) is active, (\S+) verifies through its grace period/.exec(run.out) ?? [];
-  expect(run.out).toContain(`${firstKid} verifies through its grace period`);
-  expect(kid).not.toBe(firstKid);
+  const [, kid, signsAt] = /: (\S+) signs from (.+ UTC), once every verifier's cached JWKS holds it/.exec(run.out) ?? [];
+  expect(kid).toBeDefined();
+  // The seed policy's jwksMaxAge: verifiers may hold a JWKS without the key for 15 minutes.
+  expect(Date.parse(signsAt.replace(' UTC', 'Z')) - Date.now()).toBeGreaterThan(14 * 60_000);
 
-  const { keys } = await statusJson();
+  const again = await keyturn('rotate', KEY_SET, '--reason', 'drill again', '--json');
+  expect(JSON.parse(again.out)).toEqual({ id: KEY_SET, kid, signsAt: ISO, active: false, previousKid: firstKid });
+  const status = await statusJson();
+  expect(status.keys).toEqual([expect.objectContaining({ kid: firstKid, state: 'active' }), expect.objectContaining({ kid, state: 'next', listedAt: ISO, promotableAt: ISO })]);
+  expect(status).toMatchObject({ rotation: { reason: 'drill', requestedAt: ISO, immediately: false }, nextTransition: { kind: 'promote', kid } });
+});
+
+test('rotate --immediately promotes at once and warns until when verifiers may reject the new key', async () => {
+  const run = await keyturn('rotate', KEY_SET, '--reason', 'key must stop now', '--immediately');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  const [, kid] = /rotated: (\S+) is active; (\S+) verifies through its grace period/.exec(run.out) ?? [];
+  expect(run.out).toContain(`${firstKid} verifies through its grace period`);
+  expect(run.out).toMatch(new RegExp(`warning: promoted at once as asked: verifiers whose cached JWKS predates ${kid} reject its tokens until .* UTC`));
+
+  const { keys, rotation } = await statusJson();
+  expect(rotation).toBeNull();
   expect(keys).toEqual(expect.arrayContaining([expect.objectContaining({ kid, state: 'active' }), expect.objectContaining({ kid: firstKid, state: 'grace' })]));
   activeKid = kid;
 });
 
-test('rotate --no-wait only asks; the rotation follows', async () => {
-  const run = await keyturn('rotate', KEY_SET, '--no-wait', '--json');
+test('rotate --signal only asks; the rotation follows, its next key published', async () => {
+  const run = await keyturn('rotate', KEY_SET, '--signal', '--json');
   expect(run).toMatchObject({ code: 0, err: '' });
   expect(JSON.parse(run.out)).toEqual({ id: KEY_SET, requested: true });
+  await waitFor(async () => (await statusJson()).rotation ?? undefined, 15_000, 'the requested rotation', 200);
+  expect((await statusJson()).keys.find((k) => k.state === 'active')!.kid).toBe(activeKid);
+});
 
-  const previous = activeKid;
-  activeKid = await waitFor(async () => (await statusJson()).keys.find((k) => k.state === 'active' && k.kid !== previous)?.kid, 15_000, 'the requested rotation', 200);
+test('rotate --wait waits until the new key signs (a key set whose verifiers cache the JWKS for a second)', async () => {
+  await stack.keySets.start(FAST_KEY_SET, { ...DEFAULT_POLICY, jwksMaxAge: '1s', prepublish: '1s' });
+  const before = await stack.keySets.waitForActiveKid(FAST_KEY_SET);
+  const run = await keyturn('rotate', FAST_KEY_SET, '--reason', 'drill', '--wait');
+  expect(run).toMatchObject({ code: 0, err: '' });
+  const [, kid] = /rotated: (\S+) is active; (\S+) verifies/.exec(run.out) ?? [];
+  expect(run.out).not.toContain('warning');
+  expect(kid).not.toBe(before);
+  expect(await stack.keySets.waitForActiveKid(FAST_KEY_SET, 1_000)).toBe(kid);
 });
 
 test('revoke refuses without a reason before contacting anything, refuses an unknown kid, and revokes', async () => {

@@ -134,6 +134,32 @@ test('a changed policy is sent to the running workflow and reported with its fie
   expect(JSON.parse(again.stdout)).toMatchObject({ created: [], changed: [], unchanged: [id] });
 });
 
+test('two applies at once with different policies: the Update applied last wins, in the workflow and in PostgreSQL alike', async () => {
+  const [id] = ids('racing');
+  const [tenDays, twentyDays] = [yaml({ [id]: { rotationPeriod: '10d' } }), yaml({ [id]: { rotationPeriod: '20d', retirement: '2d' } })];
+
+  await Promise.all([apply(tenDays), apply(twentyDays)]);
+
+  const inWorkflow = await policyOf(id);
+  expect([{ ...DEFAULT_POLICY, rotationPeriod: '10d' }, { ...DEFAULT_POLICY, rotationPeriod: '20d', retirement: '2d' }]).toContainEqual(inWorkflow);
+  const stored = await running.db.pool.query('SELECT policy FROM key_sets WHERE id = $1', [id]);
+  expect(stored.rows[0].policy).toEqual(inWorkflow);
+  expect(await executions(id)).toBe(1);
+});
+
+test('a field left out of the file is removed from the running policy (issuer, publishedAt)', async () => {
+  const [id] = ids('removed');
+  await apply(yaml({ [id]: { issuer: 'https://auth.example', publishedAt: '["https://cdn.example/jwks.json"]' } }));
+  expect(await policyOf(id)).toMatchObject({ issuer: 'https://auth.example', publishedAt: ['https://cdn.example/jwks.json'] });
+
+  const report = await apply(yaml({ [id]: {} }));
+  expect(report.changed).toEqual([
+    { id, fields: ['issuer', 'publishedAt'], from: { issuer: 'https://auth.example', publishedAt: ['https://cdn.example/jwks.json'] }, to: {} },
+  ]);
+  expect(report.warnings).toEqual([]);
+  expect(await policyOf(id)).toEqual(DEFAULT_POLICY);
+});
+
 test('an invalid file is refused whole, every problem listed, and nothing changes', async () => {
   const [existing, fresh] = ids('kept', 'not-created');
   await apply(yaml({ [existing]: {} }));
@@ -173,6 +199,7 @@ test('--dry-run prints the plan and changes nothing', async () => {
     created: [fresh],
     changed: [{ id: existing, fields: ['retirement'], from: { retirement: '1d' }, to: { retirement: '2d' } }],
     unchanged: [],
+    recommissioned: [],
     pruned: [],
     schedule: 'updated',
     warnings: [],
@@ -242,6 +269,15 @@ test('--prune decommissions the running key sets the file does not list, once', 
 
   // Already winding down: nothing more to do.
   expect(await apply(text, { prune: true })).toMatchObject({ created: [], unchanged: [kept], pruned: [] });
+
+  // Listed again while winding down: back in service, with a new key, and seen by status and the supervisor.
+  const [listedAgain] = others;
+  const relisted = await apply(yaml({ [kept]: {}, [listedAgain]: {} }, '10m'));
+  expect(relisted).toMatchObject({ recommissioned: [listedAgain], pruned: [] });
+  await stack.keySets.waitForActiveKid(listedAgain);
+  expect((await client.workflow.getHandle(keySetWorkflowId(listedAgain)).query(getStateQuery)).decommissioned).toBeNull();
+  const stored = await running.db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [listedAgain]);
+  expect(stored.rows[0].decommissioned_at).toBeNull();
 });
 
 async function runningKeySets(): Promise<string[]> {

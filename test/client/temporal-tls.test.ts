@@ -113,7 +113,7 @@ test('over mTLS from a TOML profile: apply starts a key set the worker runs, sta
 
   const rotated = await keyturn(profile('mtls'), 'rotate', keySetId, '--reason', 'TLS drill', '--json');
   expect(rotated).toMatchObject({ code: 0, err: '' });
-  expect(JSON.parse(rotated.out)).toEqual({ id: keySetId, activeKid: expect.any(String), previousKid: firstKid });
+  expect(JSON.parse(rotated.out)).toEqual({ id: keySetId, kid: expect.any(String), signsAt: expect.any(String), active: false, previousKid: firstKid });
 
   // Through nginx, with the client certificate: the worker's task completions and the CLI's Update.
   const requests = await proxy.mtlsRequests();

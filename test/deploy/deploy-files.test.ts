@@ -402,6 +402,8 @@ const KEYTURN_METRICS = [
   'keyturn_database_up',
   'keyturn_jwks_requests_total',
   'keyturn_jwks_request_duration_seconds',
+  'keyturn_supervisor_rounds_total',
+  'keyturn_supervisor_unchecked_key_sets',
 ];
 const HISTOGRAMS = ['keyturn_activity_duration_seconds', 'keyturn_jwks_request_duration_seconds'];
 const QUERYABLE = new Set([
@@ -464,13 +466,27 @@ describe('Prometheus configuration', () => {
   it('has the alerts the runbook explains, each with a severity, a summary and description, and its runbook section', () => {
     const anchors = alertRules.map((rule) => rule.annotations.runbook_url.replace(/^docs\/runbook\.md#/, ''));
     expect(anchors.sort()).toEqual(
-      ['database-down', 'jwks-down', 'jwks-errors', 'no-active-key', 'no-next-key', 'rotation-failing', 'rotation-overdue', 'worker-down'],
+      [
+        'database-down',
+        'jwks-down',
+        'jwks-errors',
+        'no-active-key',
+        'no-next-key',
+        'rotation-failing',
+        'rotation-overdue',
+        'supervisor-failing',
+        'supervisor-failing',
+        'worker-down',
+      ],
     );
     for (const rule of alertRules) {
       expect([rule.alert, rule.annotations.runbook_url]).toEqual([rule.alert, expect.stringMatching(/^docs\/runbook\.md#[a-z-]+$/)]);
       expect([rule.alert, rule.labels.severity]).toEqual([rule.alert, expect.stringMatching(/^(page|warning)$/)]);
-      // Each names what is affected: the key set, or the instance for a service that is down.
-      const subject = ['up', 'keyturn_database_up'].some((name) => metricNames(rule.expr).includes(name)) ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
+      // Each names what is affected: the key set, or the instance for a service that is down; the
+      // supervisor's rules are about the whole deployment (its rounds run on any worker).
+      const names = metricNames(rule.expr);
+      if (names.every((name) => name.startsWith('keyturn_supervisor_'))) continue;
+      const subject = ['up', 'keyturn_database_up'].some((name) => names.includes(name)) ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
       expect([rule.alert, rule.annotations.summary]).toEqual([rule.alert, expect.stringContaining(subject)]);
       expect([rule.alert, rule.annotations.description]).toEqual([rule.alert, expect.stringContaining(subject)]);
     }

@@ -9,10 +9,12 @@ import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/observability/logger';
 import { KeyStore } from '../../src/store/key-store';
-import { keySetWorkflowId, revokeKeyUpdate } from '../../src/workflows/messages';
+import { readAuditTrail } from '../../src/store/audit-log';
+import { keySetWorkflowId, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { CachingVerifier } from '../helpers/caching-verifier';
 import { waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
+import { TokenTraffic } from '../helpers/token-traffic';
 
 // The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
 // the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The
@@ -25,7 +27,8 @@ const POLICY = validatePolicy({
   prepublish: '3s',
   jwksMaxAge: '2s',
   gracePeriod: '3s',
-  maxTokenTtl: '3s',
+  maxTokenTtl: '2500ms',
+  clockSkew: '500ms',
   retirement: '2s',
 });
 const JWKS_MAX_AGE_MS = 2_000;
@@ -196,3 +199,40 @@ test('revoking the active key: its tokens are rejected once the verifier cache r
   expect(decodeProtectedHeader(after).kid).toBe(result.activeKid);
 }, 60_000);
 
+test('changing the algorithm mid-rotation: the new key is published prepublish before it signs, and no verifier rejects a token', async () => {
+  const keySetId = 'e2e-migration';
+  await stack.keySets.start(keySetId, POLICY);
+  await stack.keySets.waitForActiveKid(keySetId);
+  const traffic = new TokenTraffic(ring, jwks.url, [keySetId], 50);
+  try {
+    // Once the ES256 next key is published (3 s before the first key's period ends), change to RS256.
+    const old = await waitFor(async () => (await stack.keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined), 15_000, 'the next key');
+    const handle = new Client({ connection: temporal }).workflow.getHandle(keySetWorkflowId(keySetId));
+    await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: { algorithm: 'RS256' }, requestedBy: 'e2e', reason: 'migrate to RS256' }] });
+
+    const algorithmsSeen = new Set<string>();
+    const rsa = await waitFor(
+      async () => {
+        const served = (await (await fetch(`${jwks.url}/keysets/${keySetId}/jwks.json`)).json()) as { keys: { alg: string }[] };
+        algorithmsSeen.add(served.keys.map((k) => k.alg).sort().join('+'));
+        return (await stack.keySets.getState(keySetId)).keys.find((k) => k.state === 'active' && k.alg === 'RS256');
+      },
+      30_000,
+      'the RS256 key to sign',
+      100,
+    );
+    const trail = await readAuditTrail(pool, keySetId);
+    const at = (event: string, kid: string) => trail.find((e) => e.event === event && e.kid === kid)!.at;
+    expect(at('withdrawn', old.kid)).toBeDefined();
+    expect(at('promoted', rsa.kid) - at('published', rsa.kid)).toBeGreaterThanOrEqual(3_000); // prepublish
+    // Verifiers saw both algorithms while the RS256 key was published ahead of signing.
+    expect(algorithmsSeen).toContain('ES256+RS256');
+    // Tokens of the ES256 key signed until the switch still verify until they expire.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+  } finally {
+    await traffic.stop();
+  }
+  expect(traffic.rejections).toEqual([]);
+  expect(traffic.signFailures).toEqual([]);
+  expect([...traffic.lastExpiry.keys()].length).toBeGreaterThanOrEqual(2);
+}, 120_000);

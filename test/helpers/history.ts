@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -24,15 +24,35 @@ export async function historyText(handle: WorkflowHandle): Promise<string> {
   return texts.join('\n');
 }
 
-/** Where the histories that the replay test replays are kept. */
+/** Where the histories that the replay test replays are kept: one folder per workflow code version. */
 export const HISTORIES_DIR = path.join(__dirname, '..', 'histories');
 
 /**
- * With KEYTURN_RECORD_HISTORIES=1, saves the current run's history as `test/histories/<name>.json`
- * for the replay test. Record again (and commit) only on purpose: the saved histories are what
- * proves a change to the workflow still replays what running workflows already did.
+ * The folder new histories are recorded into. A change to the workflow that running workflows
+ * could not replay gets a folder of its own (v2, ...) once keyturn is released: the histories of
+ * every earlier folder must still replay (see the README's rule for changing workflow code).
  */
-export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+export const RECORDING_VERSION = 'v1';
+
+/**
+ * With KEYTURN_RECORD_HISTORIES=1, saves the history of `handle`'s run (the latest, or `runId`) as
+ * `test/histories/<RECORDING_VERSION>/<name>.json` for the replay test, unless that file exists: a
+ * saved history is what proves a change still replays what workflows already did, so it is never
+ * written over.
+ */
+export async function recordHistory(handle: WorkflowHandle, name: string, runId?: string): Promise<void> {
   if (process.env.KEYTURN_RECORD_HISTORIES !== '1') return;
-  await writeFile(path.join(HISTORIES_DIR, `${name}.json`), historyToJSON(await handle.fetchHistory()));
+  const dir = path.join(HISTORIES_DIR, RECORDING_VERSION);
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${name}.json`);
+  const history = await (runId === undefined ? handle : handle.client.getHandle(handle.workflowId, runId)).fetchHistory();
+  await writeFile(file, historyToJSON(history), { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+}
+
+/** A history name for the current test: its full name (describe blocks and title) in lower-case words joined by dashes, at most 80 characters. */
+export function historyNameOfTest(): string {
+  const name = expect.getState().currentTestName ?? 'unnamed';
+  return name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 80).replace(/-+$/, '');
 }

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { KeyturnError } from '../../src/domain/errors';
 import { KeyRing, type KeyRingOptions } from '../../src/index';
@@ -39,7 +39,7 @@ async function activeKeySet(alg: (typeof SIGNING_ALGORITHMS)[number] = 'ES256') 
   return { keySet, keySetId: keySet.keySetId, kid };
 }
 
-const publishedJwks = async (keySetId: string) => createLocalJWKSet({ keys: await store.listPublishedJwks(keySetId) });
+const publishedJwks = async (keySetId: string, from = store) => createLocalJWKSet({ keys: await from.listPublishedJwks(keySetId) });
 
 /** What a sign() call in a loop gave: when it was called and returned, and the kid it signed with (null: an error). */
 interface Signed {
@@ -255,6 +255,49 @@ describe('rotation', () => {
     const committed = performance.now();
     await waitFor(() => (ring.activeKid(keySetId) === newKid ? true : undefined), 2_000, 'the repair');
     console.log(`promotion with the notice lost → key ring repaired in ${(performance.now() - committed).toFixed(1)} ms`);
+  });
+});
+
+describe('a ring that cannot confirm its keys', () => {
+  test('signs ever shorter tokens, then refuses, so that no token outlives its key; and recovers with the database', async () => {
+    // A database of its own, which the test can close to the ring while keeping its own admin connection.
+    const own = await createTestDatabase();
+    const name = new URL(own.url).pathname.slice(1);
+    try {
+      const ownStore = new KeyStore(own.pool, kekRing);
+      const policy = { ...testPolicy(), maxTokenTtl: '3s', gracePeriod: '4s', clockSkew: '1s' };
+      const keySet = await KeySetDriver.register(ownStore, uniqueKeySetId('stale'), policy);
+      await keySet.rotate();
+      const ring = await KeyRing.open({ databaseUrl: own.url, kekRing, logger: silent, pollIntervalMs: 100, keySetIds: [keySet.keySetId] });
+      rings.push(ring);
+      const lifetime = async () => {
+        const { iat, exp } = decodeJwt(await ring.sign(keySet.keySetId, { sub: 'u' }));
+        return exp! - iat!;
+      };
+      await jwtVerify(await ring.sign(keySet.keySetId, { sub: 'u' }), await publishedJwks(keySet.keySetId, ownStore));
+      expect(await lifetime()).toBe(3);
+
+      own.pool.on('error', () => undefined); // its idle connections are cut off too
+      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+      // Cut off: the LISTEN connection is gone and every poll fails; the ring's last confirmation ages.
+      await waitFor(async () => ((await lifetime()) < 3 ? true : undefined), 10_000, 'a shorter token', 100);
+      const refused = await waitFor(
+        () => ring.sign(keySet.keySetId, { sub: 'u' }).then(() => undefined, (error: unknown) => error),
+        10_000,
+        'a refusal',
+        100,
+      );
+      expect(refused).toMatchObject({ code: 'ERR_KEY_RING_STALE', keySetId: keySet.keySetId });
+      expect((refused as Error).message).toMatch(/has not confirmed the active key .* since .*: check the database connection/);
+
+      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await waitFor(() => ring.sign(keySet.keySetId, { sub: 'u' }).then(() => true, () => undefined), 15_000, 'signing again', 100);
+      expect(await lifetime()).toBe(3);
+    } finally {
+      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => undefined);
+      await own.drop();
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import { keyturnMetrics } from '../../src/observability/metrics';
 import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
 import { getStateQuery, pauseSignal, resumeSignal } from '../../src/workflows/messages';
 import { AlertReceiver } from '../helpers/alert-receiver';
-import { historyText } from '../helpers/history';
+import { historyText, recordHistory } from '../helpers/history';
 import { capturingLogger, waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
@@ -210,6 +210,8 @@ describe('alerts', () => {
         const histories = await Promise.all([historyText(client.workflow.getHandle(workflowId)), ...deliveries.map(historyText)]);
         expect(log.text()).toContain('alert firing');
         for (const text of [log.text(), ...histories]) expect(text).not.toContain(SECRET);
+        await recordHistory(deliveries[0], 'alert-delivery-to-slack-and-a-webhook');
+        await recordHistory(client.workflow.getHandle(workflowId), 'step-failing-for-hours-alerted-reminded-resolved');
         await env.client.workflow.getHandle(workflowId).terminate('test finished');
       });
     } finally {

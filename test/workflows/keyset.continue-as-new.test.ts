@@ -2,7 +2,7 @@ import { validatePolicy } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, requestRotationSignal } from '../../src/workflows/messages';
-import { historyText, PRIVATE_MEMBER_KEYS } from '../helpers/history';
+import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
@@ -54,6 +54,8 @@ describe('continue-as-new', () => {
 
       const history = await historyText(latest);
       for (const member of PRIVATE_MEMBER_KEYS) expect(history).not.toMatch(member);
+      await recordHistory(handle, 'continue-as-new-first-run-with-a-rotation-queued', firstRunId);
+      await recordHistory(latest, 'continue-as-new-carried-state-rotation-runs');
       await latest.terminate('test finished');
     });
   });

@@ -6,6 +6,7 @@ import { getStateQuery } from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
+import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;
@@ -51,6 +52,7 @@ describe('a failing dependency', () => {
       // The workflow never failed: it is still running and on schedule.
       expect((await handle.describe()).status.name).toBe('RUNNING');
       expect(recovered.nextTransition).toMatchObject({ kind: 'promote', at: first.keys[0].activatedAt! + 30 * DAY });
+      await recordHistory(handle, 'postgresql-failing-at-a-transition-then-recovering');
       await handle.terminate('test finished');
     });
   });

@@ -11,6 +11,7 @@ import { keySetWorkflow } from '../../src/workflows';
 import {
   decommissionUpdate,
   getStateQuery,
+  recommissionUpdate,
   pauseSignal,
   requestRotationSignal,
   resumeSignal,
@@ -21,7 +22,7 @@ import {
 import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
-import { recordHistory } from '../helpers/history';
+import { historyNameOfTest, recordHistory } from '../helpers/history';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -51,7 +52,7 @@ describe('operator messages', () => {
       const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
       try {
         await body(handle, keySetId, await settled(env, handle));
-        await recordHistory(handle, `messages-${expect.getState().currentTestName!.replace(/^operator messages /, '').replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`);
+        await recordHistory(handle, historyNameOfTest());
       } finally {
         // A timer firing for a workflow whose worker is gone would stop the test server's clock.
         if ((await handle.describe()).status.name === 'RUNNING') await handle.terminate('test finished');
@@ -181,6 +182,41 @@ describe('operator messages', () => {
     });
   });
 
+  test('revoking a next key and a retired key: out at once; a new next key is published in its place', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
+      await env.sleep(5 * DAY + MINUTE); // the first key retires after its 5 days of grace
+      await env.sleep(20 * DAY); // and a next key is published 25 days into the second key's period
+      const before = await settled(env, handle);
+      const next = before.keys.find((k) => k.state === 'next')!.kid;
+      expect(before.keys.find((k) => k.kid === previousKid)).toBeUndefined(); // destroyed a day after retiring
+
+      expect(await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: next, reason: 'generated on a bad host' }] })).toMatchObject({
+        revokedKid: next,
+        previousState: 'next',
+        activeKid: activeKid(before),
+      });
+      const after = await settled(env, handle);
+      const replacement = after.keys.find((k) => k.state === 'next')!;
+      expect(replacement.kid).not.toBe(next);
+      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid).sort()).toEqual([activeKid(before), replacement.kid].sort());
+      expect(first.keys[0].kid).toBe(previousKid);
+    });
+  });
+
+  test('revoking a retired key erases its private part at once', async () => {
+    await withKeySet(async (handle, keySetId) => {
+      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
+      await env.sleep(5 * DAY + MINUTE);
+      expect((await settled(env, handle)).keys.find((k) => k.kid === previousKid)?.state).toBe('retired');
+      expect(await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'backup tape lost' }] })).toMatchObject({
+        revokedKid: previousKid,
+        previousState: 'retired',
+      });
+      expect((await keyStore.listKeys(keySetId)).find((k) => k.kid === previousKid)).toMatchObject({ state: 'revoked', hasPrivateKey: false });
+    });
+  });
+
   test('revoking an unknown kid, or without a reason, is refused and changes nothing', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const auditBefore = await readAuditTrail(db.pool, keySetId);
@@ -269,6 +305,25 @@ describe('operator messages', () => {
       const stored = await db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [keySetId]);
       expect(stored.rows[0].decommissioned_at).not.toBeNull();
       expect(first.decommissioned).toBeNull();
+    });
+  });
+
+  test('a key set listed again while it winds down is back in service: a new key signs, the old keys run out as planned', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      await handle.executeUpdate(decommissionUpdate, { args: [{ reason: 'issuer retired', requestedBy: 'dana' }] });
+      const windingDown = await settled(env, handle);
+      const old = windingDown.keys[0];
+      expect(old).toMatchObject({ kid: activeKid(first), state: 'grace' });
+
+      await handle.executeUpdate(recommissionUpdate, { args: [{ reason: 'listed again', requestedBy: 'apply' }] });
+      const back = await settled(env, handle);
+      expect(back.decommissioned).toBeNull();
+      expect(activeKid(back)).toBeDefined();
+      expect(back.keys.find((k) => k.kid === old.kid)).toEqual(old);
+      const stored = await db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [keySetId]);
+      expect(stored.rows[0].decommissioned_at).toBeNull();
+      const events = (await readAuditTrail(db.pool, keySetId)).map((e) => [e.event, e.actor]);
+      expect(events).toEqual(expect.arrayContaining([['decommissioned', 'dana'], ['recommissioned', 'apply']]));
     });
   });
 });

@@ -9,6 +9,7 @@ import { getStateQuery, pauseSignal, resumeSignal, revokeKeyUpdate } from '../..
 import { startControlledJwks } from '../helpers/controlled-jwks';
 import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const MINUTE = 60_000;
@@ -99,6 +100,7 @@ describe('the propagation gate', () => {
         expect(alerts[0]).toMatchObject({ keySetId, step: 'propagation', error: expect.stringContaining(`kid ${third.kid} not listed yet`) });
         expect(alerts[0].openedAt).toBeGreaterThanOrEqual(t0 + 16 * DAY);
         await deliveriesEnded(env, alerts);
+        await recordHistory(handle, 'gate-held-for-days-last-run');
         await handle.terminate('test finished');
       });
     } finally {
@@ -134,6 +136,7 @@ describe('the propagation gate', () => {
         ]);
         expect(alerts[1].summary).toBe(`next key ${next} no longer waits to be published: it was promoted at once after a revocation`);
         await deliveriesEnded(env, alerts);
+        await recordHistory(handle, 'revocation-during-a-gate-wait');
         await handle.terminate('test finished');
       });
     } finally {

@@ -7,6 +7,7 @@ import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, updatePolicyUpdate } from '../../src/workflows/messages';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { historyNameOfTest, recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const MINUTE = 60_000;
@@ -28,6 +29,7 @@ describe('windows under policy changes', () => {
       try {
         const first = await settled(env, handle);
         await body(handle, keySetId, first.keys[0].activatedAt!);
+        await recordHistory(handle, historyNameOfTest());
       } finally {
         await handle.terminate('test finished');
       }

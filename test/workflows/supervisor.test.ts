@@ -6,6 +6,7 @@ import { Registry } from 'prom-client';
 import { KeyStore } from '../../src/store/key-store';
 import { waitFor } from '../helpers/key-sets';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 describe('the supervisor', () => {
@@ -19,7 +20,12 @@ describe('the supervisor', () => {
     const gone = `${keySetId}-gone`;
     const alerts: AlertNotification[] = [];
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts });
-    const supervise = () => env.client.workflow.execute(supervisorWorkflow, { taskQueue, workflowId: `supervisor-${keySetId}-${Date.now()}` });
+    const supervise = async () => {
+      const round = await env.client.workflow.start(supervisorWorkflow, { taskQueue, workflowId: `supervisor-${keySetId}-${Date.now()}` });
+      const report = await round.result();
+      await recordHistory(round, 'supervisor-round');
+      return report;
+    };
 
     await worker.runUntil(async () => {
       const start = (id: string) =>

@@ -17,10 +17,26 @@ export interface StatusJson {
   /** As in keysets.yaml. */
   policy: KeySetPolicy;
   paused: { reason: string; since: string } | null;
-  keys: { kid: string; state: KeyState; alg: string; createdAt: string; activatedAt?: string; demotedAt?: string; retiredAt?: string }[];
+  keys: {
+    kid: string;
+    state: KeyState;
+    alg: string;
+    createdAt: string;
+    listedAt?: string;
+    promotableAt?: string;
+    activatedAt?: string;
+    demotedAt?: string;
+    graceEndsAt?: string;
+    retiredAt?: string;
+  }[];
   nextTransition: { kind: ScheduledTransition['kind']; at: string; kid?: string } | null;
+  /** A rotation asked for and not done yet: its next key signs at the next transition. */
+  rotation: { requestedBy: string; reason: string; requestedAt: string; immediately: boolean } | null;
   lastError: (Omit<LastError, 'at'> & { at: string }) | null;
 }
+
+/** The key times `status --json` shows besides createdAt, in the order a key reaches them. */
+const KEY_TIMES = ['listedAt', 'promotableAt', 'activatedAt', 'demotedAt', 'graceEndsAt', 'retiredAt'] as const;
 
 /** A line of `keyturn status --json` for a key set that could not be read. */
 export interface StatusProblemJson {
@@ -40,11 +56,10 @@ export function statusJson(status: KeySetStatus): StatusJson {
       state: key.state,
       alg: key.alg,
       createdAt: iso(key.createdAt),
-      ...(key.activatedAt !== undefined && { activatedAt: iso(key.activatedAt) }),
-      ...(key.demotedAt !== undefined && { demotedAt: iso(key.demotedAt) }),
-      ...(key.retiredAt !== undefined && { retiredAt: iso(key.retiredAt) }),
+      ...Object.fromEntries(KEY_TIMES.flatMap((field) => (key[field] === undefined ? [] : [[field, iso(key[field])]]))),
     })),
     nextTransition: status.nextTransition && { ...status.nextTransition, at: iso(status.nextTransition.at) },
+    rotation: status.rotation && { ...status.rotation, requestedAt: iso(status.rotation.requestedAt) },
     lastError: status.lastError && { ...status.lastError, at: iso(status.lastError.at) },
   };
 }
@@ -60,6 +75,7 @@ export function formatStatus(status: KeySetStatus, now: number): string {
     `key set ${status.keySetId}: ${status.policy.algorithm}, rotates every ${status.policy.rotationPeriod}`,
     ...table(rows),
     `next transition: ${describeTransition(status.nextTransition, now)}`,
+    ...(status.rotation ? [`rotation asked for by ${status.rotation.requestedBy} at ${utc(status.rotation.requestedAt)}: ${status.rotation.reason}`] : []),
     `paused: ${status.paused ? `since ${utc(status.paused.since)}: ${status.paused.reason}` : 'no'}`,
     ...(status.decommissioned ? [`decommissioned since ${utc(status.decommissioned.since)}: ${status.decommissioned.reason} (winding down)`] : []),
     `last error: ${describeLastError(status.lastError)}`,
