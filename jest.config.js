@@ -11,5 +11,6 @@ module.exports = {
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
   // Each test file runs its own Temporal test server; two at a time fit a 2-core machine.
   maxWorkers: 2,
-  testTimeout: 60_000,
+  // Generous: a busy 2-core machine runs the month-long time-skipped lifecycles several times slower.
+  testTimeout: 180_000,
 };

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { durationToMs, DURATION_HINT } from './domain/duration';
+import { DEFAULT_CEILINGS, type PolicyCeilings } from './domain/policy';
 import { KeyturnError } from './domain/errors';
 import { loadTemporalProfile, type TemporalProfile } from './runtime/temporal-profile';
 import type { DatabaseRoles } from './store/database-roles';
@@ -41,6 +42,8 @@ export interface Config {
   sdkMetricsPort: number;
   logLevel: LogLevel;
   alerts: AlertConfig;
+  /** KEYTURN_MAX_TOKEN_TTL_CEILING and KEYTURN_MAX_ROTATION_PERIOD_CEILING: what no key set's policy may exceed. */
+  ceilings: PolicyCeilings;
   /**
    * Which settings came from the environment (or the Temporal profile) rather than a default:
    * `keyturn dev` starts its own Temporal server only when no address is configured, and settings
@@ -165,6 +168,8 @@ const schema = z.object({
   KEYTURN_ALERT_REMINDER: duration('between reminders of an open incident, default 4h').default(4 * 3_600_000),
   KEYTURN_ALERT_TIMEOUT: duration('of one alert delivery, default 10s', { ms: 30_000, text: '30s' }).default(10_000),
   KEYTURN_OVERDUE_TOLERANCE: duration('past the rotation period before an active key is too old, default 1h').default(3_600_000),
+  KEYTURN_MAX_TOKEN_TTL_CEILING: duration('the longest maxTokenTtl any key set may have, default 1d').default(DEFAULT_CEILINGS.maxTokenTtlMs),
+  KEYTURN_MAX_ROTATION_PERIOD_CEILING: duration('the longest rotationPeriod any key set may have, default 365d').default(DEFAULT_CEILINGS.rotationPeriodMs),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -233,6 +238,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     metricsPort: values.KEYTURN_METRICS_PORT,
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
     logLevel: values.LOG_LEVEL,
+    ceilings: { maxTokenTtlMs: values.KEYTURN_MAX_TOKEN_TTL_CEILING, rotationPeriodMs: values.KEYTURN_MAX_ROTATION_PERIOD_CEILING },
     alerts: {
       slackWebhookUrl: values.SLACK_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.SLACK_WEBHOOK_URL),
       webhookUrl: values.ALERT_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.ALERT_WEBHOOK_URL),

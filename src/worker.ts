@@ -69,6 +69,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
       },
       metrics,
       keyAgeToleranceMs: config.alerts.overdueToleranceMs,
+      ceilings: config.ceilings,
       temporalClient: new Client({ connection: deps.connection, namespace: config.temporalNamespace }),
       taskQueue: config.taskQueue,
       defaultJwksUrl: jwksUrl === undefined ? undefined : (keySetId) => `${jwksUrl}/keysets/${encodeURIComponent(keySetId)}/jwks.json`,

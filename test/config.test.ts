@@ -33,6 +33,15 @@ test('the alert variables are read, durations written like a policy', () => {
   expect(alerts).toMatchObject({ uiUrl: 'http://localhost:8233', reminderMs: 1_800_000, timeoutMs: 2_000, overdueToleranceMs: 7_200_000 });
 });
 
+test("the deployment's ceilings: a day of token lifetime and a year of rotation period unless set", () => {
+  expect(loadConfig({}).ceilings).toEqual({ maxTokenTtlMs: 86_400_000, rotationPeriodMs: 365 * 86_400_000 });
+  expect(loadConfig({ KEYTURN_MAX_TOKEN_TTL_CEILING: '15m', KEYTURN_MAX_ROTATION_PERIOD_CEILING: '90d' }).ceilings).toEqual({
+    maxTokenTtlMs: 900_000,
+    rotationPeriodMs: 90 * 86_400_000,
+  });
+  expect(attempt({ KEYTURN_MAX_TOKEN_TTL_CEILING: 'forever' }).field).toBe('KEYTURN_MAX_TOKEN_TTL_CEILING');
+});
+
 test('a webhook URL never shows: not in JSON, not in util.inspect, not in a string', () => {
   const config = loadConfig({ SLACK_WEBHOOK_URL: SLACK, ALERT_WEBHOOK_URL: 'https://example.com/hook/secret-path' });
   for (const text of [JSON.stringify(config), inspect(config, { depth: 10, showHidden: true }), String(config.alerts.slackWebhookUrl)]) {

@@ -1,9 +1,11 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import type { Logger } from '../observability/logger';
+import type { PolicyCeilings } from '../domain/policy';
 import type { KeyturnMetrics } from '../observability/metrics';
 import type { KeyStore } from '../store/key-store';
 import { createAlertActivities, type AlertingDependencies } from './alerts';
+import { createDeploymentActivities } from './deployment';
 import { createKeyActivities } from './key-activities';
 import { createPublicationActivities, type DefaultJwksUrl } from './check-publication';
 import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
@@ -37,12 +39,15 @@ export interface ActivityDependencies {
   metrics: KeyturnMetrics;
   /** How long past its rotation period an active key may sign before the supervisor alerts. */
   keyAgeToleranceMs: number;
+  /** What no key set's policy may exceed, whoever sends it. */
+  ceilings: PolicyCeilings;
 }
 
 /** Every activity the worker registers, wired to its dependencies. */
 export function createActivities(deps: ActivityDependencies) {
   const activities = {
     ...createKeyActivities(deps.keyStore),
+    ...createDeploymentActivities(deps.ceilings),
     ...createSupervisionActivities(deps),
     ...createPublicationActivities(deps.keyStore, deps.defaultJwksUrl),
     ...createAlertActivities({

@@ -1,14 +1,6 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
 import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
-import {
-  decommissionUpdate,
-  KEYSET_WORKFLOW_TYPE,
-  keySetWorkflowId,
-  recommissionUpdate,
-  SUPERVISOR_SCHEDULE_ID,
-  SUPERVISOR_WORKFLOW_TYPE,
-  updatePolicyUpdate,
-} from '../workflows/messages';
+import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
 import { KeySetClient } from './keyset-client';
 import type { KeySetDefinition, KeySetsFile } from './keysets-file';
 
@@ -66,7 +58,7 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
   const requestedBy = options.requestedBy ?? 'apply';
 
   for (const definition of file.keySets) {
-    await applyKeySet(client, keySets, definition, report, requestedBy);
+    await applyKeySet(keySets, definition, report, requestedBy);
   }
   if (options.prune) {
     const listed = new Set(file.keySets.map((k) => k.id));
@@ -74,11 +66,7 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
       if (listed.has(keySetId)) continue;
       // One already winding down needs nothing more.
       if ((await keySets.getState(keySetId)).decommissioned) continue;
-      if (!dryRun) {
-        await client.workflow
-          .getHandle(keySetWorkflowId(keySetId))
-          .executeUpdate(decommissionUpdate, { args: [{ reason: 'pruned by apply', requestedBy }] });
-      }
+      if (!dryRun) await keySets.decommission(keySetId, { reason: 'pruned by apply', requestedBy });
       report.pruned.push(keySetId);
     }
   }
@@ -86,9 +74,8 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
   return report;
 }
 
-async function applyKeySet(client: Client, keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport, requestedBy: string): Promise<void> {
+async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport, requestedBy: string): Promise<void> {
   const { id, policy } = definition;
-  const handle = client.workflow.getHandle(keySetWorkflowId(id));
   const running = await keySets.isRunning(id);
   const state = running ? await keySets.getState(id) : undefined;
   if (!running) {
@@ -96,7 +83,7 @@ async function applyKeySet(client: Client, keySets: KeySetClient, definition: Ke
     if (!report.dryRun) await keySets.start(id, policy);
     report.created.push(id);
   } else if (state?.decommissioned) {
-    if (!report.dryRun) await handle.executeUpdate(recommissionUpdate, { args: [{ reason: 'listed again by apply', requestedBy }] });
+    if (!report.dryRun) await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
     report.recommissioned.push(id);
   }
   if (report.dryRun) {
@@ -106,7 +93,7 @@ async function applyKeySet(client: Client, keySets: KeySetClient, definition: Ke
     return;
   }
   // Sent even to a workflow just started: another apply may have started it with another policy.
-  const result = await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: wholePolicy(policy), requestedBy, reason: 'apply' }] });
+  const result = await keySets.updatePolicy(id, { patch: wholePolicy(policy), requestedBy, reason: 'apply' });
   if (result.changed.length > 0) report.changed.push(policyChange(id, result.changed, state?.policy ?? result.previous, result.policy));
   else if (running) report.unchanged.push(id);
 }

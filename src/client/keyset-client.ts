@@ -2,6 +2,7 @@ import {
   ApplicationFailure,
   isGrpcDeadlineError,
   NamespaceNotFoundError,
+  WorkflowFailedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -14,15 +15,22 @@ import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
 import { KeySetIdSearchAttribute } from '../workflows/search-attributes';
 import {
+  decommissionUpdate,
   getStateQuery,
   KEYSET_WORKFLOW_TYPE,
   keySetWorkflowId,
   pauseSignal,
+  recommissionUpdate,
   requestRotationSignal,
   resumeSignal,
   revokeKeyUpdate,
   rotateUpdate,
+  updatePolicyUpdate,
+  type DecommissionRequest,
   type KeySetWorkflowInput,
+  type PolicyUpdate,
+  type PolicyUpdateResult,
+  type RecommissionRequest,
   type RevocationResult,
   type RotationRequest,
   type RotationResult,
@@ -150,6 +158,21 @@ export class KeySetClient {
     await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal, requestedBy ? { requestedBy } : {}));
   }
 
+  /** Changes the key set's policy (`null` removes an optional field); answers with the policy in force and what changed. */
+  async updatePolicy(keySetId: string, update: PolicyUpdate): Promise<PolicyUpdateResult> {
+    return this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(updatePolicyUpdate, { args: [update] }));
+  }
+
+  /** Winds the key set down (see `decommissionUpdate`). */
+  async decommission(keySetId: string, request: DecommissionRequest): Promise<void> {
+    await this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(decommissionUpdate, { args: [request] }));
+  }
+
+  /** Takes a key set that winds down back into service. */
+  async recommission(keySetId: string, request: RecommissionRequest): Promise<void> {
+    await this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(recommissionUpdate, { args: [request] }));
+  }
+
   /**
    * The ids of the key sets whose workflow is running, from Temporal's visibility store (for
    * callers without access to the database; its `key_sets` table is the complete list).
@@ -172,8 +195,22 @@ export class KeySetClient {
     try {
       return await this.client.withDeadline(Date.now() + timeoutMs, () => call(handle));
     } catch (error) {
-      throw this.explain(keySetId, error, timeoutMs);
+      throw (await this.refusalAtStart(keySetId, handle, error)) ?? this.explain(keySetId, error, timeoutMs);
     }
+  }
+
+  /**
+   * A workflow that failed at its start (it refuses a policy outside the rules or the ceilings) is
+   * gone by the time a message reaches it: its own failure says why.
+   */
+  private async refusalAtStart(keySetId: string, handle: WorkflowHandle, error: unknown): Promise<KeyturnError | undefined> {
+    if (!(error instanceof WorkflowNotFoundError)) return undefined;
+    const failure = await handle.result().then(
+      () => undefined,
+      (failed: unknown) => (failed instanceof WorkflowFailedError && failed.cause instanceof ApplicationFailure ? failed.cause : undefined),
+    );
+    if (failure?.type !== 'ERR_POLICY_INVALID') return undefined;
+    return new KeyturnError('ERR_POLICY_INVALID', `the workflow of key set "${keySetId}" refused its policy: ${failure.message}`, { keySetId, cause: error });
   }
 
   private explain(keySetId: string, error: unknown, timeoutMs: number): unknown {

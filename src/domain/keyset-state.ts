@@ -1,6 +1,6 @@
 import type { Incident } from './incidents';
 import type { KeyTimeline, ScheduledTransition } from './lifecycle';
-import type { KeySetPolicy, PolicyPatch } from './policy';
+import type { KeySetPolicy, PolicyCeilings, PolicyPatch } from './policy';
 
 /** Why a key changed state; recorded with every audit event. */
 export type ChangeTrigger = 'bootstrap' | 'scheduled' | 'manual' | 'revocation';
@@ -62,6 +62,10 @@ export interface PublicationWait {
 export interface KeySetState {
   keySetId: string;
   policy: KeySetPolicy;
+  /** The deployment's limits, as the worker said when the keys were last read. */
+  ceilings: PolicyCeilings;
+  /** False until the policy the workflow was started with has been checked against the rules and the ceilings. */
+  policyChecked: boolean;
   /** Live keys only; destroyed and revoked keys stay in PostgreSQL and the audit trail. */
   keys: KeyTimeline[];
   /** False until the keys have been read from PostgreSQL, and again after a failure. */

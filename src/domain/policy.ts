@@ -39,6 +39,24 @@ export interface PolicyTimings {
   clockSkewMs: number;
 }
 
+/**
+ * Limits a deployment sets on every key set's policy, whoever sends it: a policy update from anyone
+ * who can reach Temporal, or a workflow started by hand, cannot exceed them. Set on the worker
+ * (KEYTURN_MAX_TOKEN_TTL_CEILING, KEYTURN_MAX_ROTATION_PERIOD_CEILING) and enforced by the workflow;
+ * the token ceiling by the key ring and the signing paths too.
+ */
+export interface PolicyCeilings {
+  /** The longest `maxTokenTtl`: a ten-year token would outlive any key. */
+  maxTokenTtlMs: number;
+  /** The longest `rotationPeriod`: a key that never rotates is a key that leaks for good. */
+  rotationPeriodMs: number;
+}
+
+export const DEFAULT_CEILINGS: Readonly<PolicyCeilings> = Object.freeze({ maxTokenTtlMs: 86_400_000, rotationPeriodMs: 365 * 86_400_000 });
+
+/** The setting that sets each ceiling, for messages that say what to change. */
+const CEILING_SETTINGS = { maxTokenTtl: 'KEYTURN_MAX_TOKEN_TTL_CEILING', rotationPeriod: 'KEYTURN_MAX_ROTATION_PERIOD_CEILING' } as const;
+
 /** The seed policy: 30 days active, published 5 days ahead, 5 days of grace, destroyed a day after retiring. */
 export const DEFAULT_POLICY: Readonly<KeySetPolicy> = Object.freeze({
   algorithm: 'ES256',
@@ -77,14 +95,15 @@ const HTTP_URL = /^https?:\/\/[^\s/?#]+[^\s]*$/;
 
 /**
  * Checks a policy, filling fields it leaves out from `base` (the seed policy by default), and returns
- * it normalised (`720h` becomes `30d`); an optional field set to null is removed. Throws a PolicyError
- * listing every field at fault, so that one run of `apply` shows all that is wrong.
+ * it normalised (`720h` becomes `30d`); an optional field set to null is removed. With `ceilings`, a
+ * field above the deployment's ceiling is at fault too. Throws a PolicyError listing every field at
+ * fault, so that one run of `apply` shows all that is wrong.
  */
 export function validatePolicy(
   input: unknown,
-  options: { keySetId?: string; base?: KeySetPolicy } = {},
+  options: { keySetId?: string; base?: KeySetPolicy; ceilings?: PolicyCeilings } = {},
 ): KeySetPolicy {
-  const { keySetId, base = DEFAULT_POLICY } = options;
+  const { keySetId, base = DEFAULT_POLICY, ceilings } = options;
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new PolicyError([{ field: 'policy', message: 'must be an object of policy fields' }], keySetId);
   }
@@ -133,6 +152,19 @@ export function validatePolicy(
       field: 'prepublish',
       message: `${formatDuration(prepublish)} is not shorter than rotationPeriod ${formatDuration(rotationPeriod)}; the next key is published during the active key's period, so prepublish < rotationPeriod`,
     });
+  }
+
+  if (ceilings !== undefined) {
+    const above = (field: keyof typeof CEILING_SETTINGS, value: number | undefined, ceiling: number) => {
+      if (value !== undefined && value > ceiling) {
+        violations.push({
+          field,
+          message: `${formatDuration(value)} is above this deployment's ceiling ${formatDuration(ceiling)} (${CEILING_SETTINGS[field]} on the worker)`,
+        });
+      }
+    };
+    above('maxTokenTtl', maxTokenTtl, ceilings.maxTokenTtlMs);
+    above('rotationPeriod', rotationPeriod, ceilings.rotationPeriodMs);
   }
 
   const issuer = 'issuer' in fields ? (fields.issuer ?? undefined) : base.issuer;

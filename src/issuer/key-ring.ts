@@ -3,7 +3,7 @@ import { Pool } from 'pg';
 import type { KekRing } from '../crypto/kek';
 import { formatDuration, parseDuration } from '../domain/duration';
 import { KeyturnError } from '../domain/errors';
-import { policyTimings } from '../domain/policy';
+import { DEFAULT_CEILINGS, policyTimings } from '../domain/policy';
 import { createLogger, type Logger } from '../observability/logger';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
@@ -22,6 +22,11 @@ export interface KeyRingOptions {
   logger?: Logger;
   /** Interval of the polling fallback behind LISTEN/NOTIFY, in milliseconds (default 5 s). */
   pollIntervalMs?: number;
+  /**
+   * The deployment's KEYTURN_MAX_TOKEN_TTL_CEILING (default 1 day): no token lives longer, whatever a
+   * key set's policy says (a policy may have been changed by anyone who reached Temporal or the database).
+   */
+  maxTokenTtlCeilingMs?: number;
 }
 
 /** Claims of a token to sign; `iat` and `exp` are the ring's to set. */
@@ -38,7 +43,9 @@ export interface SignOptions {
 /** What a key set's slot holds once loaded: its signer (none while it has no active key) and its TTL ceiling. */
 interface LoadedKeySet {
   signer: TokenSigner | undefined;
+  /** The policy's maxTokenTtl, or the deployment's ceiling when that is lower (`ceilingApplies`). */
   maxTokenTtlMs: number;
+  ceilingApplies: boolean;
   /** When PostgreSQL last confirmed the key set's state (the ring's clock): a load, or a poll finding no change. */
   confirmedAt: number;
 }
@@ -67,10 +74,12 @@ export class KeyRing {
   readonly #pool: Pool;
   readonly #ownPool: Pool | undefined;
   readonly #logger: Logger;
+  readonly #ceilingMs: number;
   #events: KeyEvents | undefined;
   #closed = false;
 
-  private constructor(pool: Pool, ownPool: Pool | undefined, kekRing: KekRing, logger: Logger) {
+  private constructor(pool: Pool, ownPool: Pool | undefined, kekRing: KekRing, logger: Logger, ceilingMs: number) {
+    this.#ceilingMs = ceilingMs;
     this.#pool = pool;
     this.#ownPool = ownPool;
     this.#keyStore = new KeyStore(pool, kekRing);
@@ -89,7 +98,7 @@ export class KeyRing {
     const ownPool = options.databaseUrl === undefined ? undefined : new Pool({ connectionString: options.databaseUrl, max: 4 });
     // An idle pooled connection dying emits 'error'; unhandled, it would take the issuer down.
     ownPool?.on('error', (error) => logger.warn({ err: error }, 'an idle PostgreSQL connection failed; it will be replaced'));
-    const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger);
+    const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger, options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs);
     try {
       // Listening before loading: a change committed between the two cannot go unnoticed.
       ring.#events = await subscribeToKeyChanges({
@@ -130,9 +139,11 @@ export class KeyRing {
     }
     const ttlMs = options.ttl === undefined ? loaded.maxTokenTtlMs : ttlToMs(options.ttl);
     if (ttlMs > loaded.maxTokenTtlMs) {
+      const limit = formatDuration(loaded.maxTokenTtlMs);
+      const what = loaded.ceilingApplies ? `this deployment's KEYTURN_MAX_TOKEN_TTL_CEILING ${limit}` : `the maxTokenTtl ${limit} of key set "${keySetId}"`;
       throw new KeyturnError(
         'ERR_TOKEN_TTL_TOO_LONG',
-        `ttl ${formatDuration(ttlMs)} exceeds the maxTokenTtl ${formatDuration(loaded.maxTokenTtlMs)} of key set "${keySetId}"; ` +
+        `ttl ${formatDuration(ttlMs)} exceeds ${what}; ` +
           'a longer-lived token could outlive its key in the JWKS',
         { keySetId, field: 'ttl' },
       );
@@ -221,7 +232,13 @@ export class KeyRing {
       const active = await this.#keyStore.openActiveKey(keySetId);
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
-      slot.current = { signer: active && new TokenSigner(active), maxTokenTtlMs: policyTimings(policy).maxTokenTtlMs, confirmedAt: readAt };
+      const policyTtlMs = policyTimings(policy).maxTokenTtlMs;
+      slot.current = {
+        signer: active && new TokenSigner(active),
+        maxTokenTtlMs: Math.min(policyTtlMs, this.#ceilingMs),
+        ceilingApplies: this.#ceilingMs < policyTtlMs,
+        confirmedAt: readAt,
+      };
       slot.version = version;
       if (active?.kid !== previousKid) {
         this.#logger.info({ keySetId, kid: active?.kid ?? null }, active ? 'key ring signs with a new key' : 'key set has no active key');

@@ -15,7 +15,10 @@ const KEY_CHANGE_OPTIONS: ActivityOptions = {
 
 const keyActivities = proxyActivities<KeyturnActivities>(KEY_CHANGE_OPTIONS);
 
-export type KeyChangeActivity = Exclude<keyof KeyturnActivities, 'assessAlert' | 'recordSupervisionAlerts' | 'deliverAlert' | 'superviseKeySets'>;
+export type KeyChangeActivity = Exclude<
+  keyof KeyturnActivities,
+  'assessAlert' | 'recordSupervisionAlerts' | 'deliverAlert' | 'superviseKeySets' | 'deploymentCeilings'
+>;
 
 /** A key activity's input without its operation id, which `changeKeys` gives each call. */
 export type KeyChangeRequest<A extends KeyChangeActivity> = Omit<Parameters<KeyturnActivities[A]>[0], 'operationId'>;
@@ -44,3 +47,9 @@ const ALERT_DECISION_OPTIONS: ActivityOptions = {
  * workflow of its own): a few quick tries, then the workflow carries on without it.
  */
 export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'assessAlert' | 'recordSupervisionAlerts'>>(ALERT_DECISION_OPTIONS);
+
+/** The worker's configuration, read with the keys: it only answers, so a few quick tries do (then the load backs off). */
+export const deploymentActivities = proxyActivities<Pick<KeyturnActivities, 'deploymentCeilings'>>({
+  startToCloseTimeout: '10s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+});

@@ -2,7 +2,7 @@ import { KeyturnError } from '../domain/errors';
 import type { Incident } from '../domain/incidents';
 import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/keyset-state';
 import { REVOCABLE_STATES, listingWaitMs, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
-import { policyTimings, validatePolicy, type KeySetPolicy, type PolicyPatch, type PolicyTimings } from '../domain/policy';
+import { DEFAULT_CEILINGS, policyTimings, validatePolicy, type KeySetPolicy, type PolicyCeilings, type PolicyPatch, type PolicyTimings } from '../domain/policy';
 import type { Promotion } from '../store/key-store';
 import type { RevocationRequest } from './messages';
 
@@ -39,6 +39,8 @@ export function initialState(keySetId: string, policy: KeySetPolicy): KeySetStat
   return {
     keySetId,
     policy,
+    ceilings: DEFAULT_CEILINGS,
+    policyChecked: false,
     keys: [],
     loaded: false,
     paused: null,
@@ -156,9 +158,28 @@ export class KeySetMachine {
     this.changed();
   }
 
-  /** The whole policy that `patch` would put in force; throws a PolicyError naming every bad field. */
+  /**
+   * The whole policy that `patch` would put in force, within the deployment's ceilings; throws a
+   * PolicyError naming every bad field.
+   */
   policyWith(patch: PolicyPatch): KeySetPolicy {
-    return validatePolicy(patch, { keySetId: this.s.keySetId, base: this.s.policy });
+    return validatePolicy(patch, { keySetId: this.s.keySetId, base: this.s.policy, ceilings: this.s.ceilings });
+  }
+
+  /** The worker's limits, read with the keys. */
+  ceilingsAre(ceilings: PolicyCeilings): void {
+    this.s.ceilings = ceilings;
+    this.changed();
+  }
+
+  /**
+   * Checks the policy a new key set was started with, as `apply` checks a file's (every field known,
+   * every rule kept, within the ceilings), and puts it in force normalised; throws a PolicyError.
+   */
+  checkStartPolicy(): void {
+    this.s.policy = validatePolicy(this.s.policy, { keySetId: this.s.keySetId, ceilings: this.s.ceilings });
+    this.s.policyChecked = true;
+    this.changed();
   }
 
   /** Throws unless `reason` says something: operator changes are recorded with why. */

@@ -5,7 +5,7 @@ import { graceMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTran
 import { utc } from '../domain/describe';
 import { changedPolicyFields, policyTimings } from '../domain/policy';
 import type { KeyChange } from '../store/key-store';
-import { changeKeys } from './activity-proxies';
+import { changeKeys, deploymentActivities } from './activity-proxies';
 import { CommandQueue, checked, toApplicationFailure } from './command-queue';
 import { KeySetMachine, initialState } from './keyset-machine';
 import {
@@ -96,8 +96,14 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
   }
 }
 
-/** Reads the keys from PostgreSQL (registering the key set and its policy on a first run). */
+/**
+ * Reads the deployment's ceilings from the worker, then the keys from PostgreSQL (registering the key
+ * set and its policy on a first run). Whoever can reach Temporal can start this workflow: a policy it
+ * was started with outside the rules or the ceilings fails it, naming the field, before anything is written.
+ */
 async function load(machine: KeySetMachine): Promise<void> {
+  machine.ceilingsAre(await deploymentActivities.deploymentCeilings());
+  if (!machine.state.policyChecked) checked(() => machine.checkStartPolicy());
   const { policy } = machine;
   const cause = changeBy(machine, 'scheduled', SCHEDULER, 'workflow started');
   machine.loaded(await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...cause, policy, inService: !machine.windingDown }));

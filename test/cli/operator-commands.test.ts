@@ -1,5 +1,6 @@
 import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
+import { readAuditTrail } from '../../src/store/audit-log';
 import { waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { freePort } from '../helpers/ports';
@@ -145,8 +146,19 @@ test('pause and resume show in status', async () => {
   expect((await keyturn('status', KEY_SET)).out).toMatch(/^paused: since .* UTC: maintenance window$/m);
   expect((await keyturn('status')).out).toMatch(new RegExp(`^${KEY_SET}\\s+active ${activeKid}  next: .*  PAUSED: maintenance window$`, 'm'));
 
-  expect(await keyturn('resume', KEY_SET)).toMatchObject({ code: 0, out: `key set "${KEY_SET}" resumed\n`, err: '' });
+  process.env.KEYTURN_ACTOR = 'change-bot (CHG-42)';
+  try {
+    expect(await keyturn('resume', KEY_SET)).toMatchObject({ code: 0, out: `key set "${KEY_SET}" resumed\n`, err: '' });
+  } finally {
+    delete process.env.KEYTURN_ACTOR;
+  }
   await waitFor(async () => ((await statusJson()).paused === null ? true : undefined), 5_000, 'the resume', 100);
+  // Both on the record, with who asked: the OS user, or KEYTURN_ACTOR where set.
+  const actions = (await readAuditTrail(db.pool, KEY_SET)).filter((e) => e.event === 'paused' || e.event === 'resumed');
+  expect(actions.map((e) => [e.event, e.actor, e.reason])).toEqual([
+    ['paused', expect.stringMatching(/ \(keyturn CLI\)$/), 'maintenance window'],
+    ['resumed', 'change-bot (CHG-42)', 'resumed'],
+  ]);
 });
 
 test('verify exits 0 while the invariants hold and 1 with the violation once the database is tampered with', async () => {

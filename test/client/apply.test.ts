@@ -160,6 +160,20 @@ test('a field left out of the file is removed from the running policy (issuer, p
   expect(await policyOf(id)).toEqual(DEFAULT_POLICY);
 });
 
+test("a policy above the worker's ceilings is refused by the key set's workflow, in one line naming the field", async () => {
+  const [id] = ids('too-long');
+  // The worker's default ceiling for maxTokenTtl is a day.
+  const file = await fileWith(yaml({ [id]: { maxTokenTtl: '2d', gracePeriod: '3d' } }));
+
+  const { code, stderr } = await cli(['-f', file]);
+
+  expect(code).toBe(1);
+  expect(stderr.trimEnd()).not.toContain('\n');
+  expect(stderr).toContain(`key set "${id}"`);
+  expect(stderr).toContain("maxTokenTtl: 2d is above this deployment's ceiling 1d (KEYTURN_MAX_TOKEN_TTL_CEILING on the worker)");
+  expect((await running.db.pool.query('SELECT 1 FROM key_sets WHERE id = $1', [id])).rowCount).toBe(0);
+});
+
 test('an invalid file is refused whole, every problem listed, and nothing changes', async () => {
   const [existing, fresh] = ids('kept', 'not-created');
   await apply(yaml({ [existing]: {} }));

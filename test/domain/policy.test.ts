@@ -169,6 +169,23 @@ describe('validatePolicy accepts', () => {
   });
 });
 
+describe('deployment ceilings', () => {
+  const ceilings = { maxTokenTtlMs: 3_600_000, rotationPeriodMs: 90 * 86_400_000 };
+
+  test('a field above its ceiling is at fault, with the ceiling and the setting named', () => {
+    const error = policyError({ maxTokenTtl: '3650d', gracePeriod: '3651d', rotationPeriod: '1000d' }, { ceilings });
+    expect(Object.fromEntries(error.violations.map((v) => [v.field, v.message]))).toEqual({
+      maxTokenTtl: "3650d is above this deployment's ceiling 1h (KEYTURN_MAX_TOKEN_TTL_CEILING on the worker)",
+      rotationPeriod: "1000d is above this deployment's ceiling 90d (KEYTURN_MAX_ROTATION_PERIOD_CEILING on the worker)",
+    });
+  });
+
+  test('at the ceiling is allowed; without ceilings nothing is capped', () => {
+    expect(validatePolicy({ maxTokenTtl: '1h', rotationPeriod: '90d' }, { ceilings })).toMatchObject({ maxTokenTtl: '1h', rotationPeriod: '90d' });
+    expect(validatePolicy({ maxTokenTtl: '2h', gracePeriod: '6d' })).toMatchObject({ maxTokenTtl: '2h' });
+  });
+});
+
 describe('changedPolicyFields', () => {
   test('lists exactly the fields that differ', () => {
     expect(changedPolicyFields(DEFAULT_POLICY, { ...DEFAULT_POLICY })).toEqual([]);

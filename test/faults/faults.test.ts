@@ -3,14 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection, WorkflowUpdateStage } from '@temporalio/client';
+import { Client, Connection, WorkflowUpdateStage, type UpdateDefinition } from '@temporalio/client';
 import { Pool } from 'pg';
 import { KeySetClient } from '../../src/client/keyset-client';
 import { parseKekRing } from '../../src/crypto/kek';
 import { policyTimings, validatePolicy } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/observability/logger';
-import { decommissionUpdate, keySetWorkflowId, revokeKeyUpdate } from '../../src/workflows/messages';
+import { decommissionUpdate, keySetWorkflowId, recommissionUpdate, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
 import { uniqueKeySetId, waitFor } from '../helpers/key-sets';
@@ -43,12 +43,15 @@ const POLICY = validatePolicy({
 const { rotationPeriodMs, prepublishMs, gracePeriodMs, retirementMs } = policyTimings(POLICY);
 
 /**
- * The task queue of every scenario. The first also uses a second one: a worker's pool holds ten
- * PostgreSQL connections and each stopped key change keeps its own, so the fault points are split
- * over two workers, one stopped before its commits and one after.
+ * The task queue of every scenario. The first uses three more: a worker's pool holds ten PostgreSQL
+ * connections and each stopped key change keeps its own, so the fault points are split over four
+ * workers: the lifecycle's key changes and the operator commands' changes, each stopped before its
+ * commits and after.
  */
 const QUEUE = 'keyturn';
 const SECOND_QUEUE = 'keyturn-after-commit';
+const COMMANDS_QUEUE = 'keyturn-commands';
+const COMMANDS_SECOND_QUEUE = 'keyturn-commands-after-commit';
 
 /** How long recovery may take: a killed worker's activities are retried only once their start-to-close timeout ends. */
 const RECOVERY_TIMEOUT_MS = 120_000;
@@ -133,6 +136,48 @@ const EVERY_KEY_CHANGE: Boundary[] = [
   { what: 'winding a decommissioned key set down', kind: 'wind-down', occurrence: 1, dueMs: 0, command: decommission, ends: true },
 ];
 
+/** The changes the workflow's first read of its keys and the operator commands make, each one a boundary too. */
+const EVERY_COMMAND_CHANGE: Boundary[] = [
+  { what: "registering the key set (the workflow's first read of its keys)", kind: 'register', occurrence: 1, dueMs: 0 },
+  { what: 'recording a policy change', kind: 'policy', occurrence: 1, dueMs: 0, command: changeRetirement },
+  { what: 'recording a pause (a resume queued behind it)', kind: 'paused', occurrence: 1, dueMs: 0, command: pauseAndResume },
+  {
+    what: 'withdrawing a published next key after an algorithm change',
+    kind: 'withdraw',
+    occurrence: 1,
+    dueMs: rotationPeriodMs - prepublishMs,
+    command: changeAlgorithmOnceNextKeyIsListed,
+  },
+  { what: 'taking a decommissioned key set back into service', kind: 'recommission', occurrence: 1, dueMs: 0, command: decommissionAndRecommission },
+];
+
+/** Sends an Update and returns once the workflow has accepted it: its command may be held up at a fault point. */
+async function accepted<Arg>(keySetId: string, update: UpdateDefinition<unknown, [Arg]>, arg: Arg): Promise<void> {
+  await client.workflow.getHandle(keySetWorkflowId(keySetId)).startUpdate(update, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED });
+}
+
+async function changeRetirement(keySets: KeySetClient, keySetId: string): Promise<void> {
+  await keySets.waitForActiveKid(keySetId);
+  await accepted(keySetId, updatePolicyUpdate, { patch: { retirement: '3s' }, requestedBy: 'fault test' });
+}
+
+async function pauseAndResume(keySets: KeySetClient, keySetId: string): Promise<void> {
+  await keySets.waitForActiveKid(keySetId);
+  await keySets.pause(keySetId, 'fault test');
+  await keySets.resume(keySetId);
+}
+
+async function changeAlgorithmOnceNextKeyIsListed(keySets: KeySetClient, keySetId: string): Promise<void> {
+  await waitFor(async () => (await keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined), 30_000, `a listed next key in ${keySetId}`, 100);
+  await accepted(keySetId, updatePolicyUpdate, { patch: { algorithm: 'EdDSA' }, requestedBy: 'fault test' });
+}
+
+async function decommissionAndRecommission(keySets: KeySetClient, keySetId: string): Promise<void> {
+  await keySets.waitForActiveKid(keySetId);
+  await accepted(keySetId, decommissionUpdate, { reason: 'fault test' });
+  await accepted(keySetId, recommissionUpdate, { reason: 'fault test' });
+}
+
 /** Revokes the next key (not the first key, briefly `next` while the key set bootstraps): no token was signed with it. */
 async function revokeNextKey(keySets: KeySetClient, keySetId: string): Promise<void> {
   const kid = await waitFor(
@@ -144,16 +189,12 @@ async function revokeNextKey(keySets: KeySetClient, keySetId: string): Promise<v
     `a next key in ${keySetId}`,
     100,
   );
-  await client.workflow
-    .getHandle(keySetWorkflowId(keySetId))
-    .startUpdate(revokeKeyUpdate, { args: [{ kid, reason: 'fault test' }], waitForStage: WorkflowUpdateStage.ACCEPTED });
+  await accepted(keySetId, revokeKeyUpdate, { kid, reason: 'fault test' });
 }
 
 async function decommission(keySets: KeySetClient, keySetId: string): Promise<void> {
   await keySets.waitForActiveKid(keySetId);
-  await client.workflow
-    .getHandle(keySetWorkflowId(keySetId))
-    .startUpdate(decommissionUpdate, { args: [{ reason: 'fault test' }], waitForStage: WorkflowUpdateStage.ACCEPTED });
+  await accepted(keySetId, decommissionUpdate, { reason: 'fault test' });
 }
 
 /** A key set under test: where its workflow runs and the step of its life the fault meets. */
@@ -259,25 +300,31 @@ function outcomeFor(outcome: Map<string, string[]> | undefined, c: KeySetCase): 
 }
 
 describe('the worker SIGKILLed at every key change boundary, before and after its commit', () => {
-  const moments: [FaultMoment, string][] = [
-    ['before-commit', QUEUE],
-    ['after-commit', SECOND_QUEUE],
+  /** Each worker: the moment it stops at, its task queue, and the boundaries of the key sets it runs. */
+  const workers: [FaultMoment, string, Boundary[]][] = [
+    ['before-commit', QUEUE, EVERY_KEY_CHANGE],
+    ['after-commit', SECOND_QUEUE, EVERY_KEY_CHANGE],
+    ['before-commit', COMMANDS_QUEUE, EVERY_COMMAND_CHANGE],
+    ['after-commit', COMMANDS_SECOND_QUEUE, EVERY_COMMAND_CHANGE],
   ];
-  const cases = moments.flatMap(([at, taskQueue]) => casesFor(EVERY_KEY_CHANGE, taskQueue, at === 'before-commit' ? 'open' : 'committed').map((c) => ({ ...c, at })));
+  const cases = workers.flatMap(([at, taskQueue, boundaries]) =>
+    casesFor(boundaries, taskQueue, at === 'before-commit' ? 'open' : 'committed').map((c) => ({ ...c, at })),
+  );
   let outcome: Map<string, string[]> | undefined;
 
   test('the workers reach every point, are killed there, and fresh workers carry on', async () => {
     const reports = await mkdtemp(path.join(os.tmpdir(), 'keyturn-fault-reports-'));
-    const pointsAt = (at: FaultMoment): FaultPoint[] => cases.filter((c) => c.at === at).map(({ keySetId, kind, occurrence }) => ({ keySetId, kind, occurrence, at }));
+    const pointsOf = (taskQueue: string): FaultPoint[] =>
+      cases.filter((c) => c.taskQueue === taskQueue).map(({ keySetId, kind, occurrence, at }) => ({ keySetId, kind, occurrence, at }));
     try {
-      const faulty = await Promise.all(moments.map(([at, taskQueue]) => workerOn(taskQueue, faultPointEnv(pointsAt(at), path.join(reports, at)))));
+      const faulty = await Promise.all(workers.map(([, taskQueue]) => workerOn(taskQueue, faultPointEnv(pointsOf(taskQueue), path.join(reports, taskQueue)))));
       const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
       try {
         await startStaggered(cases).started;
-        await Promise.all(moments.map(([at]) => waitForFaultPoints(path.join(reports, at), pointsAt(at), 60_000)));
+        await Promise.all(workers.map(([, taskQueue]) => waitForFaultPoints(path.join(reports, taskQueue), pointsOf(taskQueue), 90_000)));
         await Promise.all(faulty.map((worker) => worker.kill()));
         const killedAt = Date.now();
-        await Promise.all(moments.map(([, taskQueue]) => workerOn(taskQueue)));
+        await Promise.all(workers.map(([, taskQueue]) => workerOn(taskQueue)));
         await untilRecovered(cases, killedAt);
       } finally {
         outcome = await conclude(cases, traffic);

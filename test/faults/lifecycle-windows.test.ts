@@ -61,3 +61,11 @@ test('a replacement after a revocation becomes active at once', () => {
   const trail = [...rotation().slice(0, 3), event('revoked', 'a', 'active', 'revoked', 40_500), event('promoted', 'b', 'next', 'active', 40_500)];
   expect(windowViolations(trail, POLICY)).toEqual([]);
 });
+
+test('a next key withdrawn before it signed is retired by the withdrawal, and destroyed a retirement period later', () => {
+  const withdrawal = [...rotation().slice(0, 4), event('withdrawn', 'b', 'next', 'retired', 45_000)];
+  expect(windowViolations([...withdrawal, event('destroyed', 'b', 'retired', 'destroyed', 60_000)], POLICY)).toEqual([]);
+  expect(windowViolations([...withdrawal, event('destroyed', 'b', 'retired', 'destroyed', 50_000)], POLICY)).toEqual([
+    'b was destroyed 5000 ms after its retirement, before its retirement period (15000 ms) ended',
+  ]);
+});

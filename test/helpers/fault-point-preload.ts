@@ -5,8 +5,9 @@
  * hangs as if the process had frozen, holding whatever it held, until the test SIGKILLs it.
  *
  * A point is recognised by the INSERT INTO key_operations that every key change makes (its
- * key_set_id and kind columns, wherever they stand in the statement) and, for `after-commit`, by the
- * COMMIT that follows on the same connection.
+ * key_set_id and kind columns, wherever they stand in the statement), or by the INSERT INTO key_sets
+ * of a key set's registration (kind `register`: the workflow's first read of its keys), and, for
+ * `after-commit`, by the COMMIT that follows on the same connection.
  */
 import { appendFileSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
@@ -16,6 +17,7 @@ import { FAULT_POINTS_VARIABLE, FAULT_REPORT_VARIABLE, type FaultPoint, type Fau
 type Query = (this: Client, ...args: unknown[]) => unknown;
 
 const KEY_OPERATION_INSERT = /^\s*INSERT\s+INTO\s+key_operations\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)/i;
+const KEY_SET_INSERT = /^\s*INSERT\s+INTO\s+key_sets\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)/i;
 
 // Worker threads (the SDK's workflow threads, tsx's loader) get NODE_OPTIONS too; only the main thread runs activities.
 if (isMainThread && process.env[FAULT_POINTS_VARIABLE]) {
@@ -33,7 +35,8 @@ if (isMainThread && process.env[FAULT_POINTS_VARIABLE]) {
 
   /** The point a key_operations INSERT reaches, if any; counts the key change either way. */
   const pointOf = (text: string, values: unknown[]): FaultPoint | undefined => {
-    const insert = KEY_OPERATION_INSERT.exec(text);
+    const registration = KEY_SET_INSERT.exec(text);
+    const insert = registration ?? KEY_OPERATION_INSERT.exec(text);
     if (!insert) return undefined;
     const columns = insert[1].split(',').map((c) => c.trim());
     const expressions = insert[2].split(',').map((e) => e.trim());
@@ -43,8 +46,8 @@ if (isMainThread && process.env[FAULT_POINTS_VARIABLE]) {
       if (parameter) return values[Number(parameter[1]) - 1];
       return /^'(.*)'$/.exec(expression)?.[1];
     };
-    const keySetId = column('key_set_id');
-    const kind = column('kind');
+    const keySetId = column(registration ? 'id' : 'key_set_id');
+    const kind = registration ? 'register' : column('kind');
     if (typeof keySetId !== 'string' || typeof kind !== 'string') {
       report({ problem: `cannot read key_set_id and kind from this key_operations INSERT: ${text}`, pid: process.pid });
       return undefined;

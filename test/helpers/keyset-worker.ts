@@ -8,6 +8,7 @@ import type { AlertChannel } from '../../src/alerts/channels';
 import type { AlertNotification } from '../../src/alerts/notification';
 import { KekRing, Kek } from '../../src/crypto/kek';
 import type { KeySetStatus } from '../../src/domain/keyset-state';
+import { DEFAULT_CEILINGS, type PolicyCeilings } from '../../src/domain/policy';
 import { createLogger, type Logger } from '../../src/observability/logger';
 import { keyturnMetrics } from '../../src/observability/metrics';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
@@ -46,6 +47,8 @@ export interface KeySetWorkerOptions {
    * would, and nothing is left on a sticky queue when this worker stops.
    */
   maxCachedWorkflows?: number;
+  /** KEYTURN_MAX_*_CEILING: the seed defaults unless given. */
+  ceilings?: PolicyCeilings;
 }
 
 /** A channel that keeps every notification in `list`. */
@@ -74,6 +77,7 @@ export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker
       },
       metrics: keyturnMetrics(options.registry ?? new Registry()),
       keyAgeToleranceMs: 3_600_000,
+      ceilings: options.ceilings ?? DEFAULT_CEILINGS,
       temporalClient: options.env.client,
       taskQueue: options.taskQueue,
     }),

@@ -97,7 +97,9 @@ export function windowViolations(
         }
         break;
       case 'withdrawn':
+        // A next key that never signed leaves the JWKS at once: its retirement.
         if (at.promoted !== undefined) violations.push(`${kid} was withdrawn after it had signed`);
+        at.retired = e.occurredAt;
         break;
       case 'destroyed':
         if (at.retired === undefined) violations.push(`${kid} was destroyed but never retired`);

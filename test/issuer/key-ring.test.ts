@@ -124,6 +124,17 @@ describe('signing', () => {
     await expect(ring.sign(keySetId, {}, { ttl: '500ms' })).rejects.toThrow(TypeError);
   });
 
+  test("the deployment's ceiling caps every token, whatever the key set's policy says", async () => {
+    const { keySetId } = await activeKeySet();
+    const ring = await openRing({ keySetIds: [keySetId], maxTokenTtlCeilingMs: 60_000 });
+    const { iat, exp } = decodeJwt(await ring.sign(keySetId, { sub: 'u' }));
+    expect(exp! - iat!).toBe(60); // the policy allows 5 minutes
+    await expect(ring.sign(keySetId, { sub: 'u' }, { ttl: '2m' })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_TTL_TOO_LONG',
+      message: expect.stringContaining("exceeds this deployment's KEYTURN_MAX_TOKEN_TTL_CEILING 1m"),
+    });
+  });
+
   test('claims may not set iat or exp, and must be an object', async () => {
     const { keySetId } = await activeKeySet();
     const ring = await openRing({ keySetIds: [keySetId] });

@@ -51,6 +51,7 @@ describe('replay of saved histories', () => {
       ['decommission', 'pause', 'recommission', 'requestRotation', 'resume', 'revokeKey', 'rotate', 'updatePolicy'].sort(),
     );
     for (const activity of [
+      'deploymentCeilings',
       'registerKeySet',
       'generateNextKey',
       'confirmPublication',

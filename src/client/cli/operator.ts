@@ -64,8 +64,10 @@ export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: 
   return withClient(target, (client) => use(new KeySetClient(client, config.taskQueue), config));
 }
 
-/** Who asked, for the audit trail. */
+/** Who asked, for the audit trail: KEYTURN_ACTOR (a deployment script's name, a ticket), else the OS user. */
 export function requestedBy(): string {
+  const actor = process.env.KEYTURN_ACTOR?.trim();
+  if (actor) return actor;
   let user = process.env.USER ?? process.env.LOGNAME;
   try {
     user ??= os.userInfo().username;

@@ -9,13 +9,18 @@ const signCommand = new Command('sign')
   .description("print a JWT signed with the key set's active key, as the key ring signs them")
   .argument('<id>', 'key set id')
   .option('--sub <subject>', 'the sub claim')
-  .option('--ttl <duration>', "lifetime, e.g. 15m (default and maximum: the policy's maxTokenTtl)")
+  .option('--ttl <duration>', "lifetime, e.g. 15m (default and maximum: the policy's maxTokenTtl, within KEYTURN_MAX_TOKEN_TTL_CEILING)")
   .option('--claims <json>', 'further claims as a JSON object')
   .option(...DATA_DIR_OPTION)
   .action(async (keySetId: string, options: { sub?: string; ttl?: string; claims?: string; dataDir?: string }) => {
     const claims = options.claims === undefined ? {} : parseClaims(options.claims);
-    const token = await withKeyStore(options.dataDir, async (store) => {
-      const ring = await KeyRing.open({ pool: store.pool, kekRing: store.kekRing, keySetIds: [keySetId] });
+    const token = await withKeyStore(options.dataDir, async (store, config) => {
+      const ring = await KeyRing.open({
+        pool: store.pool,
+        kekRing: store.kekRing,
+        keySetIds: [keySetId],
+        maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
+      });
       try {
         return await ring.sign(keySetId, { ...claims, ...(options.sub !== undefined && { sub: options.sub }) }, { ttl: options.ttl });
       } finally {
