@@ -2,12 +2,12 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { connect, createServer, type AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import type { EphemeralServerExecutable } from '@temporalio/testing';
 import { KeyturnError } from '../domain/errors';
+import { acceptsConnections, freeLoopbackPort } from '../runtime/port-check';
 
 /**
  * Finds the Temporal CLI (for `temporal server start-dev`) and the time-skipping test server.
@@ -153,28 +153,6 @@ async function writeTestServerClassArchive(finalDir: string): Promise<void> {
     server.kill('SIGTERM');
     await exited;
   }
-}
-
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((settle, fail) => {
-    const probe = createServer();
-    probe.on('error', fail);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => settle(port));
-    });
-  });
-}
-
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((settle) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      settle(true);
-    });
-    socket.once('error', () => settle(false));
-  });
 }
 
 const testServerPom = `<project xmlns="http://maven.apache.org/POM/4.0.0">

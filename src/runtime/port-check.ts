@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 
 /**
  * Throws when `port` on `host` cannot be listened on, with a message naming the port, what keyturn
@@ -17,4 +17,28 @@ export async function assertPortFree(host: string, port: number, purpose: string
       ? 'is already in use (another keyturn instance or server is listening there)'
       : `cannot be used (${problem.code ?? problem.message})`;
   throw new Error(`port ${port} on ${host} ${why}, so ${purpose} cannot start: ${remedy}`);
+}
+
+/** A TCP port on loopback that nothing listens on right now. */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((settle, fail) => {
+    const probe = createServer();
+    probe.once('error', fail);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => settle(port));
+    });
+  });
+}
+
+/** Whether something accepts TCP connections on `port` of loopback now: a server we started is up. */
+export function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((settle) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      settle(true);
+    });
+    socket.once('error', () => settle(false));
+  });
 }

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { stopChild } from '../../src/dev/temporal-dev-server';
 import type { TestCertificates } from './certificates';
 import { waitFor } from './key-sets';
+import { acceptsConnections } from '../../src/runtime/port-check';
 import { freePort } from './ports';
 
 /** Debian's nginx terminating TLS in front of a Temporal frontend, as a secured cluster or Temporal Cloud is reached. */
@@ -103,7 +104,7 @@ http {
       async () => {
         if (spawnError) throw new Error(`cannot run nginx (${spawnError.message}): apt-get install nginx, as .ci/run does`);
         if (nginx.exitCode !== null) throw new Error(`nginx exited (${nginx.exitCode}): ${output.join('')}`);
-        return (await accepts(mtlsPort)) && (await accepts(apiKeyPort)) ? true : undefined;
+        return (await acceptsConnections(mtlsPort)) && (await acceptsConnections(apiKeyPort)) ? true : undefined;
       },
       10_000,
       'nginx to listen',
@@ -164,13 +165,3 @@ export async function startHandshakeVerifyingProxy(options: { upstream: string; 
   };
 }
 
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}

@@ -1,13 +1,2 @@
-import { createServer } from 'node:net';
-
-/** A TCP port on loopback that nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+// The tests' name for it: a free port on loopback for a server a test starts.
+export { freeLoopbackPort as freePort } from '../../src/runtime/port-check';

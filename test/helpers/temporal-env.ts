@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { resolveTestServerExecutable } from '../../src/dev/temporal-executables';
+import { acceptsConnections } from '../../src/runtime/port-check';
 import { waitFor } from './key-sets';
 import { freePort } from './ports';
 
@@ -30,7 +30,15 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
     await rm(scratch, { recursive: true, force: true });
   };
   try {
-    await waitFor(() => (server.exitCode === null ? acceptsConnections(port) : Promise.reject(new Error('the test server exited'))), START_TIMEOUT_MS, 'the test server', 100);
+    await waitFor(
+      async () => {
+        if (server.exitCode !== null) throw new Error(`the test server exited (${server.exitCode}) before it listened`);
+        return (await acceptsConnections(port)) || undefined;
+      },
+      START_TIMEOUT_MS,
+      'the test server',
+      100,
+    );
     const placeholder = path.join(scratch, 'test-server-started');
     await writeFile(placeholder, '#!/bin/sh\nexec sleep 2147483647\n');
     await chmod(placeholder, 0o755);
@@ -45,15 +53,4 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
     await stop();
     throw error;
   }
-}
-
-function acceptsConnections(port: number): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(undefined));
-  });
 }
