@@ -4,7 +4,6 @@ import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { parseKekRing, type KekRing } from '../../src/crypto/kek';
 import type { DevStack } from '../../src/dev/dev-stack';
-import { validatePolicy } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/observability/logger';
@@ -12,7 +11,8 @@ import { KeyStore } from '../../src/store/key-store';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflowId, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { CachingVerifier } from '../helpers/caching-verifier';
-import { waitFor } from '../helpers/key-sets';
+
+import { secondsPolicy, waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { TokenTraffic } from '../helpers/token-traffic';
 
@@ -21,16 +21,7 @@ import { TokenTraffic } from '../helpers/token-traffic';
 // policy is seconds long so that three rotations fit in half a minute. The steps build on each other.
 
 const KEY_SET = 'e2e';
-const POLICY = validatePolicy({
-  algorithm: 'ES256',
-  rotationPeriod: '6s',
-  prepublish: '3s',
-  jwksMaxAge: '2s',
-  gracePeriod: '3s',
-  maxTokenTtl: '2500ms',
-  clockSkew: '500ms',
-  retirement: '2s',
-});
+const POLICY = secondsPolicy();
 const JWKS_MAX_AGE_MS = 2_000;
 /** A token is verified right after it is issued and once more in its last moments, this long before exp. */
 const END_OF_LIFE_MS = 300;
@@ -194,7 +185,7 @@ test('revoking the active key: its tokens are rejected once the verifier cache r
   // The verifier still trusts its cached copy, as any cache-abiding verifier may, until max-age runs out.
   await new Promise((resolve) => setTimeout(resolve, JWKS_MAX_AGE_MS + 100));
   await expect(verifier.verify(before)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
-  // `after` may have expired by now on a busy machine (its ttl is 3 s): what the ring signs now verifies.
+  // `after` may have expired by now on a busy machine (its ttl is 2 s): what the ring signs now verifies.
   await expect(verifier.verify(await ring.sign(KEY_SET, { sub: 'user' }))).resolves.toMatchObject({ sub: 'user' });
   expect(decodeProtectedHeader(after).kid).toBe(result.activeKid);
 }, 60_000);

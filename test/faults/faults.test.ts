@@ -7,13 +7,13 @@ import { Client, Connection, WorkflowUpdateStage, type UpdateDefinition } from '
 import { Pool } from 'pg';
 import { KeySetClient } from '../../src/client/keyset-client';
 import { parseKekRing } from '../../src/crypto/kek';
-import { policyTimings, validatePolicy } from '../../src/domain/policy';
+import { policyTimings } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/observability/logger';
 import { decommissionUpdate, keySetWorkflowId, recommissionUpdate, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
-import { uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { keyturnEnv, runKeyturnProcess, startJwksServer, startWorker, type Deployment } from '../helpers/keyturn-processes';
 import { readTimedTrail, windowViolations } from '../helpers/lifecycle-windows';
 import { ProcessGroup } from '../helpers/processes';
@@ -30,16 +30,7 @@ import { TokenTraffic } from '../helpers/token-traffic';
 // other, so they run in order.
 
 /** Seconds-long, so that a key set reaches any step of its lifecycle within about ten seconds. */
-const POLICY = validatePolicy({
-  algorithm: 'ES256',
-  rotationPeriod: '6s',
-  prepublish: '3s',
-  jwksMaxAge: '2s',
-  gracePeriod: '3s',
-  maxTokenTtl: '2s',
-  retirement: '2s',
-  clockSkew: '1s',
-});
+const POLICY = secondsPolicy();
 const { rotationPeriodMs, prepublishMs, gracePeriodMs, retirementMs } = policyTimings(POLICY);
 
 /**
@@ -368,51 +359,35 @@ describe('two workers at once', () => {
   });
 });
 
-describe('PostgreSQL down across transitions', () => {
-  const cases = casesFor(SCHEDULED, QUEUE, 'pg');
-  let outcome: Map<string, string[]> | undefined;
+/** An outage of `what` across every scheduled transition: stopped shortly before they fall due, started again later. */
+function outageAcrossTransitions(what: string, label: string, stop: () => Promise<void>, start: () => Promise<void>): void {
+  describe(`${what} down across transitions`, () => {
+    const cases = casesFor(SCHEDULED, QUEUE, label);
+    let outcome: Map<string, string[]> | undefined;
 
-  test(`PostgreSQL stops ${OUTAGE_LEAD_MS} ms before the transitions fall due and starts again ${OUTAGE_MS} ms later`, async () => {
-    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
-    try {
-      await acrossTransitions(cases, async (dueAt) => {
-        await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
-        await postgres.stop();
-        await sleep(OUTAGE_MS);
-        await postgres.start();
-      });
-    } finally {
-      outcome = await conclude(cases, traffic);
-    }
-  }, 120_000);
+    test(`${what} stops ${OUTAGE_LEAD_MS} ms before the transitions fall due and starts again ${OUTAGE_MS} ms later`, async () => {
+      const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+      try {
+        await acrossTransitions(cases, async (dueAt) => {
+          await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
+          await stop();
+          await sleep(OUTAGE_MS);
+          await start();
+        });
+      } finally {
+        outcome = await conclude(cases, traffic);
+      }
+    }, 120_000);
 
-  test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
-    expect(outcomeFor(outcome, c)).toEqual([]);
+    test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
+      expect(outcomeFor(outcome, c)).toEqual([]);
+    });
   });
-});
+}
 
-describe('Temporal killed and restarted', () => {
-  const cases = casesFor(SCHEDULED, QUEUE, 'temporal');
-  let outcome: Map<string, string[]> | undefined;
-
-  test(`the Temporal server is SIGKILLed ${OUTAGE_LEAD_MS} ms before the transitions fall due and started again ${OUTAGE_MS} ms later`, async () => {
-    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
-    try {
-      await acrossTransitions(cases, async (dueAt) => {
-        await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
-        await temporal.kill();
-        await sleep(OUTAGE_MS);
-        await temporal.start();
-      });
-    } finally {
-      outcome = await conclude(cases, traffic);
-    }
-  }, 120_000);
-
-  test.each(cases)('$what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
-    expect(outcomeFor(outcome, c)).toEqual([]);
-  });
-});
+outageAcrossTransitions('PostgreSQL', 'pg', () => postgres.stop(), () => postgres.start());
+// SIGKILLed: Temporal gets no chance to finish anything it was doing.
+outageAcrossTransitions('Temporal', 'temporal', () => temporal.kill(), () => temporal.start());
 
 describe('once every scenario has run', () => {
   test('keyturn verify, run as an operator runs it, passes for the key sets of every scenario', async () => {

@@ -23,6 +23,23 @@ export function testPolicy(algorithm: SigningAlgorithm = 'ES256'): KeySetPolicy 
   });
 }
 
+/**
+ * A policy whose whole lifecycle fits in seconds, for tests in real time: a key signs 6 s, is
+ * published 3 s ahead, verifies 3 s after its demotion; tokens live 2 s, verifiers cache the JWKS 2 s.
+ */
+export function secondsPolicy(): KeySetPolicy {
+  return validatePolicy({
+    algorithm: 'ES256',
+    rotationPeriod: '6s',
+    prepublish: '3s',
+    jwksMaxAge: '2s',
+    gracePeriod: '3s',
+    maxTokenTtl: '2s',
+    clockSkew: '1s',
+    retirement: '2s',
+  });
+}
+
 export function uniqueKeySetId(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
