@@ -224,6 +224,23 @@ describe('slow clients', () => {
   }, 60_000);
 });
 
+test('a default key set id that is not one stops the start, naming where it came from', async () => {
+  const start = (defaultKeySetId?: string) =>
+    startJwksServer({ port: 0, host: '127.0.0.1', pool: db.pool, registry: new Registry(), logger: captured.logger, defaultKeySetId });
+  await expect(start('..')).rejects.toMatchObject({ code: 'ERR_KEYSET_ID_INVALID', field: 'defaultKeySetId' });
+  const saved = process.env.KEYTURN_DEFAULT_KEYSET;
+  process.env.KEYTURN_DEFAULT_KEYSET = 'a/b';
+  try {
+    await expect(start()).rejects.toMatchObject({
+      code: 'ERR_KEYSET_ID_INVALID',
+      message: expect.stringMatching(/^KEYTURN_DEFAULT_KEYSET: "a\/b" is not a valid key set id: use /),
+    });
+  } finally {
+    if (saved === undefined) delete process.env.KEYTURN_DEFAULT_KEYSET;
+    else process.env.KEYTURN_DEFAULT_KEYSET = saved;
+  }
+});
+
 test('after all that the server still answers, and no answer carried key material', async () => {
   expect(statuses(await exchange(request('/healthz')))).toEqual([200]);
   expect(statuses(await exchange(request('/keysets/default/jwks.json')))).toEqual([200]);
