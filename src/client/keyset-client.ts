@@ -12,6 +12,7 @@ import {
 import type { KeySetStatus } from '../domain/keyset-state';
 import { keySetSummary } from '../domain/describe';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
+import { checkKeySetId } from '../domain/key-set-id';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
 import { KeySetIdSearchAttribute } from '../workflows/search-attributes';
 import {
@@ -70,7 +71,7 @@ export class KeySetClient {
       return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, {
         args: [input],
         taskQueue: this.taskQueue,
-        workflowId: keySetWorkflowId(keySetId),
+        workflowId: workflowIdOf(keySetId),
         workflowIdConflictPolicy: 'USE_EXISTING',
         // The workflow keeps ActiveKid and NextTransitionAt current once it is started with KeySetId.
         typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
@@ -115,7 +116,7 @@ export class KeySetClient {
   /** Whether the key set's workflow runs now (false when it never started or has ended). */
   async isRunning(keySetId: string): Promise<boolean> {
     try {
-      return (await this.client.workflow.getHandle(keySetWorkflowId(keySetId)).describe()).status.name === 'RUNNING';
+      return (await this.client.workflow.getHandle(workflowIdOf(keySetId)).describe()).status.name === 'RUNNING';
     } catch (error) {
       if (error instanceof WorkflowNotFoundError) return false;
       throw error;
@@ -191,7 +192,7 @@ export class KeySetClient {
 
   /** One call to the key set's workflow, bounded in time, its failures in keyturn's words. */
   private async send<T>(keySetId: string, timeoutMs: number, call: (handle: WorkflowHandle) => Promise<T>): Promise<T> {
-    const handle = this.client.workflow.getHandle(keySetWorkflowId(keySetId));
+    const handle = this.client.workflow.getHandle(workflowIdOf(keySetId));
     try {
       return await this.client.withDeadline(Date.now() + timeoutMs, () => call(handle));
     } catch (error) {
@@ -241,6 +242,11 @@ export class KeySetClient {
     }
     return error;
   }
+}
+
+/** The workflow id of a key set; an id that is no key set id is refused before anything is sent. */
+function workflowIdOf(keySetId: string): string {
+  return keySetWorkflowId(checkKeySetId(keySetId, 'keySetId'));
 }
 
 /** A revocation or a pause is recorded with its reason; without one nothing is sent. */

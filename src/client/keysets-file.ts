@@ -1,8 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { DURATION_HINT, durationToMs, formatDuration } from '../domain/duration';
 import { KeyturnError, PolicyError } from '../domain/errors';
+import { keySetIdProblem } from '../domain/key-set-id';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
 
 /**
@@ -11,10 +12,10 @@ import { validatePolicy, type KeySetPolicy } from '../domain/policy';
  * applied from a file that has any.
  */
 
-/** A key set id: it becomes part of the workflow id `keyset/<id>` and of JWKS URLs. */
-export const KEYSET_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export const DEFAULT_SUPERVISOR_INTERVAL = '5m';
 const MIN_SUPERVISOR_INTERVAL_MS = 60_000;
+/** Thousands of key sets fit in far less; a larger file is the wrong one, and would take seconds to parse. */
+const MAX_FILE_BYTES = 1024 * 1024;
 const TOP_LEVEL_KEYS = ['supervisor', 'keySets'];
 const SUPERVISOR_KEYS = ['interval'];
 
@@ -67,7 +68,8 @@ export function describeProblem(problem: KeySetsFileProblem): string {
 export async function loadKeySetsFile(file: string): Promise<KeySetsFile> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // One byte past the limit is enough for parseKeySetsFile to refuse the file; /dev/zero ends here too.
+    text = await readAtMost(file, MAX_FILE_BYTES + 1);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (error as Error).message;
@@ -79,18 +81,42 @@ export async function loadKeySetsFile(file: string): Promise<KeySetsFile> {
   return parseKeySetsFile(text, file);
 }
 
+async function readAtMost(file: string, bytes: number): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    let length = 0;
+    while (length < bytes) {
+      const { bytesRead } = await handle.read(buffer, length, bytes - length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Checks the text of a key sets file; throws a KeySetsFileError listing every problem. */
 export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySetsFile {
+  if (Buffer.byteLength(text) > MAX_FILE_BYTES) {
+    throw new KeySetsFileError(source, [{ field: 'file', message: 'is larger than 1 MiB, more than any list of key sets needs: check that it is the key sets file' }]);
+  }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    // The structure is unreliable past a syntax error: report those alone.
+    // The structure is unreliable past a syntax error: report those alone. Nesting that exhausts the
+    // parser's stack is reported once, not once for every level the parser gave up at.
+    const exhausted = doc.errors.find((error) => error.code === 'RESOURCE_EXHAUSTION');
     throw new KeySetsFileError(
       source,
-      doc.errors.map((error) => ({
+      (exhausted ? [exhausted] : doc.errors).map((error) => ({
         line: error.linePos?.[0].line,
         field: 'YAML',
-        message: error.message.replace(/\s+at line \d+, column \d+:[\s\S]*$/, ''),
+        message:
+          error === exhausted
+            ? 'nested too deeply to read, far deeper than a key sets file ever is'
+            : error.message.replace(/\s+at line \d+, column \d+:[\s\S]*$/, ''),
       })),
     );
   }
@@ -101,7 +127,16 @@ export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySets
     problems.push(line === undefined ? p : { line, ...p });
   };
 
-  const top: unknown = doc.toJS();
+  let top: unknown;
+  try {
+    top = doc.toJS();
+  } catch (error) {
+    // The yaml package counts alias expansions only while it builds the values (maxAliasCount).
+    if (!(error instanceof ReferenceError) || !/alias/i.test(error.message)) throw error;
+    throw new KeySetsFileError(source, [
+      { field: 'YAML', message: 'its aliases expand too far (a YAML alias bomb?): write the values out instead of repeating *aliases' },
+    ]);
+  }
   if (!isRecord(top)) {
     problem([], { field: 'keySets', message: top == null ? 'the file is empty; list the key sets under keySets' : 'the file must be a mapping with keySets (and optionally supervisor)' });
     throw new KeySetsFileError(source, problems);
@@ -127,13 +162,15 @@ export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySets
         return;
       }
       const { id, ...fields } = entry;
-      const keySetId = typeof id === 'string' ? id : undefined;
+      const idProblem = keySetIdProblem(id);
+      // Problems of a key set with an invalid id are reported by its position: the id would only mislead.
+      const keySetId = idProblem === undefined ? (id as string) : undefined;
       if (id == null) {
         problem(at, { field: `keySets[${i}].id`, message: 'missing: every key set needs an id' });
       } else if (typeof id !== 'string') {
         problem([...at, 'id'], { field: `keySets[${i}].id`, message: `${JSON.stringify(id)} must be text (quote it)` });
-      } else if (!KEYSET_ID_PATTERN.test(id)) {
-        problem([...at, 'id'], { keySetId, field: 'id', message: "is not a valid key set id: 1 to 64 letters, digits, '.', '_' or '-'" });
+      } else if (idProblem !== undefined) {
+        problem([...at, 'id'], { field: `keySets[${i}].id`, message: idProblem });
       } else if (firstLine.has(id)) {
         const first = firstLine.get(id);
         problem([...at, 'id'], { keySetId, field: 'id', message: `appears more than once${first === undefined ? '' : ` (first at line ${first})`}` });

@@ -7,7 +7,13 @@ type Unit = keyof typeof UNIT_MS;
 const UNITS_DESCENDING: Unit[] = ['d', 'h', 'm', 's', 'ms'];
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 
-export const DURATION_HINT = 'write a whole number and a unit, e.g. 30d, 12h, 15m, 90s, 500ms';
+/**
+ * The longest duration: 100 years. Times planned from a policy (a few durations added to now) then stay
+ * valid dates for JavaScript, PostgreSQL and Temporal's timestamps, which end at year 9999.
+ */
+const MAX_DURATION_MS = 36_500 * UNIT_MS.d;
+
+export const DURATION_HINT = 'write a whole number and a unit, at most 36500d, e.g. 30d, 12h, 15m, 90s, 500ms';
 
 /**
  * A policy duration such as `30d`, `12h`, `15m`, `90s` or `500ms` in milliseconds, or undefined when
@@ -17,7 +23,7 @@ export function durationToMs(value: unknown): number | undefined {
   const match = typeof value === 'string' ? DURATION.exec(value.trim()) : null;
   if (match === null) return undefined;
   const ms = Number(match[1]) * UNIT_MS[match[2] as Unit];
-  return Number.isSafeInteger(ms) ? ms : undefined;
+  return ms <= MAX_DURATION_MS ? ms : undefined;
 }
 
 /** Like durationToMs, but throws ERR_DURATION_INVALID naming `field`. */

@@ -281,7 +281,7 @@ export class KeyRing {
 }
 
 /** A ttl in milliseconds: a duration string, or a number of seconds. Tokens count whole seconds. */
-function ttlToMs(ttl: string | number): number {
+export function ttlToMs(ttl: string | number): number {
   const ms = typeof ttl === 'number' ? ttl * 1000 : parseDuration(ttl, 'ttl');
   if (!Number.isFinite(ms) || ms < 1000) {
     throw new TypeError(`ttl must be at least one second (tokens count whole seconds), got ${String(ttl)}`);

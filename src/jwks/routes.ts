@@ -1,11 +1,9 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { isKeySetId, KEY_SET_ID_RULE } from '../domain/key-set-id';
 import type { Logger } from '../observability/logger';
 import type { CachedJwks, JwksCache } from './jwks-cache';
 import { KEY_SET_LABEL, type JwksMetrics, type JwksRouteName } from './metrics';
-
-/** The key set ids the server answers for; anything else is refused before any look-up. */
-export const KEY_SET_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Longer request targets get 414: no route is anywhere near this long. */
 const MAX_TARGET_LENGTH = 1024;
@@ -55,7 +53,9 @@ const PUBLIC_HEADERS = { ...COMMON_HEADERS, 'access-control-allow-origin': '*' }
 export function createJwksRequestHandler(deps: JwksRoutesDependencies): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const exchange: Exchange = { res, head: req.method === 'HEAD', route: 'other', started: process.hrtime.bigint(), deps };
-    // The body of a GET means nothing here; draining it keeps the connection reusable.
+    // No route takes a body. A request with one is answered as usual, but its connection closes after
+    // the answer instead of reading the rest: a client cannot make the server take in megabytes for nothing.
+    if (carriesBody(req)) res.setHeader('connection', 'close');
     req.resume();
     try {
       if (req.method !== 'GET' && !exchange.head) {
@@ -81,6 +81,10 @@ export function createJwksRequestHandler(deps: JwksRoutesDependencies): (req: In
       fail(exchange, error);
     }
   };
+}
+
+function carriesBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 /** One request on its way to an answer. Plain data: the hot path allocates no closures per request. */
@@ -261,12 +265,9 @@ export function matchRoute(target: string, defaultKeySetId: string): Route | Ref
 const KEY_SET_JWKS_PREFIX = '/keysets/';
 const KEY_SET_JWKS_SUFFIX = '/jwks.json';
 
-function isKeySetId(value: string): boolean {
-  return KEY_SET_ID_PATTERN.test(value) && value !== '.' && value !== '..';
-}
-
+/** An id that is no key set id is refused before any look-up. */
 function withKeySet(keySetId: string, route: Route): Route | Refusal {
-  return isKeySetId(keySetId) ? route : { status: 400, error: 'invalid key set id: use 1 to 64 letters, digits, ".", "_" or "-"' };
+  return isKeySetId(keySetId) ? route : { status: 400, error: `invalid key set id: use ${KEY_SET_ID_RULE}` };
 }
 
 /** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/` prefixes are ignored; `*` matches. */

@@ -192,7 +192,7 @@ test('an invalid file is refused whole, every problem listed, and nothing change
   expect(stdout).toBe('');
   expect(stderr.trimEnd()).not.toContain('\n');
   expect(stderr).toMatch(/^keyturn: .*keysets-\w+\.yaml has 3 problems, nothing was applied: /);
-  expect(stderr).toContain('line 5: key set "bad id!" id: is not a valid key set id');
+  expect(stderr).toContain('line 5: keySets[2].id: "bad id!" is not a valid key set id');
   expect(stderr).toContain('line 7: key set "broken" algorithm: "HS256" is not supported');
   expect(stderr).toContain('line 8: key set "broken" gracePeriod: 1m is shorter than maxTokenTtl 1h');
   expect(await exists(fresh)).toBe(false);

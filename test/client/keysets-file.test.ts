@@ -46,8 +46,8 @@ describe('parseKeySetsFile', () => {
       { line: 9, keySetId: 'api', field: 'prepublish', message: expect.stringContaining('prepublish >= jwksMaxAge') },
       { line: 10, keySetId: 'api', field: 'publishedAt[1]', message: '"ftp://no" is not an http(s) URL' },
       { line: 11, keySetId: 'web', field: 'id', message: 'appears more than once (first at line 5)' },
-      { line: 12, keySetId: 'has space', field: 'id', message: expect.stringContaining('not a valid key set id') },
-      { line: 13, keySetId: 'has space', field: 'colour', message: expect.stringContaining('unknown field') },
+      { line: 12, field: 'keySets[3].id', message: expect.stringContaining('"has space" is not a valid key set id') },
+      { line: 13, field: 'keySets[3].colour', message: expect.stringContaining('unknown field') },
       { line: 14, field: 'keySets[4].id', message: expect.stringContaining('missing') },
     ]);
     // One line for the CLI, naming each problem.

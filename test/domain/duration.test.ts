@@ -54,8 +54,16 @@ describe('parseDuration / formatDuration', () => {
     expect(() => parseDuration('soon')).toThrow(expect.objectContaining({ code: 'ERR_DURATION_INVALID', field: 'duration' }));
   });
 
-  test('a value too large to count exactly in milliseconds is refused', () => {
-    expect(durationToMs('99999999999999999d')).toBeUndefined();
+  test('the longest duration is 100 years: every time planned from a policy stays a date', () => {
+    expect(durationToMs('36500d')).toBe(36_500 * DAY);
+    expect(durationToMs(`${36_500 * 24}h`)).toBe(36_500 * DAY);
+    // 99999999d fits a safe integer, but now plus that is past the last date JavaScript knows.
+    for (const value of ['36501d', '99999999d', '999999999999d', '99999999999999999d', `${'9'.repeat(400)}ms`]) {
+      expect(durationToMs(value)).toBeUndefined();
+      expect(() => parseDuration(value, 'retirement')).toThrow(
+        expect.objectContaining({ code: 'ERR_DURATION_INVALID', field: 'retirement', message: expect.stringContaining('at most 36500d') }),
+      );
+    }
   });
 
   test.each([-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])('formatDuration(%p) is a TypeError', (ms) => {

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
 import { KeyturnError } from '../../domain/errors';
+import { isKeySetId, keySetIdProblem } from '../../domain/key-set-id';
 import { resolveTemporalTarget, withClient } from '../connect';
 import { KeySetClient } from '../keyset-client';
 import { DATA_DIR_OPTION } from './options';
@@ -37,7 +38,8 @@ export const connectionOptions = z.object({
 });
 export type ConnectionOptions = z.infer<typeof connectionOptions>;
 
-export const keySetIdArgument = z.string().trim().min(1, { error: 'the key set id must not be empty' });
+/** A key set id by the one rule (src/domain/key-set-id.ts), checked before anything is contacted. */
+export const keySetIdArgument = z.string().refine(isKeySetId, { error: (issue) => keySetIdProblem(issue.input) });
 
 /** `--reason`, required and not blank: it goes into the audit trail. */
 export function reasonOption(what: string) {
