@@ -1,4 +1,5 @@
 import { KeyturnError } from '../domain/errors';
+import { checkKeySetId } from '../domain/key-set-id';
 import type { Incident } from '../domain/incidents';
 import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/keyset-state';
 import { REVOCABLE_STATES, listingWaitMs, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
@@ -173,10 +174,12 @@ export class KeySetMachine {
   }
 
   /**
-   * Checks the policy a new key set was started with, as `apply` checks a file's (every field known,
-   * every rule kept, within the ceilings), and puts it in force normalised; throws a PolicyError.
+   * Checks the id and the policy a new key set was started with, as `apply` checks a file's (every
+   * field known, every rule kept, within the ceilings), and puts the policy in force normalised;
+   * throws a KeyturnError naming the field.
    */
   checkStartPolicy(): void {
+    checkKeySetId(this.s.keySetId, 'keySetId');
     this.s.policy = validatePolicy(this.s.policy, { keySetId: this.s.keySetId, ceilings: this.s.ceilings });
     this.s.policyChecked = true;
     this.changed();

@@ -44,6 +44,21 @@ describe('a key set workflow distrusts its input', () => {
     });
   });
 
+  test('started under a key set id no JWKS URL could name: it fails at once, and nothing is registered', async () => {
+    const { env, db, bundle } = suite;
+    const { taskQueue } = uniqueNames('input-id');
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, ceilings });
+    await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId: `keyset/..-${taskQueue}`, taskQueue, args: [{ keySetId: '..', policy: { ...DEFAULT_POLICY } }] });
+      const failure = await handle.result().then(
+        () => undefined,
+        (error: unknown) => (error as WorkflowFailedError).cause,
+      );
+      expect(failure).toMatchObject({ type: 'ERR_KEYSET_ID_INVALID', message: expect.stringContaining('keySetId: ".." is not a valid key set id') });
+      expect(await registered('..')).toBe(false);
+    });
+  });
+
   test('a policy update above a ceiling is refused whole and changes nothing', async () => {
     const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('input-update');
