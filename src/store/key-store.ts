@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { JWK } from 'jose';
 import { generateSigningKey, type PublicJwk } from '../crypto/generate';
 import { openPrivateKey, sealPrivateKey } from '../crypto/envelope';
+import { jwkThumbprint } from '../crypto/kid';
 import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
@@ -41,6 +42,8 @@ export interface StoredKey {
   alg: SigningAlgorithm;
   state: KeyState;
   publicJwk: PublicJwk;
+  /** The RFC 7638 thumbprint of `publicJwk`, which `kid` must equal; null if it lacks a member to compute it from. */
+  thumbprint: string | null;
   hasPrivateKey: boolean;
   kekId: string | null;
   createdAt: number;
@@ -533,6 +536,7 @@ function toStoredKey(r: KeyRow): StoredKey {
     alg: r.alg,
     state: r.state,
     publicJwk: r.public_jwk,
+    thumbprint: jwkThumbprint(r.public_jwk) ?? null,
     hasPrivateKey: r.has_private_key,
     kekId: r.kek_id,
     createdAt: r.created_at.getTime(),
