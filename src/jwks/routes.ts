@@ -1,5 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { roughDuration } from '../domain/describe';
+import { formatDuration } from '../domain/duration';
 import type { Logger } from '../observability/logger';
 import type { CachedJwks, JwksCache } from './jwks-cache';
 import { KEY_SET_LABEL, type JwksMetrics, type JwksRouteName } from './metrics';
@@ -23,8 +25,15 @@ export interface JwksRoutesDependencies {
   issuer?: string;
   /** The absolute URL verifiers reach this server at, without a trailing slash (known once listening). */
   publicUrl(): string;
-  /** True when the database answers; for /readyz. */
-  isDatabaseReachable(): Promise<boolean>;
+  /** Each key set's JWKS in memory: how old it is and how old it may grow; for /readyz. */
+  views(): JwksView[];
+}
+
+/** How long ago PostgreSQL confirmed a key set's JWKS (0 while known current), and its staleness limit (the policy's jwksMaxAge). */
+export interface JwksView {
+  keySetId: string;
+  ageMs: number;
+  limitMs: number;
 }
 
 type Route =
@@ -181,13 +190,26 @@ function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDe
   return jsonReply(200, document, jwks.keySetId, { ...PUBLIC_HEADERS, 'cache-control': jwks.cacheControl });
 }
 
-async function readiness(deps: JwksRoutesDependencies): Promise<Reply> {
-  const reasons: string[] = [];
-  if (!(await deps.isDatabaseReachable())) reasons.push('database unreachable');
-  if (!deps.cache.loaded) reasons.push('key sets not loaded yet');
-  return reasons.length === 0
-    ? jsonReply(200, { status: 'ready' }, KEY_SET_LABEL.none)
-    : jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
+/**
+ * Ready once every key set has a JWKS, for as long as each is younger than its staleness limit: a
+ * database outage is served through from memory up to the policy's jwksMaxAge (verifiers' caches
+ * may be that old anyway), so that it does not take the JWKS offline behind a load balancer.
+ */
+function readiness(deps: JwksRoutesDependencies): Reply {
+  if (!deps.cache.loaded) return jsonReply(503, { status: 'not ready', reasons: ['key sets not loaded yet'] }, KEY_SET_LABEL.none);
+  const views = deps.views();
+  const stale = views.filter((v) => v.ageMs > v.limitMs);
+  if (stale.length > 0) {
+    const reasons = stale.map(
+      (v) =>
+        `key set "${v.keySetId}": JWKS last confirmed with PostgreSQL ${roughDuration(v.ageMs)} ago, longer than its jwksMaxAge ${formatDuration(v.limitMs)}`,
+    );
+    return jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
+  }
+  const oldest = Math.max(0, ...views.map((v) => v.ageMs));
+  if (oldest === 0) return jsonReply(200, { status: 'ready' }, KEY_SET_LABEL.none);
+  const warnings = [`serving JWKS last confirmed with PostgreSQL up to ${roughDuration(oldest)} ago (ready while within each key set's jwksMaxAge)`];
+  return jsonReply(200, { status: 'ready', warnings }, KEY_SET_LABEL.none);
 }
 
 function jsonReply(status: number, value: object, keySet: string, extraHeaders: OutgoingHttpHeaders = {}): Reply {

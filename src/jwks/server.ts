@@ -2,13 +2,14 @@ import { createServer, STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
+import { reportKeyViewAges } from '../observability/key-view-age';
 import type { Logger } from '../observability/logger';
 import { listen } from '../runtime/listen';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { unreadableViewsError } from '../store/published-keys';
 import { JwksCache } from './jwks-cache';
 import { createJwksMetrics, KEY_SET_LABEL } from './metrics';
-import { createJwksRequestHandler, KEY_SET_ID_PATTERN } from './routes';
+import { createJwksRequestHandler, KEY_SET_ID_PATTERN, type JwksView } from './routes';
 
 export interface JwksServerOptions {
   /** 0 picks a free port (tests). */
@@ -43,9 +44,6 @@ export interface RunningJwksServer {
 
 const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
-/** /readyz asks the database at most this often; probes in between share the last answer. */
-const READINESS_PROBE_TTL_MS = 1_000;
-const READINESS_PROBE_TIMEOUT_MS = 2_000;
 
 /**
  * Starts the JWKS server: subscribes to key changes, loads every key set's JWKS (a database that is
@@ -58,7 +56,8 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
   if (!KEY_SET_ID_PATTERN.test(defaultKeySetId)) {
     throw new TypeError(`default key set id ${JSON.stringify(defaultKeySetId)} does not match ${KEY_SET_ID_PATTERN}`);
   }
-  const cache = new JwksCache({ pool, logger });
+  const metrics = createJwksMetrics(registry);
+  const cache = new JwksCache({ pool, logger, metrics });
   const events = await subscribeToKeyChanges({
     connection: connectionConfigOf(pool),
     onChange: (keySetId) => cache.refresh(keySetId),
@@ -79,7 +78,13 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
     logger.warn({ err: error }, 'cannot load the key sets yet; not ready until the database answers');
   }
 
-  const metrics = createJwksMetrics(registry);
+  // How old each key set's JWKS is (0 while listening since its last confirmation), and how old it may grow.
+  const views = (): JwksView[] => {
+    const now = Date.now();
+    return cache
+      .confirmations()
+      .map(({ keySetId, confirmedAt, jwksMaxAgeMs }) => ({ keySetId, ageMs: now - events.knownAt(confirmedAt, now), limitMs: jwksMaxAgeMs }));
+  };
   const publicUrl = options.publicUrl?.replace(/\/+$/, '');
   let url = '';
   const server = createServer({
@@ -99,7 +104,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
       defaultKeySetId,
       issuer: options.issuer ?? (process.env.KEYTURN_ISSUER || undefined),
       publicUrl: () => publicUrl ?? url,
-      isDatabaseReachable: databaseProbe(pool),
+      views,
     }),
   );
   // Requests Node cannot parse (oversized heads, bad syntax, timeouts) never reach the handler.
@@ -122,10 +127,15 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
   }
   // Past listen(), 'error' means a failed accept (EMFILE and the like): worth a log, not a crash.
   server.on('error', (error) => logger.error({ err: error }, 'JWKS server socket error'));
+  const stopReporting = reportKeyViewAges(registry, 'jwks', views);
   logger.info({ url, defaultKeySetId }, 'JWKS server listening');
   return {
     url,
-    close: () => closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => events.close()),
+    close: () =>
+      closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => {
+        stopReporting();
+        return events.close();
+      }),
   };
 }
 
@@ -139,24 +149,4 @@ function closeGracefully(server: Server, graceMs: number): Promise<void> {
     });
     server.closeIdleConnections();
   });
-}
-
-/** `SELECT 1` within a deadline; concurrent and back-to-back probes share one query. */
-function databaseProbe(pool: Pool): () => Promise<boolean> {
-  let last: { at: number; answer: Promise<boolean> } | undefined;
-  return () => {
-    const now = Date.now();
-    if (last !== undefined && now - last.at < READINESS_PROBE_TTL_MS) return last.answer;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), READINESS_PROBE_TIMEOUT_MS);
-    });
-    const query = pool.query('SELECT 1').then(
-      () => true,
-      () => false,
-    );
-    const answer = Promise.race([query, deadline]).finally(() => clearTimeout(timer));
-    last = { at: now, answer };
-    return answer;
-  };
 }
