@@ -31,8 +31,8 @@ export interface JwksCacheOptions {
   /** Reads the views of published keys only (src/store/published-keys.ts). */
   pool: Pool;
   logger: Logger;
-  /** Where a key left out for not matching its kid is counted. */
-  metrics: Pick<JwksMetrics, 'keyRefused'>;
+  /** Where keys left out for not matching their kid are counted. */
+  metrics: Pick<JwksMetrics, 'keysRefused'>;
   /** How long an id found nowhere is answered "not found" without asking the database again. */
   missTtlMs?: number;
   /** At most this many such ids are remembered; the oldest are forgotten first. */
@@ -173,8 +173,8 @@ export class JwksCache {
     const jwks = await listPublishedJwks(pool, keySetId);
     const previous = this.#entries.get(keySetId);
     const { jwks: next, refused } = buildJwks(keySet, jwks);
+    metrics.keysRefused(keySetId, refused.length);
     for (const kid of refused) {
-      metrics.keyRefused(keySetId);
       // The kid and key set only: what the key holds is not for logs.
       logger.error({ keySetId, kid }, 'a published key is not the one its kid names (RFC 7638 thumbprint): left out of the JWKS');
     }

@@ -13,8 +13,11 @@ export const KEY_SET_LABEL = { unknown: '(unknown)', none: '(none)' } as const;
 export interface JwksMetrics {
   /** Counts one answered request and observes how long it took. */
   observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void;
-  /** Counts a stored key left out of a key set's JWKS because its kid is not the thumbprint of its public key. */
-  keyRefused(keySet: string): void;
+  /**
+   * Counts the stored keys a rebuild of a key set's JWKS left out because their kid is not the
+   * thumbprint of their public key; called with 0 too, so that the series exists before its first increase.
+   */
+  keysRefused(keySet: string, count: number): void;
 }
 
 // Serving from memory takes microseconds; the upper buckets catch database look-ups and a busy event loop.
@@ -48,8 +51,8 @@ class RequestStats implements JwksMetrics {
 
   constructor(private readonly refusedKeys: Counter<'key_set'>) {}
 
-  keyRefused(keySet: string): void {
-    this.refusedKeys.inc({ key_set: keySet });
+  keysRefused(keySet: string, count: number): void {
+    this.refusedKeys.inc({ key_set: keySet }, count);
   }
 
   observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void {
