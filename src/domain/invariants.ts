@@ -61,8 +61,8 @@ export interface InvariantTolerances {
 
 /**
  * Checks a key set's workflow state against its keys in PostgreSQL: one active key, at most one
- * next key, every kid the thumbprint of its stored public key (a key that does not match is left out
- * of the JWKS and never signs, so it must be found and replaced), the same keys in the same states
+ * next key, every live kid the thumbprint of its stored public key (a key that does not match is
+ * left out of the JWKS and never signs, so it must be found and revoked), the same keys in the same states
  * with the same times, no private part left on a
  * destroyed or revoked key, no transition overdue (unless paused), and no active key signing
  * longer than its rotation period allows (paused or not: a pause does not make an old key safer).
@@ -86,7 +86,8 @@ export function checkInvariants(
 
   const inWorkflow = new Map(status.keys.map((k) => [k.kid, k]));
   for (const key of stored) {
-    if (key.thumbprint !== key.kid) {
+    // A revoked or destroyed key is neither published nor used: revoking is how a mismatch is resolved.
+    if (LIVE_STATES.includes(key.state) && key.thumbprint !== key.kid) {
       add(
         'KID_MISMATCH',
         key.thumbprint === null
