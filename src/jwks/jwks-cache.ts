@@ -55,6 +55,8 @@ export class JwksCache {
   readonly #versions = new Map<string, string>();
   /** When PostgreSQL last confirmed each key set's JWKS (a rebuild, or a check finding its version unchanged). */
   readonly #confirmedAt = new Map<string, number>();
+  /** Key sets in memory whose JWKS is known to be out of date: since when a rebuild is due and has not succeeded. */
+  readonly #outdatedSince = new Map<string, number>();
   /** Ids found nowhere, with when to ask again; insertion order is age order. */
   readonly #misses = new Map<string, number>();
   readonly #refreshing = new Map<string, Promise<void>>();
@@ -62,6 +64,7 @@ export class JwksCache {
   readonly #options: Required<JwksCacheOptions>;
   #lookups = 0;
   #loaded = false;
+  #checkedAt: number | undefined;
 
   constructor(options: JwksCacheOptions) {
     this.#options = { ...DEFAULTS, ...options };
@@ -72,16 +75,25 @@ export class JwksCache {
     return this.#loaded;
   }
 
+  /** When the last check that reached PostgreSQL read the key sets' versions; undefined before the first. */
+  get checkedAt(): number | undefined {
+    return this.#checkedAt;
+  }
+
   /** The key set's JWKS if it is in memory; the hot path. */
   peek(keySetId: string): CachedJwks | undefined {
     return this.#entries.get(keySetId);
   }
 
-  /** Every JWKS in memory with when PostgreSQL last confirmed it, to tell how old the server's view is. */
-  confirmations(): { keySetId: string; confirmedAt: number; jwksMaxAgeMs: number }[] {
+  /**
+   * Every JWKS in memory with when PostgreSQL last confirmed it, and since when it is known to be out
+   * of date (a change whose rebuild has not succeeded), to tell how old the server's view is.
+   */
+  confirmations(): { keySetId: string; confirmedAt: number; outdatedSince: number | undefined; jwksMaxAgeMs: number }[] {
     return [...this.#entries.values()].map((jwks) => ({
       keySetId: jwks.keySetId,
       confirmedAt: this.#confirmedAt.get(jwks.keySetId) ?? 0,
+      outdatedSince: this.#outdatedSince.get(jwks.keySetId),
       jwksMaxAgeMs: jwks.jwksMaxAgeMs,
     }));
   }
@@ -113,6 +125,8 @@ export class JwksCache {
    * rebuild after it, so the last change is never lost and rebuilds never finish out of order.
    */
   refresh(keySetId: string): Promise<void> {
+    // Only ids in memory: a flood of made-up ids during an outage must not grow the map.
+    if (this.#entries.has(keySetId) && !this.#outdatedSince.has(keySetId)) this.#outdatedSince.set(keySetId, Date.now());
     const running = this.#refreshing.get(keySetId);
     if (running !== undefined) {
       this.#dirty.add(keySetId);
@@ -124,6 +138,7 @@ export class JwksCache {
           this.#dirty.delete(keySetId);
           await this.#rebuild(keySetId);
         } while (this.#dirty.has(keySetId));
+        this.#outdatedSince.delete(keySetId);
       } finally {
         this.#dirty.delete(keySetId);
         this.#refreshing.delete(keySetId);
@@ -140,6 +155,7 @@ export class JwksCache {
   async checkAll(): Promise<void> {
     const readAt = Date.now();
     const versions = await listKeySetVersions(this.#options.pool);
+    this.#checkedAt = Math.max(this.#checkedAt ?? readAt, readAt);
     for (const keySetId of [...this.#entries.keys()]) {
       if (!versions.has(keySetId)) this.#forget(keySetId);
     }
@@ -190,6 +206,7 @@ export class JwksCache {
     this.#entries.delete(keySetId);
     this.#versions.delete(keySetId);
     this.#confirmedAt.delete(keySetId);
+    this.#outdatedSince.delete(keySetId);
   }
 
   #confirm(keySetId: string, readAt: number): void {

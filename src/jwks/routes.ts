@@ -25,15 +25,16 @@ export interface JwksRoutesDependencies {
   issuer?: string;
   /** The absolute URL verifiers reach this server at, without a trailing slash (known once listening). */
   publicUrl(): string;
-  /** Each key set's JWKS in memory: how old it is and how old it may grow; for /readyz. */
-  views(): JwksView[];
+  /** How old the server's view of the keys is; for /readyz. */
+  freshness(): JwksFreshness;
 }
 
-/** How long ago PostgreSQL confirmed a key set's JWKS (0 while known current), and its staleness limit (the policy's jwksMaxAge). */
-export interface JwksView {
-  keySetId: string;
-  ageMs: number;
-  limitMs: number;
+/** How old the server's view of the keys is, in milliseconds: 0 while known current. */
+export interface JwksFreshness {
+  /** Since the server last heard from PostgreSQL (a check that read every key set's version). */
+  databaseAgeMs: number;
+  /** Each key set's JWKS in memory: its age (older than the database's while its rebuild fails) and its staleness limit, the policy's jwksMaxAge. */
+  keySets: { keySetId: string; ageMs: number; limitMs: number }[];
 }
 
 type Route =
@@ -191,25 +192,28 @@ function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDe
 }
 
 /**
- * Ready once every key set has a JWKS, for as long as each is younger than its staleness limit: a
- * database outage is served through from memory up to the policy's jwksMaxAge (verifiers' caches
- * may be that old anyway), so that it does not take the JWKS offline behind a load balancer.
+ * Ready once every key set has a JWKS, for as long as the server has heard from PostgreSQL within each
+ * key set's jwksMaxAge (verifiers' caches may be that old anyway): a database outage shorter than that
+ * is served through from memory, and does not take the JWKS offline behind a load balancer. A key set
+ * whose rebuild fails is warned about, not made a reason: one broken key set must not take the others
+ * offline.
  */
 function readiness(deps: JwksRoutesDependencies): Reply {
   if (!deps.cache.loaded) return jsonReply(503, { status: 'not ready', reasons: ['key sets not loaded yet'] }, KEY_SET_LABEL.none);
-  const views = deps.views();
-  const stale = views.filter((v) => v.ageMs > v.limitMs);
+  const { databaseAgeMs, keySets } = deps.freshness();
+  const lastHeard = `PostgreSQL last confirmed the keys ${roughDuration(databaseAgeMs)} ago`;
+  const stale = keySets.filter((k) => databaseAgeMs > k.limitMs);
   if (stale.length > 0) {
-    const reasons = stale.map(
-      (v) =>
-        `key set "${v.keySetId}": JWKS last confirmed with PostgreSQL ${roughDuration(v.ageMs)} ago, longer than its jwksMaxAge ${formatDuration(v.limitMs)}`,
-    );
+    const reasons = stale.map((k) => `key set "${k.keySetId}": ${lastHeard}, longer than its jwksMaxAge ${formatDuration(k.limitMs)}`);
     return jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
   }
-  const oldest = Math.max(0, ...views.map((v) => v.ageMs));
-  if (oldest === 0) return jsonReply(200, { status: 'ready' }, KEY_SET_LABEL.none);
-  const warnings = [`serving JWKS last confirmed with PostgreSQL up to ${roughDuration(oldest)} ago (ready while within each key set's jwksMaxAge)`];
-  return jsonReply(200, { status: 'ready', warnings }, KEY_SET_LABEL.none);
+  const warnings = [
+    ...(databaseAgeMs > 0 ? [`${lastHeard}: serving the JWKS from memory (ready while within each key set's jwksMaxAge)`] : []),
+    ...keySets
+      .filter((k) => k.ageMs > databaseAgeMs)
+      .map((k) => `key set "${k.keySetId}": its JWKS could not be rebuilt for ${roughDuration(k.ageMs)}: serving the last one built`),
+  ];
+  return jsonReply(200, warnings.length === 0 ? { status: 'ready' } : { status: 'ready', warnings }, KEY_SET_LABEL.none);
 }
 
 function jsonReply(status: number, value: object, keySet: string, extraHeaders: OutgoingHttpHeaders = {}): Reply {

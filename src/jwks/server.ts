@@ -9,7 +9,7 @@ import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { unreadableViewsError } from '../store/published-keys';
 import { JwksCache } from './jwks-cache';
 import { createJwksMetrics, KEY_SET_LABEL } from './metrics';
-import { createJwksRequestHandler, KEY_SET_ID_PATTERN, type JwksView } from './routes';
+import { createJwksRequestHandler, KEY_SET_ID_PATTERN, type JwksFreshness } from './routes';
 
 export interface JwksServerOptions {
   /** 0 picks a free port (tests). */
@@ -78,12 +78,18 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
     logger.warn({ err: error }, 'cannot load the key sets yet; not ready until the database answers');
   }
 
-  // How old each key set's JWKS is (0 while listening since its last confirmation), and how old it may grow.
-  const views = (): JwksView[] => {
+  // Ages count from the last confirmation, and are 0 while the server has listened for changes since.
+  const freshness = (): JwksFreshness => {
     const now = Date.now();
-    return cache
-      .confirmations()
-      .map(({ keySetId, confirmedAt, jwksMaxAgeMs }) => ({ keySetId, ageMs: now - events.knownAt(confirmedAt, now), limitMs: jwksMaxAgeMs }));
+    const age = (confirmedAt: number) => now - events.knownAt(confirmedAt, now);
+    return {
+      databaseAgeMs: cache.checkedAt === undefined ? Infinity : age(cache.checkedAt),
+      keySets: cache.confirmations().map(({ keySetId, confirmedAt, outdatedSince, jwksMaxAgeMs }) => ({
+        keySetId,
+        ageMs: Math.max(age(confirmedAt), outdatedSince === undefined ? 0 : now - outdatedSince),
+        limitMs: jwksMaxAgeMs,
+      })),
+    };
   };
   const publicUrl = options.publicUrl?.replace(/\/+$/, '');
   let url = '';
@@ -104,7 +110,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
       defaultKeySetId,
       issuer: options.issuer ?? (process.env.KEYTURN_ISSUER || undefined),
       publicUrl: () => publicUrl ?? url,
-      views,
+      freshness,
     }),
   );
   // Requests Node cannot parse (oversized heads, bad syntax, timeouts) never reach the handler.
@@ -127,7 +133,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
   }
   // Past listen(), 'error' means a failed accept (EMFILE and the like): worth a log, not a crash.
   server.on('error', (error) => logger.error({ err: error }, 'JWKS server socket error'));
-  const stopReporting = reportKeyViewAges(registry, 'jwks', views);
+  const stopReporting = reportKeyViewAges(registry, 'jwks', () => freshness().keySets);
   logger.info({ url, defaultKeySetId }, 'JWKS server listening');
   return {
     url,

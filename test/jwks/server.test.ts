@@ -329,7 +329,7 @@ describe('health, readiness and metrics', () => {
       expect(degraded.status).toBe(200);
       expect(degraded.json()).toEqual({
         status: 'ready',
-        warnings: [expect.stringMatching(/^serving JWKS last confirmed with PostgreSQL up to \d+s ago \(ready while within each key set's jwksMaxAge\)$/)],
+        warnings: [expect.stringMatching(/^PostgreSQL last confirmed the keys \d+s ago: serving the JWKS from memory \(ready while within each key set's jwksMaxAge\)$/)],
       });
       const during = await get(jwksPath, {}, outage.url);
       expect([during.status, during.text]).toEqual([200, served]);
@@ -340,7 +340,7 @@ describe('health, readiness and metrics', () => {
       }, 20_000, 'readiness to end', 100);
       expect(unready.json()).toEqual({
         status: 'not ready',
-        reasons: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": JWKS last confirmed with PostgreSQL \\d+s ago, longer than its jwksMaxAge 5s$`))],
+        reasons: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": PostgreSQL last confirmed the keys \\d+s ago, longer than its jwksMaxAge 5s$`))],
       });
       expect(await age()).toBeGreaterThan(5);
       // Readiness is for the load balancer: whoever asks still gets the keys.
@@ -355,6 +355,38 @@ describe('health, readiness and metrics', () => {
       await outage.close();
       await own.drop();
     }
+  });
+
+  test('a key set whose JWKS cannot be rebuilt keeps its last one and a warning, ages in the metric, and does not take the server offline', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('broken'), testPolicy());
+    const kid = await keySet.rotate();
+    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined), 2_000, 'the key');
+    const { rows } = await db.pool.query<{ public_jwk: Record<string, unknown> }>('SELECT public_jwk FROM signing_keys WHERE kid = $1', [kid]);
+    const setPublicJwk = async (jwk: object) => {
+      await db.pool.query('UPDATE signing_keys SET public_jwk = $2 WHERE kid = $1', [kid, JSON.stringify(jwk)]);
+      await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySet.keySetId]);
+    };
+    const age = async () => sample((await get('/metrics')).text, `keyturn_key_view_age_seconds{view="jwks",key_set="${keySet.keySetId}"}`);
+    expect(await age()).toBe(0);
+
+    // A row the build refuses (no alg): the rebuild fails, and the key set keeps the JWKS it had.
+    await setPublicJwk({ ...rows[0].public_jwk, alg: undefined });
+    try {
+      const warned = await waitFor(async () => {
+        const readiness = await get('/readyz');
+        return readiness.json().warnings === undefined ? undefined : readiness;
+      }, 5_000, 'the warning');
+      expect([warned.status, warned.json()]).toEqual([
+        200,
+        { status: 'ready', warnings: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": its JWKS could not be rebuilt for \\d+s: serving the last one built$`))] },
+      ]);
+      expect(await servedKids(keySet.keySetId)).toEqual([kid]);
+      expect(await age()).toBeGreaterThan(0);
+    } finally {
+      await setPublicJwk(rows[0].public_jwk);
+    }
+    await waitFor(async () => ((await get('/readyz')).text === '{"status":"ready"}' ? true : undefined), 5_000, 'the warning to go');
+    expect(await age()).toBe(0);
   });
 
   test('/metrics counts requests by key set and code, with made-up ids under one label, and times them by route', async () => {
