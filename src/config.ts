@@ -36,6 +36,11 @@ export interface Config {
   jwksPort: number;
   /** Base URL where this deployment serves its JWKS; the propagation gate checks it when a policy names no `publishedAt`. */
   jwksUrl?: string;
+  /**
+   * KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at (behind a proxy, say), for the
+   * discovery documents' `jwks_uri` and default issuer; unset, the URL the server listens on.
+   */
+  publicUrl?: string;
   /** Port of the worker's Prometheus endpoint (`/metrics`); in `keyturn dev` the JWKS server's serves everything. */
   metricsPort: number;
   /** Port of the Temporal SDK's own Prometheus exporter in the worker process (`temporal_*` metrics). */
@@ -118,6 +123,13 @@ const duration = (what: string, max?: { ms: number; text: string }) =>
       return ms ?? 0;
     });
 
+/** An http(s) URL without query or fragment, kept without its trailing slashes so that paths can be appended. */
+const baseUrl = (error: string) =>
+  z
+    .string()
+    .regex(/^https?:\/\/[^\s/?#]+[^\s?#]*$/, { error })
+    .transform((url) => url.replace(/\/+$/, ''));
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const identifier = (what: string) => z.string().regex(NAME, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
@@ -153,11 +165,8 @@ const schema = z.object({
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
   PORT: port('the JWKS server, default 8080').default(8080),
-  KEYTURN_JWKS_URL: z
-    .string()
-    .regex(/^https?:\/\/[^\s/?#]+[^\s?#]*$/, { error: 'must be the http(s) base URL of the JWKS server, e.g. https://keys.example.com' })
-    .transform((url) => url.replace(/\/+$/, ''))
-    .optional(),
+  KEYTURN_JWKS_URL: baseUrl('must be the http(s) base URL of the JWKS server, e.g. https://keys.example.com').optional(),
+  KEYTURN_PUBLIC_URL: baseUrl('must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com').optional(),
   KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
   KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
   SLACK_WEBHOOK_URL: httpUrl('a Slack incoming webhook').optional(),
@@ -235,6 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
     jwksPort: overrides.jwksPort ?? values.PORT,
     jwksUrl: values.KEYTURN_JWKS_URL,
+    publicUrl: values.KEYTURN_PUBLIC_URL,
     metricsPort: values.KEYTURN_METRICS_PORT,
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
     logLevel: values.LOG_LEVEL,

@@ -144,3 +144,14 @@ describe('database roles', () => {
     expect(same.message).toMatch(/KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE are both keyturn/);
   });
 });
+
+test('KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at, trailing slashes dropped; unset by default', () => {
+  expect(loadConfig({}).publicUrl).toBeUndefined();
+  expect(loadConfig({ KEYTURN_PUBLIC_URL: 'https://keys.example.com/auth/' }).publicUrl).toBe('https://keys.example.com/auth');
+  for (const bad of ['keys.example.com', 'https://keys.example.com/?x=1', 'ftp://keys.example.com']) {
+    expect(attempt({ KEYTURN_PUBLIC_URL: bad })).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_PUBLIC_URL' });
+  }
+  expect(attempt({ KEYTURN_PUBLIC_URL: 'keys.example.com' }).message).toBe(
+    'invalid environment: KEYTURN_PUBLIC_URL must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com',
+  );
+});

@@ -11,6 +11,7 @@ export const VIOLATION_TITLES: Record<ViolationCode, string> = {
   UNKNOWN_TO_WORKFLOW: 'PostgreSQL holds a live key the workflow does not know',
   MISSING_FROM_DATABASE: 'the workflow tracks a key PostgreSQL does not hold',
   PRIVATE_PART_KEPT: 'a destroyed or revoked key kept its private part',
+  KID_MISMATCH: 'a key whose kid is not the thumbprint of its public key',
   OVERDUE: 'a scheduled transition is overdue',
   ACTIVE_KEY_TOO_OLD: 'the active key is older than its rotation period allows',
 };
@@ -35,6 +36,8 @@ const BY_CODE: Record<string, (id: string) => string> = {
   UNKNOWN_TO_WORKFLOW: VERIFY,
   MISSING_FROM_DATABASE: VERIFY,
   PRIVATE_PART_KEPT: (id) => `a key that should be erased still has its private part in PostgreSQL: ${VERIFY(id)}; the audit trail shows when it was destroyed or revoked`,
+  KID_MISMATCH: (id) =>
+    `the key's stored public key was changed outside keyturn (\`keyturn audit ${id}\` shows every change keyturn made; the database's logs tell who made another): JWKS servers leave the key out and key rings do not sign with it; revoke it (\`keyturn revoke ${id} <kid> --reason ...\`) and a new key replaces it`,
   OVERDUE: (id) => `is the worker running, and the key set not paused or failing? \`keyturn status ${id}\` and the workflow in the Web UI`,
   ACTIVE_KEY_TOO_OLD: (id) =>
     `\`keyturn status ${id}\`: a paused key set needs \`keyturn resume ${id}\`, a failing one its last error fixed; \`keyturn rotate ${id} --reason ...\` rotates now`,

@@ -1,5 +1,6 @@
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type GenerateKeyPairOptions, type JWK } from 'jose';
+import { exportJWK, generateKeyPair, type GenerateKeyPairOptions, type JWK } from 'jose';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import { jwkThumbprint } from './kid';
 
 /** A signing key's public half as published in a JWKS: public members plus kid, alg and use. */
 export type PublicJwk = {
@@ -45,7 +46,8 @@ const KEY_PAIR_OPTIONS: Record<SigningAlgorithm, GenerateKeyPairOptions> = {
 export async function generateSigningKey(alg: SigningAlgorithm): Promise<GeneratedSigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { ...KEY_PAIR_OPTIONS[alg], extractable: true });
   const exportedPublic = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(exportedPublic, 'sha256');
+  const kid = jwkThumbprint(exportedPublic);
+  if (kid === undefined) throw new TypeError(`jose generated a ${alg} key keyturn cannot name by its thumbprint`);
   const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
   return { kid, alg, publicJwk: toPublicJwk(exportedPublic, { kid, alg }), privateJwk };
 }

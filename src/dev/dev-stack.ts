@@ -117,6 +117,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         pool: store.pool,
         registry,
         logger,
+        publicUrl: config.publicUrl,
       });
       teardown.add('the JWKS server', () => jwks.close());
       jwksUrl = jwks.url;

@@ -24,6 +24,8 @@ export type KeyturnErrorCode =
   | 'ERR_TEMPORAL_EXECUTABLE'
   | 'ERR_NO_ACTIVE_KEY'
   | 'ERR_KEY_RING_STALE'
+  | 'ERR_KEY_RING_UNAVAILABLE'
+  | 'ERR_KID_MISMATCH'
   | 'ERR_TOKEN_TTL_TOO_LONG';
 
 export interface KeyturnErrorDetails {

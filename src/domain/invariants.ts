@@ -11,6 +11,11 @@ export interface StoredKeyRecord {
   alg: SigningAlgorithm;
   state: KeyState;
   hasPrivateKey: boolean;
+  /**
+   * The RFC 7638 thumbprint of the stored public key, which the kid must equal (null: the stored key
+   * lacks a member it is computed from). Computed where the key is read: hashing is no domain work.
+   */
+  thumbprint: string | null;
   createdAt: number;
   listedAt: number | null;
   promotableAt: number | null;
@@ -33,6 +38,7 @@ export type ViolationCode =
   | 'UNKNOWN_TO_WORKFLOW'
   | 'MISSING_FROM_DATABASE'
   | 'PRIVATE_PART_KEPT'
+  | 'KID_MISMATCH'
   | 'OVERDUE'
   | 'ACTIVE_KEY_TOO_OLD';
 
@@ -55,7 +61,9 @@ export interface InvariantTolerances {
 
 /**
  * Checks a key set's workflow state against its keys in PostgreSQL: one active key, at most one
- * next key, the same keys in the same states with the same times, no private part left on a
+ * next key, every live kid the thumbprint of its stored public key (a key that does not match is
+ * left out of the JWKS and never signs, so it must be found and revoked), the same keys in the same states
+ * with the same times, no private part left on a
  * destroyed or revoked key, no transition overdue (unless paused), and no active key signing
  * longer than its rotation period allows (paused or not: a pause does not make an old key safer).
  */
@@ -78,6 +86,16 @@ export function checkInvariants(
 
   const inWorkflow = new Map(status.keys.map((k) => [k.kid, k]));
   for (const key of stored) {
+    // A revoked or destroyed key is neither published nor used: revoking is how a mismatch is resolved.
+    if (LIVE_STATES.includes(key.state) && key.thumbprint !== key.kid) {
+      add(
+        'KID_MISMATCH',
+        key.thumbprint === null
+          ? `key ${key.kid} (${key.state}): its stored public key lacks members, so it has no RFC 7638 thumbprint to match its kid`
+          : `key ${key.kid} (${key.state}): its stored public key's RFC 7638 thumbprint is ${key.thumbprint}, not its kid`,
+        key.kid,
+      );
+    }
     if ((key.state === 'destroyed' || key.state === 'revoked') && key.hasPrivateKey) {
       add('PRIVATE_PART_KEPT', `key ${key.kid} is ${key.state} but its private part is still stored`, key.kid);
     }

@@ -1,9 +1,13 @@
 import { inspect } from 'node:util';
 import { Pool } from 'pg';
+import type { Registry } from 'prom-client';
 import type { KekRing } from '../crypto/kek';
+import { jwkThumbprint } from '../crypto/kid';
+import { roughDuration } from '../domain/describe';
 import { formatDuration, parseDuration } from '../domain/duration';
 import { KeyturnError } from '../domain/errors';
 import { DEFAULT_CEILINGS, policyTimings } from '../domain/policy';
+import { reportKeyViewAges, type KeyViewAge } from '../observability/key-view-age';
 import { createLogger, type Logger } from '../observability/logger';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
@@ -23,10 +27,17 @@ export interface KeyRingOptions {
   /** Interval of the polling fallback behind LISTEN/NOTIFY, in milliseconds (default 5 s). */
   pollIntervalMs?: number;
   /**
+   * How long the ring may go without confirming a key set's keys with PostgreSQL before `sign`
+   * refuses (ERR_KEY_RING_STALE): a duration such as `5m`. Default: each key set's `jwksMaxAge`.
+   */
+  stalenessLimit?: string;
+  /**
    * The deployment's KEYTURN_MAX_TOKEN_TTL_CEILING (default 1 day): no token lives longer, whatever a
    * key set's policy says (a policy may have been changed by anyone who reached Temporal or the database).
    */
   maxTokenTtlCeilingMs?: number;
+  /** Where to report `keyturn_key_view_age_seconds{view="key_ring"}`, the age of the ring's knowledge of each key set. */
+  registry?: Registry;
 }
 
 /** Claims of a token to sign; `iat` and `exp` are the ring's to set. */
@@ -40,14 +51,15 @@ export interface SignOptions {
   ttl?: string | number;
 }
 
-/** What a key set's slot holds once loaded: its signer (none while it has no active key) and its TTL ceiling. */
+/** What a key set's slot holds once loaded: its signer (none while it has no active key), its TTL ceiling and staleness limit. */
 interface LoadedKeySet {
   signer: TokenSigner | undefined;
   /** The policy's maxTokenTtl, or the deployment's ceiling when that is lower (`ceilingApplies`). */
   maxTokenTtlMs: number;
   ceilingApplies: boolean;
-  /** When PostgreSQL last confirmed the key set's state (the ring's clock): a load, or a poll finding no change. */
-  confirmedAt: number;
+  stalenessLimitMs: number;
+  /** Where the staleness limit comes from, for the refusal's message. */
+  stalenessLimitSource: string;
 }
 
 interface KeySetSlot {
@@ -57,7 +69,21 @@ interface KeySetSlot {
   generation: number;
   /** The key set's version as of the last completed load, for the polling fallback. */
   version: string | undefined;
+  /**
+   * When PostgreSQL last confirmed the key set's state (the ring's clock): a load, or a poll finding
+   * no change. Kept while a change notice reloads the key: it is how old the ring's knowledge is.
+   */
+  confirmedAt: number | undefined;
+  /** Why the last load failed, while no key is loaded: `sign` refuses with it until `retryAt`, without asking the database. */
+  failure: { error: Error; failures: number; retryAt: number } | undefined;
 }
+
+/** A loaded slot, as `sign` needs it. */
+type LoadedSlot = KeySetSlot & { current: LoadedKeySet; confirmedAt: number };
+
+/** Delays before a failed load is tried again: doubling from the first to the last. */
+const RELOAD_FIRST_MS = 100;
+const RELOAD_MAX_MS = 5_000;
 
 /**
  * The issuer's key ring: signs JWTs with each key set's active key, straight from PostgreSQL.
@@ -67,6 +93,11 @@ interface KeySetSlot {
  * database round trip of the notice, and a revoked key signs nothing once the notice is in.
  * The private keys live only in KeyObjects behind private fields: `JSON.stringify` and
  * `util.inspect` of a ring show key set ids, kids and algorithms.
+ *
+ * It fails closed: a key whose kid is not the thumbprint of its public key never signs, and a key
+ * set whose keys the ring has not confirmed with PostgreSQL for longer than its staleness limit
+ * signs nothing (a key revoked meanwhile would still sign). A load that fails is not tried again
+ * on every `sign`, but after a backoff, or as soon as a poll reaches the database.
  */
 export class KeyRing {
   readonly #slots = new Map<string, KeySetSlot>();
@@ -74,16 +105,19 @@ export class KeyRing {
   readonly #pool: Pool;
   readonly #ownPool: Pool | undefined;
   readonly #logger: Logger;
+  readonly #stalenessLimitMs: number | undefined;
   readonly #ceilingMs: number;
   #events: KeyEvents | undefined;
+  #stopReporting: (() => void) | undefined;
   #closed = false;
 
-  private constructor(pool: Pool, ownPool: Pool | undefined, kekRing: KekRing, logger: Logger, ceilingMs: number) {
+  private constructor(pool: Pool, ownPool: Pool | undefined, kekRing: KekRing, logger: Logger, stalenessLimitMs: number | undefined, ceilingMs: number) {
     this.#ceilingMs = ceilingMs;
     this.#pool = pool;
     this.#ownPool = ownPool;
     this.#keyStore = new KeyStore(pool, kekRing);
     this.#logger = logger;
+    this.#stalenessLimitMs = stalenessLimitMs;
   }
 
   /**
@@ -94,11 +128,12 @@ export class KeyRing {
     if ((options.pool === undefined) === (options.databaseUrl === undefined)) {
       throw new TypeError('KeyRing.open needs either a pool or a databaseUrl');
     }
+    const stalenessLimitMs = options.stalenessLimit === undefined ? undefined : parseDuration(options.stalenessLimit, 'stalenessLimit');
     const logger = options.logger ?? createLogger({ name: 'keyturn-key-ring' });
     const ownPool = options.databaseUrl === undefined ? undefined : new Pool({ connectionString: options.databaseUrl, max: 4 });
     // An idle pooled connection dying emits 'error'; unhandled, it would take the issuer down.
     ownPool?.on('error', (error) => logger.warn({ err: error }, 'an idle PostgreSQL connection failed; it will be replaced'));
-    const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger, options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs);
+    const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger, stalenessLimitMs, options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs);
     try {
       // Listening before loading: a change committed between the two cannot go unnoticed.
       ring.#events = await subscribeToKeyChanges({
@@ -110,6 +145,7 @@ export class KeyRing {
         applicationName: 'keyturn-key-ring',
       });
       await Promise.all((options.keySetIds ?? []).map((keySetId) => ring.#whenLoaded(keySetId)));
+      if (options.registry !== undefined) ring.#stopReporting = reportKeyViewAges(options.registry, 'key_ring', () => ring.#viewAges());
     } catch (error) {
       await ring.close();
       throw error;
@@ -121,7 +157,10 @@ export class KeyRing {
    * A compact JWT of `claims` plus `iat` and `exp`, signed with the key set's active key; the header
    * is `{ alg, kid, typ: 'JWT' }`. Throws ERR_TOKEN_TTL_TOO_LONG for a ttl above the policy's
    * maxTokenTtl, ERR_NO_ACTIVE_KEY while the key set has no active key, ERR_KEYSET_NOT_FOUND for an
-   * unknown key set, and a TypeError for claims that set `iat` or `exp` themselves.
+   * unknown key set, ERR_KEY_RING_STALE when the ring has not confirmed the key set's keys within its
+   * staleness limit (or no token could live a second), ERR_KEY_RING_UNAVAILABLE while its keys cannot
+   * be loaded from PostgreSQL, ERR_KID_MISMATCH when the active key does not match its kid, and a
+   * TypeError for claims that set `iat` or `exp` themselves.
    */
   async sign(keySetId: string, claims: TokenClaims, options: SignOptions = {}): Promise<string> {
     if (this.#closed) throw new TypeError('this KeyRing is closed');
@@ -132,7 +171,9 @@ export class KeyRing {
       throw new TypeError('claims must not set iat or exp: the key ring sets them; choose the lifetime with the ttl option');
     }
     // The hot path is synchronous up to here: a loaded key set costs no await before signing.
-    const loaded = this.#slots.get(keySetId)?.current ?? (await this.#whenLoaded(keySetId));
+    const cached = this.#slots.get(keySetId);
+    const slot = cached?.current === undefined ? await this.#whenLoaded(keySetId) : (cached as LoadedSlot);
+    const loaded = slot.current;
     const signer = loaded.signer;
     if (signer === undefined) {
       throw new KeyturnError('ERR_NO_ACTIVE_KEY', `key set "${keySetId}" has no active key to sign with yet`, { keySetId });
@@ -149,20 +190,21 @@ export class KeyRing {
       );
     }
     const now = Date.now();
-    // The key may have been demoted right after the ring last knew it active, and its grace period
-    // lasts maxTokenTtl plus the clock-skew margin from then at the least: a token that expires within
-    // maxTokenTtl of that moment verifies for its whole life on every clock within the margin. While
-    // the ring listens for changes it hears of a demotion within milliseconds (the margin covers them).
-    const knownAt = this.#events?.listening ? now : loaded.confirmedAt;
-    const expMs = Math.min(now + ttlMs, knownAt + loaded.maxTokenTtlMs);
-    if (expMs - now < 1000) {
-      throw new KeyturnError(
-        'ERR_KEY_RING_STALE',
-        `the key ring has not confirmed the active key of key set "${keySetId}" with PostgreSQL since ${new Date(loaded.confirmedAt).toISOString()}; ` +
-          'a token signed now could outlive the key: check the database connection',
-        { keySetId },
+    // While the ring listens for changes, and has confirmed the key since the connection came up, it
+    // hears of a demotion or revocation within milliseconds: its knowledge is current.
+    const knownAt = this.#events?.knownAt(slot.confirmedAt, now) ?? slot.confirmedAt;
+    if (now - knownAt > loaded.stalenessLimitMs) {
+      throw staleKeyRing(
+        keySetId,
+        slot.confirmedAt,
+        `longer than the staleness limit ${formatDuration(loaded.stalenessLimitMs)} (${loaded.stalenessLimitSource}): the key may have been revoked meanwhile`,
       );
     }
+    // The key may have been demoted right after the ring last knew it active, and its grace period
+    // lasts maxTokenTtl plus the clock-skew margin from then at the least: a token that expires within
+    // maxTokenTtl of that moment verifies for its whole life on every clock within the margin.
+    const expMs = Math.min(now + ttlMs, knownAt + loaded.maxTokenTtlMs);
+    if (expMs - now < 1000) throw staleKeyRing(keySetId, slot.confirmedAt, 'a token signed now could outlive the key');
     // Rounded down, so that a token never outlives now + ttl (which the grace period is sized for).
     return signer.sign(claims, { iat: Math.floor(now / 1000), exp: Math.floor(expMs / 1000) });
   }
@@ -176,6 +218,7 @@ export class KeyRing {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopReporting?.();
     await this.#events?.close();
     this.#slots.clear();
     await this.#ownPool?.end();
@@ -196,16 +239,20 @@ export class KeyRing {
     return `KeyRing { ${this.#closed ? 'closed' : keySets.join(', ')} }`;
   }
 
-  /** The key set as loaded, loading it (again) as long as change notices keep superseding the load. */
-  async #whenLoaded(keySetId: string): Promise<LoadedKeySet> {
+  /**
+   * The key set's slot once loaded, loading it (again) as long as change notices keep superseding the
+   * load. After a failed load, the failure is thrown as it is until its backoff is over.
+   */
+  async #whenLoaded(keySetId: string): Promise<LoadedSlot> {
     for (;;) {
       if (this.#closed) throw new TypeError('this KeyRing is closed');
       let slot = this.#slots.get(keySetId);
       if (slot === undefined) {
-        slot = { current: undefined, loading: undefined, generation: 0, version: undefined };
+        slot = { current: undefined, loading: undefined, generation: 0, version: undefined, confirmedAt: undefined, failure: undefined };
         this.#slots.set(keySetId, slot);
       }
-      if (slot.current !== undefined) return slot.current;
+      if (slot.current !== undefined) return slot as LoadedSlot;
+      if (slot.loading === undefined && slot.failure !== undefined && Date.now() < slot.failure.retryAt) throw slot.failure.error;
       await (slot.loading ?? this.#load(keySetId, slot));
     }
   }
@@ -223,22 +270,32 @@ export class KeyRing {
     const generation = slot.generation;
     const loading = (async () => {
       const readAt = Date.now();
-      // The version first: a change committed after it shows as a newer version at the next poll.
-      const version = await keySetVersion(this.#pool, keySetId);
-      const policy = version === undefined ? undefined : await this.#keyStore.getPolicy(keySetId);
-      if (policy === undefined) {
-        throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
+      let read;
+      try {
+        // The version first: a change committed after it shows as a newer version at the next poll.
+        const version = await keySetVersion(this.#pool, keySetId);
+        const policy = version === undefined ? undefined : await this.#keyStore.getPolicy(keySetId);
+        if (policy === undefined) {
+          throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
+        }
+        read = { version, policy, active: await this.#keyStore.openActiveKey(keySetId) };
+      } catch (error) {
+        throw unavailable(keySetId, error);
       }
-      const active = await this.#keyStore.openActiveKey(keySetId);
+      const { version, policy, active } = read;
+      if (active !== undefined) assertKidMatches(keySetId, active);
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
-      const policyTtlMs = policyTimings(policy).maxTokenTtlMs;
+      const timings = policyTimings(policy);
       slot.current = {
         signer: active && new TokenSigner(active),
-        maxTokenTtlMs: Math.min(policyTtlMs, this.#ceilingMs),
-        ceilingApplies: this.#ceilingMs < policyTtlMs,
-        confirmedAt: readAt,
+        maxTokenTtlMs: Math.min(timings.maxTokenTtlMs, this.#ceilingMs),
+        ceilingApplies: this.#ceilingMs < timings.maxTokenTtlMs,
+        stalenessLimitMs: this.#stalenessLimitMs ?? timings.jwksMaxAgeMs,
+        stalenessLimitSource: this.#stalenessLimitMs === undefined ? "the key set's jwksMaxAge" : "the key ring's stalenessLimit",
       };
+      slot.confirmedAt = readAt;
+      slot.failure = undefined;
       slot.version = version;
       if (active?.kid !== previousKid) {
         this.#logger.info({ keySetId, kid: active?.kid ?? null }, active ? 'key ring signs with a new key' : 'key set has no active key');
@@ -250,12 +307,21 @@ export class KeyRing {
     };
     loading.then(settled, (error: unknown) => {
       settled();
+      // A superseded load's failure says nothing of the load under way since.
+      if (slot.generation !== generation || this.#closed) return;
       // Unknown key sets are not kept: made-up ids must not grow the ring.
-      if (error instanceof KeyturnError && error.code === 'ERR_KEYSET_NOT_FOUND' && slot.generation === generation) {
+      if (error instanceof KeyturnError && error.code === 'ERR_KEYSET_NOT_FOUND') {
         if (this.#slots.get(keySetId) === slot) this.#slots.delete(keySetId);
-      } else {
-        this.#logger.warn({ err: error, keySetId }, 'cannot load the active key of a key set');
+        return;
       }
+      const failures = (slot.failure?.failures ?? 0) + 1;
+      const retryInMs = Math.min(RELOAD_MAX_MS, RELOAD_FIRST_MS * 2 ** (failures - 1));
+      slot.failure = { error: error as Error, failures, retryAt: Date.now() + retryInMs };
+      const mismatch = error instanceof KeyturnError && error.code === 'ERR_KID_MISMATCH';
+      this.#logger[mismatch ? 'error' : 'warn'](
+        { err: error, keySetId, kid: mismatch ? error.kid : undefined, failures, retryInMs },
+        'cannot load the active key of a key set',
+      );
     });
     return loading;
   }
@@ -269,15 +335,63 @@ export class KeyRing {
     const readAt = Date.now();
     const versions = await listKeySetVersions(this.#pool);
     for (const [keySetId, slot] of this.#slots) {
-      if (slot.current === undefined) continue;
+      if (slot.current === undefined) {
+        // The database answers again: a load that failed is worth trying at once.
+        if (slot.failure !== undefined && slot.loading === undefined && versions.has(keySetId)) {
+          void this.#load(keySetId, slot).catch(() => undefined);
+        }
+        continue;
+      }
       if (versions.get(keySetId) !== slot.version) {
         this.#logger.debug({ keySetId }, 'poll found a key change that no notification announced');
         this.#invalidate(keySetId);
       } else {
-        slot.current.confirmedAt = Math.max(slot.current.confirmedAt, readAt);
+        slot.confirmedAt = Math.max(slot.confirmedAt ?? readAt, readAt);
       }
     }
   }
+
+  /** How old the ring's knowledge of each key set is, for `keyturn_key_view_age_seconds`. */
+  #viewAges(): KeyViewAge[] {
+    const now = Date.now();
+    return [...this.#slots]
+      .filter((entry): entry is [string, KeySetSlot & { confirmedAt: number }] => entry[1].confirmedAt !== undefined)
+      .map(([keySetId, slot]) => ({ keySetId, ageMs: now - (this.#events?.knownAt(slot.confirmedAt, now) ?? slot.confirmedAt) }));
+  }
+}
+
+/** The refusal of a key ring whose knowledge of a key set is too old; `why` ends its first sentence. */
+function staleKeyRing(keySetId: string, confirmedAt: number, why: string): KeyturnError {
+  return new KeyturnError(
+    'ERR_KEY_RING_STALE',
+    `the key ring has not confirmed the active key of key set "${keySetId}" with PostgreSQL since ${new Date(confirmedAt).toISOString()}, ` +
+      `${roughDuration(Date.now() - confirmedAt)} ago, ${why}: check the database connection`,
+    { keySetId },
+  );
+}
+
+/** A load's failure as `sign` reports it: keyturn's own errors as they are, a database error with what to check. */
+function unavailable(keySetId: string, error: unknown): unknown {
+  if (error instanceof KeyturnError) return error;
+  return new KeyturnError(
+    'ERR_KEY_RING_UNAVAILABLE',
+    `the key ring cannot load the active key of key set "${keySetId}" from PostgreSQL (${error instanceof Error ? error.message : String(error)}): ` +
+      'check the database connection; signing tries again after a backoff',
+    { keySetId, cause: error },
+  );
+}
+
+/** A key whose kid is not the thumbprint of its public key never signs: neither of its private key's public half nor of its stored public key. */
+function assertKidMatches(keySetId: string, key: { kid: string; publicJwk: object; privateJwk: object }): void {
+  const mismatch =
+    jwkThumbprint(key.privateJwk) !== key.kid ? 'its private key' : jwkThumbprint(key.publicJwk) !== key.kid ? 'its stored public key' : undefined;
+  if (mismatch === undefined) return;
+  throw new KeyturnError(
+    'ERR_KID_MISMATCH',
+    `the active key ${key.kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${mismatch} differs), so the key ring ` +
+      `will not sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${key.kid} --reason ...\`) and a new key replaces it`,
+    { keySetId, kid: key.kid },
+  );
 }
 
 /** A ttl in milliseconds: a duration string, or a number of seconds. Tokens count whole seconds. */

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { assertPublicOnly, toPublicJwk, type PublicJwk } from '../crypto/generate';
+import { kidMatches } from '../crypto/kid';
 import { isSigningAlgorithm, type SigningAlgorithm } from '../domain/algorithms';
 import { parseDuration } from '../domain/duration';
 import type { Logger } from '../observability/logger';
 import { listKeySetVersions } from '../store/key-set-versions';
 import { getPublishedKeySet, listPublishedJwks, type PublishedKeySet } from '../store/published-keys';
+import type { JwksMetrics } from './metrics';
 
 /** A key set's JWKS, built once per change and served from memory. */
 export interface CachedJwks {
@@ -16,6 +18,8 @@ export interface CachedJwks {
   etag: string;
   /** `public, max-age=<jwksMaxAge in seconds>` from the key set's policy. */
   cacheControl: string;
+  /** The policy's jwksMaxAge: also how long the server may serve this JWKS without confirming it (its staleness limit). */
+  jwksMaxAgeMs: number;
   kids: string[];
   /** The policy's algorithm and those of the published keys (they differ while an algorithm change rolls out). */
   algorithms: SigningAlgorithm[];
@@ -27,6 +31,8 @@ export interface JwksCacheOptions {
   /** Reads the views of published keys only (src/store/published-keys.ts). */
   pool: Pool;
   logger: Logger;
+  /** Where keys left out for not matching their kid are counted. */
+  metrics: Pick<JwksMetrics, 'keysRefused'>;
   /** How long an id found nowhere is answered "not found" without asking the database again. */
   missTtlMs?: number;
   /** At most this many such ids are remembered; the oldest are forgotten first. */
@@ -47,6 +53,10 @@ export class JwksCache {
   readonly #entries = new Map<string, CachedJwks>();
   /** Versions seen by the last successful check, per key set. */
   readonly #versions = new Map<string, string>();
+  /** When PostgreSQL last confirmed each key set's JWKS (a rebuild, or a check finding its version unchanged). */
+  readonly #confirmedAt = new Map<string, number>();
+  /** Key sets in memory whose JWKS is known to be out of date: since when a rebuild is due and has not succeeded. */
+  readonly #outdatedSince = new Map<string, number>();
   /** Ids found nowhere, with when to ask again; insertion order is age order. */
   readonly #misses = new Map<string, number>();
   readonly #refreshing = new Map<string, Promise<void>>();
@@ -54,6 +64,7 @@ export class JwksCache {
   readonly #options: Required<JwksCacheOptions>;
   #lookups = 0;
   #loaded = false;
+  #checkedAt: number | undefined;
 
   constructor(options: JwksCacheOptions) {
     this.#options = { ...DEFAULTS, ...options };
@@ -64,9 +75,27 @@ export class JwksCache {
     return this.#loaded;
   }
 
+  /** When the last check that reached PostgreSQL read the key sets' versions; undefined before the first. */
+  get checkedAt(): number | undefined {
+    return this.#checkedAt;
+  }
+
   /** The key set's JWKS if it is in memory; the hot path. */
   peek(keySetId: string): CachedJwks | undefined {
     return this.#entries.get(keySetId);
+  }
+
+  /**
+   * Every JWKS in memory with when PostgreSQL last confirmed it, and since when it is known to be out
+   * of date (a change whose rebuild has not succeeded), to tell how old the server's view is.
+   */
+  confirmations(): { keySetId: string; confirmedAt: number; outdatedSince: number | undefined; jwksMaxAgeMs: number }[] {
+    return [...this.#entries.values()].map((jwks) => ({
+      keySetId: jwks.keySetId,
+      confirmedAt: this.#confirmedAt.get(jwks.keySetId) ?? 0,
+      outdatedSince: this.#outdatedSince.get(jwks.keySetId),
+      jwksMaxAgeMs: jwks.jwksMaxAgeMs,
+    }));
   }
 
   /**
@@ -96,6 +125,8 @@ export class JwksCache {
    * rebuild after it, so the last change is never lost and rebuilds never finish out of order.
    */
   refresh(keySetId: string): Promise<void> {
+    // Only ids in memory: a flood of made-up ids during an outage must not grow the map.
+    if (this.#entries.has(keySetId) && !this.#outdatedSince.has(keySetId)) this.#outdatedSince.set(keySetId, Date.now());
     const running = this.#refreshing.get(keySetId);
     if (running !== undefined) {
       this.#dirty.add(keySetId);
@@ -107,6 +138,7 @@ export class JwksCache {
           this.#dirty.delete(keySetId);
           await this.#rebuild(keySetId);
         } while (this.#dirty.has(keySetId));
+        this.#outdatedSince.delete(keySetId);
       } finally {
         this.#dirty.delete(keySetId);
         this.#refreshing.delete(keySetId);
@@ -121,11 +153,16 @@ export class JwksCache {
    * database. One failing key set keeps its previous JWKS and is retried on the next check.
    */
   async checkAll(): Promise<void> {
+    const readAt = Date.now();
     const versions = await listKeySetVersions(this.#options.pool);
+    this.#checkedAt = Math.max(this.#checkedAt ?? readAt, readAt);
     for (const keySetId of [...this.#entries.keys()]) {
       if (!versions.has(keySetId)) this.#forget(keySetId);
     }
     const changed = [...versions].filter(([keySetId, version]) => this.#versions.get(keySetId) !== version);
+    for (const [keySetId, version] of versions) {
+      if (this.#versions.get(keySetId) === version) this.#confirm(keySetId, readAt);
+    }
     const results = await Promise.allSettled(
       changed.map(async ([keySetId, version]) => {
         await this.refresh(keySetId);
@@ -142,7 +179,8 @@ export class JwksCache {
   }
 
   async #rebuild(keySetId: string): Promise<void> {
-    const { pool, logger } = this.#options;
+    const { pool, logger, metrics } = this.#options;
+    const readAt = Date.now();
     const keySet = await getPublishedKeySet(pool, keySetId);
     if (keySet === undefined) {
       this.#forget(keySetId);
@@ -150,8 +188,14 @@ export class JwksCache {
     }
     const jwks = await listPublishedJwks(pool, keySetId);
     const previous = this.#entries.get(keySetId);
-    const next = buildJwks(keySet, jwks);
+    const { jwks: next, refused } = buildJwks(keySet, jwks);
+    metrics.keysRefused(keySetId, refused.length);
+    for (const kid of refused) {
+      // The kid and key set only: what the key holds is not for logs.
+      logger.error({ keySetId, kid }, 'a published key is not the one its kid names (RFC 7638 thumbprint): left out of the JWKS');
+    }
     this.#entries.set(keySetId, next);
+    this.#confirm(keySetId, readAt);
     this.#misses.delete(keySetId);
     if (previous?.etag !== next.etag || previous.cacheControl !== next.cacheControl) {
       logger.info({ keySetId, kids: next.kids, etag: next.etag }, 'JWKS rebuilt');
@@ -161,6 +205,12 @@ export class JwksCache {
   #forget(keySetId: string): void {
     this.#entries.delete(keySetId);
     this.#versions.delete(keySetId);
+    this.#confirmedAt.delete(keySetId);
+    this.#outdatedSince.delete(keySetId);
+  }
+
+  #confirm(keySetId: string, readAt: number): void {
+    this.#confirmedAt.set(keySetId, Math.max(this.#confirmedAt.get(keySetId) ?? readAt, readAt));
   }
 
   #rememberMiss(keySetId: string): void {
@@ -175,26 +225,34 @@ export class JwksCache {
 /**
  * The served form of a key set's JWKS. Each stored key is checked for private members and then
  * rebuilt from the public members of its key type (an allow-list), so a bad row fails the build
- * instead of reaching a response.
+ * instead of reaching a response. A key whose kid is not the RFC 7638 thumbprint of its public key
+ * is left out (`refused`): a verifier would trust that key for tokens signed under another's kid.
  */
-export function buildJwks(keySet: PublishedKeySet, stored: readonly PublicJwk[]): CachedJwks {
+export function buildJwks(keySet: PublishedKeySet, stored: readonly PublicJwk[]): { jwks: CachedJwks; refused: string[] } {
   const { keySetId } = keySet;
-  const keys = stored.map((jwk) => {
+  const refused: string[] = [];
+  const keys = stored.flatMap((jwk) => {
     assertPublicOnly(jwk);
     if (typeof jwk.kid !== 'string' || !isSigningAlgorithm(jwk.alg)) {
       throw new TypeError(`a published key of key set "${keySetId}" lacks a kid or a supported alg`);
     }
-    return toPublicJwk(jwk, { kid: jwk.kid, alg: jwk.alg });
+    if (!kidMatches(jwk, jwk.kid)) {
+      refused.push(jwk.kid);
+      return [];
+    }
+    return [toPublicJwk(jwk, { kid: jwk.kid, alg: jwk.alg })];
   });
   const body = Buffer.from(JSON.stringify({ keys }), 'utf8');
-  const maxAgeSeconds = Math.floor(parseDuration(keySet.jwksMaxAge, 'jwksMaxAge') / 1000);
-  return {
+  const jwksMaxAgeMs = parseDuration(keySet.jwksMaxAge, 'jwksMaxAge');
+  const jwks = {
     keySetId,
     body,
     etag: `"${createHash('sha256').update(body).digest('base64url')}"`,
-    cacheControl: `public, max-age=${maxAgeSeconds}`,
+    cacheControl: `public, max-age=${Math.floor(jwksMaxAgeMs / 1000)}`,
+    jwksMaxAgeMs,
     kids: keys.map((k) => k.kid),
     algorithms: [...new Set([keySet.algorithm, ...keys.map((k) => k.alg)])],
     issuer: keySet.issuer,
   };
+  return { jwks, refused };
 }

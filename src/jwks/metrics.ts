@@ -13,6 +13,11 @@ export const KEY_SET_LABEL = { unknown: '(unknown)', none: '(none)' } as const;
 export interface JwksMetrics {
   /** Counts one answered request and observes how long it took. */
   observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void;
+  /**
+   * Counts the stored keys a rebuild of a key set's JWKS left out because their kid is not the
+   * thumbprint of their public key; called with 0 too, so that the series exists before its first increase.
+   */
+  keysRefused(keySet: string, count: number): void;
 }
 
 // Serving from memory takes microseconds; the upper buckets catch database look-ups and a busy event loop.
@@ -43,6 +48,12 @@ class RequestStats implements JwksMetrics {
   /** By key set, then status code: the key set id is a string the cache already holds, the code a number. */
   readonly tallies = new Map<string, Map<number, Tally>>();
   readonly latencies = new Map<JwksRouteName, RouteLatency>();
+
+  constructor(private readonly refusedKeys: Counter<'key_set'>) {}
+
+  keysRefused(keySet: string, count: number): void {
+    this.refusedKeys.inc({ key_set: keySet }, count);
+  }
 
   observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void {
     let byCode = this.tallies.get(keySet);
@@ -97,13 +108,21 @@ function latencyHistogram(stats: RequestStats) {
 const statsByRegistry = new WeakMap<Registry, RequestStats>();
 
 /**
- * `keyturn_jwks_requests_total{key_set, code}` and `keyturn_jwks_request_duration_seconds{route}` in
- * `registry`; shared when the registry already has them (two servers, one registry).
+ * `keyturn_jwks_requests_total{key_set, code}`, `keyturn_jwks_request_duration_seconds{route}` and
+ * `keyturn_jwks_refused_keys_total{key_set}` in `registry`; shared when the registry already has them
+ * (two servers, one registry).
  */
 export function createJwksMetrics(registry: Registry): JwksMetrics {
   let stats = statsByRegistry.get(registry);
   if (stats === undefined) {
-    const ownStats = new RequestStats();
+    const ownStats = new RequestStats(
+      new Counter({
+        name: 'keyturn_jwks_refused_keys_total',
+        help: 'Stored keys left out of a JWKS because their kid is not the RFC 7638 thumbprint of their public key, by key set (once per rebuild of the JWKS)',
+        labelNames: ['key_set'],
+        registers: [registry],
+      }),
+    );
     stats = ownStats;
     statsByRegistry.set(registry, ownStats);
     new Counter({

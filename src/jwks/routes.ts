@@ -1,5 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { roughDuration } from '../domain/describe';
+import { formatDuration } from '../domain/duration';
 import { isKeySetId, KEY_SET_ID_RULE } from '../domain/key-set-id';
 import type { Logger } from '../observability/logger';
 import type { CachedJwks, JwksCache } from './jwks-cache';
@@ -21,8 +23,16 @@ export interface JwksRoutesDependencies {
   issuer?: string;
   /** The absolute URL verifiers reach this server at, without a trailing slash (known once listening). */
   publicUrl(): string;
-  /** True when the database answers; for /readyz. */
-  isDatabaseReachable(): Promise<boolean>;
+  /** How old the server's view of the keys is; for /readyz. */
+  freshness(): JwksFreshness;
+}
+
+/** How old the server's view of the keys is, in milliseconds: 0 while known current. */
+export interface JwksFreshness {
+  /** Since the server last heard from PostgreSQL (a check that read every key set's version). */
+  databaseAgeMs: number;
+  /** Each key set's JWKS in memory: its age (older than the database's while its rebuild fails) and its staleness limit, the policy's jwksMaxAge. */
+  keySets: { keySetId: string; ageMs: number; limitMs: number }[];
 }
 
 type Route =
@@ -185,13 +195,29 @@ function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDe
   return jsonReply(200, document, jwks.keySetId, { ...PUBLIC_HEADERS, 'cache-control': jwks.cacheControl });
 }
 
-async function readiness(deps: JwksRoutesDependencies): Promise<Reply> {
-  const reasons: string[] = [];
-  if (!(await deps.isDatabaseReachable())) reasons.push('database unreachable');
-  if (!deps.cache.loaded) reasons.push('key sets not loaded yet');
-  return reasons.length === 0
-    ? jsonReply(200, { status: 'ready' }, KEY_SET_LABEL.none)
-    : jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
+/**
+ * Ready once every key set has a JWKS, for as long as the server has heard from PostgreSQL within each
+ * key set's jwksMaxAge (verifiers' caches may be that old anyway): a database outage shorter than that
+ * is served through from memory, and does not take the JWKS offline behind a load balancer. A key set
+ * whose rebuild fails is warned about, not made a reason: one broken key set must not take the others
+ * offline.
+ */
+function readiness(deps: JwksRoutesDependencies): Reply {
+  if (!deps.cache.loaded) return jsonReply(503, { status: 'not ready', reasons: ['key sets not loaded yet'] }, KEY_SET_LABEL.none);
+  const { databaseAgeMs, keySets } = deps.freshness();
+  const lastHeard = `PostgreSQL last confirmed the keys ${roughDuration(databaseAgeMs)} ago`;
+  const stale = keySets.filter((k) => databaseAgeMs > k.limitMs);
+  if (stale.length > 0) {
+    const reasons = stale.map((k) => `key set "${k.keySetId}": ${lastHeard}, longer than its jwksMaxAge ${formatDuration(k.limitMs)}`);
+    return jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
+  }
+  const warnings = [
+    ...(databaseAgeMs > 0 ? [`${lastHeard}: serving the JWKS from memory (ready while within each key set's jwksMaxAge)`] : []),
+    ...keySets
+      .filter((k) => k.ageMs > databaseAgeMs)
+      .map((k) => `key set "${k.keySetId}": its JWKS could not be rebuilt for ${roughDuration(k.ageMs)}: serving the last one built`),
+  ];
+  return jsonReply(200, warnings.length === 0 ? { status: 'ready' } : { status: 'ready', warnings }, KEY_SET_LABEL.none);
 }
 
 function jsonReply(status: number, value: object, keySet: string, extraHeaders: OutgoingHttpHeaders = {}): Reply {

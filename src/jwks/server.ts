@@ -3,13 +3,14 @@ import type { Socket } from 'node:net';
 import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import { checkKeySetId } from '../domain/key-set-id';
+import { reportKeyViewAges } from '../observability/key-view-age';
 import type { Logger } from '../observability/logger';
 import { listen } from '../runtime/listen';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { unreadableViewsError } from '../store/published-keys';
 import { JwksCache } from './jwks-cache';
 import { createJwksMetrics, KEY_SET_LABEL } from './metrics';
-import { createJwksRequestHandler } from './routes';
+import { createJwksRequestHandler, type JwksFreshness } from './routes';
 
 export interface JwksServerOptions {
   /** 0 picks a free port (tests). */
@@ -44,9 +45,6 @@ export interface RunningJwksServer {
 
 const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
-/** /readyz asks the database at most this often; probes in between share the last answer. */
-const READINESS_PROBE_TTL_MS = 1_000;
-const READINESS_PROBE_TIMEOUT_MS = 2_000;
 
 /**
  * Starts the JWKS server: subscribes to key changes, loads every key set's JWKS (a database that is
@@ -59,7 +57,8 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
     options.defaultKeySetId ?? (process.env.KEYTURN_DEFAULT_KEYSET || 'default'),
     options.defaultKeySetId === undefined ? 'KEYTURN_DEFAULT_KEYSET' : 'defaultKeySetId',
   );
-  const cache = new JwksCache({ pool, logger });
+  const metrics = createJwksMetrics(registry);
+  const cache = new JwksCache({ pool, logger, metrics });
   const events = await subscribeToKeyChanges({
     connection: connectionConfigOf(pool),
     onChange: (keySetId) => cache.refresh(keySetId),
@@ -80,7 +79,19 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
     logger.warn({ err: error }, 'cannot load the key sets yet; not ready until the database answers');
   }
 
-  const metrics = createJwksMetrics(registry);
+  // Ages count from the last confirmation, and are 0 while the server has listened for changes since.
+  const freshness = (): JwksFreshness => {
+    const now = Date.now();
+    const age = (confirmedAt: number) => now - events.knownAt(confirmedAt, now);
+    return {
+      databaseAgeMs: cache.checkedAt === undefined ? Infinity : age(cache.checkedAt),
+      keySets: cache.confirmations().map(({ keySetId, confirmedAt, outdatedSince, jwksMaxAgeMs }) => ({
+        keySetId,
+        ageMs: Math.max(age(confirmedAt), outdatedSince === undefined ? 0 : now - outdatedSince),
+        limitMs: jwksMaxAgeMs,
+      })),
+    };
+  };
   const publicUrl = options.publicUrl?.replace(/\/+$/, '');
   let url = '';
   const server = createServer({
@@ -103,7 +114,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
       defaultKeySetId,
       issuer: options.issuer ?? (process.env.KEYTURN_ISSUER || undefined),
       publicUrl: () => publicUrl ?? url,
-      isDatabaseReachable: databaseProbe(pool),
+      freshness,
     }),
   );
   // Requests Node cannot parse (oversized heads, bad syntax, timeouts) never reach the handler.
@@ -126,10 +137,15 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
   }
   // Past listen(), 'error' means a failed accept (EMFILE and the like): worth a log, not a crash.
   server.on('error', (error) => logger.error({ err: error }, 'JWKS server socket error'));
+  const stopReporting = reportKeyViewAges(registry, 'jwks', () => freshness().keySets);
   logger.info({ url, defaultKeySetId }, 'JWKS server listening');
   return {
     url,
-    close: () => closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => events.close()),
+    close: () =>
+      closeGracefully(server, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS).finally(() => {
+        stopReporting();
+        return events.close();
+      }),
   };
 }
 
@@ -143,24 +159,4 @@ function closeGracefully(server: Server, graceMs: number): Promise<void> {
     });
     server.closeIdleConnections();
   });
-}
-
-/** `SELECT 1` within a deadline; concurrent and back-to-back probes share one query. */
-function databaseProbe(pool: Pool): () => Promise<boolean> {
-  let last: { at: number; answer: Promise<boolean> } | undefined;
-  return () => {
-    const now = Date.now();
-    if (last !== undefined && now - last.at < READINESS_PROBE_TTL_MS) return last.answer;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), READINESS_PROBE_TIMEOUT_MS);
-    });
-    const query = pool.query('SELECT 1').then(
-      () => true,
-      () => false,
-    );
-    const answer = Promise.race([query, deadline]).finally(() => clearTimeout(timer));
-    last = { at: now, answer };
-    return answer;
-  };
 }

@@ -32,6 +32,13 @@ export interface KeyEventsOptions {
 export interface KeyEvents {
   /** True while the LISTEN connection is up; polling goes on either way. */
   readonly listening: boolean;
+  /**
+   * Until when a view of the database read at `confirmedAt` (a load, or a poll finding nothing
+   * changed) is known to be current: `now` if the LISTEN connection has been up since before that
+   * read, since every change after it would have been announced; else `confirmedAt` itself (a
+   * change may have gone unannounced while the connection was down, until a poll confirms again).
+   */
+  knownAt(confirmedAt: number, now?: number): number;
   /** Stops listening and polling; waits for a poll in progress so the caller may end its pool after. */
   close(): Promise<void>;
 }
@@ -59,6 +66,8 @@ export function connectionConfigOf(pool: Pool): ClientConfig {
 
 class KeyChangeSubscription implements KeyEvents {
   #client: Client | undefined;
+  /** When the LISTEN of the current connection took effect; undefined while there is none. */
+  #listeningSince: number | undefined;
   #closed = false;
   #failedAttempts = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
@@ -70,6 +79,10 @@ class KeyChangeSubscription implements KeyEvents {
 
   get listening(): boolean {
     return this.#client !== undefined;
+  }
+
+  knownAt(confirmedAt: number, now = Date.now()): number {
+    return this.#listeningSince !== undefined && confirmedAt >= this.#listeningSince ? now : confirmedAt;
   }
 
   async start(): Promise<void> {
@@ -85,6 +98,7 @@ class KeyChangeSubscription implements KeyEvents {
     clearTimeout(this.#reconnectTimer);
     const client = this.#client;
     this.#client = undefined;
+    this.#listeningSince = undefined;
     await client?.end().catch(() => undefined);
     await this.#poll;
   }
@@ -116,6 +130,7 @@ class KeyChangeSubscription implements KeyEvents {
       return;
     }
     this.#client = client;
+    this.#listeningSince = Date.now();
     this.#failedAttempts = 0;
     if (isReconnect) {
       this.options.logger.info('listening for key changes again; checking for changes missed meanwhile');
@@ -127,6 +142,7 @@ class KeyChangeSubscription implements KeyEvents {
     // Events of a connection being set up or already replaced are not ours to act on.
     if (this.#client !== client) return;
     this.#client = undefined;
+    this.#listeningSince = undefined;
     // Destroyed rather than ended: a dead peer would never acknowledge a polite goodbye.
     client.connection.stream.destroy();
     if (this.#closed) return;

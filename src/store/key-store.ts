@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { JWK } from 'jose';
 import { generateSigningKey, type PublicJwk } from '../crypto/generate';
 import { openPrivateKey, sealPrivateKey } from '../crypto/envelope';
+import { jwkThumbprint } from '../crypto/kid';
 import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
@@ -41,6 +42,8 @@ export interface StoredKey {
   alg: SigningAlgorithm;
   state: KeyState;
   publicJwk: PublicJwk;
+  /** The RFC 7638 thumbprint of `publicJwk`, which `kid` must equal; null if it lacks a member to compute it from. */
+  thumbprint: string | null;
   hasPrivateKey: boolean;
   kekId: string | null;
   createdAt: number;
@@ -401,17 +404,23 @@ export class KeyStore {
   }
 
   /**
-   * The active key with its private part opened, for signing; undefined while the key set has no
-   * active key. The caller holds the private JWK in memory only and must never log or return it.
+   * The active key with its private part opened, for signing, and its stored public part (both must
+   * match the kid); undefined while the key set has no active key. The caller holds the private JWK
+   * in memory only and must never log or return it.
    */
-  async openActiveKey(keySetId: string): Promise<{ kid: string; alg: SigningAlgorithm; privateJwk: JWK } | undefined> {
-    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlgorithm; private_key: Buffer; kek_id: string }>(
-      `SELECT kid, alg, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
+  async openActiveKey(keySetId: string): Promise<{ kid: string; alg: SigningAlgorithm; publicJwk: PublicJwk; privateJwk: JWK } | undefined> {
+    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlgorithm; public_jwk: PublicJwk; private_key: Buffer; kek_id: string }>(
+      `SELECT kid, alg, public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
       [keySetId],
     );
     const row = rows[0];
     if (row === undefined) return undefined;
-    return { kid: row.kid, alg: row.alg, privateJwk: openPrivateKey(row.private_key, row.kek_id, this.keks, { keySetId, kid: row.kid }) };
+    return {
+      kid: row.kid,
+      alg: row.alg,
+      publicJwk: row.public_jwk,
+      privateJwk: openPrivateKey(row.private_key, row.kek_id, this.keks, { keySetId, kid: row.kid }),
+    };
   }
 
   private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient, at: number) => Promise<T>): Promise<T> {
@@ -533,6 +542,7 @@ function toStoredKey(r: KeyRow): StoredKey {
     alg: r.alg,
     state: r.state,
     publicJwk: r.public_jwk,
+    thumbprint: jwkThumbprint(r.public_jwk) ?? null,
     hasPrivateKey: r.has_private_key,
     kekId: r.kek_id,
     createdAt: r.created_at.getTime(),

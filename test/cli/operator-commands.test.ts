@@ -1,3 +1,4 @@
+import { generateSigningKey } from '../../src/crypto/generate';
 import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
@@ -180,6 +181,27 @@ test('verify exits 0 while the invariants hold and 1 with the violation once the
     expect(JSON.parse(json.out)).toMatchObject({ ok: false, keySets: expect.arrayContaining([expect.objectContaining({ id: KEY_SET, ok: false, violations: [expect.objectContaining({ code: 'TIME_MISMATCH', kid: activeKid })] })]) });
   } finally {
     await db.pool.query(`UPDATE signing_keys SET demoted_at = NULL WHERE key_set_id = $1 AND kid = $2`, [KEY_SET, activeKid]);
+  }
+  expect((await keyturn('verify', KEY_SET)).code).toBe(0);
+});
+
+test('verify fails with KID_MISMATCH once a stored public key no longer hashes to its kid', async () => {
+  const other = await generateSigningKey('ES256');
+  const { rows } = await db.pool.query<{ public_jwk: object }>('SELECT public_jwk FROM signing_keys WHERE key_set_id = $1 AND kid = $2', [KEY_SET, activeKid]);
+  // Another key's public members under the active key's kid, as an edit of the row would leave them.
+  await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [
+    KEY_SET,
+    activeKid,
+    JSON.stringify({ ...other.publicJwk, kid: activeKid }),
+  ]);
+  try {
+    expect(await keyturn('verify', KEY_SET)).toEqual({
+      code: 1,
+      out: `FAIL ${KEY_SET}\n  KID_MISMATCH: key ${activeKid} (active): its stored public key's RFC 7638 thumbprint is ${other.kid}, not its kid\n`,
+      err: 'keyturn: 1 invariant violation(s) in 1 of 1 key set(s)\n',
+    });
+  } finally {
+    await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [KEY_SET, activeKid, JSON.stringify(rows[0].public_jwk)]);
   }
   expect((await keyturn('verify', KEY_SET)).code).toBe(0);
 });

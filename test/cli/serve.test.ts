@@ -42,10 +42,10 @@ interface ServeProcess {
   exited: Promise<number | null>;
 }
 
-/** `keyturn serve` with DATABASE_URL and nothing else of keyturn's configuration: no KEK, no Temporal. */
-async function startServe(databaseUrl: string): Promise<ServeProcess> {
+/** `keyturn serve` with DATABASE_URL and nothing else of keyturn's configuration (but `env`): no KEK, no Temporal. */
+async function startServe(databaseUrl: string, env: Record<string, string> = {}): Promise<ServeProcess> {
   const port = await freePort();
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: databaseUrl, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'info' };
+  env = { PATH: process.env.PATH!, HOME: process.env.HOME!, DATABASE_URL: databaseUrl, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env };
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -67,7 +67,9 @@ type Jwks = { keys: Record<string, unknown>[] };
 test('serves the JWKS and discovery as the read-only role without a KEK, and follows rotations and a revocation', async () => {
   const keySet = await KeySetDriver.register(store, uniqueKeySetId('serve'), { ...testPolicy(), issuer: 'https://issuer.example' });
   const first = await keySet.rotate();
-  const serve = await startServe(jwksRole.urlFor(db.url));
+  const unnamed = await KeySetDriver.register(store, uniqueKeySetId('serve'), testPolicy());
+  // Behind a proxy: the discovery documents name the URL verifiers reach, not the one the server listens on.
+  const serve = await startServe(jwksRole.urlFor(db.url), { KEYTURN_PUBLIC_URL: 'https://keys.example.com/auth/' });
   const bodies: string[] = [];
   const kids = async () => {
     const response = await fetch(`${serve.url}/keysets/${keySet.keySetId}/jwks.json`);
@@ -88,7 +90,16 @@ test('serves the JWKS and discovery as the read-only role without a KEK, and fol
     expect(served.kids).toEqual([first]);
     expect(served.response.headers.get('cache-control')).toBe('public, max-age=120');
     const discovery = await (await fetch(`${serve.url}/keysets/${keySet.keySetId}/.well-known/openid-configuration`)).json();
-    expect(discovery).toMatchObject({ issuer: 'https://issuer.example', id_token_signing_alg_values_supported: ['ES256'] });
+    expect(discovery).toEqual({
+      issuer: 'https://issuer.example',
+      jwks_uri: `https://keys.example.com/auth/keysets/${keySet.keySetId}/jwks.json`,
+      id_token_signing_alg_values_supported: ['ES256'],
+    });
+    // Without an issuer in the policy, the issuer is the document's own public base URL.
+    expect(await (await fetch(`${serve.url}/keysets/${unnamed.keySetId}/.well-known/openid-configuration`)).json()).toMatchObject({
+      issuer: `https://keys.example.com/auth/keysets/${unnamed.keySetId}`,
+      jwks_uri: `https://keys.example.com/auth/keysets/${unnamed.keySetId}/jwks.json`,
+    });
 
     const next = await keySet.addNext();
     await waitFor(async () => ((await kids()).kids.includes(next) || undefined), 5_000, 'the next key');

@@ -47,7 +47,7 @@ interface Service {
   ports?: string[];
   secrets?: string[];
   depends_on?: Record<string, { condition: string }>;
-  healthcheck?: { test: string[] };
+  healthcheck?: { test: string[]; start_period?: string; retries?: number };
 }
 interface ComposeFile {
   services: Record<string, Service>;
@@ -254,6 +254,23 @@ describe('docker-compose.yml', () => {
     expect(new Set([user(migrate), user(worker), user(jwks)]).size).toBe(3);
     expect(user(jwks)).toBe(migrate.databaseRoles.jwks);
     expect(user(worker)).toBe(migrate.databaseRoles.worker);
+  });
+
+  it('checks the JWKS server by its readiness, which a PostgreSQL outage within jwksMaxAge leaves healthy, after a start period', () => {
+    const probe = services.jwks.healthcheck!;
+    expect(probe.test.join(' ')).toMatch(/\/readyz'\)/);
+    expect(probe.test.join(' ')).not.toContain('/healthz');
+    expect(probe.start_period).toBe('60s');
+    expect(probe.retries).toBe(3);
+  });
+
+  it('tells the JWKS server the URL verifiers reach it at, for discovery: its published port by default, else .env', () => {
+    const [[host, hostPort, containerPort]] = services.jwks.ports!.map((p) => p.split(':'));
+    const jwks = configOf('jwks');
+    expect([host, containerPort]).toEqual(['127.0.0.1', String(jwks.jwksPort)]);
+    expect(jwks.publicUrl).toBe(`http://localhost:${hostPort}`);
+    const behindProxy = interpolate(services.jwks.environment!.KEYTURN_PUBLIC_URL, new Map([['KEYTURN_PUBLIC_URL', 'https://keys.example.com']]));
+    expect(loadConfig({ KEYTURN_PUBLIC_URL: behindProxy }).publicUrl).toBe('https://keys.example.com');
   });
 
   it("keeps the Temporal Web UI's write actions off unless .env turns them on", () => {

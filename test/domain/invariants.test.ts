@@ -11,6 +11,7 @@ const stored = (kid: string, state: StoredKeyRecord['state'], times: Partial<Sto
   alg: 'ES256',
   state,
   hasPrivateKey: !['destroyed', 'revoked'].includes(state),
+  thumbprint: kid,
   createdAt: T0,
   listedAt: null,
   promotableAt: null,
@@ -31,7 +32,7 @@ function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): K
     keys: keys
       .filter((k) => !['destroyed', 'revoked'].includes(k.state))
       // The workflow's view of a stored key: the same fields, absent where the database has null.
-      .map(({ hasPrivateKey: _, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as unknown as KeyTimeline),
+      .map(({ hasPrivateKey: _, thumbprint: __, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as unknown as KeyTimeline),
     nextTransition: null,
     rotation: null,
     lastError: null,
@@ -68,6 +69,19 @@ test('the workflow and the database disagree on a state, a time, or which keys e
 test('a destroyed key that kept its private part is reported with its kid', () => {
   const keys = [...healthy, { ...stored('d', 'destroyed'), hasPrivateKey: true }];
   expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([expect.objectContaining({ code: 'PRIVATE_PART_KEPT', kid: 'd' })]);
+});
+
+test('a live key whose kid is not the thumbprint of its stored public key is reported with its kid; a revoked one no longer', () => {
+  const keys = [stored('a', 'active', { activatedAt: T0, thumbprint: 'b' }), stored('n', 'next', { thumbprint: null }), stored('r', 'revoked', { thumbprint: 'x' })];
+  expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([
+    { code: 'KID_MISMATCH', keySetId: 'ks', kid: 'a', message: "key a (active): its stored public key's RFC 7638 thumbprint is b, not its kid" },
+    {
+      code: 'KID_MISMATCH',
+      keySetId: 'ks',
+      kid: 'n',
+      message: 'key n (next): its stored public key lacks members, so it has no RFC 7638 thumbprint to match its kid',
+    },
+  ]);
 });
 
 test('a transition overdue beyond the tolerance is reported, unless the key set is paused', () => {

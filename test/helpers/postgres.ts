@@ -6,6 +6,12 @@ import { migrate } from '../../src/store/migrate';
 export interface TestDatabase {
   pool: Pool;
   url: string;
+  /**
+   * Cuts every client off the database, as an outage would for them: new connections are refused
+   * (ALLOW_CONNECTIONS false) and open ones end, LISTEN connections included. Resolves with the
+   * function that lets clients connect again.
+   */
+  cutOff(): Promise<() => Promise<void>>;
   drop(): Promise<void>;
 }
 
@@ -23,6 +29,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return {
     pool,
     url: url.toString(),
+    async cutOff() {
+      pool.on('error', () => undefined); // its idle connections are ended too
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+      return async () => {
+        await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      };
+    },
     async drop() {
       // DROP ... WITH (FORCE) ends connections the pool is still closing; that error is expected.
       pool.on('error', () => undefined);

@@ -1,5 +1,8 @@
 import { inspect } from 'node:util';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { Registry } from 'prom-client';
+import { sealPrivateKey } from '../../src/crypto/envelope';
+import { generateSigningKey } from '../../src/crypto/generate';
 import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { KeyturnError } from '../../src/domain/errors';
 import { KeyRing, type KeyRingOptions } from '../../src/index';
@@ -31,6 +34,22 @@ async function openRing(options: Partial<KeyRingOptions> = {}): Promise<KeyRing>
   const ring = await KeyRing.open({ pool: db.pool, kekRing, logger: silent, pollIntervalMs: 60_000, ...options });
   rings.push(ring);
   return ring;
+}
+
+/** A ring with a pool of its own on `database`, so that cutting the database off cuts the ring off. */
+async function openRingOn(database: TestDatabase, options: Partial<KeyRingOptions> = {}): Promise<KeyRing> {
+  const ring = await KeyRing.open({ databaseUrl: database.url, kekRing, logger: silent, ...options });
+  rings.push(ring);
+  return ring;
+}
+
+/** The error sign() fails with, or undefined if it signs. */
+const refusal = (ring: KeyRing, keySetId: string) => ring.sign(keySetId, { sub: 'u' }).then(() => undefined, (error: unknown) => error);
+
+/** `keyturn_key_view_age_seconds{view="key_ring", key_set}` as scraped from `registry`. */
+async function viewAge(registry: Registry, keySetId: string): Promise<number | undefined> {
+  const line = new RegExp(`^keyturn_key_view_age_seconds\\{view="key_ring",key_set="${keySetId}"\\} (\\S+)$`, 'm').exec(await registry.metrics());
+  return line === null ? undefined : Number(line[1]);
 }
 
 async function activeKeySet(alg: (typeof SIGNING_ALGORITHMS)[number] = 'ES256') {
@@ -270,17 +289,24 @@ describe('rotation', () => {
 });
 
 describe('a ring that cannot confirm its keys', () => {
-  test('signs ever shorter tokens, then refuses, so that no token outlives its key; and recovers with the database', async () => {
-    // A database of its own, which the test can close to the ring while keeping its own admin connection.
+  /** A database of its own, which the test can cut off from the ring while keeping its own admin connection. */
+  async function ownDatabase<T>(use: (own: TestDatabase, ownStore: KeyStore) => Promise<T>): Promise<T> {
     const own = await createTestDatabase();
-    const name = new URL(own.url).pathname.slice(1);
+    let restore: (() => Promise<void>) | undefined;
     try {
-      const ownStore = new KeyStore(own.pool, kekRing);
+      return await use({ ...own, cutOff: async () => (restore = await own.cutOff()) }, new KeyStore(own.pool, kekRing));
+    } finally {
+      await restore?.().catch(() => undefined);
+      await own.drop();
+    }
+  }
+
+  test('signs ever shorter tokens, then refuses, so that no token outlives its key; and recovers with the database', async () => {
+    await ownDatabase(async (own, ownStore) => {
       const policy = { ...testPolicy(), maxTokenTtl: '3s', gracePeriod: '4s', clockSkew: '1s' };
       const keySet = await KeySetDriver.register(ownStore, uniqueKeySetId('stale'), policy);
       await keySet.rotate();
-      const ring = await KeyRing.open({ databaseUrl: own.url, kekRing, logger: silent, pollIntervalMs: 100, keySetIds: [keySet.keySetId] });
-      rings.push(ring);
+      const ring = await openRingOn(own, { pollIntervalMs: 100, keySetIds: [keySet.keySetId] });
       const lifetime = async () => {
         const { iat, exp } = decodeJwt(await ring.sign(keySet.keySetId, { sub: 'u' }));
         return exp! - iat!;
@@ -288,27 +314,113 @@ describe('a ring that cannot confirm its keys', () => {
       await jwtVerify(await ring.sign(keySet.keySetId, { sub: 'u' }), await publishedJwks(keySet.keySetId, ownStore));
       expect(await lifetime()).toBe(3);
 
-      own.pool.on('error', () => undefined); // its idle connections are cut off too
-      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+      const restore = await own.cutOff();
       // Cut off: the LISTEN connection is gone and every poll fails; the ring's last confirmation ages.
       await waitFor(async () => ((await lifetime()) < 3 ? true : undefined), 10_000, 'a shorter token', 100);
-      const refused = await waitFor(
-        () => ring.sign(keySet.keySetId, { sub: 'u' }).then(() => undefined, (error: unknown) => error),
-        10_000,
-        'a refusal',
-        100,
-      );
+      const refused = await waitFor(() => refusal(ring, keySet.keySetId), 10_000, 'a refusal', 100);
       expect(refused).toMatchObject({ code: 'ERR_KEY_RING_STALE', keySetId: keySet.keySetId });
-      expect((refused as Error).message).toMatch(/has not confirmed the active key .* since .*: check the database connection/);
+      expect((refused as Error).message).toMatch(/has not confirmed the active key .* since .*, a token signed now could outlive the key: check the database connection$/);
 
-      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await restore();
       await waitFor(() => ring.sign(keySet.keySetId, { sub: 'u' }).then(() => true, () => undefined), 15_000, 'signing again', 100);
       expect(await lifetime()).toBe(3);
-    } finally {
-      await db.pool.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => undefined);
-      await own.drop();
+    });
+  });
+
+  test("past its staleness limit (the key set's jwksMaxAge, or the ring's own) it refuses; the age is a metric; failed loads back off", async () => {
+    await ownDatabase(async (own, ownStore) => {
+      // Tokens may live 5 minutes, verifiers cache the JWKS for 2 seconds: the limit comes long before the cap.
+      const policy = { ...testPolicy(), jwksMaxAge: '2s' };
+      const loaded = await KeySetDriver.register(ownStore, uniqueKeySetId('limit'), policy);
+      await loaded.rotate();
+      const later = await KeySetDriver.register(ownStore, uniqueKeySetId('later'), policy);
+      await later.rotate();
+      const captured = capturingLogger();
+      const registry = new Registry();
+      const ring = await openRingOn(own, { pollIntervalMs: 100, keySetIds: [loaded.keySetId], logger: captured.logger, registry });
+      const patient = await openRingOn(own, { pollIntervalMs: 100, keySetIds: [loaded.keySetId], registry, stalenessLimit: '10m' });
+      expect(await viewAge(registry, loaded.keySetId)).toBe(0);
+
+      const restore = await own.cutOff();
+      const refused = await waitFor(() => refusal(ring, loaded.keySetId), 15_000, 'the refusal', 100);
+      expect(refused).toMatchObject({ code: 'ERR_KEY_RING_STALE', keySetId: loaded.keySetId });
+      expect((refused as Error).message).toMatch(
+        new RegExp(
+          `^the key ring has not confirmed the active key of key set "${loaded.keySetId}" with PostgreSQL since \\S+, \\d+s ago, ` +
+            "longer than the staleness limit 2s \\(the key set's jwksMaxAge\\): the key may have been revoked meanwhile: check the database connection$",
+        ),
+      );
+      // A ring allowed 10 minutes still signs, with tokens capped to its knowledge plus maxTokenTtl.
+      const { iat, exp } = decodeJwt(await patient.sign(loaded.keySetId, {}));
+      expect(exp! - iat!).toBeLessThan(300);
+      expect(await viewAge(registry, loaded.keySetId)).toBeGreaterThan(2);
+
+      // A key set first used during the outage: its load fails, and is not tried again on every sign.
+      const attempts = () => captured.text().split('\n').filter((line) => line.includes(later.keySetId) && line.includes('cannot load the active key')).length;
+      const errors = new Set<unknown>();
+      for (let i = 0; i < 300; i++) {
+        errors.add(await refusal(ring, later.keySetId));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect([...errors].map((e) => (e as KeyturnError).code)).toEqual(expect.arrayContaining(['ERR_KEY_RING_UNAVAILABLE']));
+      expect(new Set([...errors].map((e) => (e as KeyturnError).code))).toEqual(new Set(['ERR_KEY_RING_UNAVAILABLE']));
+      expect(([...errors][0] as Error).message).toMatch(
+        new RegExp(`^the key ring cannot load the active key of key set "${later.keySetId}" from PostgreSQL \\(.+\\): check the database connection`),
+      );
+      console.log(`300 signs of a key set that cannot load → ${attempts()} load attempts`);
+      expect(attempts()).toBeGreaterThanOrEqual(1);
+      expect(attempts()).toBeLessThanOrEqual(30);
+
+      await restore();
+      await waitFor(() => ring.sign(loaded.keySetId, {}).then(() => true, () => undefined), 15_000, 'signing again', 100);
+      await waitFor(() => ring.sign(later.keySetId, {}).then(() => true, () => undefined), 15_000, 'the failed key set to load', 100);
+      await waitFor(async () => ((await viewAge(registry, loaded.keySetId)) === 0 ? true : undefined), 15_000, 'a current view', 100);
+
+      await Promise.all([ring.close(), patient.close()]);
+      expect(await registry.metrics()).not.toContain(loaded.keySetId);
+    });
+  });
+});
+
+describe('keys that do not match their kid', () => {
+  test.each([
+    ['its stored public key', 'public'],
+    ['its private key', 'private'],
+  ] as const)('a key whose kid is not the thumbprint of %s never signs; the ring signs again once the row is right', async (what, part) => {
+    const { keySetId, kid } = await activeKeySet();
+    const before = (await db.pool.query('SELECT public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND kid = $2', [keySetId, kid])).rows[0];
+    const other = await generateSigningKey('ES256');
+    if (part === 'public') {
+      await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [keySetId, kid, JSON.stringify({ ...other.publicJwk, kid })]);
+    } else {
+      // Another key sealed for this kid: only someone holding the KEK could do this, or a custody bug.
+      const { kekId, sealed } = sealPrivateKey(other.privateJwk, kekRing, { keySetId, kid });
+      await db.pool.query('UPDATE signing_keys SET private_key = $3, kek_id = $4 WHERE key_set_id = $1 AND kid = $2', [keySetId, kid, sealed, kekId]);
     }
+    const captured = capturingLogger();
+    const ring = await openRing({ logger: captured.logger });
+
+    const refused = await refusal(ring, keySetId);
+    expect(refused).toMatchObject({ code: 'ERR_KID_MISMATCH', keySetId, kid });
+    expect((refused as Error).message).toBe(
+      `the active key ${kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${what} differs), so the key ring will not ` +
+        `sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${kid} --reason ...\`) and a new key replaces it`,
+    );
+    expect(ring.activeKid(keySetId)).toBeUndefined();
+    const logged = JSON.parse(captured.text().split('\n').find((line) => line.includes('cannot load the active key'))!) as Record<string, unknown>;
+    expect(logged).toMatchObject({ level: 50, keySetId, kid });
+    expect(captured.text()).not.toContain(String(other.privateJwk.d));
+
+    await db.pool.query('UPDATE signing_keys SET public_jwk = $3, private_key = $4, kek_id = $5 WHERE key_set_id = $1 AND kid = $2', [
+      keySetId,
+      kid,
+      before.public_jwk,
+      before.private_key,
+      before.kek_id,
+    ]);
+    // No change notice for an edit outside keyturn: the retry after the backoff finds the row right.
+    await waitFor(() => ring.sign(keySetId, {}).then(() => true, () => undefined), 10_000, 'signing again', 100);
+    expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
   });
 });
 

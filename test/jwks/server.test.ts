@@ -4,7 +4,8 @@ import { Registry } from 'prom-client';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/observability/logger';
-import { KeyStore } from '../../src/store/key-store';
+import { generateSigningKey } from '../../src/crypto/generate';
+import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
 import {
   capturingLogger,
   KeySetDriver,
@@ -177,6 +178,36 @@ describe('the JWKS of a key set', () => {
     expect((await get('/keysets/no-such-set/.well-known/openid-configuration')).status).toBe(404);
   });
 
+  test('a key whose kid is not the thumbprint of its public key is left out, counted and logged by key set and kid', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('mismatch'), testPolicy());
+    const active = await keySet.rotate();
+    const next = await keySet.addNext();
+    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(next) ? true : undefined), 2_000, 'the next key');
+    // The series is there before any refusal, so that Prometheus' increase() sees the first one.
+    const refusedBefore = sample((await get('/metrics')).text, `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`);
+    expect(refusedBefore).toBe(0);
+
+    // The next key's row now holds another key's public members under its kid, as an edit of the row would.
+    const other = await generateSigningKey('ES256');
+    await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [
+      keySet.keySetId,
+      next,
+      JSON.stringify({ ...other.publicJwk, kid: next }),
+    ]);
+    await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySet.keySetId]); // an edit outside keyturn announces nothing
+
+    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(next) ? undefined : true), 2_000, 'the key to be left out');
+    expect(await servedKids(keySet.keySetId)).toEqual([active]);
+    expect(sample((await get('/metrics')).text, `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`)).toBe(refusedBefore + 1);
+    const logged = captured
+      .text()
+      .split('\n')
+      .filter((line) => line.includes('left out of the JWKS'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(logged).toEqual([expect.objectContaining({ level: 50, keySetId: keySet.keySetId, kid: next })]);
+    expect(captured.text()).not.toContain(other.publicJwk.x);
+  });
+
   test('a key set registered after start is found on first request', async () => {
     const keySet = await KeySetDriver.register(store, uniqueKeySetId('late'), testPolicy());
     // Asked for at once, before the registration's notice may have arrived: the request looks it up.
@@ -232,6 +263,9 @@ describe('discovery', () => {
   });
 });
 
+/** The value of one series in a /metrics text, e.g. `name{label="value"}`; NaN when absent. */
+const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()+.]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+
 describe('health, readiness and metrics', () => {
   test('/healthz and /readyz answer 200 once the key sets are loaded', async () => {
     expect((await get('/healthz')).json()).toEqual({ status: 'ok' });
@@ -254,7 +288,7 @@ describe('health, readiness and metrics', () => {
       expect((await get('/healthz', {}, unready.url)).status).toBe(200);
       const readiness = await get('/readyz', {}, unready.url);
       expect(readiness.status).toBe(503);
-      expect(readiness.json()).toEqual({ status: 'not ready', reasons: ['database unreachable', 'key sets not loaded yet'] });
+      expect(readiness.json()).toEqual({ status: 'not ready', reasons: ['key sets not loaded yet'] });
       const jwks = await get('/keysets/default/jwks.json', {}, unready.url);
       expect(jwks.status).toBe(503);
     } finally {
@@ -263,8 +297,98 @@ describe('health, readiness and metrics', () => {
     }
   });
 
+  test('through a database outage it stays ready and serves the JWKS until that is older than jwksMaxAge, then is ready again once back', async () => {
+    const own = await createTestDatabase();
+    const ownStore = new KeyStore(own.pool, kekRing);
+    const keySet = await KeySetDriver.register(ownStore, uniqueKeySetId('outage'), { ...testPolicy(), jwksMaxAge: '5s' });
+    const kid = await keySet.rotate();
+    const ownRegistry = new Registry();
+    const outage = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      pool: own.pool,
+      registry: ownRegistry,
+      logger: createLogger({ level: 'silent' }),
+      pollIntervalMs: 100,
+    });
+    let restore: (() => Promise<void>) | undefined;
+    const age = async () => sample((await get('/metrics', {}, outage.url)).text, `keyturn_key_view_age_seconds{view="jwks",key_set="${keySet.keySetId}"}`);
+    const jwksPath = `/keysets/${keySet.keySetId}/jwks.json`;
+    try {
+      expect((await get('/readyz', {}, outage.url)).json()).toEqual({ status: 'ready' });
+      expect(await age()).toBe(0);
+      const served = (await get(jwksPath, {}, outage.url)).text;
+
+      restore = await own.cutOff();
+      // The server notices at once (its LISTEN connection ends) and keeps serving what it has.
+      const degraded = await waitFor(async () => {
+        const readiness = await get('/readyz', {}, outage.url);
+        return readiness.json().warnings === undefined ? undefined : readiness;
+      }, 5_000, 'the outage to be noticed');
+      expect(degraded.status).toBe(200);
+      expect(degraded.json()).toEqual({
+        status: 'ready',
+        warnings: [expect.stringMatching(/^PostgreSQL last confirmed the keys \d+s ago: serving the JWKS from memory \(ready while within each key set's jwksMaxAge\)$/)],
+      });
+      const during = await get(jwksPath, {}, outage.url);
+      expect([during.status, during.text]).toEqual([200, served]);
+
+      const unready = await waitFor(async () => {
+        const readiness = await get('/readyz', {}, outage.url);
+        return readiness.status === 503 ? readiness : undefined;
+      }, 20_000, 'readiness to end', 100);
+      expect(unready.json()).toEqual({
+        status: 'not ready',
+        reasons: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": PostgreSQL last confirmed the keys \\d+s ago, longer than its jwksMaxAge 5s$`))],
+      });
+      expect(await age()).toBeGreaterThan(5);
+      // Readiness is for the load balancer: whoever asks still gets the keys.
+      expect((await get(jwksPath, {}, outage.url)).json<Jwks>().keys.map((k) => k.kid)).toEqual([kid]);
+
+      await restore();
+      restore = undefined;
+      await waitFor(async () => ((await get('/readyz', {}, outage.url)).text === '{"status":"ready"}' ? true : undefined), 20_000, 'ready again', 100);
+      expect(await age()).toBe(0);
+    } finally {
+      await restore?.();
+      await outage.close();
+      await own.drop();
+    }
+  });
+
+  test('a key set whose JWKS cannot be rebuilt keeps its last one and a warning, ages in the metric, and does not take the server offline', async () => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('broken'), testPolicy());
+    const kid = await keySet.rotate();
+    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined), 2_000, 'the key');
+    const { rows } = await db.pool.query<{ public_jwk: Record<string, unknown> }>('SELECT public_jwk FROM signing_keys WHERE kid = $1', [kid]);
+    const setPublicJwk = async (jwk: object) => {
+      await db.pool.query('UPDATE signing_keys SET public_jwk = $2 WHERE kid = $1', [kid, JSON.stringify(jwk)]);
+      await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySet.keySetId]);
+    };
+    const age = async () => sample((await get('/metrics')).text, `keyturn_key_view_age_seconds{view="jwks",key_set="${keySet.keySetId}"}`);
+    expect(await age()).toBe(0);
+
+    // A row the build refuses (no alg): the rebuild fails, and the key set keeps the JWKS it had.
+    await setPublicJwk({ ...rows[0].public_jwk, alg: undefined });
+    try {
+      const warned = await waitFor(async () => {
+        const readiness = await get('/readyz');
+        return readiness.json().warnings === undefined ? undefined : readiness;
+      }, 5_000, 'the warning');
+      expect([warned.status, warned.json()]).toEqual([
+        200,
+        { status: 'ready', warnings: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": its JWKS could not be rebuilt for \\d+s: serving the last one built$`))] },
+      ]);
+      expect(await servedKids(keySet.keySetId)).toEqual([kid]);
+      expect(await age()).toBeGreaterThan(0);
+    } finally {
+      await setPublicJwk(rows[0].public_jwk);
+    }
+    await waitFor(async () => ((await get('/readyz')).text === '{"status":"ready"}' ? true : undefined), 5_000, 'the warning to go');
+    expect(await age()).toBe(0);
+  });
+
   test('/metrics counts requests by key set and code, with made-up ids under one label, and times them by route', async () => {
-    const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()+.]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
     const before = (await get('/metrics')).text;
     await get('/keysets/default/jwks.json');
     await get('/keysets/made-up-1/jwks.json');

@@ -66,6 +66,21 @@ test('a dropped connection is re-established, and the repair runs for what was m
   expect(changes).toEqual([keySet.keySetId]);
 });
 
+test('knownAt: a read after LISTEN took effect is current while the connection lasts; across a drop it is as old as it is', async () => {
+  const { events } = await subscribe('events-known-at');
+  const readAt = Date.now();
+  expect(events.knownAt(readAt, readAt + 60_000)).toBe(readAt + 60_000);
+
+  expect(await terminateListeners(db.pool, 'events-known-at')).toBe(1);
+  await waitFor(() => (events.listening ? undefined : true), 2_000, 'the loss to be noticed');
+  expect(events.knownAt(readAt, readAt + 60_000)).toBe(readAt);
+  await waitFor(() => (events.listening ? true : undefined), 5_000, 'the reconnect');
+  // A change may have gone unannounced while it was down: only a read since the reconnect is current.
+  expect(events.knownAt(readAt, readAt + 60_000)).toBe(readAt);
+  const readAgainAt = Date.now();
+  expect(events.knownAt(readAgainAt, readAgainAt + 1_000)).toBe(readAgainAt + 1_000);
+});
+
 test('the poll runs on its interval whether or not anything is announced', async () => {
   const { checks } = await subscribe('events-poll', 100);
   await new Promise((resolve) => setTimeout(resolve, 550));

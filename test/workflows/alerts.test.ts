@@ -4,6 +4,7 @@ import { slackChannel, webhookChannel } from '../../src/alerts/channels';
 import type { AlertNotification } from '../../src/alerts/notification';
 import type { SlackMessage } from '../../src/alerts/slack';
 import { SecretUrl } from '../../src/config';
+import { generateSigningKey } from '../../src/crypto/generate';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keyturnMetrics } from '../../src/observability/metrics';
 import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
@@ -48,6 +49,55 @@ async function alertCounts(registry: Registry): Promise<Record<string, number>> 
 
 describe('alerts', () => {
   const suite = useTimeSkippingSuite();
+
+  test('the supervisor: a stored public key that does not hash to its kid is an incident, resolved once the row is right again', async () => {
+    const { env, db, bundle } = suite;
+    const { keySetId, taskQueue, workflowId } = uniqueNames('alert-kid');
+    const notifications: AlertNotification[] = [];
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts: notifications, registry: new Registry() });
+    const client = new Client({ connection: env.connection });
+    let rounds = 0;
+    const supervise = () => client.workflow.execute(supervisorWorkflow, { taskQueue, workflowId: `supervisor-${keySetId}-${++rounds}` });
+    const setPublicJwk = (kid: string, jwk: object) =>
+      db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [keySetId, kid, JSON.stringify(jwk)]);
+    try {
+      await worker.runUntil(async () => {
+        const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+        const { kid } = (await settled(env, handle)).keys[0];
+        const { rows } = await db.pool.query<{ public_jwk: object }>('SELECT public_jwk FROM signing_keys WHERE key_set_id = $1 AND kid = $2', [keySetId, kid]);
+        // Another key's public members under the active kid: what an edit of the row that swaps keys leaves.
+        const other = await generateSigningKey('ES256');
+        await setPublicJwk(kid, { ...other.publicJwk, kid });
+
+        expect((await supervise()).violations).toEqual([
+          { code: 'KID_MISMATCH', keySetId, kid, message: `key ${kid} (active): its stored public key's RFC 7638 thumbprint is ${other.kid}, not its kid` },
+        ]);
+        await waitFor(() => (notifications.length > 0 ? true : undefined), 10_000, 'the alert');
+        expect(notifications[0]).toMatchObject({
+          kind: 'opened',
+          keySetId,
+          kid,
+          code: 'KID_MISMATCH',
+          incident: `invariant:KID_MISMATCH:${kid}`,
+          summary: `key set "${keySetId}": a key whose kid is not the thumbprint of its public key`,
+          hint: expect.stringContaining(`revoke it (\`keyturn revoke ${keySetId} <kid> --reason ...\`)`),
+        });
+
+        await setPublicJwk(kid, rows[0].public_jwk);
+        expect((await supervise()).violations).toEqual([]);
+        await waitFor(() => (notifications.length > 1 ? true : undefined), 10_000, 'the resolved message');
+        expect(notifications.map((n) => [n.kind, n.code])).toEqual([
+          ['opened', 'KID_MISMATCH'],
+          ['resolved', 'KID_MISMATCH'],
+        ]);
+        await deliveriesEnded(env, notifications);
+        await handle.terminate('test finished');
+      });
+    } finally {
+      // Later tests' supervisor rounds would start it again.
+      await db.pool.query('UPDATE key_sets SET decommissioned_at = now() WHERE id = $1', [keySetId]);
+    }
+  });
 
   test('the supervisor: an active key too old is one incident over many rounds, reminded of after 4h, resolved by the round after the rotation', async () => {
     const { env, db, bundle } = suite;

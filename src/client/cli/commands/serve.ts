@@ -38,6 +38,7 @@ export const serveCommand = new Command('serve')
         pool,
         registry: createMetricsRegistry(),
         logger,
+        publicUrl: config.publicUrl,
       });
       teardown.add('the JWKS server', () => server.close());
       logger.info({ url: server.url }, 'JWKS server running');

@@ -8,7 +8,8 @@ const schema = connectionOptions.extend({ keySetId: keySetIdArgument.optional() 
 
 export const verifyCommand = operatorCommand('verify')
   .description(
-    "check each key set's workflow state against PostgreSQL (one active key, same states and times, none overdue); " +
+    "check each key set's workflow state against PostgreSQL (one active key, same states and times, none overdue, " +
+      'every kid the thumbprint of its public key); ' +
       'exit code 0 only if every invariant holds. Without an id, every key set in the database',
   )
   .argument('[id]', 'key set id')

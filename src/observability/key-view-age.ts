@@ -1,0 +1,57 @@
+import { Gauge, type Registry } from 'prom-client';
+
+/** Whose view of the keys: a JWKS server's cache, or an issuer's key ring. */
+export type KeyViewHolder = 'jwks' | 'key_ring';
+
+/** How old one key set's view is: time since PostgreSQL last confirmed it, 0 while it is known current. */
+export interface KeyViewAge {
+  keySetId: string;
+  ageMs: number;
+}
+
+interface KeyViewSource {
+  view: KeyViewHolder;
+  ages(): KeyViewAge[];
+}
+
+const NAME = 'keyturn_key_view_age_seconds';
+
+/** Each registry's sources, read by the one gauge registered in it. */
+const sourcesByRegistry = new WeakMap<Registry, Set<KeyViewSource>>();
+
+/**
+ * Reports `ages()` at each scrape of `registry` as `keyturn_key_view_age_seconds{view, key_set}`;
+ * where several servers or rings of one process share a registry, the oldest view of a key set
+ * counts. Returns the function that stops reporting (on close).
+ */
+export function reportKeyViewAges(registry: Registry, view: KeyViewHolder, ages: () => KeyViewAge[]): () => void {
+  let sources = sourcesByRegistry.get(registry);
+  if (sources === undefined) {
+    const registered = new Set<KeyViewSource>();
+    sources = registered;
+    sourcesByRegistry.set(registry, registered);
+    new Gauge({
+      name: NAME,
+      help:
+        "Seconds since this process last confirmed a key set's keys with PostgreSQL (0 while it listens for changes and has " +
+        'confirmed them since), by view: jwks (the JWKS server) or key_ring (an issuer)',
+      labelNames: ['view', 'key_set'],
+      registers: [registry],
+      collect() {
+        const oldest = new Map<string, { view: KeyViewHolder; keySetId: string; ageMs: number }>();
+        for (const source of registered) {
+          for (const { keySetId, ageMs } of source.ages()) {
+            const key = `${source.view} ${keySetId}`;
+            if ((oldest.get(key)?.ageMs ?? -1) < ageMs) oldest.set(key, { view: source.view, keySetId, ageMs });
+          }
+        }
+        // Key sets no longer viewed (gone from the database, a ring closed) leave no series behind.
+        this.reset();
+        for (const { view: holder, keySetId, ageMs } of oldest.values()) this.set({ view: holder, key_set: keySetId }, ageMs / 1000);
+      },
+    });
+  }
+  const source: KeyViewSource = { view, ages };
+  sources.add(source);
+  return () => sources.delete(source);
+}
