@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig, SECRET_VARIABLES, type Config } from '../../src/config';
 import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../src/dev/temporal-executables';
 
 // No container engine runs here, so the deployment files are checked for what can be checked
 // without one: they parse, every file a service is given or told to read exists, the services agree
@@ -311,6 +312,17 @@ describe('docker-compose.yml', () => {
     const registered = Object.fromEntries([...script.matchAll(/--name (\w+) --type (\w+)/g)].map((m) => [m[1], m[2]]));
     expect(registered).toEqual(SEARCH_ATTRIBUTES);
     expect(services['temporal-setup'].environment?.TEMPORAL_NAMESPACE).toBe(configOf('worker').temporalNamespace);
+  });
+
+  it('runs the Temporal versions `keyturn stack` builds, so that the stack tests what compose runs', () => {
+    const tag = (service: string) => services[service].image!.split(':')[1];
+    expect([tag('temporal'), tag('temporal-schema'), tag('temporal-setup'), tag('temporal-ui')]).toEqual([
+      TEMPORAL_SERVER_VERSION,
+      // admin-tools images carry the server's version first, then their tools'.
+      expect.stringMatching(new RegExp(`^${TEMPORAL_SERVER_VERSION.replaceAll('.', '\\.')}-`)),
+      tag('temporal-schema'),
+      TEMPORAL_UI_VERSION,
+    ]);
   });
 
   it('takes every setting from .env, whose example holds no secret', () => {
