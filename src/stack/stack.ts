@@ -438,7 +438,9 @@ function service(spec: ProcessSpec, ready: (process: ManagedProcess) => Promise<
         await ready(process);
       } catch (error) {
         await process.stop();
-        throw error;
+        const tail = process.outputTail();
+        const message = (error as Error).message;
+        throw message.includes(tail) ? error : new Error(`${message}; ${spec.name} printed: ${tail}`, { cause: error });
       }
     },
     stop: () => process.stop(),

@@ -7,7 +7,10 @@ import { SEARCH_ATTRIBUTES } from '../dev/temporal-dev-server';
 import type { TemporalServerInstallation } from '../dev/temporal-executables';
 import type { ProcessSpec } from './managed-process';
 
-/** The ports of one Temporal server node: each of its services listens for gRPC and for the cluster's membership protocol. */
+/**
+ * The ports of one Temporal server node: each of its services listens for gRPC and for the cluster's
+ * membership protocol. Membership ports must be below 32768: Temporal records them as a smallint.
+ */
 export interface TemporalNodePorts {
   frontend: number;
   frontendHttp: number;
