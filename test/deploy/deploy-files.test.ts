@@ -416,6 +416,7 @@ const KEYTURN_METRICS = [
   'keyturn_jwks_request_duration_seconds',
   'keyturn_supervisor_rounds_total',
   'keyturn_supervisor_unchecked_key_sets',
+  'keyturn_open_incidents',
 ];
 const HISTOGRAMS = ['keyturn_activity_duration_seconds', 'keyturn_jwks_request_duration_seconds'];
 const QUERYABLE = new Set([
@@ -484,10 +485,14 @@ describe('Prometheus configuration', () => {
         'jwks-errors',
         'no-active-key',
         'no-next-key',
+        'promotion-waits-at-the-propagation-gate',
+        'rotation-failing',
         'rotation-failing',
         'rotation-overdue',
         'supervisor-failing',
         'supervisor-failing',
+        'the-supervisor-found-a-problem',
+        'the-supervisor-found-a-problem',
         'worker-down',
       ],
     );
