@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -158,6 +158,18 @@ describe('the lifecycle', () => {
     await untilRotated(0, 3, 'in all');
     expect(await checkKeySets()).toEqual(allWell);
   }, 120_000);
+
+  test("logs each audit event as one JSON line in the worker's log that wrote it", async () => {
+    const logged = (await Promise.all(stack.workers.map((w) => readFile(w.process.spec.logFile, 'utf8'))))
+      .join('\n')
+      .split('\n')
+      .filter((line) => line.includes('"msg":"audit event"'))
+      .map((line) => (JSON.parse(line) as { audit: { keySetId: string; seq: number; event: string } }).audit)
+      .filter((audit) => audit.keySetId === KEY_SETS[0]);
+    const { rows } = await pool.query<{ seq: number; event: string }>('SELECT seq::int AS seq, event FROM audit_events WHERE key_set_id = $1 ORDER BY seq', [KEY_SETS[0]]);
+    // Every event committed so far, once; later ones may be on their way to the log.
+    expect(logged.map((a) => [a.seq, a.event]).slice(0, rows.length)).toEqual(rows.map((r) => [r.seq, r.event]));
+  });
 });
 
 describe('faults', () => {
@@ -252,6 +264,86 @@ describe('upgrading', () => {
     await untilRotated(startedAt, 2, 'across the restart');
     expect(await checkKeySets()).toEqual(allWell);
   }, 180_000);
+});
+
+describe('alerting', () => {
+  /** The alerts Prometheus holds about `keySetId`: alertname and state. */
+  async function prometheusAlerts(keySetId: string): Promise<string[]> {
+    const { data } = (await (await fetch(`${stack.prometheusUrl}/api/v1/alerts`)).json()) as {
+      data: { alerts: { labels: { alertname: string; key_set?: string }; state: string }[] };
+    };
+    return data.alerts.filter((a) => a.labels.key_set === keySetId).map((a) => `${a.labels.alertname} ${a.state}`).sort();
+  }
+
+  /** The headlines of what the inbox received on `channel` about `keySetId`. */
+  const received = (channel: string, keySetId: string) =>
+    stack.inbox.received.filter((n) => n.channel === channel && JSON.stringify(n.body).includes(keySetId)).map((n) => n.headline);
+
+  test("a key set whose promotion fails fires keyturn's alerts in Prometheus, Alertmanager delivers them, and they resolve once it is fixed", async () => {
+    const keySetId = uniqueKeySetId('alerting');
+    const file = path.join(dir, 'alerting.yaml');
+    await writeFile(file, stringify({ keySets: [{ id: keySetId, ...POLICY }] }));
+    await stack.keyturn(['apply', '-f', file]);
+    await waitFor(async () => ((await promotionsSince(keySetId, 0)) >= 1 ? true : undefined), 60_000, `${keySetId}'s first key`, 250);
+
+    // PostgreSQL refuses this key set's promotions, as with a broken constraint: the next one fails all its retries.
+    const trigger = `refuse_${keySetId.replaceAll('-', '_')}`;
+    await pool.query(`CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'promotion refused by the test'; END $$`);
+    await pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON signing_keys FOR EACH ROW
+      WHEN (NEW.state = 'active' AND NEW.key_set_id = '${keySetId}') EXECUTE FUNCTION ${trigger}()`);
+    let fixed = false;
+    const fix = async () => {
+      if (fixed) return;
+      fixed = true;
+      await pool.query(`DROP TRIGGER IF EXISTS ${trigger} ON signing_keys; DROP FUNCTION IF EXISTS ${trigger}()`);
+    };
+    try {
+      const firing = await waitFor(
+        async () => {
+          const alerts = await prometheusAlerts(keySetId);
+          return alerts.includes('KeyturnStepFailing firing') && alerts.includes('KeyturnRotationFailing firing') ? alerts : undefined;
+        },
+        120_000,
+        `keyturn's alerts about ${keySetId} firing in Prometheus`,
+        500,
+      );
+      expect(firing).toEqual(['KeyturnRotationFailing firing', 'KeyturnStepFailing firing']);
+      const delivered = await waitFor(
+        () => (received('slack', keySetId).some((h) => h.startsWith('FIRING: Key set') && h.includes('failed all its retries')) ? received('slack', keySetId) : undefined),
+        30_000,
+        "Alertmanager's Slack message",
+        250,
+      );
+      expect(delivered).toEqual(
+        expect.arrayContaining([
+          `FIRING: Key set ${keySetId}: a lifecycle step has failed all its retries`,
+          `FIRING: Key set ${keySetId}: step promoteNextKey keeps failing`,
+        ]),
+      );
+      // keyturn's own message, straight from the worker.
+      expect(received('keyturn', keySetId)).toEqual([expect.stringMatching(/^opened: key set ".*": promote failed 1 time\(s\) in a row/)]);
+
+      await fix();
+      // The workflow would try again after its backoff (a minute); the operator rotates at once instead,
+      // which promotes the waiting next key, and the step's first success closes the incident.
+      await stack.keyturn(['rotate', keySetId, '--reason', 'promotions allowed again']);
+      await waitFor(async () => (!(await prometheusAlerts(keySetId)).includes('KeyturnStepFailing firing') || undefined), 150_000, 'KeyturnStepFailing to resolve', 500);
+      const resolved = await waitFor(
+        () => received('slack', keySetId).find((h) => h === `RESOLVED: Key set ${keySetId}: a lifecycle step has failed all its retries`),
+        30_000,
+        "Alertmanager's resolved message",
+        250,
+      );
+      expect(resolved).toBeDefined();
+      expect(received('keyturn', keySetId).at(-1)).toMatch(/^resolved: key set ".*" recovered: /);
+      // Nothing was paged: both alerts are warnings.
+      expect(received('pagerduty', keySetId)).toEqual([]);
+    } finally {
+      await fix();
+    }
+    const verified = JSON.parse(/^\{"ok".*$/m.exec(await stack.keyturn(['verify', keySetId, '--json'], { LOG_LEVEL: 'warn' }))![0]) as { ok: boolean };
+    expect(verified.ok).toBe(true);
+  }, 360_000);
 });
 
 describe('once every step has run', () => {
