@@ -1,6 +1,9 @@
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   resolveTemporalCli,
+  resolveTemporalServer,
+  resolveTemporalUiServer,
   resolveTestServerExecutable,
   type ResolvedExecutable,
 } from '../src/dev/temporal-executables';
@@ -8,17 +11,22 @@ import {
 /** Makes the requested Temporal executables resolvable, building what is missing. */
 
 const executables = {
-  cli: { label: 'Temporal CLI', resolve: resolveTemporalCli },
-  'test-server': { label: 'Temporal test server', resolve: resolveTestServerExecutable },
+  cli: { label: 'Temporal CLI', resolve: async () => describe(await resolveTemporalCli()) },
+  'test-server': { label: 'Temporal test server', resolve: async () => describe(await resolveTestServerExecutable()) },
+  // For keyturn stack: never downloaded, always built.
+  server: { label: 'Temporal server and SQL tool', resolve: async () => path.dirname((await resolveTemporalServer()).server) },
+  ui: { label: 'Temporal Web UI server', resolve: resolveTemporalUiServer },
 };
 
 async function provision(): Promise<void> {
-  const { values } = parseArgs({ options: { cli: { type: 'boolean' }, 'test-server': { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: { cli: { type: 'boolean' }, 'test-server': { type: 'boolean' }, server: { type: 'boolean' }, ui: { type: 'boolean' } },
+  });
   const requested = (Object.keys(executables) as (keyof typeof executables)[]).filter((flag) => values[flag]);
-  if (requested.length === 0) throw new Error('nothing to provision: pass --cli and/or --test-server');
+  if (requested.length === 0) throw new Error('nothing to provision: pass any of --cli, --test-server, --server, --ui');
   for (const flag of requested) {
     const { label, resolve } = executables[flag];
-    console.log(`${label}: ${describe(await resolve())}`);
+    console.log(`${label}: ${await resolve()}`);
   }
 }
 

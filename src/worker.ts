@@ -20,6 +20,7 @@ import { assertPortFree } from './runtime/port-check';
 import { onShutdownRequest } from './runtime/shutdown-signal';
 import { Teardown } from './runtime/teardown';
 import { AlertIncidentStore } from './store/alert-incidents';
+import { OpenIncidentStore } from './store/open-incidents';
 import type { KeyStore } from './store/key-store';
 
 /**
@@ -66,6 +67,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
         reminderMs: config.alerts.reminderMs,
         webUi: config.alerts.uiUrl === undefined ? undefined : { url: config.alerts.uiUrl, namespace: config.temporalNamespace },
         incidents: new AlertIncidentStore(deps.keyStore.pool),
+        openIncidents: new OpenIncidentStore(deps.keyStore.pool),
       },
       metrics,
       keyAgeToleranceMs: config.alerts.overdueToleranceMs,

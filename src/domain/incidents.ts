@@ -85,3 +85,17 @@ export function applyAlert(open: Incident | null, alert: Pick<Alert, 'incident' 
   }
   return { incident: open, notify: null };
 }
+
+/** What kind of problem an incident is, as keyturn_open_incidents counts and Prometheus' rules page on it. */
+export type IncidentKind = 'step_failure' | 'promotion_held' | 'invariant_broken' | 'workflow_stopped';
+
+export const INCIDENT_KINDS: readonly IncidentKind[] = ['step_failure', 'promotion_held', 'invariant_broken', 'workflow_stopped'];
+
+/** The kind of the incident named `incident` (one of the names above); undefined for any other name. */
+export function incidentKind(incident: string): IncidentKind | undefined {
+  if (incident === STEP_FAILURE_INCIDENT) return 'step_failure';
+  if (incident === WORKFLOW_STOPPED_INCIDENT) return 'workflow_stopped';
+  if (propagationIncidentKid(incident) !== undefined) return 'promotion_held';
+  if (incident.startsWith('invariant:')) return 'invariant_broken';
+  return undefined;
+}

@@ -1,7 +1,9 @@
 import { Gauge, type Registry } from 'prom-client';
+import { incidentKind, INCIDENT_KINDS, type IncidentKind } from '../domain/incidents';
 import { nextTransition, type KeyState } from '../domain/lifecycle';
 import { policyTimings } from '../domain/policy';
 import { toTimeline, type KeyStore } from '../store/key-store';
+import { OpenIncidentStore } from '../store/open-incidents';
 import { initialiseKeySetCounters, keyturnMetrics } from './metrics';
 
 const KEY_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired', 'destroyed', 'revoked'];
@@ -15,6 +17,7 @@ interface KeySetReading {
   activeKeyAgeSeconds?: number;
   lastRotationSeconds?: number;
   nextTransition?: { kind: string; seconds: number };
+  openIncidents: Map<IncidentKind, number>;
 }
 
 /**
@@ -75,6 +78,18 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
     },
   );
 
+  gauge(
+    registry,
+    'keyturn_open_incidents',
+    "Open incidents, by key set and kind: a step that keeps failing, a promotion held at the propagation gate, an invariant the supervisor found broken, a workflow it had to start again",
+    ['key_set', 'kind'],
+    async (set) => {
+      for (const { keySetId, openIncidents } of await read()) {
+        for (const kind of INCIDENT_KINDS) set({ key_set: keySetId, kind }, openIncidents.get(kind) ?? 0);
+      }
+    },
+  );
+
   function perKeySet(name: string, help: string, value: (keySet: KeySetReading) => number | undefined): void {
     gauge(registry, name, help, ['key_set'], async (set) => {
       for (const keySet of await read()) {
@@ -109,6 +124,7 @@ function gauge<L extends string>(
 
 async function readKeySets(keyStore: KeyStore, now: number): Promise<KeySetReading[]> {
   const readings: KeySetReading[] = [];
+  const incidents = await new OpenIncidentStore(keyStore.pool).list();
   for (const keySet of await keyStore.listKeySets()) {
     const keys = await keyStore.listKeys(keySet.id);
     const timings = policyTimings(keySet.policy);
@@ -126,7 +142,14 @@ async function readKeySets(keyStore: KeyStore, now: number): Promise<KeySetReadi
       activeKeyAgeSeconds: activatedAt === undefined ? undefined : (now - activatedAt) / 1000,
       lastRotationSeconds: activatedAt === undefined ? undefined : activatedAt / 1000,
       nextTransition: due === undefined ? undefined : { kind: due.kind, seconds: due.at / 1000 },
+      openIncidents: countByKind(incidents.filter((i) => i.keySetId === keySet.id).map((i) => i.incident)),
     });
   }
   return readings;
+}
+
+function countByKind(incidents: string[]): Map<IncidentKind, number> {
+  const counts = new Map<IncidentKind, number>();
+  for (const kind of incidents.map(incidentKind)) if (kind !== undefined) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  return counts;
 }

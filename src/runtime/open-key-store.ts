@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import type { KekRing } from '../crypto/kek';
 import type { Config } from '../config';
+import { logAuditEvents } from '../observability/audit-log-lines';
 import type { Logger } from '../observability/logger';
 import { KeyturnError } from '../domain/errors';
 import { grantRoles, type DatabaseRoles } from '../store/database-roles';
@@ -24,11 +25,12 @@ export interface OpenedKeyStore {
 /**
  * What the worker and `keyturn dev` share: find (or start) the database, find (or create) the KEK,
  * bring the schema up to date (a role that may not change it finds nothing to do once `keyturn migrate`
- * has run), and hand back a KeyStore on it. Whatever was started is stopped again if a later step fails.
+ * has run), and hand back a KeyStore on it. Until close(), each audit event committed is logged too. Whatever was started is stopped again if a later step fails.
  */
 export async function openKeyStore(config: Config, logger: Logger, options: ResolveDatabaseOptions): Promise<OpenedKeyStore> {
   const database = await resolveDatabase(config, logger, options);
   let pool: Pool | undefined;
+  const stopAuditLines = logAuditEvents(logger);
   try {
     const kek = await resolveKek(config, database, logger);
     pool = createPool(database, logger);
@@ -41,11 +43,13 @@ export async function openKeyStore(config: Config, logger: Logger, options: Reso
       database,
       kekFile: kek.kekFile,
       async close() {
+        stopAuditLines();
         await opened.end();
         await database.stop();
       },
     };
   } catch (error) {
+    stopAuditLines();
     await pool?.end().catch(() => undefined);
     await database.stop().catch(() => undefined);
     throw error;

@@ -3,7 +3,7 @@ import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/keyset-state';
 import type { KeyState } from '../domain/lifecycle';
 import { findChainBreak, nextLink, type ChainBreak, type ChainHead, type StoredLink } from './audit-chain';
-import { inTransaction } from './transaction';
+import { afterCommit, inTransaction } from './transaction';
 
 export type AuditEventKind =
   | 'registered'
@@ -47,6 +47,23 @@ export interface AuditEvent {
  * (every KeyStore change has locked it already): the head it holds is read and moved by one
  * writer at a time, so seqs never repeat and no event is chained to a stale head.
  */
+/** An audit event as committed: the event, with its place in the key set's chain. */
+export interface CommittedAuditEvent extends AuditEvent {
+  seq: number;
+  hash: string;
+}
+
+const committedListeners = new Set<(event: CommittedAuditEvent) => void>();
+
+/**
+ * Tells `listener` of every audit event this process appends, once its transaction has committed
+ * (the process's log: every audit event is also a log line). Returns the call that stops it.
+ */
+export function onAuditEventCommitted(listener: (event: CommittedAuditEvent) => void): () => void {
+  committedListeners.add(listener);
+  return () => committedListeners.delete(listener);
+}
+
 export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<void> {
   const head = await readHead(tx, e.keySetId);
   // Hash what the database will hand back: the details as plain JSON values (what jsonb returns)
@@ -90,6 +107,9 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
       link.hash,
     ],
   );
+  afterCommit(tx, () => {
+    for (const listener of committedListeners) listener({ ...e, details, seq: link.seq, hash: link.hash });
+  });
 }
 
 export interface AuditRecord extends Required<Omit<AuditEvent, 'kid' | 'fromState' | 'toState' | 'operationId'>> {

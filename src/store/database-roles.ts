@@ -27,6 +27,7 @@ export const ROLE_PRIVILEGES: Record<keyof DatabaseRoles, Record<string, string>
     // Append-only for the worker: only a migration rewrites audit events.
     audit_events: 'SELECT, INSERT',
     alert_incidents: 'SELECT, INSERT, UPDATE',
+    key_set_incidents: 'SELECT, INSERT, UPDATE, DELETE',
     // Whether the schema is up to date, so that a worker that may not migrate knows it need not.
     schema_migrations: 'SELECT',
     published_keys: 'SELECT',

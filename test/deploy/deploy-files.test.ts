@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig, SECRET_VARIABLES, type Config } from '../../src/config';
 import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../src/dev/temporal-executables';
 
 // No container engine runs here, so the deployment files are checked for what can be checked
 // without one: they parse, every file a service is given or told to read exists, the services agree
@@ -330,6 +331,17 @@ describe('docker-compose.yml', () => {
     expect(services['temporal-setup'].environment?.TEMPORAL_NAMESPACE).toBe(configOf('worker').temporalNamespace);
   });
 
+  it('runs the Temporal versions `keyturn stack` builds, so that the stack tests what compose runs', () => {
+    const tag = (service: string) => services[service].image!.split(':')[1];
+    expect([tag('temporal'), tag('temporal-schema'), tag('temporal-setup'), tag('temporal-ui')]).toEqual([
+      TEMPORAL_SERVER_VERSION,
+      // admin-tools images carry the server's version first, then their tools'.
+      expect.stringMatching(new RegExp(`^${TEMPORAL_SERVER_VERSION.replaceAll('.', '\\.')}-`)),
+      tag('temporal-schema'),
+      TEMPORAL_UI_VERSION,
+    ]);
+  });
+
   it('takes every setting from .env, whose example holds no secret', () => {
     const used = new Set([...composeText.matchAll(/\$\{([A-Za-z0-9_]+)/g)].map((m) => m[1]));
     for (const secret of Object.values(compose.secrets)) if (secret.environment) used.add(secret.environment);
@@ -421,6 +433,7 @@ const KEYTURN_METRICS = [
   'keyturn_jwks_request_duration_seconds',
   'keyturn_supervisor_rounds_total',
   'keyturn_supervisor_unchecked_key_sets',
+  'keyturn_open_incidents',
 ];
 const HISTOGRAMS = ['keyturn_activity_duration_seconds', 'keyturn_jwks_request_duration_seconds'];
 const QUERYABLE = new Set([
@@ -489,10 +502,14 @@ describe('Prometheus configuration', () => {
         'jwks-errors',
         'no-active-key',
         'no-next-key',
+        'promotion-waits-at-the-propagation-gate',
+        'rotation-failing',
         'rotation-failing',
         'rotation-overdue',
         'supervisor-failing',
         'supervisor-failing',
+        'the-supervisor-found-a-problem',
+        'the-supervisor-found-a-problem',
         'worker-down',
       ],
     );

@@ -1,9 +1,11 @@
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   resolveTemporalCli,
+  resolveTemporalServer,
   resolveTestServerExecutable,
+  TEMPORAL_SERVER_VERSION,
   type ResolveOptions,
 } from '../../src/dev/temporal-executables';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
@@ -86,6 +88,41 @@ describe('resolving the Temporal executables', () => {
 
     const built = path.join(cacheDir, 'temporal-cli-1.5.1', 'temporal');
     expect(resolved).toEqual({ executable: { type: 'existing-path', path: built }, source: 'build' });
+  });
+
+  it('builds the Temporal server and its SQL tool, and keeps the schema and configuration of their module', async () => {
+    const moduleDir = path.join(scratch, 'gomodcache', `go.temporal.io/server@v${TEMPORAL_SERVER_VERSION}`);
+    await mkdir(path.join(moduleDir, 'schema', 'postgresql', 'v12', 'temporal', 'versioned', 'v1.0'), { recursive: true });
+    await mkdir(path.join(moduleDir, 'config'), { recursive: true });
+    await writeFile(path.join(moduleDir, 'config', 'development-postgres12.yaml'), 'persistence: {}\n');
+    // As in Go's module cache: nothing in it is writable.
+    await chmod(path.join(moduleDir, 'config', 'development-postgres12.yaml'), 0o444);
+    const fakeGo =
+      '#!/bin/sh\n' +
+      `if [ "$1" = env ]; then echo ${path.join(scratch, 'gomodcache')}; exit 0; fi\n` +
+      'for name in server sql; do printf "#!/bin/sh\\n" > "$GOBIN/$name" && chmod 755 "$GOBIN/$name"; done\n';
+    const toolDir = path.dirname(await fakeExecutable(path.join(scratch, 'bin', 'go'), fakeGo));
+
+    const installation = await resolveTemporalServer(offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { allowBuild: true }));
+
+    const built = path.join(cacheDir, `temporal-server-${TEMPORAL_SERVER_VERSION}`);
+    expect(installation).toEqual({
+      server: path.join(built, 'temporal-server'),
+      sqlTool: path.join(built, 'temporal-sql-tool'),
+      postgresSchemaDir: path.join(built, 'schema', 'postgresql', 'v12'),
+      postgresConfigTemplate: path.join(built, 'config', 'development-postgres12.yaml'),
+    });
+    await expect(readFile(installation.postgresConfigTemplate, 'utf8')).resolves.toBe('persistence: {}\n');
+    await expect(stat(path.join(installation.postgresSchemaDir, 'temporal', 'versioned', 'v1.0'))).resolves.toBeTruthy();
+    // Found in the cache from now on, without go.
+    await expect(resolveTemporalServer(offline({ PATH: path.join(scratch, 'empty') }))).resolves.toEqual(installation);
+  });
+
+  it('never waits for a download of the Temporal server: there is none', async () => {
+    await expect(resolveTemporalServer(offline({}, { canDownload: async () => true }))).rejects.toMatchObject({
+      code: 'ERR_TEMPORAL_EXECUTABLE',
+      message: expect.stringContaining(`the Temporal server v${TEMPORAL_SERVER_VERSION} is not built yet: run \`npm run temporal:install\``),
+    });
   });
 
   it('says which tool a build is missing', async () => {

@@ -13,9 +13,9 @@ import { createLogger } from '../../src/observability/logger';
 import { decommissionUpdate, keySetWorkflowId, recommissionUpdate, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
+import { keySetProblems } from '../helpers/key-set-problems';
 import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { keyturnEnv, runKeyturnProcess, startJwksServer, startWorker, type Deployment } from '../helpers/keyturn-processes';
-import { readTimedTrail, windowViolations } from '../helpers/lifecycle-windows';
 import { ProcessGroup } from '../helpers/processes';
 import { TemporalServer } from '../helpers/temporal-server';
 import { TokenTraffic } from '../helpers/token-traffic';
@@ -242,28 +242,6 @@ async function untilRecovered(cases: readonly KeySetCase[], since: number): Prom
 }
 
 /**
- * Everything wrong with a key set after a fault, in words: rejected tokens, broken windows, keys
- * duplicated, lost or diverging from the trail, other than exactly one active key (none once wound
- * down). Empty when all is well; otherwise the trail follows.
- */
-async function problemsOf(c: KeySetCase, traffic: TokenTraffic): Promise<string[]> {
-  const trail = await readTimedTrail(pool, c.keySetId);
-  const { rows: keys } = await pool.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [c.keySetId]);
-  const problems = [...traffic.rejections.filter((r) => r.startsWith(`${c.keySetId}:`)), ...windowViolations(trail, POLICY, traffic.lastExpiry)];
-  const active = keys.filter((k) => k.state === 'active');
-  if (active.length !== (c.ends ? 0 : 1)) problems.push(`${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
-  for (const key of keys) {
-    const last = trail.filter((e) => e.kid === key.kid && e.toState !== null).at(-1);
-    if (last?.toState !== key.state) problems.push(`${key.kid} is ${key.state}, but its last audit event took it to ${last?.toState ?? 'nothing'}`);
-  }
-  for (const e of trail.filter((e) => e.event === 'generated' && !keys.some((k) => k.kid === e.kid))) problems.push(`${e.kid} was generated but is not stored`);
-  if (problems.length === 0) return [];
-  const start = trail[0]?.occurredAt ?? 0;
-  const lines = trail.map((e) => `  ${e.event} ${e.kid ?? ''} ${e.fromState ?? ''}→${e.toState ?? ''}: +${e.occurredAt - start} ms (its transaction began at +${e.recordedAt - start} ms)`);
-  return [...problems, 'audit trail (commit times, from its first event):', ...lines];
-}
-
-/**
  * Ends a scenario: pauses its key sets (once checked they only add load, and `keyturn verify` checks
  * them at the end as they are now), lets the tokens signed meanwhile be verified for the last time,
  * and returns each key set's problems.
@@ -281,7 +259,7 @@ async function conclude(cases: readonly KeySetCase[], traffic: TokenTraffic): Pr
     `${cases.length} key sets: ${issued} tokens signed, ${verifiedBeforeExpiry} verified again shortly before they expired` +
       (traffic.signFailures.length > 0 ? `; signing failed ${traffic.signFailures.length} times, first: ${traffic.signFailures[0]}` : ''),
   );
-  return new Map(await Promise.all(cases.map(async (c) => [c.keySetId, await problemsOf(c, traffic)] as const)));
+  return new Map(await Promise.all(cases.map(async (c) => [c.keySetId, await keySetProblems(pool, c.keySetId, POLICY, traffic, { woundDown: c.ends })] as const)));
 }
 
 /** The problems the scenario found for `c`; fails if the scenario did not get that far. */

@@ -6,8 +6,12 @@ import type { ScheduledTransition } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { startMetricsServer } from '../../src/observability/metrics-server';
 import { registerKeyStateMetrics } from '../../src/observability/key-state-metrics';
-import { createMetricsRegistry } from '../../src/observability/metrics';
+import { createMetricsRegistry, keyturnMetrics } from '../../src/observability/metrics';
 import { KeyStore } from '../../src/store/key-store';
+import { AlertIncidentStore } from '../../src/store/alert-incidents';
+import { OpenIncidentStore } from '../../src/store/open-incidents';
+import { createAlertActivities } from '../../src/activities/alerts';
+import { INCIDENT_KINDS, invariantIncident, propagationIncident, STEP_FAILURE_INCIDENT } from '../../src/domain/incidents';
 import { createWorker } from '../../src/worker';
 import { keySetWorkflow } from '../../src/workflows';
 import { revokeKeyUpdate, rotateUpdate } from '../../src/workflows/messages';
@@ -152,5 +156,49 @@ describe('metrics', () => {
     } finally {
       await unreachable.end();
     }
+  });
+
+  test("open incidents are counted by key set and kind, from the alerts that open and resolve them and the supervisor's table", async () => {
+    const { db } = suite;
+    const { keySetId } = uniqueNames('incidents');
+    const keyStore = new KeyStore(db.pool, randomKekRing());
+    const driver = await KeySetDriver.register(keyStore, keySetId, testPolicy('ES256'));
+    const kid = await driver.rotate();
+    const registry = createMetricsRegistry();
+    await registerKeyStateMetrics(registry, keyStore);
+    const openIncidents = async () =>
+      Object.fromEntries(
+        await Promise.all(INCIDENT_KINDS.map(async (kind) => [kind, await sample(registry, 'keyturn_open_incidents', { key_set: keySetId, kind })])),
+      );
+    expect(await openIncidents()).toEqual({ step_failure: 0, promotion_held: 0, invariant_broken: 0, workflow_stopped: 0 });
+
+    // The key set workflow's alerts, as its alert activity records them.
+    const { assessAlert } = createAlertActivities({
+      logger: pino({ level: 'silent' }),
+      channels: [],
+      reminderMs: HOUR,
+      alertsTotal: keyturnMetrics(registry).alerts,
+      incidents: new AlertIncidentStore(db.pool),
+      openIncidents: new OpenIncidentStore(db.pool),
+      temporalClient: undefined as never,
+      taskQueue: 'keyturn',
+    });
+    const alert = { keySetId, step: 'promote', summary: 'promote failed', workflowId: `keyset/${keySetId}` };
+    const failing = await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' }, open: null, at: Date.now() });
+    await assessAlert({ alert: { ...alert, incident: propagationIncident(kid), status: 'firing', step: 'propagation' }, open: null, at: Date.now() });
+    // The supervisor's finding, in its own table.
+    await new AlertIncidentStore(db.pool).recordRound({
+      firing: [{ ...alert, incident: invariantIncident('NO_ACTIVE_KEY'), status: 'firing', step: 'supervisor' }],
+      unjudged: () => false,
+      at: Date.now(),
+      reminderMs: HOUR,
+    });
+    expect(await openIncidents()).toEqual({ step_failure: 1, promotion_held: 1, invariant_broken: 1, workflow_stopped: 0 });
+
+    // A repeat changes nothing; a resolution closes its incident at the next scrape.
+    await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' }, open: failing.incident, at: Date.now() + 1 });
+    expect((await openIncidents()).step_failure).toBe(1);
+    await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'resolved' }, open: failing.incident, at: Date.now() + 2 });
+    expect(await openIncidents()).toEqual({ step_failure: 0, promotion_held: 1, invariant_broken: 1, workflow_stopped: 0 });
   });
 });

@@ -2,10 +2,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { hashAuditEvent } from '../../src/store/audit-chain';
-import { chainUnchainedEvents, readAuditTrail, verifyAuditTrail, type AuditEventKind } from '../../src/store/audit-log';
+import { logAuditEvents } from '../../src/observability/audit-log-lines';
+import { appendAuditEvent, chainUnchainedEvents, readAuditTrail, verifyAuditTrail, type AuditEventKind } from '../../src/store/audit-log';
+import { inTransaction } from '../../src/store/transaction';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
-import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { capturingLogger, KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/keyset-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
@@ -113,6 +115,47 @@ test('a replayed operation or a refused change adds nothing to the chain', async
   await store.addNextKey(c, 'ES256');
   await expect(store.retireKey(change(keySetId, 'no such key'), 'nope')).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN' });
   expect(await verifyOne(keySetId)).toMatchObject({ events: before.events + 1, problem: null });
+});
+
+test('each committed event is also one info-level JSON log line with stable fields; a rolled-back one is not', async () => {
+  const log = capturingLogger();
+  const stop = logAuditEvents(log.logger);
+  let keySetId: string;
+  try {
+    keySetId = await keySetWithEvents('logged');
+    await inTransaction(db.pool, async (tx) => {
+      await appendAuditEvent(tx, { keySetId, event: 'paused', trigger: 'manual', actor: 'test', reason: 'rolled back', at: Date.now() });
+      throw new Error('roll back');
+    }).catch(() => undefined);
+  } finally {
+    stop();
+  }
+  const lines = log
+    .text()
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { level: number; msg: string; keySetId: string; audit: Record<string, unknown> });
+  const trail = await readAuditTrail(db.pool, keySetId);
+  expect(lines.map((l) => [l.level, l.msg, l.keySetId])).toEqual(trail.map(() => [30, 'audit event', keySetId]));
+  expect(lines.map((l) => l.audit)).toEqual(
+    trail.map((e) => ({
+      keySetId,
+      seq: e.seq,
+      hash: e.hash,
+      event: e.event,
+      kid: e.kid,
+      fromState: e.fromState,
+      toState: e.toState,
+      trigger: e.trigger,
+      actor: e.actor,
+      reason: e.reason,
+      operationId: e.operationId,
+      occurredAt: new Date(e.at).toISOString(),
+      details: e.details,
+    })),
+  );
+  // No key material in them, even though the events are about keys.
+  expect(log.text()).not.toMatch(/"d":|privateJwk|BEGIN PRIVATE/);
 });
 
 describe('tampering is detected and the row named', () => {

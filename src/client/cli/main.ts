@@ -13,9 +13,10 @@ import { statusCommand } from './commands/status';
 import { verifyCommand } from './commands/verify';
 import { workerCommand } from './commands/worker';
 import { serveCommand } from './commands/serve';
+import { stackCommand } from './commands/stack';
 import { tokenCommand } from './commands/token';
 
-const COMMANDS = [devCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, kekCommand, tokenCommand];
+const COMMANDS = [devCommand, stackCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, kekCommand, tokenCommand];
 
 /** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
 export function createProgram(): Command {

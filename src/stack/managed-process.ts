@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** How a process of the stack is started; the same way every time it is started again. */
+export interface ProcessSpec {
+  /** What it is, for messages: `Temporal node 1`, `keyturn worker 2`. */
+  name: string;
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Its output is appended here. */
+  logFile: string;
+}
+
+/** How long a process may take to exit after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 15_000;
+/** How much of its output is kept in memory for error messages. */
+const KEPT_OUTPUT_CHARS = 16_000;
+
+/**
+ * Last resort if the stack's process exits without stopping its processes (a second Ctrl-C): each is
+ * asked to stop, and does so by itself (PostgreSQL's wrapper stops the server it holds).
+ */
+const running = new Set<ChildProcess>();
+process.on('exit', () => running.forEach((child) => child.kill('SIGTERM')));
+
+/**
+ * One server or tool of the stack as a child process that can be stopped, killed and started again
+ * with the same command line (a node restarted, an outage ended). Its output goes to its log file;
+ * the end of it is kept for error messages. It runs in its own process group, so a Ctrl-C in the
+ * terminal reaches the stack alone, which stops its processes in order.
+ */
+export class ManagedProcess {
+  #child: ChildProcess | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  #output = '';
+  #log: WriteStream | undefined;
+  readonly #waiters = new Set<() => void>();
+  readonly #exitListeners = new Set<(description: string) => void>();
+  #stopping = false;
+  #spawnFailed = false;
+
+  constructor(readonly spec: ProcessSpec) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.#child?.pid : undefined;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null && !this.#spawnFailed;
+  }
+
+  /** Starts it (again); a process already running is left as it is. */
+  start(): void {
+    if (this.running) return;
+    const { command, args, env, cwd, logFile } = this.spec;
+    this.#log ??= createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+    this.#log.write(`--- ${new Date().toISOString()} started: ${command} ${args.join(' ')}\n`);
+    this.#output = '';
+    this.#stopping = false;
+    this.#spawnFailed = false;
+    const child = spawn(command, args, { env: env ?? process.env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child = child;
+    const take = (chunk: Buffer) => {
+      this.#log?.write(chunk);
+      this.#output = (this.#output + chunk.toString('utf8')).slice(-KEPT_OUTPUT_CHARS);
+      this.#wake();
+    };
+    child.stdout?.on('data', take);
+    child.stderr?.on('data', take);
+    this.#exited = new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.once('error', (error) => {
+        this.#spawnFailed = true;
+        this.#output += `\n${error.message}`;
+        resolve();
+      });
+    }).then(() => {
+      const description = this.describeExit();
+      this.#log?.write(`--- ${new Date().toISOString()} exited (${description})\n`);
+      this.#wake();
+      if (!this.#stopping) for (const listener of this.#exitListeners) listener(description);
+    });
+    running.add(child);
+    void this.#exited.then(() => running.delete(child));
+  }
+
+  /** Called when it exits without being stopped or killed through this object (a crash). */
+  onUnexpectedExit(listener: (description: string) => void): void {
+    this.#exitListeners.add(listener);
+  }
+
+  /** The end of what it printed since it was last started. */
+  output(): string {
+    return this.#output;
+  }
+
+  /** Resolves with the first match of `pattern` in its output since it was started; fails if it exits first, or after `timeoutMs`. */
+  async waitForOutput(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.#output);
+      if (match) return match;
+      if (!this.running) throw new Error(`${this.name} exited (${this.describeExit()}) before it was ready: ${this.outputTail()}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.name} was not ready within ${Math.round(timeoutMs / 1000)} s: ${this.outputTail()}`);
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.#waiters.delete(wake);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.#waiters.add(wake);
+      });
+    }
+  }
+
+  /** Resolves once it has exited (at once if it is not running). */
+  exited(): Promise<void> {
+    return this.#exited;
+  }
+
+  /** SIGKILL, as a crash would end it; resolves once it is gone. */
+  async kill(): Promise<void> {
+    this.#stopping = true;
+    if (this.running) this.#child!.kill('SIGKILL');
+    await this.#exited;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited in time; resolves once it is gone. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.running) {
+      this.#child!.kill('SIGTERM');
+      const inTime = await Promise.race([this.#exited.then(() => true), sleep(STOP_TIMEOUT_MS, false, { ref: false })]);
+      if (!inTime) await this.kill();
+    }
+    await this.#exited;
+  }
+
+  /** Stops it and closes its log file; it is not started again after this. */
+  async close(): Promise<void> {
+    await this.stop();
+    const log = this.#log;
+    this.#log = undefined;
+    if (log) await new Promise<void>((resolve) => log.end(resolve));
+  }
+
+  describeExit(): string {
+    const child = this.#child;
+    if (!child) return 'not started';
+    return child.signalCode ?? (child.exitCode === null ? 'could not start' : `exit code ${child.exitCode}`);
+  }
+
+  /** The last lines it printed, for an error message, with where the rest is. */
+  outputTail(lines = 5): string {
+    const tail = this.#output.trim().split('\n').slice(-lines).join(' | ');
+    return `${tail || 'no output'} (log: ${this.spec.logFile})`;
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters) waiter();
+  }
+}
+
+/** Runs a one-shot process (a setup script, a migration) to its end; fails with the end of its output unless it exits with 0. */
+export async function runToEnd(spec: ProcessSpec, timeoutMs: number): Promise<string> {
+  const process = new ManagedProcess(spec);
+  process.start();
+  const inTime = await Promise.race([process.exited().then(() => true), sleep(timeoutMs, false, { ref: false })]);
+  if (!inTime) {
+    await process.close();
+    throw new Error(`${spec.name} did not finish within ${Math.round(timeoutMs / 1000)} s: ${process.outputTail()}`);
+  }
+  await process.close();
+  if (process.describeExit() !== 'exit code 0') throw new Error(`${spec.name} failed (${process.describeExit()}): ${process.outputTail()}`);
+  return process.output();
+}
