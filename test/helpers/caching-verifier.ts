@@ -24,7 +24,7 @@ export class CachingVerifier {
 
   async #keySet(): Promise<JWTVerifyGetKey> {
     if (this.#keys === undefined || Date.now() >= this.#expiresAt) {
-      const response = await fetch(this.jwksUrl);
+      const response = await fetchRetryingOnce(this.jwksUrl);
       if (!response.ok) throw new Error(`JWKS fetch failed: ${response.status}`);
       const maxAge = Number(/max-age=(\d+)/.exec(response.headers.get('cache-control') ?? '')?.[1] ?? 0);
       this.#keys = createLocalJWKSet((await response.json()) as JSONWebKeySet);
@@ -32,5 +32,18 @@ export class CachingVerifier {
       this.#fetches += 1;
     }
     return this.#keys;
+  }
+}
+
+/**
+ * A GET whose connection failed is sent once more, as an HTTP load balancer does on another upstream
+ * (nginx's proxy_next_upstream): a request that was on a kept-alive connection to a JWKS server killed
+ * just then fails at the connection, and says nothing about the keys. An HTTP error is no such failure.
+ */
+async function fetchRetryingOnce(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
   }
 }
