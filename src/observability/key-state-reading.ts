@@ -1,7 +1,8 @@
 import type { Pool } from 'pg';
 import { incidentKind, type IncidentKind } from '../domain/incidents';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState, type ScheduledTransition } from '../domain/lifecycle';
-import { policyTimings, type KeySetPolicy } from '../domain/policy';
+import type { SigningAlgorithm } from '../domain/algorithms';
+import { policyTimings, type KeySetPolicy, type PolicyTimings } from '../domain/policy';
 
 export const KEY_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired', 'destroyed', 'revoked'];
 
@@ -36,22 +37,21 @@ export interface KeyStateReading {
 
 interface KeySetRow {
   id: string;
-  policy: KeySetPolicy;
+  /** As text: most key sets share a policy, whose timings are then worked out once (see timingsOf). */
+  policy: string;
   decommissioned: boolean;
 }
 
 // Epoch milliseconds computed by PostgreSQL: numbers for the driver, no Date per column and row.
 const EPOCH_MS = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
 
-/** The live keys of every key set, only the columns the lifecycle rules read. */
-const LIVE_KEYS = `SELECT key_set_id, kid, alg, state, token_ttl_ms::float8 AS token_ttl_ms,
-  ${['created_at', 'listed_at', 'promotable_at', 'activated_at', 'demoted_at', 'grace_ends_at', 'retired_at'].map(EPOCH_MS).join(', ')}
+const TIMES = ['created_at', 'promotable_at', 'activated_at', 'grace_ends_at', 'retired_at'] as const;
+
+/** The live keys of every key set, only the columns nextTransition reads. */
+const LIVE_KEYS = `SELECT key_set_id, kid, alg, state, ${TIMES.map(EPOCH_MS).join(', ')}
   FROM signing_keys WHERE state IN ('next', 'active', 'grace', 'retired')`;
 
-type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; state: LiveKeyState; token_ttl_ms: number | null } & Record<
-  'created_at' | 'listed_at' | 'promotable_at' | 'activated_at' | 'demoted_at' | 'grace_ends_at' | 'retired_at',
-  number | null
->;
+type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; state: LiveKeyState } & Record<(typeof TIMES)[number], number | null>;
 
 /**
  * Reads what the key gauges report, in five queries whatever the number of key sets: keys by state
@@ -62,7 +62,7 @@ type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; st
 export async function readKeyStates(pool: Pool, now: number, everyKeySet: boolean): Promise<KeyStateReading> {
   const [byState, keySets, liveKeys, incidents] = await Promise.all([
     pool.query<{ state: KeyState; keys: number }>('SELECT state, count(*)::int AS keys FROM signing_keys GROUP BY state'),
-    pool.query<KeySetRow>('SELECT id, policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id'),
+    pool.query<KeySetRow>('SELECT id, policy::text AS policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id'),
     pool.query<LiveKeyRow>(LIVE_KEYS),
     pool.query<{ key_set_id: string; incident: string }>(
       `SELECT key_set_id, incident FROM key_set_incidents
@@ -95,10 +95,10 @@ export async function readKeyStates(pool: Pool, now: number, everyKeySet: boolea
   let oldestActivation: number | undefined;
   for (const keySet of keySets.rows) {
     const keys = keysOf.get(keySet.id) ?? [];
-    const timings = policyTimings(keySet.policy);
+    const { timings, algorithm } = timingsOf(keySet.policy);
     const activatedAt = keys.find((k) => k.state === 'active')?.activatedAt;
     // A decommissioned key set counts its keys but has no rotation to watch.
-    const due = keySet.decommissioned ? undefined : nextTransition(keys, { timings, algorithm: keySet.policy.algorithm, now });
+    const due = keySet.decommissioned ? undefined : nextTransition(keys, { timings, algorithm, now });
     const openIncidents = incidentsOf.get(keySet.id) ?? new Map<IncidentKind, number>();
     if (keySet.decommissioned) {
       reading.keySets.decommissioned += 1;
@@ -157,18 +157,34 @@ async function countKeysOfReported(pool: Pool, reported: KeySetReading[]): Promi
   for (const row of rows) byId.get(row.key_set_id)?.keysByState.set(row.state, row.keys);
 }
 
+/**
+ * A key as nextTransition reads it. Not the store's toTimeline: that one reads every column as a Date
+ * and computes each key's thumbprint, a cost per key and scrape that thousands of key sets multiply.
+ */
 function toTimeline(r: LiveKeyRow): KeyTimeline {
   return {
     kid: r.kid,
     alg: r.alg,
     state: r.state,
     createdAt: r.created_at!,
-    ...(r.listed_at !== null && { listedAt: r.listed_at }),
     ...(r.promotable_at !== null && { promotableAt: r.promotable_at }),
     ...(r.activated_at !== null && { activatedAt: r.activated_at }),
-    ...(r.token_ttl_ms !== null && { tokenTtlMs: r.token_ttl_ms }),
-    ...(r.demoted_at !== null && { demotedAt: r.demoted_at }),
     ...(r.grace_ends_at !== null && { graceEndsAt: r.grace_ends_at }),
     ...(r.retired_at !== null && { retiredAt: r.retired_at }),
   };
+}
+
+const timingsByPolicy = new Map<string, { timings: PolicyTimings; algorithm: SigningAlgorithm }>();
+
+/** A policy's timings and algorithm, worked out once per distinct policy text (the seed policy is usually most key sets'). */
+function timingsOf(policyText: string): { timings: PolicyTimings; algorithm: SigningAlgorithm } {
+  let known = timingsByPolicy.get(policyText);
+  if (known === undefined) {
+    const policy = JSON.parse(policyText) as KeySetPolicy;
+    known = { timings: policyTimings(policy), algorithm: policy.algorithm };
+    // Policies change rarely, but a deployment's history of them must not pile up here.
+    if (timingsByPolicy.size >= 1000) timingsByPolicy.clear();
+    timingsByPolicy.set(policyText, known);
+  }
+  return known;
 }
