@@ -5,9 +5,9 @@ import { reportsEveryKeySet } from '../observability/metrics';
 export type JwksRouteName = 'jwks' | 'discovery' | 'healthz' | 'readyz' | 'metrics' | 'other';
 
 /**
- * `key_set` label values (where every key set is reported) that are not key set ids (parentheses are outside the id alphabet, so they
- * cannot collide with one). Ids nobody registered are counted as UNKNOWN: a label per made-up id
- * would let anyone grow the metrics without bound.
+ * `key_set` label values (where every key set is reported) that are not key set ids (parentheses are
+ * outside the id alphabet, so they cannot collide with one). Ids nobody registered are counted as
+ * UNKNOWN: a label per made-up id would let anyone grow the metrics without bound.
  */
 export const KEY_SET_LABEL = { unknown: '(unknown)', none: '(none)' } as const;
 
