@@ -45,6 +45,12 @@ export interface Config {
   metricsPort: number;
   /** Port of the Temporal SDK's own Prometheus exporter in the worker process (`temporal_*` metrics). */
   sdkMetricsPort: number;
+  /**
+   * KEYTURN_METRICS_PER_KEY_SET: every key set's series on /metrics (keys, ages, next transition,
+   * counters, JWKS requests, view ages). Off, per-key-set series are only those of key sets an alert
+   * is about, so a scrape stays the same size however many healthy key sets there are.
+   */
+  metricsPerKeySet: boolean;
   logLevel: LogLevel;
   alerts: AlertConfig;
   /** KEYTURN_MAX_TOKEN_TTL_CEILING and KEYTURN_MAX_ROTATION_PERIOD_CEILING: what no key set's policy may exceed. */
@@ -169,6 +175,10 @@ const schema = z.object({
   KEYTURN_PUBLIC_URL: baseUrl('must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com').optional(),
   KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
   KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
+  KEYTURN_METRICS_PER_KEY_SET: z
+    .enum(['true', 'false'], { error: 'must be true or false (every key set\'s series on /metrics, default false)' })
+    .default('false')
+    .transform((value) => value === 'true'),
   SLACK_WEBHOOK_URL: httpUrl('a Slack incoming webhook').optional(),
   ALERT_WEBHOOK_URL: httpUrl('a receiver of JSON alerts').optional(),
   KEYTURN_UI_URL: httpUrl('the Temporal Web UI, e.g. http://localhost:8233')
@@ -247,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     publicUrl: values.KEYTURN_PUBLIC_URL,
     metricsPort: values.KEYTURN_METRICS_PORT,
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
+    metricsPerKeySet: values.KEYTURN_METRICS_PER_KEY_SET,
     logLevel: values.LOG_LEVEL,
     ceilings: { maxTokenTtlMs: values.KEYTURN_MAX_TOKEN_TTL_CEILING, rotationPeriodMs: values.KEYTURN_MAX_ROTATION_PERIOD_CEILING },
     alerts: {

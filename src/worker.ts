@@ -142,7 +142,7 @@ export async function runWorker(config: Config, options: RunWorkerOptions = {}):
     await assertPortFree('0.0.0.0', config.sdkMetricsPort, "the Temporal SDK's metrics endpoint", 'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT');
     const connection = await connectWorker(target, logger, `0.0.0.0:${config.sdkMetricsPort}`);
     teardown.add('the Temporal connection', () => connection.close());
-    const registry = createMetricsRegistry();
+    const registry = createMetricsRegistry({ perKeySet: config.metricsPerKeySet });
     await registerKeyStateMetrics(registry, store.keyStore);
     const metricsServer = await startMetricsServer({ port: config.metricsPort, registry, logger });
     teardown.add('the metrics server', () => metricsServer.close());

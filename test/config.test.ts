@@ -155,3 +155,12 @@ test('KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at, trail
     'invalid environment: KEYTURN_PUBLIC_URL must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com',
   );
 });
+
+test('KEYTURN_METRICS_PER_KEY_SET: off unless true; anything but true or false is refused', () => {
+  expect(loadConfig({}).metricsPerKeySet).toBe(false);
+  expect(loadConfig({ KEYTURN_METRICS_PER_KEY_SET: 'true' }).metricsPerKeySet).toBe(true);
+  expect(loadConfig({ KEYTURN_METRICS_PER_KEY_SET: 'false' }).metricsPerKeySet).toBe(false);
+  expect(attempt({ KEYTURN_METRICS_PER_KEY_SET: 'yes' }).message).toBe(
+    "invalid environment: KEYTURN_METRICS_PER_KEY_SET must be true or false (every key set's series on /metrics, default false)",
+  );
+});

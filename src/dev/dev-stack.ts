@@ -88,7 +88,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       ? `http://${sdkMetricsAddress}/metrics`
       : null;
     // One registry for the worker and the JWKS server: in dev, one /metrics shows everything.
-    const registry = createMetricsRegistry();
+    const registry = createMetricsRegistry({ perKeySet: config.metricsPerKeySet });
     await registerKeyStateMetrics(registry, store.keyStore);
 
     let target: TemporalTarget = temporalTargetFrom(config);

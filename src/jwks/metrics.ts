@@ -1,12 +1,13 @@
 import { Counter, type Metric, type Registry } from 'prom-client';
+import { reportsEveryKeySet } from '../observability/metrics';
 
 /** What a request was for; the latency histogram's only label, so its series stay few. */
 export type JwksRouteName = 'jwks' | 'discovery' | 'healthz' | 'readyz' | 'metrics' | 'other';
 
 /**
- * `key_set` label values that are not key set ids (parentheses are outside the id alphabet, so they
- * cannot collide with one). Ids nobody registered are counted as UNKNOWN: a label per made-up id
- * would let anyone grow the metrics without bound.
+ * `key_set` label values (where every key set is reported) that are not key set ids (parentheses are
+ * outside the id alphabet, so they cannot collide with one). Ids nobody registered are counted as
+ * UNKNOWN: a label per made-up id would let anyone grow the metrics without bound.
  */
 export const KEY_SET_LABEL = { unknown: '(unknown)', none: '(none)' } as const;
 
@@ -25,9 +26,9 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 const DURATION_NAME = 'keyturn_jwks_request_duration_seconds';
 
-/** Requests answered with one status code for one key set, and how many of them prom-client has been told of. */
+/** Requests answered with one status code (for one key set, when every key set is reported), and how many of them prom-client has been told of. */
 interface Tally {
-  labels: { key_set: string; code: string };
+  labels: { code: string; key_set?: string };
   count: number;
   reported: number;
 }
@@ -45,21 +46,31 @@ interface RouteLatency {
  * counter is handed its increments when scraped; the histogram is rendered from these numbers.
  */
 class RequestStats implements JwksMetrics {
-  /** By key set, then status code: the key set id is a string the cache already holds, the code a number. */
+  /**
+   * By key set, then status code: the key set id is a string the cache already holds, the code a
+   * number. Only one entry, under ALL_KEY_SETS, unless every key set is reported.
+   */
   readonly tallies = new Map<string, Map<number, Tally>>();
   readonly latencies = new Map<JwksRouteName, RouteLatency>();
 
-  constructor(private readonly refusedKeys: Counter<'key_set'>) {}
+  constructor(
+    private readonly refusedKeys: Counter,
+    private readonly everyKeySet: boolean,
+  ) {}
 
   keysRefused(keySet: string, count: number): void {
-    this.refusedKeys.inc({ key_set: keySet }, count);
+    this.refusedKeys.inc(this.everyKeySet ? { key_set: keySet } : {}, count);
   }
 
   observe(route: JwksRouteName, keySet: string, code: number, seconds: number): void {
-    let byCode = this.tallies.get(keySet);
-    if (byCode === undefined) this.tallies.set(keySet, (byCode = new Map()));
+    const tallyKey = this.everyKeySet ? keySet : ALL_KEY_SETS;
+    let byCode = this.tallies.get(tallyKey);
+    if (byCode === undefined) this.tallies.set(tallyKey, (byCode = new Map()));
     let tally = byCode.get(code);
-    if (tally === undefined) byCode.set(code, (tally = { labels: { key_set: keySet, code: String(code) }, count: 0, reported: 0 }));
+    if (tally === undefined) {
+      const labels = this.everyKeySet ? { key_set: keySet, code: String(code) } : { code: String(code) };
+      byCode.set(code, (tally = { labels, count: 0, reported: 0 }));
+    }
     tally.count += 1;
 
     let latency = this.latencies.get(route);
@@ -71,6 +82,9 @@ class RequestStats implements JwksMetrics {
     latency.count += 1;
   }
 }
+
+/** The tallies' one key when requests are counted over every key set. */
+const ALL_KEY_SETS = '';
 
 /**
  * `keyturn_jwks_request_duration_seconds{route}` as prom-client renders a histogram (cumulative
@@ -108,27 +122,32 @@ function latencyHistogram(stats: RequestStats) {
 const statsByRegistry = new WeakMap<Registry, RequestStats>();
 
 /**
- * `keyturn_jwks_requests_total{key_set, code}`, `keyturn_jwks_request_duration_seconds{route}` and
- * `keyturn_jwks_refused_keys_total{key_set}` in `registry`; shared when the registry already has them
- * (two servers, one registry).
+ * `keyturn_jwks_requests_total{code}`, `keyturn_jwks_request_duration_seconds{route}` and
+ * `keyturn_jwks_refused_keys_total` in `registry`, with a `key_set` label on the first and the last
+ * where the registry reports every key set (KEYTURN_METRICS_PER_KEY_SET); shared when the registry
+ * already has them (two servers, one registry).
  */
 export function createJwksMetrics(registry: Registry): JwksMetrics {
   let stats = statsByRegistry.get(registry);
   if (stats === undefined) {
+    const everyKeySet = reportsEveryKeySet(registry);
     const ownStats = new RequestStats(
       new Counter({
         name: 'keyturn_jwks_refused_keys_total',
-        help: 'Stored keys left out of a JWKS because their kid is not the RFC 7638 thumbprint of their public key, by key set (once per rebuild of the JWKS)',
-        labelNames: ['key_set'],
+        help:
+          'Stored keys left out of a JWKS because their kid is not the RFC 7638 thumbprint of their public key (once per rebuild of the JWKS)' +
+          (everyKeySet ? ', by key set' : ''),
+        labelNames: everyKeySet ? ['key_set'] : [],
         registers: [registry],
       }),
+      everyKeySet,
     );
     stats = ownStats;
     statsByRegistry.set(registry, ownStats);
     new Counter({
       name: 'keyturn_jwks_requests_total',
-      help: 'Requests answered by the JWKS server, by key set and HTTP status code',
-      labelNames: ['key_set', 'code'],
+      help: everyKeySet ? 'Requests answered by the JWKS server, by key set and HTTP status code' : 'Requests answered by the JWKS server, by HTTP status code',
+      labelNames: everyKeySet ? ['key_set', 'code'] : ['code'],
       registers: [registry],
       collect() {
         for (const byCode of ownStats.tallies.values()) {

@@ -1,7 +1,7 @@
 import type { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type { Logger } from './logger';
-import { initialiseKeySetCounters, KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type KeyturnMetrics, type RotationTrigger } from './metrics';
+import { KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type KeyturnMetrics, type RotationTrigger } from './metrics';
 
 /**
  * Times every activity attempt into `keyturn_activity_duration_seconds`, counts failed key changes
@@ -10,17 +10,12 @@ import { initialiseKeySetCounters, KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type Key
  * logger gets too. Only ids, names and error messages are read: never an argument's other fields.
  */
 export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger): ActivityInterceptorsFactory {
-  const counted = new Set<string>();
   return (ctx) => ({
     inbound: {
       async execute(input, next) {
         const { activityType } = ctx.info;
         const { keySetId, kid, trigger } = keyChangeOf(input.args[0]);
-        // A key set's counters exist before its first event (see initialiseKeySetCounters).
-        if (keySetId !== undefined && !counted.has(keySetId)) {
-          counted.add(keySetId);
-          initialiseKeySetCounters(metrics, keySetId);
-        }
+        if (keySetId !== undefined) metrics.knowKeySet(keySetId);
         const fields = { ...(keySetId === undefined ? {} : { keySetId }), ...(kid === undefined ? {} : { kid }), ...executionFields(ctx) };
         const started = process.hrtime.bigint();
         const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
@@ -30,7 +25,7 @@ export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger)
           metrics.activityDuration.observe({ activity: activityType, outcome: 'success' }, elapsed);
           // The first key of a key set (trigger `bootstrap`) replaces nothing: not a rotation.
           if (activityType === 'promoteNextKey' && keySetId !== undefined && ROTATION_TRIGGERS.includes(trigger as RotationTrigger)) {
-            metrics.rotations.inc({ key_set: keySetId, trigger });
+            metrics.countRotation(keySetId, trigger as RotationTrigger);
           }
           logger.debug({ ...fields, durationMs: Math.round(elapsed * 1000) }, 'activity completed');
           return result;
@@ -38,7 +33,7 @@ export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger)
           const elapsed = seconds();
           metrics.activityDuration.observe({ activity: activityType, outcome: 'failure' }, elapsed);
           if (KEY_CHANGE_STEPS.includes(activityType) && keySetId !== undefined) {
-            metrics.rotationFailures.inc({ key_set: keySetId, step: activityType });
+            metrics.countFailedAttempt(keySetId, activityType);
           }
           logger.warn({ ...fields, err: error, durationMs: Math.round(elapsed * 1000) }, 'activity attempt failed');
           throw error;

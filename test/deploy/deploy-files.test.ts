@@ -424,6 +424,11 @@ const KEYTURN_METRICS = [
   'keyturn_alerts_total',
   'keyturn_activity_duration_seconds',
   'keyturn_keys',
+  'keyturn_stored_keys',
+  'keyturn_key_sets',
+  'keyturn_key_sets_overdue',
+  'keyturn_key_sets_needing_attention',
+  'keyturn_oldest_active_key_age_seconds',
   'keyturn_active_key_age_seconds',
   'keyturn_rotation_period_seconds',
   'keyturn_next_transition_timestamp_seconds',
@@ -516,11 +521,13 @@ describe('Prometheus configuration', () => {
     for (const rule of alertRules) {
       expect([rule.alert, rule.annotations.runbook_url]).toEqual([rule.alert, expect.stringMatching(/^docs\/runbook\.md#[a-z-]+$/)]);
       expect([rule.alert, rule.labels.severity]).toEqual([rule.alert, expect.stringMatching(/^(page|warning)$/)]);
-      // Each names what is affected: the key set, or the instance for a service that is down; the
-      // supervisor's rules are about the whole deployment (its rounds run on any worker).
+      // Each names what is affected: the key set, or the instance for a service that is down or failing
+      // (a JWKS server's requests name no key set); the supervisor's rules are about the whole
+      // deployment (its rounds run on any worker).
       const names = metricNames(rule.expr);
       if (names.every((name) => name.startsWith('keyturn_supervisor_'))) continue;
-      const subject = ['up', 'keyturn_database_up'].some((name) => names.includes(name)) ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
+      const byInstance = ['up', 'keyturn_database_up', 'keyturn_jwks_requests_total'].some((name) => names.includes(name));
+      const subject = byInstance ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
       expect([rule.alert, rule.annotations.summary]).toEqual([rule.alert, expect.stringContaining(subject)]);
       expect([rule.alert, rule.annotations.description]).toEqual([rule.alert, expect.stringContaining(subject)]);
     }

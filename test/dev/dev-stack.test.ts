@@ -64,6 +64,7 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
 it("serves the worker's and the JWKS server's metrics on one endpoint, and the Temporal SDK's on their own port", async () => {
   const metrics = await (await fetch(`http://127.0.0.1:${ports.jwks}/metrics`)).text();
   expect(metrics).toContain('keyturn_keys{key_set="default",state="active"} 1');
+  expect(metrics).toContain('keyturn_stored_keys{state="active"} 1');
   expect(metrics).toMatch(/keyturn_activity_duration_seconds_count\{activity="promoteNextKey",outcome="success"\} [1-9]/);
   expect(metrics).toContain('keyturn_jwks_requests_total{key_set="default",code="200"}');
   expect(metrics).toContain('keyturn_rotations_total{key_set="default",trigger="manual"} 0');
@@ -110,7 +111,8 @@ interface DevProcess {
 
 /** `keyturn dev` on the test's ports and folder; resolves once it prints that it is running. */
 async function startDev(): Promise<DevProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics) };
+  // Every key set's series, so that the metrics test below sees the healthy default key set's.
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics), KEYTURN_METRICS_PER_KEY_SET: 'true' };
   // Nothing of the runner's own configuration may redirect it.
   for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT']) delete env[name];
   const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];

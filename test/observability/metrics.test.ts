@@ -6,7 +6,8 @@ import type { ScheduledTransition } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { startMetricsServer } from '../../src/observability/metrics-server';
 import { registerKeyStateMetrics } from '../../src/observability/key-state-metrics';
-import { createMetricsRegistry, keyturnMetrics } from '../../src/observability/metrics';
+import { KEY_STATES, TRANSITION_KINDS } from '../../src/observability/key-state-reading';
+import { createMetricsRegistry, FAILURE_SERIES_LIFETIME_MS, keyturnMetrics } from '../../src/observability/metrics';
 import { KeyStore } from '../../src/store/key-store';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
 import { OpenIncidentStore } from '../../src/store/open-incidents';
@@ -15,14 +16,17 @@ import { INCIDENT_KINDS, invariantIncident, propagationIncident, STEP_FAILURE_IN
 import { createWorker } from '../../src/worker';
 import { keySetWorkflow } from '../../src/workflows';
 import { revokeKeyUpdate, rotateUpdate } from '../../src/workflows/messages';
-import { KeySetDriver, testPolicy } from '../helpers/key-sets';
+import type { KekRing } from '../../src/crypto/kek';
+import { KeySetDriver, manualChange, testPolicy } from '../helpers/key-sets';
 import { randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { freePort } from '../helpers/ports';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
+const MINUTE = 60_000;
 /** The activity each scheduled transition runs. */
 const STEP_ACTIVITY: Record<ScheduledTransition['kind'], string> = {
   bootstrap: 'generateNextKey',
@@ -47,6 +51,8 @@ async function sample(registry: Registry, name: string, labels: Record<string, s
   return undefined;
 }
 
+const storeOf = (db: TestDatabase, kekRing: KekRing) => new KeyStore(db.pool, kekRing);
+
 describe('metrics', () => {
   const suite = useTimeSkippingSuite();
 
@@ -63,8 +69,9 @@ describe('metrics', () => {
     await worker.runUntil(async () => {
       const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
       await settled(env, handle);
-      // The first key replaces nothing: no rotation yet, but the series exist from the key set's first activity on.
-      expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'scheduled' })).toBe(0);
+      // The first key replaces nothing: no rotation yet, but the series exist from the start, by trigger only.
+      expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'scheduled' })).toBe(0);
+      expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId })).toBeUndefined();
 
       await env.sleep(30 * DAY + HOUR);
       await settled(env, handle);
@@ -73,11 +80,12 @@ describe('metrics', () => {
       await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid, reason: 'leaked' }] });
       const { nextTransition } = await settled(env, handle);
 
-      expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'scheduled' })).toBe(1);
-      expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'manual' })).toBe(2);
-      expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'revocation' })).toBe(1);
+      expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'scheduled' })).toBe(1);
+      expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'manual' })).toBe(2);
+      expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'revocation' })).toBe(1);
       expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'promoteNextKey', outcome: 'success' })).toBe(5);
-      expect(await sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId })).toBe(0);
+      // A key set has failure series only once one of its steps failed.
+      expect(await sample(registry, 'keyturn_rotation_failures_total')).toBeUndefined();
 
       // A broken keys table: every attempt of the next due step fails and is counted under its step.
       const step = STEP_ACTIVITY[nextTransition!.kind];
@@ -98,39 +106,161 @@ describe('metrics', () => {
     expect((failed!.err as { message: string }).message).toContain('signing_keys');
   });
 
-  test('key gauges are read from PostgreSQL at scrape time, and a database that is down fails no scrape', async () => {
-    const { db } = suite;
-    const { keySetId } = uniqueNames('gauges');
-    const kekRing = randomKekRing();
-    const keyStore = new KeyStore(db.pool, kekRing);
-    const driver = await KeySetDriver.register(keyStore, keySetId, { ...testPolicy('ES256'), rotationPeriod: '30d', prepublish: '5d' });
-    await driver.rotate();
-    await driver.rotate();
-    const keys = await keyStore.listKeys(keySetId);
-    const active = keys.find((k) => k.state === 'active')!;
+  test('figures over every key set, and series of its own only for a key set an alert may be about, or for all when asked', async () => {
+    const db = await createTestDatabase(); // its own: the figures over every key set count only this test's
+    try {
+      const kekRing = randomKekRing();
+      const now = Date.now();
+      const storeAt = (ago: number) => new KeyStore(db.pool, kekRing, { clock: () => now - ago });
+      const policy = testPolicy('ES256'); // a key signs 1h, the next one 10m ahead; 10m of grace
+      // Healthy: promoted a minute ago, its next key due in 49 minutes.
+      await (await KeySetDriver.register(storeAt(MINUTE), 'healthy', policy)).rotate();
+      // Promoted two hours ago and nothing since: its next key was due 70 minutes ago, its active key signs past its period.
+      await (await KeySetDriver.register(storeAt(2 * HOUR), 'late', policy)).rotate();
+      // Registered, no key yet.
+      await KeySetDriver.register(storeAt(MINUTE), 'unkeyed', policy);
+      // Healthy keys, but a step failed all its retries.
+      await (await KeySetDriver.register(storeAt(MINUTE), 'failing', policy)).rotate();
+      await new OpenIncidentStore(db.pool).record('failing', STEP_FAILURE_INCIDENT, 'generateNext', { key: STEP_FAILURE_INCIDENT, openedAt: now, notifiedAt: now, notifications: 1 });
+      // Rotated twice 5 minutes ago, the next key after that revoked: active, grace and revoked keys, its grace key retiring soon.
+      const rotated = await KeySetDriver.register(storeAt(5 * MINUTE), 'rotated', policy);
+      await rotated.rotate();
+      await rotated.rotate();
+      await rotated.revoke(await rotated.addNext());
+      // Decommissioned: its active key winds down.
+      const old = await KeySetDriver.register(storeAt(3 * HOUR), 'old', policy);
+      const oldKid = await old.rotate();
+      await storeAt(3 * HOUR).windDown(manualChange('old'), [{ kid: oldKid, graceMs: 10 * MINUTE }]);
 
+      const registry = createMetricsRegistry();
+      await registerKeyStateMetrics(registry, new KeyStore(db.pool, kekRing), () => now);
+      const byLabel = async (name: string, label: string, values: readonly string[]) =>
+        Object.fromEntries(await Promise.all(values.map(async (value) => [value, await sample(registry, name, { [label]: value })])));
+      expect(await byLabel('keyturn_stored_keys', 'state', KEY_STATES)).toEqual({ next: 0, active: 4, grace: 2, retired: 0, destroyed: 0, revoked: 1 });
+      expect(await byLabel('keyturn_key_sets', 'phase', ['rotating', 'decommissioned'])).toEqual({ rotating: 5, decommissioned: 1 });
+      expect(await byLabel('keyturn_key_sets_overdue', 'transition', TRANSITION_KINDS)).toEqual({
+        bootstrap: 0, // due now, not before: the workflow generates it at once
+        generateNext: 1,
+        checkPublication: 0,
+        promote: 0,
+        withdraw: 0,
+        retire: 0,
+        destroy: 0,
+      });
+      expect(await sample(registry, 'keyturn_oldest_active_key_age_seconds')).toBe(2 * 3600);
+      expect(await sample(registry, 'keyturn_key_sets_needing_attention')).toBe(3);
+
+      // The key sets the alert rules are about, with what each rule reads.
+      const late = await storeOf(db, kekRing).listKeys('late');
+      expect(await sample(registry, 'keyturn_keys', { key_set: 'late', state: 'active' })).toBe(1);
+      expect(await sample(registry, 'keyturn_active_key_age_seconds', { key_set: 'late' })).toBe(2 * 3600);
+      expect(await sample(registry, 'keyturn_rotation_period_seconds', { key_set: 'late' })).toBe(3600);
+      expect(await sample(registry, 'keyturn_last_rotation_timestamp_seconds', { key_set: 'late' })).toBe(late[0].activatedAt! / 1000);
+      expect(await sample(registry, 'keyturn_next_transition_timestamp_seconds', { key_set: 'late', transition: 'generateNext' })).toBe(
+        (now - 2 * HOUR + 50 * MINUTE) / 1000,
+      );
+      expect(await sample(registry, 'keyturn_keys', { key_set: 'unkeyed', state: 'active' })).toBe(0);
+      expect(await sample(registry, 'keyturn_next_transition_timestamp_seconds', { key_set: 'unkeyed', transition: 'bootstrap' })).toBe(now / 1000);
+      expect(await sample(registry, 'keyturn_open_incidents', { key_set: 'failing', kind: 'step_failure' })).toBe(1);
+      expect(await sample(registry, 'keyturn_open_incidents', { key_set: 'late', kind: 'step_failure' })).toBe(0);
+      // The others have none.
+      const text = await registry.metrics();
+      for (const quiet of ['healthy', 'rotated', 'old']) expect(text).not.toContain(`key_set="${quiet}"`);
+
+      // Every key set, when asked for (KEYTURN_METRICS_PER_KEY_SET): counters at 0 from the start too.
+      const everyKeySet = createMetricsRegistry({ perKeySet: true });
+      await registerKeyStateMetrics(everyKeySet, new KeyStore(db.pool, kekRing), () => now);
+      const graceKey = (await storeOf(db, kekRing).listKeys('rotated')).find((k) => k.state === 'grace')!;
+      expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'healthy', state: 'active' })).toBe(1);
+      expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'rotated', state: 'revoked' })).toBe(1);
+      expect(await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'rotated', transition: 'retire' })).toBe(
+        graceKey.graceEndsAt! / 1000,
+      );
+      expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'old', state: 'grace' })).toBe(1);
+      expect(await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'old' })).toBeUndefined();
+      expect(await sample(everyKeySet, 'keyturn_rotations_total', { key_set: 'healthy', trigger: 'scheduled' })).toBe(0);
+      expect(await sample(everyKeySet, 'keyturn_rotation_failures_total', { key_set: 'healthy', step: 'promoteNextKey' })).toBe(0);
+      expect(await sample(everyKeySet, 'keyturn_stored_keys', { state: 'active' })).toBe(4);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test('a scrape has as many series with 200 healthy key sets as with 5; with every key set asked for, each adds its own', async () => {
+    const db = await createTestDatabase();
+    try {
+      const kekRing = randomKekRing();
+      const store = storeOf(db, kekRing);
+      const addHealthy = async (from: number, to: number) => {
+        for (let i = from; i < to; i += 10) {
+          const batch = Array.from({ length: Math.min(10, to - i) }, (_, j) => `healthy-${i + j}`);
+          await Promise.all(batch.map(async (id) => (await KeySetDriver.register(store, id, testPolicy('ES256'))).rotate()));
+        }
+      };
+      // One key set an alert is about, whatever the count of healthy ones.
+      await KeySetDriver.register(store, 'unkeyed', testPolicy('ES256'));
+      await addHealthy(0, 5);
+      const aggregated = createMetricsRegistry();
+      await registerKeyStateMetrics(aggregated, store);
+      const everyKeySet = createMetricsRegistry({ perKeySet: true });
+      await registerKeyStateMetrics(everyKeySet, store);
+      const keyturnSeries = async (registry: Registry) => (await registry.metrics()).split('\n').filter((line) => line.startsWith('keyturn_'));
+
+      const withFive = await keyturnSeries(aggregated);
+      const everyWithFive = await keyturnSeries(everyKeySet);
+      await addHealthy(5, 200);
+      const withTwoHundred = await keyturnSeries(aggregated);
+      expect(withTwoHundred.length).toBe(withFive.length);
+      expect(withTwoHundred.filter((line) => line.includes('key_set=')).every((line) => line.includes('key_set="unkeyed"'))).toBe(true);
+      expect(await sample(aggregated, 'keyturn_stored_keys', { state: 'active' })).toBe(200);
+
+      const perKeySet = everyWithFive.filter((line) => line.includes('key_set="healthy-0"')).length;
+      expect(perKeySet).toBeGreaterThanOrEqual(14);
+      // A new key set's counters are created by the scrape that first reads it, and collected from the next one on.
+      await everyKeySet.metrics();
+      expect((await keyturnSeries(everyKeySet)).length).toBe(everyWithFive.length + 195 * perKeySet);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test("a key set's failure series appears at its first failed attempt and leaves an hour after its last", () => {
+    let now = 0;
     const registry = createMetricsRegistry();
-    const now = active.activatedAt! + 2 * DAY;
-    await registerKeyStateMetrics(registry, keyStore, () => now);
-    expect(await sample(registry, 'keyturn_keys', { key_set: keySetId, state: 'active' })).toBe(1);
-    expect(await sample(registry, 'keyturn_keys', { key_set: keySetId, state: 'grace' })).toBe(1);
-    expect(await sample(registry, 'keyturn_keys', { key_set: keySetId, state: 'revoked' })).toBe(0);
-    expect(await sample(registry, 'keyturn_active_key_age_seconds', { key_set: keySetId })).toBe(2 * 86_400);
-    expect(await sample(registry, 'keyturn_rotation_period_seconds', { key_set: keySetId })).toBe(30 * 86_400);
-    expect(await sample(registry, 'keyturn_last_rotation_timestamp_seconds', { key_set: keySetId })).toBe(active.activatedAt! / 1000);
-    // The grace key retires (after the test policy's 10 minutes) long before the next key is due (25 days on).
-    const demotedAt = keys.find((k) => k.state === 'grace')!.demotedAt!;
-    expect(await sample(registry, 'keyturn_next_transition_timestamp_seconds', { key_set: keySetId, transition: 'retire' })).toBe(
-      (demotedAt + 10 * 60_000) / 1000,
-    );
+    const metrics = keyturnMetrics(registry, () => now);
+    const failures = (keySetId: string) => sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId, step: 'promoteNextKey' });
+    return (async () => {
+      expect(await failures('web')).toBeUndefined();
+      metrics.countFailedAttempt('web', 'promoteNextKey');
+      metrics.countFailedAttempt('api', 'promoteNextKey');
+      expect(await failures('web')).toBe(1);
+      now = FAILURE_SERIES_LIFETIME_MS / 2;
+      metrics.countFailedAttempt('web', 'promoteNextKey');
+      now = FAILURE_SERIES_LIFETIME_MS + 1;
+      expect(await failures('web')).toBe(2);
+      expect(await failures('api')).toBeUndefined();
+      now = 2 * FAILURE_SERIES_LIFETIME_MS;
+      expect(await failures('web')).toBeUndefined();
+      // Back from 1 (KeyturnRotationFailing counts a series new in its window from its first value).
+      metrics.countFailedAttempt('web', 'promoteNextKey');
+      expect(await failures('web')).toBe(1);
+    })();
+  });
+
+  test('key gauges are read from PostgreSQL at scrape time and served over HTTP, and a database that is down fails no scrape', async () => {
+    const { db } = suite;
+    const kekRing = randomKekRing();
+    const store = storeOf(db, kekRing);
+    const driver = await KeySetDriver.register(store, uniqueNames('gauges').keySetId, testPolicy('ES256'));
+    await driver.rotate();
+    const registry = createMetricsRegistry();
+    await registerKeyStateMetrics(registry, store);
     expect(await sample(registry, 'keyturn_database_up')).toBe(1);
-    // Counters exist at 0 before their first event, so that Prometheus' increase() sees that event.
-    expect(await sample(registry, 'keyturn_rotations_total', { key_set: keySetId, trigger: 'scheduled' })).toBe(0);
-    expect(await sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId, step: 'promoteNextKey' })).toBe(0);
+    const nextKeys = (await sample(registry, 'keyturn_stored_keys', { state: 'next' }))!;
 
     // A new key shows at the next scrape, with no restart and nothing kept in memory.
     await driver.addNext();
-    expect(await sample(registry, 'keyturn_keys', { key_set: keySetId, state: 'next' })).toBe(1);
+    expect(await sample(registry, 'keyturn_stored_keys', { state: 'next' })).toBe(nextKeys + 1);
 
     // Served over HTTP by the worker's metrics server.
     const server = await startMetricsServer({ port: await freePort(), host: '127.0.0.1', registry, logger: pino({ level: 'silent' }) });
@@ -139,7 +269,7 @@ describe('metrics', () => {
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toContain('text/plain');
       const text = await response.text();
-      expect(text).toContain(`keyturn_keys{key_set="${keySetId}",state="next"} 1`);
+      expect(text).toContain(`keyturn_stored_keys{state="next"} ${nextKeys + 1}`);
       expect(text).toContain('process_cpu_seconds_total');
       expect((await fetch(server.url.replace('/metrics', '/other'))).status).toBe(404);
     } finally {
@@ -151,7 +281,7 @@ describe('metrics', () => {
       const downRegistry = createMetricsRegistry();
       await registerKeyStateMetrics(downRegistry, new KeyStore(unreachable, kekRing));
       expect(await sample(downRegistry, 'keyturn_database_up')).toBe(0);
-      expect(await sample(downRegistry, 'keyturn_keys')).toBeUndefined();
+      expect(await sample(downRegistry, 'keyturn_stored_keys')).toBeUndefined();
       expect(await sample(downRegistry, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
     } finally {
       await unreachable.end();
@@ -170,7 +300,8 @@ describe('metrics', () => {
       Object.fromEntries(
         await Promise.all(INCIDENT_KINDS.map(async (kind) => [kind, await sample(registry, 'keyturn_open_incidents', { key_set: keySetId, kind })])),
       );
-    expect(await openIncidents()).toEqual({ step_failure: 0, promotion_held: 0, invariant_broken: 0, workflow_stopped: 0 });
+    // A healthy key set: no series of its own.
+    expect(await openIncidents()).toEqual({ step_failure: undefined, promotion_held: undefined, invariant_broken: undefined, workflow_stopped: undefined });
 
     // The key set workflow's alerts, as its alert activity records them.
     const { assessAlert } = createAlertActivities({
