@@ -36,7 +36,7 @@ export const serveCommand = new Command('serve')
         port: config.jwksPort,
         host: options.host,
         pool,
-        registry: createMetricsRegistry(),
+        registry: createMetricsRegistry({ perKeySet: config.metricsPerKeySet }),
         logger,
         publicUrl: config.publicUrl,
       });
