@@ -436,6 +436,8 @@ const KEYTURN_METRICS = [
   'keyturn_database_up',
   'keyturn_jwks_requests_total',
   'keyturn_jwks_request_duration_seconds',
+  'keyturn_jwks_refused_keys_total',
+  'keyturn_key_view_age_seconds',
   'keyturn_supervisor_rounds_total',
   'keyturn_supervisor_unchecked_key_sets',
   'keyturn_open_incidents',
@@ -502,6 +504,7 @@ describe('Prometheus configuration', () => {
     const anchors = alertRules.map((rule) => rule.annotations.runbook_url.replace(/^docs\/runbook\.md#/, ''));
     expect(anchors.sort()).toEqual(
       [
+        'a-key-does-not-match-its-kid',
         'database-down',
         'jwks-down',
         'jwks-errors',
@@ -526,7 +529,7 @@ describe('Prometheus configuration', () => {
       // deployment (its rounds run on any worker).
       const names = metricNames(rule.expr);
       if (names.every((name) => name.startsWith('keyturn_supervisor_'))) continue;
-      const byInstance = ['up', 'keyturn_database_up', 'keyturn_jwks_requests_total'].some((name) => names.includes(name));
+      const byInstance = ['up', 'keyturn_database_up', 'keyturn_jwks_requests_total', 'keyturn_jwks_refused_keys_total'].some((name) => names.includes(name));
       const subject = byInstance ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
       expect([rule.alert, rule.annotations.summary]).toEqual([rule.alert, expect.stringContaining(subject)]);
       expect([rule.alert, rule.annotations.description]).toEqual([rule.alert, expect.stringContaining(subject)]);
