@@ -4,12 +4,14 @@ import type { temporal } from '@temporalio/proto';
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /**
- * The billable Temporal actions a history records, by kind, as Temporal Cloud counts them
- * (docs.temporal.io/cloud/actions): a workflow started (by a client, a Schedule or continue-as-new),
- * each activity attempt, each timer, each signal sent or received, each Update, each search attribute
- * or memo upsert, each local activity, each child workflow. Queries leave no event and are not counted.
+ * The billable Temporal actions an event of a history stands for, by kind, as Temporal Cloud counts
+ * them (docs.temporal.io/evaluate/cloud/actions): a workflow started (by a client, a Schedule or
+ * continue-as-new), each activity attempt, each timer, each search attribute upsert, each signal
+ * received, each Update accepted, each child workflow (two), each signal this workflow sends (billed
+ * in the history of the workflow it signals, counted here as this workflow's doing). Local activities
+ * count once per workflow task: see countActions. Memo changes are no action; queries leave no event.
  */
-export function actionsOf(event: HistoryEvent): [kind: string, count: number] | undefined {
+function actionsOf(event: HistoryEvent): [kind: string, count: number] | undefined {
   if (event.workflowExecutionStartedEventAttributes) return ['workflow started', 1];
   if (event.activityTaskScheduledEventAttributes) return ['activity', 1];
   // History keeps an activity's last attempt only: the ones before it were actions too.
@@ -17,12 +19,11 @@ export function actionsOf(event: HistoryEvent): [kind: string, count: number] | 
   if (event.activityTaskStartedEventAttributes && attempt > 1) return ['activity retry', attempt - 1];
   if (event.timerStartedEventAttributes) return ['timer', 1];
   if (event.upsertWorkflowSearchAttributesEventAttributes) return ['search attribute upsert', 1];
-  if (event.workflowPropertiesModifiedEventAttributes) return ['memo upsert', 1];
+  if (event.workflowExecutionOptionsUpdatedEventAttributes) return ['workflow options update', 1];
   if (event.workflowExecutionSignaledEventAttributes) return ['signal received', 1];
   if (event.signalExternalWorkflowExecutionInitiatedEventAttributes) return ['signal sent', 1];
   if (event.workflowExecutionUpdateAcceptedEventAttributes) return ['update', 1];
-  if (event.startChildWorkflowExecutionInitiatedEventAttributes) return ['child workflow', 1];
-  if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity') return ['local activity', 1];
+  if (event.startChildWorkflowExecutionInitiatedEventAttributes) return ['child workflow', 2];
   return undefined;
 }
 
@@ -35,14 +36,25 @@ export interface ActionCount {
 export function countActions(events: readonly HistoryEvent[], within: (eventMs: number) => boolean = () => true): ActionCount {
   const byKind = new Map<string, number>();
   let total = 0;
+  const add = (kind: string, actions: number) => {
+    byKind.set(kind, (byKind.get(kind) ?? 0) + actions);
+    total += actions;
+  };
+  /** Workflow tasks that recorded local activities: one action each, however many they ran. */
+  const localActivityTasks = new Set<string>();
   for (const event of events) {
     const seconds = Number(event.eventTime?.seconds ?? 0);
     const eventMs = seconds * 1000 + Math.floor((event.eventTime?.nanos ?? 0) / 1e6);
     if (!within(eventMs)) continue;
+    const marker = event.markerRecordedEventAttributes;
+    if (marker?.markerName === 'core_local_activity') {
+      const task = String(marker.workflowTaskCompletedEventId);
+      if (!localActivityTasks.has(task)) add('local activities of a workflow task', 1);
+      localActivityTasks.add(task);
+      continue;
+    }
     const actions = actionsOf(event);
-    if (!actions) continue;
-    byKind.set(actions[0], (byKind.get(actions[0]) ?? 0) + actions[1]);
-    total += actions[1];
+    if (actions) add(...actions);
   }
   return { total, byKind };
 }
