@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { Pool } from 'pg';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import { coreShare, residentBytes } from './proc-stats';
-import { createDatabase, MeasuredProcesses, REPO, untilCount } from './scale-processes';
+import { createTestDatabase } from '../test/helpers/postgres';
+import { MeasuredProcesses, REPO, untilCount } from './scale-processes';
 import { sleep } from './stats';
 
 const TASK_QUEUE = 'bare-entities';
@@ -38,13 +38,15 @@ export interface ScaleSettings {
  * Temporal dev server of their own, run by a bare worker in a process of its own; the time until
  * every activity committed, then the worker's and the server's memory and the idle worker's CPU.
  */
-export async function measureBareEntities(postgresUrl: string, settings: ScaleSettings): Promise<BareEntityFigures> {
+export async function measureBareEntities(settings: ScaleSettings): Promise<BareEntityFigures> {
   const { keySets: count, bound, step } = settings;
   const processes = new MeasuredProcesses();
   const folder = await mkdtemp(path.join(os.tmpdir(), 'keyturn-bench-bare-'));
   let temporal: TemporalServer | undefined;
   let connection: Connection | undefined;
-  const pool = new Pool({ connectionString: await createDatabase(postgresUrl, 'bare_entities'), max: 2 });
+  // A database of its own in the bench's PostgreSQL (keyturn's schema in it too, unused).
+  const db = await createTestDatabase();
+  const pool = db.pool;
   try {
     await pool.query('CREATE TABLE bare_entities (entity_id text PRIMARY KEY, registered_at timestamptz NOT NULL DEFAULT now())');
     step('bare entities: bundling their workflow, starting a Temporal dev server of their own');
@@ -54,7 +56,7 @@ export async function measureBareEntities(postgresUrl: string, settings: ScaleSe
     temporal = await TemporalServer.start(processes);
     const worker = processes.start(WORKER_NAME, process.execPath, [WORKER_SCRIPT], {
       cwd: REPO,
-      env: { ...process.env, BARE_DATABASE_URL: pool.options.connectionString, TEMPORAL_ADDRESS: temporal.address, BARE_TASK_QUEUE: TASK_QUEUE, BARE_WORKFLOW_BUNDLE: bundle },
+      env: { ...process.env, BARE_DATABASE_URL: db.url, TEMPORAL_ADDRESS: temporal.address, BARE_TASK_QUEUE: TASK_QUEUE, BARE_WORKFLOW_BUNDLE: bundle },
     });
     await worker.waitForOutput(/bare entity worker running/, 60_000);
     connection = await Connection.connect({ address: temporal.address });
@@ -90,7 +92,7 @@ export async function measureBareEntities(postgresUrl: string, settings: ScaleSe
     await connection?.close();
     await processes.stopAll();
     await temporal?.remove();
-    await pool.end();
+    await db.drop();
     await rm(folder, { recursive: true, force: true });
   }
 }

@@ -3,18 +3,19 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type ScheduleExecutionActionResult } from '@temporalio/client';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import { stringify } from 'yaml';
 import { keySetWorkflowId, SUPERVISOR_SCHEDULE_ID } from '../src/workflows/messages';
 import { secondsPolicy, waitFor } from '../test/helpers/key-sets';
 import { keyturnEnv, type Deployment } from '../test/helpers/keyturn-processes';
 import { readTimedTrail } from '../test/helpers/lifecycle-windows';
 import { freePort } from '../test/helpers/ports';
+import { createTestDatabase } from '../test/helpers/postgres';
 import type { SupervisedProcess } from '../test/helpers/processes';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
 import { coreShare, cpuSeconds, residentBytes } from './proc-stats';
-import { createDatabase, MeasuredProcesses, REPO, untilCount, untilExit } from './scale-processes';
+import { MeasuredProcesses, REPO, untilCount, untilExit } from './scale-processes';
 import { sleep } from './stats';
 import { countActions, historyOfAllRuns, type ActionCount } from './temporal-actions';
 
@@ -66,6 +67,8 @@ export interface KeyturnFigures {
   supervisor: Timed & { workerCpuSeconds: number; actions?: ActionCount };
   /** The seconds-policy key set's actions over COUNTED_PERIODS rotation periods. */
   periodActions: ActionCount & { periods: number };
+  /** Its actions from its start (apply) until its first key was active. */
+  bootstrapActions: ActionCount;
 }
 
 /** keysets.yaml for `ids`, each under the seed policy (the file leaves every field out) or under `policy`. */
@@ -79,12 +82,13 @@ function keySetsYaml(ids: readonly string[], policy: object = {}): string {
  * `keyturn apply` of `keySets` new key sets under the seed policy, and each figure of the table, every
  * one through the CLI, HTTP or Temporal's own API, so that it measures whatever keyturn's code does.
  */
-export async function measureKeyturn(postgresUrl: string, settings: ScaleSettings): Promise<KeyturnFigures> {
+export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFigures> {
   const { keySets: count, step } = settings;
   const processes = new MeasuredProcesses();
   const folder = await mkdtemp(path.join(os.tmpdir(), 'keyturn-bench-scale-'));
-  const databaseUrl = await createDatabase(postgresUrl, 'keyturn_scale');
-  const pool = new Pool({ connectionString: databaseUrl, max: 2 });
+  // Migrated already: `keyturn migrate` below then finds nothing to do, as on any deployment's second run.
+  const db = await createTestDatabase();
+  const { pool, url: databaseUrl } = db;
   let temporal: TemporalServer | undefined;
   let connection: Connection | undefined;
   try {
@@ -164,13 +168,27 @@ export async function measureKeyturn(postgresUrl: string, settings: ScaleSetting
     await writeFile(actionsFile, keySetsYaml([ACTIONS_KEY_SET], secondsPolicy()));
     const actionsApply = await command(['apply', '-f', actionsFile]);
     if (actionsApply.problem) throw new Error(`keyturn apply of ${ACTIONS_KEY_SET} failed (${actionsApply.problem})`);
-    const periodActions = await actionsPerPeriod(client, pool);
-    return { activeSeconds, applyExitSeconds: applied.seconds, workerRss, serveRss, temporalRss, idleCore, serveIdleCore, scrapes, status, verify, supervisor, periodActions };
+    const { periodActions, bootstrapActions } = await countKeySetActions(client, pool);
+    return {
+      activeSeconds,
+      applyExitSeconds: applied.seconds,
+      workerRss,
+      serveRss,
+      temporalRss,
+      idleCore,
+      serveIdleCore,
+      scrapes,
+      status,
+      verify,
+      supervisor,
+      periodActions,
+      bootstrapActions,
+    };
   } finally {
     await connection?.close();
     await processes.stopAll();
     await temporal?.remove();
-    await pool.end();
+    await db.drop();
     await rm(folder, { recursive: true, force: true });
   }
 }
@@ -240,9 +258,10 @@ async function supervisorRound(client: Client, workerPid: number): Promise<Keytu
 /**
  * The actions the seconds-policy key set's workflow records (every run of it) between its second
  * promotion and the promotion COUNTED_PERIODS later, as the audit trail times them: each step of a
- * rotation period falls once in that window, whatever the policy's durations.
+ * rotation period falls once in that window, whatever the policy's durations. And those from its
+ * start until its first promotion: what bootstrapping a key set costs.
  */
-async function actionsPerPeriod(client: Client, pool: Pool): Promise<KeyturnFigures['periodActions']> {
+async function countKeySetActions(client: Client, pool: Pool): Promise<Pick<KeyturnFigures, 'periodActions' | 'bootstrapActions'>> {
   const promotions = async () => (await readTimedTrail(pool, ACTIONS_KEY_SET)).filter((e) => e.event === 'promoted').map((e) => e.occurredAt);
   const lastNeeded = 2 + COUNTED_PERIODS;
   const times = await waitFor(async () => {
@@ -252,5 +271,8 @@ async function actionsPerPeriod(client: Client, pool: Pool): Promise<KeyturnFigu
   const from = times[1];
   const to = times[lastNeeded - 1];
   const events = await historyOfAllRuns(client, keySetWorkflowId(ACTIONS_KEY_SET));
-  return { ...countActions(events, (ms) => ms > from && ms <= to), periods: COUNTED_PERIODS };
+  return {
+    periodActions: { ...countActions(events, (ms) => ms > from && ms <= to), periods: COUNTED_PERIODS },
+    bootstrapActions: countActions(events, (ms) => ms <= times[0]),
+  };
 }

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { Pool } from 'pg';
 import { ProcessGroup, type StartOptions, type SupervisedProcess } from '../test/helpers/processes';
 import { sleep } from './stats';
 
@@ -48,17 +47,4 @@ export async function untilCount(count: () => Promise<number>, expected: number,
     }
     await sleep(500);
   }
-}
-
-/** A database of its own in the bench's PostgreSQL; its URL. */
-export async function createDatabase(serverUrl: string, name: string): Promise<string> {
-  const admin = new Pool({ connectionString: serverUrl, max: 1 });
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
