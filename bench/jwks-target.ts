@@ -8,10 +8,13 @@ import { createLogger } from '../src/observability/logger';
 /**
  * The server under load, in a process of its own so that it does not share an event loop with the
  * load generator. `keyturn`: startJwksServer on BENCH_DATABASE_URL. `baseline`: a bare node:http
- * server that answers every request with the bytes and headers the parent sends it.
+ * server that answers every request with the bytes and headers the parent sends it, or, to a
+ * conditional GET whose If-None-Match is the ETag it was given, 304 with the headers keyturn's 304 had.
  * Tells the parent its URL over IPC, and on 'cpu' the CPU time it has used so far (µs); stops on 'stop'.
  */
-export type TargetMessage = { mode: 'keyturn'; databaseUrl: string } | { mode: 'baseline'; body: string; headers: OutgoingHttpHeaders };
+export type TargetMessage =
+  | { mode: 'keyturn'; databaseUrl: string }
+  | { mode: 'baseline'; body: string; headers: OutgoingHttpHeaders; etag: string; notModifiedHeaders: OutgoingHttpHeaders };
 export type TargetRequest = 'cpu' | 'stop';
 
 async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {
@@ -27,9 +30,14 @@ async function start(message: TargetMessage): Promise<{ url: string; close(): Pr
     return { url: server.url, close: () => server.close().finally(() => pool.end()) };
   }
   const body = Buffer.from(message.body, 'base64');
-  const headers = message.headers;
+  const { headers, etag, notModifiedHeaders } = message;
   const server = createServer((req, res) => {
     req.resume();
+    if (req.headers['if-none-match'] === etag) {
+      res.writeHead(304, notModifiedHeaders);
+      res.end();
+      return;
+    }
     res.writeHead(200, headers);
     res.end(body);
   });

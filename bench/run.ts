@@ -8,7 +8,25 @@ import { benchJwks } from './jwks';
 import { startBenchPostgres } from './postgres';
 import { benchStoreRotation, benchTemporalRotation } from './rotation';
 import { benchSign } from './sign';
+import { count } from './stats';
 import { renderTable, type Row } from './table';
+
+/** Key sets in PostgreSQL while the JWKS server is loaded: its cost per request must not grow with them. */
+const JWKS_KEY_SETS = 10_000;
+/** Key sets registered at once. */
+const REGISTRATIONS_IN_FLIGHT = 8;
+
+/** `howMany` key sets named `<prefix>-<n>`, each with an active key, registered REGISTRATIONS_IN_FLIGHT at a time. */
+async function registerKeySets(store: KeyStore, prefix: string, howMany: number): Promise<void> {
+  let next = 0;
+  const registrar = async () => {
+    while (next < howMany) {
+      const keySet = await KeySetDriver.register(store, `${prefix}-${next++}`, testPolicy('ES256'));
+      await keySet.rotate();
+    }
+  };
+  await Promise.all(Array.from({ length: REGISTRATIONS_IN_FLIGHT }, registrar));
+}
 
 /** `npm run bench`: every figure of issue #5 §5, measured in this one run, as one markdown table. */
 async function main(): Promise<void> {
@@ -29,8 +47,10 @@ async function main(): Promise<void> {
       await jwksKeySet.rotate();
       await jwksKeySet.addNext();
 
+      step(`${count(JWKS_KEY_SETS)} more key sets, each with an active key, for the JWKS server to hold`);
+      await registerKeySets(store, 'bench-jwks-many', JWKS_KEY_SETS);
       step('JWKS server under autocannon');
-      rows.push(...(await benchJwks(db.url, jwksKeySet.keySetId)));
+      rows.push(...(await benchJwks(db.url, jwksKeySet.keySetId, JWKS_KEY_SETS + 1)));
       step('KeyRing.sign');
       rows.push(...(await benchSign(db.pool, store, kekRing)));
       step('rotation without Temporal');

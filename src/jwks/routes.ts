@@ -141,15 +141,10 @@ function answer(route: Route, req: IncomingMessage, deps: JwksRoutesDependencies
       }));
     case 'jwks':
     case 'discovery': {
-      const render = (jwks: CachedJwks | undefined): Reply =>
-        jwks === undefined
-          ? jsonReply(404, { error: 'key set not found', keySetId: route.keySetId }, KEY_SET_LABEL.unknown)
-          : route.name === 'jwks'
-            ? jwksReply(jwks, req.headers['if-none-match'])
-            : discoveryReply(jwks, route.wellKnown, deps);
+      // In memory: answered at once, with no closure or promise made for it.
       const cached = deps.cache.peek(route.keySetId);
-      if (cached !== undefined) return render(cached);
-      return deps.cache.lookup(route.keySetId).then(render, (error: unknown) => {
+      if (cached !== undefined) return keySetReply(route, cached, req, deps);
+      return deps.cache.lookup(route.keySetId).then((jwks) => keySetReply(route, jwks, req, deps), (error: unknown) => {
         deps.logger.warn({ err: error, keySetId: route.keySetId }, 'cannot look up a key set');
         return jsonReply(503, { error: 'key set unavailable, try again', keySetId: route.keySetId }, KEY_SET_LABEL.unknown, {
           'retry-after': '1',
@@ -157,6 +152,12 @@ function answer(route: Route, req: IncomingMessage, deps: JwksRoutesDependencies
       });
     }
   }
+}
+
+/** A key set's JWKS or discovery document, or 404 for a key set found nowhere. */
+function keySetReply(route: Extract<Route, { keySetId: string }>, jwks: CachedJwks | undefined, req: IncomingMessage, deps: JwksRoutesDependencies): Reply {
+  if (jwks === undefined) return jsonReply(404, { error: 'key set not found', keySetId: route.keySetId }, KEY_SET_LABEL.unknown);
+  return route.name === 'jwks' ? jwksReply(jwks, req.headers['if-none-match']) : discoveryReply(jwks, route.wellKnown, deps);
 }
 
 /** The two answers a JWKS can get, built once per JWKS: the hot path only picks one. */
@@ -177,7 +178,10 @@ function jwksReply(jwks: CachedJwks, ifNoneMatch: string | undefined): Reply {
     };
     jwksReplies.set(jwks, replies);
   }
-  return ifNoneMatch !== undefined && etagMatches(ifNoneMatch, jwks.etag) ? replies.notModified : replies.ok;
+  if (ifNoneMatch === undefined) return replies.ok;
+  // What a caching verifier sends back: its ETag as it got it, matched without parsing the header.
+  if (ifNoneMatch === jwks.etag) return replies.notModified;
+  return etagMatches(ifNoneMatch, jwks.etag) ? replies.notModified : replies.ok;
 }
 
 /**
