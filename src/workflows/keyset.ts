@@ -1,4 +1,4 @@
-import { allHandlersFinished, condition, continueAsNew, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, makeContinueAsNewFunc, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { LoadedKeySet } from '../activities/key-activities';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
@@ -88,7 +88,9 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       const revision = machine.revision;
       const readyToContinue = () => historyIsLong(input) && allHandlersFinished();
       if (readyToContinue()) {
-        await continueAsNew<typeof keySetWorkflow>({ ...input, policy: machine.policy, state: machine.state });
+        // The search attributes go along by name: not every server carries them into the next run by itself.
+        const next = makeContinueAsNewFunc<typeof keySetWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes });
+        await next({ ...input, policy: machine.policy, state: machine.state });
       }
       const wakeUp = () => machine.revision !== revision || readyToContinue();
       if (step.until === undefined) await condition(wakeUp);
