@@ -114,17 +114,20 @@ interface KeySetOutcome {
 async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, dryRun: boolean, requestedBy: string): Promise<KeySetOutcome> {
   const { id, policy } = definition;
   if (dryRun) return planKeySet(keySets, definition);
-  // A new key set is one call: started with the file's policy, nothing more to send.
-  if (await keySets.startIfNew(id, policy)) return { created: true };
-  // Running (or started by another apply meanwhile): brought in line with the file.
-  const state = await keySets.getState(id);
-  const outcome: KeySetOutcome = { running: true };
-  if (state.decommissioned) {
+  const outcome: KeySetOutcome = {};
+  // One call starts a new key set; one that runs (or that another apply started meanwhile) is looked at.
+  const state = (await keySets.startIfNew(id, policy)) ? undefined : await keySets.getState(id);
+  if (state === undefined) outcome.created = true;
+  else outcome.running = true;
+  if (state?.decommissioned) {
     await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
     outcome.recommissioned = true;
   }
+  // Sent even to a workflow just started: it answers once it has checked its policy against the
+  // worker's ceilings (a refusal fails it, and the answer says why), and another apply may have
+  // started it with another policy.
   const result = await keySets.updatePolicy(id, { patch: wholePolicy(policy), requestedBy, reason: 'apply' });
-  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state.policy, result.policy);
+  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state?.policy ?? result.previous, result.policy);
   return outcome;
 }
 

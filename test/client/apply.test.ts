@@ -277,6 +277,7 @@ test('a file of many key sets: applied concurrently, reported in the file’s or
   expect(lines[9]).toMatch(/^key sets applied: 120 of 120 done \(100%\), [\d.,]+\/s, in \d+ (s|min)$/);
   // Applied again: every one found running, its policy unchanged.
   const again = await cli(['-f', file, '--json']);
+  expect({ code: again.code, lastLine: again.stderr.trimEnd().split('\n').at(-1) }).toEqual({ code: 0, lastLine: expect.stringMatching(/^key sets applied: 120 of 120 done/) });
   expect(JSON.parse(again.stdout)).toMatchObject({ created: [], changed: [], unchanged: keySets });
   for (const id of keySets.slice(0, 3)) expect(await executions(id)).toBe(1);
 });

@@ -88,6 +88,7 @@ describe('Temporal actions of a key set', () => {
         typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
       });
       const first = await settled(env, handle);
+      const firstRunId = (await handle.describe()).runId;
       const t0 = first.keys[0].activatedAt!;
       for (let period = 1; period <= PERIODS; period++) {
         await env.sleep(t0 + period * 30 * DAY + HOUR - (await env.currentTimeMs()));
@@ -127,6 +128,7 @@ describe('Temporal actions of a key set', () => {
       // A new key set: started, loaded with its first key active in one activity, one upsert, one timer.
       expect(perPeriod.get(0)).toEqual({ 'workflow started': 1, activity: 1, upsert: 1, timer: 1 });
 
+      await recordHistory(handle, `${historyNameOfTest()}-first-run`, firstRunId);
       await recordHistory(handle, historyNameOfTest());
       await handle.terminate('test finished');
     });
