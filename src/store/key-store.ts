@@ -146,9 +146,9 @@ export class KeyStore {
    * decommissioned key set back into service when the workflow serves it again (`inService`), and
    * returns the live keys for the workflow to resume from. With `firstKey`, a key set that has neither
    * an active nor a next key gets its first key, generated and active, in the same transaction (its
- * audit events under the bootstrap's own operation id): no key
-   * of it was ever listed, so no verifier's cache can lack this one (lifecycle.ts: with no active key,
-   * a key signs at once). A key set found with keys keeps them; the key generated for it is dropped.
+   * audit events under the bootstrap's own operation id): with no active key nothing signs, so no
+   * verifier holds a token the new key could be refused for, and it signs at once (lifecycle.ts). A
+   * key set found with keys keeps them; the key generated for it is dropped.
    */
   async registerKeySet(
     change: Omit<KeyChange, 'operationId'>,
