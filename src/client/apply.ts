@@ -59,9 +59,9 @@ export interface ApplyReport {
  * Brings Temporal in line with a validated key sets file: starts each key set's workflow unless it
  * is running (`keyset/<id>`; of concurrent applies one starts it, the others find it running, so
  * each key set has one workflow), takes a key set winding down back into service, sends the file's
- * whole policy as an Update to a workflow it did not start itself (the workflow records what differs,
- * in the order Updates arrive, so of two concurrent applies the later one wins in the workflow and in
- * PostgreSQL alike), with `prune` decommissions running key sets the file does not list, and creates
+ * whole policy as an Update (the workflow records what differs, in the order Updates arrive, so of
+ * two concurrent applies the later one wins in the workflow and in PostgreSQL alike; a new key set's
+ * answer says whether it accepted its policy), with `prune` decommissions running key sets the file does not list, and creates
  * or updates the supervisor Schedule. Key sets are applied `concurrency` at a time; the report lists
  * them in the file's order, and the first failure (in that order) stops the apply once the key sets
  * under way are done. Safe to run again at any time; a second run reports everything unchanged.
