@@ -33,6 +33,15 @@ export const WORKFLOW_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bund
 /** How long in-flight activities may run on after shutdown is asked for, before they are cancelled. */
 const SHUTDOWN_GRACE = '15s';
 
+/**
+ * Key set workflows kept in memory between their tasks. A key set wakes a few times per rotation
+ * period (days apart), and a task on a workflow not kept replays a history of at most ~1,000 events
+ * (continue-as-new) in milliseconds: keeping every key set, as the SDK's default (sized from the heap,
+ * over a thousand) would, only holds memory while they sleep. 250 keeps the ones busy at once (an
+ * apply of thousands, a burst of rotations) without replaying between their steps.
+ */
+export const MAX_CACHED_WORKFLOWS = 250;
+
 export interface WorkerDependencies {
   connection: NativeConnection;
   keyStore: KeyStore;
@@ -77,6 +86,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
       defaultJwksUrl: jwksUrl === undefined ? undefined : (keySetId) => `${jwksUrl}/keysets/${encodeURIComponent(keySetId)}/jwks.json`,
     }),
     interceptors: { activity: [activityInstrumentation(metrics, deps.logger)] },
+    maxCachedWorkflows: MAX_CACHED_WORKFLOWS,
     // The default is 0: in-flight activities would be cancelled at once instead of finishing.
     shutdownGraceTime: SHUTDOWN_GRACE,
   });

@@ -7,7 +7,7 @@ import type { KeyStore } from '../store/key-store';
 import { createAlertActivities, type AlertingDependencies } from './alerts';
 import { createDeploymentActivities } from './deployment';
 import { createKeyActivities } from './key-activities';
-import { createPublicationActivities, type DefaultJwksUrl } from './check-publication';
+import { createPublicationActivities, createPublicationGate, type DefaultJwksUrl } from './check-publication';
 import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
 
 export type { AlertDelivery } from './alerts';
@@ -45,11 +45,12 @@ export interface ActivityDependencies {
 
 /** Every activity the worker registers, wired to its dependencies. */
 export function createActivities(deps: ActivityDependencies) {
+  const gate = createPublicationGate(deps.keyStore, deps.defaultJwksUrl);
   const activities = {
-    ...createKeyActivities(deps.keyStore),
+    ...createKeyActivities(deps.keyStore, deps.ceilings, gate),
     ...createDeploymentActivities(deps.ceilings),
     ...createSupervisionActivities(deps),
-    ...createPublicationActivities(deps.keyStore, deps.defaultJwksUrl),
+    ...createPublicationActivities(gate),
     ...createAlertActivities({
       ...deps.alerting,
       alertsTotal: deps.metrics.alerts,

@@ -1,11 +1,34 @@
 import type { SigningAlgorithm } from '../domain/algorithms';
 import type { KeyTimeline, KeyWindows, LiveKeyState } from '../domain/lifecycle';
-import type { KeySetPolicy } from '../domain/policy';
-import type { Demotion, KeyChange, KeyStore, OperatorAction, Promotion } from '../store/key-store';
+import { KeyturnError } from '../domain/errors';
+import { checkKeySetId } from '../domain/key-set-id';
+import { policyTimings, validatePolicy, type KeySetPolicy, type PolicyCeilings } from '../domain/policy';
+import type { ListingRule, PublicationGate } from './check-publication';
+import type { Demotion, FirstKey, KeyChange, KeyStore, OperatorAction, Promotion } from '../store/key-store';
 
 /** A change to one key, as the workflow asks for it. */
 export interface KeyChangeInput extends KeyChange {
   kid: string;
+}
+
+/** What a (re)started workflow loads: the deployment's ceilings and, unless its policy broke them, the live keys. */
+export interface LoadedKeySet {
+  ceilings: PolicyCeilings;
+  /** Absent when the policy to check was refused: nothing was written, and the workflow fails naming the field. */
+  keys?: KeyTimeline[];
+}
+
+/** The request to register (or re-register) a key set, as the workflow sends it. */
+export interface KeySetRegistration extends Omit<KeyChange, 'operationId'> {
+  policy: KeySetPolicy;
+  inService: boolean;
+  /**
+   * The workflow has not checked the policy it was started with yet: it is checked here first, against
+   * the ceilings, and registered normalised (as the workflow then holds it) or not at all.
+   */
+  checkPolicy?: boolean;
+  /** Who bootstraps a key set found with neither an active nor a next key (see KeyStore.registerKeySet). */
+  bootstrap?: FirstKey['cause'];
 }
 
 /**
@@ -14,16 +37,38 @@ export interface KeyChangeInput extends KeyChange {
  * attempt committed at. They take and return kids, states and times only, so no key material ever
  * enters workflow history.
  */
-export function createKeyActivities(keyStore: KeyStore) {
+export function createKeyActivities(keyStore: KeyStore, ceilings: PolicyCeilings, gate: PublicationGate) {
   return {
-    /** Records the key set and its policy; returns the live keys a (re)started workflow resumes from. */
-    async registerKeySet(input: Omit<KeyChange, 'operationId'> & { policy: KeySetPolicy; inService: boolean }): Promise<KeyTimeline[]> {
-      const { policy, inService, ...change } = input;
-      return keyStore.registerKeySet(change, policy, { inService });
+    /**
+     * A workflow's load in one activity and one transaction: the deployment's ceilings, the key set
+     * and its policy recorded, and the live keys it resumes from; a new key set's first key generated
+     * and active with them (`bootstrap`).
+     */
+    async registerKeySet(input: KeySetRegistration): Promise<LoadedKeySet> {
+      const { policy: started, inService, checkPolicy, bootstrap, ...change } = input;
+      let policy = started;
+      if (checkPolicy) {
+        try {
+          checkKeySetId(change.keySetId, 'keySetId');
+          policy = validatePolicy(started, { keySetId: change.keySetId, ceilings });
+        } catch (error) {
+          // The workflow checks the same policy against the same ceilings and fails, naming the field.
+          if (error instanceof KeyturnError) return { ceilings };
+          throw error;
+        }
+      }
+      const firstKey = bootstrap && { algorithm: policy.algorithm, tokenTtlMs: policyTimings(policy).maxTokenTtlMs, cause: bootstrap };
+      return { ceilings, keys: await keyStore.registerKeySet(change, policy, { inService, firstKey }) };
     },
-    async generateNextKey(input: KeyChange & { algorithm: SigningAlgorithm }): Promise<KeyTimeline> {
-      const { algorithm, ...change } = input;
-      return keyStore.addNextKey(change, algorithm);
+    /**
+     * Generates and publishes the next key; with `listing`, also watches it appear at every JWKS URL
+     * for a moment, and returns it listed (with its `promotableAt`) if it did.
+     */
+    async generateNextKey(input: KeyChange & { algorithm: SigningAlgorithm; listing?: ListingRule }): Promise<KeyTimeline> {
+      const { algorithm, listing, ...change } = input;
+      const key = await keyStore.addNextKey(change, algorithm);
+      if (listing === undefined) return key;
+      return (await gate.watch(change, key.kid, listing)).listed ?? key;
     },
     async promoteNextKey(input: KeyChangeInput & { tokenTtlMs: number; demotedGraceMs: number }): Promise<Promotion> {
       const { kid, tokenTtlMs, demotedGraceMs, ...change } = input;

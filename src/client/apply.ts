@@ -1,6 +1,7 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
 import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
 import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
+import { mapBounded } from './bounded';
 import { KeySetClient } from './keyset-client';
 import type { KeySetDefinition, KeySetsFile } from './keysets-file';
 
@@ -16,7 +17,19 @@ export interface ApplyOptions {
   dryRun?: boolean;
   /** Who applies, for the audit trail (default `apply`). */
   requestedBy?: string;
+  /** How many key sets are applied at once (default 32): starts, Updates and queries in flight together. */
+  concurrency?: number;
+  /** Hears how far the key sets are applied: after each one, and once before the first. */
+  onProgress?: (progress: ApplyProgress) => void;
 }
+
+/** How far an apply is: key sets done out of the file's. */
+export interface ApplyProgress {
+  done: number;
+  total: number;
+}
+
+export const DEFAULT_APPLY_CONCURRENCY = 32;
 
 export interface PolicyChange {
   id: string;
@@ -44,12 +57,14 @@ export interface ApplyReport {
 
 /**
  * Brings Temporal in line with a validated key sets file: starts each key set's workflow unless it
- * is running (`keyset/<id>`, conflict policy use-existing, so concurrent applies end with one
- * workflow each), takes a key set winding down back into service, sends the file's whole policy as
- * an Update (the workflow records what differs, in the order Updates arrive, so of two concurrent
- * applies the later one wins in the workflow and in PostgreSQL alike), with `prune` decommissions
- * running key sets the file does not list, and creates or updates the supervisor Schedule. Safe to
- * run again at any time; a second run reports everything unchanged.
+ * is running (`keyset/<id>`; of concurrent applies one starts it, the others find it running, so
+ * each key set has one workflow), takes a key set winding down back into service, sends the file's
+ * whole policy as an Update (the workflow records what differs, in the order Updates arrive, so of
+ * two concurrent applies the later one wins in the workflow and in PostgreSQL alike; a new key set's
+ * answer says whether it accepted its policy), with `prune` decommissions running key sets the file does not list, and creates
+ * or updates the supervisor Schedule. Key sets are applied `concurrency` at a time; the report lists
+ * them in the file's order, and the first failure (in that order) stops the apply once the key sets
+ * under way are done. Safe to run again at any time; a second run reports everything unchanged.
  */
 export async function applyKeySets(client: Client, file: KeySetsFile, options: ApplyOptions): Promise<ApplyReport> {
   const dryRun = options.dryRun ?? false;
@@ -57,8 +72,21 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
   const report: ApplyReport = { dryRun, created: [], changed: [], unchanged: [], recommissioned: [], pruned: [], schedule: 'unchanged', warnings: [] };
   const requestedBy = options.requestedBy ?? 'apply';
 
-  for (const definition of file.keySets) {
-    await applyKeySet(keySets, definition, report, requestedBy);
+  const total = file.keySets.length;
+  let done = 0;
+  options.onProgress?.({ done, total });
+  const outcomes = await mapBounded(
+    file.keySets,
+    options.concurrency ?? DEFAULT_APPLY_CONCURRENCY,
+    (definition) => applyKeySet(keySets, definition, dryRun, requestedBy),
+    () => options.onProgress?.({ done: ++done, total }),
+  );
+  for (const [i, outcome] of outcomes.entries()) {
+    const { id } = file.keySets[i];
+    if (outcome.created) report.created.push(id);
+    if (outcome.recommissioned) report.recommissioned.push(id);
+    if (outcome.changed) report.changed.push(outcome.changed);
+    else if (outcome.running) report.unchanged.push(id);
   }
   if (options.prune) {
     const listed = new Set(file.keySets.map((k) => k.id));
@@ -74,28 +102,45 @@ export async function applyKeySets(client: Client, file: KeySetsFile, options: A
   return report;
 }
 
-async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, report: ApplyReport, requestedBy: string): Promise<void> {
+/** What applying one key set did. */
+interface KeySetOutcome {
+  created?: boolean;
+  /** Its workflow was running before (it is reported unchanged unless its policy changed). */
+  running?: boolean;
+  recommissioned?: boolean;
+  changed?: PolicyChange;
+}
+
+async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, dryRun: boolean, requestedBy: string): Promise<KeySetOutcome> {
   const { id, policy } = definition;
-  const running = await keySets.isRunning(id);
-  const state = running ? await keySets.getState(id) : undefined;
-  if (!running) {
-    // Two applies at once may both get here: the start is idempotent, both report it created.
-    if (!report.dryRun) await keySets.start(id, policy);
-    report.created.push(id);
-  } else if (state?.decommissioned) {
-    if (!report.dryRun) await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
-    report.recommissioned.push(id);
+  if (dryRun) return planKeySet(keySets, definition);
+  const outcome: KeySetOutcome = {};
+  // One call starts a new key set; one that runs (or that another apply started meanwhile) is looked at.
+  const state = (await keySets.startIfNew(id, policy)) ? undefined : await keySets.getState(id);
+  if (state === undefined) outcome.created = true;
+  else outcome.running = true;
+  if (state?.decommissioned) {
+    await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
+    outcome.recommissioned = true;
   }
-  if (report.dryRun) {
-    const fields = state === undefined ? [] : changedPolicyFields(state.policy, policy);
-    if (fields.length > 0) report.changed.push(policyChange(id, fields, state!.policy, policy));
-    else if (running) report.unchanged.push(id);
-    return;
-  }
-  // Sent even to a workflow just started: another apply may have started it with another policy.
+  // Sent even to a workflow just started: it answers once it has checked its policy against the
+  // worker's ceilings (a refusal fails it, and the answer says why), and another apply may have
+  // started it with another policy.
   const result = await keySets.updatePolicy(id, { patch: wholePolicy(policy), requestedBy, reason: 'apply' });
-  if (result.changed.length > 0) report.changed.push(policyChange(id, result.changed, state?.policy ?? result.previous, result.policy));
-  else if (running) report.unchanged.push(id);
+  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state?.policy ?? result.previous, result.policy);
+  return outcome;
+}
+
+/** What applying one key set would do, from its workflow's state; nothing is sent that changes it. */
+async function planKeySet(keySets: KeySetClient, { id, policy }: KeySetDefinition): Promise<KeySetOutcome> {
+  if (!(await keySets.isRunning(id))) return { created: true };
+  const state = await keySets.getState(id);
+  const fields = changedPolicyFields(state.policy, policy);
+  return {
+    running: true,
+    ...(state.decommissioned && { recommissioned: true }),
+    ...(fields.length > 0 && { changed: policyChange(id, fields, state.policy, policy) }),
+  };
 }
 
 /** The file's policy as a patch that makes the running one equal to it: optional fields it leaves out are removed. */

@@ -6,6 +6,7 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
+  WorkflowExecutionAlreadyStartedError,
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
@@ -66,13 +67,31 @@ export class KeySetClient {
    * a second `apply`, two shells at once all end with one workflow). The policy is validated first.
    */
   async start(keySetId: string, policy: Partial<KeySetPolicy>): Promise<WorkflowHandle> {
+    return this.startWorkflow(keySetId, policy, 'USE_EXISTING');
+  }
+
+  /**
+   * Starts the key set's workflow unless one is running under its id; true if this call started it
+   * (with `policy`), false if one was running already. One call to Temporal either way.
+   */
+  async startIfNew(keySetId: string, policy: Partial<KeySetPolicy>): Promise<boolean> {
+    try {
+      await this.startWorkflow(keySetId, policy, 'FAIL');
+      return true;
+    } catch (error) {
+      if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
+      throw error;
+    }
+  }
+
+  private async startWorkflow(keySetId: string, policy: Partial<KeySetPolicy>, workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL'): Promise<WorkflowHandle> {
     const input: KeySetWorkflowInput = { keySetId, policy: validatePolicy(policy, { keySetId }) };
     try {
       return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, {
         args: [input],
         taskQueue: this.taskQueue,
         workflowId: workflowIdOf(keySetId),
-        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdConflictPolicy,
         // The workflow keeps ActiveKid and NextTransitionAt current once it is started with KeySetId.
         typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
         staticSummary: keySetSummary(keySetId, input.policy),

@@ -1,5 +1,5 @@
 import type { WorkflowBundleOption } from '@temporalio/worker';
-import { applyKeySets, type ApplyReport } from '../client/apply';
+import { applyKeySets, type ApplyOptions, type ApplyReport } from '../client/apply';
 import { connectClient, temporalTargetFrom, type TemporalTarget } from '../client/connect';
 import { KeySetClient } from '../client/keyset-client';
 import type { KeySetsFile } from '../client/keysets-file';
@@ -25,6 +25,8 @@ export interface DevStackOptions {
   logger: Logger;
   /** The key sets file to apply once the worker runs (`keyturn dev -f`); nothing is applied without one. */
   keySets?: KeySetsFile;
+  /** Hears how far the apply of `keySets` is (`keyturn dev` prints it). */
+  onApplyProgress?: ApplyOptions['onProgress'];
   /** A bundle built beforehand (tests start the stack twice). */
   workflowBundle?: WorkflowBundleOption;
   /** Aborts a start in progress; what was started is stopped again. */
@@ -141,7 +143,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const client = await connectClient(target);
     teardown.add('the Temporal client', () => client.connection.close());
     const keySets = new KeySetClient(client, config.taskQueue);
-    const applied = options.keySets ? await applyKeySets(client, options.keySets, { taskQueue: config.taskQueue }) : null;
+    const applied = options.keySets ? await applyKeySets(client, options.keySets, { taskQueue: config.taskQueue, onProgress: options.onApplyProgress }) : null;
     if (applied) logger.info({ file: options.keySets!.source, ...applied }, 'key sets applied');
 
     await writeInstanceFile(config.dataDir, {

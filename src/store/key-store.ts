@@ -70,6 +70,23 @@ export interface Demotion {
   graceMs: number;
 }
 
+/**
+ * A key set's first key, asked for with its registration: its algorithm, the token lifetime it signs
+ * under, and why (the audit trail records its generation and promotion as a bootstrap).
+ */
+export interface FirstKey {
+  algorithm: SigningAlgorithm;
+  tokenTtlMs: number;
+  cause: Pick<KeyChange, 'operationId' | 'trigger' | 'actor' | 'reason'>;
+}
+
+/** A key pair just generated, its private part sealed under the current KEK. */
+interface SealedNewKey {
+  key: Awaited<ReturnType<typeof generateSigningKey>>;
+  kekId: string;
+  sealed: Buffer;
+}
+
 /** Operator actions that change no key but belong in the audit trail. */
 export type OperatorAction = 'paused' | 'resumed' | 'rotation_requested';
 
@@ -127,9 +144,19 @@ export class KeyStore {
   /**
    * Creates the key set or records the workflow's policy where the stored one differs, takes a
    * decommissioned key set back into service when the workflow serves it again (`inService`), and
-   * returns the live keys for the workflow to resume from.
+   * returns the live keys for the workflow to resume from. With `firstKey`, a key set that has neither
+   * an active nor a next key gets its first key, generated and active, in the same transaction (its
+   * audit events under the bootstrap's own operation id): with no active key nothing signs, so no
+   * verifier holds a token the new key could be refused for, and it signs at once (lifecycle.ts). A
+   * key set found with keys keeps them; the key generated for it is dropped.
    */
-  async registerKeySet(change: Omit<KeyChange, 'operationId'>, policy: KeySetPolicy, options: { inService: boolean }): Promise<KeyTimeline[]> {
+  async registerKeySet(
+    change: Omit<KeyChange, 'operationId'>,
+    policy: KeySetPolicy,
+    options: { inService: boolean; firstKey?: FirstKey },
+  ): Promise<KeyTimeline[]> {
+    // Generated before the transaction, like any key: CPU work must not hold the key set's lock.
+    const first = options.firstKey && (await this.sealedNewKey(change.keySetId, options.firstKey.algorithm));
     return inTransaction(this.pool, async (tx) => {
       // Read (and lock) the stored policy first: a CTE in the upsert would see the row it changes.
       const stored = await tx.query<{ policy: KeySetPolicy; same: boolean; decommissioned: boolean }>(
@@ -154,17 +181,24 @@ export class KeyStore {
         await appendAuditEvent(tx, { ...change, at, event: 'recommissioned' });
         changed = true;
       }
+      const live = (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
+      if (first && options.firstKey && !live.some((k) => k.state === 'active' || k.state === 'next')) {
+        const bootstrap = { ...change, ...options.firstKey.cause };
+        await this.insertNextKey(tx, bootstrap, at, first);
+        await this.moveKey(tx, bootstrap, at, first.key.kid, 'next', 'active', { token_ttl_ms: options.firstKey.tokenTtlMs });
+        live.push(await this.timelineOf(tx, change.keySetId, first.key.kid));
+        changed = true;
+      }
       // The JWKS cache-control and the key ring's token lifetime follow the policy.
       if (changed) await notifyKeyChange(tx, change.keySetId);
-      return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
+      return live;
     });
   }
 
   /** Generates a key pair, seals its private part under the current KEK and stores it as the `next` key. */
   async addNextKey(change: KeyChange, algorithm: SigningAlgorithm): Promise<KeyTimeline> {
     // Generated before the transaction: key generation is CPU work and must not hold the key set's lock.
-    const key = await generateSigningKey(algorithm);
-    const { kekId, sealed } = sealPrivateKey(key.privateJwk, this.keks, { keySetId: change.keySetId, kid: key.kid });
+    const sealed = await this.sealedNewKey(change.keySetId, algorithm);
     return this.applyChange(change, 'generate', async (tx, at) => {
       const existing = await tx.query<{ kid: string }>(
         `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'next'`,
@@ -177,15 +211,26 @@ export class KeyStore {
           { keySetId: change.keySetId, kid: existing.rows[0].kid },
         );
       }
-      await tx.query(
-        `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, created_at)
-         VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
-        [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed, kekId, new Date(at)],
-      );
-      await appendAuditEvent(tx, { ...change, at, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
-      const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: 'next', createdAt: at };
+      await this.insertNextKey(tx, change, at, sealed);
+      const timeline: KeyTimeline = { kid: sealed.key.kid, alg: sealed.key.alg, state: 'next', createdAt: at };
       return timeline;
     });
+  }
+
+  private async sealedNewKey(keySetId: string, algorithm: SigningAlgorithm): Promise<SealedNewKey> {
+    const key = await generateSigningKey(algorithm);
+    return { key, ...sealPrivateKey(key.privateJwk, this.keks, { keySetId, kid: key.kid }) };
+  }
+
+  /** Stores a generated key as the `next` key, with its `generated` audit event. */
+  private async insertNextKey(tx: PoolClient, change: KeyChange, at: number, sealed: SealedNewKey): Promise<void> {
+    const { key, kekId } = sealed;
+    await tx.query(
+      `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, created_at)
+       VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
+      [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed.sealed, kekId, new Date(at)],
+    );
+    await appendAuditEvent(tx, { ...change, at, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
   }
 
   /**

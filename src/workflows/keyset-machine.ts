@@ -223,8 +223,35 @@ export class KeySetMachine {
    * else the soonest its listing could make it (from its generation), and not before `now`.
    */
   signsAt(next: KeyTimeline, now: number): number {
-    const earliest = next.promotableAt ?? Math.max(next.createdAt + listingWaitMs(next, this.key('active'), this.timings), this.s.staleCachesUntil ?? 0);
-    return Math.max(now, earliest);
+    return Math.max(now, this.earliestSigning(next));
+  }
+
+  private earliestSigning(next: KeyTimeline): number {
+    return next.promotableAt ?? Math.max(next.createdAt + listingWaitMs(next, this.key('active'), this.timings), this.s.staleCachesUntil ?? 0);
+  }
+
+  /**
+   * When the key set next rotates, as far as it is known: the end of the active key's rotation
+   * period (or when a rotation was asked for), later if its next key may not sign before, later
+   * still while a failing step backs off; at once with no active key. Undefined while nothing is due
+   * to rotate: paused or winding down. It moves only when the plan does (a promotion, a rotation asked
+   * for, a policy change, a pause, a failure, a listing that came late), not at every transition:
+   * what the NextTransitionAt search attribute shows. A time in the past is a rotation overdue.
+   */
+  nextRotationAt(now: number): number | undefined {
+    if (this.windingDown || (this.s.paused !== null && this.s.rotation === null)) return undefined;
+    const active = this.key('active');
+    const next = this.key('next');
+    const retryAt = this.s.retryAt ?? 0;
+    if (active === undefined) return Math.max(now, retryAt);
+    const due = this.s.rotation?.requestedAt ?? (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs;
+    const signs = next === undefined || this.s.rotation?.immediately ? due : Math.max(due, this.earliestSigning(next));
+    return Math.max(signs, retryAt);
+  }
+
+  /** A load finds the first key made with it: the workflow knows no key, nothing holds it back, and no earlier attempt failed. */
+  get expectsFirstKey(): boolean {
+    return this.s.keys.length === 0 && !this.windingDown && this.s.paused === null && this.s.lastError === null;
   }
 
   // --- what the activities did ---

@@ -1,7 +1,8 @@
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, makeContinueAsNewFunc, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { LoadedKeySet } from '../activities/key-activities';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
-import { graceMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
+import { graceMs, listingWaitMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
 import { utc } from '../domain/describe';
 import { changedPolicyFields, policyTimings } from '../domain/policy';
 import type { KeyChange } from '../store/key-store';
@@ -87,7 +88,9 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       const revision = machine.revision;
       const readyToContinue = () => historyIsLong(input) && allHandlersFinished();
       if (readyToContinue()) {
-        await continueAsNew<typeof keySetWorkflow>({ ...input, policy: machine.policy, state: machine.state });
+        // The search attributes go along by name: not every server carries them into the next run by itself.
+        const next = makeContinueAsNewFunc<typeof keySetWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes });
+        await next({ ...input, policy: machine.policy, state: machine.state });
       }
       const wakeUp = () => machine.revision !== revision || readyToContinue();
       if (step.until === undefined) await condition(wakeUp);
@@ -96,17 +99,41 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
   }
 }
 
+/** Patch: the load is one activity, with the ceilings and a new key set's first key (see load). */
+export const LOAD_IN_ONE_ACTIVITY = 'load-in-one-activity';
+/** Patch: a scheduled next key is watched for its listing in the activity that generates it (see generateNextKey). */
+export const LISTING_WATCHED_AT_GENERATION = 'listing-watched-at-generation';
+
 /**
- * Reads the deployment's ceilings from the worker, then the keys from PostgreSQL (registering the key
- * set and its policy on a first run). Whoever can reach Temporal can start this workflow: a policy it
- * was started with outside the rules or the ceilings fails it, naming the field, before anything is written.
+ * Reads the deployment's ceilings and the keys from PostgreSQL, registering the key set and its
+ * policy on a first run, in one activity and one transaction; a key set with no key gets its first
+ * one, generated and active, in the same transaction (with no active key a key signs at once, see
+ * lifecycle.ts). Whoever can reach Temporal can start this workflow: a policy it was started with
+ * outside the rules or the ceilings fails it, naming the field, before anything is written.
  */
 async function load(machine: KeySetMachine): Promise<void> {
+  const cause = changeBy(machine, 'scheduled', SCHEDULER, 'workflow started');
+  if (!patched(LOAD_IN_ONE_ACTIVITY)) return loadInSteps(machine, cause);
+  const bootstrap = machine.expectsFirstKey ? { ...changeBy(machine, 'bootstrap', SCHEDULER, 'no key could sign'), operationId: uuid4() } : undefined;
+  const loaded = await changeKeys('registerKeySet', bootstrap ? 'load the keys from PostgreSQL, and make the first key' : 'load the keys from PostgreSQL', {
+    ...cause,
+    policy: machine.policy,
+    inService: !machine.windingDown,
+    checkPolicy: !machine.state.policyChecked,
+    ...(bootstrap && { bootstrap }),
+  });
+  machine.ceilingsAre(loaded.ceilings);
+  if (!machine.state.policyChecked) checked(() => machine.checkStartPolicy());
+  machine.loaded(loaded.keys!);
+}
+
+/** The load as workflows that began it before LOAD_IN_ONE_ACTIVITY perform it: ceilings, then keys. */
+async function loadInSteps(machine: KeySetMachine, cause: Cause): Promise<void> {
   machine.ceilingsAre(await deploymentActivities.deploymentCeilings());
   if (!machine.state.policyChecked) checked(() => machine.checkStartPolicy());
-  const { policy } = machine;
-  const cause = changeBy(machine, 'scheduled', SCHEDULER, 'workflow started');
-  machine.loaded(await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...cause, policy, inService: !machine.windingDown }));
+  const loaded: KeyTimeline[] | LoadedKeySet = await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...cause, policy: machine.policy, inService: !machine.windingDown });
+  // Histories hold the list this activity returned before; a worker of today answers with the keys in an object.
+  machine.loaded(Array.isArray(loaded) ? loaded : loaded.keys!);
 }
 
 async function performTransition(machine: KeySetMachine, transition: ScheduledTransition): Promise<void> {
@@ -121,7 +148,7 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
       return;
     }
     case 'generateNext':
-      await generateNextKey(machine, asked ?? scheduled(`published ${prepublish} before the active key's ${rotationPeriod} end`));
+      await generateNextKey(machine, asked ?? scheduled(`published ${prepublish} before the active key's ${rotationPeriod} end`), { watchListing: true });
       return;
     case 'checkPublication':
       await checkPublication(machine, transition.kid, asked ?? scheduled('propagation gate'));
@@ -224,9 +251,9 @@ async function rotate(machine: KeySetMachine, immediately: boolean, change: Caus
     next = undefined;
   }
   if (next === undefined) {
-    next = await generateNextKey(machine, change);
+    next = await generateNextKey(machine, change, { watchListing: true });
     // Asked at once, the gate usually finds the key listed already: the answer then says exactly when it signs.
-    await checkPublication(machine, next.kid, change);
+    if (next.promotableAt === undefined && machine.state.publication === null) await checkPublication(machine, next.kid, change);
     next = machine.key('next')!;
   }
   const now = Date.now();
@@ -274,10 +301,25 @@ async function promoteKey(machine: KeySetMachine, next: KeyTimeline, change: Cau
   return promotion.active;
 }
 
-async function generateNextKey(machine: KeySetMachine, change: Cause): Promise<KeyTimeline> {
+/**
+ * Generates and publishes a next key. With `watchListing` (a scheduled or asked-for rotation, never
+ * an emergency, which must not wait) the same activity watches it appear at every JWKS URL for a
+ * moment, which is usually enough for the propagation gate; if it was not seen everywhere, the gate
+ * asks again after its first backoff.
+ */
+async function generateNextKey(machine: KeySetMachine, change: Cause, options: { watchListing?: boolean } = {}): Promise<KeyTimeline> {
   const { algorithm } = machine.policy;
-  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key`, { ...change, algorithm });
+  const watch = options.watchListing === true && patched(LISTING_WATCHED_AT_GENERATION);
+  const listing = watch
+    ? { urls: machine.policy.publishedAt, waitMs: listingWaitMs({ alg: algorithm }, machine.key('active'), machine.timings), notBefore: machine.staleCachesUntil }
+    : undefined;
+  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key${watch ? ', and watch it listed' : ''}`, {
+    ...change,
+    algorithm,
+    ...(listing && { listing }),
+  });
   machine.keyGenerated(key);
+  if (watch && key.promotableAt === undefined) machine.publicationPending(key, Date.now());
   return key;
 }
 

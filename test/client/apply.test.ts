@@ -263,6 +263,33 @@ test('a key set whose workflow was terminated runs again once the supervisor sch
   expect(await executions(id)).toBe(2);
 });
 
+test('a file of many key sets: applied concurrently, reported in the file’s order, its progress on stderr one line per tenth', async () => {
+  const keySets = ids(...Array.from({ length: 120 }, (_, i) => `many-${i}`));
+  const file = await fileWith(yaml(Object.fromEntries(keySets.map((id) => [id, {}]))));
+
+  const { code, stdout, stderr } = await cli(['-f', file, '--json', '--concurrency', '16']);
+
+  expect(code).toBe(0);
+  expect(JSON.parse(stdout)).toMatchObject({ created: keySets, changed: [], unchanged: [], recommissioned: [] });
+  const lines = stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(10);
+  expect(lines[0]).toMatch(/^key sets applied: 12 of 120 done \(10%\), [\d.,]+\/s, 108 left, about \d+ (s|min)$/);
+  expect(lines[9]).toMatch(/^key sets applied: 120 of 120 done \(100%\), [\d.,]+\/s, in \d+ (s|min)$/);
+  // Applied again: every one found running, its policy unchanged.
+  const again = await cli(['-f', file, '--json']);
+  expect({ code: again.code, lastLine: again.stderr.trimEnd().split('\n').at(-1) }).toEqual({ code: 0, lastLine: expect.stringMatching(/^key sets applied: 120 of 120 done/) });
+  expect(JSON.parse(again.stdout)).toMatchObject({ created: [], changed: [], unchanged: keySets });
+  for (const id of keySets.slice(0, 3)) expect(await executions(id)).toBe(1);
+});
+
+test('--concurrency takes a whole number from 1 to 1000', async () => {
+  const file = await fileWith(yaml({ [ids('bounds')[0]]: {} }));
+  for (const bad of ['0', '1001', 'many', '2.5']) {
+    const { code, stderr } = await cli(['-f', file, '--concurrency', bad]);
+    expect({ bad, code, stderr }).toEqual({ bad, code: 1, stderr: expect.stringContaining('--concurrency <n> takes a whole number from 1 to 1000') });
+  }
+});
+
 test('--prune decommissions the running key sets the file does not list, once', async () => {
   const [kept] = ids('pruning-kept');
   const others = await runningKeySets();

@@ -30,9 +30,11 @@ export const HISTORIES_DIR = path.join(__dirname, '..', 'histories');
 /**
  * The folder new histories are recorded into. A change to the workflow that running workflows
  * could not replay gets a folder of its own (v2, ...) once keyturn is released: the histories of
- * every earlier folder must still replay (see the README's rule for changing workflow code).
+ * every earlier folder must still replay (see the README's rule for changing workflow code). v2
+ * holds the paths of issue 13's patches (a load in one activity, a next key watched for its listing
+ * in the activity that generates it, search attributes that follow rotations); v1 the paths before.
  */
-export const RECORDING_VERSION = 'v1';
+export const RECORDING_VERSION = 'v2';
 
 /**
  * With KEYTURN_RECORD_HISTORIES=1, saves the history of `handle`'s run (the latest, or `runId`) as

@@ -122,6 +122,22 @@ describe('registerKeySet', () => {
     expect(rows[0].policy).toEqual(changed);
   });
 
+  test('with a first key asked for: a new key set is registered with its first key active, in one transaction', async () => {
+    const firstKey = { algorithm: 'EdDSA' as const, tokenTtlMs: HOUR, cause: { operationId: randomUUID(), trigger: 'bootstrap' as const, actor: 'keyturn', reason: 'no key could sign' } };
+    const live = await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey });
+    expect(live).toEqual([{ kid: expect.any(String), alg: 'EdDSA', state: 'active', createdAt: at(3), activatedAt: at(3), tokenTtlMs: HOUR }]);
+    const stored = await store.listKeys('reg-first');
+    expect(stored.map((k) => [k.kid, k.state, k.hasPrivateKey, k.thumbprint === k.kid])).toEqual([[live[0].kid, 'active', true, true]]);
+    expect((await readAuditTrail(db.pool, 'reg-first')).map((e) => [e.event, e.kid, e.trigger, e.operationId])).toEqual([
+      ['registered', null, 'manual', null],
+      ['generated', live[0].kid, 'bootstrap', firstKey.cause.operationId],
+      ['promoted', live[0].kid, 'bootstrap', firstKey.cause.operationId],
+    ]);
+    // Asked again (a retried activity), the key set keeps its key and gets no other.
+    expect(await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey })).toEqual(live);
+    expect(await store.listKeys('reg-first')).toHaveLength(1);
+  });
+
   test('returns the live keys with their timestamps, for the workflow to resume from', async () => {
     const { keySetId, kid: graceKid } = await keyIn('grace');
     const nextKid = await addKey(keySetId, 55);

@@ -1,14 +1,23 @@
 import { z } from 'zod';
 import { loadConfig } from '../../../config';
-import { applyKeySets, type ApplyReport } from '../../apply';
+import { applyKeySets, DEFAULT_APPLY_CONCURRENCY, type ApplyReport } from '../../apply';
 import { resolveTemporalTarget, withClient } from '../../connect';
 import { loadKeySetsFile } from '../../keysets-file';
+import { progressPrinter } from '../progress';
 import { connectionOptions, operatorCommand, parseOptions, requestedBy } from '../operator';
+
+const CONCURRENCY_RANGE = '--concurrency <n> takes a whole number from 1 to 1000';
 
 const applyOptions = connectionOptions.extend({
   file: z.string().trim().min(1, { error: '-f <file> names the key sets file' }),
   prune: z.boolean().default(false),
   dryRun: z.boolean().default(false),
+  concurrency: z.coerce
+    .number({ error: CONCURRENCY_RANGE })
+    .int({ error: CONCURRENCY_RANGE })
+    .min(1, { error: CONCURRENCY_RANGE })
+    .max(1_000, { error: CONCURRENCY_RANGE })
+    .default(DEFAULT_APPLY_CONCURRENCY),
 });
 
 export const applyCommand = operatorCommand('apply')
@@ -19,6 +28,7 @@ export const applyCommand = operatorCommand('apply')
   .requiredOption('-f, --file <file>', 'the key sets file, e.g. keysets.yaml')
   .option('--prune', 'decommission running key sets the file does not list (their keys retire through grace as usual)')
   .option('--dry-run', 'print what would change, and change nothing')
+  .option('--concurrency <n>', `how many key sets are applied at once (default ${DEFAULT_APPLY_CONCURRENCY})`)
   .action(async (raw: unknown) => {
     const options = parseOptions(applyOptions, raw);
     // Checked before anything connects: a bad file changes nothing.
@@ -26,7 +36,14 @@ export const applyCommand = operatorCommand('apply')
     const config = loadConfig(process.env, { dataDir: options.dataDir });
     const target = await resolveTemporalTarget(config, options);
     const report = await withClient(target, (client) =>
-      applyKeySets(client, file, { taskQueue: config.taskQueue, prune: options.prune, dryRun: options.dryRun, requestedBy: requestedBy() }),
+      applyKeySets(client, file, {
+        taskQueue: config.taskQueue,
+        prune: options.prune,
+        dryRun: options.dryRun,
+        requestedBy: requestedBy(),
+        concurrency: options.concurrency,
+        onProgress: progressPrinter(options.dryRun ? 'key sets planned' : 'key sets applied'),
+      }),
     );
     console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
   });

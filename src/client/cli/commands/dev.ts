@@ -7,8 +7,15 @@ import { createLogger } from '../../../observability/logger';
 import { displayDatabaseUrl } from '../../../runtime/database';
 import { onShutdownRequest } from '../../../runtime/shutdown-signal';
 import { keySetWorkflowId } from '../../../workflows/messages';
+import { mapBounded } from '../../bounded';
 import { loadKeySetsFile, type KeySetsFile } from '../../keysets-file';
+import { progressPrinter } from '../progress';
 import { DATA_DIR_OPTION, parsePort } from '../options';
+
+/** The banner names this many key sets; with thousands, `keyturn status` is the place to look. */
+const BANNER_KEY_SETS = 10;
+/** How many of those are waited for at once. */
+const WAITS_AT_ONCE = 4;
 
 interface DevOptions {
   file: string;
@@ -57,6 +64,7 @@ export const devCommand = new Command('dev')
         temporalPort: options.temporalPort,
         uiPort: options.uiPort ?? options.temporalPort + 1000,
         keySets: keySetsFile,
+        onApplyProgress: progressPrinter('key sets applied'),
         jwksPort: config.jwksPort,
         sdkMetricsPort: config.sdkMetricsPort,
         signal: abort.signal,
@@ -67,13 +75,13 @@ export const devCommand = new Command('dev')
       });
       if (!stack) return;
       const keySets = stack.keySets;
-      const activeKids = await Promise.all(
-        keySetsFile.keySets.map(({ id }) =>
-          keySets.waitForActiveKid(id, 30_000).catch((error: Error) => {
-            logger.warn({ err: error, keySetId: id }, 'the key set has no active key yet');
-            return null;
-          }),
-        ),
+      // Only the key sets the banner names are waited for, a few at a time: each wait polls its workflow.
+      const shown = keySetsFile.keySets.slice(0, BANNER_KEY_SETS);
+      const activeKids = await mapBounded(shown, WAITS_AT_ONCE, ({ id }) =>
+        keySets.waitForActiveKid(id, 30_000).catch((error: Error) => {
+          logger.warn({ err: error, keySetId: id }, 'the key set has no active key yet');
+          return null;
+        }),
       );
       console.log(banner(stack, keySetsFile, activeKids));
       await Promise.race([stack.workerDone, shutdown.requested]);
@@ -94,7 +102,10 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
       : `${displayDatabaseUrl(stack.databaseUrl)}  (from DATABASE_URL)`;
   const rows: [string, string][] = [
     ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(a Temporal server keyturn did not start: use its own UI)'],
-    ...file.keySets.map(({ id }, i): [string, string] => [`key set ${id}`, `${workflowUrl(id)}  (active kid ${activeKids[i] ?? 'pending'})`]),
+    ...activeKids.map((kid, i): [string, string] => [`key set ${file.keySets[i].id}`, `${workflowUrl(file.keySets[i].id)}  (active kid ${kid ?? 'pending'})`]),
+    ...(file.keySets.length > activeKids.length
+      ? ([[`and ${file.keySets.length - activeKids.length} more`, '`keyturn status` lists every key set']] as [string, string][])
+      : []),
     ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
     ...(stack.jwksUrl
       ? ([
@@ -116,9 +127,14 @@ function describeApplied(stack: DevStack): string {
   const applied = stack.applied;
   if (!applied) return 'not applied';
   const parts = [
-    applied.created.length > 0 && `created ${applied.created.join(', ')}`,
-    applied.changed.length > 0 && `changed ${applied.changed.map((c) => `${c.id} (${c.fields.join(', ')})`).join(', ')}`,
-    applied.unchanged.length > 0 && `unchanged ${applied.unchanged.join(', ')}`,
+    applied.created.length > 0 && `created ${names(applied.created)}`,
+    applied.changed.length > 0 && `changed ${names(applied.changed.map((c) => `${c.id} (${c.fields.join(', ')})`))}`,
+    applied.unchanged.length > 0 && `unchanged ${names(applied.unchanged)}`,
   ];
   return `applied: ${parts.filter(Boolean).join('; ')}`;
+}
+
+/** A list of key sets for the banner: the first few by name, then how many more. */
+function names(list: string[]): string {
+  return list.length <= BANNER_KEY_SETS ? list.join(', ') : `${list.slice(0, BANNER_KEY_SETS).join(', ')} and ${list.length - BANNER_KEY_SETS} more`;
 }
