@@ -83,7 +83,9 @@ describe('metrics', () => {
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'scheduled' })).toBe(1);
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'manual' })).toBe(2);
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'revocation' })).toBe(1);
-      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'promoteNextKey', outcome: 'success' })).toBe(5);
+      // The first key is made active by registerKeySet, in the bootstrap's one activity: four promotions.
+      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'registerKeySet', outcome: 'success' })).toBe(1);
+      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'promoteNextKey', outcome: 'success' })).toBe(4);
       // A key set has failure series only once one of its steps failed.
       expect(await sample(registry, 'keyturn_rotation_failures_total')).toBeUndefined();
 
