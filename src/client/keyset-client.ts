@@ -42,6 +42,11 @@ export interface KeySetClientOptions {
   answerTimeoutMs?: number;
   /** How long `rotate` and `revoke` wait for the workflow to carry them out (default 60 s). */
   updateTimeoutMs?: number;
+  /**
+   * How long listing every running key set from visibility may take, all pages (default 60 s): a
+   * busy dev server's SQLite took up to 10 s for 300 workflows on a loaded 2-core machine.
+   */
+  listTimeoutMs?: number;
 }
 
 /** A running key set workflow as the visibility store lists it. */
@@ -60,6 +65,7 @@ export interface VisibleKeySet {
 export class KeySetClient {
   private readonly answerTimeoutMs: number;
   private readonly updateTimeoutMs: number;
+  private readonly listTimeoutMs: number;
 
   constructor(
     private readonly client: Client,
@@ -68,6 +74,7 @@ export class KeySetClient {
   ) {
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.updateTimeoutMs = options.updateTimeoutMs ?? 60_000;
+    this.listTimeoutMs = options.listTimeoutMs ?? 60_000;
   }
 
   /**
@@ -202,7 +209,7 @@ export class KeySetClient {
     const running = new Map<string, VisibleKeySet>();
     const prefix = keySetWorkflowId('');
     const query = `WorkflowType = '${KEYSET_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'`;
-    await this.client.withDeadline(Date.now() + this.answerTimeoutMs, async () => {
+    await this.client.withDeadline(Date.now() + this.listTimeoutMs, async () => {
       for await (const execution of this.client.workflow.list({ query, pageSize: 1_000 })) {
         if (!execution.workflowId.startsWith(prefix)) continue;
         running.set(execution.workflowId.slice(prefix.length), {
