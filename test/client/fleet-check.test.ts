@@ -3,7 +3,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { createSupervisionActivities } from '../../src/activities/supervise';
 import { collectStatuses } from '../../src/client/cli/commands/status';
 import { statusJson, type StatusJson } from '../../src/client/cli/output';
-import { mapBounded } from '../../src/client/fleet-check';
+import { mapBounded, readFleet } from '../../src/client/fleet-check';
 import { KeySetDatabase } from '../../src/client/key-set-database';
 import { KeySetClient } from '../../src/client/keyset-client';
 import { settledReading, verifyFleet, verifyKeySets } from '../../src/client/verify';
@@ -113,6 +113,9 @@ test('with some key sets broken, the fleet answers of verify, status and the sup
   );
   const now = Date.now();
   const everyId = [...ids, unstarted].sort();
+  // Only the broken ones are looked at one by one: the rotating and the paused agree with visibility.
+  const reading = await readFleet(keySets, db.pool, now, { keyAgeMs: config.alerts.overdueToleranceMs });
+  expect([...reading.doubts.keys()].sort()).toEqual([...terminated, ...rewrittenTime, ...rewrittenJwk, ...rewrittenActivation, unstarted].sort());
 
   // verify
   const perKeySet = await verifyKeySets(keySets, database, everyId, { now: () => now });
