@@ -3,7 +3,8 @@ import { checkInvariants, type Violation } from '../domain/invariants';
 import type { KeyturnMetrics } from '../observability/metrics';
 import type { KeyStore } from '../store/key-store';
 import type { SupervisionReport } from '../workflows/messages';
-import { mapBounded, readFleet } from '../client/fleet-check';
+import { readFleet } from '../client/fleet-check';
+import { mapBounded } from '../client/map-bounded';
 import { KeySetClient } from '../client/keyset-client';
 import { settledReading } from '../client/verify';
 

@@ -7,6 +7,15 @@ import { readKeySetRecords, type KeySetRecord } from '../store/fleet-reading';
 import { toTimeline } from '../store/key-store';
 import type { KeySetClient, VisibleKeySet } from './keyset-client';
 
+/** Every key set in service, and which of them visibility and PostgreSQL leave in doubt. */
+export interface FleetReading {
+  records: KeySetRecord[];
+  /** Why a key set must be looked at one by one, by key set id; a key set not here is settled. */
+  doubts: Map<string, string>;
+  /** Why visibility could not be listed (every key set is then in doubt), or null. */
+  visibilityProblem: string | null;
+}
+
 /**
  * Every key set in service read at once: its record from PostgreSQL (one query) and its workflow as
  * Temporal's visibility store lists it (a few list calls), instead of one query per workflow. Where
@@ -17,14 +26,6 @@ import type { KeySetClient, VisibleKeySet } from './keyset-client';
  * through its workflow, as before: that is also what happens to all of them when visibility cannot
  * be listed, so a lagging or missing visibility store costs time, never a wrong answer.
  */
-export interface FleetReading {
-  records: KeySetRecord[];
-  /** Why a key set must be looked at one by one, by key set id; a key set not here is settled. */
-  doubts: Map<string, string>;
-  /** Why visibility could not be listed (every key set is then in doubt), or null. */
-  visibilityProblem: string | null;
-}
-
 export async function readFleet(
   keySets: KeySetClient,
   pool: Pick<Pool, 'query'>,
@@ -93,18 +94,4 @@ export function statusFromRecord(record: KeySetRecord, now: number): KeySetStatu
     pendingCommands: 0,
     inFlight: null,
   };
-}
-
-/** `work` over `items`, at most `limit` at a time, results in the order of `items`. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return results;
 }

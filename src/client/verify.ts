@@ -3,7 +3,8 @@ import { KeyturnError } from '../domain/errors';
 import { checkInvariants, type Violation } from '../domain/invariants';
 import type { KeyStore, StoredKey } from '../store/key-store';
 import type { KeySetDatabase } from './key-set-database';
-import { mapBounded, readFleet } from './fleet-check';
+import { readFleet } from './fleet-check';
+import { mapBounded } from './map-bounded';
 import type { KeySetClient } from './keyset-client';
 
 /** What `verify` found for one key set. */
