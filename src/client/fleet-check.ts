@@ -32,15 +32,16 @@ export async function readFleet(
   at: number,
   tolerances: InvariantTolerances = {},
 ): Promise<FleetReading> {
-  // Visibility first: a workflow that changes its keys in between then shows as a disagreement, not as agreement with old rows.
-  let visible: Map<string, VisibleKeySet> | null = null;
+  // Both at once. A workflow that changes its keys meanwhile either shows as a disagreement (looked at
+  // one by one) or agrees with the rows as they were read, which is then a true answer for that moment.
   let visibilityProblem: string | null = null;
-  try {
-    visible = await keySets.listRunningKeySets();
-  } catch (error) {
-    visibilityProblem = error instanceof Error ? error.message : String(error);
-  }
-  const records = await readKeySetRecords(pool);
+  const [visible, records] = await Promise.all([
+    keySets.listRunningKeySets().catch((error: unknown) => {
+      visibilityProblem = error instanceof Error ? error.message : String(error);
+      return null;
+    }),
+    readKeySetRecords(pool),
+  ]);
   const doubts = new Map<string, string>();
   for (const record of records) {
     const doubt = visible === null ? `visibility could not be listed (${visibilityProblem})` : doubtAbout(record, visible.get(record.id), at, tolerances);
