@@ -1,7 +1,7 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
 import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
 import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
-import { mapBounded } from './bounded';
+import { mapBounded } from './map-bounded';
 import { KeySetClient } from './keyset-client';
 import type { KeySetDefinition, KeySetsFile } from './keysets-file';
 

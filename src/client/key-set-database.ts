@@ -52,11 +52,6 @@ export class KeySetDatabase {
     return new KeySetDatabase(pool, description);
   }
 
-  /** Every registered key set that is not decommissioned (as the supervisor sees them), by id. */
-  async listKeySetIds(): Promise<string[]> {
-    return (await this.keyStore.listKeySets()).filter((keySet) => !keySet.decommissioned).map((keySet) => keySet.id);
-  }
-
   /** A key set's audit trail, oldest first, from `since` (epoch ms) on; ERR_KEYSET_NOT_FOUND for an unregistered one. */
   async auditTrail(keySetId: string, since?: number): Promise<AuditRecord[]> {
     return readAuditTrail(this.pool, keySetId, since);

@@ -15,7 +15,7 @@ import { keySetSummary } from '../domain/describe';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import { checkKeySetId } from '../domain/key-set-id';
 import { validatePolicy, type KeySetPolicy } from '../domain/policy';
-import { KeySetIdSearchAttribute } from '../workflows/search-attributes';
+import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../workflows/search-attributes';
 import {
   decommissionUpdate,
   getStateQuery,
@@ -43,6 +43,20 @@ export interface KeySetClientOptions {
   answerTimeoutMs?: number;
   /** How long `rotate` and `revoke` wait for the workflow to carry them out (default 60 s). */
   updateTimeoutMs?: number;
+  /**
+   * How long listing every running key set from visibility may take, all pages (default 60 s): a
+   * busy dev server's SQLite took up to 10 s for 300 workflows on a loaded 2-core machine.
+   */
+  listTimeoutMs?: number;
+}
+
+/** A running key set workflow as the visibility store lists it. */
+export interface VisibleKeySet {
+  runId: string;
+  /** The ActiveKid search attribute: the kid the workflow last said was active, null if none. */
+  activeKid: string | null;
+  /** Started with the KeySetId search attribute, so it keeps ActiveKid current; without it, ActiveKid says nothing. */
+  tagged: boolean;
 }
 
 /**
@@ -52,6 +66,7 @@ export interface KeySetClientOptions {
 export class KeySetClient {
   private readonly answerTimeoutMs: number;
   private readonly updateTimeoutMs: number;
+  private readonly listTimeoutMs: number;
 
   constructor(
     private readonly client: Client,
@@ -60,6 +75,7 @@ export class KeySetClient {
   ) {
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.updateTimeoutMs = options.updateTimeoutMs ?? 60_000;
+    this.listTimeoutMs = options.listTimeoutMs ?? 60_000;
   }
 
   /**
@@ -198,15 +214,31 @@ export class KeySetClient {
    * callers without access to the database; its `key_sets` table is the complete list).
    */
   async listRunningKeySetIds(): Promise<string[]> {
-    const ids = new Set<string>();
+    return [...(await this.listRunningKeySets()).keys()].sort();
+  }
+
+  /**
+   * Every running key set workflow as Temporal's visibility store lists it, by key set id, with the
+   * active kid it last upserted (null when it has none or never upserted one): a few list calls of
+   * up to 1,000 workflows each, whatever the number of key sets. Visibility trails the workflows by
+   * a moment (a workflow just started or just ended, a kid just promoted), so callers take an entry
+   * as a hint to check, not as the workflow's word.
+   */
+  async listRunningKeySets(): Promise<Map<string, VisibleKeySet>> {
+    const running = new Map<string, VisibleKeySet>();
     const prefix = keySetWorkflowId('');
     const query = `WorkflowType = '${KEYSET_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'`;
-    await this.client.withDeadline(Date.now() + this.answerTimeoutMs, async () => {
-      for await (const execution of this.client.workflow.list({ query })) {
-        if (execution.workflowId.startsWith(prefix)) ids.add(execution.workflowId.slice(prefix.length));
+    await this.client.withDeadline(Date.now() + this.listTimeoutMs, async () => {
+      for await (const execution of this.client.workflow.list({ query, pageSize: 1_000 })) {
+        if (!execution.workflowId.startsWith(prefix)) continue;
+        running.set(execution.workflowId.slice(prefix.length), {
+          runId: execution.runId,
+          activeKid: execution.typedSearchAttributes.get(ActiveKidSearchAttribute) ?? null,
+          tagged: execution.typedSearchAttributes.get(KeySetIdSearchAttribute) !== undefined,
+        });
       }
     });
-    return [...ids].sort();
+    return running;
   }
 
   /** One call to the key set's workflow, bounded in time, its failures in keyturn's words. */

@@ -3,6 +3,8 @@ import { KeyturnError } from '../domain/errors';
 import { checkInvariants, type Violation } from '../domain/invariants';
 import type { KeyStore, StoredKey } from '../store/key-store';
 import type { KeySetDatabase } from './key-set-database';
+import { readFleet } from './fleet-check';
+import { mapBounded } from './map-bounded';
 import type { KeySetClient } from './keyset-client';
 
 /** What `verify` found for one key set. */
@@ -57,21 +59,34 @@ export async function settledReading(
   }
 }
 
-/** `verifyKeySet` for each key set; one whose workflow is gone is reported, not thrown. */
+/**
+ * `verifyKeySet` for each key set, a few at a time; one whose workflow is gone is reported, not
+ * thrown. In the order of `keySetIds`.
+ */
 export async function verifyKeySets(
   keySets: KeySetClient,
   database: KeySetDatabase,
   keySetIds: readonly string[],
   options: VerifyOptions = {},
 ): Promise<KeySetVerification[]> {
-  const results: KeySetVerification[] = [];
-  for (const keySetId of keySetIds) {
+  return mapBounded(keySetIds, 8, async (keySetId) => {
     try {
-      results.push(await verifyKeySet(keySets, database, keySetId, options));
+      return await verifyKeySet(keySets, database, keySetId, options);
     } catch (error) {
       if (!(error instanceof KeyturnError && error.code === 'ERR_KEYSET_NOT_FOUND')) throw error;
-      results.push({ keySetId, violations: [], problem: `key set "${keySetId}" is registered in PostgreSQL but has no workflow` });
+      return { keySetId, violations: [], problem: `key set "${keySetId}" is registered in PostgreSQL but has no workflow` };
     }
-  }
-  return results;
+  });
+}
+
+/**
+ * Every key set in service (as `verifyKeySets` over all of them would), read at once through
+ * `readFleet`: only those visibility and PostgreSQL leave in doubt are verified one by one.
+ */
+export async function verifyFleet(keySets: KeySetClient, database: KeySetDatabase, options: VerifyOptions = {}): Promise<KeySetVerification[]> {
+  const now = options.now ?? Date.now;
+  const fleet = await readFleet(keySets, database.keyStore.pool, now(), { keyAgeMs: options.keyAgeToleranceMs });
+  const looked = await verifyKeySets(keySets, database, [...fleet.doubts.keys()], options);
+  const byId = new Map(looked.map((result) => [result.keySetId, result]));
+  return fleet.records.map((record) => byId.get(record.id) ?? { keySetId: record.id, violations: [], problem: null });
 }

@@ -117,7 +117,7 @@ const TRANSITIONS: Record<Exclude<KeyState, 'next'>, { event: AuditEventKind; st
   revoked: { event: 'revoked', stampColumn: 'revoked_at' },
 };
 
-const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
+export const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
   created_at, listed_at, promotable_at, activated_at, token_ttl_ms, demoted_at, grace_ends_at, retired_at, destroyed_at, revoked_at`;
 
 const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`;
@@ -230,6 +230,7 @@ export class KeyStore {
        VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
       [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed.sealed, kekId, new Date(at)],
     );
+    await recordWritten(tx, change.keySetId, key.kid);
     await appendAuditEvent(tx, { ...change, at, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
   }
 
@@ -247,6 +248,7 @@ export class KeyStore {
         new Date(at),
         new Date(promotableAt),
       ]);
+      await recordWritten(tx, change.keySetId, kid);
       await appendAuditEvent(tx, { ...change, at, kid, event: 'published', details: { urls: listing.urls, promotableAt: new Date(promotableAt).toISOString() } });
       return this.timelineOf(tx, change.keySetId, kid);
     });
@@ -323,6 +325,7 @@ export class KeyStore {
              grace_ends_at = COALESCE($5, grace_ends_at) WHERE key_set_id = $1 AND kid = $2`,
           [change.keySetId, w.kid, w.promotableAt === undefined ? null : new Date(w.promotableAt), w.tokenTtlMs ?? null, w.graceEndsAt === undefined ? null : new Date(w.graceEndsAt)],
         );
+        await recordWritten(tx, change.keySetId, w.kid);
       }
       const fields = changedPolicyFields(previous, policy);
       await appendAuditEvent(tx, { ...change, at, event: 'policy_changed', details: { fields, policy, previous, windows } });
@@ -538,6 +541,7 @@ export class KeyStore {
       new Date(at),
       ...Object.values(columns),
     ]);
+    await recordWritten(tx, change.keySetId, kid);
     await appendAuditEvent(tx, { ...change, at, kid, event, fromState: from, toState: to });
   }
 
@@ -552,13 +556,21 @@ async function notifyKeyChange(tx: PoolClient, keySetId: string): Promise<void> 
   await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySetId]);
 }
 
+/**
+ * Records the key's row as keyturn has just written it (migration 008), so that a later change by
+ * anything else shows as a fingerprint that no longer matches (see fleet-reading.ts).
+ */
+async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Promise<void> {
+  await tx.query('UPDATE signing_keys k SET written_fingerprint = keyturn_key_fingerprint(k) WHERE key_set_id = $1 AND kid = $2', [keySetId, kid]);
+}
+
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
 async function lockKeySet(tx: PoolClient, keySetId: string): Promise<void> {
   const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
   if (!keySet.rowCount) throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
 }
 
-interface KeyRow {
+export interface KeyRow {
   key_set_id: string;
   kid: string;
   alg: SigningAlgorithm;
@@ -580,7 +592,7 @@ interface KeyRow {
 
 const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
 
-function toStoredKey(r: KeyRow): StoredKey {
+export function toStoredKey(r: KeyRow): StoredKey {
   return {
     keySetId: r.key_set_id,
     kid: r.kid,

@@ -7,7 +7,7 @@ import { createLogger } from '../../../observability/logger';
 import { displayDatabaseUrl } from '../../../runtime/database';
 import { onShutdownRequest } from '../../../runtime/shutdown-signal';
 import { keySetWorkflowId } from '../../../workflows/messages';
-import { mapBounded } from '../../bounded';
+import { mapBounded } from '../../map-bounded';
 import { loadKeySetsFile, type KeySetsFile } from '../../keysets-file';
 import { progressPrinter } from '../progress';
 import { DATA_DIR_OPTION, parsePort } from '../options';

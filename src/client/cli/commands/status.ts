@@ -3,6 +3,8 @@ import type { Config } from '../../../config';
 import type { KeySetStatus } from '../../../domain/keyset-state';
 import { KeyturnError } from '../../../domain/errors';
 import { KeySetDatabase } from '../../key-set-database';
+import { readFleet, statusFromRecord, type FleetReading } from '../../fleet-check';
+import { mapBounded } from '../../map-bounded';
 import type { KeySetClient } from '../../keyset-client';
 import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, withKeySets } from '../operator';
 import { formatStatus, formatStatusLines, statusJson, type StatusProblemJson } from '../output';
@@ -16,28 +18,40 @@ export interface StatusOverview {
 }
 
 /**
- * Every key set's state. The list comes from PostgreSQL's key_sets table when a database is known
- * (DATABASE_URL, or the running instance's): every key set not decommissioned, including one whose
- * workflow is gone. Otherwise from Temporal's visibility store: the running key set workflows.
+ * Every key set's state. With a database known (DATABASE_URL, or the running instance's), every key
+ * set not decommissioned, including one whose workflow is gone, read at once (`readFleet`): a key set
+ * that visibility and PostgreSQL settle, with no open incident, is shown as PostgreSQL records it;
+ * the others are asked one by one. Without a database, the running key set workflows that Temporal's
+ * visibility store lists, each asked.
  */
 export async function collectStatuses(keySets: KeySetClient, config: Config): Promise<StatusOverview> {
   const database = await KeySetDatabase.open(config);
-  let ids: string[];
+  if (!database) return { source: 'Temporal visibility', entries: await askEach(keySets, (await keySets.listRunningKeySetIds()).map((id) => ({ id }))) };
+  const now = Date.now();
+  let fleet: FleetReading;
   try {
-    ids = database ? await database.listKeySetIds() : await keySets.listRunningKeySetIds();
+    fleet = await readFleet(keySets, database.keyStore.pool, now, { keyAgeMs: config.alerts.overdueToleranceMs });
   } finally {
-    await database?.close();
+    await database.close();
   }
-  const entries: StatusOverview['entries'] = [];
-  for (const id of ids) {
+  const entries = await askEach(keySets, fleet.records.map((record) => ({
+    id: record.id,
+    known: fleet.doubts.has(record.id) || record.openIncidents > 0 ? undefined : statusFromRecord(record, now),
+  })));
+  return { source: 'PostgreSQL', entries };
+}
+
+/** Each key set's `known` status, or its workflow's answer where none is known, a few at a time. */
+async function askEach(keySets: KeySetClient, keySetsToShow: { id: string; known?: KeySetStatus }[]): Promise<StatusOverview['entries']> {
+  return mapBounded(keySetsToShow, 8, async ({ id, known }) => {
+    if (known) return known;
     try {
-      entries.push(await keySets.getState(id));
+      return await keySets.getState(id);
     } catch (error) {
       if (!(error instanceof KeyturnError)) throw error;
-      entries.push({ id, error: error.message });
+      return { id, error: error.message };
     }
-  }
-  return { source: database ? 'PostgreSQL' : 'Temporal visibility', entries };
+  });
 }
 
 export const statusCommand = operatorCommand('status')

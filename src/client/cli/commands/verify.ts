@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, withKeySets } from '../operator';
 import { KeySetDatabase } from '../../key-set-database';
-import { verifyKeySet, verifyKeySets } from '../../verify';
+import { verifyFleet, verifyKeySet } from '../../verify';
 import { formatVerification } from '../output';
 
 const schema = connectionOptions.extend({ keySetId: keySetIdArgument.optional() });
@@ -23,7 +23,7 @@ export const verifyCommand = operatorCommand('verify')
       try {
         const tolerance = { keyAgeToleranceMs: config.alerts.overdueToleranceMs };
         if (options.keySetId !== undefined) return [await verifyKeySet(keySets, database, options.keySetId, tolerance)];
-        return await verifyKeySets(keySets, database, await database.listKeySetIds(), tolerance);
+        return await verifyFleet(keySets, database, tolerance);
       } finally {
         await database.close();
       }

@@ -1,4 +1,4 @@
-import { mapBounded } from '../../src/client/bounded';
+import { mapBounded } from '../../src/client/map-bounded';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 1));
 
