@@ -11,6 +11,8 @@ export interface EmbeddedPostgresOptions {
   persistent?: boolean;
   /** The superuser, made when the cluster is initialised (default `keyturn`, password `keyturn`). */
   superuser?: { name: string; password: string };
+  /** PostgreSQL's max_connections (default: the server's, 100). */
+  maxConnections?: number;
   onLog?: (message: unknown) => void;
 }
 
@@ -55,7 +57,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     password: superuser.password,
     persistent: options.persistent ?? true,
     createPostgresUser: true,
-    postgresFlags: ['-c', `listen_addresses=${HOST}`],
+    postgresFlags: ['-c', `listen_addresses=${HOST}`, ...(options.maxConnections === undefined ? [] : ['-c', `max_connections=${options.maxConnections}`])],
     onLog: record,
     onError: record,
   });

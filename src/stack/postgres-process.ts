@@ -11,7 +11,16 @@ import { startEmbeddedPostgres } from '../dev/embedded-postgres';
 async function main(): Promise<void> {
   const [dataDir, port, passwordFile] = process.argv.slice(2);
   const password = (await readFile(passwordFile, 'utf8')).trim();
-  const postgres = await startEmbeddedPostgres({ dataDir, port: Number(port), persistent: true, superuser: { name: 'postgres', password } });
+  const postgres = await startEmbeddedPostgres({
+    dataDir,
+    port: Number(port),
+    persistent: true,
+    superuser: { name: 'postgres', password },
+    // Two Temporal nodes hold up to 22 connections each (development-postgres12.yaml's pools), and two
+    // workers, two JWKS servers and a CLI command up to 11 each with their LISTEN: more than the
+    // default 100 once verifiers and operators join (`keyturn verify` was refused a slot).
+    maxConnections: 300,
+  });
   let stopping = false;
   const stop = () => {
     if (stopping) return;
