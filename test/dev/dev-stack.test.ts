@@ -65,7 +65,7 @@ it("serves the worker's and the JWKS server's metrics on one endpoint, and the T
   const metrics = await (await fetch(`http://127.0.0.1:${ports.jwks}/metrics`)).text();
   expect(metrics).toContain('keyturn_keys{key_set="default",state="active"} 1');
   expect(metrics).toContain('keyturn_stored_keys{state="active"} 1');
-  expect(metrics).toMatch(/keyturn_activity_duration_seconds_count\{activity="promoteNextKey",outcome="success"\} [1-9]/);
+  expect(metrics).toMatch(/keyturn_activity_duration_seconds_count\{activity="registerKeySet",outcome="success"\} [1-9]/);
   expect(metrics).toContain('keyturn_jwks_requests_total{key_set="default",code="200"}');
   expect(metrics).toContain('keyturn_rotations_total{key_set="default",trigger="manual"} 0');
   expect(dev!.output.join('')).toContain(`http://127.0.0.1:${ports.sdkMetrics}/metrics`);
