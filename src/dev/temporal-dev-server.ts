@@ -12,6 +12,12 @@ import { resolveTemporalCli } from './temporal-executables';
 /** The custom search attributes keyturn's workflows keep current, so the Web UI can filter on them. */
 export const SEARCH_ATTRIBUTES = { KeySetId: 'Keyword', ActiveKid: 'Keyword', NextTransitionAt: 'Datetime' } as const;
 
+/** Which of keyturn's search attributes `namespace` lacks: none once a workflow may set them. */
+export async function missingSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  return Object.keys(SEARCH_ATTRIBUTES).filter((name) => !customAttributes?.[name]);
+}
+
 export interface DevServerOptions {
   /** The server's SQLite file goes to `<dataDir>/temporal.db`, so workflows survive a restart. */
   dataDir: string;
@@ -145,8 +151,7 @@ async function waitUntilReady(child: ChildProcess, address: string, namespace: s
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1_000 });
       try {
-        const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-        const missing = Object.keys(SEARCH_ATTRIBUTES).filter((name) => !customAttributes?.[name]);
+        const missing = await missingSearchAttributes(connection, namespace);
         if (missing.length === 0) return;
         lastProblem = `search attributes not registered yet: ${missing.join(', ')}`;
       } finally {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { parse, stringify } from 'yaml';
-import { SEARCH_ATTRIBUTES } from '../dev/temporal-dev-server';
+import { missingSearchAttributes } from '../dev/temporal-dev-server';
 import type { TemporalServerInstallation } from '../dev/temporal-executables';
 import type { ProcessSpec } from './managed-process';
 
@@ -117,8 +117,7 @@ export async function waitForFrontend(address: string, timeoutMs: number, namesp
         await connection.workflowService.getSystemInfo({});
         if (namespace === undefined) return;
         await connection.workflowService.describeNamespace({ namespace });
-        const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-        const missing = Object.keys(SEARCH_ATTRIBUTES).filter((name) => !customAttributes?.[name]);
+        const missing = await missingSearchAttributes(connection, namespace);
         if (missing.length === 0) return;
         problem = `search attributes not registered yet: ${missing.join(', ')}`;
       } finally {

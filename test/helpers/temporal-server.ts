@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { missingSearchAttributes, SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
 import { freePort } from './ports';
 import type { ProcessGroup, SupervisedProcess } from './processes';
@@ -71,8 +71,7 @@ export class TemporalServer {
       try {
         const connection = await Connection.connect({ address: this.address, connectTimeout: 1_000 });
         try {
-          const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
-          const missing = Object.keys(SEARCH_ATTRIBUTES).filter((name) => !customAttributes?.[name]);
+          const missing = await missingSearchAttributes(connection, 'default');
           if (missing.length === 0) return;
           problem = `search attributes not registered yet: ${missing.join(', ')}`;
         } finally {

@@ -6,12 +6,11 @@ import { Connection } from '@temporalio/client';
 import { Pool } from 'pg';
 import { stringify } from 'yaml';
 import { parseKekRing } from '../../src/crypto/kek';
-import { validatePolicy } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/observability/logger';
 import { startStack, type Stack } from '../../src/stack/stack';
 import { keySetProblems } from '../helpers/key-set-problems';
-import { uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { freeStackPorts, KEYTURN_FROM_SOURCE, querySuperuser } from '../helpers/stack';
 import { TokenTraffic } from '../helpers/token-traffic';
 
@@ -24,16 +23,7 @@ import { TokenTraffic } from '../helpers/token-traffic';
 // window held (as the audit trail's times show), and `keyturn verify` passes. The steps build on each
 // other, so they run in order.
 
-const POLICY = validatePolicy({
-  algorithm: 'ES256',
-  rotationPeriod: '6s',
-  prepublish: '3s',
-  jwksMaxAge: '2s',
-  gracePeriod: '3s',
-  maxTokenTtl: '2s',
-  retirement: '2s',
-  clockSkew: '1s',
-});
+const POLICY = secondsPolicy();
 const KEY_SETS = ['life-a', 'life-b', 'life-c'].map(uniqueKeySetId);
 
 /** How long key sets may take to rotate again after a fault: a killed worker's activities are retried once their 10 s timeout ends. */
