@@ -15,8 +15,17 @@ export async function keySetProblems(
   traffic: TokenTraffic,
   { woundDown = false }: { woundDown?: boolean } = {},
 ): Promise<string[]> {
-  const trail = await readTimedTrail(pool, keySetId);
-  const { rows: keys } = await pool.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [keySetId]);
+  // One snapshot for the trail and the keys: a key set that goes on rotating commits between two reads.
+  const client = await pool.connect();
+  let trail, keys;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    trail = await readTimedTrail(client, keySetId);
+    keys = (await client.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [keySetId])).rows;
+    await client.query('COMMIT');
+  } finally {
+    client.release();
+  }
   const problems = [...traffic.rejections.filter((r) => r.startsWith(`${keySetId}:`)), ...windowViolations(trail, policy, traffic.lastExpiry)];
   const active = keys.filter((k) => k.state === 'active');
   if (active.length !== (woundDown ? 0 : 1)) problems.push(`${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);

@@ -17,7 +17,7 @@ export interface TimedAuditEvent {
 }
 
 /** A key set's audit trail in the order it was written, with both times. */
-export async function readTimedTrail(pool: Pool, keySetId: string): Promise<TimedAuditEvent[]> {
+export async function readTimedTrail(pool: Pick<Pool, 'query'>, keySetId: string): Promise<TimedAuditEvent[]> {
   const { rows } = await pool.query<{ event: string; kid: string | null; from_state: string | null; to_state: string | null; occurred_at: Date; recorded_at: Date }>(
     'SELECT event, kid, from_state, to_state, occurred_at, recorded_at FROM audit_events WHERE key_set_id = $1 ORDER BY id',
     [keySetId],
