@@ -34,8 +34,12 @@ export interface Config {
   pgPort: number;
   /** Port of the JWKS server (`keyturn serve`, and inside `keyturn dev`). */
   jwksPort: number;
-  /** Base URL where this deployment serves its JWKS; the propagation gate checks it when a policy names no `publishedAt`. */
-  jwksUrl?: string;
+  /**
+   * Base URLs of this deployment's JWKS servers, each one a verifier may reach (every replica behind a
+   * balancer: through the balancer the gate would see one replica's view); the propagation gate checks
+   * them all when a policy names no `publishedAt`.
+   */
+  jwksUrls?: string[];
   /**
    * KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at (behind a proxy, say), for the
    * discovery documents' `jwks_uri` and default issuer; unset, the URL the server listens on.
@@ -171,7 +175,11 @@ const schema = z.object({
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
   PORT: port('the JWKS server, default 8080').default(8080),
-  KEYTURN_JWKS_URL: baseUrl('must be the http(s) base URL of the JWKS server, e.g. https://keys.example.com').optional(),
+  KEYTURN_JWKS_URL: z
+    .string()
+    .transform((value) => value.split(',').map((url) => url.trim()))
+    .pipe(z.array(baseUrl('must be the http(s) base URL of each JWKS server, separated by commas, e.g. http://jwks-1:8080,http://jwks-2:8080')))
+    .optional(),
   KEYTURN_PUBLIC_URL: baseUrl('must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com').optional(),
   KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
   KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
@@ -253,7 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     dataDir: path.resolve(overrides.dataDir ?? values.KEYTURN_DATA_DIR),
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
     jwksPort: overrides.jwksPort ?? values.PORT,
-    jwksUrl: values.KEYTURN_JWKS_URL,
+    jwksUrls: values.KEYTURN_JWKS_URL,
     publicUrl: values.KEYTURN_PUBLIC_URL,
     metricsPort: values.KEYTURN_METRICS_PORT,
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,

@@ -48,15 +48,15 @@ export interface WorkerDependencies {
   logger: Logger;
   /** A bundle built beforehand (tests reuse one); by default the prebuilt file, else the sources. */
   workflowBundle?: WorkflowBundleOption;
-  /** Base URL of this deployment's JWKS server, which the propagation gate checks by default. */
-  jwksUrl?: string;
+  /** Base URLs of this deployment's JWKS servers, which the propagation gate checks by default. */
+  jwksUrls?: string[];
   /** Where the activity metrics go; a registry of its own (served nowhere) when left out. */
   registry?: Registry;
 }
 
 /** A worker for keyturn's workflows and activities on the configured namespace and task queue. */
 export async function createWorker(config: Config, deps: WorkerDependencies): Promise<Worker> {
-  const jwksUrl = deps.jwksUrl ?? config.jwksUrl;
+  const jwksUrls = deps.jwksUrls ?? config.jwksUrls ?? [];
   const bundle = deps.workflowBundle ?? (existsSync(WORKFLOW_BUNDLE_PATH) ? { codePath: WORKFLOW_BUNDLE_PATH } : undefined);
   deps.logger.debug(
     { workflowBundle: deps.workflowBundle ? 'given' : bundle ? WORKFLOW_BUNDLE_PATH : null },
@@ -83,7 +83,7 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
       ceilings: config.ceilings,
       temporalClient: new Client({ connection: deps.connection, namespace: config.temporalNamespace }),
       taskQueue: config.taskQueue,
-      defaultJwksUrl: jwksUrl === undefined ? undefined : (keySetId) => `${jwksUrl}/keysets/${encodeURIComponent(keySetId)}/jwks.json`,
+      defaultJwksUrls: (keySetId) => jwksUrls.map((url) => `${url}/keysets/${encodeURIComponent(keySetId)}/jwks.json`),
     }),
     interceptors: { activity: [activityInstrumentation(metrics, deps.logger)] },
     maxCachedWorkflows: MAX_CACHED_WORKFLOWS,

@@ -156,6 +156,15 @@ test('KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at, trail
   );
 });
 
+test('KEYTURN_JWKS_URL: every JWKS server the propagation gate checks, separated by commas; unset by default', () => {
+  expect(loadConfig({}).jwksUrls).toBeUndefined();
+  expect(loadConfig({ KEYTURN_JWKS_URL: 'http://jwks:8080/' }).jwksUrls).toEqual(['http://jwks:8080']);
+  expect(loadConfig({ KEYTURN_JWKS_URL: 'http://jwks-1:8080, http://jwks-2:8080' }).jwksUrls).toEqual(['http://jwks-1:8080', 'http://jwks-2:8080']);
+  for (const bad of ['jwks:8080', 'http://jwks-1:8080,', 'http://jwks-1:8080,ftp://jwks-2']) {
+    expect(attempt({ KEYTURN_JWKS_URL: bad })).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: expect.stringMatching(/^KEYTURN_JWKS_URL/) });
+  }
+});
+
 test('KEYTURN_METRICS_PER_KEY_SET: off unless true; anything but true or false is refused', () => {
   expect(loadConfig({}).metricsPerKeySet).toBe(false);
   expect(loadConfig({ KEYTURN_METRICS_PER_KEY_SET: 'true' }).metricsPerKeySet).toBe(true);

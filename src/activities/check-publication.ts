@@ -1,8 +1,8 @@
 import type { KeyTimeline } from '../domain/lifecycle';
 import type { KeyChange, KeyStore } from '../store/key-store';
 
-/** Where a key set's JWKS is served when its policy names no `publishedAt`; none: nothing to check. */
-export type DefaultJwksUrl = (keySetId: string) => string | undefined;
+/** Where a key set's JWKS is served (by every JWKS server) when its policy names no `publishedAt`; none: nothing to check. */
+export type DefaultJwksUrls = (keySetId: string) => string[];
 
 export interface PublicationCheck {
   /** The URLs that do not show the kid yet, each with why. */
@@ -38,10 +38,9 @@ const WATCH_FETCH_TIMEOUT_MS = 500;
  * every URL lists it, records the listing (from now, so never before it was seen everywhere): the key
  * may sign once `waitMs` has passed, and not before `notBefore`.
  */
-export function createPublicationGate(keyStore: KeyStore, defaultJwksUrl: DefaultJwksUrl = () => undefined) {
+export function createPublicationGate(keyStore: KeyStore, defaultJwksUrls: DefaultJwksUrls = () => []) {
   async function look(change: KeyChange, kid: string, rule: ListingRule, timeoutMs = FETCH_TIMEOUT_MS): Promise<PublicationCheck> {
-    const fallback = defaultJwksUrl(change.keySetId);
-    const urls = rule.urls ?? (fallback === undefined ? [] : [fallback]);
+    const urls = rule.urls ?? defaultJwksUrls(change.keySetId);
     const answers = await Promise.all(urls.map(async (url) => ({ url, reason: await whyMissing(url, kid, timeoutMs) })));
     const missing = answers.filter((m): m is { url: string; reason: string } => m.reason !== undefined);
     if (missing.length > 0) return { missing };

@@ -7,7 +7,7 @@ import type { KeyStore } from '../store/key-store';
 import { createAlertActivities, type AlertingDependencies } from './alerts';
 import { createDeploymentActivities } from './deployment';
 import { createKeyActivities } from './key-activities';
-import { createPublicationActivities, createPublicationGate, type DefaultJwksUrl } from './check-publication';
+import { createPublicationActivities, createPublicationGate, type DefaultJwksUrls } from './check-publication';
 import { createSupervisionActivities, type SupervisionDependencies } from './supervise';
 
 export type { AlertDelivery } from './alerts';
@@ -30,8 +30,8 @@ export interface ActivityDependencies {
   /** For the supervisor, which starts key set workflows that stopped. */
   temporalClient: SupervisionDependencies['temporalClient'];
   taskQueue: string;
-  /** The JWKS URL the propagation gate checks for key sets whose policy names no `publishedAt`. */
-  defaultJwksUrl?: DefaultJwksUrl;
+  /** The JWKS URLs the propagation gate checks for key sets whose policy names no `publishedAt`. */
+  defaultJwksUrls?: DefaultJwksUrls;
   logger: Logger;
   /** Alert channels, reminder interval, Web UI link, the supervisor's incident table. */
   alerting: Omit<AlertingDependencies, 'logger' | 'temporalClient' | 'taskQueue' | 'alertsTotal'>;
@@ -45,7 +45,7 @@ export interface ActivityDependencies {
 
 /** Every activity the worker registers, wired to its dependencies. */
 export function createActivities(deps: ActivityDependencies) {
-  const gate = createPublicationGate(deps.keyStore, deps.defaultJwksUrl);
+  const gate = createPublicationGate(deps.keyStore, deps.defaultJwksUrls);
   const activities = {
     ...createKeyActivities(deps.keyStore, deps.ceilings, gate),
     ...createDeploymentActivities(deps.ceilings),

@@ -133,7 +133,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         keyStore: store.keyStore,
         logger,
         workflowBundle: options.workflowBundle,
-        jwksUrl: jwksUrl ?? undefined,
+        jwksUrls: jwksUrl === null ? undefined : [jwksUrl],
         registry,
       }),
     );

@@ -355,7 +355,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           ...temporalEnv,
           DATABASE_URL_FILE: urls.worker,
           KEYTURN_KEK_FILE: kekFile,
-          KEYTURN_JWKS_URL: jwksUrl,
+          // Each server, not the balancer: the gate must see a key in every view a verifier may fetch.
+          KEYTURN_JWKS_URL: ports.jwksServers.map((port) => `http://127.0.0.1:${port}`).join(','),
           KEYTURN_METRICS_PORT: String(metrics.keyturn),
           KEYTURN_SDK_METRICS_PORT: String(metrics.sdk),
           ALERT_WEBHOOK_URL_FILE: alertWebhookFile,

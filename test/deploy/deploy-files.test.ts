@@ -221,7 +221,7 @@ describe('docker-compose.yml', () => {
     const worker = configOf('worker');
     expect(worker).toMatchObject({
       temporalAddress: 'temporal:7233',
-      jwksUrl: 'http://jwks:8080',
+      jwksUrls: ['http://jwks:8080'],
       metricsPort: 9464,
       sdkMetricsPort: 9465,
     });
@@ -285,7 +285,7 @@ describe('docker-compose.yml', () => {
     const worker = configOf('worker');
     const jwks = configOf('jwks');
     // The worker's propagation gate asks the JWKS server.
-    expect(worker.jwksUrl).toBe(`http://jwks:${jwks.jwksPort}`);
+    expect(worker.jwksUrls).toEqual([`http://jwks:${jwks.jwksPort}`]);
     // Health checks probe the ports the services are configured with.
     expect(services.worker.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${worker.metricsPort}/metrics`);
     expect(services.jwks.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${jwks.jwksPort}/readyz`);
