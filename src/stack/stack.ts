@@ -135,6 +135,8 @@ export interface Stack {
 const OWN_SETTINGS = /^(KEYTURN_|TEMPORAL_|DATABASE_URL|SLACK_WEBHOOK_URL|ALERT_WEBHOOK_URL|PORT$|LOG_LEVEL$|NODE_OPTIONS$|PG[A-Z]+$|SQL_)/;
 
 const READY_TIMEOUT_MS = 120_000;
+/** How long a crashed server is left down before it is started again. */
+const RESTART_DELAY_MS = 1_000;
 
 /**
  * Starts the production topology on this machine, in docker-compose.yml's order and with its setup
@@ -389,8 +391,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       applied = await runKeyturn(['apply', '-f', path.resolve(options.keySetsFile)], temporalEnv);
     }
 
+    // As docker-compose.yml's `restart: unless-stopped`: a server that crashes is logged and started
+    // again, so one crash does not leave the topology short of a process for the rest of its life.
+    let stopping = false;
+    teardown.add('the restarts of crashed servers', () => void (stopping = true));
     for (const server of [postgres, ...temporalNodes, alertmanager, prometheus, ...jwksServers, ...workers, ...(webUi ? [webUi] : [])]) {
-      server.process.onUnexpectedExit((how) => logger.error({ component: server.name }, `${server.name} exited (${how}): ${server.process.outputTail()}`));
+      server.process.onUnexpectedExit((how) => {
+        logger.error({ component: server.name }, `${server.name} exited (${how}), starting it again in ${RESTART_DELAY_MS / 1000} s: ${server.process.outputTail()}`);
+        setTimeout(() => {
+          if (stopping || server.process.running) return;
+          server.start().catch((error: unknown) => logger.error({ component: server.name, err: error }, `${server.name} did not start again`));
+        }, RESTART_DELAY_MS).unref();
+      });
     }
 
     return {

@@ -31,7 +31,8 @@ const RECOVERY_TIMEOUT_MS = 90_000;
 /** How long an outage lasts. */
 const OUTAGE_MS = 4_000;
 
-const logger = createLogger({ level: process.env.KEYTURN_TEST_STACK_LOG ? 'info' : 'silent' });
+// Errors (a server that crashed and was started again) reach the test's output.
+const logger = createLogger({ level: process.env.KEYTURN_TEST_STACK_LOG ? 'info' : 'error' });
 let dir: string;
 let stack: Stack;
 let pool: Pool;
@@ -76,13 +77,24 @@ async function promotionsSince(keySetId: string, since: number): Promise<number>
   return rows[0].n;
 }
 
-/** Until every key set has promoted `count` keys since `since`. */
+/** Until every key set has promoted `count` keys since `since`; if one does not, the failure says what runs. */
 async function untilRotated(since: number, count = 1, what = 'after the fault'): Promise<void> {
-  await Promise.all(
-    KEY_SETS.map((id) =>
-      waitFor(async () => ((await promotionsSince(id, since)) >= count ? true : undefined), RECOVERY_TIMEOUT_MS, `${id} to promote ${count} key(s) ${what}`, 250),
-    ),
-  );
+  try {
+    await Promise.all(
+      KEY_SETS.map((id) =>
+        waitFor(async () => ((await promotionsSince(id, since)) >= count ? true : undefined), RECOVERY_TIMEOUT_MS, `${id} to promote ${count} key(s) ${what}`, 250),
+      ),
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${describeKeyturnProcesses()}`, { cause: error });
+  }
+}
+
+/** Whether each worker and JWKS server runs, with the end of its output. */
+function describeKeyturnProcesses(): string {
+  return [...stack.workers, ...stack.jwksServers]
+    .map(({ process }) => `${process.name}: ${process.running ? 'running' : process.describeExit()}; ${process.outputTail(10)}`)
+    .join('\n');
 }
 
 /** Every key set's problems (none: all is well), and whether `keyturn verify`, run as an operator runs it, passes for each. */
@@ -195,9 +207,20 @@ describe('faults', () => {
 
   test('a worker killed: the other carries on', async () => {
     await stack.workers[0].kill();
-    await untilRotated(Date.now(), 1, 'with worker 1 down');
-    await stack.workers[0].start();
+    try {
+      await untilRotated(Date.now(), 1, 'with worker 1 down');
+    } finally {
+      await stack.workers[0].start();
+    }
     expect(await checkKeySets()).toEqual(allWell);
+  }, 180_000);
+
+  test('a worker that crashes by itself is started again, as compose restarts it', async () => {
+    const [, second] = stack.workers;
+    const crashedPid = second.process.pid!;
+    process.kill(crashedPid, 'SIGKILL');
+    await waitFor(async () => (second.process.running && second.process.pid !== crashedPid ? true : undefined), 30_000, 'worker 2 to be started again');
+    await untilRotated(Date.now(), 1, 'after worker 2 crashed');
   }, 180_000);
 
   // The gate checks each server (KEYTURN_JWKS_URL names both): while one is down a next key waits for
