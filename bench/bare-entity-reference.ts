@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { TemporalServer } from '../test/helpers/temporal-server';
-import { coreShare, residentBytes } from './proc-stats';
+import { coreShare, countCpu, residentBytes, type CpuSpent } from './proc-stats';
 import { createTestDatabase } from '../test/helpers/postgres';
 import { MeasuredProcesses, REPO, untilCount } from './scale-processes';
 import { sleep } from './stats';
@@ -17,6 +17,8 @@ const WORKER_SCRIPT = path.join(REPO, 'dist', 'bench', 'bare-entity-worker.js');
 export interface BareEntityFigures {
   /** Seconds from the first start until every entity's activity had committed. */
   seconds: number;
+  /** CPU spent from the first start until every entity's activity had committed. */
+  cpu: CpuSpent;
   workerRss: number;
   temporalRss: number;
   /** The worker's share of a core while every entity sleeps. */
@@ -67,6 +69,7 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     await untilCount(countRows, 1, 'the warm-up entity', step, 120_000);
 
     step(`bare entities: starting ${count}, ${bound} at a time`);
+    const cpuSince = countCpu(processes.pidOf(WORKER_NAME), processes.pidOf('the Temporal dev server'));
     const began = performance.now();
     let next = 0;
     const starter = async () => {
@@ -80,6 +83,7 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
       untilCount(async () => (await countRows()) - 1, count, 'bare entities registered', step, 3_600_000),
     ]);
     const seconds = (done - began) / 1000;
+    const cpu = cpuSince();
     step(`bare entities: all ${count} registered in ${seconds.toFixed(1)} s; settling ${settings.settleSeconds} s`);
     await sleep(settings.settleSeconds * 1000);
     const workerPid = processes.pidOf(WORKER_NAME);
@@ -87,7 +91,7 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     const temporalRss = residentBytes(processes.pidOf('the Temporal dev server'));
     step(`bare entities: the idle worker's CPU over ${settings.idleSeconds} s`);
     const idleCore = await coreShare(workerPid, settings.idleSeconds);
-    return { seconds, workerRss, temporalRss, idleCore };
+    return { seconds, cpu, workerRss, temporalRss, idleCore };
   } finally {
     await connection?.close();
     await processes.stopAll();

@@ -14,7 +14,7 @@ import { createTestDatabase } from '../test/helpers/postgres';
 import type { SupervisedProcess } from '../test/helpers/processes';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
-import { coreShare, cpuSeconds, residentBytes } from './proc-stats';
+import { coreShare, countCpu, cpuSeconds, residentBytes, type CpuSpent } from './proc-stats';
 import { MeasuredProcesses, REPO, untilCount, untilExit } from './scale-processes';
 import { sleep } from './stats';
 import { countActions, historyOfAllRuns, type ActionCount } from './temporal-actions';
@@ -56,6 +56,8 @@ export interface KeyturnFigures {
   activeSeconds: number;
   /** When `keyturn apply` itself exited, seconds from its start. */
   applyExitSeconds: number;
+  /** CPU spent from `keyturn apply` starting until every key set had an active key. */
+  applyCpu: CpuSpent;
   workerRss: number;
   serveRss: number;
   temporalRss: number;
@@ -132,6 +134,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
     const file = path.join(folder, 'keysets.yaml');
     await writeFile(file, keySetsYaml(ids));
     step(`keyturn: apply of ${count} new key sets`);
+    const cpuSince = countCpu(workerPid, processes.pidOf('the Temporal dev server'));
     const applyBegan = performance.now();
     const apply = untilExit(keyturn('keyturn apply', ['apply', '-f', file], { LOG_LEVEL: 'warn' }), applyBegan, 4 * 3_600_000);
     const countActive = () => activeKeys(pool, 'scale-0%');
@@ -140,6 +143,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
       return new Promise<never>(() => undefined);
     });
     const allActive = await Promise.race([untilCount(countActive, count, 'key sets with an active key', step, 4 * 3_600_000), applyFailed]);
+    const applyCpu = cpuSince();
     const applied = await apply;
     if (applied.code !== 0) throw new Error(`keyturn apply failed (exit ${applied.code}): ${lastLine(applied.output)}`);
     const activeSeconds = (allActive - applyBegan) / 1000;
@@ -171,6 +175,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
     const { periodActions, bootstrapActions } = await countKeySetActions(client, pool);
     return {
       activeSeconds,
+      applyCpu,
       applyExitSeconds: applied.seconds,
       workerRss,
       serveRss,

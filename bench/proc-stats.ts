@@ -19,6 +19,29 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
+/** The CPU time every process of the machine has used so far (all cores, user and system), in seconds, from /proc/stat. */
+export function machineCpuSeconds(): number {
+  const [, user, nice, system] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+  return (user + nice + system) / CLOCK_TICKS;
+}
+
+/** CPU seconds spent over a stretch of the bench: by the worker, by the Temporal server and by the whole machine. */
+export interface CpuSpent {
+  worker: number;
+  temporal: number;
+  machine: number;
+}
+
+/** Starts counting the CPU of `workerPid`, `temporalPid` and the machine; the function returned says what each spent since. */
+export function countCpu(workerPid: number, temporalPid: number): () => CpuSpent {
+  const before = { worker: cpuSeconds(workerPid), temporal: cpuSeconds(temporalPid), machine: machineCpuSeconds() };
+  return () => ({
+    worker: cpuSeconds(workerPid) - before.worker,
+    temporal: cpuSeconds(temporalPid) - before.temporal,
+    machine: machineCpuSeconds() - before.machine,
+  });
+}
+
 /** How much of one core `pid` uses over `seconds`, as a fraction (0.01 is 1 % of a core). */
 export async function coreShare(pid: number, seconds: number): Promise<number> {
   const before = cpuSeconds(pid);

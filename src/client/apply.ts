@@ -114,20 +114,20 @@ interface KeySetOutcome {
 async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, dryRun: boolean, requestedBy: string): Promise<KeySetOutcome> {
   const { id, policy } = definition;
   if (dryRun) return planKeySet(keySets, definition);
-  const outcome: KeySetOutcome = {};
-  // One call starts a new key set; one that runs (or that another apply started meanwhile) is looked at.
-  const state = (await keySets.startIfNew(id, policy)) ? undefined : await keySets.getState(id);
-  if (state === undefined) outcome.created = true;
-  else outcome.running = true;
-  if (state?.decommissioned) {
+  const update = { patch: wholePolicy(policy), requestedBy, reason: 'apply' };
+  // One call starts a new key set with the file's policy as an Update in its first task: the answer
+  // comes once the workflow has checked it against the worker's ceilings (a refusal fails it, and the
+  // answer says why). A key set that runs (or that another apply started meanwhile) is looked at, then updated.
+  const started = await keySets.startWithPolicyUpdate(id, policy, update);
+  if (started !== undefined) return { created: true };
+  const outcome: KeySetOutcome = { running: true };
+  const state = await keySets.getState(id);
+  if (state.decommissioned) {
     await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
     outcome.recommissioned = true;
   }
-  // Sent even to a workflow just started: it answers once it has checked its policy against the
-  // worker's ceilings (a refusal fails it, and the answer says why), and another apply may have
-  // started it with another policy.
-  const result = await keySets.updatePolicy(id, { patch: wholePolicy(policy), requestedBy, reason: 'apply' });
-  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state?.policy ?? result.previous, result.policy);
+  const result = await keySets.updatePolicy(id, update);
+  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state.policy, result.policy);
   return outcome;
 }
 

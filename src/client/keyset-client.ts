@@ -7,8 +7,10 @@ import {
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
   WorkflowExecutionAlreadyStartedError,
+  WithStartWorkflowOperation,
   type Client,
   type WorkflowHandle,
+  type WorkflowStartOptions,
 } from '@temporalio/client';
 import type { KeySetStatus } from '../domain/keyset-state';
 import { keySetSummary } from '../domain/describe';
@@ -87,42 +89,44 @@ export class KeySetClient {
   }
 
   /**
-   * Starts the key set's workflow unless one is running under its id; true if this call started it
-   * (with `policy`), false if one was running already. One call to Temporal either way.
+   * Starts the key set's workflow with `update` of its policy delivered in its first task, in one call
+   * (Update-With-Start: no task of its own for the Update, as a start followed by the Update would
+   * take), and answers once the workflow has checked the policy against the worker's ceilings and
+   * recorded it; undefined, with nothing sent to the workflow, when one runs under its id already.
    */
-  async startIfNew(keySetId: string, policy: Partial<KeySetPolicy>): Promise<boolean> {
+  async startWithPolicyUpdate(keySetId: string, policy: Partial<KeySetPolicy>, update: PolicyUpdate): Promise<PolicyUpdateResult | undefined> {
+    const startWorkflowOperation = new WithStartWorkflowOperation(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, 'FAIL'));
     try {
-      await this.startWorkflow(keySetId, policy, 'FAIL');
-      return true;
+      return await this.client.withDeadline(Date.now() + this.updateTimeoutMs, () =>
+        this.client.workflow.executeUpdateWithStart(updatePolicyUpdate, { args: [update], startWorkflowOperation }),
+      );
     } catch (error) {
-      if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
-      throw error;
+      if (error instanceof WorkflowExecutionAlreadyStartedError) return undefined;
+      const handle = this.client.workflow.getHandle(workflowIdOf(keySetId));
+      throw missingSearchAttributes(keySetId, error) ?? (await this.refusalAtStart(keySetId, handle, error)) ?? this.explain(keySetId, error, this.updateTimeoutMs);
     }
   }
 
   private async startWorkflow(keySetId: string, policy: Partial<KeySetPolicy>, workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL'): Promise<WorkflowHandle> {
-    const input: KeySetWorkflowInput = { keySetId, policy: validatePolicy(policy, { keySetId }) };
     try {
-      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, {
-        args: [input],
-        taskQueue: this.taskQueue,
-        workflowId: workflowIdOf(keySetId),
-        workflowIdConflictPolicy,
-        // The workflow keeps ActiveKid and NextTransitionAt current once it is started with KeySetId.
-        typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
-        staticSummary: keySetSummary(keySetId, input.policy),
-      });
+      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, workflowIdConflictPolicy));
     } catch (error) {
-      if (error instanceof Error && /search attribute .* is not defined/i.test(`${error.message} ${String(error.cause)}`)) {
-        throw new KeyturnError(
-          'ERR_CONFIG_INVALID',
-          `cannot start key set "${keySetId}": the namespace lacks keyturn's search attributes; register them with ` +
-            '`temporal operator search-attribute create --name KeySetId --type Keyword --name ActiveKid --type Keyword --name NextTransitionAt --type Datetime`',
-          { keySetId, cause: error },
-        );
-      }
-      throw error;
+      throw missingSearchAttributes(keySetId, error) ?? error;
     }
+  }
+
+  /** How a key set's workflow is started: its policy validated first, tagged with its id, summarised for the Web UI. */
+  private startOptions(keySetId: string, policy: Partial<KeySetPolicy>, workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL') {
+    const input: KeySetWorkflowInput = { keySetId, policy: validatePolicy(policy, { keySetId }) };
+    return {
+      args: [input],
+      taskQueue: this.taskQueue,
+      workflowId: workflowIdOf(keySetId),
+      workflowIdConflictPolicy,
+      // The workflow keeps ActiveKid and NextTransitionAt current once it is started with KeySetId.
+      typedSearchAttributes: [{ key: KeySetIdSearchAttribute, value: keySetId }],
+      staticSummary: keySetSummary(keySetId, input.policy),
+    } satisfies WorkflowStartOptions<(input: KeySetWorkflowInput) => Promise<void>>;
   }
 
   /**
@@ -293,6 +297,17 @@ export class KeySetClient {
     }
     return error;
   }
+}
+
+/** A start refused because the namespace lacks keyturn's search attributes, in words that say how to register them; else undefined. */
+function missingSearchAttributes(keySetId: string, error: unknown): KeyturnError | undefined {
+  if (!(error instanceof Error && /search attribute .* is not defined/i.test(`${error.message} ${String(error.cause)}`))) return undefined;
+  return new KeyturnError(
+    'ERR_CONFIG_INVALID',
+    `cannot start key set "${keySetId}": the namespace lacks keyturn's search attributes; register them with ` +
+      '`temporal operator search-attribute create --name KeySetId --type Keyword --name ActiveKid --type Keyword --name NextTransitionAt --type Datetime`',
+    { keySetId, cause: error },
+  );
 }
 
 /** The workflow id of a key set; an id that is no key set id is refused before anything is sent. */
