@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { TemporalServer } from '../test/helpers/temporal-server';
-import { coreShare, countCpu, residentBytes, type CpuSpent } from './proc-stats';
+import { commandCpuSeconds, coreShare, countCpu, cpuSeconds, machineCpuSeconds, residentBytes } from './proc-stats';
 import { createTestDatabase } from '../test/helpers/postgres';
 import { MeasuredProcesses, REPO, untilCount } from './scale-processes';
 import { sleep } from './stats';
@@ -17,8 +17,8 @@ const WORKER_SCRIPT = path.join(REPO, 'dist', 'bench', 'bare-entity-worker.js');
 export interface BareEntityFigures {
   /** Seconds from the first start until every entity's activity had committed. */
   seconds: number;
-  /** CPU spent from the first start until every entity's activity had committed. */
-  cpu: CpuSpent;
+  /** CPU seconds spent from the first start until every entity's activity had committed. */
+  cpu: { worker: number; temporal: number; postgres: number; machine: number };
   workerRss: number;
   temporalRss: number;
   /** The worker's share of a core while every entity sleeps. */
@@ -69,7 +69,13 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     await untilCount(countRows, 1, 'the warm-up entity', step, 120_000);
 
     step(`bare entities: starting ${count}, ${bound} at a time`);
-    const cpuSince = countCpu(processes.pidOf(WORKER_NAME), processes.pidOf('the Temporal dev server'));
+    const [workerPid, temporalPid] = [processes.pidOf(WORKER_NAME), processes.pidOf('the Temporal dev server')];
+    const cpuSince = countCpu({
+      worker: () => cpuSeconds(workerPid),
+      temporal: () => cpuSeconds(temporalPid),
+      postgres: () => commandCpuSeconds('postgres'),
+      machine: machineCpuSeconds,
+    });
     const began = performance.now();
     let next = 0;
     const starter = async () => {
@@ -86,9 +92,8 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     const cpu = cpuSince();
     step(`bare entities: all ${count} registered in ${seconds.toFixed(1)} s; settling ${settings.settleSeconds} s`);
     await sleep(settings.settleSeconds * 1000);
-    const workerPid = processes.pidOf(WORKER_NAME);
     const workerRss = residentBytes(workerPid);
-    const temporalRss = residentBytes(processes.pidOf('the Temporal dev server'));
+    const temporalRss = residentBytes(temporalPid);
     step(`bare entities: the idle worker's CPU over ${settings.idleSeconds} s`);
     const idleCore = await coreShare(workerPid, settings.idleSeconds);
     return { seconds, cpu, workerRss, temporalRss, idleCore };

@@ -14,7 +14,7 @@ import { createTestDatabase } from '../test/helpers/postgres';
 import type { SupervisedProcess } from '../test/helpers/processes';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
-import { coreShare, countCpu, cpuSeconds, residentBytes, type CpuSpent } from './proc-stats';
+import { commandCpuSeconds, coreShare, countCpu, cpuSeconds, exitedChildrenCpuSeconds, machineCpuSeconds, residentBytes } from './proc-stats';
 import { MeasuredProcesses, REPO, untilCount, untilExit } from './scale-processes';
 import { sleep } from './stats';
 import { countActions, historyOfAllRuns, type ActionCount } from './temporal-actions';
@@ -56,8 +56,8 @@ export interface KeyturnFigures {
   activeSeconds: number;
   /** When `keyturn apply` itself exited, seconds from its start. */
   applyExitSeconds: number;
-  /** CPU spent from `keyturn apply` starting until every key set had an active key. */
-  applyCpu: CpuSpent;
+  /** CPU seconds spent from `keyturn apply` starting until every key set had an active key (the CLI's: until it exited). */
+  applyCpu: { worker: number; temporal: number; postgres: number; serve: number; cli: number; machine: number };
   workerRss: number;
   serveRss: number;
   temporalRss: number;
@@ -134,7 +134,15 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
     const file = path.join(folder, 'keysets.yaml');
     await writeFile(file, keySetsYaml(ids));
     step(`keyturn: apply of ${count} new key sets`);
-    const cpuSince = countCpu(workerPid, processes.pidOf('the Temporal dev server'));
+    const [temporalPid, servePid] = [processes.pidOf('the Temporal dev server'), processes.pidOf(SERVE)];
+    const cpuSince = countCpu({
+      worker: () => cpuSeconds(workerPid),
+      temporal: () => cpuSeconds(temporalPid),
+      postgres: () => commandCpuSeconds('postgres'),
+      serve: () => cpuSeconds(servePid),
+      cli: exitedChildrenCpuSeconds,
+      machine: machineCpuSeconds,
+    });
     const applyBegan = performance.now();
     const apply = untilExit(keyturn('keyturn apply', ['apply', '-f', file], { LOG_LEVEL: 'warn' }), applyBegan, 4 * 3_600_000);
     const countActive = () => activeKeys(pool, 'scale-0%');
@@ -146,6 +154,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
     const applyCpu = cpuSince();
     const applied = await apply;
     if (applied.code !== 0) throw new Error(`keyturn apply failed (exit ${applied.code}): ${lastLine(applied.output)}`);
+    applyCpu.cli = cpuSince().cli;
     const activeSeconds = (allActive - applyBegan) / 1000;
     step(`keyturn: all ${count} active in ${activeSeconds.toFixed(1)} s (apply exited after ${applied.seconds.toFixed(1)} s); settling ${settings.settleSeconds} s`);
     await sleep(settings.settleSeconds * 1000);

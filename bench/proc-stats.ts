@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat's CPU times (100 on Linux almost always, asked once). */
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -25,21 +25,33 @@ export function machineCpuSeconds(): number {
   return (user + nice + system) / CLOCK_TICKS;
 }
 
-/** CPU seconds spent over a stretch of the bench: by the worker, by the Temporal server and by the whole machine. */
-export interface CpuSpent {
-  worker: number;
-  temporal: number;
-  machine: number;
+/** The CPU time of every running process named `command` (PostgreSQL's server and its backends: `postgres`), in seconds. */
+export function commandCpuSeconds(command: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === command) total += cpuSeconds(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return total;
 }
 
-/** Starts counting the CPU of `workerPid`, `temporalPid` and the machine; the function returned says what each spent since. */
-export function countCpu(workerPid: number, temporalPid: number): () => CpuSpent {
-  const before = { worker: cpuSeconds(workerPid), temporal: cpuSeconds(temporalPid), machine: machineCpuSeconds() };
-  return () => ({
-    worker: cpuSeconds(workerPid) - before.worker,
-    temporal: cpuSeconds(temporalPid) - before.temporal,
-    machine: machineCpuSeconds() - before.machine,
-  });
+/** The CPU time of this process's children that have exited (a CLI command the bench ran), in seconds. */
+export function exitedChildrenCpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+}
+
+/** Starts counting CPU seconds with each counter; the function returned says how many each counted since. */
+export function countCpu<K extends string>(counters: Record<K, () => number>): () => Record<K, number> {
+  const names = Object.keys(counters) as K[];
+  const before = Object.fromEntries(names.map((name) => [name, counters[name]()])) as Record<K, number>;
+  return () => Object.fromEntries(names.map((name) => [name, counters[name]() - before[name]])) as Record<K, number>;
 }
 
 /** How much of one core `pid` uses over `seconds`, as a fraction (0.01 is 1 % of a core). */

@@ -3,7 +3,7 @@ import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/keyset-state';
 import type { KeyState } from '../domain/lifecycle';
 import { findChainBreak, nextLink, type ChainBreak, type ChainHead, type StoredLink } from './audit-chain';
-import { afterCommit, inTransaction } from './transaction';
+import { afterCommit, inTransaction, transactionMemo } from './transaction';
 
 export type AuditEventKind =
   | 'registered'
@@ -65,7 +65,9 @@ export function onAuditEventCommitted(listener: (event: CommittedAuditEvent) => 
 }
 
 export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<void> {
-  const head = await readHead(tx, e.keySetId);
+  // The head this transaction locked and moved itself, for a change that appends several events.
+  const knownHead = transactionMemo<ChainHead>(tx, `audit head ${e.keySetId}`);
+  const head = knownHead.get() ?? (await readHead(tx, e.keySetId));
   // Hash what the database will hand back: the details as plain JSON values (what jsonb returns)
   // and the time in whole milliseconds (what a Date holds).
   const details = JSON.parse(JSON.stringify(e.details ?? {})) as Record<string, unknown>;
@@ -107,6 +109,7 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
       link.hash,
     ],
   );
+  knownHead.set({ seq: link.seq, hash: link.hash });
   afterCommit(tx, () => {
     for (const listener of committedListeners) listener({ ...e, details, seq: link.seq, hash: link.hash });
   });

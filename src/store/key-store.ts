@@ -185,8 +185,7 @@ export class KeyStore {
       if (first && options.firstKey && !live.some((k) => k.state === 'active' || k.state === 'next')) {
         const bootstrap = { ...change, ...options.firstKey.cause };
         await this.insertNextKey(tx, bootstrap, at, first);
-        await this.moveKey(tx, bootstrap, at, first.key.kid, 'next', 'active', { token_ttl_ms: options.firstKey.tokenTtlMs });
-        live.push(await this.timelineOf(tx, change.keySetId, first.key.kid));
+        live.push(await this.moveKey(tx, bootstrap, at, first.key.kid, 'next', 'active', { token_ttl_ms: options.firstKey.tokenTtlMs }));
         changed = true;
       }
       // The JWKS cache-control and the key ring's token lifetime follow the policy.
@@ -248,9 +247,9 @@ export class KeyStore {
         new Date(at),
         new Date(promotableAt),
       ]);
-      await recordWritten(tx, change.keySetId, kid);
+      const listed = await recordWritten(tx, change.keySetId, kid);
       await appendAuditEvent(tx, { ...change, at, kid, event: 'published', details: { urls: listing.urls, promotableAt: new Date(promotableAt).toISOString() } });
-      return this.timelineOf(tx, change.keySetId, kid);
+      return listed;
     });
   }
 
@@ -267,12 +266,8 @@ export class KeyStore {
       const demotedKid = active.rows[0]?.kid ?? null;
       await this.assertState(tx, change, kid, ['next'], 'promote');
       // Demote first: the one-active index would refuse the promotion otherwise.
-      if (demotedKid !== null) await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, 'active');
-      await this.moveKey(tx, change, at, kid, 'next', 'active', { token_ttl_ms: windows.tokenTtlMs });
-      return {
-        active: await this.timelineOf(tx, change.keySetId, kid),
-        demoted: demotedKid === null ? null : await this.timelineOf(tx, change.keySetId, demotedKid),
-      };
+      const demoted = demotedKid === null ? null : await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, 'active');
+      return { active: await this.moveKey(tx, change, at, kid, 'next', 'active', { token_ttl_ms: windows.tokenTtlMs }), demoted };
     });
   }
 
@@ -280,8 +275,7 @@ export class KeyStore {
   async withdrawKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
     return this.applyChange(change, 'withdraw', async (tx, at) => {
       await this.assertState(tx, change, kid, ['next'], 'withdraw');
-      await this.moveKey(tx, change, at, kid, 'next', 'retired', {}, 'withdrawn');
-      return this.timelineOf(tx, change.keySetId, kid);
+      return this.moveKey(tx, change, at, kid, 'next', 'retired', {}, 'withdrawn');
     });
   }
 
@@ -291,13 +285,14 @@ export class KeyStore {
    */
   async windDown(change: KeyChange, demotions: Demotion[]): Promise<KeyTimeline[]> {
     return this.applyChange(change, 'wind-down', async (tx, at) => {
+      const demoted: KeyTimeline[] = [];
       for (const demotion of demotions) {
         const from = await this.assertState(tx, change, demotion.kid, ['active', 'next'], 'wind down');
-        await this.demote(tx, change, at, demotion, from);
+        demoted.push(await this.demote(tx, change, at, demotion, from));
       }
       await tx.query('UPDATE key_sets SET decommissioned_at = $2 WHERE id = $1', [change.keySetId, new Date(at)]);
       await appendAuditEvent(tx, { ...change, at, event: 'decommissioned' });
-      return Promise.all(demotions.map((d) => this.timelineOf(tx, change.keySetId, d.kid)));
+      return demoted;
     });
   }
 
@@ -353,8 +348,7 @@ export class KeyStore {
   async retireKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
     return this.applyChange(change, 'retire', async (tx, at) => {
       await this.assertState(tx, change, kid, ['grace'], 'retire');
-      await this.moveKey(tx, change, at, kid, 'grace', 'retired');
-      return this.timelineOf(tx, change.keySetId, kid);
+      return this.moveKey(tx, change, at, kid, 'grace', 'retired');
     });
   }
 
@@ -512,8 +506,8 @@ export class KeyStore {
   }
 
   /** Moves a key into its grace period: it verifies until `graceMs` from now. */
-  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, from: KeyState): Promise<void> {
-    await this.moveKey(tx, change, at, demotion.kid, from, 'grace', { grace_ends_at: new Date(at + demotion.graceMs) });
+  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, from: KeyState): Promise<KeyTimeline> {
+    return this.moveKey(tx, change, at, demotion.kid, from, 'grace', { grace_ends_at: new Date(at + demotion.graceMs) });
   }
 
   /**
@@ -530,7 +524,7 @@ export class KeyStore {
     to: Exclude<KeyState, 'next'>,
     columns: Record<string, unknown> = {},
     event: AuditEventKind = TRANSITIONS[to].event,
-  ): Promise<void> {
+  ): Promise<KeyTimeline> {
     const erase = to === 'destroyed' || to === 'revoked' ? ', private_key = NULL, kek_id = NULL' : '';
     const names = Object.keys(columns);
     const more = names.map((name, i) => `, ${name} = $${i + 5}`).join('');
@@ -541,13 +535,9 @@ export class KeyStore {
       new Date(at),
       ...Object.values(columns),
     ]);
-    await recordWritten(tx, change.keySetId, kid);
+    const moved = await recordWritten(tx, change.keySetId, kid);
     await appendAuditEvent(tx, { ...change, at, kid, event, fromState: from, toState: to });
-  }
-
-  private async timelineOf(tx: PoolClient, keySetId: string, kid: string): Promise<KeyTimeline> {
-    const { rows } = await tx.query(`SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND kid = $2`, [keySetId, kid]);
-    return toTimeline(toStoredKey(rows[0]));
+    return moved;
   }
 }
 
@@ -558,10 +548,14 @@ async function notifyKeyChange(tx: PoolClient, keySetId: string): Promise<void> 
 
 /**
  * Records the key's row as keyturn has just written it (migration 008), so that a later change by
- * anything else shows as a fingerprint that no longer matches (see fleet-reading.ts).
+ * anything else shows as a fingerprint that no longer matches (see fleet-reading.ts); returns the key as written.
  */
-async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Promise<void> {
-  await tx.query('UPDATE signing_keys k SET written_fingerprint = keyturn_key_fingerprint(k) WHERE key_set_id = $1 AND kid = $2', [keySetId, kid]);
+async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Promise<KeyTimeline> {
+  const { rows } = await tx.query(
+    `UPDATE signing_keys k SET written_fingerprint = keyturn_key_fingerprint(k) WHERE key_set_id = $1 AND kid = $2 RETURNING ${KEY_COLUMNS}`,
+    [keySetId, kid],
+  );
+  return toTimeline(toStoredKey(rows[0]));
 }
 
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
