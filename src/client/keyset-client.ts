@@ -85,7 +85,11 @@ export class KeySetClient {
    * a second `apply`, two shells at once all end with one workflow). The policy is validated first.
    */
   async start(keySetId: string, policy: Partial<KeySetPolicy>): Promise<WorkflowHandle> {
-    return this.startWorkflow(keySetId, policy, 'USE_EXISTING');
+    try {
+      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, 'USE_EXISTING'));
+    } catch (error) {
+      throw missingSearchAttributes(keySetId, error) ?? error;
+    }
   }
 
   /**
@@ -104,14 +108,6 @@ export class KeySetClient {
       if (error instanceof WorkflowExecutionAlreadyStartedError) return undefined;
       const handle = this.client.workflow.getHandle(workflowIdOf(keySetId));
       throw missingSearchAttributes(keySetId, error) ?? (await this.refusalAtStart(keySetId, handle, error)) ?? this.explain(keySetId, error, this.updateTimeoutMs);
-    }
-  }
-
-  private async startWorkflow(keySetId: string, policy: Partial<KeySetPolicy>, workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL'): Promise<WorkflowHandle> {
-    try {
-      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, workflowIdConflictPolicy));
-    } catch (error) {
-      throw missingSearchAttributes(keySetId, error) ?? error;
     }
   }
 
