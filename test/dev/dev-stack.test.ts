@@ -4,7 +4,7 @@ import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { Pool } from 'pg';
+import { sidePool } from '../helpers/postgres';
 import { assertPortFree } from '../../src/runtime/port-check';
 import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
 import { createLogger } from '../../src/observability/logger';
@@ -165,7 +165,7 @@ async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
 }
 
 async function activeKidsInDatabase(instance: InstanceInfo): Promise<string[]> {
-  const pool = new Pool({ connectionString: instance.databaseUrl!, max: 1 });
+  const pool = sidePool(instance.databaseUrl!, 1);
   try {
     const { rows } = await pool.query<{ kid: string }>("SELECT kid FROM signing_keys WHERE key_set_id = 'default' AND state = 'active'");
     return rows.map((row) => row.kid);

@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { decodeProtectedHeader, importJWK, SignJWT } from 'jose';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
+import { sidePool } from '../helpers/postgres';
 import { Registry } from 'prom-client';
 import { parseKekRing, type KekRing } from '../../src/crypto/kek';
 import type { DevStack } from '../../src/dev/dev-stack';
@@ -43,7 +44,7 @@ beforeAll(async () => {
   running = await startTestDevStack('e2e');
   stack = running.stack;
   kekRing = parseKekRing(running.kek);
-  pool = new Pool({ connectionString: stack.databaseUrl, max: 5 });
+  pool = sidePool(stack.databaseUrl, 5);
   store = new KeyStore(pool, kekRing);
   jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool, registry: new Registry(), logger });
   temporal = await Connection.connect({ address: stack.temporalAddress });

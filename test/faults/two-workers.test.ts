@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
+import { sidePool } from '../helpers/postgres';
 import { KeySetClient } from '../../src/client/keyset-client';
 import { parseKekRing } from '../../src/crypto/kek';
 import { policyTimings, validatePolicy } from '../../src/domain/policy';
@@ -53,7 +54,7 @@ beforeAll(async () => {
   deployment = { ...base, jwksUrl: (await startJwksServer(keyturn, base)).url };
   // One after the other: each bundles the workflow sources at start, which two at once would make slower still.
   workers = [await startWorker(keyturn, deployment), await startWorker(keyturn, deployment)];
-  pool = new Pool({ connectionString: postgres.url, max: 4 });
+  pool = sidePool(postgres.url, 4);
   connection = await Connection.connect({ address: temporal.address });
   keySets = new KeySetClient(new Client({ connection }), QUEUE);
   ring = await KeyRing.open({ databaseUrl: postgres.url, kekRing: parseKekRing(deployment.kek), logger });

@@ -15,6 +15,17 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/**
+ * A pool of a test's own beside its database's (the JWKS server's, a process's view): its idle
+ * connections may be ended under it, by the database's drop at the end or by a fault the test makes,
+ * which is expected and must not crash the test file as an unhandled 'error' event.
+ */
+export function sidePool(connectionString: string, max: number): Pool {
+  const pool = new Pool({ connectionString, max });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
 /** A fresh, migrated database in the run's PostgreSQL, so test files never see each other's keys. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = process.env.KEYTURN_TEST_DATABASE_URL;

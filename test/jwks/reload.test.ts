@@ -5,7 +5,7 @@ import { createLogger } from '../../src/observability/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/keyset-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase, sidePool } from '../helpers/postgres';
 
 // With many key sets, one key set's change must cost the JWKS server that key set's rebuild only:
 // every query the server sends is recorded (its pool is pg's, with query() wrapped), so a change that
@@ -25,7 +25,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   store = new KeyStore(db.pool, randomKekRing());
   for (const id of ids) await (await KeySetDriver.register(store, id, testPolicy())).rotate();
-  serverPool = new Pool({ connectionString: db.url, max: 4 });
+  serverPool = sidePool(db.url, 4);
   const query = serverPool.query.bind(serverPool) as (text: string, values?: unknown[]) => Promise<unknown>;
   serverPool.query = ((text: string, values?: unknown[]) => {
     queries.push({ text, values: values ?? [] });
