@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -6,7 +6,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import { commandCpuSeconds, coreShare, countCpu, cpuSeconds, machineCpuSeconds, residentBytes } from './proc-stats';
 import { createTestDatabase } from '../test/helpers/postgres';
-import { MeasuredProcesses, REPO, untilCount } from './scale-processes';
+import { MeasuredProcesses, releaseBenchRun, REPO, untilCount } from './scale-processes';
 import { sleep } from './stats';
 
 const TASK_QUEUE = 'bare-entities';
@@ -98,11 +98,7 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     const idleCore = await coreShare(workerPid, settings.idleSeconds);
     return { seconds, cpu, workerRss, temporalRss, idleCore };
   } finally {
-    await connection?.close();
-    await processes.stopAll();
-    await temporal?.remove();
-    await db.drop();
-    await rm(folder, { recursive: true, force: true });
+    await releaseBenchRun({ connection, processes, temporal, db, folder });
   }
 }
 

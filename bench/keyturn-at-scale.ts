@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type ScheduleExecutionActionResult } from '@temporalio/client';
@@ -15,7 +15,7 @@ import type { SupervisedProcess } from '../test/helpers/processes';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
 import { commandCpuSeconds, coreShare, countCpu, cpuSeconds, exitedChildrenCpuSeconds, machineCpuSeconds, residentBytes } from './proc-stats';
-import { MeasuredProcesses, REPO, untilCount, untilExit } from './scale-processes';
+import { MeasuredProcesses, releaseBenchRun, REPO, untilCount, untilExit } from './scale-processes';
 import { sleep } from './stats';
 import { countActions, historyOfAllRuns, type ActionCount } from './temporal-actions';
 
@@ -199,11 +199,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
       bootstrapActions,
     };
   } finally {
-    await connection?.close();
-    await processes.stopAll();
-    await temporal?.remove();
-    await db.drop();
-    await rm(folder, { recursive: true, force: true });
+    await releaseBenchRun({ connection, processes, temporal, db, folder });
   }
 }
 

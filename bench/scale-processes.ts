@@ -1,4 +1,7 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Connection } from '@temporalio/client';
+import type { TemporalServer } from '../test/helpers/temporal-server';
 import { ProcessGroup, type StartOptions, type SupervisedProcess } from '../test/helpers/processes';
 import { sleep } from './stats';
 
@@ -47,4 +50,22 @@ export async function untilCount(count: () => Promise<number>, expected: number,
     }
     await sleep(500);
   }
+}
+
+/** What one side of the scale bench holds while it measures (its connection and Temporal server once started). */
+export interface BenchRun {
+  connection?: Connection;
+  processes: MeasuredProcesses;
+  temporal?: TemporalServer;
+  db: { drop(): Promise<void> };
+  folder: string;
+}
+
+/** Releases a side's run in the reverse order it was acquired: the connection, its processes, its server, its database, its folder. */
+export async function releaseBenchRun({ connection, processes, temporal, db, folder }: BenchRun): Promise<void> {
+  await connection?.close();
+  await processes.stopAll();
+  await temporal?.remove();
+  await db.drop();
+  await rm(folder, { recursive: true, force: true });
 }
