@@ -33,13 +33,20 @@ export async function startTestDevStack(
   const db = await createTestDatabase();
   const kek = randomBytes(32).toString('base64');
   const config = loadConfig({ ...options.env, KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
-  const stack = await startDevStack({
-    config,
-    logger: options.logger ?? createLogger({ level: 'silent' }),
-    temporalPort: await freePort(),
-    uiPort: await freePort(),
-    workflowBundle: await bundleWorkflows(),
-    jwksPort: options.jwksPort,
+  const start = async () =>
+    startDevStack({
+      config,
+      logger: options.logger ?? createLogger({ level: 'silent' }),
+      temporalPort: await freePort(),
+      uiPort: await freePort(),
+      workflowBundle: await bundleWorkflows(),
+      jwksPort: options.jwksPort,
+    });
+  // The dev server picks ports of its own for its internal services; one taken meanwhile by a test file
+  // running in parallel makes it exit at start. Started again once, on fresh ports, it comes up.
+  const stack = await start().catch((error: unknown) => {
+    if (!/the Temporal dev server exited .* before accepting connections/.test(String(error))) throw error;
+    return start();
   });
   return {
     stack,
