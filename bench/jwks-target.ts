@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { startJwksServer } from '../src/jwks/server';
-import { createLogger } from '../src/observability/logger';
+import { createLogger } from '../src/logger';
 
 /**
  * The server under load, in a process of its own so that it does not share an event loop with the

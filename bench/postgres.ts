@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
+import { startEmbeddedPostgres } from '../src/runtime/embedded-postgres';
 import { freePort } from '../test/helpers/ports';
 
 /**

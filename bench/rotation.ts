@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { parseKekRing, type KekRing } from '../src/crypto/kek';
 import { KeyRing } from '../src/issuer/key-ring';
 import { startJwksServer } from '../src/jwks/server';
-import { createLogger } from '../src/observability/logger';
+import { createLogger } from '../src/logger';
 import { KeyStore } from '../src/store/key-store';
 import { startTestDevStack } from '../test/helpers/dev-stack';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DEFAULT_SUPERVISOR_INTERVAL } from '../src/client/keysets-file';
+import { DEFAULT_SUPERVISOR_INTERVAL } from '../src/client/key-sets-file';
 import { durationToMs } from '../src/domain/duration';
 import { DEFAULT_POLICY, policyTimings } from '../src/domain/policy';
 import { measureBareEntities, type BareEntityFigures, type ScaleSettings } from './bare-entity-reference';

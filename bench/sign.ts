@@ -5,7 +5,7 @@ import type { Pool } from 'pg';
 import type { KekRing } from '../src/crypto/kek';
 import type { SigningAlgorithm } from '../src/domain/algorithms';
 import { KeyRing } from '../src/issuer/key-ring';
-import { createLogger } from '../src/observability/logger';
+import { createLogger } from '../src/logger';
 import type { KeyStore } from '../src/store/key-store';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { cpuPinning } from './cpu-pinning';

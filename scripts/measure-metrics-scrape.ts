@@ -17,12 +17,12 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { generateSigningKey } from '../src/crypto/generate';
-import { startEmbeddedPostgres } from '../src/dev/embedded-postgres';
+import { startEmbeddedPostgres } from '../src/runtime/embedded-postgres';
 import { DEFAULT_POLICY } from '../src/domain/policy';
 import { startJwksServer } from '../src/jwks/server';
-import { createLogger } from '../src/observability/logger';
+import { createLogger } from '../src/logger';
 import { migrate } from '../src/store/migrate';
-import { randomKekRing } from '../test/helpers/keyset-worker';
+import { randomKekRing } from '../test/helpers/key-set-worker';
 import { freePort } from '../test/helpers/ports';
 
 async function main(): Promise<void> {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { durationToMs, DURATION_HINT } from './domain/duration';
 import { DEFAULT_CEILINGS, type PolicyCeilings } from './domain/policy';
 import { KeyturnError } from './domain/errors';
+import { isKeySetId, KEY_SET_ID_RULE } from './domain/key-set-id';
 import { loadTemporalProfile, type TemporalProfile } from './runtime/temporal-profile';
 import type { DatabaseRoles } from './store/database-roles';
 
@@ -45,6 +46,10 @@ export interface Config {
    * discovery documents' `jwks_uri` and default issuer; unset, the URL the server listens on.
    */
   publicUrl?: string;
+  /** KEYTURN_DEFAULT_KEYSET: the key set the JWKS server answers `/.well-known/*` for (default `default`). */
+  defaultKeySetId: string;
+  /** KEYTURN_ISSUER: the issuer of key sets whose policy names none; unset, the discovery document's base URL. */
+  issuer?: string;
   /** Port of the worker's Prometheus endpoint (`/metrics`); in `keyturn dev` the JWKS server's serves everything. */
   metricsPort: number;
   /** Port of the Temporal SDK's own Prometheus exporter in the worker process (`temporal_*` metrics). */
@@ -181,6 +186,11 @@ const schema = z.object({
     .pipe(z.array(baseUrl('must be the http(s) base URL of each JWKS server, separated by commas, e.g. http://jwks-1:8080,http://jwks-2:8080')))
     .optional(),
   KEYTURN_PUBLIC_URL: baseUrl('must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com').optional(),
+  KEYTURN_DEFAULT_KEYSET: z
+    .string()
+    .refine(isKeySetId, { error: `must be a key set id: ${KEY_SET_ID_RULE}` })
+    .default('default'),
+  KEYTURN_ISSUER: z.string().optional(),
   KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
   KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
   KEYTURN_METRICS_PER_KEY_SET: z
@@ -263,6 +273,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     jwksPort: overrides.jwksPort ?? values.PORT,
     jwksUrls: values.KEYTURN_JWKS_URL,
     publicUrl: values.KEYTURN_PUBLIC_URL,
+    defaultKeySetId: values.KEYTURN_DEFAULT_KEYSET,
+    issuer: values.KEYTURN_ISSUER,
     metricsPort: values.KEYTURN_METRICS_PORT,
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
     metricsPerKeySet: values.KEYTURN_METRICS_PER_KEY_SET,

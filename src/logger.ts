@@ -28,7 +28,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return pino(
     {
       name: options.name ?? 'keyturn',
-      level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+      level: options.level ?? 'info',
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
     options.pretty

@@ -8,7 +8,7 @@ import { alertChannelsFrom } from './alerts/channels';
 import { temporalConnectionOptions, temporalTargetFrom, type TemporalTarget } from './client/connect';
 import { explainConnectionFailure } from './client/connection-failure';
 import type { Config } from './config';
-import { createLogger, type Logger } from './observability/logger';
+import { createLogger, type Logger } from './logger';
 import { activityInstrumentation } from './observability/activity-instrumentation';
 import { registerKeyStateMetrics } from './observability/key-state-metrics';
 import { createMetricsRegistry, keyturnMetrics } from './observability/metrics';

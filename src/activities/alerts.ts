@@ -12,7 +12,7 @@ import {
   type Incident,
   type NotificationKind,
 } from '../domain/incidents';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import type { AlertOutcome } from '../observability/metrics';
 import type { AlertIncidentStore } from '../store/alert-incidents';
 import type { OpenIncidentStore } from '../store/open-incidents';

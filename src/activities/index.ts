@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import type { PolicyCeilings } from '../domain/policy';
 import type { KeyturnMetrics } from '../observability/metrics';
 import type { KeyStore } from '../store/key-store';

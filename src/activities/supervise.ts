@@ -5,7 +5,7 @@ import type { KeyStore } from '../store/key-store';
 import type { SupervisionReport } from '../workflows/messages';
 import { readFleet } from '../client/fleet-check';
 import { mapBounded } from '../client/map-bounded';
-import { KeySetClient } from '../client/keyset-client';
+import { KeySetClient } from '../client/key-set-client';
 import { settledReading } from '../client/verify';
 
 /** What looking at one key set in doubt came to. */

@@ -1,6 +1,6 @@
-import { loadConfig, type Config } from '../../config';
-import { createLogger } from '../../observability/logger';
-import { openKeyStore, type OpenedKeyStore } from '../../runtime/open-key-store';
+import { loadConfig, type Config } from '../config';
+import { createLogger } from '../logger';
+import { openKeyStore, type OpenedKeyStore } from '../runtime/open-key-store';
 
 /**
  * The key store of DATABASE_URL, or of the keyturn instance running on the data folder (else the

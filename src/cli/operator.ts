@@ -1,11 +1,11 @@
 import os from 'node:os';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { loadConfig, type Config } from '../../config';
-import { KeyturnError } from '../../domain/errors';
-import { isKeySetId, keySetIdProblem } from '../../domain/key-set-id';
-import { resolveTemporalTarget, withClient } from '../connect';
-import { KeySetClient } from '../keyset-client';
+import { loadConfig, type Config } from '../config';
+import { KeyturnError } from '../domain/errors';
+import { isKeySetId, keySetIdProblem } from '../domain/key-set-id';
+import { resolveTemporalTarget, withClient } from '../client/connect';
+import { KeySetClient } from '../client/key-set-client';
 import { DATA_DIR_OPTION } from './options';
 
 /**

@@ -1,10 +1,10 @@
-import type { KeySetStatus, LastError } from '../../domain/keyset-state';
-import type { KeyState, ScheduledTransition } from '../../domain/lifecycle';
-import type { KeySetPolicy } from '../../domain/policy';
-import { TRANSITION_WORDS, utc } from '../../domain/describe';
-import type { AuditChainVerification, AuditRecord } from '../../store/audit-log';
-import type { KekRewrapOutcome, KekStatus, KekStatusEntry } from '../kek-roll';
-import type { KeySetVerification } from '../verify';
+import type { KeySetStatus, LastError } from '../domain/key-set-state';
+import type { KeyState, ScheduledTransition } from '../domain/lifecycle';
+import type { KeySetPolicy } from '../domain/policy';
+import { TRANSITION_WORDS, utc } from '../domain/describe';
+import type { AuditChainVerification, AuditRecord } from '../store/audit-log';
+import type { KekRewrapOutcome, KekStatus, KekStatusEntry } from '../client/kek-roll';
+import type { KeySetVerification } from '../client/verify';
 
 /**
  * How the operator commands show their results: `--json` for machines (times as ISO 8601), words

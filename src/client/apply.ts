@@ -2,8 +2,8 @@ import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type Schedu
 import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
 import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
 import { mapBounded } from './map-bounded';
-import { KeySetClient } from './keyset-client';
-import type { KeySetDefinition, KeySetsFile } from './keysets-file';
+import { KeySetClient } from './key-set-client';
+import type { KeySetDefinition, KeySetsFile } from './key-sets-file';
 
 /** The supervisor's workflow id; each run the schedule starts gets a timestamp appended. */
 export const SUPERVISOR_WORKFLOW_ID = 'keyturn-supervisor';

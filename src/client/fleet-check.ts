@@ -1,11 +1,11 @@
 import type { Pool } from 'pg';
-import type { KeySetStatus } from '../domain/keyset-state';
+import type { KeySetStatus } from '../domain/key-set-state';
 import { checkInvariants, type InvariantTolerances } from '../domain/invariants';
 import { nextTransition } from '../domain/lifecycle';
 import { policyTimings } from '../domain/policy';
 import { readKeySetRecords, type KeySetRecord } from '../store/fleet-reading';
 import { toTimeline } from '../store/key-store';
-import type { KeySetClient, VisibleKeySet } from './keyset-client';
+import type { KeySetClient, VisibleKeySet } from './key-set-client';
 
 /** Every key set in service, and which of them visibility and PostgreSQL leave in doubt. */
 export interface FleetReading {

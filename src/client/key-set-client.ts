@@ -12,7 +12,7 @@ import {
   type WorkflowHandle,
   type WorkflowStartOptions,
 } from '@temporalio/client';
-import type { KeySetStatus } from '../domain/keyset-state';
+import type { KeySetStatus } from '../domain/key-set-state';
 import { keySetSummary } from '../domain/describe';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import { checkKeySetId } from '../domain/key-set-id';

@@ -1,11 +1,11 @@
-import type { KeySetStatus } from '../domain/keyset-state';
+import type { KeySetStatus } from '../domain/key-set-state';
 import { KeyturnError } from '../domain/errors';
 import { checkInvariants, type Violation } from '../domain/invariants';
 import type { KeyStore, StoredKey } from '../store/key-store';
 import type { KeySetDatabase } from './key-set-database';
 import { readFleet } from './fleet-check';
 import { mapBounded } from './map-bounded';
-import type { KeySetClient } from './keyset-client';
+import type { KeySetClient } from './key-set-client';
 
 /** What `verify` found for one key set. */
 export interface KeySetVerification {

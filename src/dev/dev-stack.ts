@@ -1,10 +1,10 @@
 import type { WorkflowBundleOption } from '@temporalio/worker';
 import { applyKeySets, type ApplyOptions, type ApplyReport } from '../client/apply';
 import { connectClient, temporalTargetFrom, type TemporalTarget } from '../client/connect';
-import { KeySetClient } from '../client/keyset-client';
-import type { KeySetsFile } from '../client/keysets-file';
+import { KeySetClient } from '../client/key-set-client';
+import type { KeySetsFile } from '../client/key-sets-file';
 import type { Config } from '../config';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import type { DatabaseSource } from '../runtime/database';
 import { instanceFilePath, readLiveInstance, removeInstanceFile, writeInstanceFile } from '../runtime/instance-file';
 import { openKeyStore } from '../runtime/open-key-store';
@@ -120,6 +120,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         registry,
         logger,
         publicUrl: config.publicUrl,
+        defaultKeySetId: config.defaultKeySetId,
+        issuer: config.issuer,
       });
       teardown.add('the JWKS server', () => jwks.close());
       jwksUrl = jwks.url;

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { installTemporalRuntime } from '../observability/temporal-runtime';
 import { assertPortFree } from '../runtime/port-check';
 import { resolveTemporalCli } from './temporal-executables';

@@ -1,4 +1,4 @@
-import type { KeySetStatus } from './keyset-state';
+import type { KeySetStatus } from './key-set-state';
 import type { KeyTimeline, ScheduledTransition } from './lifecycle';
 import type { KeySetPolicy } from './policy';
 

@@ -1,5 +1,5 @@
 import type { SigningAlgorithm } from './algorithms';
-import type { KeySetStatus } from './keyset-state';
+import type { KeySetStatus } from './key-set-state';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState } from './lifecycle';
 import { policyTimings } from './policy';
 import { roughDuration, utc } from './describe';

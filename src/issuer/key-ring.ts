@@ -8,7 +8,7 @@ import { formatDuration, parseDuration } from '../domain/duration';
 import { KeyturnError } from '../domain/errors';
 import { DEFAULT_CEILINGS, policyTimings } from '../domain/policy';
 import { reportKeyViewAges, type KeyViewAge } from '../observability/key-view-age';
-import { createLogger, type Logger } from '../observability/logger';
+import { createLogger, type Logger } from '../logger';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
 import { KeyStore } from '../store/key-store';

@@ -4,7 +4,7 @@ import { assertPublicOnly, toPublicJwk, type PublicJwk } from '../crypto/generat
 import { kidMatches } from '../crypto/kid';
 import { isSigningAlgorithm, type SigningAlgorithm } from '../domain/algorithms';
 import { parseDuration } from '../domain/duration';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { listKeySetVersions } from '../store/key-set-versions';
 import { getPublishedKeySet, listPublishedJwks, type PublishedKeySet } from '../store/published-keys';
 import type { JwksMetrics } from './metrics';

@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import { roughDuration } from '../domain/describe';
 import { formatDuration } from '../domain/duration';
 import { isKeySetId, KEY_SET_ID_RULE } from '../domain/key-set-id';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import type { CachedJwks, JwksCache } from './jwks-cache';
 import { KEY_SET_LABEL, type JwksMetrics, type JwksRouteName } from './metrics';
 

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import { checkKeySetId } from '../domain/key-set-id';
 import { reportKeyViewAges } from '../observability/key-view-age';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { listen } from '../runtime/listen';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { unreadableViewsError } from '../store/published-keys';
@@ -22,9 +22,9 @@ export interface JwksServerOptions {
   /** Where the request metrics go; `/metrics` serves this registry. */
   registry: Registry;
   logger: Logger;
-  /** The key set of `/.well-known/*`; default KEYTURN_DEFAULT_KEYSET, else `default`. */
+  /** The key set of `/.well-known/*` (config: KEYTURN_DEFAULT_KEYSET); default `default`. */
   defaultKeySetId?: string;
-  /** Issuer for key sets whose policy names none; default KEYTURN_ISSUER, else the discovery document's base URL. */
+  /** Issuer for key sets whose policy names none (config: KEYTURN_ISSUER); default the discovery document's base URL. */
   issuer?: string;
   /** The URL verifiers reach this server at (behind a proxy, say); default the URL it listens on. */
   publicUrl?: string;
@@ -53,10 +53,7 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
  */
 export async function startJwksServer(options: JwksServerOptions): Promise<RunningJwksServer> {
   const { pool, registry, logger } = options;
-  const defaultKeySetId = checkKeySetId(
-    options.defaultKeySetId ?? (process.env.KEYTURN_DEFAULT_KEYSET || 'default'),
-    options.defaultKeySetId === undefined ? 'KEYTURN_DEFAULT_KEYSET' : 'defaultKeySetId',
-  );
+  const defaultKeySetId = checkKeySetId(options.defaultKeySetId ?? 'default', 'defaultKeySetId');
   const metrics = createJwksMetrics(registry);
   const cache = new JwksCache({ pool, logger, metrics });
   const events = await subscribeToKeyChanges({
@@ -112,7 +109,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
       registry,
       logger,
       defaultKeySetId,
-      issuer: options.issuer ?? (process.env.KEYTURN_ISSUER || undefined),
+      issuer: options.issuer,
       publicUrl: () => publicUrl ?? url,
       freshness,
     }),

@@ -1,6 +1,6 @@
 import type { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 import { KEY_CHANGE_STEPS, ROTATION_TRIGGERS, type KeyturnMetrics, type RotationTrigger } from './metrics';
 
 /**

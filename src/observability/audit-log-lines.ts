@@ -1,5 +1,5 @@
 import { onAuditEventCommitted, type CommittedAuditEvent } from '../store/audit-log';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 
 /**
  * Every audit event this process commits, also as one info-level JSON line (`"msg":"audit event"`),

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import { listen } from '../runtime/listen';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 
 export interface RunningMetricsServer {
   /** e.g. `http://127.0.0.1:9464/metrics` */

@@ -1,6 +1,6 @@
 import { IllegalStateError, type LogLevel as TemporalLogLevel, type LogMetadata, type Logger as TemporalLogger } from '@temporalio/common';
 import { makeTelemetryFilterString, Runtime } from '@temporalio/worker';
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 
 /** The Temporal SDK's logger interface, writing into pino under `component: "temporal"`. */
 export function temporalLoggerFor(logger: Logger): TemporalLogger {

@@ -1,6 +1,6 @@
 import { Pool } from 'pg';
 import { KeyturnError } from '../domain/errors';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { migrate } from '../store/migrate';
 import { displayDatabaseUrl, type ResolvedDatabase } from './database';
 

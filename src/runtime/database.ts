@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config';
-import { startEmbeddedPostgres } from '../dev/embedded-postgres';
-import type { Logger } from '../observability/logger';
+import { startEmbeddedPostgres } from './embedded-postgres';
+import type { Logger } from '../logger';
 import { readLiveInstance, type InstanceInfo } from './instance-file';
 
 /** Where the database came from, which decides where the KEK may come from. */

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { assertPortFree } from '../runtime/port-check';
+import { assertPortFree } from './port-check';
 
 export interface EmbeddedPostgresOptions {
   /** Where the cluster lives; an existing cluster there is reused with its data. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Config } from '../config';
 import { loadOrCreateKekFile, parseKekRing, type KekRing } from '../crypto/kek';
 import { KeyturnError } from '../domain/errors';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import type { ResolvedDatabase } from './database';
 
 export interface ResolvedKek {

@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import type { KekRing } from '../crypto/kek';
 import type { Config } from '../config';
 import { logAuditEvents } from '../observability/audit-log-lines';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { KeyturnError } from '../domain/errors';
 import { grantRoles, type DatabaseRoles } from '../store/database-roles';
 import { KeyStore } from '../store/key-store';

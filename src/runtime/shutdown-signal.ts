@@ -1,4 +1,4 @@
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 
 export interface ShutdownRequest {
   /** Resolves with the signal's name (or `abort`) once shutdown is asked for. */

@@ -1,4 +1,4 @@
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 
 /**
  * Things to undo, undone in reverse order of their setup: the worker stops before the Temporal

@@ -6,7 +6,7 @@
  * when the stack that started it is gone (its stdin closes). An existing cluster is started with its data.
  */
 import { readFile } from 'node:fs/promises';
-import { startEmbeddedPostgres } from '../dev/embedded-postgres';
+import { startEmbeddedPostgres } from '../runtime/embedded-postgres';
 
 async function main(): Promise<void> {
   const [dataDir, port, passwordFile] = process.argv.slice(2);

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { resolveTemporalCli, resolveTemporalServer, resolveTemporalUiServer } from '../dev/temporal-executables';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { assertPortFree } from '../runtime/port-check';
 import { Teardown } from '../runtime/teardown';
 import { startAlertInbox, type AlertInbox, type ReceivedNotification } from './alert-inbox';

@@ -1,6 +1,6 @@
 import type { ClientBase, Pool } from 'pg';
 import { KeyturnError } from '../domain/errors';
-import type { ChangeTrigger } from '../domain/keyset-state';
+import type { ChangeTrigger } from '../domain/key-set-state';
 import type { KeyState } from '../domain/lifecycle';
 import { findChainBreak, nextLink, type ChainBreak, type ChainHead, type StoredLink } from './audit-chain';
 import { afterCommit, inTransaction, transactionMemo } from './transaction';

@@ -1,5 +1,5 @@
 import { Client, type ClientConfig, type Notification, type Pool } from 'pg';
-import type { Logger } from '../observability/logger';
+import type { Logger } from '../logger';
 import { KEY_CHANGES_CHANNEL } from './key-store';
 
 /** Default interval of the polling fallback. */

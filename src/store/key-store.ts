@@ -6,7 +6,7 @@ import { jwkThumbprint } from '../crypto/kid';
 import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
-import type { ChangeTrigger } from '../domain/keyset-state';
+import type { ChangeTrigger } from '../domain/key-set-state';
 import type { KeyState, KeyTimeline, KeyWindows, LiveKeyState } from '../domain/lifecycle';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';

@@ -1,7 +1,7 @@
 import { isCancellation, log, workflowInfo } from '@temporalio/workflow';
 import type { Alert } from '../domain/incidents';
 import { alertActivities } from './activity-proxies';
-import type { KeySetMachine } from './keyset-machine';
+import type { KeySetMachine } from './key-set-machine';
 
 /** An alert as the key set workflow raises it: the key set and its workflow are filled in. */
 export type KeySetAlert = Omit<Alert, 'keySetId' | 'workflowId'>;

@@ -1,7 +1,7 @@
 import { ApplicationFailure, condition, log, uuid4 } from '@temporalio/workflow';
 import { KeyturnError } from '../domain/errors';
-import type { KeySetCommand } from '../domain/keyset-state';
-import type { KeySetMachine } from './keyset-machine';
+import type { KeySetCommand } from '../domain/key-set-state';
+import type { KeySetMachine } from './key-set-machine';
 import type { Outcome } from './step-failures';
 
 /** A command as a message handler makes it; the queue gives it its id and says whether someone waits. */

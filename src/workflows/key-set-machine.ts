@@ -1,7 +1,7 @@
 import { KeyturnError } from '../domain/errors';
 import { checkKeySetId } from '../domain/key-set-id';
 import type { Incident } from '../domain/incidents';
-import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/keyset-state';
+import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/key-set-state';
 import { REVOCABLE_STATES, listingWaitMs, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
 import { DEFAULT_CEILINGS, policyTimings, validatePolicy, type KeySetPolicy, type PolicyCeilings, type PolicyPatch, type PolicyTimings } from '../domain/policy';
 import type { Promotion } from '../store/key-store';

@@ -1,14 +1,14 @@
 import { allHandlersFinished, condition, makeContinueAsNewFunc, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { LoadedKeySet } from '../activities/key-activities';
 import { KeyturnError } from '../domain/errors';
-import type { ChangeTrigger, KeySetCommand } from '../domain/keyset-state';
+import type { ChangeTrigger, KeySetCommand } from '../domain/key-set-state';
 import { graceMs, listingWaitMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
 import { utc } from '../domain/describe';
 import { changedPolicyFields, policyTimings } from '../domain/policy';
 import type { KeyChange } from '../store/key-store';
 import { changeKeys, deploymentActivities } from './activity-proxies';
 import { CommandQueue, checked, toApplicationFailure } from './command-queue';
-import { KeySetMachine, initialState } from './keyset-machine';
+import { KeySetMachine, initialState } from './key-set-machine';
 import {
   decommissionUpdate,
   getStateQuery,

@@ -3,7 +3,7 @@
  * the workflow code itself.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { KeySetState, KeySetStatus } from '../domain/keyset-state';
+import type { KeySetState, KeySetStatus } from '../domain/key-set-state';
 import type { LiveKeyState } from '../domain/lifecycle';
 import type { Violation } from '../domain/invariants';
 import type { KeySetPolicy, PolicyPatch } from '../domain/policy';

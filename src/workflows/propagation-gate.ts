@@ -4,7 +4,7 @@ import { listingWaitMs } from '../domain/lifecycle';
 import type { KeyChange } from '../store/key-store';
 import { changeKeys } from './activity-proxies';
 import { raiseAlert } from './alerts';
-import type { KeySetMachine } from './keyset-machine';
+import type { KeySetMachine } from './key-set-machine';
 
 /**
  * The propagation gate, one look at a time: is the next key listed at every JWKS URL (the policy's

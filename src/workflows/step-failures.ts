@@ -1,7 +1,7 @@
 import { ActivityFailure, ApplicationFailure, isCancellation, log } from '@temporalio/workflow';
 import { STEP_FAILURE_INCIDENT } from '../domain/incidents';
 import { raiseAlert } from './alerts';
-import type { KeySetMachine } from './keyset-machine';
+import type { KeySetMachine } from './key-set-machine';
 
 /** How a step ended: its value, or the failure an Update caller receives. */
 export type Outcome<T = unknown> = { ok: true; value: T } | { ok: false; failure: ApplicationFailure };

@@ -1,6 +1,6 @@
 import { patched, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { describeKeySet } from '../domain/describe';
-import type { KeySetMachine } from './keyset-machine';
+import type { KeySetMachine } from './key-set-machine';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
 
 /**

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { runKeyturn as keyturn } from '../helpers/cli';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { Pool } from 'pg';
-import { runCli } from '../../src/client/cli/main';
+import { runCli } from '../../src/cli/main';
 import { loadMigrations } from '../../src/store/migrate';
 import { freePort } from '../helpers/ports';
 import { createLoginRole, dropRoles, uniqueRoles } from '../helpers/postgres';

@@ -1,4 +1,4 @@
-import { describeProgress, progressPrinter } from '../../src/client/cli/progress';
+import { describeProgress, progressPrinter } from '../../src/cli/progress';
 
 /** An output that keeps what is written, as a terminal or as a pipe. */
 function output(isTTY: boolean) {

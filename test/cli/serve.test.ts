@@ -6,7 +6,7 @@ import path from 'node:path';
 import { KeyStore } from '../../src/store/key-store';
 import { grantRoles } from '../../src/store/database-roles';
 import { KeySetDriver, PRIVATE_MEMBERS, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { freePort } from '../helpers/ports';
 import { createLoginRole, createTestDatabase, dropRoles, uniqueRoles, type TestDatabase, type TestRole } from '../helpers/postgres';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Registry } from 'prom-client';
 import { parseKekRing } from '../../src/crypto/kek';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';

@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { KeySetClient } from '../../src/client/keyset-client';
+import { KeySetClient } from '../../src/client/key-set-client';
 
 // Deployment tooling names key sets through KeySetClient as well as through the CLI and keysets.yaml:
 // a bad id is refused there too, before anything reaches Temporal (here: a port counting connections).

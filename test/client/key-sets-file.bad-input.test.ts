@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KeySetsFileError, loadKeySetsFile, parseKeySetsFile, type KeySetsFileProblem } from '../../src/client/keysets-file';
+import { KeySetsFileError, loadKeySetsFile, parseKeySetsFile, type KeySetsFileProblem } from '../../src/client/key-sets-file';
 
 // Bad input in keysets.yaml: each row a file and the problems it must be refused with, on one line,
 // naming the field (and line). `keyturn apply` reads the whole file before it contacts anything, so a

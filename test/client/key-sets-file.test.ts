@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KeySetsFileError, loadKeySetsFile, parseKeySetsFile } from '../../src/client/keysets-file';
+import { KeySetsFileError, loadKeySetsFile, parseKeySetsFile } from '../../src/client/key-sets-file';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 
 // The key sets file is checked whole before anything is applied: every problem, with its line, key

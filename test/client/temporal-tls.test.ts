@@ -9,7 +9,7 @@ import { connectClient, temporalTargetFrom } from '../../src/client/connect';
 import { loadConfig } from '../../src/config';
 import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { Teardown } from '../../src/runtime/teardown';
 import { connectWorker } from '../../src/worker';
 import { keySetWorkflowId, SUPERVISOR_SCHEDULE_ID } from '../../src/workflows/messages';

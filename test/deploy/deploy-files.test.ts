@@ -396,7 +396,7 @@ describe('Dockerfile', () => {
     }
     // The runtime stage takes the build's output, which bin/keyturn.js loads.
     expect(instructions).toContain('COPY --from=build /app/dist ./dist');
-    expect(read('bin/keyturn.js')).toContain("require('../dist/src/client/cli/main.js')");
+    expect(read('bin/keyturn.js')).toContain("require('../dist/src/cli/main.js')");
   });
 });
 

@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { sidePool } from '../helpers/postgres';
 import { assertPortFree } from '../../src/runtime/port-check';
 import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import type { InstanceInfo } from '../../src/runtime/instance-file';
 import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';

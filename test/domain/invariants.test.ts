@@ -1,5 +1,5 @@
 import { checkInvariants, type StoredKeyRecord } from '../../src/domain/invariants';
-import type { KeySetStatus } from '../../src/domain/keyset-state';
+import type { KeySetStatus } from '../../src/domain/key-set-state';
 import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 

@@ -7,7 +7,7 @@ import { parseKekRing, type KekRing } from '../../src/crypto/kek';
 import type { DevStack } from '../../src/dev/dev-stack';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflowId, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';

@@ -1,4 +1,4 @@
-import { runCli } from '../../src/client/cli/main';
+import { runCli } from '../../src/cli/main';
 
 export interface CliRun {
   code: number;

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config';
 import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
-import { createLogger, type Logger } from '../../src/observability/logger';
-import { bundleWorkflows } from './keyset-worker';
+import { createLogger, type Logger } from '../../src/logger';
+import { bundleWorkflows } from './key-set-worker';
 import { freePort } from './ports';
 import { createTestDatabase, type TestDatabase } from './postgres';
 

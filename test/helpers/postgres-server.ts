@@ -4,7 +4,7 @@
  * once it accepts connections, and stops it on SIGTERM, or when the test process that started it is
  * gone (its stdin closes). An existing cluster in the data folder is started with its data.
  */
-import { startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
+import { startEmbeddedPostgres } from '../../src/runtime/embedded-postgres';
 
 async function main(): Promise<void> {
   const [dataDir, port] = process.argv.slice(2);

@@ -1,6 +1,6 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { bundleWorkflows } from './keyset-worker';
+import { bundleWorkflows } from './key-set-worker';
 import { createTestDatabase, type TestDatabase } from './postgres';
 import { createTimeSkippingEnv } from './temporal-env';
 

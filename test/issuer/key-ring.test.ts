@@ -6,10 +6,10 @@ import { generateSigningKey } from '../../src/crypto/generate';
 import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { KeyturnError } from '../../src/domain/errors';
 import { KeyRing, type KeyRingOptions } from '../../src/index';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { capturingLogger, KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 const kekRing = randomKekRing();

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { KeyStore } from '../../src/store/key-store';
 import { capturingLogger, KeySetDriver, PRIVATE_MEMBERS, testPolicy, waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 // Bad input on the JWKS server, one table per kind: each row a request sent as raw bytes over a real

@@ -1,10 +1,10 @@
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase, sidePool } from '../helpers/postgres';
 
 // With many key sets, one key set's change must cost the JWKS server that key set's rebuild only:

@@ -3,7 +3,7 @@ import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { createMetricsRegistry } from '../../src/observability/metrics';
 import { generateSigningKey } from '../../src/crypto/generate';
 import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
@@ -15,7 +15,7 @@ import {
   uniqueKeySetId,
   waitFor,
 } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 const kekRing = randomKekRing();

@@ -18,7 +18,7 @@ import { keySetWorkflow } from '../../src/workflows';
 import { revokeKeyUpdate, rotateUpdate } from '../../src/workflows/messages';
 import type { KekRing } from '../../src/crypto/kek';
 import { KeySetDriver, manualChange, testPolicy } from '../helpers/key-sets';
-import { randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { freePort } from '../helpers/ports';

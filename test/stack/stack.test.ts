@@ -7,7 +7,7 @@ import { Pool } from 'pg';
 import { stringify } from 'yaml';
 import { parseKekRing } from '../../src/crypto/kek';
 import { KeyRing } from '../../src/issuer/key-ring';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { startStack, type Stack } from '../../src/stack/stack';
 import { keySetProblems } from '../helpers/key-set-problems';
 import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';

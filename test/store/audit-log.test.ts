@@ -8,7 +8,7 @@ import { inTransaction } from '../../src/store/transaction';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
 import { capturingLogger, KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 // The audit trail's hash chain against a real PostgreSQL: every writer chains, `verifyAuditTrail`

@@ -5,7 +5,7 @@ import { Kek, KekRing } from '../../src/crypto/kek';
 import type { Alert } from '../../src/domain/incidents';
 import { PUBLISHED_STATES } from '../../src/domain/lifecycle';
 import { KeyRing } from '../../src/issuer/key-ring';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { applyMigrations } from '../../src/runtime/database-pool';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
 import { verifyAuditTrail } from '../../src/store/audit-log';

@@ -1,8 +1,8 @@
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../../src/store/key-events';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 const logger = createLogger({ level: 'silent' });

@@ -4,7 +4,7 @@ import { Client } from 'pg';
 import { openPrivateKey } from '../../src/crypto/envelope';
 import { Kek, KekRing } from '../../src/crypto/kek';
 import { KeyRing } from '../../src/issuer/key-ring';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { readAuditTrail, verifyAuditTrail } from '../../src/store/audit-log';
 import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, manualChange, testPolicy, uniqueKeySetId } from '../helpers/key-sets';

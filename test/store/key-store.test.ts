@@ -6,7 +6,7 @@ import { readAuditTrail } from '../../src/store/audit-log';
 import { KEY_CHANGES_CHANNEL, KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
 import { waitFor } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/keyset-worker';
+import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
 const HOUR = 3_600_000;

@@ -12,7 +12,7 @@ import { getStateQuery, pauseSignal, resumeSignal } from '../../src/workflows/me
 import { AlertReceiver } from '../helpers/alert-receiver';
 import { historyText, recordHistory } from '../helpers/history';
 import { capturingLogger, waitFor } from '../helpers/key-sets';
-import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 

@@ -1,7 +1,7 @@
-import type { KeySetCommand, KeySetState } from '../../src/domain/keyset-state';
+import type { KeySetCommand, KeySetState } from '../../src/domain/key-set-state';
 import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { KeySetMachine, failureBackoffMs, initialState, publicationCheckDelayMs } from '../../src/workflows/keyset-machine';
+import { KeySetMachine, failureBackoffMs, initialState, publicationCheckDelayMs } from '../../src/workflows/key-set-machine';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;

@@ -3,11 +3,11 @@ import { temporal } from '@temporalio/proto';
 import { Registry } from 'prom-client';
 import { DEFAULT_POLICY, validatePolicy } from '../../src/domain/policy';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/observability/logger';
+import { createLogger } from '../../src/logger';
 import { keySetWorkflow } from '../../src/workflows';
 import { KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
 import { historyNameOfTest, recordHistory } from '../helpers/history';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;

@@ -3,7 +3,7 @@ import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, requestRotationSignal } from '../../src/workflows/messages';
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 

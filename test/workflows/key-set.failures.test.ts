@@ -4,7 +4,7 @@ import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery } from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, updatePolicyUpdate } from '../../src/workflows/messages';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const HOUR = 3_600_000;

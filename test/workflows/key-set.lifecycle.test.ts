@@ -4,7 +4,7 @@ import type { KeyState } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore, type StoredKey } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import type { TestDatabase } from '../helpers/postgres';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';

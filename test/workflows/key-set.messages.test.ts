@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { KekRing } from '../../src/crypto/kek';
-import type { KeySetStatus } from '../../src/domain/keyset-state';
+import type { KeySetStatus } from '../../src/domain/key-set-state';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { KeyStore } from '../../src/store/key-store';
@@ -19,7 +19,7 @@ import {
   rotateUpdate,
   updatePolicyUpdate,
 } from '../../src/workflows/messages';
-import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
 import { historyNameOfTest, recordHistory } from '../helpers/history';

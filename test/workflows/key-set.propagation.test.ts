@@ -4,11 +4,11 @@ import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY, validatePolicy } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflow } from '../../src/workflows';
-import { DEFAULT_MAX_HISTORY_EVENTS } from '../../src/workflows/keyset';
+import { DEFAULT_MAX_HISTORY_EVENTS } from '../../src/workflows/key-set';
 import { getStateQuery, pauseSignal, resumeSignal, revokeKeyUpdate } from '../../src/workflows/messages';
 import { startControlledJwks } from '../helpers/controlled-jwks';
 import { waitFor } from '../helpers/key-sets';
-import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 

@@ -1,7 +1,7 @@
 import { keySetSummary } from '../../src/domain/describe';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 
 const DAY = 86_400_000;

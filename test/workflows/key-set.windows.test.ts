@@ -1,12 +1,12 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import type { KeySetStatus } from '../../src/domain/keyset-state';
+import type { KeySetStatus } from '../../src/domain/key-set-state';
 import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY, type PolicyPatch } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
 import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, updatePolicyUpdate } from '../../src/workflows/messages';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { historyNameOfTest, recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { KEY_CHANGE_STEPS } from '../../src/observability/metrics';
-import { bundleWorkflows } from '../helpers/keyset-worker';
+import { bundleWorkflows } from '../helpers/key-set-worker';
 import { HISTORIES_DIR } from '../helpers/history';
 
 /**

@@ -5,7 +5,7 @@ import { decommissionUpdate, getStateQuery } from '../../src/workflows/messages'
 import { Registry } from 'prom-client';
 import { KeyStore } from '../../src/store/key-store';
 import { waitFor } from '../helpers/key-sets';
-import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/keyset-worker';
+import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 

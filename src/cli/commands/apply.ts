@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { loadConfig } from '../../../config';
-import { applyKeySets, DEFAULT_APPLY_CONCURRENCY, type ApplyReport } from '../../apply';
-import { resolveTemporalTarget, withClient } from '../../connect';
-import { loadKeySetsFile } from '../../keysets-file';
+import { loadConfig } from '../../config';
+import { applyKeySets, DEFAULT_APPLY_CONCURRENCY, type ApplyReport } from '../../client/apply';
+import { resolveTemporalTarget, withClient } from '../../client/connect';
+import { loadKeySetsFile } from '../../client/key-sets-file';
 import { progressPrinter } from '../progress';
 import { connectionOptions, operatorCommand, parseOptions, requestedBy } from '../operator';
 

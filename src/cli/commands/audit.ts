@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { z } from 'zod';
-import { loadConfig } from '../../../config';
-import { durationToMs } from '../../../domain/duration';
-import { KeySetDatabase } from '../../key-set-database';
+import { loadConfig } from '../../config';
+import { durationToMs } from '../../domain/duration';
+import { KeySetDatabase } from '../../client/key-set-database';
 import { keySetIdArgument, parseOptions } from '../operator';
 import { DATA_DIR_OPTION } from '../options';
 import { auditEventJson, formatAuditTrail, formatAuditVerification } from '../output';

@@ -1,14 +1,14 @@
 import path from 'node:path';
 import { Command } from 'commander';
-import { loadConfig } from '../../../config';
-import { startDevStack, type DevStack } from '../../../dev/dev-stack';
-import { KeyturnError } from '../../../domain/errors';
-import { createLogger } from '../../../observability/logger';
-import { displayDatabaseUrl } from '../../../runtime/database';
-import { onShutdownRequest } from '../../../runtime/shutdown-signal';
-import { keySetWorkflowId } from '../../../workflows/messages';
-import { mapBounded } from '../../map-bounded';
-import { loadKeySetsFile, type KeySetsFile } from '../../keysets-file';
+import { loadConfig } from '../../config';
+import { startDevStack, type DevStack } from '../../dev/dev-stack';
+import { KeyturnError } from '../../domain/errors';
+import { createLogger } from '../../logger';
+import { displayDatabaseUrl } from '../../runtime/database';
+import { onShutdownRequest } from '../../runtime/shutdown-signal';
+import { keySetWorkflowId } from '../../workflows/messages';
+import { mapBounded } from '../../client/map-bounded';
+import { loadKeySetsFile, type KeySetsFile } from '../../client/key-sets-file';
 import { progressPrinter } from '../progress';
 import { DATA_DIR_OPTION, parsePort } from '../options';
 

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { z } from 'zod';
-import { KeyturnError } from '../../../domain/errors';
-import { kekStatus, rewrapKeySets } from '../../kek-roll';
+import { KeyturnError } from '../../domain/errors';
+import { kekStatus, rewrapKeySets } from '../../client/kek-roll';
 import { withKeyStore } from '../key-store';
 import { parseOptions, requestedBy } from '../operator';
 import { DATA_DIR_OPTION } from '../options';

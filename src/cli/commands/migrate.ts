@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { loadConfig } from '../../../config';
-import { createLogger } from '../../../observability/logger';
-import { displayDatabaseUrl, resolveDatabase } from '../../../runtime/database';
-import { applyMigrations, createPool } from '../../../runtime/database-pool';
-import { grantRoles, type DatabaseRoles } from '../../../store/database-roles';
-import { loadMigrations } from '../../../store/migrate';
+import { loadConfig } from '../../config';
+import { createLogger } from '../../logger';
+import { displayDatabaseUrl, resolveDatabase } from '../../runtime/database';
+import { applyMigrations, createPool } from '../../runtime/database-pool';
+import { grantRoles, type DatabaseRoles } from '../../store/database-roles';
+import { loadMigrations } from '../../store/migrate';
 import { DATA_DIR_OPTION } from '../options';
 
 export interface MigrateResult {

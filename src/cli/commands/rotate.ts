@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { z } from 'zod';
-import { utc } from '../../../domain/describe';
-import type { RotationResult } from '../../../workflows/messages';
+import { utc } from '../../domain/describe';
+import type { RotationResult } from '../../workflows/messages';
 import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, requestedBy, withKeySets } from '../operator';
 
 const schema = connectionOptions.extend({

@@ -1,12 +1,12 @@
 import { Command } from 'commander';
-import { loadConfig } from '../../../config';
-import { startJwksServer } from '../../../jwks/server';
-import { createLogger } from '../../../observability/logger';
-import { createMetricsRegistry } from '../../../observability/metrics';
-import { resolveDatabase } from '../../../runtime/database';
-import { createPool } from '../../../runtime/database-pool';
-import { onShutdownRequest } from '../../../runtime/shutdown-signal';
-import { Teardown } from '../../../runtime/teardown';
+import { loadConfig } from '../../config';
+import { startJwksServer } from '../../jwks/server';
+import { createLogger } from '../../logger';
+import { createMetricsRegistry } from '../../observability/metrics';
+import { resolveDatabase } from '../../runtime/database';
+import { createPool } from '../../runtime/database-pool';
+import { onShutdownRequest } from '../../runtime/shutdown-signal';
+import { Teardown } from '../../runtime/teardown';
 import { DATA_DIR_OPTION, parsePort } from '../options';
 
 export const serveCommand = new Command('serve')
@@ -39,6 +39,8 @@ export const serveCommand = new Command('serve')
         registry: createMetricsRegistry({ perKeySet: config.metricsPerKeySet }),
         logger,
         publicUrl: config.publicUrl,
+        defaultKeySetId: config.defaultKeySetId,
+        issuer: config.issuer,
       });
       teardown.add('the JWKS server', () => server.close());
       logger.info({ url: server.url }, 'JWKS server running');

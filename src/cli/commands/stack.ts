@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { loadConfig } from '../../../config';
-import { createLogger } from '../../../observability/logger';
-import { onShutdownRequest } from '../../../runtime/shutdown-signal';
-import { defaultStackPorts, startStack, type Stack, type StackService } from '../../../stack/stack';
-import { keySetWorkflowId } from '../../../workflows/messages';
-import { loadKeySetsFile } from '../../keysets-file';
+import { loadConfig } from '../../config';
+import { createLogger } from '../../logger';
+import { onShutdownRequest } from '../../runtime/shutdown-signal';
+import { defaultStackPorts, startStack, type Stack, type StackService } from '../../stack/stack';
+import { keySetWorkflowId } from '../../workflows/messages';
+import { loadKeySetsFile } from '../../client/key-sets-file';
 import { DATA_DIR_OPTION } from '../options';
 
 interface StackOptions {

@@ -1,11 +1,11 @@
 import { Command } from 'commander';
-import type { Config } from '../../../config';
-import type { KeySetStatus } from '../../../domain/keyset-state';
-import { KeyturnError } from '../../../domain/errors';
-import { KeySetDatabase } from '../../key-set-database';
-import { readFleet, statusFromRecord, type FleetReading } from '../../fleet-check';
-import { mapBounded } from '../../map-bounded';
-import type { KeySetClient } from '../../keyset-client';
+import type { Config } from '../../config';
+import type { KeySetStatus } from '../../domain/key-set-state';
+import { KeyturnError } from '../../domain/errors';
+import { KeySetDatabase } from '../../client/key-set-database';
+import { readFleet, statusFromRecord, type FleetReading } from '../../client/fleet-check';
+import { mapBounded } from '../../client/map-bounded';
+import type { KeySetClient } from '../../client/key-set-client';
 import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, withKeySets } from '../operator';
 import { formatStatus, formatStatusLines, statusJson, type StatusProblemJson } from '../output';
 

@@ -1,8 +1,9 @@
 import { Command } from 'commander';
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
-import { KeyturnError } from '../../../domain/errors';
-import { KeyRing, ttlToMs } from '../../../issuer/key-ring';
+import { KeyturnError } from '../../domain/errors';
+import { KeyRing, ttlToMs } from '../../issuer/key-ring';
+import { createLogger } from '../../logger';
 import { withKeyStore } from '../key-store';
 import { keySetIdArgument, parseOptions } from '../operator';
 import { DATA_DIR_OPTION } from '../options';
@@ -28,6 +29,7 @@ const signCommand = new Command('sign')
         kekRing: store.kekRing,
         keySetIds: [keySetId],
         maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
+        logger: createLogger({ level: config.logLevel, toStderr: true }),
       });
       try {
         return await ring.sign(keySetId, { ...claims, ...(options.sub !== undefined && { sub: options.sub }) }, { ttl: options.ttl });

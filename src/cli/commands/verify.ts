@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, withKeySets } from '../operator';
-import { KeySetDatabase } from '../../key-set-database';
-import { verifyFleet, verifyKeySet } from '../../verify';
+import { KeySetDatabase } from '../../client/key-set-database';
+import { verifyFleet, verifyKeySet } from '../../client/verify';
 import { formatVerification } from '../output';
 
 const schema = connectionOptions.extend({ keySetId: keySetIdArgument.optional() });

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { loadConfig } from '../../../config';
-import { runWorker } from '../../../worker';
+import { loadConfig } from '../../config';
+import { runWorker } from '../../worker';
 import { DATA_DIR_OPTION } from '../options';
 
 export const workerCommand = new Command('worker')
