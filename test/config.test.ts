@@ -173,3 +173,14 @@ test('KEYTURN_METRICS_PER_KEY_SET: off unless true; anything but true or false i
     "invalid environment: KEYTURN_METRICS_PER_KEY_SET must be true or false (every key set's series on /metrics, default false)",
   );
 });
+
+test("KEYTURN_DEFAULT_KEYSET and KEYTURN_ISSUER: the JWKS server's default key set and issuer, read here only", () => {
+  expect(loadConfig({})).toMatchObject({ defaultKeySetId: 'default', issuer: undefined });
+  expect(loadConfig({ KEYTURN_DEFAULT_KEYSET: 'payments', KEYTURN_ISSUER: 'https://login.example.com' })).toMatchObject({
+    defaultKeySetId: 'payments',
+    issuer: 'https://login.example.com',
+  });
+  const bad = attempt({ KEYTURN_DEFAULT_KEYSET: 'no/slashes' });
+  expect(bad).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_DEFAULT_KEYSET' });
+  expect(bad.message).toMatch(/KEYTURN_DEFAULT_KEYSET must be a key set id: 1 to 64 ASCII letters/);
+});
