@@ -1,11 +1,12 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { PRIVATE_JWK_MEMBERS } from './domain/private-jwk';
 
 /**
  * Paths pino replaces with "[redacted]" wherever a logged object carries them: private JWK members
  * and anything named like a key or secret. keyturn never logs key material on purpose; this is the net.
  */
-const REDACTED_PATHS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'privateJwk', 'privateKey', 'sealed', 'kek', 'password']
+const REDACTED_PATHS = [...PRIVATE_JWK_MEMBERS, 'privateJwk', 'privateKey', 'sealed', 'kek', 'password']
   .flatMap((name) => [name, `*.${name}`]);
 
 export type { Logger };

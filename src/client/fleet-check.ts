@@ -1,10 +1,9 @@
 import type { Pool } from 'pg';
 import type { KeySetStatus } from '../domain/key-set-state';
 import { checkInvariants, type InvariantTolerances } from '../domain/invariants';
-import { nextTransition } from '../domain/lifecycle';
+import { isLive, nextTransition, toKeyTimeline } from '../domain/lifecycle';
 import { policyTimings } from '../domain/policy';
 import { readKeySetRecords, type KeySetRecord } from '../store/fleet-reading';
-import { toTimeline } from '../store/key-store';
 import type { KeySetClient, VisibleKeySet } from './key-set-client';
 
 /** Every key set in service, and which of them visibility and PostgreSQL leave in doubt. */
@@ -71,7 +70,7 @@ function doubtAbout(record: KeySetRecord, entry: VisibleKeySet | undefined, at: 
  * left out: a key set with an open incident is looked at one by one for it.
  */
 export function statusFromRecord(record: KeySetRecord, now: number): KeySetStatus {
-  const keys = record.keys.filter((key) => ['next', 'active', 'grace', 'retired'].includes(key.state)).map(toTimeline);
+  const keys = record.keys.filter((key) => isLive(key.state)).map(toKeyTimeline);
   // As the workflow plans: a pause holds scheduled work, except a rotation someone asked for; nothing is retired or destroyed meanwhile.
   const due =
     record.paused && record.rotation === null

@@ -1,5 +1,6 @@
 import { exportJWK, generateKeyPair, type GenerateKeyPairOptions, type JWK } from 'jose';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import { PRIVATE_JWK_MEMBERS } from '../domain/private-jwk';
 import { jwkThumbprint } from './kid';
 
 /** A signing key's public half as published in a JWKS: public members plus kid, alg and use. */
@@ -24,9 +25,6 @@ export interface GeneratedSigningKey {
   /** The whole key pair, with the same kid, alg and use as the public half. */
   privateJwk: JWK;
 }
-
-/** JWK members that hold secret material (RFC 7518 §6, RFC 8037 §2, RFC 9964 §3). */
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'] as const;
 
 /** The public members of each key type; anything else is left out of a published key. */
 const PUBLIC_MEMBERS = {
@@ -78,7 +76,7 @@ function isSigningKeyType(kty: unknown): kty is PublicJwk['kty'] {
  * it did not build with {@link toPublicJwk}, e.g. rows read back from the store.
  */
 export function assertPublicOnly(jwk: object): void {
-  const found = PRIVATE_MEMBERS.filter((member) => Object.hasOwn(jwk, member));
+  const found = PRIVATE_JWK_MEMBERS.filter((member) => Object.hasOwn(jwk, member));
   if (found.length > 0) {
     const kid = (jwk as { kid?: unknown }).kid;
     throw new TypeError(`public JWK "${String(kid)}" carries private members: ${found.join(', ')}`);

@@ -1,6 +1,6 @@
 import type { SigningAlgorithm } from './algorithms';
 import type { KeySetStatus } from './key-set-state';
-import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState } from './lifecycle';
+import { isLive, nextTransition, TIMELINE_TIMES, toKeyTimeline, type KeyState, type KeyTimeline } from './lifecycle';
 import { policyTimings } from './policy';
 import { roughDuration, utc } from './describe';
 import { formatDuration } from './duration';
@@ -27,7 +27,7 @@ export interface StoredKeyRecord {
 }
 
 /** The times and windows the workflow and PostgreSQL must agree on. */
-const RECORDED_FIELDS = ['createdAt', 'listedAt', 'promotableAt', 'activatedAt', 'tokenTtlMs', 'demotedAt', 'graceEndsAt', 'retiredAt'] as const;
+const RECORDED_FIELDS = ['createdAt', ...TIMELINE_TIMES] as const;
 
 export type ViolationCode =
   | 'NO_ACTIVE_KEY'
@@ -49,8 +49,6 @@ export interface Violation {
   kid?: string;
   message: string;
 }
-
-const LIVE_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired'];
 
 export interface InvariantTolerances {
   /** How late a scheduled transition may be before it is OVERDUE (default 5 minutes). */
@@ -87,7 +85,7 @@ export function checkInvariants(
   const inWorkflow = new Map(status.keys.map((k) => [k.kid, k]));
   for (const key of stored) {
     // A revoked or destroyed key is neither published nor used: revoking is how a mismatch is resolved.
-    if (LIVE_STATES.includes(key.state) && key.thumbprint !== key.kid) {
+    if (isLive(key.state) && key.thumbprint !== key.kid) {
       add(
         'KID_MISMATCH',
         key.thumbprint === null
@@ -102,7 +100,7 @@ export function checkInvariants(
     const tracked = inWorkflow.get(key.kid);
     inWorkflow.delete(key.kid);
     if (tracked === undefined) {
-      if (LIVE_STATES.includes(key.state)) {
+      if (isLive(key.state)) {
         add('UNKNOWN_TO_WORKFLOW', `key ${key.kid} is ${key.state} in PostgreSQL but unknown to the workflow`, key.kid);
       }
       continue;
@@ -120,7 +118,7 @@ export function checkInvariants(
     add('MISSING_FROM_DATABASE', `key ${kid} is tracked by the workflow but not stored in PostgreSQL`, kid);
   }
 
-  const live: KeyTimeline[] = stored.filter((k) => LIVE_STATES.includes(k.state)).map(toTimeline);
+  const live: KeyTimeline[] = stored.filter((k) => isLive(k.state)).map(toKeyTimeline);
   const timings = policyTimings(status.policy);
   if (!status.paused && live.length > 0) {
     const due = nextTransition(live, {
@@ -151,12 +149,4 @@ export function checkInvariants(
     }
   }
   return violations;
-}
-
-function toTimeline(k: StoredKeyRecord): KeyTimeline {
-  const timeline: KeyTimeline = { kid: k.kid, alg: k.alg, state: k.state as LiveKeyState, createdAt: k.createdAt };
-  for (const field of RECORDED_FIELDS) {
-    if (field !== 'createdAt' && k[field] !== null) timeline[field] = k[field];
-  }
-  return timeline;
 }

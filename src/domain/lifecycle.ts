@@ -2,20 +2,56 @@ import type { SigningAlgorithm } from './algorithms';
 import type { PolicyTimings } from './policy';
 
 /**
- * next ─promote→ active ─demote→ grace ─expire→ retired ─purge→ destroyed, and revoked from any
+ * next ─promote→ active ─demote→ grace ─retire→ retired ─destroy→ destroyed, and revoked from any
  * state but destroyed. A next key that never signed can also be withdrawn (next → retired) when the
  * policy's algorithm changes. `destroyed` and `revoked` are final: the private part is gone.
  */
-export type KeyState = 'next' | 'active' | 'grace' | 'retired' | 'destroyed' | 'revoked';
+export const KEY_STATES = ['next', 'active', 'grace', 'retired', 'destroyed', 'revoked'] as const;
 
-/** A key that still has a transition ahead of it. */
-export type LiveKeyState = Exclude<KeyState, 'destroyed' | 'revoked'>;
+export type KeyState = (typeof KEY_STATES)[number];
+
+/** The states with a transition still ahead: the keys a workflow tracks. */
+export const LIVE_STATES = ['next', 'active', 'grace', 'retired'] as const satisfies readonly KeyState[];
+
+export type LiveKeyState = (typeof LIVE_STATES)[number];
+
+export function isLive(state: KeyState): state is LiveKeyState {
+  return (LIVE_STATES as readonly KeyState[]).includes(state);
+}
 
 /** The states whose public keys are served in the JWKS. */
 export const PUBLISHED_STATES: readonly KeyState[] = ['next', 'active', 'grace'];
 
 /** The states a key can be revoked from (a destroyed key cannot sign anything any more). */
-export const REVOCABLE_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired'];
+export const REVOCABLE_STATES: readonly KeyState[] = LIVE_STATES;
+
+/**
+ * Every way a key changes state, and the only ones: the store performs a transition by name and
+ * refuses it from any state not listed. Winding a key set down demotes its next key as well.
+ */
+export const KEY_TRANSITIONS = {
+  promote: { from: ['next'], to: 'active' },
+  demote: { from: ['active', 'next'], to: 'grace' },
+  withdraw: { from: ['next'], to: 'retired' },
+  retire: { from: ['grace'], to: 'retired' },
+  destroy: { from: ['retired'], to: 'destroyed' },
+  revoke: { from: LIVE_STATES, to: 'revoked' },
+} as const satisfies Record<string, { from: readonly KeyState[]; to: Exclude<KeyState, 'next'> }>;
+
+export type KeyTransition = keyof typeof KEY_TRANSITIONS;
+
+/** The states a key leaves service from for good: its private part is erased as it enters them. */
+export const FINAL_STATES = ['destroyed', 'revoked'] as const satisfies readonly KeyState[];
+
+/** Which of a stored key's times records when it entered each state. */
+export const STATE_ENTERED_AT = {
+  next: 'createdAt',
+  active: 'activatedAt',
+  grace: 'demotedAt',
+  retired: 'retiredAt',
+  destroyed: 'destroyedAt',
+  revoked: 'revokedAt',
+} as const satisfies Record<KeyState, string>;
 
 /**
  * A live key as the workflow tracks it: epoch-millisecond timestamps, never key material. Every time
@@ -41,6 +77,24 @@ export interface KeyTimeline {
   retiredAt?: number;
 }
 
+/** The times a key timeline may record beside its creation, in lifecycle order. */
+export const TIMELINE_TIMES = ['listedAt', 'promotableAt', 'activatedAt', 'tokenTtlMs', 'demotedAt', 'graceEndsAt', 'retiredAt'] as const;
+
+/** A key as a record holds it: a time not reached is null or missing. */
+export type RecordedKey = Pick<KeyTimeline, 'kid' | 'alg' | 'createdAt'> & {
+  state: KeyState;
+} & Partial<Record<(typeof TIMELINE_TIMES)[number], number | null>>;
+
+/** A live key's timeline from its record, the times reached and no others. */
+export function toKeyTimeline(key: RecordedKey): KeyTimeline {
+  const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: key.state as LiveKeyState, createdAt: key.createdAt };
+  for (const field of TIMELINE_TIMES) {
+    const at = key[field];
+    if (at !== null && at !== undefined) timeline[field] = at;
+  }
+  return timeline;
+}
+
 /** A forced rotation waiting for its key to become promotable. */
 export interface ForcedRotation {
   requestedAt: number;
@@ -60,6 +114,17 @@ export type ScheduledTransition =
   | { kind: 'withdraw'; at: number; kid: string }
   | { kind: 'retire'; at: number; kid: string }
   | { kind: 'destroy'; at: number; kid: string };
+
+/** Every kind of scheduled transition, as metrics label them. */
+export const SCHEDULED_TRANSITION_KINDS = [
+  'bootstrap',
+  'generateNext',
+  'checkPublication',
+  'promote',
+  'withdraw',
+  'retire',
+  'destroy',
+] as const satisfies readonly ScheduledTransition['kind'][];
 
 /** What the lifecycle rules read besides the keys. */
 export interface LifecycleContext {

@@ -1,7 +1,8 @@
 import { Gauge, type Registry } from 'prom-client';
 import { INCIDENT_KINDS } from '../domain/incidents';
 import type { KeyStore } from '../store/key-store';
-import { KEY_STATES, readKeyStates, TRANSITION_KINDS, type KeySetReading, type KeyStateReading } from './key-state-reading';
+import { KEY_STATES, SCHEDULED_TRANSITION_KINDS } from '../domain/lifecycle';
+import { readKeyStates, type KeySetReading, type KeyStateReading } from './key-state-reading';
 import { keyturnMetrics, reportsEveryKeySet } from './metrics';
 
 /**
@@ -67,7 +68,7 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
     'keyturn_key_sets_overdue',
     'Rotating key sets whose next lifecycle step was due before this scrape, by step (a step is done within seconds of being due)',
     ['transition'],
-    (set) => read(({ overdue }) => TRANSITION_KINDS.forEach((transition) => set({ transition }, overdue.get(transition) ?? 0))),
+    (set) => read(({ overdue }) => SCHEDULED_TRANSITION_KINDS.forEach((transition) => set({ transition }, overdue.get(transition) ?? 0))),
   );
   gauge(registry, 'keyturn_oldest_active_key_age_seconds', 'Seconds since the longest-serving active key of a rotating key set was promoted', [], (set) =>
     read(({ oldestActiveKeyAgeSeconds }) => {

@@ -2,13 +2,10 @@ import type { Pool } from 'pg';
 import { incidentKind, type IncidentKind } from '../domain/incidents';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState, type ScheduledTransition } from '../domain/lifecycle';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import { LIVE_STATES_SQL } from '../store/key-store';
 import { policyTimings, type KeySetPolicy, type PolicyTimings } from '../domain/policy';
 
-export const KEY_STATES: readonly KeyState[] = ['next', 'active', 'grace', 'retired', 'destroyed', 'revoked'];
-
 export type TransitionKind = ScheduledTransition['kind'];
-
-export const TRANSITION_KINDS: readonly TransitionKind[] = ['bootstrap', 'generateNext', 'checkPublication', 'promote', 'withdraw', 'retire', 'destroy'];
 
 /** One key set's figures, for its per-key-set series. */
 export interface KeySetReading {
@@ -49,7 +46,7 @@ const TIMES = ['created_at', 'promotable_at', 'activated_at', 'grace_ends_at', '
 
 /** The live keys of every key set, only the columns nextTransition reads. */
 const LIVE_KEYS = `SELECT key_set_id, kid, alg, state, ${TIMES.map(EPOCH_MS).join(', ')}
-  FROM signing_keys WHERE state IN ('next', 'active', 'grace', 'retired')`;
+  FROM signing_keys WHERE state IN ${LIVE_STATES_SQL}`;
 
 type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; state: LiveKeyState } & Record<(typeof TIMES)[number], number | null>;
 

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import type { KeySetPolicy } from '../domain/policy';
-import { KEY_COLUMNS, toStoredKey, type KeyRow, type StoredKey } from './key-store';
+import { KEY_COLUMNS, LIVE_STATES_SQL, toStoredKey, type KeyRow, type StoredKey } from './key-store';
 
 /** What PostgreSQL knows of one key set in service, read with every other in one query. */
 export interface KeySetRecord {
@@ -57,7 +57,7 @@ export async function readKeySetRecords(pool: Pick<Pool, 'query'>): Promise<KeyS
          ORDER BY e.id DESC LIMIT 1) rotation ON true
       LEFT JOIN (
         SELECT ${KEY_COLUMNS}, written_fingerprint IS DISTINCT FROM keyturn_key_fingerprint(signing_keys) AS rewritten
-          FROM signing_keys WHERE state IN ('next', 'active', 'grace', 'retired') OR private_key IS NOT NULL) k
+          FROM signing_keys WHERE state IN ${LIVE_STATES_SQL} OR private_key IS NOT NULL) k
         ON k.key_set_id = ks.id
      WHERE ks.decommissioned_at IS NULL
      ORDER BY ks.id, k.created_at, k.kid`);

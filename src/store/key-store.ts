@@ -7,7 +7,18 @@ import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/key-set-state';
-import type { KeyState, KeyTimeline, KeyWindows, LiveKeyState } from '../domain/lifecycle';
+import {
+  FINAL_STATES,
+  KEY_TRANSITIONS,
+  LIVE_STATES,
+  STATE_ENTERED_AT,
+  toKeyTimeline,
+  type KeyState,
+  type KeyTimeline,
+  type KeyTransition,
+  type KeyWindows,
+  type LiveKeyState,
+} from '../domain/lifecycle';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';
 import { listPublishedJwks } from './published-keys';
@@ -108,19 +119,26 @@ export interface KekUsage {
   keySetIds: string[];
 }
 
-/** Each target state: the audit event that records reaching it and the column that stamps when. */
-const TRANSITIONS: Record<Exclude<KeyState, 'next'>, { event: AuditEventKind; stampColumn: string }> = {
-  active: { event: 'promoted', stampColumn: 'activated_at' },
-  grace: { event: 'demoted', stampColumn: 'demoted_at' },
-  retired: { event: 'retired', stampColumn: 'retired_at' },
-  destroyed: { event: 'destroyed', stampColumn: 'destroyed_at' },
-  revoked: { event: 'revoked', stampColumn: 'revoked_at' },
+/** The audit event that records each transition. */
+const TRANSITION_EVENTS: Record<KeyTransition, AuditEventKind> = {
+  promote: 'promoted',
+  demote: 'demoted',
+  withdraw: 'withdrawn',
+  retire: 'retired',
+  destroy: 'destroyed',
+  revoke: 'revoked',
 };
+
+/** The column that stamps when a key entered `state` (`activatedAt` → `activated_at`). */
+const enteredAtColumn = (state: KeyState) => STATE_ENTERED_AT[state].replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 export const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
   created_at, listed_at, promotable_at, activated_at, token_ttl_ms, demoted_at, grace_ends_at, retired_at, destroyed_at, revoked_at`;
 
-const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND state IN ('next', 'active', 'grace', 'retired') ORDER BY created_at, kid`;
+/** The live states as an SQL list, for `state IN ${LIVE_STATES_SQL}`. */
+export const LIVE_STATES_SQL = `(${LIVE_STATES.map((state) => `'${state}'`).join(', ')})`;
+
+const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND state IN ${LIVE_STATES_SQL} ORDER BY created_at, kid`;
 
 /**
  * PostgreSQL is the source of truth for key material and states. Every change is one transaction
@@ -181,11 +199,11 @@ export class KeyStore {
         await appendAuditEvent(tx, { ...change, at, event: 'recommissioned' });
         changed = true;
       }
-      const live = (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
+      const live = (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toKeyTimeline);
       if (first && options.firstKey && !live.some((k) => k.state === 'active' || k.state === 'next')) {
         const bootstrap = { ...change, ...options.firstKey.cause };
         await this.insertNextKey(tx, bootstrap, at, first);
-        live.push(await this.moveKey(tx, bootstrap, at, first.key.kid, 'next', 'active', { token_ttl_ms: options.firstKey.tokenTtlMs }));
+        live.push(await this.transition(tx, bootstrap, at, first.key.kid, 'promote', { token_ttl_ms: options.firstKey.tokenTtlMs }, { from: 'next' }));
         changed = true;
       }
       // The JWKS cache-control and the key ring's token lifetime follow the policy.
@@ -239,7 +257,7 @@ export class KeyStore {
    */
   async markListed(change: KeyChange, kid: string, listing: { waitMs: number; notBefore: number; urls: string[] }): Promise<KeyTimeline> {
     return this.applyChange(change, 'publish', async (tx, at) => {
-      await this.assertState(tx, change, kid, ['next'], 'record the listing of');
+      await this.lockKeyIn(tx, change, kid, ['next'], 'record the listing of');
       const promotableAt = Math.max(at + listing.waitMs, listing.notBefore);
       await tx.query('UPDATE signing_keys SET listed_at = $3, promotable_at = $4 WHERE key_set_id = $1 AND kid = $2', [
         change.keySetId,
@@ -264,18 +282,18 @@ export class KeyStore {
         [change.keySetId],
       );
       const demotedKid = active.rows[0]?.kid ?? null;
-      await this.assertState(tx, change, kid, ['next'], 'promote');
+      await this.lockKeyIn(tx, change, kid, KEY_TRANSITIONS.promote.from, 'promote');
       // Demote first: the one-active index would refuse the promotion otherwise.
-      const demoted = demotedKid === null ? null : await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, 'active');
-      return { active: await this.moveKey(tx, change, at, kid, 'next', 'active', { token_ttl_ms: windows.tokenTtlMs }), demoted };
+      const demoted =
+        demotedKid === null ? null : await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, { from: 'active' });
+      return { active: await this.transition(tx, change, at, kid, 'promote', { token_ttl_ms: windows.tokenTtlMs }, { from: 'next' }), demoted };
     });
   }
 
   /** Takes a next key that never signed out of the JWKS (its algorithm is no longer the policy's): it retires. */
   async withdrawKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
     return this.applyChange(change, 'withdraw', async (tx, at) => {
-      await this.assertState(tx, change, kid, ['next'], 'withdraw');
-      return this.moveKey(tx, change, at, kid, 'next', 'retired', {}, 'withdrawn');
+      return this.transition(tx, change, at, kid, 'withdraw');
     });
   }
 
@@ -287,8 +305,7 @@ export class KeyStore {
     return this.applyChange(change, 'wind-down', async (tx, at) => {
       const demoted: KeyTimeline[] = [];
       for (const demotion of demotions) {
-        const from = await this.assertState(tx, change, demotion.kid, ['active', 'next'], 'wind down');
-        demoted.push(await this.demote(tx, change, at, demotion, from));
+        demoted.push(await this.demote(tx, change, at, demotion));
       }
       await tx.query('UPDATE key_sets SET decommissioned_at = $2 WHERE id = $1', [change.keySetId, new Date(at)]);
       await appendAuditEvent(tx, { ...change, at, event: 'decommissioned' });
@@ -324,7 +341,7 @@ export class KeyStore {
       }
       const fields = changedPolicyFields(previous, policy);
       await appendAuditEvent(tx, { ...change, at, event: 'policy_changed', details: { fields, policy, previous, windows } });
-      return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toTimeline);
+      return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toKeyTimeline);
     });
   }
 
@@ -347,16 +364,14 @@ export class KeyStore {
   /** A grace key stops verifying: it leaves the JWKS. */
   async retireKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
     return this.applyChange(change, 'retire', async (tx, at) => {
-      await this.assertState(tx, change, kid, ['grace'], 'retire');
-      return this.moveKey(tx, change, at, kid, 'grace', 'retired');
+      return this.transition(tx, change, at, kid, 'retire');
     });
   }
 
   /** Erases a retired key's private part; its metadata and audit trail stay. */
   async destroyKey(change: KeyChange, kid: string): Promise<void> {
     await this.applyChange(change, 'destroy', async (tx, at) => {
-      await this.assertState(tx, change, kid, ['retired'], 'destroy');
-      await this.moveKey(tx, change, at, kid, 'retired', 'destroyed');
+      await this.transition(tx, change, at, kid, 'destroy');
       return null;
     });
   }
@@ -364,8 +379,8 @@ export class KeyStore {
   /** Takes a key out of service at once: out of the JWKS, private part erased. Returns the state it left. */
   async revokeKey(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
     return this.applyChange(change, 'revoke', async (tx, at) => {
-      const previousState = (await this.assertState(tx, change, kid, ['next', 'active', 'grace', 'retired'], 'revoke')) as LiveKeyState;
-      await this.moveKey(tx, change, at, kid, previousState, 'revoked', { revocation_reason: change.reason });
+      const previousState = await this.lockKeyIn(tx, change, kid, KEY_TRANSITIONS.revoke.from, 'revoke');
+      await this.transition(tx, change, at, kid, 'revoke', { revocation_reason: change.reason }, { from: previousState });
       return { previousState };
     });
   }
@@ -486,8 +501,8 @@ export class KeyStore {
     });
   }
 
-  /** Locks the key's row and checks it is in one of `allowed`; returns its state. */
-  private async assertState(tx: PoolClient, change: KeyChange, kid: string, allowed: KeyState[], action: string): Promise<KeyState> {
+  /** Locks the key's row and checks it is in one of `allowed` (else ERR_KEY_STATE_CONFLICT naming `action`); returns its state. */
+  private async lockKeyIn<S extends KeyState>(tx: PoolClient, change: KeyChange, kid: string, allowed: readonly S[], action: string): Promise<S> {
     const { rows } = await tx.query<{ state: KeyState }>(
       'SELECT state FROM signing_keys WHERE key_set_id = $1 AND kid = $2 FOR UPDATE',
       [change.keySetId, kid],
@@ -495,40 +510,43 @@ export class KeyStore {
     if (rows.length === 0) {
       throw new KeyturnError('ERR_KID_UNKNOWN', `key set "${change.keySetId}" has no key "${kid}"`, { keySetId: change.keySetId, kid });
     }
-    if (!allowed.includes(rows[0].state)) {
+    const state = rows[0].state;
+    if (!(allowed as readonly KeyState[]).includes(state)) {
       throw new KeyturnError(
         'ERR_KEY_STATE_CONFLICT',
-        `cannot ${action} key "${kid}" of key set "${change.keySetId}": it is ${rows[0].state}, and ${action} needs ${allowed.join(' or ')}`,
+        `cannot ${action} key "${kid}" of key set "${change.keySetId}": it is ${state}, and ${action} needs ${allowed.join(' or ')}`,
         { keySetId: change.keySetId, kid },
       );
     }
-    return rows[0].state;
+    return state as S;
   }
 
   /** Moves a key into its grace period: it verifies until `graceMs` from now. */
-  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, from: KeyState): Promise<KeyTimeline> {
-    return this.moveKey(tx, change, at, demotion.kid, from, 'grace', { grace_ends_at: new Date(at + demotion.graceMs) });
+  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, known?: { from: KeyState }): Promise<KeyTimeline> {
+    return this.transition(tx, change, at, demotion.kid, 'demote', { grace_ends_at: new Date(at + demotion.graceMs) }, known);
   }
 
   /**
-   * Moves a key to state `to`, stamping `at` in the state's column (and `columns` beside it), with its
-   * audit event (the state's own unless `event` says otherwise). A key leaving service for good loses
+   * Performs the lifecycle transition `name` (KEY_TRANSITIONS) on key `kid`: checks and locks its state
+   * (unless the caller has, passing `known.from`), stamps `at` in the column of the state it enters (and
+   * `columns` beside it), and records the transition's audit event. A key entering a final state loses
    * its private part in the same statement.
    */
-  private async moveKey(
+  private async transition(
     tx: PoolClient,
     change: KeyChange,
     at: number,
     kid: string,
-    from: KeyState,
-    to: Exclude<KeyState, 'next'>,
+    name: KeyTransition,
     columns: Record<string, unknown> = {},
-    event: AuditEventKind = TRANSITIONS[to].event,
+    known?: { from: KeyState },
   ): Promise<KeyTimeline> {
-    const erase = to === 'destroyed' || to === 'revoked' ? ', private_key = NULL, kek_id = NULL' : '';
+    const { from: allowed, to } = KEY_TRANSITIONS[name];
+    const from = known?.from ?? (await this.lockKeyIn(tx, change, kid, allowed, name));
+    const erase = (FINAL_STATES as readonly KeyState[]).includes(to) ? ', private_key = NULL, kek_id = NULL' : '';
     const names = Object.keys(columns);
-    const more = names.map((name, i) => `, ${name} = $${i + 5}`).join('');
-    await tx.query(`UPDATE signing_keys SET state = $3, ${TRANSITIONS[to].stampColumn} = $4${erase}${more} WHERE key_set_id = $1 AND kid = $2`, [
+    const more = names.map((column, i) => `, ${column} = $${i + 5}`).join('');
+    await tx.query(`UPDATE signing_keys SET state = $3, ${enteredAtColumn(to)} = $4${erase}${more} WHERE key_set_id = $1 AND kid = $2`, [
       change.keySetId,
       kid,
       to,
@@ -536,7 +554,7 @@ export class KeyStore {
       ...Object.values(columns),
     ]);
     const moved = await recordWritten(tx, change.keySetId, kid);
-    await appendAuditEvent(tx, { ...change, at, kid, event, fromState: from, toState: to });
+    await appendAuditEvent(tx, { ...change, at, kid, event: TRANSITION_EVENTS[name], fromState: from, toState: to });
     return moved;
   }
 }
@@ -555,7 +573,7 @@ async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Pro
     `UPDATE signing_keys k SET written_fingerprint = keyturn_key_fingerprint(k) WHERE key_set_id = $1 AND kid = $2 RETURNING ${KEY_COLUMNS}`,
     [keySetId, kid],
   );
-  return toTimeline(toStoredKey(rows[0]));
+  return toKeyTimeline(toStoredKey(rows[0]));
 }
 
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
@@ -606,22 +624,5 @@ export function toStoredKey(r: KeyRow): StoredKey {
     retiredAt: ms(r.retired_at),
     destroyedAt: ms(r.destroyed_at),
     revokedAt: ms(r.revoked_at),
-  };
-}
-
-/** A live key (next, active, grace, retired) as the workflow and the lifecycle rules see it. */
-export function toTimeline(k: StoredKey): KeyTimeline {
-  return {
-    kid: k.kid,
-    alg: k.alg,
-    state: k.state as LiveKeyState,
-    createdAt: k.createdAt,
-    ...(k.listedAt !== null && { listedAt: k.listedAt }),
-    ...(k.promotableAt !== null && { promotableAt: k.promotableAt }),
-    ...(k.activatedAt !== null && { activatedAt: k.activatedAt }),
-    ...(k.tokenTtlMs !== null && { tokenTtlMs: k.tokenTtlMs }),
-    ...(k.demotedAt !== null && { demotedAt: k.demotedAt }),
-    ...(k.graceEndsAt !== null && { graceEndsAt: k.graceEndsAt }),
-    ...(k.retiredAt !== null && { retiredAt: k.retiredAt }),
   };
 }

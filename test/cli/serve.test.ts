@@ -1,3 +1,4 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -5,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KeyStore } from '../../src/store/key-store';
 import { grantRoles } from '../../src/store/database-roles';
-import { KeySetDriver, PRIVATE_MEMBERS, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { freePort } from '../helpers/ports';
 import { createLoginRole, createTestDatabase, dropRoles, uniqueRoles, type TestDatabase, type TestRole } from '../helpers/postgres';
@@ -114,7 +115,7 @@ test('serves the JWKS and discovery as the read-only role without a KEK, and fol
     expect(await stop(serve)).toBe(0);
   }
   for (const key of bodies.flatMap((body) => (JSON.parse(body) as Jwks).keys)) {
-    for (const member of PRIVATE_MEMBERS) expect(key).not.toHaveProperty(member);
+    for (const member of PRIVATE_JWK_MEMBERS) expect(key).not.toHaveProperty(member);
   }
   const log = serve.output.join('');
   expect(log).toContain('JWKS server running');

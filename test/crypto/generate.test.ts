@@ -1,8 +1,9 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { SignJWT, calculateJwkThumbprint, importJWK, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { assertPublicOnly, generateSigningKey, toPublicJwk } from '../../src/crypto/generate';
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
+
 const EXPECTED_KTY = { ES256: 'EC', RS256: 'RSA', PS256: 'RSA', EdDSA: 'OKP' } as const;
 
 describe('generateSigningKey', () => {
@@ -14,7 +15,7 @@ describe('generateSigningKey', () => {
     expect(key.publicJwk).toMatchObject({ kty: EXPECTED_KTY[alg], kid: key.kid, alg, use: 'sig' });
     expect(key.privateJwk).toMatchObject({ kid: key.kid, alg, use: 'sig' });
     expect(typeof key.privateJwk.d).toBe('string');
-    for (const member of PRIVATE_MEMBERS) expect(key.publicJwk).not.toHaveProperty(member);
+    for (const member of PRIVATE_JWK_MEMBERS) expect(key.publicJwk).not.toHaveProperty(member);
     expect(() => assertPublicOnly(key.publicJwk)).not.toThrow();
   });
 
@@ -57,7 +58,7 @@ describe('toPublicJwk', () => {
 });
 
 describe('assertPublicOnly', () => {
-  test.each(PRIVATE_MEMBERS)('rejects a JWK carrying "%s" without revealing its value', (member) => {
+  test.each(PRIVATE_JWK_MEMBERS)('rejects a JWK carrying "%s" without revealing its value', (member) => {
     const secret = 'c2VjcmV0LXZhbHVl';
     const jwk = { kty: 'EC', kid: 'k1', [member]: secret };
     let thrown: unknown;

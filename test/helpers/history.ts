@@ -3,9 +3,10 @@ import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { temporal } from '@temporalio/proto';
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 
 /** JSON keys of private JWK members: none may appear in a workflow's history. */
-export const PRIVATE_MEMBER_KEYS = ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((m) => new RegExp(`"${m}"\\s*:`));
+export const PRIVATE_MEMBER_KEYS = PRIVATE_JWK_MEMBERS.map((m) => new RegExp(`"${m}"\\s*:`));
 
 /**
  * The text of every run of a workflow's history with each payload decoded, so that a search sees

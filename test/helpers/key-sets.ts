@@ -8,7 +8,6 @@ import type { Logger } from '../../src/logger';
 import type { KeyChange, KeyStore } from '../../src/store/key-store';
 
 /** Members that hold private key material in a JWK. */
-export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
 
 /** A policy whose numbers are easy to check: tokens live 5 minutes at most, verifiers cache the JWKS 2 minutes. */
 export function testPolicy(algorithm: SigningAlgorithm = 'ES256'): KeySetPolicy {

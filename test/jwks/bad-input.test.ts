@@ -1,9 +1,10 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { METHODS } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { KeyStore } from '../../src/store/key-store';
-import { capturingLogger, KeySetDriver, PRIVATE_MEMBERS, testPolicy, waitFor } from '../helpers/key-sets';
+import { capturingLogger, KeySetDriver, testPolicy, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 
@@ -245,5 +246,5 @@ test('after all that the server still answers, and no answer carried key materia
   expect(statuses(await exchange(request('/healthz')))).toEqual([200]);
   expect(statuses(await exchange(request('/keysets/default/jwks.json')))).toEqual([200]);
   const everything = [...responses, captured.text()].join('\n');
-  for (const member of PRIVATE_MEMBERS) expect(everything).not.toMatch(new RegExp(`"${member}"\\s*:`));
+  for (const member of PRIVATE_JWK_MEMBERS) expect(everything).not.toMatch(new RegExp(`"${member}"\\s*:`));
 });

@@ -1,3 +1,4 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Pool } from 'pg';
 import { Registry } from 'prom-client';
@@ -10,7 +11,6 @@ import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
 import {
   capturingLogger,
   KeySetDriver,
-  PRIVATE_MEMBERS,
   testPolicy,
   uniqueKeySetId,
   waitFor,
@@ -99,7 +99,7 @@ describe('the JWKS of a key set', () => {
     expect(keys).toEqual(stored);
     for (const key of keys) {
       expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
-      for (const member of PRIVATE_MEMBERS) expect(key).not.toHaveProperty(member);
+      for (const member of PRIVATE_JWK_MEMBERS) expect(key).not.toHaveProperty(member);
     }
     expect(Object.keys(response.json())).toEqual(['keys']);
   });
@@ -478,7 +478,7 @@ test('no response and no log line carried private key material', async () => {
     privateValues.push(String(opened!.privateJwk.d));
   }
   const everything = [...bodies, captured.text()].join('\n');
-  for (const member of PRIVATE_MEMBERS) expect(everything).not.toMatch(new RegExp(`"${member}"\\s*:`));
+  for (const member of PRIVATE_JWK_MEMBERS) expect(everything).not.toMatch(new RegExp(`"${member}"\\s*:`));
   for (const value of privateValues) expect(everything).not.toContain(value);
   expect(captured.text()).toContain('JWKS rebuilt');
 });

@@ -2,11 +2,10 @@ import { Pool } from 'pg';
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { loadConfig } from '../../src/config';
-import type { ScheduledTransition } from '../../src/domain/lifecycle';
+import { KEY_STATES, SCHEDULED_TRANSITION_KINDS, type ScheduledTransition } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { startMetricsServer } from '../../src/observability/metrics-server';
 import { registerKeyStateMetrics } from '../../src/observability/key-state-metrics';
-import { KEY_STATES, TRANSITION_KINDS } from '../../src/observability/key-state-reading';
 import { createMetricsRegistry, FAILURE_SERIES_LIFETIME_MS, keyturnMetrics } from '../../src/observability/metrics';
 import { KeyStore } from '../../src/store/key-store';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
@@ -140,7 +139,7 @@ describe('metrics', () => {
         Object.fromEntries(await Promise.all(values.map(async (value) => [value, await sample(registry, name, { [label]: value })])));
       expect(await byLabel('keyturn_stored_keys', 'state', KEY_STATES)).toEqual({ next: 0, active: 4, grace: 2, retired: 0, destroyed: 0, revoked: 1 });
       expect(await byLabel('keyturn_key_sets', 'phase', ['rotating', 'decommissioned'])).toEqual({ rotating: 5, decommissioned: 1 });
-      expect(await byLabel('keyturn_key_sets_overdue', 'transition', TRANSITION_KINDS)).toEqual({
+      expect(await byLabel('keyturn_key_sets_overdue', 'transition', SCHEDULED_TRANSITION_KINDS)).toEqual({
         bootstrap: 0, // due now, not before: the workflow generates it at once
         generateNext: 1,
         checkPublication: 0,

@@ -1,3 +1,4 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { randomBytes } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Client, Pool } from 'pg';
@@ -12,7 +13,7 @@ import { verifyAuditTrail } from '../../src/store/audit-log';
 import { grantRoles, ROLE_PRIVILEGES } from '../../src/store/database-roles';
 import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
 import { migrate } from '../../src/store/migrate';
-import { KeySetDriver, manualChange, PRIVATE_MEMBERS, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, manualChange, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { createLoginRole, createTestDatabase, dropRoles, uniqueRoles, type TestDatabase } from '../helpers/postgres';
 
 // The roles `keyturn migrate` sets up, each used for real: the JWKS server's reads the published keys
@@ -101,7 +102,7 @@ describe('the JWKS role', () => {
     const keys = await jwksPool.query('SELECT * FROM published_keys WHERE key_set_id = $1 ORDER BY created_at, kid', [keySet.keySetId]);
     expect(keys.fields.map((f) => f.name)).toEqual(['key_set_id', 'kid', 'public_jwk', 'created_at']);
     expect(keys.rows.map((r) => r.kid)).toEqual(stored.filter((k) => PUBLISHED_STATES.includes(k.state)).map((k) => k.kid));
-    for (const { public_jwk: jwk } of keys.rows) for (const member of PRIVATE_MEMBERS) expect(jwk).not.toHaveProperty(member);
+    for (const { public_jwk: jwk } of keys.rows) for (const member of PRIVATE_JWK_MEMBERS) expect(jwk).not.toHaveProperty(member);
 
     const sets = await jwksPool.query('SELECT * FROM published_key_sets WHERE key_set_id = $1', [keySet.keySetId]);
     expect(sets.rows).toEqual([

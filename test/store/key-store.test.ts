@@ -1,3 +1,4 @@
+import { PRIVATE_JWK_MEMBERS } from '../../src/domain/private-jwk';
 import { randomUUID } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import type { KeyState } from '../../src/domain/lifecycle';
@@ -17,7 +18,6 @@ const at = (day: number) => T0 + day * DAY;
 const SEED_WINDOWS = { tokenTtlMs: HOUR, demotedGraceMs: 5 * DAY };
 /** The test database refuses audit events with this reason, to show a change and its event commit together. */
 const AUDIT_FAILS = 'audit insert fails';
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
 
 let db: TestDatabase;
 let store: KeyStore;
@@ -440,7 +440,7 @@ describe('listPublishedJwks', () => {
     expect(jwks.map((j) => j.kid)).toEqual([graceKid, activeKid, nextKid]);
     expect(jwks.map((j) => j.kid)).not.toContain(retiredKid);
     expect(jwks.map((j) => [j.alg, j.kty])).toEqual([['ES256', 'EC'], ['RS256', 'RSA'], ['EdDSA', 'OKP']]);
-    for (const jwk of jwks) for (const member of PRIVATE_MEMBERS) expect(jwk).not.toHaveProperty(member);
+    for (const jwk of jwks) for (const member of PRIVATE_JWK_MEMBERS) expect(jwk).not.toHaveProperty(member);
   });
 
   test('is empty for an unknown key set', async () => {
