@@ -9,7 +9,7 @@ import { loadTemporalProfile, type TemporalProfile } from './runtime/temporal-pr
 import type { DatabaseRoles } from './store/database-roles';
 
 /** pino's levels; `silent` turns logging off. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Everything keyturn reads from the environment, validated once at startup. */

@@ -40,7 +40,7 @@ const SHUTDOWN_GRACE = '15s';
  * over a thousand) would, only holds memory while they sleep. 250 keeps the ones busy at once (an
  * apply of thousands, a burst of rotations) without replaying between their steps.
  */
-export const MAX_CACHED_WORKFLOWS = 250;
+const MAX_CACHED_WORKFLOWS = 250;
 
 export interface WorkerDependencies {
   connection: NativeConnection;

@@ -14,7 +14,7 @@ export type { AlertDelivery } from './alerts';
 export type { KeyChangeInput } from './key-activities';
 
 /** Errors that no retry can fix: the workflow is told at once instead of after every attempt. */
-export const NON_RETRYABLE_CODES: readonly KeyturnErrorCode[] = [
+const NON_RETRYABLE_CODES: readonly KeyturnErrorCode[] = [
   'ERR_POLICY_INVALID',
   'ERR_KEYSET_NOT_FOUND',
   'ERR_KID_UNKNOWN',

@@ -165,7 +165,7 @@ async function runningKeySets(client: Client, taskQueue: string): Promise<string
 }
 
 /** What the supervisor Schedule should be. */
-export function supervisorSchedule(intervalMs: number, taskQueue: string) {
+function supervisorSchedule(intervalMs: number, taskQueue: string) {
   return {
     spec: { intervals: [{ every: intervalMs }] },
     action: { type: 'startWorkflow' as const, workflowType: SUPERVISOR_WORKFLOW_TYPE, taskQueue, workflowId: SUPERVISOR_WORKFLOW_ID, args: [] },

@@ -58,7 +58,7 @@ export class KeySetsFileError extends KeyturnError {
 }
 
 /** `line 7: key set "web" gracePeriod: 1m is shorter than ...` */
-export function describeProblem(problem: KeySetsFileProblem): string {
+function describeProblem(problem: KeySetsFileProblem): string {
   const where = problem.line === undefined ? '' : `line ${problem.line}: `;
   const keySet = problem.keySetId === undefined ? '' : `key set "${problem.keySetId}" `;
   return `${where}${keySet}${problem.field}: ${problem.message}`;

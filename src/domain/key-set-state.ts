@@ -26,8 +26,6 @@ export type KeySetCommand = Requested &
     | { type: 'recommission' }
   );
 
-export type KeySetCommandType = KeySetCommand['type'];
-
 /** The step that failed last and what it said; cleared when a step succeeds. */
 export interface LastError {
   step: string;

@@ -3,7 +3,7 @@ import { makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import type { Logger } from '../logger';
 
 /** The Temporal SDK's logger interface, writing into pino under `component: "temporal"`. */
-export function temporalLoggerFor(logger: Logger): TemporalLogger {
+function temporalLoggerFor(logger: Logger): TemporalLogger {
   const child = logger.child({ component: 'temporal' });
   const log = (level: TemporalLogLevel, message: string, meta: LogMetadata = {}) => {
     // pino serialises an Error under `err` only; the SDK passes it as `error`.

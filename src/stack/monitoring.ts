@@ -47,7 +47,7 @@ type Yaml = Record<string, unknown>;
  * the targets on loopback. A job the stack does not know fails here, so a job added to deploy/ is
  * added here too.
  */
-export async function prometheusConfig(options: MonitoringOptions): Promise<string> {
+async function prometheusConfig(options: MonitoringOptions): Promise<string> {
   const config = parse(await readFile(path.join(options.deployDir, 'prometheus', 'prometheus.yml'), 'utf8')) as Yaml;
   if (options.timings) {
     config.global = { ...(config.global as Yaml), scrape_interval: options.timings.evaluationInterval, evaluation_interval: options.timings.evaluationInterval };
@@ -67,7 +67,7 @@ export async function prometheusConfig(options: MonitoringOptions): Promise<stri
  * /run/secrets/, and its Slack and PagerDuty receivers posting to the stack's inbox: the same routes,
  * grouping and templates.
  */
-export async function alertmanagerConfig(options: MonitoringOptions): Promise<string> {
+async function alertmanagerConfig(options: MonitoringOptions): Promise<string> {
   const config = parse(await readFile(path.join(options.deployDir, 'alertmanager', 'alertmanager.yml'), 'utf8'), { merge: true }) as Yaml;
   const rewrite = (value: unknown): unknown => {
     if (typeof value === 'string' && value.startsWith('/run/secrets/')) return path.join(options.secretsDir, value.slice('/run/secrets/'.length));

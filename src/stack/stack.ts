@@ -14,8 +14,8 @@ import { startTcpBalancer } from './tcp-balancer';
 import { TEMPORAL_NODE_PORT_NAMES, temporalNode, waitForFrontend, type TemporalNodePorts } from './temporal-node';
 import { webUiProcess } from './web-ui';
 
-export const STACK_NAMESPACE = 'default';
-export const STACK_TASK_QUEUE = 'keyturn';
+const STACK_NAMESPACE = 'default';
+const STACK_TASK_QUEUE = 'keyturn';
 
 /** Every port of a stack, all on 127.0.0.1. */
 export interface StackPorts {

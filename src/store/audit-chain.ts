@@ -53,8 +53,6 @@ export interface ChainHead {
   hash: string | null;
 }
 
-export const EMPTY_CHAIN: ChainHead = { seq: 0, hash: null };
-
 /** The hash of one event, chained to its predecessor by `fields.prevHash`. */
 export function hashAuditEvent(fields: ChainedFields): string {
   const { keySetId, seq, kid, event, fromState, toState, trigger, actor, reason, operationId, occurredAt, details, prevHash } = fields;

@@ -3,7 +3,7 @@ import type { Logger } from '../logger';
 import { KEY_CHANGES_CHANNEL } from './key-store';
 
 /** Default interval of the polling fallback. */
-export const DEFAULT_POLL_INTERVAL_MS = 5_000;
+const DEFAULT_POLL_INTERVAL_MS = 5_000;
 
 /** Reconnect delays double from the first to the last, with jitter so that many processes spread out. */
 const RECONNECT_FIRST_MS = 100;

@@ -2,7 +2,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { AlertDelivery, KeyturnActivities } from '../activities';
 
 /** Attempts per channel: 5 s doubling to 10 min between them, about half an hour in all. */
-export const DELIVERY_ATTEMPTS = 10;
+const DELIVERY_ATTEMPTS = 10;
 
 const { deliverAlert } = proxyActivities<Pick<KeyturnActivities, 'deliverAlert'>>({
   // Above the longest delivery timeout KEYTURN_ALERT_TIMEOUT allows (30 s): the activity ends each attempt itself.

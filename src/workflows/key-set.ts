@@ -100,9 +100,9 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
 }
 
 /** Patch: the load is one activity, with the ceilings and a new key set's first key (see load). */
-export const LOAD_IN_ONE_ACTIVITY = 'load-in-one-activity';
+const LOAD_IN_ONE_ACTIVITY = 'load-in-one-activity';
 /** Patch: a scheduled next key is watched for its listing in the activity that generates it (see generateNextKey). */
-export const LISTING_WATCHED_AT_GENERATION = 'listing-watched-at-generation';
+const LISTING_WATCHED_AT_GENERATION = 'listing-watched-at-generation';
 
 /**
  * Reads the deployment's ceilings and the keys from PostgreSQL, registering the key set and its

@@ -8,7 +8,7 @@ import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSear
  * longer every transition's time, and the search attributes are compared with what the run holds
  * (carried over by continue-as-new): a rotation period costs one upsert, not one per transition.
  */
-export const SEARCH_ATTRIBUTES_FOLLOW_ROTATIONS = 'search-attributes-follow-rotations';
+const SEARCH_ATTRIBUTES_FOLLOW_ROTATIONS = 'search-attributes-follow-rotations';
 
 /** What the Web UI was last shown, so that search attributes are upserted only when they change. */
 export interface ShownState {
