@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import type { Config } from '../config';
 import { Kek, KekRing } from '../crypto/kek';
+import { createLogger } from '../logger';
 import { displayDatabaseUrl } from '../runtime/database';
+import { createPool } from '../runtime/database-pool';
 import { readLiveInstance } from '../runtime/instance-file';
 import { readAuditTrail, verifyAuditTrail, type AuditChainVerification, type AuditRecord } from '../store/audit-log';
 import { KeyStore } from '../store/key-store';
@@ -39,9 +41,8 @@ export class KeySetDatabase {
       origin = `of the keyturn instance running on ${config.dataDir}`;
     }
     const description = `${displayDatabaseUrl(url)} (${origin})`;
-    const pool = new Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000 });
-    // An idle connection that fails must not crash a short command; the next query reports it.
-    pool.on('error', () => undefined);
+    // A short command's reads, one after another, and an answer soon or an error that says where.
+    const pool = createPool({ url }, createLogger({ level: 'silent' }), { max: 2, connectionTimeoutMillis: 5_000 });
     try {
       await pool.query('SELECT 1');
     } catch (error) {

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import type { KekRing } from '../crypto/kek';
 import { jwkThumbprint } from '../crypto/kid';
@@ -9,6 +9,7 @@ import { KeyturnError } from '../domain/errors';
 import { DEFAULT_CEILINGS, policyTimings } from '../domain/policy';
 import { reportKeyViewAges, type KeyViewAge } from '../observability/key-view-age';
 import { createLogger, type Logger } from '../logger';
+import { createPool } from '../runtime/database-pool';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
 import { KeyStore } from '../store/key-store';
@@ -130,9 +131,8 @@ export class KeyRing {
     }
     const stalenessLimitMs = options.stalenessLimit === undefined ? undefined : parseDuration(options.stalenessLimit, 'stalenessLimit');
     const logger = options.logger ?? createLogger({ name: 'keyturn-key-ring' });
-    const ownPool = options.databaseUrl === undefined ? undefined : new Pool({ connectionString: options.databaseUrl, max: 4 });
-    // An idle pooled connection dying emits 'error'; unhandled, it would take the issuer down.
-    ownPool?.on('error', (error) => logger.warn({ err: error }, 'an idle PostgreSQL connection failed; it will be replaced'));
+    // Loads and reloads only: a few connections, and the listener holds its own.
+    const ownPool = options.databaseUrl === undefined ? undefined : createPool({ url: options.databaseUrl }, logger, { max: 4, connectionTimeoutMillis: 10_000 });
     const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger, stalenessLimitMs, options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs);
     try {
       // Listening before loading: a change committed between the two cannot go unnoticed.

@@ -4,13 +4,22 @@ import type { Logger } from '../logger';
 import { migrate } from '../store/migrate';
 import { displayDatabaseUrl, type ResolvedDatabase } from './database';
 
+/** How many connections a pool may hold, and how long a new one may take. */
+export interface PoolSizing {
+  max: number;
+  connectionTimeoutMillis: number;
+}
+
+/** The worker's and the JWKS server's pools: activities and requests run side by side. */
+const SERVICE_POOL: PoolSizing = { max: 10, connectionTimeoutMillis: 10_000 };
+
 /**
- * A pg Pool on the resolved database. An idle client losing its server (a restart, the embedded
- * PostgreSQL stopping first on Ctrl-C) emits `error` on the pool; unhandled, that would crash the
- * process, so it is logged and the pool reconnects on next use.
+ * keyturn's one way to open PostgreSQL: a pg Pool on `database.url`. An idle client losing its server
+ * (a restart, the embedded PostgreSQL stopping first on Ctrl-C) emits `error` on the pool; unhandled,
+ * that would crash the process, so it is logged and the pool reconnects on next use.
  */
-export function createPool(database: ResolvedDatabase, logger: Logger): Pool {
-  const pool = new Pool({ connectionString: database.url, max: 10, connectionTimeoutMillis: 10_000 });
+export function createPool(database: { url: string }, logger: Logger, sizing: PoolSizing = SERVICE_POOL): Pool {
+  const pool = new Pool({ connectionString: database.url, ...sizing });
   pool.on('error', (error) => logger.warn({ err: error }, 'an idle PostgreSQL connection failed; it will be replaced'));
   return pool;
 }
