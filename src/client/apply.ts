@@ -1,5 +1,5 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { changedPolicyFields, OPTIONAL_POLICY_FIELDS, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
+import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
 import { mapBounded } from './map-bounded';
 import { KeySetClient } from './key-set-client';
@@ -114,21 +114,13 @@ interface KeySetOutcome {
 async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, dryRun: boolean, requestedBy: string): Promise<KeySetOutcome> {
   const { id, policy } = definition;
   if (dryRun) return planKeySet(keySets, definition);
-  const update = { patch: wholePolicy(policy), requestedBy, reason: 'apply' };
-  // One call starts a new key set with the file's policy as an Update in its first task: the answer
-  // comes once the workflow has checked it against the worker's ceilings (a refusal fails it, and the
-  // answer says why). A key set that runs (or that another apply started meanwhile) is looked at, then updated.
-  const started = await keySets.startWithPolicyUpdate(id, policy, update);
-  if (started !== undefined) return { created: true };
-  const outcome: KeySetOutcome = { running: true };
-  const state = await keySets.getState(id);
-  if (state.decommissioned) {
-    await keySets.recommission(id, { reason: 'listed again by apply', requestedBy });
-    outcome.recommissioned = true;
-  }
-  const result = await keySets.updatePolicy(id, update);
-  if (result.changed.length > 0) outcome.changed = policyChange(id, result.changed, state.policy, result.policy);
-  return outcome;
+  const result = await keySets.apply(id, policy, { requestedBy });
+  if (result.created) return { created: true };
+  return {
+    running: true,
+    ...(result.recommissioned && { recommissioned: true }),
+    ...(result.changed.length > 0 && { changed: policyChange(id, result.changed, result.previous, result.policy) }),
+  };
 }
 
 /** What applying one key set would do, from its workflow's state; nothing is sent that changes it. */
@@ -141,11 +133,6 @@ async function planKeySet(keySets: KeySetClient, { id, policy }: KeySetDefinitio
     ...(state.decommissioned && { recommissioned: true }),
     ...(fields.length > 0 && { changed: policyChange(id, fields, state.policy, policy) }),
   };
-}
-
-/** The file's policy as a patch that makes the running one equal to it: optional fields it leaves out are removed. */
-function wholePolicy(policy: KeySetPolicy): PolicyPatch {
-  return { ...policy, ...Object.fromEntries(OPTIONAL_POLICY_FIELDS.filter((f) => policy[f] === undefined).map((f) => [f, null])) };
 }
 
 function policyChange(id: string, fields: (keyof KeySetPolicy)[], before: KeySetPolicy, after: KeySetPolicy): PolicyChange {

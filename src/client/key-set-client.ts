@@ -9,14 +9,16 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WithStartWorkflowOperation,
   type Client,
+  type ConnectionLike,
   type WorkflowHandle,
   type WorkflowStartOptions,
 } from '@temporalio/client';
+import { loadConfig } from '../config';
 import type { KeySetStatus } from '../domain/key-set-state';
 import { keySetSummary } from '../domain/describe';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
 import { checkKeySetId } from '../domain/key-set-id';
-import { validatePolicy, type KeySetPolicy } from '../domain/policy';
+import { OPTIONAL_POLICY_FIELDS, validatePolicy, type KeySetPolicy, type PolicyPatch } from '../domain/policy';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../workflows/search-attributes';
 import {
   decommissionUpdate,
@@ -39,6 +41,9 @@ import {
   type RotationRequest,
   type RotationResult,
 } from '../workflows/messages';
+import { connectClient, resolveTemporalTarget } from './connect';
+import { KeySetDatabase } from './key-set-database';
+import { verifyKeySet, type KeySetVerification } from './verify';
 
 export interface KeySetClientOptions {
   /** How long a query or signal may take before the key set counts as not answering (default 10 s). */
@@ -52,6 +57,49 @@ export interface KeySetClientOptions {
   listTimeoutMs?: number;
 }
 
+/**
+ * Where {@link KeySetClient.connect} finds Temporal and keyturn's worker. What is left out is read
+ * from `env` as the `keyturn` CLI reads it.
+ */
+export interface KeySetClientConnectOptions extends KeySetClientOptions {
+  /**
+   * `host:port` of the Temporal frontend. Default: `TEMPORAL_ADDRESS` or the Temporal profile's
+   * address, else the `keyturn dev` instance running on `KEYTURN_DATA_DIR` (`.keyturn`), else `localhost:7233`.
+   * TLS and API keys come from Temporal's environment configuration (`TEMPORAL_TLS_*`, `TEMPORAL_API_KEY`, profiles).
+   */
+  address?: string;
+  /** Default: `TEMPORAL_NAMESPACE` or the profile's, else the running instance's, else `default`. */
+  namespace?: string;
+  /** The task queue keyturn's worker polls. Default: `KEYTURN_TASK_QUEUE`, else `keyturn`. */
+  taskQueue?: string;
+  /** Where the defaults are read from (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Who asks and why, for the audit trail. */
+export interface ApplyRequest {
+  /** Who asked (a deployment script, a ticket); recorded as the actor. */
+  requestedBy?: string;
+  /** Why; default `apply`. */
+  reason?: string;
+}
+
+/** What {@link KeySetClient.apply} did to one key set. */
+export interface KeySetApplyResult extends PolicyUpdateResult {
+  /** The key set's workflow was not running and was started with the policy. */
+  created: boolean;
+  /** The key set was winding down (decommissioned) and is back in service. */
+  recommissioned: boolean;
+}
+
+/** Where {@link KeySetClient.verify} reads the keys, and how old an active key may grow. */
+export interface VerifyKeySetOptions {
+  /** keyturn's PostgreSQL; read only, no KEK needed (a role like `KEYTURN_WORKER_ROLE`). */
+  databaseUrl: string;
+  /** How long past its rotation period an active key may sign before it counts as overdue (`KEYTURN_OVERDUE_TOLERANCE`, default 1 h). */
+  keyAgeToleranceMs?: number;
+}
+
 /** A running key set workflow as the visibility store lists it. */
 export interface VisibleKeySet {
   runId: string;
@@ -62,14 +110,32 @@ export interface VisibleKeySet {
 }
 
 /**
- * Typed operations on key set workflows, for the CLI and for deployment tooling. Workflow ids are
- * `keyset/<id>`; callers name key sets only.
+ * Typed operations on key set workflows: everything the `keyturn` CLI does through Temporal, for
+ * deployment scripts and tooling. Workflow ids are `keyset/<id>`; callers name key sets only. A
+ * refusal is a {@link KeyturnError} whose `code` says why (`ERR_KEYSET_NOT_FOUND`, `ERR_POLICY_INVALID`, ...).
+ *
+ * @example
+ * ```ts
+ * import { KeySetClient } from 'keyturn';
+ *
+ * const keySets = await KeySetClient.connect({ address: 'localhost:7233' });
+ * try {
+ *   await keySets.apply('payments', { algorithm: 'ES256', rotationPeriod: '30d' }, { requestedBy: 'deploy.ts' });
+ *   const status = await keySets.getState('payments');
+ *   await keySets.rotate('payments', { reason: 'drill' });
+ * } finally {
+ *   await keySets.close();
+ * }
+ * ```
  */
 export class KeySetClient {
+  /** The connection {@link KeySetClient.connect} opened, which close() closes; none for a client given to the constructor. */
+  private ownConnection: ConnectionLike | undefined;
   private readonly answerTimeoutMs: number;
   private readonly updateTimeoutMs: number;
   private readonly listTimeoutMs: number;
 
+  /** On a Temporal client of your own (closing it stays yours); `taskQueue` is the one keyturn's worker polls. */
   constructor(
     private readonly client: Client,
     private readonly taskQueue: string,
@@ -78,6 +144,59 @@ export class KeySetClient {
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.updateTimeoutMs = options.updateTimeoutMs ?? 60_000;
     this.listTimeoutMs = options.listTimeoutMs ?? 60_000;
+  }
+
+  /**
+   * Connects to Temporal as the `keyturn` CLI does (see {@link KeySetClientConnectOptions}); a server
+   * that does not answer within 5 s, or refuses the credentials, is an error saying what to set.
+   * Call {@link KeySetClient.close} when done.
+   */
+  static async connect(options: KeySetClientConnectOptions = {}): Promise<KeySetClient> {
+    const config = loadConfig(options.env ?? process.env);
+    const target = await resolveTemporalTarget(config, { address: options.address, namespace: options.namespace });
+    const client = await connectClient(options.address ? { ...target, origin: 'given to KeySetClient.connect' } : target);
+    const keySets = new KeySetClient(client, options.taskQueue ?? config.taskQueue, options);
+    keySets.ownConnection = client.connection;
+    return keySets;
+  }
+
+  /** Closes the connection {@link KeySetClient.connect} opened; a client given to the constructor is left open. */
+  async close(): Promise<void> {
+    await this.ownConnection?.close();
+  }
+
+  /**
+   * Brings the key set in line with `policy` as `keyturn apply` does for each key set of its file:
+   * starts its workflow with the policy if none runs, takes it back into service if it is winding
+   * down, and sends the whole policy (fields left out take the seed policy's values; `issuer` and
+   * `publishedAt` left out are removed). The policy is validated first, and the workflow checks it
+   * against the worker's ceilings; either refusal is an `ERR_POLICY_INVALID` naming every field at
+   * fault. Safe to call again: a policy that matches changes nothing (`changed` is empty).
+   */
+  async apply(keySetId: string, policy: Partial<KeySetPolicy>, request: ApplyRequest = {}): Promise<KeySetApplyResult> {
+    const whole = validatePolicy(policy, { keySetId });
+    const requestedBy = request.requestedBy && { requestedBy: request.requestedBy };
+    const update: PolicyUpdate = { patch: wholePolicy(whole), ...requestedBy, reason: request.reason ?? 'apply' };
+    // A new key set gets its policy in its first task; one that runs (or that another apply started meanwhile) is looked at, then updated.
+    const started = await this.startWithPolicyUpdate(keySetId, whole, update);
+    if (started !== undefined) return { created: true, recommissioned: false, ...started };
+    const recommissioned = (await this.getState(keySetId)).decommissioned !== null;
+    if (recommissioned) await this.recommission(keySetId, { reason: request.reason ?? 'listed again by apply', ...requestedBy });
+    return { created: false, recommissioned, ...(await this.updatePolicy(keySetId, update)) };
+  }
+
+  /**
+   * Checks the key set's workflow state against its keys in PostgreSQL, as `keyturn verify <id>` does:
+   * one active key, the same states and times, no transition overdue, every kid the RFC 7638
+   * thumbprint of its public key. The result lists each broken invariant; none means all hold.
+   */
+  async verify(keySetId: string, options: VerifyKeySetOptions): Promise<KeySetVerification> {
+    const database = await KeySetDatabase.connect(options.databaseUrl);
+    try {
+      return await verifyKeySet(this, database, keySetId, { keyAgeToleranceMs: options.keyAgeToleranceMs });
+    } finally {
+      await database.close();
+    }
   }
 
   /**
@@ -304,6 +423,11 @@ function missingSearchAttributes(keySetId: string, error: unknown): KeyturnError
       '`temporal operator search-attribute create --name KeySetId --type Keyword --name ActiveKid --type Keyword --name NextTransitionAt --type Datetime`',
     { keySetId, cause: error },
   );
+}
+
+/** A whole policy as a patch that makes the running one equal to it: optional fields it leaves out are removed. */
+function wholePolicy(policy: KeySetPolicy): PolicyPatch {
+  return { ...policy, ...Object.fromEntries(OPTIONAL_POLICY_FIELDS.filter((f) => policy[f] === undefined).map((f) => [f, null])) };
 }
 
 /** The workflow id of a key set; an id that is no key set id is refused before anything is sent. */

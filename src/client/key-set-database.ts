@@ -40,6 +40,11 @@ export class KeySetDatabase {
       url = instance.databaseUrl;
       origin = `of the keyturn instance running on ${config.dataDir}`;
     }
+    return KeySetDatabase.connect(url, origin);
+  }
+
+  /** The database at `url`, checked at once; `origin` says where the URL came from, in errors. */
+  static async connect(url: string, origin = 'given'): Promise<KeySetDatabase> {
     const description = `${displayDatabaseUrl(url)} (${origin})`;
     // A short command's reads, one after another, and an answer soon or an error that says where.
     const pool = createPool({ url }, createLogger({ level: 'silent' }), { max: 2, connectionTimeoutMillis: 5_000 });
