@@ -83,7 +83,7 @@ const layerBlocks = LAYERS.map((layer, index) => {
 }).flat();
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', '.keyturn/', 'test-artifacts/', 'bin/', '*.config.js'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', '.keyturn/', 'test-artifacts/', 'docs/api/', 'bin/', '*.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
