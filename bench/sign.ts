@@ -11,6 +11,7 @@ import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { cpuPinning } from './cpu-pinning';
 import { count, median, ratio } from './stats';
 import type { Row } from './table';
+import { openActiveKey } from '../src/store/signing-keys';
 
 const ALGORITHMS: SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256'];
 const ROUNDS = 9;
@@ -72,7 +73,7 @@ export async function benchSign(pool: Pool, store: KeyStore, kekRing: KekRing): 
     const ops = new Map<string, (() => unknown)>();
     for (const alg of ALGORITHMS) {
       const keySetId = keySetIds.get(alg)!;
-      const active = (await store.openActiveKey(keySetId))!;
+      const active = (await openActiveKey(store.pool, store.kekRing, keySetId))!;
       const keyObject = createPrivateKey({ key: active.privateJwk, format: 'jwk' });
       const joseKey = await importJWK(active.privateJwk, alg);
       const now = Math.floor(Date.now() / 1000);

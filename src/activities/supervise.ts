@@ -52,7 +52,7 @@ export function createSupervisionActivities(deps: SupervisionDependencies) {
               await keySets.start(keySet.id, keySet.policy);
               return { restarted: keySet.id };
             }
-            const { status, stored } = await settledReading(keySets, deps.keyStore, keySet.id);
+            const { status, stored } = await settledReading(keySets, deps.keyStore.pool, keySet.id);
             return { violations: checkInvariants(status, stored, input.at, tolerances) };
           } catch (error) {
             return { failed: { keySetId: keySet.id, error: error instanceof Error ? error.message : String(error) } };

@@ -1,6 +1,8 @@
 import type { KekRing } from '../crypto/kek';
 import { KeyturnError, type KeyturnErrorCode } from '../domain/errors';
-import type { KekRewrap, KekUsage, KeyStore } from '../store/key-store';
+import { rewrapKeySet, type KekRewrap, type KekUsage } from '../store/kek-rewrap';
+import { listKeySets } from '../store/key-set-registry';
+import type { KeyStore } from '../store/key-store';
 
 /**
  * Rolling the KEK, as `keyturn kek` does it: which KEK seals how many stored private keys, and
@@ -30,7 +32,7 @@ export type KekRewrapOutcome =
   | (KekRewrap & { outcome: 'rewrapped' | 'unchanged' })
   | { keySetId: string; outcome: 'failed'; error: { code: KeyturnErrorCode; message: string } };
 
-/** Pairs the configured KEKs with what the stored keys are sealed under (`KeyStore.countPrivateKeysByKek`). */
+/** Pairs the configured KEKs with what the stored keys are sealed under (`countPrivateKeysByKek`). */
 export function kekStatus(ring: KekRing, usage: readonly KekUsage[], kekFile: string | null): KekStatus {
   const byId = new Map(usage.map((u) => [u.kekId, u]));
   const configured = ring.ids.map((id) => ({
@@ -48,14 +50,14 @@ export function kekStatus(ring: KekRing, usage: readonly KekUsage[], kekFile: st
 
 /**
  * Re-seals every registered key set's private keys under the current KEK, one transaction each
- * (`KeyStore.rewrapKeySet`). A key set that cannot be rewrapped (a key under a KEK that is not
+ * (`rewrapKeySet`). A key set that cannot be rewrapped (a key under a KEK that is not
  * configured) is reported and keeps its keys as they were; the others go on.
  */
 export async function rewrapKeySets(keyStore: KeyStore, who: { actor: string; reason: string }): Promise<KekRewrapOutcome[]> {
   const outcomes: KekRewrapOutcome[] = [];
-  for (const { id: keySetId } of await keyStore.listKeySets()) {
+  for (const { id: keySetId } of await listKeySets(keyStore.pool)) {
     try {
-      const rewrap = await keyStore.rewrapKeySet({ keySetId, trigger: 'manual', ...who });
+      const rewrap = await rewrapKeySet(keyStore.pool, keyStore.kekRing, { keySetId, trigger: 'manual', ...who }, keyStore.clock);
       outcomes.push({ ...rewrap, outcome: rewrap.kids.length > 0 ? 'rewrapped' : 'unchanged' });
     } catch (error) {
       if (!(error instanceof KeyturnError)) throw error;

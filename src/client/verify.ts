@@ -1,7 +1,8 @@
 import type { KeySetStatus } from '../domain/key-set-state';
 import { KeyturnError } from '../domain/errors';
 import { checkInvariants, type Violation } from '../domain/invariants';
-import type { KeyStore, StoredKey } from '../store/key-store';
+import type { Pool } from 'pg';
+import { listKeys, type StoredKey } from '../store/stored-keys';
 import type { KeySetDatabase } from './key-set-database';
 import { readFleet } from './fleet-check';
 import { mapBounded } from './map-bounded';
@@ -34,7 +35,7 @@ export async function verifyKeySet(
   options: VerifyOptions = {},
 ): Promise<KeySetVerification> {
   const now = options.now ?? Date.now;
-  const { status, stored } = await settledReading(keySets, database.keyStore, keySetId, options.attempts);
+  const { status, stored } = await settledReading(keySets, database.keyStore.pool, keySetId, options.attempts);
   return { keySetId, violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }), problem: null };
 }
 
@@ -45,13 +46,13 @@ export async function verifyKeySet(
  */
 export async function settledReading(
   keySets: KeySetClient,
-  keyStore: Pick<KeyStore, 'listKeys'>,
+  pool: Pool,
   keySetId: string,
   attempts = 5,
 ): Promise<{ status: KeySetStatus; stored: StoredKey[] }> {
   for (let attempt = 1; ; attempt += 1) {
     const before = await keySets.getState(keySetId);
-    const stored = await keyStore.listKeys(keySetId);
+    const stored = await listKeys(pool, keySetId);
     const status = await keySets.getState(keySetId);
     const settled = status.inFlight === null && before.inFlight === null && JSON.stringify(before.keys) === JSON.stringify(status.keys);
     if (settled || attempt >= attempts) return { status, stored };

@@ -12,7 +12,8 @@ import { createLogger, type Logger } from '../logger';
 import { createPool } from '../runtime/database-pool';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
-import { KeyStore } from '../store/key-store';
+import { getPolicy } from '../store/key-set-registry';
+import { openActiveKey } from '../store/signing-keys';
 import { TokenSigner } from './token-signer';
 
 export interface KeyRingOptions {
@@ -102,7 +103,7 @@ const RELOAD_MAX_MS = 5_000;
  */
 export class KeyRing {
   readonly #slots = new Map<string, KeySetSlot>();
-  readonly #keyStore: KeyStore;
+  readonly #kekRing: KekRing;
   readonly #pool: Pool;
   readonly #ownPool: Pool | undefined;
   readonly #logger: Logger;
@@ -116,7 +117,7 @@ export class KeyRing {
     this.#ceilingMs = ceilingMs;
     this.#pool = pool;
     this.#ownPool = ownPool;
-    this.#keyStore = new KeyStore(pool, kekRing);
+    this.#kekRing = kekRing;
     this.#logger = logger;
     this.#stalenessLimitMs = stalenessLimitMs;
   }
@@ -274,11 +275,11 @@ export class KeyRing {
       try {
         // The version first: a change committed after it shows as a newer version at the next poll.
         const version = await keySetVersion(this.#pool, keySetId);
-        const policy = version === undefined ? undefined : await this.#keyStore.getPolicy(keySetId);
+        const policy = version === undefined ? undefined : await getPolicy(this.#pool, keySetId);
         if (policy === undefined) {
           throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
         }
-        read = { version, policy, active: await this.#keyStore.openActiveKey(keySetId) };
+        read = { version, policy, active: await openActiveKey(this.#pool, this.#kekRing, keySetId) };
       } catch (error) {
         throw unavailable(keySetId, error);
       }

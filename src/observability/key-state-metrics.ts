@@ -1,6 +1,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import { INCIDENT_KINDS } from '../domain/incidents';
 import type { KeyStore } from '../store/key-store';
+import { listKeySets } from '../store/key-set-registry';
 import { KEY_STATES, SCHEDULED_TRANSITION_KINDS } from '../domain/lifecycle';
 import { readKeyStates, type KeySetReading, type KeyStateReading } from './key-state-reading';
 import { keyturnMetrics, reportsEveryKeySet } from './metrics';
@@ -23,7 +24,7 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
   const counters = keyturnMetrics(registry);
   // Now as well as at each scrape: a scrape collects the counters before this reading.
   if (everyKeySet) {
-    await keyStore.listKeySets().then(
+    await listKeySets(keyStore.pool).then(
       (keySets) => keySets.forEach(({ id }) => counters.knowKeySet(id)),
       () => undefined, // a database down at start: the scrapes will say so
     );

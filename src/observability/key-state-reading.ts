@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { incidentKind, type IncidentKind } from '../domain/incidents';
 import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState, type ScheduledTransition } from '../domain/lifecycle';
 import type { SigningAlgorithm } from '../domain/algorithms';
-import { LIVE_STATES_SQL } from '../store/key-store';
+import { LIVE_STATES_SQL } from '../store/stored-keys';
 import { policyTimings, type KeySetPolicy, type PolicyTimings } from '../domain/policy';
 
 export type TransitionKind = ScheduledTransition['kind'];

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import type { KeySetPolicy } from '../domain/policy';
-import { KEY_COLUMNS, LIVE_STATES_SQL, toStoredKey, type KeyRow, type StoredKey } from './key-store';
+import { KEY_COLUMNS, LIVE_STATES_SQL, toStoredKey, type KeyRow, type StoredKey } from './stored-keys';
 
 /** What PostgreSQL knows of one key set in service, read with every other in one query. */
 export interface KeySetRecord {

@@ -1,6 +1,6 @@
 import { Client, type ClientConfig, type Notification, type Pool } from 'pg';
 import type { Logger } from '../logger';
-import { KEY_CHANGES_CHANNEL } from './key-store';
+import { KEY_CHANGES_CHANNEL } from './key-set-changes';
 
 /** Default interval of the polling fallback. */
 const DEFAULT_POLL_INTERVAL_MS = 5_000;

@@ -1,8 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
-import type { JWK } from 'jose';
-import { generateSigningKey, type PublicJwk } from '../crypto/generate';
-import { openPrivateKey, sealPrivateKey } from '../crypto/envelope';
-import { jwkThumbprint } from '../crypto/kid';
+import { generateSigningKey } from '../crypto/generate';
+import { sealPrivateKey } from '../crypto/envelope';
 import type { KekRing } from '../crypto/kek';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { KeyturnError } from '../domain/errors';
@@ -10,7 +8,6 @@ import type { ChangeTrigger } from '../domain/key-set-state';
 import {
   FINAL_STATES,
   KEY_TRANSITIONS,
-  LIVE_STATES,
   STATE_ENTERED_AT,
   toKeyTimeline,
   type KeyState,
@@ -21,11 +18,9 @@ import {
 } from '../domain/lifecycle';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
 import { appendAuditEvent, type AuditEventKind } from './audit-log';
-import { listPublishedJwks } from './published-keys';
+import { lockKeySet, notifyKeyChange } from './key-set-changes';
+import { KEY_COLUMNS, LIVE_KEYS, toStoredKey } from './stored-keys';
 import { inTransaction } from './transaction';
-
-/** Channel on which every committed key change is announced, with the key set id as payload. */
-export const KEY_CHANGES_CHANNEL = 'keyturn_key_changes';
 
 /**
  * Where the store reads the time it stamps on a change. The worker's clock in production; a
@@ -44,29 +39,6 @@ export interface KeyChange {
   trigger: ChangeTrigger;
   actor: string;
   reason: string;
-}
-
-/** A key as stored, without its private part. */
-export interface StoredKey {
-  keySetId: string;
-  kid: string;
-  alg: SigningAlgorithm;
-  state: KeyState;
-  publicJwk: PublicJwk;
-  /** The RFC 7638 thumbprint of `publicJwk`, which `kid` must equal; null if it lacks a member to compute it from. */
-  thumbprint: string | null;
-  hasPrivateKey: boolean;
-  kekId: string | null;
-  createdAt: number;
-  listedAt: number | null;
-  promotableAt: number | null;
-  activatedAt: number | null;
-  tokenTtlMs: number | null;
-  demotedAt: number | null;
-  graceEndsAt: number | null;
-  retiredAt: number | null;
-  destroyedAt: number | null;
-  revokedAt: number | null;
 }
 
 export interface Promotion {
@@ -101,24 +73,6 @@ interface SealedNewKey {
 /** Operator actions that change no key but belong in the audit trail. */
 export type OperatorAction = 'paused' | 'resumed' | 'rotation_requested';
 
-/** What re-sealing one key set's private keys under the current KEK did. */
-export interface KekRewrap {
-  keySetId: string;
-  /** The KEK ids the re-sealed keys were under, in key order; empty when there was nothing to re-seal. */
-  from: string[];
-  /** The current KEK's id. */
-  to: string;
-  /** The keys re-sealed, oldest first. */
-  kids: string[];
-}
-
-/** One KEK id as the stored keys know it: how many private keys it seals, and in which key sets. */
-export interface KekUsage {
-  kekId: string;
-  privateKeys: number;
-  keySetIds: string[];
-}
-
 /** The audit event that records each transition. */
 const TRANSITION_EVENTS: Record<KeyTransition, AuditEventKind> = {
   promote: 'promoted',
@@ -132,14 +86,6 @@ const TRANSITION_EVENTS: Record<KeyTransition, AuditEventKind> = {
 /** The column that stamps when a key entered `state` (`activatedAt` → `activated_at`). */
 const enteredAtColumn = (state: KeyState) => STATE_ENTERED_AT[state].replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-export const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
-  created_at, listed_at, promotable_at, activated_at, token_ttl_ms, demoted_at, grace_ends_at, retired_at, destroyed_at, revoked_at`;
-
-/** The live states as an SQL list, for `state IN ${LIVE_STATES_SQL}`. */
-export const LIVE_STATES_SQL = `(${LIVE_STATES.map((state) => `'${state}'`).join(', ')})`;
-
-const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 AND state IN ${LIVE_STATES_SQL} ORDER BY created_at, kid`;
-
 /**
  * PostgreSQL is the source of truth for key material and states. Every change is one transaction
  * that locks the key set, stamps the change with the store's clock once the lock is held (so a
@@ -148,12 +94,14 @@ const LIVE_KEYS = `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1
  * first result, times included, and changes nothing.
  */
 export class KeyStore {
-  private readonly clock: Clock;
+  /** The time each change is stamped with. */
+  readonly clock: Clock;
 
   constructor(
     /** The database, for the tables beside the keys (the supervisor's alert incidents). */
     readonly pool: Pool,
-    private readonly keks: KekRing,
+    /** The KEKs new private keys are sealed under (the current one) and stored ones opened with. */
+    readonly kekRing: KekRing,
     options: KeyStoreOptions = {},
   ) {
     this.clock = options.clock ?? Date.now;
@@ -236,7 +184,7 @@ export class KeyStore {
 
   private async sealedNewKey(keySetId: string, algorithm: SigningAlgorithm): Promise<SealedNewKey> {
     const key = await generateSigningKey(algorithm);
-    return { key, ...sealPrivateKey(key.privateJwk, this.keks, { keySetId, kid: key.kid }) };
+    return { key, ...sealPrivateKey(key.privateJwk, this.kekRing, { keySetId, kid: key.kid }) };
   }
 
   /** Stores a generated key as the `next` key, with its `generated` audit event. */
@@ -353,14 +301,6 @@ export class KeyStore {
     });
   }
 
-  /** Every registered key set with its policy; decommissioned ones say so. */
-  async listKeySets(): Promise<{ id: string; policy: KeySetPolicy; decommissioned: boolean }[]> {
-    const { rows } = await this.pool.query<{ id: string; policy: KeySetPolicy; decommissioned: boolean }>(
-      'SELECT id, policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id',
-    );
-    return rows;
-  }
-
   /** A grace key stops verifying: it leaves the JWKS. */
   async retireKey(change: KeyChange, kid: string): Promise<KeyTimeline> {
     return this.applyChange(change, 'retire', async (tx, at) => {
@@ -383,101 +323,6 @@ export class KeyStore {
       await this.transition(tx, change, at, kid, 'revoke', { revocation_reason: change.reason }, { from: previousState });
       return { previousState };
     });
-  }
-
-  /** Every key of a key set, oldest first, without private parts. */
-  async listKeys(keySetId: string): Promise<StoredKey[]> {
-    const { rows } = await this.pool.query(
-      `SELECT ${KEY_COLUMNS} FROM signing_keys WHERE key_set_id = $1 ORDER BY created_at, kid`,
-      [keySetId],
-    );
-    return rows.map(toStoredKey);
-  }
-
-  /** The public JWKs verifiers should trust: the next, active and grace keys. */
-  async listPublishedJwks(keySetId: string): Promise<PublicJwk[]> {
-    return listPublishedJwks(this.pool, keySetId);
-  }
-
-  /** The key set's policy as last registered, or undefined for an unknown key set. */
-  async getPolicy(keySetId: string): Promise<KeySetPolicy | undefined> {
-    const { rows } = await this.pool.query<{ policy: KeySetPolicy }>('SELECT policy FROM key_sets WHERE id = $1', [keySetId]);
-    return rows[0]?.policy;
-  }
-
-  /**
-   * Re-seals under the current KEK every private key of the key set that another KEK seals (same
-   * key set and kid as authenticated data) and records one `kek_rewrapped` event. Keys already
-   * under the current KEK and erased ones are left alone, so a second run changes and records nothing.
-   * A key under a KEK the ring lacks throws ERR_KEK_UNKNOWN, a damaged one ERR_KEY_DECRYPTION_FAILED,
-   * and the key set is left as it was.
-   */
-  async rewrapKeySet(change: Omit<KeyChange, 'operationId'>): Promise<KekRewrap> {
-    const { keySetId } = change;
-    return inTransaction(this.pool, async (tx) => {
-      // Every other change locks the key set first, so no key can be added, moved or erased meanwhile.
-      await lockKeySet(tx, keySetId);
-      const current = this.keks.current.id;
-      const { rows } = await tx.query<{ kid: string; private_key: Buffer; kek_id: string }>(
-        `SELECT kid, private_key, kek_id FROM signing_keys
-          WHERE key_set_id = $1 AND private_key IS NOT NULL AND kek_id <> $2 ORDER BY created_at, kid`,
-        [keySetId, current],
-      );
-      const rewrap: KekRewrap = {
-        keySetId,
-        from: [...new Set(rows.map((r) => r.kek_id))],
-        to: current,
-        kids: rows.map((r) => r.kid),
-      };
-      if (rows.length === 0) return rewrap;
-      for (const row of rows) {
-        const context = { keySetId, kid: row.kid };
-        const privateJwk = openPrivateKey(row.private_key, row.kek_id, this.keks, context);
-        const { kekId, sealed } = sealPrivateKey(privateJwk, this.keks, context);
-        await tx.query('UPDATE signing_keys SET private_key = $3, kek_id = $4 WHERE key_set_id = $1 AND kid = $2', [
-          keySetId,
-          row.kid,
-          sealed,
-          kekId,
-        ]);
-      }
-      const { from, to, kids } = rewrap;
-      await appendAuditEvent(tx, { ...change, at: await this.clock(), event: 'kek_rewrapped', details: { from, to, kids } });
-      // Neither the JWKS nor any signing key changed, but the event is a new version of the key set
-      // (key-set-versions.ts): announced, the key rings and JWKS caches reload it now instead of
-      // taking it for a lost notification at their next poll.
-      await notifyKeyChange(tx, keySetId);
-      return rewrap;
-    });
-  }
-
-  /** Every KEK id that seals a stored private key, with how many it seals and in which key sets. */
-  async countPrivateKeysByKek(): Promise<KekUsage[]> {
-    const { rows } = await this.pool.query<{ kek_id: string; private_keys: number; key_set_ids: string[] }>(
-      `SELECT kek_id, count(*)::int AS private_keys, array_agg(DISTINCT key_set_id ORDER BY key_set_id) AS key_set_ids
-         FROM signing_keys WHERE private_key IS NOT NULL GROUP BY kek_id ORDER BY kek_id`,
-    );
-    return rows.map((r) => ({ kekId: r.kek_id, privateKeys: r.private_keys, keySetIds: r.key_set_ids }));
-  }
-
-  /**
-   * The active key with its private part opened, for signing, and its stored public part (both must
-   * match the kid); undefined while the key set has no active key. The caller holds the private JWK
-   * in memory only and must never log or return it.
-   */
-  async openActiveKey(keySetId: string): Promise<{ kid: string; alg: SigningAlgorithm; publicJwk: PublicJwk; privateJwk: JWK } | undefined> {
-    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlgorithm; public_jwk: PublicJwk; private_key: Buffer; kek_id: string }>(
-      `SELECT kid, alg, public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
-      [keySetId],
-    );
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    return {
-      kid: row.kid,
-      alg: row.alg,
-      publicJwk: row.public_jwk,
-      privateJwk: openPrivateKey(row.private_key, row.kek_id, this.keks, { keySetId, kid: row.kid }),
-    };
   }
 
   private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient, at: number) => Promise<T>): Promise<T> {
@@ -559,11 +404,6 @@ export class KeyStore {
   }
 }
 
-/** Tells every key ring and JWKS cache that the key set changed, once the transaction commits. */
-async function notifyKeyChange(tx: PoolClient, keySetId: string): Promise<void> {
-  await tx.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySetId]);
-}
-
 /**
  * Records the key's row as keyturn has just written it (migration 008), so that a later change by
  * anything else shows as a fingerprint that no longer matches (see fleet-reading.ts); returns the key as written.
@@ -576,53 +416,3 @@ async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Pro
   return toKeyTimeline(toStoredKey(rows[0]));
 }
 
-/** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
-async function lockKeySet(tx: PoolClient, keySetId: string): Promise<void> {
-  const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
-  if (!keySet.rowCount) throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
-}
-
-export interface KeyRow {
-  key_set_id: string;
-  kid: string;
-  alg: SigningAlgorithm;
-  state: KeyState;
-  public_jwk: PublicJwk;
-  has_private_key: boolean;
-  kek_id: string | null;
-  created_at: Date;
-  listed_at: Date | null;
-  promotable_at: Date | null;
-  activated_at: Date | null;
-  token_ttl_ms: string | null;
-  demoted_at: Date | null;
-  grace_ends_at: Date | null;
-  retired_at: Date | null;
-  destroyed_at: Date | null;
-  revoked_at: Date | null;
-}
-
-const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
-
-export function toStoredKey(r: KeyRow): StoredKey {
-  return {
-    keySetId: r.key_set_id,
-    kid: r.kid,
-    alg: r.alg,
-    state: r.state,
-    publicJwk: r.public_jwk,
-    thumbprint: jwkThumbprint(r.public_jwk) ?? null,
-    hasPrivateKey: r.has_private_key,
-    kekId: r.kek_id,
-    createdAt: r.created_at.getTime(),
-    listedAt: ms(r.listed_at),
-    promotableAt: ms(r.promotable_at),
-    activatedAt: ms(r.activated_at),
-    tokenTtlMs: r.token_ttl_ms === null ? null : Number(r.token_ttl_ms),
-    demotedAt: ms(r.demoted_at),
-    graceEndsAt: ms(r.grace_ends_at),
-    retiredAt: ms(r.retired_at),
-    destroyedAt: ms(r.destroyed_at),
-    revokedAt: ms(r.revoked_at),
-  };
-}

@@ -150,7 +150,7 @@ test('with some key sets broken, the fleet answers of verify, status and the sup
   const at = Date.now();
   const walk = await mapBounded(everyId, 8, async (id) => {
     if (!(await keySets.isRunning(id))) return { id, restart: true, violations: [] };
-    const { status, stored } = await settledReading(keySets, store, id);
+    const { status, stored } = await settledReading(keySets, store.pool, id);
     return { id, restart: false, violations: checkInvariants(status, stored, at, { keyAgeMs: config.alerts.overdueToleranceMs }) };
   });
   const expected = {

@@ -16,6 +16,8 @@ import { CachingVerifier } from '../helpers/caching-verifier';
 import { secondsPolicy, waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { TokenTraffic } from '../helpers/token-traffic';
+import { listKeys } from '../../src/store/stored-keys';
+import { openActiveKey } from '../../src/store/signing-keys';
 
 // The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
 // the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The
@@ -52,7 +54,7 @@ beforeAll(async () => {
   await stack.keySets.start(KEY_SET, POLICY);
   firstKid = await stack.keySets.waitForActiveKid(KEY_SET);
   ring = await KeyRing.open({ pool, kekRing, keySetIds: [KEY_SET], logger });
-  const opened = (await store.openActiveKey(KEY_SET))!;
+  const opened = (await openActiveKey(store.pool, store.kekRing, KEY_SET))!;
   forgedWithFirstKey = await new SignJWT({ sub: 'forged' })
     .setProtectedHeader({ alg: 'ES256', kid: opened.kid })
     .setIssuedAt()
@@ -154,11 +156,11 @@ test('through three rotations, every token the key ring issues verifies until it
 
 test('a token signed by a key that reached retired is rejected', async () => {
   await waitFor(
-    async () => ((await store.listKeys(KEY_SET)).find((k) => k.kid === firstKid)!.state === 'grace' ? undefined : true),
+    async () => ((await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state === 'grace' ? undefined : true),
     30_000,
     'the first key to be retired',
   );
-  expect(['retired', 'destroyed']).toContain((await store.listKeys(KEY_SET)).find((k) => k.kid === firstKid)!.state);
+  expect(['retired', 'destroyed']).toContain((await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state);
   const verifier = new CachingVerifier(`${jwks.url}/keysets/${KEY_SET}/jwks.json`);
   await expect(verifier.verify(forgedWithFirstKey)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
 }, 60_000);

@@ -6,6 +6,7 @@ import type { SigningAlgorithm } from '../../src/domain/algorithms';
 import { policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
 import type { Logger } from '../../src/logger';
 import type { KeyChange, KeyStore } from '../../src/store/key-store';
+import { getPolicy } from '../../src/store/key-set-registry';
 
 /** Members that hold private key material in a JWK. */
 
@@ -62,13 +63,13 @@ export class KeySetDriver {
   }
 
   async addNext(): Promise<string> {
-    const policy = await this.store.getPolicy(this.keySetId);
+    const policy = await getPolicy(this.store.pool, this.keySetId);
     return (await this.store.addNextKey(manualChange(this.keySetId, 'generate'), policy!.algorithm)).kid;
   }
 
   /** Promotes `kid` under the key set's policy, as the workflow would. */
   async promote(kid: string): Promise<void> {
-    const timings = policyTimings((await this.store.getPolicy(this.keySetId))!);
+    const timings = policyTimings((await getPolicy(this.store.pool, this.keySetId))!);
     await this.store.promoteNextKey(manualChange(this.keySetId, 'promote'), kid, {
       tokenTtlMs: timings.maxTokenTtlMs,
       demotedGraceMs: timings.gracePeriodMs,

@@ -11,6 +11,8 @@ import { KeyStore } from '../../src/store/key-store';
 import { capturingLogger, KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { openActiveKey } from '../../src/store/signing-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
 
 const kekRing = randomKekRing();
 const silent = createLogger({ level: 'silent' });
@@ -58,7 +60,7 @@ async function activeKeySet(alg: (typeof SIGNING_ALGORITHMS)[number] = 'ES256') 
   return { keySet, keySetId: keySet.keySetId, kid };
 }
 
-const publishedJwks = async (keySetId: string, from = store) => createLocalJWKSet({ keys: await from.listPublishedJwks(keySetId) });
+const publishedJwks = async (keySetId: string, from = store) => createLocalJWKSet({ keys: await listPublishedJwks(from.pool, keySetId) });
 
 /** What a sign() call in a loop gave: when it was called and returned, and the kid it signed with (null: an error). */
 interface Signed {
@@ -428,7 +430,7 @@ describe('secrecy', () => {
     const captured = capturingLogger();
     const { keySetId, kid } = await activeKeySet('RS256');
     const ring = await openRing({ keySetIds: [keySetId], logger: captured.logger });
-    const { privateJwk } = (await store.openActiveKey(keySetId))!;
+    const { privateJwk } = (await openActiveKey(store.pool, store.kekRing, keySetId))!;
     const secrets = [privateJwk.d, privateJwk.p, privateJwk.q, privateJwk.dp, privateJwk.dq, privateJwk.qi].map(String);
 
     const errors = await Promise.all([

@@ -7,7 +7,8 @@ import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/logger';
 import { createMetricsRegistry } from '../../src/observability/metrics';
 import { generateSigningKey } from '../../src/crypto/generate';
-import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
+import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
+import { KeyStore } from '../../src/store/key-store';
 import {
   capturingLogger,
   KeySetDriver,
@@ -17,6 +18,9 @@ import {
 } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { listKeys } from '../../src/store/stored-keys';
+import { openActiveKey } from '../../src/store/signing-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
 
 const kekRing = randomKekRing();
 const captured = capturingLogger();
@@ -82,7 +86,7 @@ describe('the JWKS of a key set', () => {
     const active = await keySet.rotate();
     await keySet.revoke(await keySet.addNext());
     const next = await keySet.addNext();
-    const states = Object.fromEntries((await store.listKeys(keySet.keySetId)).map((k) => [k.kid, k.state]));
+    const states = Object.fromEntries((await listKeys(store.pool, keySet.keySetId)).map((k) => [k.kid, k.state]));
     expect(Object.values(states).sort()).toEqual(['active', 'destroyed', 'grace', 'next', 'retired', 'revoked']);
     expect([states[grace], states[active], states[next]]).toEqual(['grace', 'active', 'next']);
 
@@ -95,7 +99,7 @@ describe('the JWKS of a key set', () => {
     expect(response.headers.get('content-type')).toBe('application/json');
     const { keys } = response.json<Jwks>();
     expect(keys.map((k) => k.kid).sort()).toEqual(published);
-    const stored = await store.listPublishedJwks(keySet.keySetId);
+    const stored = await listPublishedJwks(store.pool, keySet.keySetId);
     expect(keys).toEqual(stored);
     for (const key of keys) {
       expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
@@ -475,7 +479,7 @@ describe('closing', () => {
 test('no response and no log line carried private key material', async () => {
   const privateValues: string[] = [];
   for (const keySetId of ['default']) {
-    const opened = await store.openActiveKey(keySetId);
+    const opened = await openActiveKey(store.pool, store.kekRing, keySetId);
     privateValues.push(String(opened!.privateJwk.d));
   }
   const everything = [...bodies, captured.text()].join('\n');

@@ -22,6 +22,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { freePort } from '../helpers/ports';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+import { listKeys } from '../../src/store/stored-keys';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -152,7 +153,7 @@ describe('metrics', () => {
       expect(await sample(registry, 'keyturn_key_sets_needing_attention')).toBe(3);
 
       // The key sets the alert rules are about, with what each rule reads.
-      const late = await storeOf(db, kekRing).listKeys('late');
+      const late = await listKeys(storeOf(db, kekRing).pool, 'late');
       expect(await sample(registry, 'keyturn_keys', { key_set: 'late', state: 'active' })).toBe(1);
       expect(await sample(registry, 'keyturn_active_key_age_seconds', { key_set: 'late' })).toBe(2 * 3600);
       expect(await sample(registry, 'keyturn_rotation_period_seconds', { key_set: 'late' })).toBe(3600);
@@ -171,7 +172,7 @@ describe('metrics', () => {
       // Every key set, when asked for (KEYTURN_METRICS_PER_KEY_SET): counters at 0 from the start too.
       const everyKeySet = createMetricsRegistry({ perKeySet: true });
       await registerKeyStateMetrics(everyKeySet, new KeyStore(db.pool, kekRing), () => now);
-      const graceKey = (await storeOf(db, kekRing).listKeys('rotated')).find((k) => k.state === 'grace')!;
+      const graceKey = (await listKeys(storeOf(db, kekRing).pool, 'rotated')).find((k) => k.state === 'grace')!;
       expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'healthy', state: 'active' })).toBe(1);
       expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'rotated', state: 'revoked' })).toBe(1);
       expect(await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'rotated', transition: 'retire' })).toBe(

@@ -11,10 +11,14 @@ import { applyMigrations } from '../../src/runtime/database-pool';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
 import { verifyAuditTrail } from '../../src/store/audit-log';
 import { grantRoles, ROLE_PRIVILEGES } from '../../src/store/database-roles';
-import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
+import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
+import { KeyStore } from '../../src/store/key-store';
 import { migrate } from '../../src/store/migrate';
 import { KeySetDriver, manualChange, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { createLoginRole, createTestDatabase, dropRoles, uniqueRoles, type TestDatabase } from '../helpers/postgres';
+import { listKeys } from '../../src/store/stored-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
+import { rewrapKeySet } from '../../src/store/kek-rewrap';
 
 // The roles `keyturn migrate` sets up, each used for real: the JWKS server's reads the published keys
 // and is refused everything else; the worker's runs every key change without owning the schema.
@@ -96,7 +100,7 @@ describe('the JWKS role', () => {
     await keySet.rotate();
     await keySet.revoke(await keySet.addNext());
     await keySet.addNext();
-    const stored = await owner.listKeys(keySet.keySetId);
+    const stored = await listKeys(owner.pool, keySet.keySetId);
     expect(new Set(stored.map((k) => k.state))).toEqual(new Set(['destroyed', 'retired', 'grace', 'active', 'revoked', 'next']));
 
     const keys = await jwksPool.query('SELECT * FROM published_keys WHERE key_set_id = $1 ORDER BY created_at, kid', [keySet.keySetId]);
@@ -166,11 +170,11 @@ describe('the worker role', () => {
 
     const rolledKeks = new KekRing([new Kek(randomBytes(32)), kekA]);
     const rolled = new KeyStore(workerPool, rolledKeks);
-    expect((await rolled.rewrapKeySet({ ...manualChange(keySet.keySetId), reason: 'KEK rolled' })).kids).toHaveLength(1);
+    expect((await rewrapKeySet(rolled.pool, rolled.kekRing, { ...manualChange(keySet.keySetId), reason: 'KEK rolled' })).kids).toHaveLength(1);
     const ring = await KeyRing.open({ pool: workerPool, kekRing: rolledKeks, keySetIds: [keySet.keySetId], logger: silent });
     try {
       const token = await ring.sign(keySet.keySetId, { sub: 'user-42' });
-      await jwtVerify(token, createLocalJWKSet({ keys: await rolled.listPublishedJwks(keySet.keySetId) }));
+      await jwtVerify(token, createLocalJWKSet({ keys: await listPublishedJwks(rolled.pool, keySet.keySetId) }));
     } finally {
       await ring.close();
     }
@@ -180,7 +184,7 @@ describe('the worker role', () => {
     await rolled.withdrawKey(manualChange(keySet.keySetId), next);
     await rolled.recordPolicy(manualChange(keySet.keySetId), { ...testPolicy(), retirement: '2h' }, []);
     await rolled.recordOperatorAction(manualChange(keySet.keySetId), 'paused');
-    const activeKid = (await rolled.listKeys(keySet.keySetId)).find((k) => k.state === 'active')!.kid;
+    const activeKid = (await listKeys(rolled.pool, keySet.keySetId)).find((k) => k.state === 'active')!.kid;
     expect(await rolled.windDown(manualChange(keySet.keySetId), [{ kid: activeKid, graceMs: 60_000 }])).toHaveLength(1);
     await rolled.recommission(manualChange(keySet.keySetId));
     expect((await verifyAuditTrail(workerPool, keySet.keySetId))[0].problem).toBeNull();

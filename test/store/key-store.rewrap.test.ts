@@ -6,9 +6,13 @@ import { Kek, KekRing } from '../../src/crypto/kek';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/logger';
 import { readAuditTrail, verifyAuditTrail } from '../../src/store/audit-log';
-import { KEY_CHANGES_CHANNEL, KeyStore } from '../../src/store/key-store';
+import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
+import { KeyStore } from '../../src/store/key-store';
+import { openActiveKey } from '../../src/store/signing-keys';
 import { KeySetDriver, manualChange, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { listPublishedJwks } from '../../src/store/published-keys';
+import { countPrivateKeysByKek, rewrapKeySet } from '../../src/store/kek-rewrap';
 
 // Rolling the KEK at the store: keys sealed under KEK A, the ring becomes [B, A], rewrapKeySet
 // re-seals them under B, and from then on B alone opens them.
@@ -75,7 +79,7 @@ test('rewrap re-seals every private key under the current KEK; that KEK alone th
   const before = await openAll(keySetId, ringOf(kekA));
   const erasedBefore = (await rawKeys(keySetId)).filter((k) => k.private_key === null);
 
-  const rewrap = await rolled.rewrapKeySet(rewrapBy(keySetId));
+  const rewrap = await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));
   expect(rewrap).toEqual({ keySetId, from: [kekA.id], to: kekB.id, kids: [kids.retired, kids.active, kids.next] });
 
   const after = await rawKeys(keySetId);
@@ -90,11 +94,11 @@ test('rewrap re-seals every private key under the current KEK; that KEK alone th
 
   // The same keys, now opened by KEK B alone (with the same key set and kid as authenticated data).
   expect(await openAll(keySetId, ringOf(kekB))).toEqual(before);
-  expect((await new KeyStore(db.pool, ringOf(kekB)).openActiveKey(keySetId))?.kid).toBe(kids.active);
+  expect((await openActiveKey(db.pool, ringOf(kekB), keySetId))?.kid).toBe(kids.active);
   const ring = await KeyRing.open({ pool: db.pool, kekRing: ringOf(kekB), keySetIds: [keySetId], logger: createLogger({ level: 'silent' }) });
   try {
     const token = await ring.sign(keySetId, { sub: 'user-42' });
-    const { protectedHeader } = await jwtVerify(token, createLocalJWKSet({ keys: await rolled.listPublishedJwks(keySetId) }));
+    const { protectedHeader } = await jwtVerify(token, createLocalJWKSet({ keys: await listPublishedJwks(rolled.pool, keySetId) }));
     expect(protectedHeader.kid).toBe(kids.active);
   } finally {
     await ring.close();
@@ -118,11 +122,11 @@ test('rewrap re-seals every private key under the current KEK; that KEK alone th
 
 test('a second rewrap changes nothing and records nothing', async () => {
   const { keySetId } = await keySetUnderA();
-  await rolled.rewrapKeySet(rewrapBy(keySetId));
+  await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));
   const keys = await rawKeys(keySetId);
   const events = (await readAuditTrail(db.pool, keySetId)).length;
 
-  expect(await rolled.rewrapKeySet(rewrapBy(keySetId))).toEqual({ keySetId, from: [], to: kekB.id, kids: [] });
+  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId))).toEqual({ keySetId, from: [], to: kekB.id, kids: [] });
   expect(await rawKeys(keySetId)).toEqual(keys);
   expect(await readAuditTrail(db.pool, keySetId)).toHaveLength(events);
 });
@@ -133,7 +137,7 @@ test('only the keys under an older KEK are re-sealed; one already under the curr
   const fresh = await new KeySetDriver(rolled, keySet.keySetId).addNext();
   const freshEnvelope = (await rawKeys(keySet.keySetId)).find((k) => k.kid === fresh)!.private_key;
 
-  expect(await rolled.rewrapKeySet(rewrapBy(keySet.keySetId))).toMatchObject({ from: [kekA.id], kids: [old] });
+  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySet.keySetId))).toMatchObject({ from: [kekA.id], kids: [old] });
   expect((await rawKeys(keySet.keySetId)).find((k) => k.kid === fresh)!.private_key).toEqual(freshEnvelope);
 });
 
@@ -146,7 +150,7 @@ test('a key under a KEK that is not configured: an error naming key set, kid and
   const keys = await rawKeys(keySet.keySetId);
   const events = await readAuditTrail(db.pool, keySet.keySetId);
 
-  const failure = rolled.rewrapKeySet(rewrapBy(keySet.keySetId));
+  const failure = rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySet.keySetId));
   await expect(failure).rejects.toMatchObject({ code: 'ERR_KEK_UNKNOWN', keySetId: keySet.keySetId, kid: lost });
   await expect(failure).rejects.toThrow(
     new RegExp(`"${lost}" of key set "${keySet.keySetId}" is sealed with KEK ${kekC.id}, which is not configured .*add that KEK to KEYTURN_KEK`),
@@ -157,14 +161,14 @@ test('a key under a KEK that is not configured: an error naming key set, kid and
 
 test('countPrivateKeysByKek counts the stored private keys per KEK id, with their key sets', async () => {
   const { keySetId } = await keySetUnderA();
-  const usage = async () => (await rolled.countPrivateKeysByKek()).find((u) => u.keySetIds.includes(keySetId) && u.kekId !== kekC.id);
+  const usage = async () => (await countPrivateKeysByKek(rolled.pool)).find((u) => u.keySetIds.includes(keySetId) && u.kekId !== kekC.id);
   expect(await usage()).toEqual({ kekId: kekA.id, privateKeys: expect.any(Number), keySetIds: expect.arrayContaining([keySetId]) });
-  const totalBefore = (await rolled.countPrivateKeysByKek()).reduce((sum, u) => sum + u.privateKeys, 0);
+  const totalBefore = (await countPrivateKeysByKek(rolled.pool)).reduce((sum, u) => sum + u.privateKeys, 0);
 
-  await rolled.rewrapKeySet(rewrapBy(keySetId));
+  await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));
   expect((await usage())?.kekId).toBe(kekB.id);
   // Erased keys are not counted, and a rewrap moves keys between KEKs without adding any.
-  expect((await rolled.countPrivateKeysByKek()).reduce((sum, u) => sum + u.privateKeys, 0)).toBe(totalBefore);
+  expect((await countPrivateKeysByKek(rolled.pool)).reduce((sum, u) => sum + u.privateKeys, 0)).toBe(totalBefore);
 });
 
 test(`a rewrap is announced on ${KEY_CHANGES_CHANNEL}, a rewrap with nothing to do is not`, async () => {
@@ -182,8 +186,8 @@ test(`a rewrap is announced on ${KEY_CHANGES_CHANNEL}, a rewrap with nothing to 
     });
     await listener.query(`LISTEN ${KEY_CHANGES_CHANNEL}`);
 
-    await rolled.rewrapKeySet(rewrapBy(keySetId));
-    await rolled.rewrapKeySet(rewrapBy(keySetId));
+    await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));
+    await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));
     // Notifications arrive in commit order: once the marker is in, the rewraps' would be too.
     await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, 'marker']);
     await arrived;

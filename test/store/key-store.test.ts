@@ -4,11 +4,15 @@ import { Client, Pool } from 'pg';
 import type { KeyState } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY, type KeySetPolicy } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
-import { KEY_CHANGES_CHANNEL, KeyStore, type KeyChange } from '../../src/store/key-store';
+import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
+import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
 import { waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { listKeys } from '../../src/store/stored-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
+import { getPolicy, listKeySets } from '../../src/store/key-set-registry';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -76,7 +80,7 @@ async function keyIn(state: KeyState): Promise<Walked> {
 }
 
 /** What a test can see of a key set: its keys and its audit trail. */
-const snapshot = async (keySetId: string) => ({ keys: await store.listKeys(keySetId), audit: await readAuditTrail(db.pool, keySetId) });
+const snapshot = async (keySetId: string) => ({ keys: await listKeys(store.pool, keySetId), audit: await readAuditTrail(db.pool, keySetId) });
 
 async function rawKey(keySetId: string, kid: string) {
   const { rows } = await db.pool.query(
@@ -126,7 +130,7 @@ describe('registerKeySet', () => {
     const firstKey = { algorithm: 'EdDSA' as const, tokenTtlMs: HOUR, cause: { operationId: randomUUID(), trigger: 'bootstrap' as const, actor: 'keyturn', reason: 'no key could sign' } };
     const live = await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey });
     expect(live).toEqual([{ kid: expect.any(String), alg: 'EdDSA', state: 'active', createdAt: at(3), activatedAt: at(3), tokenTtlMs: HOUR }]);
-    const stored = await store.listKeys('reg-first');
+    const stored = await listKeys(store.pool, 'reg-first');
     expect(stored.map((k) => [k.kid, k.state, k.hasPrivateKey, k.thumbprint === k.kid])).toEqual([[live[0].kid, 'active', true, true]]);
     expect((await readAuditTrail(db.pool, 'reg-first')).map((e) => [e.event, e.kid, e.trigger, e.operationId])).toEqual([
       ['registered', null, 'manual', null],
@@ -135,14 +139,14 @@ describe('registerKeySet', () => {
     ]);
     // Asked again (a retried activity), the key set keeps its key and gets no other.
     expect(await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey })).toEqual(live);
-    expect(await store.listKeys('reg-first')).toHaveLength(1);
+    expect(await listKeys(store.pool, 'reg-first')).toHaveLength(1);
   });
 
   test('returns the live keys with their timestamps, for the workflow to resume from', async () => {
     const { keySetId, kid: graceKid } = await keyIn('grace');
     const nextKid = await addKey(keySetId, 55);
     const live = await register(keySetId, 56, { ...DEFAULT_POLICY });
-    const activeKid = (await store.listKeys(keySetId)).find((k) => k.state === 'active')!.kid;
+    const activeKid = (await listKeys(store.pool, keySetId)).find((k) => k.state === 'active')!.kid;
     expect(live).toEqual([
       { kid: graceKid, alg: 'ES256', state: 'grace', createdAt: at(0), activatedAt: at(0), tokenTtlMs: HOUR, demotedAt: at(30), graceEndsAt: at(35) },
       { kid: activeKid, alg: 'ES256', state: 'active', createdAt: at(25), activatedAt: at(30), tokenTtlMs: HOUR },
@@ -154,9 +158,9 @@ describe('registerKeySet', () => {
     const { keySetId, kid } = await keyIn('active');
     await store.windDown(change(keySetId, 3), [{ kid, graceMs: DAY }]);
     await register(keySetId, 4, { ...DEFAULT_POLICY }, false);
-    expect((await store.listKeySets()).find((k) => k.id === keySetId)?.decommissioned).toBe(true);
+    expect((await listKeySets(store.pool)).find((k) => k.id === keySetId)?.decommissioned).toBe(true);
     await register(keySetId, 9, { ...DEFAULT_POLICY });
-    expect((await store.listKeySets()).find((k) => k.id === keySetId)?.decommissioned).toBe(false);
+    expect((await listKeySets(store.pool)).find((k) => k.id === keySetId)?.decommissioned).toBe(false);
     expect((await readAuditTrail(db.pool, keySetId)).slice(-2).map((e) => [e.event, e.at])).toEqual([
       ['decommissioned', at(3)],
       ['recommissioned', at(9)],
@@ -189,7 +193,7 @@ describe('a key through its whole life', () => {
     expect(await store.retireKey(by(36), first.kid)).toMatchObject({ kid: first.kid, state: 'retired', retiredAt: at(36) });
     await store.destroyKey(by(37), first.kid);
 
-    const [k1, k2] = await store.listKeys(keySetId);
+    const [k1, k2] = await listKeys(store.pool, keySetId);
     expect(k1).toMatchObject({ kid: first.kid, state: 'destroyed', hasPrivateKey: false, kekId: null, createdAt: at(0) });
     expect(k1).toMatchObject({ activatedAt: at(0), demotedAt: at(30), graceEndsAt: at(36), retiredAt: at(36), destroyedAt: at(37), revokedAt: null });
     expect(k2).toMatchObject({ kid: second.kid, state: 'active', hasPrivateKey: true, kekId: kekRing.current.id, activatedAt: at(30) });
@@ -239,7 +243,7 @@ describe('a key through its whole life', () => {
     const { keySetId, kid } = await keyIn('active');
     const nextKid = await addKey(keySetId, 25);
     expect(await store.withdrawKey(change(keySetId, 26, { reason: 'algorithm changed' }), nextKid)).toMatchObject({ kid: nextKid, state: 'retired', retiredAt: at(26) });
-    expect((await store.listPublishedJwks(keySetId)).map((k) => k.kid)).toEqual([kid]);
+    expect((await listPublishedJwks(store.pool, keySetId)).map((k) => k.kid)).toEqual([kid]);
     expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({ event: 'withdrawn', kid: nextKid, fromState: 'next', toState: 'retired' });
     await expect(store.withdrawKey(change(keySetId, 27), kid)).rejects.toMatchObject({ code: 'ERR_KEY_STATE_CONFLICT' });
   });
@@ -251,7 +255,7 @@ describe('a key through its whole life', () => {
       { kid, graceEndsAt: at(39) },
     ]);
     expect(keys.find((k) => k.kid === kid)).toMatchObject({ state: 'grace', graceEndsAt: at(39) });
-    expect(await store.getPolicy(keySetId)).toEqual(policy);
+    expect(await getPolicy(store.pool, keySetId)).toEqual(policy);
     expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
       event: 'policy_changed',
       actor: 'alice',
@@ -277,7 +281,7 @@ describe('a key through its whole life', () => {
     const c = change(keySetId, 40, { trigger: 'revocation', actor: 'alice', reason: 'laptop stolen' });
     expect(await store.revokeKey(c, kid)).toEqual({ previousState: state });
     expect(await rawKey(keySetId, kid)).toEqual({ state: 'revoked', erased: true, kek_id: null, revocation_reason: 'laptop stolen' });
-    expect((await store.listKeys(keySetId)).find((k) => k.kid === kid)).toMatchObject({ revokedAt: at(40), hasPrivateKey: false });
+    expect((await listKeys(store.pool, keySetId)).find((k) => k.kid === kid)).toMatchObject({ revokedAt: at(40), hasPrivateKey: false });
     expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
       event: 'revoked', kid, fromState: state, toState: 'revoked', trigger: 'revocation', actor: 'alice', reason: 'laptop stolen',
       operationId: c.operationId, at: at(40),
@@ -294,7 +298,7 @@ describe('a change and its audit event commit together', () => {
     expect(await snapshot(keySetId)).toEqual(before);
     // Retried with the same operation id, it now happens (nothing was recorded as done).
     const key = await store.addNextKey({ ...c, reason: 'retry' }, 'ES256');
-    expect((await store.listKeys(keySetId)).map((k) => k.kid)).toEqual([key.kid]);
+    expect((await listKeys(store.pool, keySetId)).map((k) => k.kid)).toEqual([key.kid]);
   });
 
   test('a failing audit insert leaves both keys of a promotion as they were', async () => {
@@ -324,7 +328,7 @@ describe('idempotency', () => {
     const first = await store.addNextKey(c, 'ES256');
     await store.promoteNextKey(change(keySetId, 0), first.kid, SEED_WINDOWS);
     expect(await store.addNextKey(c, 'ES256')).toEqual(first);
-    expect(await store.listKeys(keySetId)).toHaveLength(1);
+    expect(await listKeys(store.pool, keySetId)).toHaveLength(1);
   });
 
   test.each<[string, Exclude<KeyState, 'destroyed' | 'revoked'>, (c: KeyChange, kid: string) => Promise<unknown>]>([
@@ -346,7 +350,7 @@ describe('idempotency', () => {
     const c = change(keySetId, 0);
     const [a, b] = await Promise.all([store.addNextKey(c, 'ES256'), store.addNextKey(c, 'ES256')]);
     expect(a).toEqual(b);
-    expect(await store.listKeys(keySetId)).toHaveLength(1);
+    expect(await listKeys(store.pool, keySetId)).toHaveLength(1);
   });
 });
 
@@ -428,15 +432,15 @@ describe('listPublishedJwks', () => {
   test('serves next, active and grace keys, public members only', async () => {
     // Key 1 retired, key 2 active; then key 3 (RS256) replaces key 2, key 4 is revoked, key 5 (EdDSA) is next.
     const { keySetId, kid: retiredKid } = await keyIn('retired');
-    const [, { kid: graceKid }] = await store.listKeys(keySetId);
+    const [, { kid: graceKid }] = await listKeys(store.pool, keySetId);
     const rsaKid = (await store.addNextKey(change(keySetId, 55), 'RS256')).kid;
     await store.promoteNextKey(change(keySetId, 60), rsaKid, SEED_WINDOWS);
     const revokedKid = await addKey(keySetId, 61);
     await store.revokeKey(change(keySetId, 62), revokedKid);
     const nextKid = (await store.addNextKey(change(keySetId, 63), 'EdDSA')).kid;
-    const activeKid = (await store.listKeys(keySetId)).find((k) => k.state === 'active')!.kid;
+    const activeKid = (await listKeys(store.pool, keySetId)).find((k) => k.state === 'active')!.kid;
 
-    const jwks = await store.listPublishedJwks(keySetId);
+    const jwks = await listPublishedJwks(store.pool, keySetId);
     expect(jwks.map((j) => j.kid)).toEqual([graceKid, activeKid, nextKid]);
     expect(jwks.map((j) => j.kid)).not.toContain(retiredKid);
     expect(jwks.map((j) => [j.alg, j.kty])).toEqual([['ES256', 'EC'], ['RS256', 'RSA'], ['EdDSA', 'OKP']]);
@@ -444,7 +448,7 @@ describe('listPublishedJwks', () => {
   });
 
   test('is empty for an unknown key set', async () => {
-    expect(await store.listPublishedJwks('nobody')).toEqual([]);
+    expect(await listPublishedJwks(store.pool, 'nobody')).toEqual([]);
   });
 });
 

@@ -1,6 +1,5 @@
 import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery } from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
@@ -8,6 +7,7 @@ import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../help
 import { takeKeyTableOffline } from '../helpers/outage';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+import { listKeys } from '../../src/store/stored-keys';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -45,7 +45,7 @@ describe('a failing dependency', () => {
       expect(recovered.lastError).toBeNull();
       await waitFor(() => (alerts.at(-1)?.status === 'resolved' ? true : undefined), 10_000, 'the resolved alert');
       expect(alerts.at(-1)).toMatchObject({ keySetId, status: 'resolved' });
-      const keys = await new KeyStore(db.pool, kekRing).listKeys(keySetId);
+      const keys = await listKeys(db.pool, keySetId);
       expect(keys.map((k) => k.state)).toEqual(['active', 'next']);
       expect(keys[0].kid).toBe(first.keys[0].kid);
       expect(recovered.keys.map((k) => k.kid)).toEqual(keys.map((k) => k.kid));

@@ -2,12 +2,15 @@ import { openPrivateKey } from '../../src/crypto/envelope';
 import type { KekRing } from '../../src/crypto/kek';
 import type { KeyState } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { KeyStore, type StoredKey } from '../../src/store/key-store';
+import { KeyStore } from '../../src/store/key-store';
+import type { StoredKey } from '../../src/store/stored-keys';
 import { keySetWorkflow } from '../../src/workflows';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import type { TestDatabase } from '../helpers/postgres';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
+import { listKeys } from '../../src/store/stored-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -55,7 +58,7 @@ describe('a key set under the seed policy', () => {
         const target = activatedAt + day * DAY + HOUR;
         await env.sleep(target - (await env.currentTimeMs()));
         const status = await settled(env, handle);
-        const stored = await keyStore.listKeys(keySetId);
+        const stored = await listKeys(keyStore.pool, keySetId);
         for (const key of stored) if (!kidsInOrder.includes(key.kid)) kidsInOrder.push(key.kid);
         const byKid = new Map(stored.map((k) => [k.kid, k]));
 
@@ -63,7 +66,7 @@ describe('a key set under the seed policy', () => {
         expect({ day, states: kidsInOrder.map((kid) => byKid.get(kid)!.state) }).toEqual({ day, states: expected });
         expect(stored.filter((k) => k.state === 'active')).toHaveLength(1);
 
-        const published = (await keyStore.listPublishedJwks(keySetId)).map((jwk) => jwk.kid).sort();
+        const published = (await listPublishedJwks(keyStore.pool, keySetId)).map((jwk) => jwk.kid).sort();
         const shouldPublish = kidsInOrder.filter((_, i) => ['next', 'active', 'grace'].includes(expected[i])).sort();
         expect({ day, published }).toEqual({ day, published: shouldPublish });
 
@@ -80,7 +83,7 @@ describe('a key set under the seed policy', () => {
       // A key's private part exists only sealed in PostgreSQL: never in history, never in plaintext.
       const history = await historyText(handle);
       for (const member of PRIVATE_MEMBER_KEYS) expect(history).not.toMatch(member);
-      await assertNoPlaintextPrivateKeys(db, kekRing, keySetId, history, await keyStore.listKeys(keySetId));
+      await assertNoPlaintextPrivateKeys(db, kekRing, keySetId, history, await listKeys(keyStore.pool, keySetId));
       await recordHistory(handle, 'seed-policy-100-days');
       await handle.terminate('test finished');
     });

@@ -23,6 +23,8 @@ import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueName
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
 import { historyNameOfTest, recordHistory } from '../helpers/history';
+import { listKeys } from '../../src/store/stored-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -63,7 +65,7 @@ describe('operator messages', () => {
   const activeKid = (status: KeySetStatus) => status.keys.find((k) => k.state === 'active')?.kid;
 
   async function statesInDb(keySetId: string): Promise<Record<string, string>> {
-    return Object.fromEntries((await keyStore.listKeys(keySetId)).map((k) => [k.kid, k.state]));
+    return Object.fromEntries((await listKeys(keyStore.pool, keySetId)).map((k) => [k.kid, k.state]));
   }
 
   async function expectUpdateRejected(update: Promise<unknown>, type: string): Promise<ApplicationFailure> {
@@ -160,12 +162,12 @@ describe('operator messages', () => {
       expect(result.previousState).toBe('active');
       expect(result.activeKid).not.toBe(revoked);
       expect(activeKid(await handle.query(getStateQuery))).toBe(result.activeKid);
-      const keys = await keyStore.listKeys(keySetId);
+      const keys = await listKeys(keyStore.pool, keySetId);
       expect(keys.map((k) => [k.kid, k.state, k.hasPrivateKey])).toEqual([
         [revoked, 'revoked', false],
         [result.activeKid, 'active', true],
       ]);
-      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
       const revocation = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'revoked')!;
       expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([revoked, 'active', 'bob', 'key leaked']);
     });
@@ -199,7 +201,7 @@ describe('operator messages', () => {
       const after = await settled(env, handle);
       const replacement = after.keys.find((k) => k.state === 'next')!;
       expect(replacement.kid).not.toBe(next);
-      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid).sort()).toEqual([activeKid(before), replacement.kid].sort());
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual([activeKid(before), replacement.kid].sort());
       expect(first.keys[0].kid).toBe(previousKid);
     });
   });
@@ -213,7 +215,7 @@ describe('operator messages', () => {
         revokedKid: previousKid,
         previousState: 'retired',
       });
-      expect((await keyStore.listKeys(keySetId)).find((k) => k.kid === previousKid)).toMatchObject({ state: 'revoked', hasPrivateKey: false });
+      expect((await listKeys(keyStore.pool, keySetId)).find((k) => k.kid === previousKid)).toMatchObject({ state: 'revoked', hasPrivateKey: false });
     });
   });
 
@@ -296,7 +298,7 @@ describe('operator messages', () => {
       expect(windingDown.decommissioned?.reason).toBe('issuer retired');
       expect(windingDown.keys.map((k) => [k.kid, k.state])).toEqual([[active.kid, 'grace'], [next.kid, 'grace']]);
       // Still published: tokens signed before the wind-down verify until their grace period ends.
-      expect((await keyStore.listPublishedJwks(keySetId)).map((k) => k.kid).sort()).toEqual([active.kid, next.kid].sort());
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual([active.kid, next.kid].sort());
       await expectUpdateRejected(handle.executeUpdate(rotateUpdate, { args: [{}] }), 'ERR_KEYSET_DECOMMISSIONED');
 
       await env.sleep(7 * DAY); // 5d grace + 1d retirement

@@ -3,12 +3,14 @@ import type { KeySetStatus } from '../../src/domain/key-set-state';
 import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY, type PolicyPatch } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
-import { KeyStore } from '../../src/store/key-store';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery, updatePolicyUpdate } from '../../src/workflows/messages';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { historyNameOfTest, recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+import { listKeys } from '../../src/store/stored-keys';
+import { listPublishedJwks } from '../../src/store/published-keys';
+import { getPolicy } from '../../src/store/key-set-registry';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -53,7 +55,7 @@ describe('windows under policy changes', () => {
 
       await update(handle, { gracePeriod: '6d' });
       expect(key(await handle.query(getStateQuery), 'grace').graceEndsAt).toBe(demoted.demotedAt! + 6 * DAY);
-      const stored = (await new KeyStore(suite.db.pool, kekRing).listKeys(keySetId)).find((k) => k.kid === demoted.kid)!;
+      const stored = (await listKeys(suite.db.pool, keySetId)).find((k) => k.kid === demoted.kid)!;
       expect(stored.graceEndsAt).toBe(demoted.demotedAt! + 6 * DAY);
       await sleepUntil(demoted.demotedAt! + 6 * DAY + HOUR);
       const after = await settled(suite.env, handle);
@@ -105,7 +107,7 @@ describe('windows under policy changes', () => {
       expect(next.alg).toBe('RS256');
       expect(replaced.keys.find((k) => k.kid === old.kid)).toMatchObject({ state: 'retired' });
       // Verifiers see both algorithms: the ES256 active key and the RS256 next key are published together.
-      const published = await new KeyStore(suite.db.pool, kekRing).listPublishedJwks(keySetId);
+      const published = await listPublishedJwks(suite.db.pool, keySetId);
       expect(published.map((k) => k.alg).sort()).toEqual(['ES256', 'RS256']);
       expect(next.promotableAt).toBe(next.listedAt! + 5 * DAY);
       // The ES256 key signs on past its period's end (day 30) until the RS256 key has been published prepublish.
@@ -133,7 +135,7 @@ describe('windows under policy changes', () => {
       // Nothing lost: each update's own fields are in force; on the field both set, the one applied last.
       expect(status.policy).toMatchObject({ issuer: 'https://a.example', retirement: '2d' });
       expect(status.policy).toEqual(secondApplied.policy);
-      expect(await new KeyStore(suite.db.pool, kekRing).getPolicy(keySetId)).toEqual(status.policy);
+      expect(await getPolicy(suite.db.pool, keySetId)).toEqual(status.policy);
       const changes = (await readAuditTrail(suite.db.pool, keySetId)).filter((e) => e.event === 'policy_changed');
       expect(changes).toHaveLength(2);
       expect(changes.at(-1)!.details.policy).toEqual(status.policy);
@@ -146,7 +148,7 @@ describe('windows under policy changes', () => {
       const result = await update(handle, { issuer: null, publishedAt: null });
       expect(result.policy).toEqual(DEFAULT_POLICY);
       expect(result.changed.sort()).toEqual(['issuer', 'publishedAt']);
-      expect(await new KeyStore(suite.db.pool, kekRing).getPolicy(keySetId)).toEqual(DEFAULT_POLICY);
+      expect(await getPolicy(suite.db.pool, keySetId)).toEqual(DEFAULT_POLICY);
     });
   });
 });

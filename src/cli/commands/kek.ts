@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { KeyturnError } from '../../domain/errors';
 import { kekStatus, rewrapKeySets } from '../../client/kek-roll';
+import { countPrivateKeysByKek } from '../../store/kek-rewrap';
 import { withKeyStore } from '../key-store';
 import { parseOptions, requestedBy } from '../operator';
 import { DATA_DIR_OPTION } from '../options';
@@ -23,7 +24,7 @@ const statusCommand = new Command('status')
   .action(async (_options: unknown, command: Command) => {
     const options = parseOptions(statusSchema, command.opts());
     const status = await withKeyStore(options.dataDir, async (store) =>
-      kekStatus(store.kekRing, await store.keyStore.countPrivateKeysByKek(), store.kekFile),
+      kekStatus(store.kekRing, await countPrivateKeysByKek(store.pool), store.kekFile),
     );
     console.log(options.json ? JSON.stringify(kekStatusJson(status)) : formatKekStatus(status));
     const missing = status.keks.filter((kek) => !kek.configured);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { KeyturnError } from '../../domain/errors';
 import { KeyRing, ttlToMs } from '../../issuer/key-ring';
 import { createLogger } from '../../logger';
+import { listPublishedJwks } from '../../store/published-keys';
 import { withKeyStore } from '../key-store';
 import { keySetIdArgument, parseOptions } from '../operator';
 import { DATA_DIR_OPTION } from '../options';
@@ -56,7 +57,7 @@ const verifyCommand = new Command('verify')
     const { payload, protectedHeader } =
       url !== undefined
         ? await verify(createRemoteJWKSet(url))
-        : await withKeyStore(options.dataDir, async (store) => verify(createLocalJWKSet({ keys: await store.keyStore.listPublishedJwks(keySetId!) })));
+        : await withKeyStore(options.dataDir, async (store) => verify(createLocalJWKSet({ keys: await listPublishedJwks(store.pool, keySetId!) })));
     console.log(JSON.stringify({ header: protectedHeader, claims: payload }, null, 2));
   });
 
