@@ -2,30 +2,17 @@ import type { Pool, PoolClient } from 'pg';
 import type { PublicJwk } from '../crypto/generate';
 import { jwkThumbprint } from '../crypto/kid';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import type { StoredKeyRecord } from '../domain/invariants';
 import { LIVE_STATES, type KeyState } from '../domain/lifecycle';
 
 /** A pool or a client in a transaction: reads run on either. */
 export type Queryable = Pool | PoolClient;
 
-/** A key as stored, without its private part. */
-export interface StoredKey {
+/** A key as stored, without its private part: what the invariants check, and where it is. */
+export interface StoredKey extends StoredKeyRecord {
   keySetId: string;
-  kid: string;
-  alg: SigningAlgorithm;
-  state: KeyState;
   publicJwk: PublicJwk;
-  /** The RFC 7638 thumbprint of `publicJwk`, which `kid` must equal; null if it lacks a member to compute it from. */
-  thumbprint: string | null;
-  hasPrivateKey: boolean;
   kekId: string | null;
-  createdAt: number;
-  listedAt: number | null;
-  promotableAt: number | null;
-  activatedAt: number | null;
-  tokenTtlMs: number | null;
-  demotedAt: number | null;
-  graceEndsAt: number | null;
-  retiredAt: number | null;
   destroyedAt: number | null;
   revokedAt: number | null;
 }
