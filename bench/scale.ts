@@ -21,13 +21,13 @@ const STEP_SECONDS_TARGET = 10;
 const SCHEDULE_START_ACTIONS = 2;
 
 /**
- * `npm run bench:scale -- --keysets N`: issue #13's table for N key sets, with the bare entity
+ * `npm run bench:scale -- --key-sets N`: issue #13's table for N key sets, with the bare entity
  * reference measured in the same run. Progress on stderr, the table on stdout.
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      keysets: { type: 'string', default: String(DEFAULT_KEY_SETS) },
+      'key-sets': { type: 'string', default: String(DEFAULT_KEY_SETS) },
       bound: { type: 'string', default: String(DEFAULT_BOUND) },
       'idle-seconds': { type: 'string', default: String(DEFAULT_IDLE_SECONDS) },
     },
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   };
   const began = performance.now();
   const settings: ScaleSettings = {
-    keySets: whole('keysets', values.keysets),
+    keySets: whole('key-sets', values['key-sets']),
     bound: whole('bound', values.bound),
     idleSeconds: whole('idle-seconds', values['idle-seconds']),
     settleSeconds: SETTLE_SECONDS,

@@ -5,7 +5,7 @@
  * alert is about), then scrapes the worker's /metrics and the JWKS server's over HTTP and prints time,
  * bytes and series.
  *
- *   npx tsx scripts/measure-metrics-scrape.ts [--keysets 10000] [--scrapes 5] [--from /path/to/checkout]
+ *   npx tsx scripts/measure-metrics-scrape.ts [--key-sets 10000] [--scrapes 5] [--from /path/to/checkout]
  *
  * `--from` measures another checkout's worker metrics (its src/) on the same rows, e.g. the code before
  * the aggregated series. Not a test: figures depend on the machine and its load.
@@ -26,8 +26,8 @@ import { randomKekRing } from '../test/helpers/key-set-worker';
 import { freePort } from '../test/helpers/ports';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { keysets: { type: 'string', default: '10000' }, scrapes: { type: 'string', default: '5' }, from: { type: 'string' } } });
-  const keySets = Number(values.keysets);
+  const { values } = parseArgs({ options: { 'key-sets': { type: 'string', default: '10000' }, scrapes: { type: 'string', default: '5' }, from: { type: 'string' } } });
+  const keySets = Number(values['key-sets']);
   const scrapes = Number(values.scrapes);
   const root = path.resolve(values.from ?? path.join(__dirname, '..'));
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-scrape-'));
