@@ -6,6 +6,8 @@ module.exports = {
   // jose 6 ships ESM only; swc turns it (and our TypeScript) into CommonJS for jest's module system.
   transform: { '^.+\\.(t|j|mj)s$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }] },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
+  // src/cli/program.ts loads each command with import('./commands/<name>.js'), as Node needs; jest finds the .ts.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   setupFiles: ['<rootDir>/test/helpers/quiet-runtime.ts'],
   globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
