@@ -1,36 +1,6 @@
 import { inspect } from 'node:util';
-import { Command, CommanderError } from 'commander';
-import { applyCommand } from './commands/apply';
-import { auditCommand } from './commands/audit';
-import { devCommand } from './commands/dev';
-import { kekCommand } from './commands/kek';
-import { migrateCommand } from './commands/migrate';
-import { pauseCommand } from './commands/pause';
-import { resumeCommand } from './commands/resume';
-import { revokeCommand } from './commands/revoke';
-import { rotateCommand } from './commands/rotate';
-import { statusCommand } from './commands/status';
-import { verifyCommand } from './commands/verify';
-import { workerCommand } from './commands/worker';
-import { serveCommand } from './commands/serve';
-import { stackCommand } from './commands/stack';
-import { tokenCommand } from './commands/token';
-
-const COMMANDS = [devCommand, stackCommand, workerCommand, serveCommand, migrateCommand, applyCommand, statusCommand, rotateCommand, revokeCommand, pauseCommand, resumeCommand, verifyCommand, auditCommand, kekCommand, tokenCommand];
-
-/** The `keyturn` root command. Commands never exit the process: they return or throw, and runCli decides. */
-export function createProgram(): Command {
-  const program = new Command('keyturn')
-    .description('JWT signing-key rotation on Temporal')
-    .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`keyturn: ${text.replace(/^error: /, '')}`) });
-  for (const command of COMMANDS) {
-    program.addCommand(command);
-    // addCommand does not pass settings on: without this a subcommand's usage error would exit the process.
-    inheritSettings(command, program);
-  }
-  return program;
-}
+import { CommanderError, type Command } from 'commander';
+import { createProgram } from './program';
 
 /**
  * Runs the CLI and returns its exit code. The only place an error becomes an exit code: one line
@@ -38,7 +8,8 @@ export function createProgram(): Command {
  */
 export async function runCli(args: string[]): Promise<number> {
   try {
-    await createProgram().parseAsync(args, { from: 'user' });
+    const program = createProgram();
+    await program.parseAsync(kidAfterKeySetId(program, args), { from: 'user' });
     return 0;
   } catch (error) {
     // Commander has printed its own message (usage errors) or the help text already.
@@ -54,13 +25,35 @@ export async function main(): Promise<void> {
   process.exitCode = await runCli(process.argv.slice(2));
 }
 
+/**
+ * A kid is a base64url thumbprint and may start with '-' (`-hXyz…`), which commander would read as
+ * options. In `keyturn revoke <id> <kid>`, the word right after the key set id is the kid unless it
+ * is one of revoke's options: it is handed on as `--kid=<kid>`, which commander cannot misread.
+ * Every other word is left to commander, so an unknown option anywhere else is still refused.
+ */
+function kidAfterKeySetId(program: Command, args: string[]): string[] {
+  const revoke = program.commands.find((command) => command.name() === 'revoke');
+  if (args[0] !== 'revoke' || !revoke) return args;
+  const optionOf = (word: string) => revoke.options.find((option) => option.long === word || option.short === word);
+  const isOption = (word: string) => word === '-h' || word === '--help' || optionOf(word.split('=')[0]) !== undefined;
+  // The key set id is the first word that is neither an option nor an option's value.
+  for (let i = 1; i < args.length; i += 1) {
+    const word = args[i];
+    if (word === '--') return args;
+    if (word.startsWith('-')) {
+      const option = optionOf(word);
+      if (option && (option.required || option.optional)) i += 1;
+      continue;
+    }
+    const kid = args[i + 1];
+    if (kid === undefined || !kid.startsWith('-') || isOption(kid)) return args;
+    return [...args.slice(0, i + 1), `--kid=${kid}`, ...args.slice(i + 2)];
+  }
+  return args;
+}
+
 /** A KeyturnError's message is written for people; any other error gets its message too, never its stack. */
 function oneLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/\s*\n\s*/g, ' ').trim() || (error instanceof Error ? error.name : 'unknown error');
-}
-
-function inheritSettings(command: Command, parent: Command): void {
-  command.copyInheritedSettings(parent);
-  for (const sub of command.commands) inheritSettings(sub, command);
 }

@@ -1,29 +1,16 @@
 import os from 'node:os';
-import { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../config';
 import { KeyturnError } from '../domain/errors';
 import { isKeySetId, keySetIdProblem } from '../domain/key-set-id';
 import { resolveTemporalTarget, withClient } from '../client/connect';
 import { KeySetClient } from '../client/key-set-client';
-import { DATA_DIR_OPTION } from './options';
 
 /**
- * What the operator commands (status, rotate, revoke, pause, resume, verify) share: the options
- * that say where Temporal is, their zod checks, and a KeySetClient for the length of one command.
+ * What the operator commands (status, rotate, revoke, pause, resume, verify) share: the checks of
+ * the options that say where Temporal is (src/cli/program.ts declares them), and a KeySetClient for
+ * the length of one command.
  */
-
-/** A command with `--address`, `--namespace`, `--data-dir` and `--json`. */
-export function operatorCommand(name: string): Command {
-  return new Command(name)
-    .option(
-      '--address <host:port>',
-      "Temporal frontend (default: TEMPORAL_ADDRESS or the Temporal profile's, else the keyturn instance running on --data-dir, else localhost:7233)",
-    )
-    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE or the Temporal profile's, else the running instance's, else default)")
-    .option(...DATA_DIR_OPTION)
-    .option('--json', 'print the result as JSON');
-}
 
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/]+):(\d{1,5})$/;
 

@@ -80,7 +80,7 @@ describe('key set ids, on every command that takes one', () => {
     ['audit show', (id) => ['audit', 'show', id]],
     ['audit verify', (id) => ['audit', 'verify', id]],
     ['token sign', (id) => ['token', 'sign', id]],
-    ['token verify --keyset', (id) => ['token', 'verify', 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', '--keyset', id]],
+    ['token verify --key-set', (id) => ['token', 'verify', 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', '--key-set', id]],
   ];
 
   test.each(COMMANDS)('%s refuses each bad id with the rule, sending nothing', async (_name, command) => {
@@ -144,7 +144,7 @@ describe('keyturn token verify', () => {
   });
 
   test('a token starting with "-" is an unknown option (no JWT starts with one)', async () => {
-    await refused(['token', 'verify', '-eyJ', '--keyset', 'default'], "unknown option '-eyJ'");
+    await refused(['token', 'verify', '-eyJ', '--key-set', 'default'], "unknown option '-eyJ'");
   });
 });
 
@@ -154,11 +154,28 @@ describe('kids starting with "-"', () => {
     await refused(['revoke', 'default', `--${KID}`], 'revoking a key needs a reason');
   });
 
-  test('revoke with a reason sends it on', async () => {
-    const before = connections;
-    const run = await keyturn('revoke', 'default', `-${KID}`, '--reason', 'leaked');
-    expect(run).toMatchObject({ code: 1, out: '', err: expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\)/) });
-    expect(connections).toBeGreaterThan(before);
+  test('revoke with a reason sends it on, given as the argument (even one that starts like -h) or with --kid', async () => {
+    for (const args of [
+      ['revoke', 'default', `-${KID}`, '--reason', 'leaked'],
+      ['revoke', 'default', '-hXyz', '--reason', 'leaked'],
+      ['revoke', '--reason', 'leaked', 'default', '-hXyz'],
+      ['revoke', 'default', '--kid', '-hXyz', '--reason', 'leaked'],
+    ]) {
+      const before = connections;
+      const run = await keyturn(...args);
+      expect({ args, run }).toMatchObject({
+        args,
+        run: { code: 1, out: '', err: expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\)/) },
+      });
+      expect(connections).toBeGreaterThan(before);
+    }
+  });
+
+  test('an unknown option elsewhere is still refused, and the kid is named once', async () => {
+    await refused(['revoke', 'default', KID, '--bogus', '--reason', 'leaked'], "unknown option '--bogus'");
+    await refused(['revoke', 'default', `-${KID}`, '-x', '--reason', 'leaked'], "unknown option '-x'");
+    await refused(['revoke', 'default', '--reason', 'leaked'], 'name the key to revoke once');
+    await refused(['revoke', 'default', KID, '--kid', KID, '--reason', 'leaked'], 'name the key to revoke once');
   });
 
   test('an empty kid is refused', async () => {
@@ -190,7 +207,7 @@ describe('kids starting with "-"', () => {
 
       const signed = await keyturn('token', 'sign', keySet.keySetId, '--sub', 'alice');
       expect(signed).toMatchObject({ code: 0, err: '' });
-      const verified = await keyturn('token', 'verify', signed.out.trim(), '--keyset', keySet.keySetId);
+      const verified = await keyturn('token', 'verify', signed.out.trim(), '--key-set', keySet.keySetId, '--json');
       expect(verified).toMatchObject({ code: 0, err: '' });
       expect(JSON.parse(verified.out)).toMatchObject({ header: { kid }, claims: { sub: 'alice' } });
     }, 120_000);

@@ -42,36 +42,59 @@ test('a signed token verifies against the key set in the database and against th
   expect(signed).toMatchObject({ code: 0, err: '' });
   const token = signed.out.trim();
 
-  for (const source of [['--keyset', keySet.keySetId], ['--jwks-url', `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`]]) {
-    const verified = await keyturn('token', 'verify', token, ...source);
+  for (const source of [['--key-set', keySet.keySetId], ['--jwks-url', `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`]]) {
+    const verified = await keyturn('token', 'verify', token, ...source, '--json');
     expect(verified.code).toBe(0);
     const { header, claims } = JSON.parse(verified.out);
     expect(header).toEqual({ alg: 'EdDSA', kid: activeKid, typ: 'JWT' });
     expect(claims).toMatchObject({ sub: 'user-42', scope: 'read' });
     expect(claims.exp - claims.iat).toBeLessThanOrEqual(300);
   }
+
+  const human = await keyturn('token', 'verify', token, '--key-set', keySet.keySetId);
+  expect(human).toMatchObject({ code: 0, err: '' });
+  expect(human.out).toMatch(new RegExp(`^valid: signed by ${activeKid} \\(EdDSA\\), expires \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n`));
+  expect(human.out).toContain('"sub": "user-42"');
+});
+
+test('token sign --json gives the token with the kid, alg and times it was signed with, and no key material', async () => {
+  const signed = await keyturn('token', 'sign', keySet.keySetId, '--ttl', '1m', '--json');
+  expect(signed).toMatchObject({ code: 0, err: '' });
+  const json = JSON.parse(signed.out);
+  expect(json).toEqual({
+    token: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/),
+    keySetId: keySet.keySetId,
+    kid: activeKid,
+    alg: 'EdDSA',
+    iat: expect.any(Number),
+    exp: json.iat + 60,
+    expiresAt: new Date((json.iat + 60) * 1000).toISOString(),
+  });
+  expect(signed.out).not.toMatch(/"d"|PRIVATE/);
+  const verified = JSON.parse((await keyturn('token', 'verify', json.token, '--key-set', keySet.keySetId, '--json')).out);
+  expect(verified.header.kid).toBe(activeKid);
 });
 
 test('bad input and bad tokens fail with one line and change nothing', async () => {
   const token = (await keyturn('token', 'sign', keySet.keySetId)).out.trim();
   const tampered = `${token.slice(0, -4)}AAAA`;
-  expect(await keyturn('token', 'verify', tampered, '--keyset', keySet.keySetId)).toMatchObject({
+  expect(await keyturn('token', 'verify', tampered, '--key-set', keySet.keySetId)).toMatchObject({
     code: 1,
     err: expect.stringMatching(/^keyturn: token rejected \(ERR_JWS_SIGNATURE_VERIFICATION_FAILED\)/),
   });
   expect((await keyturn('token', 'sign', keySet.keySetId, '--ttl', '2h')).err).toMatch(/exceeds the maxTokenTtl/);
   expect((await keyturn('token', 'sign', keySet.keySetId, '--claims', '[1]')).err).toMatch(/--claims must be a JSON object/);
-  expect((await keyturn('token', 'verify', token)).err).toMatch(/exactly one of --keyset/);
+  expect((await keyturn('token', 'verify', token)).err).toMatch(/exactly one of --key-set/);
 
   // Once its key is revoked, a token no longer verifies: the key is out of the published set.
   const nextKid = await keySet.addNext();
   await keySet.revoke(activeKid);
   await keySet.promote(nextKid);
-  expect(await keyturn('token', 'verify', token, '--keyset', keySet.keySetId)).toMatchObject({
+  expect(await keyturn('token', 'verify', token, '--key-set', keySet.keySetId)).toMatchObject({
     code: 1,
     err: expect.stringContaining('ERR_JWKS_NO_MATCHING_KEY'),
   });
   // A new token comes from the key promoted in its place.
   const replacement = (await keyturn('token', 'sign', keySet.keySetId)).out.trim();
-  expect(JSON.parse((await keyturn('token', 'verify', replacement, '--keyset', keySet.keySetId)).out).header.kid).toBe(nextKid);
+  expect(JSON.parse((await keyturn('token', 'verify', replacement, '--key-set', keySet.keySetId, '--json')).out).header.kid).toBe(nextKid);
 });

@@ -4,7 +4,7 @@ import { applyKeySets, DEFAULT_APPLY_CONCURRENCY, type ApplyReport } from '../..
 import { resolveTemporalTarget, withClient } from '../../client/connect';
 import { loadKeySetsFile } from '../../client/key-sets-file';
 import { progressPrinter } from '../progress';
-import { connectionOptions, operatorCommand, parseOptions, requestedBy } from '../operator';
+import { connectionOptions, parseOptions, requestedBy } from '../operator';
 
 const CONCURRENCY_RANGE = '--concurrency <n> takes a whole number from 1 to 1000';
 
@@ -20,33 +20,24 @@ const applyOptions = connectionOptions.extend({
     .default(DEFAULT_APPLY_CONCURRENCY),
 });
 
-export const applyCommand = operatorCommand('apply')
-  .description(
-    'start or update the key sets a YAML file lists, and the supervisor schedule; the whole file is checked first, ' +
-      'and nothing is applied if any of it is wrong. Safe to run again: what already matches is left alone',
-  )
-  .requiredOption('-f, --file <file>', 'the key sets file, e.g. keysets.yaml')
-  .option('--prune', 'decommission running key sets the file does not list (their keys retire through grace as usual)')
-  .option('--dry-run', 'print what would change, and change nothing')
-  .option('--concurrency <n>', `how many key sets are applied at once (default ${DEFAULT_APPLY_CONCURRENCY})`)
-  .action(async (raw: unknown) => {
-    const options = parseOptions(applyOptions, raw);
-    // Checked before anything connects: a bad file changes nothing.
-    const file = await loadKeySetsFile(options.file);
-    const config = loadConfig(process.env, { dataDir: options.dataDir });
-    const target = await resolveTemporalTarget(config, options);
-    const report = await withClient(target, (client) =>
-      applyKeySets(client, file, {
-        taskQueue: config.taskQueue,
-        prune: options.prune,
-        dryRun: options.dryRun,
-        requestedBy: requestedBy(),
-        concurrency: options.concurrency,
-        onProgress: progressPrinter(options.dryRun ? 'key sets planned' : 'key sets applied'),
-      }),
-    );
-    console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
-  });
+export async function applyAction(raw: unknown): Promise<void> {
+  const options = parseOptions(applyOptions, raw);
+  // Checked before anything connects: a bad file changes nothing.
+  const file = await loadKeySetsFile(options.file);
+  const config = loadConfig(process.env, { dataDir: options.dataDir });
+  const target = await resolveTemporalTarget(config, options);
+  const report = await withClient(target, (client) =>
+    applyKeySets(client, file, {
+      taskQueue: config.taskQueue,
+      prune: options.prune,
+      dryRun: options.dryRun,
+      requestedBy: requestedBy(),
+      concurrency: options.concurrency,
+      onProgress: progressPrinter(options.dryRun ? 'key sets planned' : 'key sets applied'),
+    }),
+  );
+  console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
+}
 
 /** What `keyturn apply` says it did (or, with --dry-run, would do), one line per key set. */
 export function formatApplyReport(report: ApplyReport, what: string): string {

@@ -1,10 +1,9 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig } from '../../config';
 import { durationToMs } from '../../domain/duration';
 import { KeySetDatabase } from '../../client/key-set-database';
 import { keySetIdArgument, parseOptions } from '../operator';
-import { DATA_DIR_OPTION } from '../options';
 import { auditEventJson, formatAuditTrail, formatAuditVerification } from '../output';
 
 // The audit trail is in PostgreSQL only: these commands never contact Temporal and need no KEK.
@@ -53,40 +52,19 @@ async function withDatabase<T>(dataDir: string | undefined, use: (database: KeyS
   }
 }
 
-const showCommand = new Command('show')
-  .description("print a key set's audit trail, oldest first: time, seq, event, kid, states, trigger, actor, reason (the default: `keyturn audit <id>`)")
-  .argument('<id>', 'key set id')
-  .option('--since <time>', 'only events from then on: an ISO 8601 time (UTC unless it has a zone) or a duration back from now, e.g. 7d')
-  .option(...DATA_DIR_OPTION)
-  .option('--json', 'print the events as a JSON array, with details and hashes')
-  .action(async (id: string, _options: unknown, command: Command) => {
-    const options = parseOptions(trailSchema, { ...command.opts(), keySetId: id });
-    const events = await withDatabase(options.dataDir, (database) => database.auditTrail(options.keySetId, options.since));
-    console.log(options.json ? JSON.stringify(events.map(auditEventJson)) : formatAuditTrail(options.keySetId, events, options.since));
-  });
+export async function auditShowAction(id: string, _options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(trailSchema, { ...command.opts(), keySetId: id });
+  const events = await withDatabase(options.dataDir, (database) => database.auditTrail(options.keySetId, options.since));
+  console.log(options.json ? JSON.stringify(events.map(auditEventJson)) : formatAuditTrail(options.keySetId, events, options.since));
+}
 
-const verifyCommand = new Command('verify')
-  .description(
-    "check each key set's audit hash chain: every event unedited, none deleted (the newest included); " +
-      'exit code 0 only if every chain is intact. Without an id, every key set in the database',
-  )
-  .argument('[id]', 'key set id')
-  .option(...DATA_DIR_OPTION)
-  .option('--json', 'print the result as JSON, with each chain head (worth keeping outside the database)')
-  .action(async (id: string | undefined, _options: unknown, command: Command) => {
-    const options = parseOptions(verifySchema, { ...command.opts(), keySetId: id });
-    const results = await withDatabase(options.dataDir, (database) => database.verifyAuditTrail(options.keySetId));
-    const broken = results.filter((r) => r.problem !== null);
-    const keySets = results.map(({ keySetId, events, head, problem }) => ({ id: keySetId, ok: problem === null, events, head, problem }));
-    console.log(options.json ? JSON.stringify({ ok: broken.length === 0, keySets }) : formatAuditVerification(results));
-    if (broken.length > 0) {
-      throw new Error(`the audit trail of ${broken.length} of ${results.length} key set(s) is broken: ${broken.map((r) => r.keySetId).join(', ')}`);
-    }
-  });
-
-// `show` is the default subcommand, so `keyturn audit <id>` reads a trail and `keyturn audit verify`
-// checks the chains; a key set that happens to be named `verify` is read with `keyturn audit show verify`.
-export const auditCommand = new Command('audit')
-  .description("a key set's tamper-evident audit trail (`keyturn audit <id> [--since] [--json]`); `keyturn audit verify [<id>]` checks the hash chains")
-  .addCommand(showCommand, { isDefault: true })
-  .addCommand(verifyCommand);
+export async function auditVerifyAction(id: string | undefined, _options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(verifySchema, { ...command.opts(), keySetId: id });
+  const results = await withDatabase(options.dataDir, (database) => database.verifyAuditTrail(options.keySetId));
+  const broken = results.filter((r) => r.problem !== null);
+  const keySets = results.map(({ keySetId, events, head, problem }) => ({ id: keySetId, ok: problem === null, events, head, problem }));
+  console.log(options.json ? JSON.stringify({ ok: broken.length === 0, keySets }) : formatAuditVerification(results));
+  if (broken.length > 0) {
+    throw new Error(`the audit trail of ${broken.length} of ${results.length} key set(s) is broken: ${broken.map((r) => r.keySetId).join(', ')}`);
+  }
+}

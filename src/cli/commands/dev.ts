@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { Command } from 'commander';
 import { loadConfig } from '../../config';
 import { startDevStack, type DevStack } from '../../dev/dev-stack';
 import { KeyturnError } from '../../domain/errors';
@@ -10,7 +9,6 @@ import { keySetWorkflowId } from '../../workflows/messages';
 import { mapBounded } from '../../client/map-bounded';
 import { loadKeySetsFile, type KeySetsFile } from '../../client/key-sets-file';
 import { progressPrinter } from '../progress';
-import { DATA_DIR_OPTION, parsePort } from '../options';
 
 /** The banner names this many key sets; with thousands, `keyturn status` is the place to look. */
 const BANNER_KEY_SETS = 10;
@@ -26,70 +24,58 @@ interface DevOptions {
   port?: number;
 }
 
-export const devCommand = new Command('dev')
-  .description(
-    'run keyturn on this machine until Ctrl-C: embedded PostgreSQL, a Temporal dev server with its Web UI, ' +
-      'the worker, and an apply of the key sets file (the PostgreSQL of DATABASE_URL, and the Temporal server TEMPORAL_ADDRESS ' +
-      'or a Temporal profile names, are used instead when set)',
-  )
-  .option('-f, --file <file>', 'the key sets file to apply', 'keysets.yaml')
-  .option(...DATA_DIR_OPTION)
-  .option('--temporal-port <port>', 'port of the Temporal dev server', parsePort, 7233)
-  .option('--ui-port <port>', 'port of the Temporal Web UI (default: the Temporal port + 1000)', parsePort)
-  .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: KEYTURN_PG_PORT or 5433)', parsePort)
-  .option('--port <port>', 'port of the JWKS server (default: PORT or 8080)', parsePort)
-  .action(async (options: DevOptions) => {
-    const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort, jwksPort: options.port });
-    // Checked before anything starts: a missing or bad file stops dev at once, with every problem.
-    const keySetsFile = await loadKeySetsFile(options.file).catch((error: unknown) => {
-      if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
-      throw new KeyturnError(
-        'ERR_KEYSETS_FILE_INVALID',
-        `keyturn dev applies the key sets file ${options.file}, and there is none at ${path.resolve(options.file)}: ` +
-          'run it from the keyturn folder (it ships keysets.yaml) or name a file with -f <file>',
-        { field: 'file', cause: error },
-      );
-    });
-    // Readable lines for a person at a terminal; JSON when piped into something that parses it.
-    const logger = createLogger({ level: config.logLevel, pretty: process.stdout.isTTY === true });
-    // Listening from the start: a Ctrl-C while things start still stops what has started.
-    const shutdown = onShutdownRequest(logger);
-    const abort = new AbortController();
-    void shutdown.requested.then(() => abort.abort());
-    let stack: DevStack | undefined;
-    try {
-      stack = await startDevStack({
-        config,
-        logger,
-        temporalPort: options.temporalPort,
-        uiPort: options.uiPort ?? options.temporalPort + 1000,
-        keySets: keySetsFile,
-        onApplyProgress: progressPrinter('key sets applied'),
-        jwksPort: config.jwksPort,
-        sdkMetricsPort: config.sdkMetricsPort,
-        signal: abort.signal,
-      }).catch((error: unknown) => {
-        // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
-        if (abort.signal.aborted) return undefined;
-        throw error;
-      });
-      if (!stack) return;
-      const keySets = stack.keySets;
-      // Only the key sets the banner names are waited for, a few at a time: each wait polls its workflow.
-      const shown = keySetsFile.keySets.slice(0, BANNER_KEY_SETS);
-      const activeKids = await mapBounded(shown, WAITS_AT_ONCE, ({ id }) =>
-        keySets.waitForActiveKid(id, 30_000).catch((error: Error) => {
-          logger.warn({ err: error, keySetId: id }, 'the key set has no active key yet');
-          return null;
-        }),
-      );
-      console.log(banner(stack, keySetsFile, activeKids));
-      await Promise.race([stack.workerDone, shutdown.requested]);
-    } finally {
-      await stack?.stop();
-      shutdown.dispose();
-    }
+export async function devAction(options: DevOptions): Promise<void> {
+  const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort, jwksPort: options.port });
+  // Checked before anything starts: a missing or bad file stops dev at once, with every problem.
+  const keySetsFile = await loadKeySetsFile(options.file).catch((error: unknown) => {
+    if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
+    throw new KeyturnError(
+      'ERR_KEYSETS_FILE_INVALID',
+      `keyturn dev applies the key sets file ${options.file}, and there is none at ${path.resolve(options.file)}: ` +
+        'run it from the keyturn folder (it ships keysets.yaml) or name a file with -f <file>',
+      { field: 'file', cause: error },
+    );
   });
+  // Readable lines for a person at a terminal; JSON when piped into something that parses it.
+  const logger = createLogger({ level: config.logLevel, pretty: process.stdout.isTTY === true });
+  // Listening from the start: a Ctrl-C while things start still stops what has started.
+  const shutdown = onShutdownRequest(logger);
+  const abort = new AbortController();
+  void shutdown.requested.then(() => abort.abort());
+  let stack: DevStack | undefined;
+  try {
+    stack = await startDevStack({
+      config,
+      logger,
+      temporalPort: options.temporalPort,
+      uiPort: options.uiPort ?? options.temporalPort + 1000,
+      keySets: keySetsFile,
+      onApplyProgress: progressPrinter('key sets applied'),
+      jwksPort: config.jwksPort,
+      sdkMetricsPort: config.sdkMetricsPort,
+      signal: abort.signal,
+    }).catch((error: unknown) => {
+      // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
+      if (abort.signal.aborted) return undefined;
+      throw error;
+    });
+    if (!stack) return;
+    const keySets = stack.keySets;
+    // Only the key sets the banner names are waited for, a few at a time: each wait polls its workflow.
+    const shown = keySetsFile.keySets.slice(0, BANNER_KEY_SETS);
+    const activeKids = await mapBounded(shown, WAITS_AT_ONCE, ({ id }) =>
+      keySets.waitForActiveKid(id, 30_000).catch((error: Error) => {
+        logger.warn({ err: error, keySetId: id }, 'the key set has no active key yet');
+        return null;
+      }),
+    );
+    console.log(banner(stack, keySetsFile, activeKids));
+    await Promise.race([stack.workerDone, shutdown.requested]);
+  } finally {
+    await stack?.stop();
+    shutdown.dispose();
+  }
+}
 
 /** Where everything is, for the person who just ran `npm start`. */
 function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[]): string {

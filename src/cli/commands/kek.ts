@@ -1,11 +1,10 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { KeyturnError } from '../../domain/errors';
 import { kekStatus, rewrapKeySets } from '../../client/kek-roll';
 import { countPrivateKeysByKek } from '../../store/kek-rewrap';
 import { withKeyStore } from '../key-store';
 import { parseOptions, requestedBy } from '../operator';
-import { DATA_DIR_OPTION } from '../options';
 import { formatKekRewrap, formatKekStatus, kekRewrapJson, kekSource, kekStatusJson } from '../output';
 
 // Rolling the KEK: put a new KEK first and restart every worker and issuer, `kek rewrap`, check
@@ -14,30 +13,23 @@ import { formatKekRewrap, formatKekStatus, kekRewrapJson, kekSource, kekStatusJs
 
 const statusSchema = z.object({ dataDir: z.string().optional(), json: z.boolean().default(false) });
 
-const statusCommand = new Command('status')
-  .description(
-    'the configured KEK ids (current first) and how many stored private keys each seals; a KEK id in the database that is ' +
-      'not configured is flagged and makes the exit code 1: its keys cannot be opened',
-  )
-  .option(...DATA_DIR_OPTION)
-  .option('--json', 'print the result as JSON')
-  .action(async (_options: unknown, command: Command) => {
-    const options = parseOptions(statusSchema, command.opts());
-    const status = await withKeyStore(options.dataDir, async (store) =>
-      kekStatus(store.kekRing, await countPrivateKeysByKek(store.pool), store.kekFile),
+export async function kekStatusAction(_options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(statusSchema, command.opts());
+  const status = await withKeyStore(options.dataDir, async (store) =>
+    kekStatus(store.kekRing, await countPrivateKeysByKek(store.pool), store.kekFile),
+  );
+  console.log(options.json ? JSON.stringify(kekStatusJson(status)) : formatKekStatus(status));
+  const missing = status.keks.filter((kek) => !kek.configured);
+  if (missing.length > 0) {
+    const keys = missing.reduce((sum, kek) => sum + kek.privateKeys, 0);
+    const keySets = [...new Set(missing.flatMap((kek) => kek.keySetIds))].sort();
+    throw new KeyturnError(
+      'ERR_KEK_UNKNOWN',
+      `${keys} private key(s) of key set(s) ${keySets.join(', ')} are sealed under KEK ${missing.map((kek) => kek.id).join(', ')}, ` +
+        `which ${kekSource(status.kekFile)} lacks: those keys cannot be opened until that KEK is added back after the current one`,
     );
-    console.log(options.json ? JSON.stringify(kekStatusJson(status)) : formatKekStatus(status));
-    const missing = status.keks.filter((kek) => !kek.configured);
-    if (missing.length > 0) {
-      const keys = missing.reduce((sum, kek) => sum + kek.privateKeys, 0);
-      const keySets = [...new Set(missing.flatMap((kek) => kek.keySetIds))].sort();
-      throw new KeyturnError(
-        'ERR_KEK_UNKNOWN',
-        `${keys} private key(s) of key set(s) ${keySets.join(', ')} are sealed under KEK ${missing.map((kek) => kek.id).join(', ')}, ` +
-          `which ${kekSource(status.kekFile)} lacks: those keys cannot be opened until that KEK is added back after the current one`,
-      );
-    }
-  });
+  }
+}
 
 const rewrapSchema = z.object({
   dataDir: z.string().optional(),
@@ -45,34 +37,18 @@ const rewrapSchema = z.object({
   reason: z.string().trim().min(1, { error: '--reason must not be blank: it goes into the audit trail' }).default('KEK rolled'),
 });
 
-const rewrapCommand = new Command('rewrap')
-  .description(
-    'decrypt every stored private key that an older KEK seals and seal it under the current one (the first configured), ' +
-      'one transaction and one audit event per key set; running it again changes nothing',
-  )
-  .option('--reason <text>', 'why, for the audit trail (default: KEK rolled)')
-  .option(...DATA_DIR_OPTION)
-  .option('--json', 'print the result as JSON')
-  .action(async (_options: unknown, command: Command) => {
-    const options = parseOptions(rewrapSchema, command.opts());
-    const { current, kekFile, outcomes } = await withKeyStore(options.dataDir, async (store) => ({
-      current: store.kekRing.current.id,
-      kekFile: store.kekFile,
-      outcomes: await rewrapKeySets(store.keyStore, { actor: requestedBy(), reason: options.reason }),
-    }));
-    console.log(options.json ? JSON.stringify(kekRewrapJson(current, outcomes)) : formatKekRewrap(current, kekFile, outcomes));
-    const failed = outcomes.filter((o) => o.outcome === 'failed');
-    if (failed.length > 0) {
-      throw new Error(
-        `${failed.length} of ${outcomes.length} key set(s) not rewrapped, nothing changed in them: ${failed.map((o) => o.keySetId).join(', ')}`,
-      );
-    }
-  });
-
-export const kekCommand = new Command('kek')
-  .description(
-    'roll the key-encryption key: `keyturn kek status` shows which KEK seals how many private keys, ' +
-      '`keyturn kek rewrap` re-seals them under the current one',
-  )
-  .addCommand(statusCommand)
-  .addCommand(rewrapCommand);
+export async function kekRewrapAction(_options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(rewrapSchema, command.opts());
+  const { current, kekFile, outcomes } = await withKeyStore(options.dataDir, async (store) => ({
+    current: store.kekRing.current.id,
+    kekFile: store.kekFile,
+    outcomes: await rewrapKeySets(store.keyStore, { actor: requestedBy(), reason: options.reason }),
+  }));
+  console.log(options.json ? JSON.stringify(kekRewrapJson(current, outcomes)) : formatKekRewrap(current, kekFile, outcomes));
+  const failed = outcomes.filter((o) => o.outcome === 'failed');
+  if (failed.length > 0) {
+    throw new Error(
+      `${failed.length} of ${outcomes.length} key set(s) not rewrapped, nothing changed in them: ${failed.map((o) => o.keySetId).join(', ')}`,
+    );
+  }
+}

@@ -1,11 +1,9 @@
-import { Command } from 'commander';
 import { loadConfig } from '../../config';
 import { createLogger } from '../../logger';
 import { displayDatabaseUrl, resolveDatabase } from '../../runtime/database';
 import { applyMigrations, createPool } from '../../runtime/database-pool';
 import { grantRoles, type DatabaseRoles } from '../../store/database-roles';
 import { loadMigrations } from '../../store/migrate';
-import { DATA_DIR_OPTION } from '../options';
 
 export interface MigrateResult {
   /** The database, password masked. */
@@ -46,25 +44,18 @@ export async function runMigrate(options: { dataDir?: string }): Promise<Migrate
   }
 }
 
-export const migrateCommand = new Command('migrate')
-  .description(
-    "apply the database migrations as the schema's owner, grant KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE their rights, " +
-      'and print the versions applied',
-  )
-  .option(...DATA_DIR_OPTION)
-  .option('--json', 'print the result as JSON')
-  .action(async (options: { dataDir?: string; json?: boolean }) => {
-    const result = await runMigrate(options);
-    if (options.json) {
-      console.log(JSON.stringify(result));
-    } else {
-      const schema = result.applied.length > 0
-        ? `applied migrations ${result.applied.join(', ')} to ${result.database}`
-        : `nothing to apply: ${result.database} is at migration ${result.latest}`;
-      const { jwks, worker } = result.roles;
-      const created = result.createdRoles.length > 0
-        ? `; created ${result.createdRoles.join(', ')} without LOGIN: ALTER ROLE … LOGIN PASSWORD '…' to log in as one, or GRANT it to a role that logs in`
-        : '';
-      console.log(`${schema}; roles: ${jwks} reads the published keys only, ${worker} reads and writes rows${created}`);
-    }
-  });
+export async function migrateAction(options: { dataDir?: string; json?: boolean }): Promise<void> {
+  const result = await runMigrate(options);
+  if (options.json) {
+    console.log(JSON.stringify(result));
+  } else {
+    const schema = result.applied.length > 0
+      ? `applied migrations ${result.applied.join(', ')} to ${result.database}`
+      : `nothing to apply: ${result.database} is at migration ${result.latest}`;
+    const { jwks, worker } = result.roles;
+    const created = result.createdRoles.length > 0
+      ? `; created ${result.createdRoles.join(', ')} without LOGIN: ALTER ROLE … LOGIN PASSWORD '…' to log in as one, or GRANT it to a role that logs in`
+      : '';
+    console.log(`${schema}; roles: ${jwks} reads the published keys only, ${worker} reads and writes rows${created}`);
+  }
+}

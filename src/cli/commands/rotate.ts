@@ -1,8 +1,8 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { utc } from '../../domain/describe';
 import type { RotationResult } from '../../workflows/messages';
-import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, requestedBy, withKeySets } from '../operator';
+import { connectionOptions, keySetIdArgument, parseOptions, requestedBy, withKeySets } from '../operator';
 
 const schema = connectionOptions.extend({
   keySetId: keySetIdArgument,
@@ -15,37 +15,27 @@ const schema = connectionOptions.extend({
 /** How long `--wait` waits beyond the moment the key is due to sign (the gate's next look, a busy worker). */
 const WAIT_SLACK_MS = 60_000;
 
-export const rotateCommand = operatorCommand('rotate')
-  .description(
-    'rotate a key set: prints the key that will sign and when. It signs once verifiers can have cached it ' +
-      '(at once if the published next key already has been listed for jwksMaxAge), so no valid token is rejected',
-  )
-  .argument('<id>', 'key set id')
-  .option('--reason <text>', 'why, for the audit trail')
-  .option('--wait', 'wait until the new key signs')
-  .option('--immediately', 'promote now, accepting that verifiers whose cached JWKS predates the key reject its tokens until it expires')
-  .option('--signal', 'only ask (signal requestRotation) and return at once; the workflow retries it if it fails')
-  .action(async (id: string, _options: unknown, command: Command) => {
-    const options = parseOptions(schema, { ...command.opts(), keySetId: id });
-    const request = { ...(options.reason && { reason: options.reason }), requestedBy: requestedBy(), immediately: options.immediately };
-    await withKeySets(options, async (keySets) => {
-      if (options.signal) {
-        await keySets.requestRotation(options.keySetId, request);
-        console.log(
-          options.json
-            ? JSON.stringify({ id: options.keySetId, requested: true })
-            : `rotation of key set "${options.keySetId}" requested; \`keyturn status ${options.keySetId}\` shows its next key and when it signs`,
-        );
-        return;
-      }
-      const result = await keySets.rotate(options.keySetId, request);
-      if (options.wait && !result.active) {
-        await keySets.waitForActiveKid(options.keySetId, Math.max(result.signsAt - Date.now(), 0) + WAIT_SLACK_MS, result.kid);
-        result.active = true;
-      }
-      console.log(options.json ? JSON.stringify({ id: options.keySetId, ...result, signsAt: new Date(result.signsAt).toISOString() }) : describe(options.keySetId, result));
-    });
+export async function rotateAction(id: string, _options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(schema, { ...command.opts(), keySetId: id });
+  const request = { ...(options.reason && { reason: options.reason }), requestedBy: requestedBy(), immediately: options.immediately };
+  await withKeySets(options, async (keySets) => {
+    if (options.signal) {
+      await keySets.requestRotation(options.keySetId, request);
+      console.log(
+        options.json
+          ? JSON.stringify({ id: options.keySetId, requested: true })
+          : `rotation of key set "${options.keySetId}" requested; \`keyturn status ${options.keySetId}\` shows its next key and when it signs`,
+      );
+      return;
+    }
+    const result = await keySets.rotate(options.keySetId, request);
+    if (options.wait && !result.active) {
+      await keySets.waitForActiveKid(options.keySetId, Math.max(result.signsAt - Date.now(), 0) + WAIT_SLACK_MS, result.kid);
+      result.active = true;
+    }
+    console.log(options.json ? JSON.stringify({ id: options.keySetId, ...result, signsAt: new Date(result.signsAt).toISOString() }) : describe(options.keySetId, result));
   });
+}
 
 function describe(keySetId: string, result: RotationResult): string {
   const previous = result.previousKid ? `; ${result.previousKid} verifies through its grace period` : '';

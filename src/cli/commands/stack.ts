@@ -1,13 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
 import { loadConfig } from '../../config';
 import { createLogger } from '../../logger';
 import { onShutdownRequest } from '../../runtime/shutdown-signal';
 import { defaultStackPorts, startStack, type Stack, type StackService } from '../../stack/stack';
 import { keySetWorkflowId } from '../../workflows/messages';
 import { loadKeySetsFile } from '../../client/key-sets-file';
-import { DATA_DIR_OPTION } from '../options';
 
 interface StackOptions {
   file: string;
@@ -15,47 +13,37 @@ interface StackOptions {
   ui: boolean;
 }
 
-export const stackCommand = new Command('stack')
-  .description(
-    'run the production topology on this machine until Ctrl-C, as docker-compose.yml describes it, without containers: ' +
-      'PostgreSQL with separate databases and roles for Temporal and keyturn, a Temporal cluster of two nodes with its Web UI, ' +
-      'two workers, two JWKS servers, Prometheus and Alertmanager (Debian packages) alerting into a local inbox, and an ' +
-      'apply of the key sets file. The Temporal server and UI are built from the Go module proxy on first use (minutes, once)',
-  )
-  .option('-f, --file <file>', 'the key sets file to apply (none applied if it does not exist)', 'keysets.yaml')
-  .option(...DATA_DIR_OPTION)
-  .option('--no-ui', 'run without the Temporal Web UI (it need not be built then)')
-  .action(async (options: StackOptions) => {
-    const config = loadConfig(process.env, { dataDir: options.dataDir });
-    const keySetsFile = existsSync(options.file) ? await loadKeySetsFile(options.file) : undefined;
-    const logger = createLogger({ level: config.logLevel, pretty: process.stdout.isTTY === true });
-    const shutdown = onShutdownRequest(logger);
-    const abort = new AbortController();
-    void shutdown.requested.then(() => abort.abort());
-    let stack: Stack | undefined;
-    try {
-      stack = await startStack({
-        dir: path.join(config.dataDir, 'stack'),
-        ports: defaultStackPorts(),
-        // This very CLI, from wherever it runs (bin/keyturn.js and the build, or the sources through tsx).
-        keyturn: { command: process.execPath, args: [...process.execArgv, process.argv[1]] },
-        logger,
-        keySetsFile: keySetsFile?.source,
-        webUi: options.ui,
-        signal: abort.signal,
-      }).catch((error: unknown) => {
-        // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
-        if (abort.signal.aborted) return undefined;
-        throw error;
-      });
-      if (!stack) return;
-      console.log(banner(stack, keySetsFile?.keySets.map((k) => k.id) ?? []));
-      await shutdown.requested;
-    } finally {
-      await stack?.stop();
-      shutdown.dispose();
-    }
-  });
+export async function stackAction(options: StackOptions): Promise<void> {
+  const config = loadConfig(process.env, { dataDir: options.dataDir });
+  const keySetsFile = existsSync(options.file) ? await loadKeySetsFile(options.file) : undefined;
+  const logger = createLogger({ level: config.logLevel, pretty: process.stdout.isTTY === true });
+  const shutdown = onShutdownRequest(logger);
+  const abort = new AbortController();
+  void shutdown.requested.then(() => abort.abort());
+  let stack: Stack | undefined;
+  try {
+    stack = await startStack({
+      dir: path.join(config.dataDir, 'stack'),
+      ports: defaultStackPorts(),
+      // This very CLI, from wherever it runs (bin/keyturn.js and the build, or the sources through tsx).
+      keyturn: { command: process.execPath, args: [...process.execArgv, process.argv[1]] },
+      logger,
+      keySetsFile: keySetsFile?.source,
+      webUi: options.ui,
+      signal: abort.signal,
+    }).catch((error: unknown) => {
+      // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
+      if (abort.signal.aborted) return undefined;
+      throw error;
+    });
+    if (!stack) return;
+    console.log(banner(stack, keySetsFile?.keySets.map((k) => k.id) ?? []));
+    await shutdown.requested;
+  } finally {
+    await stack?.stop();
+    shutdown.dispose();
+  }
+}
 
 /** Where everything is, for the person who just ran `keyturn stack`. */
 function banner(stack: Stack, keySetIds: string[]): string {

@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import type { Config } from '../../config';
 import type { KeySetStatus } from '../../domain/key-set-state';
 import { KeyturnError } from '../../domain/errors';
@@ -6,7 +6,7 @@ import { KeySetDatabase } from '../../client/key-set-database';
 import { readFleet, statusFromRecord, type FleetReading } from '../../client/fleet-check';
 import { mapBounded } from '../../client/map-bounded';
 import type { KeySetClient } from '../../client/key-set-client';
-import { connectionOptions, keySetIdArgument, operatorCommand, parseOptions, withKeySets } from '../operator';
+import { connectionOptions, keySetIdArgument, parseOptions, withKeySets } from '../operator';
 import { formatStatus, formatStatusLines, statusJson, type StatusProblemJson } from '../output';
 
 const schema = connectionOptions.extend({ keySetId: keySetIdArgument.optional() });
@@ -54,24 +54,21 @@ async function askEach(keySets: KeySetClient, keySetsToShow: { id: string; known
   });
 }
 
-export const statusCommand = operatorCommand('status')
-  .description("a key set's keys with their states and times, policy, pause, next transition and last error; without an id, one line per key set")
-  .argument('[id]', 'key set id')
-  .action(async (id: string | undefined, _options: unknown, command: Command) => {
-    const options = parseOptions(schema, { ...command.opts(), keySetId: id });
-    await withKeySets(options, async (keySets, config) => {
-      if (options.keySetId !== undefined) {
-        const status = await keySets.getState(options.keySetId);
-        console.log(options.json ? JSON.stringify(statusJson(status)) : formatStatus(status, Date.now()));
-        return;
-      }
-      const { entries } = await collectStatuses(keySets, config);
-      console.log(
-        options.json
-          ? JSON.stringify(entries.map((entry) => ('error' in entry ? entry : statusJson(entry))))
-          : formatStatusLines(entries, Date.now()),
-      );
-      const unreadable = entries.filter((entry) => 'error' in entry).length;
-      if (unreadable > 0) throw new Error(`${unreadable} of ${entries.length} key set(s) could not be read`);
-    });
+export async function statusAction(id: string | undefined, _options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(schema, { ...command.opts(), keySetId: id });
+  await withKeySets(options, async (keySets, config) => {
+    if (options.keySetId !== undefined) {
+      const status = await keySets.getState(options.keySetId);
+      console.log(options.json ? JSON.stringify(statusJson(status)) : formatStatus(status, Date.now()));
+      return;
+    }
+    const { entries } = await collectStatuses(keySets, config);
+    console.log(
+      options.json
+        ? JSON.stringify(entries.map((entry) => ('error' in entry ? entry : statusJson(entry))))
+        : formatStatusLines(entries, Date.now()),
+    );
+    const unreadable = entries.filter((entry) => 'error' in entry).length;
+    if (unreadable > 0) throw new Error(`${unreadable} of ${entries.length} key set(s) could not be read`);
   });
+}

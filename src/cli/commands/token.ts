@@ -1,67 +1,72 @@
-import { Command } from 'commander';
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
+import { utc } from '../../domain/describe';
 import { KeyturnError } from '../../domain/errors';
 import { KeyRing, ttlToMs } from '../../issuer/key-ring';
 import { createLogger } from '../../logger';
 import { listPublishedJwks } from '../../store/published-keys';
 import { withKeyStore } from '../key-store';
 import { keySetIdArgument, parseOptions } from '../operator';
-import { DATA_DIR_OPTION } from '../options';
 
 // Everything a command is given is checked before the database is opened (or an embedded one started).
 const keySetSchema = z.object({ keySetId: keySetIdArgument });
 const CLAIMS_HINT = `give an object, e.g. --claims '{"scope":"read"}'`;
 
-const signCommand = new Command('sign')
-  .description("print a JWT signed with the key set's active key, as the key ring signs them")
-  .argument('<id>', 'key set id')
-  .option('--sub <subject>', 'the sub claim')
-  .option('--ttl <duration>', "lifetime, e.g. 15m (default and maximum: the policy's maxTokenTtl, within KEYTURN_MAX_TOKEN_TTL_CEILING)")
-  .option('--claims <json>', 'further claims as a JSON object')
-  .option(...DATA_DIR_OPTION)
-  .action(async (id: string, options: { sub?: string; ttl?: string; claims?: string; dataDir?: string }) => {
-    const { keySetId } = parseOptions(keySetSchema, { keySetId: id });
-    const claims = options.claims === undefined ? {} : parseClaims(options.claims);
-    if (options.ttl !== undefined) ttlToMs(options.ttl);
-    const token = await withKeyStore(options.dataDir, async (store, config) => {
-      const ring = await KeyRing.open({
-        pool: store.pool,
-        kekRing: store.kekRing,
-        keySetIds: [keySetId],
-        maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
-        logger: createLogger({ level: config.logLevel, toStderr: true }),
-      });
-      try {
-        return await ring.sign(keySetId, { ...claims, ...(options.sub !== undefined && { sub: options.sub }) }, { ttl: options.ttl });
-      } finally {
-        await ring.close();
-      }
+export async function tokenSignAction(id: string, options: { sub?: string; ttl?: string; claims?: string; dataDir?: string; json?: boolean }): Promise<void> {
+  const { keySetId } = parseOptions(keySetSchema, { keySetId: id });
+  const claims = options.claims === undefined ? {} : parseClaims(options.claims);
+  if (options.ttl !== undefined) ttlToMs(options.ttl);
+  const token = await withKeyStore(options.dataDir, async (store, config) => {
+    const ring = await KeyRing.open({
+      pool: store.pool,
+      kekRing: store.kekRing,
+      keySetIds: [keySetId],
+      maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
+      logger: createLogger({ level: config.logLevel, toStderr: true }),
     });
-    console.log(token);
-  });
-
-const verifyCommand = new Command('verify')
-  .description("verify a JWT against a key set's published keys (from PostgreSQL) or a JWKS URL, and print its claims")
-  .argument('<jwt>', 'the token')
-  .option('--keyset <id>', 'verify against this key set, read from the database')
-  .option('--jwks-url <url>', 'verify against the JWKS at this URL')
-  .option(...DATA_DIR_OPTION)
-  .action(async (token: string, options: { keyset?: string; jwksUrl?: string; dataDir?: string }) => {
-    if ((options.keyset === undefined) === (options.jwksUrl === undefined)) {
-      throw new KeyturnError('ERR_CONFIG_INVALID', 'name exactly one of --keyset <id> and --jwks-url <url>', { field: 'keyset' });
+    try {
+      return await ring.sign(keySetId, { ...claims, ...(options.sub !== undefined && { sub: options.sub }) }, { ttl: options.ttl });
+    } finally {
+      await ring.close();
     }
-    const url = options.jwksUrl === undefined ? undefined : jwksUrl(options.jwksUrl);
-    const keySetId = options.keyset === undefined ? undefined : parseOptions(keySetSchema, { keySetId: options.keyset }).keySetId;
-    const verify = (keys: JWTVerifyGetKey) => jwtVerify(token, keys).catch((error: unknown) => Promise.reject(rejection(error)));
-    const { payload, protectedHeader } =
-      url !== undefined
-        ? await verify(createRemoteJWKSet(url))
-        : await withKeyStore(options.dataDir, async (store) => verify(createLocalJWKSet({ keys: await listPublishedJwks(store.pool, keySetId!) })));
-    console.log(JSON.stringify({ header: protectedHeader, claims: payload }, null, 2));
   });
+  if (!options.json) {
+    console.log(token);
+    return;
+  }
+  // Read back from the token the ring signed: what it says is what a verifier will see.
+  const { kid, alg } = decodeProtectedHeader(token);
+  const { iat, exp } = decodeJwt(token);
+  console.log(JSON.stringify({ token, keySetId, kid, alg, iat, exp, expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString() }));
+}
 
-export const tokenCommand = new Command('token').description('sign and verify tokens').addCommand(signCommand).addCommand(verifyCommand);
+export async function tokenVerifyAction(
+  token: string,
+  options: { keySet?: string; jwksUrl?: string; dataDir?: string; json?: boolean },
+): Promise<void> {
+  if ((options.keySet === undefined) === (options.jwksUrl === undefined)) {
+    throw new KeyturnError('ERR_CONFIG_INVALID', 'name exactly one of --key-set <id> and --jwks-url <url>', { field: 'keySet' });
+  }
+  const url = options.jwksUrl === undefined ? undefined : jwksUrl(options.jwksUrl);
+  const keySetId = options.keySet === undefined ? undefined : parseOptions(keySetSchema, { keySetId: options.keySet }).keySetId;
+  const verify = (keys: JWTVerifyGetKey) => jwtVerify(token, keys).catch((error: unknown) => Promise.reject(rejection(error)));
+  const { payload, protectedHeader } =
+    url !== undefined
+      ? await verify(createRemoteJWKSet(url))
+      : await withKeyStore(options.dataDir, async (store) => verify(createLocalJWKSet({ keys: await listPublishedJwks(store.pool, keySetId!) })));
+  if (options.json) {
+    console.log(JSON.stringify({ header: protectedHeader, claims: payload }));
+    return;
+  }
+  const expires = payload.exp === undefined ? 'no exp claim' : `expires ${utc(payload.exp * 1000)}`;
+  console.log(
+    [
+      `valid: signed by ${protectedHeader.kid ?? '(no kid)'} (${protectedHeader.alg}), ${expires}`,
+      `header: ${JSON.stringify(protectedHeader)}`,
+      `claims: ${JSON.stringify(payload, null, 2)}`,
+    ].join('\n'),
+  );
+}
 
 function parseClaims(text: string): Record<string, unknown> {
   let value: unknown;
