@@ -4,6 +4,7 @@ import { Kek, KekRing } from '../src/crypto/kek';
 import { KeyStore } from '../src/store/key-store';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { createTestDatabase } from '../test/helpers/postgres';
+import { benchCli } from './cli';
 import { benchJwks } from './jwks';
 import { startBenchPostgres } from './postgres';
 import { benchStoreRotation, benchTemporalRotation } from './rotation';
@@ -60,6 +61,8 @@ async function main(): Promise<void> {
     }
     step('rotation through Temporal (dev server + worker)');
     rows.push(...(await benchTemporalRotation()));
+    step('CLI start-up: --help, and status against the Temporal CLI (dev server + worker)');
+    rows.push(...(await benchCli()));
   } finally {
     await postgres.stop();
   }
