@@ -34,10 +34,11 @@ export type {
   RotationResult,
 } from './workflows/messages';
 export type { KeySetStatus, LastError, PendingRotation } from './domain/key-set-state';
+export { KEY_STATES, LIVE_STATES } from './domain/lifecycle';
 export type { ForcedRotation, KeyState, KeyTimeline, LiveKeyState, ScheduledTransition } from './domain/lifecycle';
 
 // Policies.
-export { DEFAULT_POLICY, validatePolicy } from './domain/policy';
+export { DEFAULT_POLICY, OPTIONAL_POLICY_FIELDS, validatePolicy } from './domain/policy';
 export type { KeySetPolicy, PolicyCeilings, PolicyPatch } from './domain/policy';
 export { formatDuration, parseDuration } from './domain/duration';
 export { SIGNING_ALGORITHMS } from './domain/algorithms';
