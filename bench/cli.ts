@@ -62,7 +62,7 @@ export async function benchCli(): Promise<Row[]> {
     const { executable } = await resolveTemporalCli({ allowBuild: false });
     if (executable.type !== 'existing-path') throw new Error('the Temporal CLI is not installed: run `npm run temporal:install`');
     // keyturn finds the stack through the instance file in its data folder, as beside `keyturn dev`.
-    const env = { ...process.env, KEYTURN_DATA_DIR: running.dataDir, LOG_LEVEL: 'silent' };
+    const env: NodeJS.ProcessEnv = { ...process.env, KEYTURN_DATA_DIR: running.dataDir, LOG_LEVEL: 'silent' };
     for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'DATABASE_URL']) delete env[name];
     const status = await timeMany(process.execPath, [KEYTURN, 'status', keySetId], env);
     const describe = await timeMany(
