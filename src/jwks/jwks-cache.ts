@@ -44,6 +44,15 @@ export interface JwksCacheOptions {
 const DEFAULTS = { missTtlMs: 5_000, maxRememberedMisses: 10_000, maxConcurrentLookups: 16 };
 
 /**
+ * Rebuilds a check runs at once (the pool queues what exceeds its connections anyway). Not all at
+ * once: the start's 10,000 rebuilds begun together held 20,000 queued queries across many young-
+ * generation collections, and V8 then allocated in the old space, for good, at allocation sites
+ * Node's HTTP path shares with them; every request's garbage then outlived the young generation
+ * (a third of it promoted, a full collection a second under load: docs/benchmarks.md, 2026-12-01).
+ */
+const MAX_CONCURRENT_REBUILDS = 8;
+
+/**
  * The JWKS of every key set, prebuilt. `refresh(id)` rebuilds one key set (on its change
  * notification); `checkAll()` compares every key set's version with the database (at start and as
  * the polling fallback). Memory grows with the key sets in the database, never with the ids asked
@@ -163,17 +172,20 @@ export class JwksCache {
     for (const [keySetId, version] of versions) {
       if (this.#versions.get(keySetId) === version) this.#confirm(keySetId, readAt);
     }
-    const results = await Promise.allSettled(
-      changed.map(async ([keySetId, version]) => {
-        await this.refresh(keySetId);
-        this.#versions.set(keySetId, version);
-      }),
-    );
-    results.forEach((result, i) => {
-      if (result.status === 'rejected') {
-        this.#options.logger.error({ err: result.reason, keySetId: changed[i][0] }, 'cannot rebuild the JWKS of a key set');
+    // (client/map-bounded.ts is a layer above this one, and stops at the first failure.)
+    let next = 0;
+    const rebuildInTurn = async () => {
+      while (next < changed.length) {
+        const [keySetId, version] = changed[next++];
+        try {
+          await this.refresh(keySetId);
+          this.#versions.set(keySetId, version);
+        } catch (error) {
+          this.#options.logger.error({ err: error, keySetId }, 'cannot rebuild the JWKS of a key set');
+        }
       }
-    });
+    };
+    await Promise.all(Array.from({ length: MAX_CONCURRENT_REBUILDS }, rebuildInTurn));
     // Ready once every key set has a JWKS; it stays so, lest one broken key set take the others offline.
     if ([...versions.keys()].every((keySetId) => this.#entries.has(keySetId))) this.#loaded = true;
   }
