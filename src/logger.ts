@@ -11,6 +11,7 @@ const REDACTED_PATHS = [...PRIVATE_JWK_MEMBERS, 'privateJwk', 'privateKey', 'sea
 
 export type { Logger };
 
+/** How {@link createLogger} logs. */
 export interface LoggerOptions {
   level?: string;
   name?: string;

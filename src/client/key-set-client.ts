@@ -45,6 +45,7 @@ import { connectClient, resolveTemporalTarget } from './connect';
 import { KeySetDatabase } from './key-set-database';
 import { verifyKeySet, type KeySetVerification } from './verify';
 
+/** Time limits of a KeySetClient's calls. */
 export interface KeySetClientOptions {
   /** How long a query or signal may take before the key set counts as not answering (default 10 s). */
   answerTimeoutMs?: number;
@@ -309,6 +310,7 @@ export class KeySetClient {
     await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(pauseSignal, { reason, ...(requestedBy && { requestedBy }) }));
   }
 
+  /** Restarts the scheduled transitions of a paused key set; overdue ones run at once. */
   async resume(keySetId: string, requestedBy?: string): Promise<void> {
     await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal, requestedBy ? { requestedBy } : {}));
   }

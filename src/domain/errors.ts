@@ -28,6 +28,7 @@ export type KeyturnErrorCode =
   | 'ERR_KID_MISMATCH'
   | 'ERR_TOKEN_TTL_TOO_LONG';
 
+/** What a KeyturnError concerns, as far as known. */
 export interface KeyturnErrorDetails {
   keySetId?: string;
   kid?: string;
@@ -35,6 +36,19 @@ export interface KeyturnErrorDetails {
   cause?: unknown;
 }
 
+/**
+ * An error keyturn raises on purpose: match on `code`, not on the message.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await keySets.revoke('payments', kid, 'leaked');
+ * } catch (error) {
+ *   if (error instanceof KeyturnError && error.code === 'ERR_KID_UNKNOWN') console.error(`no key ${error.kid}`);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class KeyturnError extends Error {
   readonly code: KeyturnErrorCode;
   readonly keySetId?: string;

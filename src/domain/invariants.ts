@@ -29,6 +29,7 @@ export interface StoredKeyRecord {
 /** The times and windows the workflow and PostgreSQL must agree on. */
 const RECORDED_FIELDS = ['createdAt', ...TIMELINE_TIMES] as const;
 
+/** Which invariant is broken: what `keyturn verify` and the supervisor report. */
 export type ViolationCode =
   | 'NO_ACTIVE_KEY'
   | 'SEVERAL_ACTIVE_KEYS'

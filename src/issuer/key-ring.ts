@@ -16,6 +16,7 @@ import { getPolicy } from '../store/key-set-registry';
 import { openActiveKey } from '../store/signing-keys';
 import { TokenSigner } from './token-signer';
 
+/** What {@link KeyRing.open} connects to and how the ring behaves; `pool` or `databaseUrl`, and `kekRing`, are required. */
 export interface KeyRingOptions {
   /** A pool to share; the ring also opens one dedicated connection to LISTEN on. */
   pool?: Pool;
@@ -45,6 +46,7 @@ export interface KeyRingOptions {
 /** Claims of a token to sign; `iat` and `exp` are the ring's to set. */
 export type TokenClaims = Record<string, unknown>;
 
+/** Options of one {@link KeyRing.sign}. */
 export interface SignOptions {
   /**
    * How long the token is valid: a duration such as `15m` or `90s`, or a number of seconds (the unit

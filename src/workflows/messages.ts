@@ -15,6 +15,7 @@ export function keySetWorkflowId(keySetId: string): string {
   return `keyset/${keySetId}`;
 }
 
+/** A forced rotation: `rotate`, `requestRotation`. */
 export interface RotationRequest {
   reason?: string;
   /** Who asked, for the audit trail (an operator's name, a script). */
@@ -26,6 +27,7 @@ export interface RotationRequest {
   immediately?: boolean;
 }
 
+/** What `rotate` answers: the key that will sign, and when. */
 export interface RotationResult {
   /** The key that signs once the rotation is done. */
   kid: string;
@@ -48,6 +50,7 @@ export interface RevocationRequest {
   requestedBy?: string;
 }
 
+/** What `revoke` answers. */
 export interface RevocationResult {
   revokedKid: string;
   previousState: LiveKeyState;
@@ -64,6 +67,7 @@ export interface ResumeRequest {
   requestedBy?: string;
 }
 
+/** A change of some policy fields: `updatePolicy`. */
 export interface PolicyUpdate {
   /** The fields to change; null removes an optional field (`issuer`, `publishedAt`). */
   patch: PolicyPatch;
@@ -71,6 +75,7 @@ export interface PolicyUpdate {
   reason?: string;
 }
 
+/** What `updatePolicy` answers. */
 export interface PolicyUpdateResult {
   /** The whole policy now in force. */
   policy: KeySetPolicy;
@@ -80,11 +85,13 @@ export interface PolicyUpdateResult {
   changed: (keyof KeySetPolicy)[];
 }
 
+/** Why a key set winds down, and who asked: `decommission`. */
 export interface DecommissionRequest {
   reason: string;
   requestedBy?: string;
 }
 
+/** Why a key set winding down goes back into service, and who asked: `recommission`. */
 export interface RecommissionRequest {
   reason?: string;
   requestedBy?: string;
