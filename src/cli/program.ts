@@ -125,6 +125,8 @@ export function createProgram(): Command {
   withConnectionOptions(program.command('status'))
     .description("a key set's keys with their states and times, policy, pause, next transition and last error; without an id, one line per key set")
     .argument('[id]', 'key set id')
+    .option('--timeline', "draw the key set's keys' past and planned periods (next, active, grace, retired) as a chart; with --json, its rows")
+    .option('--mermaid', 'the same chart as a Mermaid gantt block')
     .action(lazy(() => import('./commands/status.js'), (m) => m.statusAction));
 
   withConnectionOptions(program.command('rotate'))

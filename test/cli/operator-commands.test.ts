@@ -66,6 +66,30 @@ test('status shows keys, schedule, pause and policy; --json has the documented s
   });
 });
 
+test('status --timeline draws the key set, --mermaid writes it as a gantt block, --json gives the rows', async () => {
+  const chart = await keyturn('status', KEY_SET, '--timeline');
+  expect(chart).toMatchObject({ code: 0, err: '' });
+  const lines = chart.out.trimEnd().split('\n');
+  // Not a terminal here: 100 columns, no colour; the active key's row, the key to come, the axis and the legend.
+  expect(lines).toHaveLength(5);
+  expect(lines[0]).toMatch(new RegExp(`^${firstKid.slice(0, 9)}…  █+━+┅+┈+$`));
+  expect(lines[1]).toMatch(/^\(to come\) {3,}╌+━+┅+┈+$/);
+  expect(lines[2]).toMatch(/^ {12}[┬─▲]{88}$/);
+  expect(lines[3]).toMatch(/^ {12}\d{4}-\d\d-\d\d {2}\d{4}-/);
+  expect(chart.out).not.toContain('\u001b');
+
+  const mermaid = await keyturn('status', KEY_SET, '--mermaid');
+  expect(mermaid.out).toMatch(new RegExp(`^gantt\n.*\n    dateFormat YYYY-MM-DD HH:mm:ss\n.*\n    section ${firstKid}\n    active :done, `));
+  expect(mermaid.out).toContain('    section key to come\n    next :');
+
+  const rows = JSON.parse((await keyturn('status', KEY_SET, '--timeline', '--json')).out) as { kid?: string; periods: { phase: string; planned: boolean }[] }[];
+  expect(rows.map((row) => [row.kid, row.periods.map((p) => `${p.phase}${p.planned ? '*' : ''}`)])).toEqual([
+    [firstKid, ['active', 'active*', 'grace*', 'retired*']],
+    [undefined, ['next*', 'active*', 'grace*', 'retired*']],
+  ]);
+  expect((await keyturn('status', '--timeline')).err).toMatch(/^keyturn: --timeline and --mermaid draw one key set: name it/);
+});
+
 test('rotate publishes a next key and says when it signs; asked again it joins the pending rotation', async () => {
   const run = await keyturn('rotate', KEY_SET, '--reason', 'drill');
   expect(run).toMatchObject({ code: 0, err: '' });

@@ -76,7 +76,7 @@ describe('keyturn completion', () => {
       expect(await complete('st')).toEqual(['stack', 'status']);
       expect(await complete('token', '')).toEqual(['sign', 'verify']);
       expect(await complete('token', 'verify', 'x', '--k')).toEqual(['--key-set']);
-      expect(await complete('status', 'web', '--n')).toEqual(['--namespace']);
+      expect(await complete('status', 'web', '--t')).toEqual(['--timeline']);
       expect(await complete('--v')).toEqual(['--version']);
       expect(await complete('dev', '-f', 'keyturn.b')).toEqual(['keyturn.bash']);
     });

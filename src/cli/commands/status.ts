@@ -1,15 +1,30 @@
 import type { Command } from 'commander';
+import { z } from 'zod';
 import type { Config } from '../../config';
 import type { KeySetStatus } from '../../domain/key-set-state';
 import { KeyturnError } from '../../domain/errors';
+import { policyTimings } from '../../domain/policy';
+import { keySetTimeline } from '../../domain/timeline';
 import { KeySetDatabase } from '../../client/key-set-database';
 import { readFleet, statusFromRecord, type FleetReading } from '../../client/fleet-check';
 import { mapBounded } from '../../client/map-bounded';
 import type { KeySetClient } from '../../client/key-set-client';
 import { connectionOptions, keySetIdArgument, parseOptions, withKeySets } from '../operator';
 import { formatStatus, formatStatusLines, statusJson, type StatusProblemJson } from '../output';
+import { renderTimelineChart, renderTimelineMermaid } from '../timeline-chart';
 
-const schema = connectionOptions.extend({ keySetId: keySetIdArgument.optional() });
+const schema = connectionOptions
+  .extend({ keySetId: keySetIdArgument.optional(), timeline: z.boolean().default(false), mermaid: z.boolean().default(false) })
+  .refine((options) => options.keySetId !== undefined || !(options.timeline || options.mermaid), {
+    error: '--timeline and --mermaid draw one key set: name it, e.g. `keyturn status default --timeline`',
+    path: ['timeline'],
+  });
+
+/** The chart fills the terminal; piped, 100 columns and no colour (NO_COLOR turns colour off too). */
+function chartOptions(now: number) {
+  const tty = process.stdout.isTTY === true;
+  return { now, width: tty ? (process.stdout.columns ?? 100) : 100, color: tty && !process.env.NO_COLOR };
+}
 
 export interface StatusOverview {
   /** Where the list of key sets came from. */
@@ -59,7 +74,14 @@ export async function statusAction(id: string | undefined, _options: unknown, co
   await withKeySets(options, async (keySets, config) => {
     if (options.keySetId !== undefined) {
       const status = await keySets.getState(options.keySetId);
-      console.log(options.json ? JSON.stringify(statusJson(status)) : formatStatus(status, Date.now()));
+      const now = Date.now();
+      if (options.timeline || options.mermaid) {
+        const rows = keySetTimeline(status.keys, policyTimings(status.policy), now);
+        if (options.mermaid) console.log(renderTimelineMermaid(status.keySetId, rows));
+        else console.log(options.json ? JSON.stringify(rows) : renderTimelineChart(rows, chartOptions(now)));
+        return;
+      }
+      console.log(options.json ? JSON.stringify(statusJson(status)) : formatStatus(status, now));
       return;
     }
     const { entries } = await collectStatuses(keySets, config);
