@@ -1,5 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
+import childProcess, { type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { assertPortFree } from './port-check';
 import { clusterDirFor, embeddedPostgresEntry, type PostgresPlacement } from './postgres-reach';
@@ -67,7 +68,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   });
   try {
     if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) await server.initialise();
-    await server.start();
+    await inOwnProcessGroup(() => server.start());
   } catch (error) {
     // Nothing to stop: the package rejects only once the server process has exited.
     const detail = error instanceof Error ? error.message : recent.join(' | ') || 'no output';
@@ -87,12 +88,33 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     url: `postgres://${encodeURIComponent(superuser.name)}:${encodeURIComponent(superuser.password)}@${HOST}:${options.port}/postgres`,
     async stop() {
       process.removeListener('exit', stopOnExit);
-      // Ctrl-C in a terminal reaches postgres as well (same process group), and it shuts down by
-      // itself; the package's stop() would then wait forever for an `exit` event already past.
+      // Stopped already (killed by someone else): the package's stop() would wait forever for an `exit` event already past.
       if (child && (child.exitCode !== null || child.signalCode !== null)) return;
       await server.stop();
     },
   };
+}
+
+/**
+ * Runs the package's start() with the server in a process group of its own, as the Temporal dev
+ * server is: Ctrl-C in a terminal goes to the terminal's process group, and PostgreSQL must not stop
+ * (fast shutdown, ending the worker's connections) before keyturn's teardown has stopped the worker.
+ * The package has no option for it and spawns `postgres -D <dir> …` itself, from its ES module's
+ * import of child_process: for the length of start(), that spawn is given `detached: true`
+ * (syncBuiltinESMExports passes the replaced function on to ES module imports, and back after).
+ */
+async function inOwnProcessGroup<T>(start: () => Promise<T>): Promise<T> {
+  const spawn = childProcess.spawn;
+  const isServer = (command: unknown, args: unknown) => path.basename(String(command)) === 'postgres' && Array.isArray(args) && args[0] === '-D';
+  childProcess.spawn = ((command: string, args: readonly string[], options: childProcess.SpawnOptions) =>
+    spawn(command, args, isServer(command, args) ? { ...options, detached: true } : options)) as typeof spawn;
+  syncBuiltinESMExports();
+  try {
+    return await start();
+  } finally {
+    childProcess.spawn = spawn;
+    syncBuiltinESMExports();
+  }
 }
 
 /**

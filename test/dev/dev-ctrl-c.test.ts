@@ -1,0 +1,81 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../helpers/ports';
+
+// Ctrl-C in a terminal sends SIGINT to the terminal's whole foreground process group. `keyturn dev`
+// is started here as a process group leader and the group gets SIGINT, as a terminal would send it:
+// the embedded PostgreSQL and the Temporal dev server must be in groups of their own, so that only
+// keyturn hears it and stops them itself, after the worker.
+
+const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-ctrl-c-'));
+  // Run as root, PostgreSQL runs as the `postgres` user and must get through.
+  await chmod(dataDir, 0o755);
+});
+
+afterAll(() => rm(dataDir, { recursive: true, force: true }));
+
+/** A process's group id, from /proc/<pid>/stat (field 5). */
+function processGroup(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+}
+
+/** The pid of the process whose command line holds `text`. */
+function pidWith(text: string): number {
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(text)) return Number(entry);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  throw new Error(`no process with "${text}" in its command line`);
+}
+
+test('SIGINT to the process group stops the worker first, then the dev server and PostgreSQL, with no warning', async () => {
+  const ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort() };
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'debug' };
+  for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT', 'KEYTURN_SDK_METRICS_PORT']) delete env[name];
+  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];
+  // detached: a process group of its own with keyturn as its leader, as a shell's job is.
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const output: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exited = once(child, 'exit');
+  try {
+    const deadline = Date.now() + 90_000;
+    while (!output.join('').includes('keyturn is running')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`keyturn dev did not come up:\n${output.join('').slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const postgres = Number((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    const temporal = pidWith(path.join(dataDir, 'temporal.db'));
+    expect(processGroup(child.pid!)).toBe(child.pid);
+    // Out of keyturn's group: the terminal's SIGINT does not reach them.
+    expect([processGroup(postgres), processGroup(temporal)]).toEqual([postgres, temporal]);
+
+    process.kill(-child.pid!, 'SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+  }
+
+  const log = output.join('');
+  const stopped = (what: string) => log.indexOf(`"msg":"stopped ${what}"`);
+  expect(stopped('the worker')).toBeGreaterThan(0);
+  expect(stopped('the worker')).toBeLessThan(stopped('the Temporal dev server'));
+  expect(stopped('the Temporal dev server')).toBeLessThan(stopped('the key store'));
+  // Nothing went wrong on the way down: no warning or error from keyturn or PostgreSQL's log.
+  const complaints = log.split('\n').filter((line) => /"level":(40|50|60)\b|"level":"(warn|error|fatal)"/.test(line));
+  expect(complaints).toEqual([]);
+}, 150_000);
