@@ -41,8 +41,9 @@ export function renderTimelineChart(rows: readonly TimelineRow[], options: Chart
     for (const period of [...row.periods].sort((a, b) => Number(b.planned) - Number(a.planned))) {
       const glyphs = GLYPHS[period.phase];
       const first = column(period.start);
-      const last = Math.max(first, Math.ceil(((period.end - from) / (to - from)) * columns) - 1);
-      for (let c = first; c <= Math.min(last, columns - 1); c += 1) cells[c] = paint(period.planned ? glyphs.planned : glyphs.past, period);
+      // Columns [first, the end's): the next period starts where this one stops, and none is left without a column.
+      const last = Math.max(first, column(period.end) - (period.end >= to ? 0 : 1));
+      for (let c = first; c <= last; c += 1) cells[c] = paint(period.planned ? glyphs.planned : glyphs.past, period);
     }
     return `${label(row.kid)}${cells.join('')}`.trimEnd();
   });

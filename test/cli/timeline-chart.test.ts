@@ -24,8 +24,8 @@ const rows: TimelineRow[] = [
 test('the chart: a row per key, blocks for what happened and lines for what is planned, dates under a time axis', () => {
   expect(renderTimelineChart(rows, { now, width: 100, color: false })).toBe(
     [
-      'AAAAold-k…  ▒▒▒▒██████████████████████████▓▓▓▓░░',
-      'BBBBactiv…                            ▒▒▒▒██████████━━━━━━━━━━━━━━━━┅┅┅┅┈┈',
+      'AAAAold-k…  ▒▒▒▒██████████████████████████▓▓▓▓░',
+      'BBBBactiv…                            ▒▒▒▒█████████━━━━━━━━━━━━━━━━━┅┅┅┅┈',
       '(to come)                                                       ╌╌╌╌━━━━━━━━━━━━━━━━━━━━━━━━━━┅┅┅┅┅┈',
       '            ┬───────────┬───────────┬───────────┬──▲────────┬───────────┬───────────┬───────────────',
       '            2026-09-27  2026-10-10  2026-10-24  2026-11-07  2026-11-21  2026-12-04  2026-12-18',
