@@ -72,7 +72,11 @@ const layerBlocks = LAYERS.map((layer, index) => {
             })),
             patterns: [
               ...patterns,
-              { group: ['**/activities/*', '**/store/*', '**/crypto/*'], message: 'Import activities as types only.', allowTypeImports: true },
+              {
+                group: ['**/activities/*', '**/store/*', '**/crypto/*'],
+                message: 'Import activities as types only.',
+                allowTypeImports: true,
+              },
             ],
           },
         ],
@@ -83,7 +87,18 @@ const layerBlocks = LAYERS.map((layer, index) => {
 }).flat();
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', '.keyturn/', 'test-artifacts/', 'docs/api/', 'bin/', '*.config.js'] },
+  {
+    ignores: [
+      'node_modules/',
+      'dist/',
+      'coverage/',
+      '.keyturn/',
+      'test-artifacts/',
+      'docs/api/',
+      'bin/',
+      '*.config.js',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

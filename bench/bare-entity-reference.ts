@@ -50,22 +50,38 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
   const db = await createTestDatabase();
   const pool = db.pool;
   try {
-    await pool.query('CREATE TABLE bare_entities (entity_id text PRIMARY KEY, registered_at timestamptz NOT NULL DEFAULT now())');
+    await pool.query(
+      'CREATE TABLE bare_entities (entity_id text PRIMARY KEY, registered_at timestamptz NOT NULL DEFAULT now())',
+    );
     step('bare entities: bundling their workflow, starting a Temporal dev server of their own');
-    const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('./bare-entity-workflows'), logger: quietLogger });
+    const { code } = await bundleWorkflowCode({
+      workflowsPath: require.resolve('./bare-entity-workflows'),
+      logger: quietLogger,
+    });
     const bundle = path.join(folder, 'bare-entity-bundle.js');
     await writeFile(bundle, code);
     temporal = await TemporalServer.start(processes);
     const worker = processes.start(WORKER_NAME, process.execPath, [WORKER_SCRIPT], {
       cwd: REPO,
-      env: { ...process.env, BARE_DATABASE_URL: db.url, TEMPORAL_ADDRESS: temporal.address, BARE_TASK_QUEUE: TASK_QUEUE, BARE_WORKFLOW_BUNDLE: bundle },
+      env: {
+        ...process.env,
+        BARE_DATABASE_URL: db.url,
+        TEMPORAL_ADDRESS: temporal.address,
+        BARE_TASK_QUEUE: TASK_QUEUE,
+        BARE_WORKFLOW_BUNDLE: bundle,
+      },
     });
     await worker.waitForOutput(/bare entity worker running/, 60_000);
     connection = await Connection.connect({ address: temporal.address });
     const client = new Client({ connection });
-    const countRows = async () => Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM bare_entities')).rows[0].n);
+    const countRows = async () =>
+      Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM bare_entities')).rows[0].n);
     // One entity through first, as keyturn's warm-up key set: the worker's first workflow task loads the bundle.
-    await client.workflow.start('bareEntityWorkflow', { workflowId: 'bare/warm-up', taskQueue: TASK_QUEUE, args: ['warm-up'] });
+    await client.workflow.start('bareEntityWorkflow', {
+      workflowId: 'bare/warm-up',
+      taskQueue: TASK_QUEUE,
+      args: ['warm-up'],
+    });
     await untilCount(countRows, 1, 'the warm-up entity', step, 120_000);
 
     step(`bare entities: starting ${count}, ${bound} at a time`);
@@ -81,7 +97,11 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
     const starter = async () => {
       while (next < count) {
         const entityId = `entity-${String(next++).padStart(6, '0')}`;
-        await client.workflow.start('bareEntityWorkflow', { workflowId: `bare/${entityId}`, taskQueue: TASK_QUEUE, args: [entityId] });
+        await client.workflow.start('bareEntityWorkflow', {
+          workflowId: `bare/${entityId}`,
+          taskQueue: TASK_QUEUE,
+          args: [entityId],
+        });
       }
     };
     const [, done] = await Promise.all([
@@ -103,4 +123,11 @@ export async function measureBareEntities(settings: ScaleSettings): Promise<Bare
 }
 
 const quiet = () => undefined;
-const quietLogger = { log: quiet, trace: quiet, debug: quiet, info: quiet, warn: quiet, error: (message: string) => console.error(message) };
+const quietLogger = {
+  log: quiet,
+  trace: quiet,
+  debug: quiet,
+  info: quiet,
+  warn: quiet,
+  error: (message: string) => console.error(message),
+};

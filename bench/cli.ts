@@ -30,7 +30,11 @@ async function timeOnce(command: string, args: readonly string[], env: NodeJS.Pr
   const { stdout } = await run('bash', ['-c', script, 'bench', command, ...args], { env });
   const wallMs = performance.now() - started;
   // times prints the shell's own user/system times, then its children's: "0m0.412s 0m0.051s".
-  const children = stdout.trim().split('\n').at(-1)!.match(/(\d+)m([\d.]+)s/g)!;
+  const children = stdout
+    .trim()
+    .split('\n')
+    .at(-1)!
+    .match(/(\d+)m([\d.]+)s/g)!;
   const cpuMs = children.reduce((sum, part) => {
     const [, minutes, seconds] = /(\d+)m([\d.]+)s/.exec(part)!;
     return sum + (Number(minutes) * 60 + Number(seconds)) * 1000;
@@ -38,7 +42,11 @@ async function timeOnce(command: string, args: readonly string[], env: NodeJS.Pr
   return { wallMs, cpuMs };
 }
 
-async function timeMany(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ wall: number; cpu: number }> {
+async function timeMany(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ wall: number; cpu: number }> {
   // One unmeasured run first: the page cache holds the files afterwards, as on an operator's machine.
   await timeOnce(command, args, env);
   const timings: Timing[] = [];
@@ -60,14 +68,24 @@ export async function benchCli(): Promise<Row[]> {
     await stack.keySets.start(keySetId, testPolicy('ES256'));
     await stack.keySets.waitForActiveKid(keySetId);
     const { executable } = await resolveTemporalCli({ allowBuild: false });
-    if (executable.type !== 'existing-path') throw new Error('the Temporal CLI is not installed: run `npm run temporal:install`');
+    if (executable.type !== 'existing-path')
+      throw new Error('the Temporal CLI is not installed: run `npm run temporal:install`');
     // keyturn finds the stack through the instance file in its data folder, as beside `keyturn dev`.
     const env: NodeJS.ProcessEnv = { ...process.env, KEYTURN_DATA_DIR: running.dataDir, LOG_LEVEL: 'silent' };
     for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'DATABASE_URL']) delete env[name];
     const status = await timeMany(process.execPath, [KEYTURN, 'status', keySetId], env);
     const describe = await timeMany(
       executable.path,
-      ['workflow', 'describe', '-w', `keyset/${keySetId}`, '--address', stack.temporalAddress, '--namespace', stack.namespace],
+      [
+        'workflow',
+        'describe',
+        '-w',
+        `keyset/${keySetId}`,
+        '--address',
+        stack.temporalAddress,
+        '--namespace',
+        stack.namespace,
+      ],
       env,
     );
     const times = status.wall / describe.wall;

@@ -10,7 +10,8 @@ export const cpuPinning = (() => {
   const cores = os.availableParallelism();
   if (cores < 2) return null;
   const all = `0-${cores - 1}`;
-  const pin = (pid: number, cpus: string) => execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
+  const pin = (pid: number, cpus: string) =>
+    execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
   try {
     pin(process.pid, all);
   } catch {

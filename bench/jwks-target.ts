@@ -14,7 +14,13 @@ import { createLogger } from '../src/logger';
  */
 export type TargetMessage =
   | { mode: 'keyturn'; databaseUrl: string }
-  | { mode: 'baseline'; body: string; headers: OutgoingHttpHeaders; etag: string; notModifiedHeaders: OutgoingHttpHeaders };
+  | {
+      mode: 'baseline';
+      body: string;
+      headers: OutgoingHttpHeaders;
+      etag: string;
+      notModifiedHeaders: OutgoingHttpHeaders;
+    };
 export type TargetRequest = 'cpu' | 'stop';
 
 async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {

@@ -32,7 +32,9 @@ async function startTarget(message: TargetMessage): Promise<Target> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (reply: { url: string }) => resolve(reply.url));
-    child.once('exit', (code) => reject(new Error(`the ${message.mode} JWKS target exited with ${code} before listening`)));
+    child.once('exit', (code) =>
+      reject(new Error(`the ${message.mode} JWKS target exited with ${code} before listening`)),
+    );
     child.send(message);
   });
   const ask = (request: TargetRequest) => child.send(request);
@@ -74,7 +76,9 @@ async function load(target: Target, url: string, headers: Record<string, string>
   const cpu = (await target.cpuMicros()) - cpuBefore;
   const answered = result[`${String(status)[0]}xx` as '2xx' | '3xx'];
   if (result.errors > 0 || result.timeouts > 0 || answered !== result.requests.total) {
-    throw new Error(`load on ${url}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.requests.total - answered} answers other than ${status}`);
+    throw new Error(
+      `load on ${url}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.requests.total - answered} answers other than ${status}`,
+    );
   }
   return {
     requestsPerSecond: result.requests.total / result.duration,
@@ -84,13 +88,23 @@ async function load(target: Target, url: string, headers: Record<string, string>
 }
 
 /** One start of a target, loaded with each answer in turn (`first` first). */
-async function measure(message: TargetMessage, route: string, etag: string, first: Answer): Promise<Record<Answer, LoadResult>> {
+async function measure(
+  message: TargetMessage,
+  route: string,
+  etag: string,
+  first: Answer,
+): Promise<Record<Answer, LoadResult>> {
   const target = await startTarget(message);
   try {
     const url = `${target.url}${route}`;
     const results = {} as Record<Answer, LoadResult>;
     for (const answer of first === 'ok' ? (['ok', 'notModified'] as const) : (['notModified', 'ok'] as const)) {
-      results[answer] = await load(target, url, answer === 'ok' ? {} : { 'if-none-match': etag }, ANSWERS[answer].status);
+      results[answer] = await load(
+        target,
+        url,
+        answer === 'ok' ? {} : { 'if-none-match': etag },
+        ANSWERS[answer].status,
+      );
     }
     return results;
   } finally {
@@ -99,7 +113,11 @@ async function measure(message: TargetMessage, route: string, etag: string, firs
 }
 
 /** The status and headers keyturn answered `route` with, without those node:http writes by itself, and the body. */
-async function probe(url: string, headers: Record<string, string>, status: number): Promise<{ headers: OutgoingHttpHeaders; body: Buffer }> {
+async function probe(
+  url: string,
+  headers: Record<string, string>,
+  status: number,
+): Promise<{ headers: OutgoingHttpHeaders; body: Buffer }> {
   const response = await fetch(url, { headers });
   if (response.status !== status) throw new Error(`GET ${url} answered ${response.status}, not ${status}`);
   const served: IncomingHttpHeaders = Object.fromEntries(response.headers);
@@ -134,7 +152,13 @@ export async function benchJwks(databaseUrl: string, keySetId: string, keySetsIn
   }
   const etag = String(ok.headers.etag);
   const kids = (JSON.parse(ok.body.toString('utf8')) as { keys: { kid: string }[] }).keys.length;
-  const baseline: TargetMessage = { mode: 'baseline', body: ok.body.toString('base64'), headers: ok.headers, etag, notModifiedHeaders: notModified.headers };
+  const baseline: TargetMessage = {
+    mode: 'baseline',
+    body: ok.body.toString('base64'),
+    headers: ok.headers,
+    etag,
+    notModifiedHeaders: notModified.headers,
+  };
 
   const runs = { keyturn: [] as Record<Answer, LoadResult>[], baseline: [] as Record<Answer, LoadResult>[] };
   cpuPinning?.pinSelf();
@@ -142,7 +166,8 @@ export async function benchJwks(databaseUrl: string, keySetId: string, keySetsIn
     for (let round = 0; round < ROUNDS; round += 1) {
       const order = round % 2 === 0 ? (['baseline', 'keyturn'] as const) : (['keyturn', 'baseline'] as const);
       const first: Answer = Math.floor(round / 2) % 2 === 0 ? 'ok' : 'notModified';
-      for (const mode of order) runs[mode].push(await measure(mode === 'keyturn' ? keyturn : baseline, route, etag, first));
+      for (const mode of order)
+        runs[mode].push(await measure(mode === 'keyturn' ? keyturn : baseline, route, etag, first));
     }
   } finally {
     cpuPinning?.release();

@@ -14,7 +14,15 @@ import { createTestDatabase } from '../test/helpers/postgres';
 import type { SupervisedProcess } from '../test/helpers/processes';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
-import { commandCpuSeconds, coreShare, countCpu, cpuSeconds, exitedChildrenCpuSeconds, machineCpuSeconds, residentBytes } from './proc-stats';
+import {
+  commandCpuSeconds,
+  coreShare,
+  countCpu,
+  cpuSeconds,
+  exitedChildrenCpuSeconds,
+  machineCpuSeconds,
+  residentBytes,
+} from './proc-stats';
 import { MeasuredProcesses, releaseBenchRun, REPO, untilCount, untilExit } from './scale-processes';
 import { sleep } from './stats';
 import { countActions, historyOfAllRuns, type ActionCount } from './temporal-actions';
@@ -75,7 +83,10 @@ export interface KeyturnFigures {
 
 /** keysets.yaml for `ids`, each under the seed policy (the file leaves every field out) or under `policy`. */
 function keySetsYaml(ids: readonly string[], policy: object = {}): string {
-  return stringify({ supervisor: { interval: BENCH_SUPERVISOR_INTERVAL }, keySets: ids.map((id) => ({ id, ...policy })) });
+  return stringify({
+    supervisor: { interval: BENCH_SUPERVISOR_INTERVAL },
+    keySets: ids.map((id) => ({ id, ...policy })),
+  });
 }
 
 /**
@@ -96,13 +107,30 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
   try {
     step('keyturn: starting a Temporal dev server of its own');
     temporal = await TemporalServer.start(processes);
-    const deployment: Deployment = { databaseUrl, kek: randomBytes(32).toString('base64'), temporalAddress: temporal.address, taskQueue: TASK_QUEUE };
+    const deployment: Deployment = {
+      databaseUrl,
+      kek: randomBytes(32).toString('base64'),
+      temporalAddress: temporal.address,
+      taskQueue: TASK_QUEUE,
+    };
     const keyturn = (name: string, args: string[], extra: NodeJS.ProcessEnv = {}): SupervisedProcess =>
-      processes.start(name, process.execPath, [path.join(REPO, 'bin', 'keyturn.js'), ...args], { cwd: REPO, env: keyturnEnv(deployment, extra) });
+      processes.start(name, process.execPath, [path.join(REPO, 'bin', 'keyturn.js'), ...args], {
+        cwd: REPO,
+        env: keyturnEnv(deployment, extra),
+      });
     const command = async (args: string[]): Promise<Timed & { output: string }> => {
       const began = performance.now();
-      const { seconds, code, output } = await untilExit(keyturn(`keyturn ${args[0]}`, args, { LOG_LEVEL: 'warn' }), began, COMMAND_TIMEOUT_MS);
-      const problem = code === 0 ? undefined : code === null ? `not done after ${COMMAND_TIMEOUT_MS / 1000} s` : `exit ${code}: ${lastLine(output)}`;
+      const { seconds, code, output } = await untilExit(
+        keyturn(`keyturn ${args[0]}`, args, { LOG_LEVEL: 'warn' }),
+        began,
+        COMMAND_TIMEOUT_MS,
+      );
+      const problem =
+        code === 0
+          ? undefined
+          : code === null
+            ? `not done after ${COMMAND_TIMEOUT_MS / 1000} s`
+            : `exit ${code}: ${lastLine(output)}`;
       return { seconds, problem, output };
     };
 
@@ -144,37 +172,56 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
       machine: machineCpuSeconds,
     });
     const applyBegan = performance.now();
-    const apply = untilExit(keyturn('keyturn apply', ['apply', '-f', file], { LOG_LEVEL: 'warn' }), applyBegan, 4 * 3_600_000);
+    const apply = untilExit(
+      keyturn('keyturn apply', ['apply', '-f', file], { LOG_LEVEL: 'warn' }),
+      applyBegan,
+      4 * 3_600_000,
+    );
     const countActive = () => activeKeys(pool, 'scale-0%');
     const applyFailed = apply.then((a) => {
       if (a.code !== 0) throw new Error(`keyturn apply failed (exit ${a.code}): ${lastLine(a.output)}`);
       return new Promise<never>(() => undefined);
     });
-    const allActive = await Promise.race([untilCount(countActive, count, 'key sets with an active key', step, 4 * 3_600_000), applyFailed]);
+    const allActive = await Promise.race([
+      untilCount(countActive, count, 'key sets with an active key', step, 4 * 3_600_000),
+      applyFailed,
+    ]);
     const applyCpu = cpuSince();
     const applied = await apply;
     if (applied.code !== 0) throw new Error(`keyturn apply failed (exit ${applied.code}): ${lastLine(applied.output)}`);
     applyCpu.cli = cpuSince().cli;
     const activeSeconds = (allActive - applyBegan) / 1000;
-    step(`keyturn: all ${count} active in ${activeSeconds.toFixed(1)} s (apply exited after ${applied.seconds.toFixed(1)} s); settling ${settings.settleSeconds} s`);
+    step(
+      `keyturn: all ${count} active in ${activeSeconds.toFixed(1)} s (apply exited after ${applied.seconds.toFixed(1)} s); settling ${settings.settleSeconds} s`,
+    );
     await sleep(settings.settleSeconds * 1000);
 
     const workerRss = residentBytes(workerPid);
     const serveRss = residentBytes(processes.pidOf(SERVE));
     const temporalRss = residentBytes(processes.pidOf('the Temporal dev server'));
     step(`keyturn: the idle worker's and JWKS server's CPU over ${settings.idleSeconds} s`);
-    const [idleCore, serveIdleCore] = await Promise.all([coreShare(workerPid, settings.idleSeconds), coreShare(processes.pidOf(SERVE), settings.idleSeconds)]);
+    const [idleCore, serveIdleCore] = await Promise.all([
+      coreShare(workerPid, settings.idleSeconds),
+      coreShare(processes.pidOf(SERVE), settings.idleSeconds),
+    ]);
 
     step('keyturn: /metrics scrapes');
-    const scrapes = [await scrape("worker's /metrics", `http://127.0.0.1:${metricsPort}/metrics`), await scrape("JWKS server's /metrics", `${jwksUrl}/metrics`)];
+    const scrapes = [
+      await scrape("worker's /metrics", `http://127.0.0.1:${metricsPort}/metrics`),
+      await scrape("JWKS server's /metrics", `${jwksUrl}/metrics`),
+    ];
 
     step('keyturn: status --json');
     const status = await command(['status', '--json']);
     step(`keyturn: status took ${status.seconds.toFixed(1)} s${status.problem ? ` (${status.problem})` : ''}; verify`);
     const verify = await command(['verify', '--json']);
-    step(`keyturn: verify took ${verify.seconds.toFixed(1)} s${verify.problem ? ` (${verify.problem})` : ''}; one supervisor round`);
+    step(
+      `keyturn: verify took ${verify.seconds.toFixed(1)} s${verify.problem ? ` (${verify.problem})` : ''}; one supervisor round`,
+    );
     const supervisor = await supervisorRound(client, workerPid);
-    step(`keyturn: the supervisor round took ${supervisor.seconds.toFixed(1)} s${supervisor.problem ? ` (${supervisor.problem})` : ''}`);
+    step(
+      `keyturn: the supervisor round took ${supervisor.seconds.toFixed(1)} s${supervisor.problem ? ` (${supervisor.problem})` : ''}`,
+    );
 
     step(`keyturn: actions of a key set under a seconds-long policy over ${COUNTED_PERIODS} rotation periods`);
     const actionsFile = path.join(folder, 'actions.yaml');
@@ -205,7 +252,10 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
 
 /** Active keys of the key sets whose id is LIKE `pattern`, from PostgreSQL, the source of truth. */
 async function activeKeys(pool: Pool, pattern: string): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM signing_keys WHERE state = 'active' AND key_set_id LIKE $1`, [pattern]);
+  const { rows } = await pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM signing_keys WHERE state = 'active' AND key_set_id LIKE $1`,
+    [pattern],
+  );
   return Number(rows[0].n);
 }
 
@@ -239,14 +289,21 @@ function startedWorkflow(action: ScheduleExecutionActionResult): { workflowId: s
 async function supervisorRound(client: Client, workerPid: number): Promise<KeyturnFigures['supervisor']> {
   const schedule = client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID);
   const before = await schedule.describe();
-  const known = new Set([...before.info.recentActions.map((a) => startedWorkflow(a.action)), ...before.info.runningActions.map(startedWorkflow)].map((w) => w.firstExecutionRunId));
+  const known = new Set(
+    [
+      ...before.info.recentActions.map((a) => startedWorkflow(a.action)),
+      ...before.info.runningActions.map(startedWorkflow),
+    ].map((w) => w.firstExecutionRunId),
+  );
   const cpuBefore = cpuSeconds(workerPid);
   const began = performance.now();
   await schedule.trigger();
   const started = await waitFor(
     async () => {
       const { info } = await schedule.describe();
-      return [...info.runningActions, ...info.recentActions.map((a) => a.action)].map(startedWorkflow).find((w) => !known.has(w.firstExecutionRunId));
+      return [...info.runningActions, ...info.recentActions.map((a) => a.action)]
+        .map(startedWorkflow)
+        .find((w) => !known.has(w.firstExecutionRunId));
     },
     60_000,
     'the supervisor round the trigger starts',
@@ -255,7 +312,10 @@ async function supervisorRound(client: Client, workerPid: number): Promise<Keytu
   const round = client.workflow.getHandle(started.workflowId, started.firstExecutionRunId);
   let problem: string | undefined;
   try {
-    await Promise.race([round.result(), sleep(COMMAND_TIMEOUT_MS).then(() => Promise.reject(new Error(`not done after ${COMMAND_TIMEOUT_MS / 1000} s`)))]);
+    await Promise.race([
+      round.result(),
+      sleep(COMMAND_TIMEOUT_MS).then(() => Promise.reject(new Error(`not done after ${COMMAND_TIMEOUT_MS / 1000} s`))),
+    ]);
   } catch (error) {
     problem = error instanceof Error ? error.message : String(error);
   }
@@ -271,13 +331,22 @@ async function supervisorRound(client: Client, workerPid: number): Promise<Keytu
  * rotation period falls once in that window, whatever the policy's durations. And those from its
  * start until its first promotion: what bootstrapping a key set costs.
  */
-async function countKeySetActions(client: Client, pool: Pool): Promise<Pick<KeyturnFigures, 'periodActions' | 'bootstrapActions'>> {
-  const promotions = async () => (await readTimedTrail(pool, ACTIONS_KEY_SET)).filter((e) => e.event === 'promoted').map((e) => e.occurredAt);
+async function countKeySetActions(
+  client: Client,
+  pool: Pool,
+): Promise<Pick<KeyturnFigures, 'periodActions' | 'bootstrapActions'>> {
+  const promotions = async () =>
+    (await readTimedTrail(pool, ACTIONS_KEY_SET)).filter((e) => e.event === 'promoted').map((e) => e.occurredAt);
   const lastNeeded = 2 + COUNTED_PERIODS;
-  const times = await waitFor(async () => {
-    const seen = await promotions();
-    return seen.length >= lastNeeded ? seen : undefined;
-  }, (lastNeeded + 2) * 6_000 + 60_000, `${lastNeeded} promotions of ${ACTIONS_KEY_SET}`, 500);
+  const times = await waitFor(
+    async () => {
+      const seen = await promotions();
+      return seen.length >= lastNeeded ? seen : undefined;
+    },
+    (lastNeeded + 2) * 6_000 + 60_000,
+    `${lastNeeded} promotions of ${ACTIONS_KEY_SET}`,
+    500,
+  );
   const from = times[1];
   const to = times[lastNeeded - 1];
   const events = await historyOfAllRuns(client, keySetWorkflowId(ACTIONS_KEY_SET));

@@ -23,7 +23,8 @@ const logger = createLogger({ level: 'silent' });
 
 /** The kid in a compact JWS's protected header. */
 function kidOf(token: string): string {
-  return (JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid: string }).kid;
+  return (JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid: string })
+    .kid;
 }
 
 async function jwksKids(url: string): Promise<string[]> {
@@ -94,17 +95,38 @@ export async function benchStoreRotation(pool: Pool, store: KeyStore, kekRing: K
       toJwks.push((await when(() => observers.inJwks(kid), `${kid} in the JWKS`)) - committed);
       await keySet.promote(kid);
       const promoted = performance.now();
-      toRing.push((await when(async () => (await observers.signingKidIfAny()) === kid, `the ring to sign with ${kid}`)) - promoted);
+      toRing.push(
+        (await when(async () => (await observers.signingKidIfAny()) === kid, `the ring to sign with ${kid}`)) -
+          promoted,
+      );
       await keySet.revoke(kid);
       const revoked = performance.now();
-      revokedInRing.push((await when(async () => (await observers.signingKidIfAny()) !== kid, `the ring to stop signing with ${kid}`)) - revoked);
-      revokedInJwks.push((await when(async () => !(await observers.inJwks(kid)), `${kid} to leave the JWKS`)) - revoked);
+      revokedInRing.push(
+        (await when(async () => (await observers.signingKidIfAny()) !== kid, `the ring to stop signing with ${kid}`)) -
+          revoked,
+      );
+      revokedInJwks.push(
+        (await when(async () => !(await observers.inJwks(kid)), `${kid} to leave the JWKS`)) - revoked,
+      );
     }
     return [
       latencyRow('Rotation, no Temporal: addNextKey commit → kid in JWKS', toJwks, 'polled every 1 ms over HTTP'),
-      latencyRow('Rotation, no Temporal: promoteNextKey commit → ring signs with kid', toRing, 'polled every 1 ms with KeyRing.sign'),
-      latencyRow('Revocation, no Temporal: revokeKey commit → ring stops signing with kid', revokedInRing, 'polled every 1 ms with KeyRing.sign', REVOCATION_TARGET_MS),
-      latencyRow('Revocation, no Temporal: revokeKey commit → kid out of JWKS', revokedInJwks, 'polled every 1 ms over HTTP'),
+      latencyRow(
+        'Rotation, no Temporal: promoteNextKey commit → ring signs with kid',
+        toRing,
+        'polled every 1 ms with KeyRing.sign',
+      ),
+      latencyRow(
+        'Revocation, no Temporal: revokeKey commit → ring stops signing with kid',
+        revokedInRing,
+        'polled every 1 ms with KeyRing.sign',
+        REVOCATION_TARGET_MS,
+      ),
+      latencyRow(
+        'Revocation, no Temporal: revokeKey commit → kid out of JWKS',
+        revokedInJwks,
+        'polled every 1 ms over HTTP',
+      ),
     ];
   } finally {
     await observers.close();
@@ -137,21 +159,33 @@ export async function benchTemporalRotation(): Promise<Row[]> {
       const started = performance.now();
       const [result, jwksAt, ringAt] = await Promise.all([
         // At once: this measures how fast a promotion reaches the JWKS and the ring, not the wait for verifiers' caches.
-        stack.keySets.rotate(keySetId, { reason: 'benchmark', requestedBy: 'bench', immediately: true }).then((r) => ({ r, at: performance.now() })),
+        stack.keySets
+          .rotate(keySetId, { reason: 'benchmark', requestedBy: 'bench', immediately: true })
+          .then((r) => ({ r, at: performance.now() })),
         when(async () => (await o.newInJwks(known)) !== undefined, 'a new kid in the JWKS'),
         when(async () => (await o.signingKid()) !== signing, 'the ring to sign with a new kid'),
       ]);
       const newKid = result.r.kid;
       if (!(await o.inJwks(newKid)) || (await o.signingKid()) !== newKid) {
-        throw new Error(`after rotate, the JWKS or the ring does not have the kid the Update answered with (${newKid})`);
+        throw new Error(
+          `after rotate, the JWKS or the ring does not have the kid the Update answered with (${newKid})`,
+        );
       }
       toAnswer.push(result.at - started);
       toJwks.push(jwksAt - started);
       toRing.push(ringAt - started);
     }
     return [
-      latencyRow('Rotation via Temporal: KeySetClient.rotate → new kid in JWKS', toJwks, `rotate answered: median ${ms(median(toAnswer))}`),
-      latencyRow('Rotation via Temporal: KeySetClient.rotate → ring signs with new kid', toRing, 'polled every 1 ms with KeyRing.sign'),
+      latencyRow(
+        'Rotation via Temporal: KeySetClient.rotate → new kid in JWKS',
+        toJwks,
+        `rotate answered: median ${ms(median(toAnswer))}`,
+      ),
+      latencyRow(
+        'Rotation via Temporal: KeySetClient.rotate → ring signs with new kid',
+        toRing,
+        'polled every 1 ms with KeyRing.sign',
+      ),
     ];
   } finally {
     await observers?.close();

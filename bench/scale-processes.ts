@@ -20,13 +20,18 @@ export class MeasuredProcesses extends ProcessGroup {
   /** The pid of the process started under `name`. */
   pidOf(name: string): number {
     const found = this.started.find((p) => p.name === name && p.running);
-    if (found?.child.pid === undefined) throw new Error(`no running process named ${name} (started: ${this.started.map((p) => p.name).join(', ')})`);
+    if (found?.child.pid === undefined)
+      throw new Error(`no running process named ${name} (started: ${this.started.map((p) => p.name).join(', ')})`);
     return found.child.pid;
   }
 }
 
 /** Runs a started command to its end: how long it took from `startedAt` (performance.now()), its exit code and output. */
-export async function untilExit(command: SupervisedProcess, startedAt: number, timeoutMs: number): Promise<{ seconds: number; code: number | null; output: string }> {
+export async function untilExit(
+  command: SupervisedProcess,
+  startedAt: number,
+  timeoutMs: number,
+): Promise<{ seconds: number; code: number | null; output: string }> {
   const ended = await Promise.race([command.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
   const seconds = (performance.now() - startedAt) / 1000;
   if (!ended) await command.kill();
@@ -37,13 +42,20 @@ export async function untilExit(command: SupervisedProcess, startedAt: number, t
  * Polls `count` every half second until it reaches `expected`, printing progress through `step`;
  * the performance.now() it first did. Fails after `timeoutMs`, saying how far it got.
  */
-export async function untilCount(count: () => Promise<number>, expected: number, what: string, step: (line: string) => void, timeoutMs: number): Promise<number> {
+export async function untilCount(
+  count: () => Promise<number>,
+  expected: number,
+  what: string,
+  step: (line: string) => void,
+  timeoutMs: number,
+): Promise<number> {
   const began = performance.now();
   let lastReport = began;
   for (;;) {
     const now = await count();
     if (now >= expected) return performance.now();
-    if (performance.now() - began > timeoutMs) throw new Error(`${what}: ${now} of ${expected} after ${Math.round(timeoutMs / 1000)} s, giving up`);
+    if (performance.now() - began > timeoutMs)
+      throw new Error(`${what}: ${now} of ${expected} after ${Math.round(timeoutMs / 1000)} s, giving up`);
     if (performance.now() - lastReport > 10_000) {
       lastReport = performance.now();
       step(`${what}: ${now} of ${expected} (${(now / ((lastReport - began) / 1000)).toFixed(1)}/s)`);

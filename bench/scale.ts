@@ -34,7 +34,8 @@ async function main(): Promise<void> {
   });
   const whole = (name: string, value: string) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number of at least 1, not ${JSON.stringify(value)}`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`--${name} must be a whole number of at least 1, not ${JSON.stringify(value)}`);
     return n;
   };
   const began = performance.now();
@@ -78,7 +79,8 @@ function rows(settings: ScaleSettings, bare: BareEntityFigures, k: KeyturnFigure
   const seed = policyTimings(DEFAULT_POLICY);
   const defaultIntervalMs = durationToMs(DEFAULT_SUPERVISOR_INTERVAL)!;
   const roundsPerPeriod = seed.rotationPeriodMs / defaultIntervalMs;
-  const supervisorActions = k.supervisor.actions === undefined ? undefined : k.supervisor.actions.total + SCHEDULE_START_ACTIONS;
+  const supervisorActions =
+    k.supervisor.actions === undefined ? undefined : k.supervisor.actions.total + SCHEDULE_START_ACTIONS;
   return [
     {
       measure: `apply of ${count(n)} new key sets until every one has an active key`,
@@ -104,7 +106,14 @@ function rows(settings: ScaleSettings, bare: BareEntityFigures, k: KeyturnFigure
       target: '≤ 1.20×',
       pass: k.workerRss / bare.workerRss <= 1.2,
     },
-    { measure: 'JWKS server (`keyturn serve`) RSS', result: megabytes(k.serveRss), reference: '–', figure: '–', target: '–', pass: undefined },
+    {
+      measure: 'JWKS server (`keyturn serve`) RSS',
+      result: megabytes(k.serveRss),
+      reference: '–',
+      figure: '–',
+      target: '–',
+      pass: undefined,
+    },
     {
       measure: 'Temporal dev server RSS',
       result: megabytes(k.temporalRss),
@@ -121,17 +130,24 @@ function rows(settings: ScaleSettings, bare: BareEntityFigures, k: KeyturnFigure
       target: '< 1 % of a core',
       pass: k.idleCore < 0.01,
     },
-    { measure: `JWKS server CPU, no request, over ${settings.idleSeconds} s`, result: percent(k.serveIdleCore), reference: '–', figure: '–', target: '–', pass: undefined },
-    ...k.scrapes.map(
-      (s): Row => ({
-        measure: `one scrape of the ${s.what}`,
-        result: s.problem ? `FAILED after ${seconds(s.seconds)}: ${s.problem}` : `${seconds(s.seconds)}, ${size(s.bytes)}, ${count(s.series)} series`,
-        reference: '–',
-        figure: s.problem ? '–' : `${(s.series / n).toFixed(1)} series per key set`,
-        target: '< 1 s',
-        pass: s.problem === undefined && s.seconds < 1,
-      }),
-    ),
+    {
+      measure: `JWKS server CPU, no request, over ${settings.idleSeconds} s`,
+      result: percent(k.serveIdleCore),
+      reference: '–',
+      figure: '–',
+      target: '–',
+      pass: undefined,
+    },
+    ...k.scrapes.map((s): Row => ({
+      measure: `one scrape of the ${s.what}`,
+      result: s.problem
+        ? `FAILED after ${seconds(s.seconds)}: ${s.problem}`
+        : `${seconds(s.seconds)}, ${size(s.bytes)}, ${count(s.series)} series`,
+      reference: '–',
+      figure: s.problem ? '–' : `${(s.series / n).toFixed(1)} series per key set`,
+      target: '< 1 s',
+      pass: s.problem === undefined && s.seconds < 1,
+    })),
     timed('`keyturn status --json` (every key set)', k.status),
     timed('`keyturn verify` (every key set)', k.verify),
     {
@@ -156,7 +172,13 @@ function rows(settings: ScaleSettings, bare: BareEntityFigures, k: KeyturnFigure
     },
     {
       measure: 'Temporal actions of one supervisor round (its history, +2 for the Schedule start)',
-      result: supervisorActions === undefined ? 'not counted: the round failed' : describeActions({ total: supervisorActions, byKind: new Map([...k.supervisor.actions!.byKind, ['schedule start', SCHEDULE_START_ACTIONS]]) }),
+      result:
+        supervisorActions === undefined
+          ? 'not counted: the round failed'
+          : describeActions({
+              total: supervisorActions,
+              byKind: new Map([...k.supervisor.actions!.byKind, ['schedule start', SCHEDULE_START_ACTIONS]]),
+            }),
       reference:
         supervisorActions === undefined
           ? '–'

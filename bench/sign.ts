@@ -68,9 +68,14 @@ export async function benchSign(pool: Pool, store: KeyStore, kekRing: KekRing): 
     await (await KeySetDriver.register(store, keySetId, testPolicy(alg))).rotate();
     keySetIds.set(alg, keySetId);
   }
-  const ring = await KeyRing.open({ pool, kekRing, keySetIds: [...keySetIds.values()], logger: createLogger({ level: 'silent' }) });
+  const ring = await KeyRing.open({
+    pool,
+    kekRing,
+    keySetIds: [...keySetIds.values()],
+    logger: createLogger({ level: 'silent' }),
+  });
   try {
-    const ops = new Map<string, (() => unknown)>();
+    const ops = new Map<string, () => unknown>();
     for (const alg of ALGORITHMS) {
       const keySetId = keySetIds.get(alg)!;
       const active = (await openActiveKey(store.pool, store.kekRing, keySetId))!;
@@ -79,7 +84,10 @@ export async function benchSign(pool: Pool, store: KeyStore, kekRing: KekRing): 
       const now = Math.floor(Date.now() / 1000);
       const header = { alg, kid: active.kid, typ: 'JWT' };
       const encode = (value: object) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
-      const signingInput = Buffer.from(`${encode(header)}.${encode({ ...CLAIMS, iat: now, exp: now + TTL_SECONDS })}`, 'latin1');
+      const signingInput = Buffer.from(
+        `${encode(header)}.${encode({ ...CLAIMS, iat: now, exp: now + TTL_SECONDS })}`,
+        'latin1',
+      );
       const raw = rawSigner(alg, keyObject);
       ops.set(`${alg}/raw`, () => raw(signingInput));
       ops.set(`${alg}/ring`, () => ring.sign(keySetId, CLAIMS, { ttl: TTL_SECONDS }));

@@ -33,7 +33,10 @@ export interface ActionCount {
 }
 
 /** Adds up the actions of `events`; `within` keeps only the events it accepts by their time (ms since the epoch). */
-export function countActions(events: readonly HistoryEvent[], within: (eventMs: number) => boolean = () => true): ActionCount {
+export function countActions(
+  events: readonly HistoryEvent[],
+  within: (eventMs: number) => boolean = () => true,
+): ActionCount {
   const byKind = new Map<string, number>();
   let total = 0;
   const add = (kind: string, actions: number) => {
@@ -76,7 +79,8 @@ export async function historyOfAllRuns(client: Client, workflowId: string): Prom
 
 /** `12 (5 activity, 4 timer, 3 search attribute upsert)`. */
 export function describeActions(count: ActionCount, divisor = 1): string {
-  const each = (value: number) => (Number.isInteger(value / divisor) ? String(value / divisor) : (value / divisor).toFixed(1));
+  const each = (value: number) =>
+    Number.isInteger(value / divisor) ? String(value / divisor) : (value / divisor).toFixed(1);
   const kinds = [...count.byKind].sort((a, b) => b[1] - a[1]).map(([kind, value]) => `${each(value)} ${kind}`);
   return `${each(count.total)} (${kinds.join(', ')})`;
 }

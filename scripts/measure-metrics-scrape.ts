@@ -26,7 +26,13 @@ import { randomKekRing } from '../test/helpers/key-set-worker';
 import { freePort } from '../test/helpers/ports';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { 'key-sets': { type: 'string', default: '10000' }, scrapes: { type: 'string', default: '5' }, from: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: {
+      'key-sets': { type: 'string', default: '10000' },
+      scrapes: { type: 'string', default: '5' },
+      from: { type: 'string' },
+    },
+  });
   const keySets = Number(values['key-sets']);
   const scrapes = Number(values.scrapes);
   const root = path.resolve(values.from ?? path.join(__dirname, '..'));
@@ -38,21 +44,37 @@ async function main(): Promise<void> {
     await migrate(pool);
     const started = Date.now();
     await fill(pool, keySets);
-    const { rows } = await pool.query<{ state: string; keys: string }>('SELECT state, count(*) AS keys FROM signing_keys GROUP BY state ORDER BY state');
-    console.log(`${keySets} key sets filled in ${Date.now() - started} ms: ${rows.map((r) => `${r.keys} ${r.state}`).join(', ')}`);
+    const { rows } = await pool.query<{ state: string; keys: string }>(
+      'SELECT state, count(*) AS keys FROM signing_keys GROUP BY state ORDER BY state',
+    );
+    console.log(
+      `${keySets} key sets filled in ${Date.now() - started} ms: ${rows.map((r) => `${r.keys} ${r.state}`).join(', ')}`,
+    );
 
     // The worker's /metrics, from the checkout measured.
-    const { registerKeyStateMetrics } = (await import(path.join(root, 'src/observability/key-state-metrics'))) as typeof import('../src/observability/key-state-metrics');
-    const { createMetricsRegistry } = (await import(path.join(root, 'src/observability/metrics'))) as typeof import('../src/observability/metrics');
-    const { KeyStore } = (await import(path.join(root, 'src/store/key-store'))) as typeof import('../src/store/key-store');
-    const { startMetricsServer } = (await import(path.join(root, 'src/observability/metrics-server'))) as typeof import('../src/observability/metrics-server');
+    const { registerKeyStateMetrics } = (await import(
+      path.join(root, 'src/observability/key-state-metrics')
+    )) as typeof import('../src/observability/key-state-metrics');
+    const { createMetricsRegistry } = (await import(
+      path.join(root, 'src/observability/metrics')
+    )) as typeof import('../src/observability/metrics');
+    const { KeyStore } = (await import(
+      path.join(root, 'src/store/key-store')
+    )) as typeof import('../src/store/key-store');
+    const { startMetricsServer } = (await import(
+      path.join(root, 'src/observability/metrics-server')
+    )) as typeof import('../src/observability/metrics-server');
     const logger = createLogger({ level: 'silent' });
     for (const perKeySet of values.from === undefined ? [false, true] : [false]) {
       const registry = createMetricsRegistry({ perKeySet });
       await registerKeyStateMetrics(registry, new KeyStore(pool, randomKekRing()));
       const server = await startMetricsServer({ port: 0, host: '127.0.0.1', registry, logger });
       try {
-        await report(`worker /metrics${values.from ? ` (${root})` : perKeySet ? ' (KEYTURN_METRICS_PER_KEY_SET=true)' : ''}`, server.url, scrapes);
+        await report(
+          `worker /metrics${values.from ? ` (${root})` : perKeySet ? ' (KEYTURN_METRICS_PER_KEY_SET=true)' : ''}`,
+          server.url,
+          scrapes,
+        );
       } finally {
         await server.close();
       }
@@ -62,11 +84,24 @@ async function main(): Promise<void> {
     if (values.from === undefined) {
       for (const perKeySet of [false, true]) {
         const registry = perKeySet ? createMetricsRegistry({ perKeySet }) : new Registry();
-        const jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool, registry, logger, defaultKeySetId: 'tenant-100' });
+        const jwks = await startJwksServer({
+          port: 0,
+          host: '127.0.0.1',
+          pool,
+          registry,
+          logger,
+          defaultKeySetId: 'tenant-100',
+        });
         try {
-          while ((await fetch(`${jwks.url}/readyz`)).status !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
-          for (let i = 21; i < 1021; i++) await (await fetch(`${jwks.url}/keysets/tenant-${i}/jwks.json`)).arrayBuffer();
-          await report(`JWKS server /metrics${perKeySet ? ' (KEYTURN_METRICS_PER_KEY_SET=true)' : ''}`, `${jwks.url}/metrics`, scrapes);
+          while ((await fetch(`${jwks.url}/readyz`)).status !== 200)
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          for (let i = 21; i < 1021; i++)
+            await (await fetch(`${jwks.url}/keysets/tenant-${i}/jwks.json`)).arrayBuffer();
+          await report(
+            `JWKS server /metrics${perKeySet ? ' (KEYTURN_METRICS_PER_KEY_SET=true)' : ''}`,
+            `${jwks.url}/metrics`,
+            scrapes,
+          );
         } finally {
           await jwks.close();
         }
@@ -112,11 +147,18 @@ async function report(what: string, url: string, scrapes: number): Promise<void>
  * between key sets: the metrics never read them.
  */
 async function fill(pool: Pool, count: number): Promise<void> {
-  const [active, previous, next] = await Promise.all([generateSigningKey('ES256'), generateSigningKey('ES256'), generateSigningKey('ES256')]);
+  const [active, previous, next] = await Promise.all([
+    generateSigningKey('ES256'),
+    generateSigningKey('ES256'),
+    generateSigningKey('ES256'),
+  ]);
   const now = 'to_timestamp($1::float8 / 1000)';
   const activatedAt = `${now} - CASE WHEN i BETWEEN 6 AND 15 THEN interval '40 days' ELSE (i % 30) * interval '1 day' + interval '1 hour' END`;
   const jwk = (key: typeof active) => JSON.stringify(key.publicJwk);
-  await pool.query(`INSERT INTO key_sets (id, policy) SELECT 'tenant-' || i, $1::jsonb FROM generate_series(1, $2::int) i`, [JSON.stringify(DEFAULT_POLICY), count]);
+  await pool.query(
+    `INSERT INTO key_sets (id, policy) SELECT 'tenant-' || i, $1::jsonb FROM generate_series(1, $2::int) i`,
+    [JSON.stringify(DEFAULT_POLICY), count],
+  );
   await pool.query(
     `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, created_at, listed_at, promotable_at, activated_at, token_ttl_ms)
      SELECT 'tenant-' || i, $2, 'ES256', 'active', $3::jsonb, ${activatedAt} - interval '5 days', ${activatedAt} - interval '5 days',

@@ -129,14 +129,13 @@ const httpUrl = (what: string) =>
   z.string().refine(isHttpUrl, { error: `must be an http(s) URL (${what}); the value is not shown here` });
 
 const duration = (what: string, max?: { ms: number; text: string }) =>
-  z
-    .string()
-    .transform((value, ctx) => {
-      const ms = durationToMs(value);
-      if (ms === undefined || ms === 0) ctx.addIssue({ code: 'custom', message: `must be a duration (${what}): ${DURATION_HINT}` });
-      else if (max && ms > max.ms) ctx.addIssue({ code: 'custom', message: `must be at most ${max.text} (${what})` });
-      return ms ?? 0;
-    });
+  z.string().transform((value, ctx) => {
+    const ms = durationToMs(value);
+    if (ms === undefined || ms === 0)
+      ctx.addIssue({ code: 'custom', message: `must be a duration (${what}): ${DURATION_HINT}` });
+    else if (max && ms > max.ms) ctx.addIssue({ code: 'custom', message: `must be at most ${max.text} (${what})` });
+    return ms ?? 0;
+  });
 
 /** An http(s) URL without query or fragment, kept without its trailing slashes so that paths can be appended. */
 const baseUrl = (error: string) =>
@@ -147,11 +146,16 @@ const baseUrl = (error: string) =>
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-const identifier = (what: string) => z.string().regex(NAME, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
+const identifier = (what: string) =>
+  z.string().regex(NAME, { error: `must be a ${what} name: letters, digits, '.', '_' or '-'` });
 
 // Lower case only: the same name then works quoted and unquoted in the SQL a DBA is asked to run.
 const roleName = (what: string) =>
-  z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: `must be the PostgreSQL role of ${what}: lower-case letters, digits and '_', at most 63` });
+  z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+      error: `must be the PostgreSQL role of ${what}: lower-case letters, digits and '_', at most 63`,
+    });
 
 /**
  * Variables that hold secrets. Each may come from a file instead, named by `<NAME>_FILE` (the
@@ -172,7 +176,9 @@ const schema = z.object({
   // The value is never quoted back: it may hold a password.
   DATABASE_URL: z
     .string()
-    .refine(isPostgresUrl, { error: 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/keyturn' })
+    .refine(isPostgresUrl, {
+      error: 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/keyturn',
+    })
     .optional(),
   KEYTURN_KEK: z.string().optional(),
   KEYTURN_JWKS_ROLE: roleName('the JWKS server (keyturn serve), default keyturn_jwks').default('keyturn_jwks'),
@@ -183,9 +189,17 @@ const schema = z.object({
   KEYTURN_JWKS_URL: z
     .string()
     .transform((value) => value.split(',').map((url) => url.trim()))
-    .pipe(z.array(baseUrl('must be the http(s) base URL of each JWKS server, separated by commas, e.g. http://jwks-1:8080,http://jwks-2:8080')))
+    .pipe(
+      z.array(
+        baseUrl(
+          'must be the http(s) base URL of each JWKS server, separated by commas, e.g. http://jwks-1:8080,http://jwks-2:8080',
+        ),
+      ),
+    )
     .optional(),
-  KEYTURN_PUBLIC_URL: baseUrl('must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com').optional(),
+  KEYTURN_PUBLIC_URL: baseUrl(
+    'must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com',
+  ).optional(),
   KEYTURN_DEFAULT_KEYSET: z
     .string()
     .refine(isKeySetId, { error: `must be a key set id: ${KEY_SET_ID_RULE}` })
@@ -194,7 +208,7 @@ const schema = z.object({
   KEYTURN_METRICS_PORT: port("the worker's /metrics, default 9464").default(9464),
   KEYTURN_SDK_METRICS_PORT: port("the Temporal SDK's metrics, default 9465").default(9465),
   KEYTURN_METRICS_PER_KEY_SET: z
-    .enum(['true', 'false'], { error: 'must be true or false (every key set\'s series on /metrics, default false)' })
+    .enum(['true', 'false'], { error: "must be true or false (every key set's series on /metrics, default false)" })
     .default('false')
     .transform((value) => value === 'true'),
   SLACK_WEBHOOK_URL: httpUrl('a Slack incoming webhook').optional(),
@@ -204,9 +218,15 @@ const schema = z.object({
     .optional(),
   KEYTURN_ALERT_REMINDER: duration('between reminders of an open incident, default 4h').default(4 * 3_600_000),
   KEYTURN_ALERT_TIMEOUT: duration('of one alert delivery, default 10s', { ms: 30_000, text: '30s' }).default(10_000),
-  KEYTURN_OVERDUE_TOLERANCE: duration('past the rotation period before an active key is too old, default 1h').default(3_600_000),
-  KEYTURN_MAX_TOKEN_TTL_CEILING: duration('the longest maxTokenTtl any key set may have, default 1d').default(DEFAULT_CEILINGS.maxTokenTtlMs),
-  KEYTURN_MAX_ROTATION_PERIOD_CEILING: duration('the longest rotationPeriod any key set may have, default 365d').default(DEFAULT_CEILINGS.rotationPeriodMs),
+  KEYTURN_OVERDUE_TOLERANCE: duration('past the rotation period before an active key is too old, default 1h').default(
+    3_600_000,
+  ),
+  KEYTURN_MAX_TOKEN_TTL_CEILING: duration('the longest maxTokenTtl any key set may have, default 1d').default(
+    DEFAULT_CEILINGS.maxTokenTtlMs,
+  ),
+  KEYTURN_MAX_ROTATION_PERIOD_CEILING: duration(
+    'the longest rotationPeriod any key set may have, default 365d',
+  ).default(DEFAULT_CEILINGS.rotationPeriodMs),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -217,7 +237,9 @@ const schema = z.object({
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): Config {
   const setting = (name: string) => env[name]?.trim() || undefined;
-  const input: Record<string, string | undefined> = Object.fromEntries(Object.keys(schema.shape).map((name) => [name, setting(name)]));
+  const input: Record<string, string | undefined> = Object.fromEntries(
+    Object.keys(schema.shape).map((name) => [name, setting(name)]),
+  );
   const problems: { variable: string; message: string }[] = [];
   const fromFile = new Map<string, string>();
   for (const name of SECRET_VARIABLES) {
@@ -246,9 +268,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     );
   }
   if (!parsed.success || problems.length > 0) {
-    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid environment: ${problems.map((p) => `${p.variable} ${p.message}`).join('; ')}`, {
-      field: problems[0].variable,
-    });
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      `invalid environment: ${problems.map((p) => `${p.variable} ${p.message}`).join('; ')}`,
+      {
+        field: problems[0].variable,
+      },
+    );
   }
   const values = parsed.data;
   if (values.KEYTURN_JWKS_ROLE === values.KEYTURN_WORKER_ROLE) {
@@ -279,7 +305,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     sdkMetricsPort: values.KEYTURN_SDK_METRICS_PORT,
     metricsPerKeySet: values.KEYTURN_METRICS_PER_KEY_SET,
     logLevel: values.LOG_LEVEL,
-    ceilings: { maxTokenTtlMs: values.KEYTURN_MAX_TOKEN_TTL_CEILING, rotationPeriodMs: values.KEYTURN_MAX_ROTATION_PERIOD_CEILING },
+    ceilings: {
+      maxTokenTtlMs: values.KEYTURN_MAX_TOKEN_TTL_CEILING,
+      rotationPeriodMs: values.KEYTURN_MAX_ROTATION_PERIOD_CEILING,
+    },
     alerts: {
       slackWebhookUrl: values.SLACK_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.SLACK_WEBHOOK_URL),
       webhookUrl: values.ALERT_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.ALERT_WEBHOOK_URL),
@@ -298,11 +327,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
 /** A profile file's address and namespace get the checks their variables get (a variable set overrides the file). */
 function checkTemporalProfile(profile: TemporalProfile): void {
   const problems = [
-    profile.address !== undefined && !isHostPort(profile.address) && `address "${profile.address}" must be host:port, e.g. localhost:7233`,
-    profile.namespace !== undefined && !NAME.test(profile.namespace) && `namespace "${profile.namespace}" must be a namespace name: letters, digits, '.', '_' or '-'`,
+    profile.address !== undefined &&
+      !isHostPort(profile.address) &&
+      `address "${profile.address}" must be host:port, e.g. localhost:7233`,
+    profile.namespace !== undefined &&
+      !NAME.test(profile.namespace) &&
+      `namespace "${profile.namespace}" must be a namespace name: letters, digits, '.', '_' or '-'`,
   ].filter(Boolean);
   if (problems.length > 0) {
-    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid Temporal profile "${profile.name}": ${problems.join('; ')}`, { field: 'TEMPORAL_PROFILE' });
+    throw new KeyturnError('ERR_CONFIG_INVALID', `invalid Temporal profile "${profile.name}": ${problems.join('; ')}`, {
+      field: 'TEMPORAL_PROFILE',
+    });
   }
 }
 

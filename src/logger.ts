@@ -6,8 +6,9 @@ import { PRIVATE_JWK_MEMBERS } from './domain/private-jwk';
  * Paths pino replaces with "[redacted]" wherever a logged object carries them: private JWK members
  * and anything named like a key or secret. keyturn never logs key material on purpose; this is the net.
  */
-const REDACTED_PATHS = [...PRIVATE_JWK_MEMBERS, 'privateJwk', 'privateKey', 'sealed', 'kek', 'password']
-  .flatMap((name) => [name, `*.${name}`]);
+const REDACTED_PATHS = [...PRIVATE_JWK_MEMBERS, 'privateJwk', 'privateKey', 'sealed', 'kek', 'password'].flatMap(
+  (name) => [name, `*.${name}`],
+);
 
 export type { Logger };
 
@@ -34,7 +35,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
     options.pretty
-      ? pretty({ destination: fd, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
+      ? pretty({
+          destination: fd,
+          sync: true,
+          colorize: true,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'pid,hostname,name',
+        })
       : options.toStderr
         ? pino.destination({ fd, sync: true })
         : undefined,

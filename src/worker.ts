@@ -57,7 +57,8 @@ export interface WorkerDependencies {
 /** A worker for keyturn's workflows and activities on the configured namespace and task queue. */
 export async function createWorker(config: Config, deps: WorkerDependencies): Promise<Worker> {
   const jwksUrls = deps.jwksUrls ?? config.jwksUrls ?? [];
-  const bundle = deps.workflowBundle ?? (existsSync(WORKFLOW_BUNDLE_PATH) ? { codePath: WORKFLOW_BUNDLE_PATH } : undefined);
+  const bundle =
+    deps.workflowBundle ?? (existsSync(WORKFLOW_BUNDLE_PATH) ? { codePath: WORKFLOW_BUNDLE_PATH } : undefined);
   deps.logger.debug(
     { workflowBundle: deps.workflowBundle ? 'given' : bundle ? WORKFLOW_BUNDLE_PATH : null },
     bundle ? 'using a prebuilt workflow bundle' : 'no prebuilt workflow bundle: bundling the workflow sources',
@@ -74,7 +75,10 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
       alerting: {
         channels: alertChannelsFrom(config.alerts),
         reminderMs: config.alerts.reminderMs,
-        webUi: config.alerts.uiUrl === undefined ? undefined : { url: config.alerts.uiUrl, namespace: config.temporalNamespace },
+        webUi:
+          config.alerts.uiUrl === undefined
+            ? undefined
+            : { url: config.alerts.uiUrl, namespace: config.temporalNamespace },
         incidents: new AlertIncidentStore(deps.keyStore.pool),
         openIncidents: new OpenIncidentStore(deps.keyStore.pool),
       },
@@ -98,7 +102,11 @@ export async function createWorker(config: Config, deps: WorkerDependencies): Pr
  * as possible: it keeps the process alive until its last connection closes, so a command failing
  * earlier (a missing KEK, an unreadable certificate) must not have installed it.
  */
-export async function connectWorker(target: TemporalTarget, logger: Logger, sdkMetricsAddress?: string): Promise<NativeConnection> {
+export async function connectWorker(
+  target: TemporalTarget,
+  logger: Logger,
+  sdkMetricsAddress?: string,
+): Promise<NativeConnection> {
   const options = temporalConnectionOptions(target);
   installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress });
   try {
@@ -148,8 +156,18 @@ export async function runWorker(config: Config, options: RunWorkerOptions = {}):
     teardown.add('the key store', () => store.close());
     const target = temporalTargetFrom(config);
     // Asked first: the SDK's exporter would fail on a taken port with a message naming neither port nor variable.
-    await assertPortFree('0.0.0.0', config.metricsPort, "the worker's metrics endpoint", 'stop whatever holds it, or set KEYTURN_METRICS_PORT');
-    await assertPortFree('0.0.0.0', config.sdkMetricsPort, "the Temporal SDK's metrics endpoint", 'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT');
+    await assertPortFree(
+      '0.0.0.0',
+      config.metricsPort,
+      "the worker's metrics endpoint",
+      'stop whatever holds it, or set KEYTURN_METRICS_PORT',
+    );
+    await assertPortFree(
+      '0.0.0.0',
+      config.sdkMetricsPort,
+      "the Temporal SDK's metrics endpoint",
+      'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT',
+    );
     const connection = await connectWorker(target, logger, `0.0.0.0:${config.sdkMetricsPort}`);
     teardown.add('the Temporal connection', () => connection.close());
     const registry = createMetricsRegistry({ perKeySet: config.metricsPerKeySet });

@@ -30,12 +30,19 @@ test('the alert variables are read, durations written like a policy', () => {
   });
   expect(alerts.slackWebhookUrl?.reveal()).toBe(SLACK);
   expect(alerts.webhookUrl?.reveal()).toBe('http://alerts.internal:8080/keyturn?token=abc');
-  expect(alerts).toMatchObject({ uiUrl: 'http://localhost:8233', reminderMs: 1_800_000, timeoutMs: 2_000, overdueToleranceMs: 7_200_000 });
+  expect(alerts).toMatchObject({
+    uiUrl: 'http://localhost:8233',
+    reminderMs: 1_800_000,
+    timeoutMs: 2_000,
+    overdueToleranceMs: 7_200_000,
+  });
 });
 
 test("the deployment's ceilings: a day of token lifetime and a year of rotation period unless set", () => {
   expect(loadConfig({}).ceilings).toEqual({ maxTokenTtlMs: 86_400_000, rotationPeriodMs: 365 * 86_400_000 });
-  expect(loadConfig({ KEYTURN_MAX_TOKEN_TTL_CEILING: '15m', KEYTURN_MAX_ROTATION_PERIOD_CEILING: '90d' }).ceilings).toEqual({
+  expect(
+    loadConfig({ KEYTURN_MAX_TOKEN_TTL_CEILING: '15m', KEYTURN_MAX_ROTATION_PERIOD_CEILING: '90d' }).ceilings,
+  ).toEqual({
     maxTokenTtlMs: 900_000,
     rotationPeriodMs: 90 * 86_400_000,
   });
@@ -44,7 +51,11 @@ test("the deployment's ceilings: a day of token lifetime and a year of rotation 
 
 test('a webhook URL never shows: not in JSON, not in util.inspect, not in a string', () => {
   const config = loadConfig({ SLACK_WEBHOOK_URL: SLACK, ALERT_WEBHOOK_URL: 'https://example.com/hook/secret-path' });
-  for (const text of [JSON.stringify(config), inspect(config, { depth: 10, showHidden: true }), String(config.alerts.slackWebhookUrl)]) {
+  for (const text of [
+    JSON.stringify(config),
+    inspect(config, { depth: 10, showHidden: true }),
+    String(config.alerts.slackWebhookUrl),
+  ]) {
     expect(text).not.toContain('s3cr3tT0ken');
     expect(text).not.toContain('secret-path');
   }
@@ -60,13 +71,18 @@ const attempt = (env: NodeJS.ProcessEnv) => {
 };
 
 test('bad values name the variable and never quote a URL back', () => {
-  const badUrl = attempt({ SLACK_WEBHOOK_URL: 'ftp://hooks.slack.com/services/s3cr3tT0ken', ALERT_WEBHOOK_URL: 'not a url s3cr3tT0ken' });
+  const badUrl = attempt({
+    SLACK_WEBHOOK_URL: 'ftp://hooks.slack.com/services/s3cr3tT0ken',
+    ALERT_WEBHOOK_URL: 'not a url s3cr3tT0ken',
+  });
   expect(badUrl.code).toBe('ERR_CONFIG_INVALID');
   expect(badUrl.message).toMatch(/SLACK_WEBHOOK_URL must be an http\(s\) URL/);
   expect(badUrl.message).toMatch(/ALERT_WEBHOOK_URL must be an http\(s\) URL/);
   expect(badUrl.message).not.toContain('s3cr3tT0ken');
 
-  expect(attempt({ KEYTURN_ALERT_REMINDER: '4 hours' }).message).toMatch(/KEYTURN_ALERT_REMINDER must be a duration .*e\.g\. 30d/);
+  expect(attempt({ KEYTURN_ALERT_REMINDER: '4 hours' }).message).toMatch(
+    /KEYTURN_ALERT_REMINDER must be a duration .*e\.g\. 30d/,
+  );
   expect(attempt({ KEYTURN_ALERT_REMINDER: '0s' }).field).toBe('KEYTURN_ALERT_REMINDER');
   expect(attempt({ KEYTURN_ALERT_TIMEOUT: '1m' }).message).toMatch(/KEYTURN_ALERT_TIMEOUT must be at most 30s/);
   expect(attempt({ KEYTURN_UI_URL: 'localhost:8233' }).field).toBe('KEYTURN_UI_URL');
@@ -97,7 +113,12 @@ describe('secrets from files (<NAME>_FILE)', () => {
       SLACK_WEBHOOK_URL_FILE: await secretFile('slack', `${SLACK}\n`),
       ALERT_WEBHOOK_URL_FILE: await secretFile('webhook', 'https://alerts.example/hook'),
     });
-    const fromEnvironment = loadConfig({ DATABASE_URL, KEYTURN_KEK: KEK, SLACK_WEBHOOK_URL: SLACK, ALERT_WEBHOOK_URL: 'https://alerts.example/hook' });
+    const fromEnvironment = loadConfig({
+      DATABASE_URL,
+      KEYTURN_KEK: KEK,
+      SLACK_WEBHOOK_URL: SLACK,
+      ALERT_WEBHOOK_URL: 'https://alerts.example/hook',
+    });
     expect(fromFiles).toEqual(fromEnvironment);
     expect(fromFiles).toMatchObject({ databaseUrl: DATABASE_URL, kek: KEK });
     expect(fromFiles.alerts.slackWebhookUrl?.reveal()).toBe(SLACK);
@@ -123,7 +144,9 @@ describe('secrets from files (<NAME>_FILE)', () => {
     const file = await secretFile('bad-url', 'mysql://root:s3cr3tT0ken@db/keyturn');
     const bad = attempt({ DATABASE_URL_FILE: file });
     expect(bad).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'DATABASE_URL_FILE' });
-    expect(bad.message).toMatch(new RegExp(`DATABASE_URL_FILE names ${file}, whose content must be a postgres:// or postgresql:// URL`));
+    expect(bad.message).toMatch(
+      new RegExp(`DATABASE_URL_FILE names ${file}, whose content must be a postgres:// or postgresql:// URL`),
+    );
     expect(bad.message).not.toContain('s3cr3tT0ken');
   });
 });
@@ -138,7 +161,9 @@ describe('database roles', () => {
   });
 
   test('a name that is no plain role name, or one role for both, is refused', () => {
-    expect(attempt({ KEYTURN_JWKS_ROLE: 'Robert"; DROP TABLE signing_keys' })).toMatchObject({ field: 'KEYTURN_JWKS_ROLE' });
+    expect(attempt({ KEYTURN_JWKS_ROLE: 'Robert"; DROP TABLE signing_keys' })).toMatchObject({
+      field: 'KEYTURN_JWKS_ROLE',
+    });
     const same = attempt({ KEYTURN_JWKS_ROLE: 'keyturn', KEYTURN_WORKER_ROLE: 'keyturn' });
     expect(same).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_JWKS_ROLE' });
     expect(same.message).toMatch(/KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE are both keyturn/);
@@ -147,9 +172,14 @@ describe('database roles', () => {
 
 test('KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at, trailing slashes dropped; unset by default', () => {
   expect(loadConfig({}).publicUrl).toBeUndefined();
-  expect(loadConfig({ KEYTURN_PUBLIC_URL: 'https://keys.example.com/auth/' }).publicUrl).toBe('https://keys.example.com/auth');
+  expect(loadConfig({ KEYTURN_PUBLIC_URL: 'https://keys.example.com/auth/' }).publicUrl).toBe(
+    'https://keys.example.com/auth',
+  );
   for (const bad of ['keys.example.com', 'https://keys.example.com/?x=1', 'ftp://keys.example.com']) {
-    expect(attempt({ KEYTURN_PUBLIC_URL: bad })).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_PUBLIC_URL' });
+    expect(attempt({ KEYTURN_PUBLIC_URL: bad })).toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      field: 'KEYTURN_PUBLIC_URL',
+    });
   }
   expect(attempt({ KEYTURN_PUBLIC_URL: 'keys.example.com' }).message).toBe(
     'invalid environment: KEYTURN_PUBLIC_URL must be the http(s) base URL verifiers reach the JWKS server at, without query or fragment, e.g. https://keys.example.com',
@@ -159,9 +189,15 @@ test('KEYTURN_PUBLIC_URL: the base URL verifiers reach the JWKS server at, trail
 test('KEYTURN_JWKS_URL: every JWKS server the propagation gate checks, separated by commas; unset by default', () => {
   expect(loadConfig({}).jwksUrls).toBeUndefined();
   expect(loadConfig({ KEYTURN_JWKS_URL: 'http://jwks:8080/' }).jwksUrls).toEqual(['http://jwks:8080']);
-  expect(loadConfig({ KEYTURN_JWKS_URL: 'http://jwks-1:8080, http://jwks-2:8080' }).jwksUrls).toEqual(['http://jwks-1:8080', 'http://jwks-2:8080']);
+  expect(loadConfig({ KEYTURN_JWKS_URL: 'http://jwks-1:8080, http://jwks-2:8080' }).jwksUrls).toEqual([
+    'http://jwks-1:8080',
+    'http://jwks-2:8080',
+  ]);
   for (const bad of ['jwks:8080', 'http://jwks-1:8080,', 'http://jwks-1:8080,ftp://jwks-2']) {
-    expect(attempt({ KEYTURN_JWKS_URL: bad })).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: expect.stringMatching(/^KEYTURN_JWKS_URL/) });
+    expect(attempt({ KEYTURN_JWKS_URL: bad })).toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      field: expect.stringMatching(/^KEYTURN_JWKS_URL/),
+    });
   }
 });
 
@@ -176,10 +212,12 @@ test('KEYTURN_METRICS_PER_KEY_SET: off unless true; anything but true or false i
 
 test("KEYTURN_DEFAULT_KEYSET and KEYTURN_ISSUER: the JWKS server's default key set and issuer, read here only", () => {
   expect(loadConfig({})).toMatchObject({ defaultKeySetId: 'default', issuer: undefined });
-  expect(loadConfig({ KEYTURN_DEFAULT_KEYSET: 'payments', KEYTURN_ISSUER: 'https://login.example.com' })).toMatchObject({
-    defaultKeySetId: 'payments',
-    issuer: 'https://login.example.com',
-  });
+  expect(loadConfig({ KEYTURN_DEFAULT_KEYSET: 'payments', KEYTURN_ISSUER: 'https://login.example.com' })).toMatchObject(
+    {
+      defaultKeySetId: 'payments',
+      issuer: 'https://login.example.com',
+    },
+  );
   const bad = attempt({ KEYTURN_DEFAULT_KEYSET: 'no/slashes' });
   expect(bad).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_DEFAULT_KEYSET' });
   expect(bad.message).toMatch(/KEYTURN_DEFAULT_KEYSET must be a key set id: 1 to 64 ASCII letters/);

@@ -77,7 +77,12 @@ export function createAlertActivities(deps: AlertingDependencies) {
    * others, or counts the alert suppressed on every channel. The delivery's id names the incident
    * and the message, so a retried decision never sends a message twice.
    */
-  const announce = async (alert: Alert, kind: NotificationKind | null, incident: Incident, at: number): Promise<void> => {
+  const announce = async (
+    alert: Alert,
+    kind: NotificationKind | null,
+    incident: Incident,
+    at: number,
+  ): Promise<void> => {
     if (kind === null) {
       for (const channel of [LOG_CHANNEL, ...channelNames]) count(channel, 'suppressed');
       deps.logger.debug(
@@ -116,7 +121,10 @@ export function createAlertActivities(deps: AlertingDependencies) {
     try {
       await deps.openIncidents?.record(alert.keySetId, alert.incident, alert.step, incident);
     } catch (error) {
-      deps.logger.warn({ err: error, keySetId: alert.keySetId, incident: alert.incident }, 'could not record the incident for keyturn_open_incidents');
+      deps.logger.warn(
+        { err: error, keySetId: alert.keySetId, incident: alert.incident },
+        'could not record the incident for keyturn_open_incidents',
+      );
     }
   };
 
@@ -126,38 +134,42 @@ export function createAlertActivities(deps: AlertingDependencies) {
       const { alert, open, at } = input;
       const change = applyAlert(open, alert, at, deps.reminderMs);
       // A resolution with nothing open is no news: not announced, not counted.
-      if (change.notify !== null || alert.status === 'firing') await announce(alert, change.notify, change.incident ?? open!, at);
+      if (change.notify !== null || alert.status === 'firing')
+        await announce(alert, change.notify, change.incident ?? open!, at);
       await recordOpenIncident(alert, change.incident);
-      return { incident: change.incident, announced: change.notify, remindAt: change.incident ? change.incident.notifiedAt + deps.reminderMs : null };
+      return {
+        incident: change.incident,
+        announced: change.notify,
+        remindAt: change.incident ? change.incident.notifiedAt + deps.reminderMs : null,
+      };
     },
 
     /** Turns a supervisor round's findings into incidents (PostgreSQL) and announces what calls for a message. */
-    async recordSupervisionAlerts(input: { report: SupervisionReport; at: number }): Promise<{ announced: number; suppressed: number }> {
+    async recordSupervisionAlerts(input: {
+      report: SupervisionReport;
+      at: number;
+    }): Promise<{ announced: number; suppressed: number }> {
       const { report, at } = input;
       const firing: Alert[] = [
-        ...report.restarted.map(
-          (keySetId): Alert => ({
-            keySetId,
-            incident: WORKFLOW_STOPPED_INCIDENT,
-            status: 'firing',
-            step: 'supervisor',
-            summary: `key set "${keySetId}" had no running workflow; the supervisor started it again`,
-            workflowId: keySetWorkflowId(keySetId),
-          }),
-        ),
-        ...report.violations.map(
-          (v): Alert => ({
-            keySetId: v.keySetId,
-            incident: invariantIncident(v.code, v.kid),
-            status: 'firing',
-            step: 'supervisor',
-            summary: `key set "${v.keySetId}": ${VIOLATION_TITLES[v.code]}`,
-            ...(v.kid !== undefined && { kid: v.kid }),
-            error: v.message,
-            code: v.code,
-            workflowId: keySetWorkflowId(v.keySetId),
-          }),
-        ),
+        ...report.restarted.map((keySetId): Alert => ({
+          keySetId,
+          incident: WORKFLOW_STOPPED_INCIDENT,
+          status: 'firing',
+          step: 'supervisor',
+          summary: `key set "${keySetId}" had no running workflow; the supervisor started it again`,
+          workflowId: keySetWorkflowId(keySetId),
+        })),
+        ...report.violations.map((v): Alert => ({
+          keySetId: v.keySetId,
+          incident: invariantIncident(v.code, v.kid),
+          status: 'firing',
+          step: 'supervisor',
+          summary: `key set "${v.keySetId}": ${VIOLATION_TITLES[v.code]}`,
+          ...(v.kid !== undefined && { kid: v.kid }),
+          error: v.message,
+          code: v.code,
+          workflowId: keySetWorkflowId(v.keySetId),
+        })),
       ];
       const notices = await deps.incidents.recordRound({
         firing,
@@ -193,7 +205,8 @@ export function createAlertActivities(deps: AlertingDependencies) {
       try {
         await channel.send(n);
       } catch (error) {
-        const failure = error instanceof AlertDeliveryError ? error : new AlertDeliveryError((error as Error).message, true);
+        const failure =
+          error instanceof AlertDeliveryError ? error : new AlertDeliveryError((error as Error).message, true);
         const { attempt } = Context.current().info;
         const last = !failure.retryable || attempt >= request.attempts;
         const advice = failure.retryable

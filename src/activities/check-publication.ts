@@ -39,12 +39,22 @@ const WATCH_FETCH_TIMEOUT_MS = 500;
  * may sign once `waitMs` has passed, and not before `notBefore`.
  */
 export function createPublicationGate(keyStore: KeyStore, defaultJwksUrls: DefaultJwksUrls = () => []) {
-  async function look(change: KeyChange, kid: string, rule: ListingRule, timeoutMs = FETCH_TIMEOUT_MS): Promise<PublicationCheck> {
+  async function look(
+    change: KeyChange,
+    kid: string,
+    rule: ListingRule,
+    timeoutMs = FETCH_TIMEOUT_MS,
+  ): Promise<PublicationCheck> {
     const urls = rule.urls ?? defaultJwksUrls(change.keySetId);
-    const answers = await Promise.all(urls.map(async (url) => ({ url, reason: await whyMissing(url, kid, timeoutMs) })));
+    const answers = await Promise.all(
+      urls.map(async (url) => ({ url, reason: await whyMissing(url, kid, timeoutMs) })),
+    );
     const missing = answers.filter((m): m is { url: string; reason: string } => m.reason !== undefined);
     if (missing.length > 0) return { missing };
-    return { missing, listed: await keyStore.markListed(change, kid, { waitMs: rule.waitMs, notBefore: rule.notBefore, urls }) };
+    return {
+      missing,
+      listed: await keyStore.markListed(change, kid, { waitMs: rule.waitMs, notBefore: rule.notBefore, urls }),
+    };
   }
   return {
     look,
@@ -79,7 +89,10 @@ export function createPublicationActivities(gate: PublicationGate) {
 
 async function whyMissing(url: string, kid: string, timeoutMs: number): Promise<string | undefined> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+    const response = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { accept: 'application/json' },
+    });
     if (!response.ok) return `HTTP ${response.status}`;
     const body = (await response.json()) as { keys?: { kid?: string }[] };
     if (!Array.isArray(body.keys)) return 'not a JWKS (no "keys" array)';

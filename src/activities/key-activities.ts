@@ -57,14 +57,20 @@ export function createKeyActivities(keyStore: KeyStore, ceilings: PolicyCeilings
           throw error;
         }
       }
-      const firstKey = bootstrap && { algorithm: policy.algorithm, tokenTtlMs: policyTimings(policy).maxTokenTtlMs, cause: bootstrap };
+      const firstKey = bootstrap && {
+        algorithm: policy.algorithm,
+        tokenTtlMs: policyTimings(policy).maxTokenTtlMs,
+        cause: bootstrap,
+      };
       return { ceilings, keys: await keyStore.registerKeySet(change, policy, { inService, firstKey }) };
     },
     /**
      * Generates and publishes the next key; with `listing`, also watches it appear at every JWKS URL
      * for a moment, and returns it listed (with its `promotableAt`) if it did.
      */
-    async generateNextKey(input: KeyChange & { algorithm: SigningAlgorithm; listing?: ListingRule }): Promise<KeyTimeline> {
+    async generateNextKey(
+      input: KeyChange & { algorithm: SigningAlgorithm; listing?: ListingRule },
+    ): Promise<KeyTimeline> {
       const { algorithm, listing, ...change } = input;
       const key = await keyStore.addNextKey(change, algorithm);
       if (listing === undefined) return key;
@@ -99,7 +105,9 @@ export function createKeyActivities(keyStore: KeyStore, ceilings: PolicyCeilings
       const { policy, windows, ...change } = input;
       return keyStore.recordPolicy(change, policy, windows);
     },
-    async recordOperatorAction(input: KeyChange & { action: OperatorAction; details?: Record<string, unknown> }): Promise<void> {
+    async recordOperatorAction(
+      input: KeyChange & { action: OperatorAction; details?: Record<string, unknown> },
+    ): Promise<void> {
       const { action, details, ...change } = input;
       await keyStore.recordOperatorAction(change, action, details);
     },

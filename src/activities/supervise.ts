@@ -9,7 +9,8 @@ import { KeySetClient } from '../client/key-set-client';
 import { settledReading } from '../client/verify';
 
 /** What looking at one key set in doubt came to. */
-type LookOutcome = { restarted: string } | { violations: Violation[] } | { failed: SupervisionReport['failed'][number] };
+type LookOutcome =
+  { restarted: string } | { violations: Violation[] } | { failed: SupervisionReport['failed'][number] };
 
 export interface SupervisionDependencies {
   keyStore: KeyStore;

@@ -16,29 +16,37 @@ export const VIOLATION_TITLES: Record<ViolationCode, string> = {
   ACTIVE_KEY_TOO_OLD: 'the active key is older than its rotation period allows',
 };
 
-const VERIFY = (id: string) => `\`keyturn verify ${id}\` compares the workflow, PostgreSQL and the JWKS; \`keyturn status ${id}\` shows the keys`;
+const VERIFY = (id: string) =>
+  `\`keyturn verify ${id}\` compares the workflow, PostgreSQL and the JWKS; \`keyturn status ${id}\` shows the keys`;
 
 /** What to check for a KeyturnError code or an invariant code. */
 const BY_CODE: Record<string, (id: string) => string> = {
-  ERR_KEK_MISSING: () => "the worker's KEYTURN_KEK: the worker cannot seal or open private keys without it; set it and restart the worker",
+  ERR_KEK_MISSING: () =>
+    "the worker's KEYTURN_KEK: the worker cannot seal or open private keys without it; set it and restart the worker",
   ERR_KEK_INVALID: () => 'KEYTURN_KEK must be base64 32-byte keys, comma-separated; fix it and restart the worker',
-  ERR_KEK_UNKNOWN: () => "KEYTURN_KEK lacks the KEK named in the error (a rolled KEK must stay in the list until every key is rewrapped); add it back and restart the worker",
-  ERR_KEY_DECRYPTION_FAILED: () => "a stored private key does not open with its KEK: was KEYTURN_KEK changed? Put the original key back in the worker's KEYTURN_KEK",
+  ERR_KEK_UNKNOWN: () =>
+    'KEYTURN_KEK lacks the KEK named in the error (a rolled KEK must stay in the list until every key is rewrapped); add it back and restart the worker',
+  ERR_KEY_DECRYPTION_FAILED: () =>
+    "a stored private key does not open with its KEK: was KEYTURN_KEK changed? Put the original key back in the worker's KEYTURN_KEK",
   ERR_KEY_STATE_CONFLICT: VERIFY,
   ERR_KID_UNKNOWN: VERIFY,
-  ERR_KEYSET_NOT_FOUND: (id) => `the key set is not registered in PostgreSQL: \`keyturn apply -f keysets.yaml\` registers it; check DATABASE_URL points at the right database (\`keyturn status ${id}\`)`,
-  ERR_POLICY_INVALID: () => 'the key set\'s policy: correct it in keysets.yaml and run `keyturn apply -f keysets.yaml`',
-  NO_ACTIVE_KEY: (id) => `\`keyturn status ${id}\`: is the workflow running and not failing? \`keyturn rotate ${id} --reason ...\` promotes a key`,
+  ERR_KEYSET_NOT_FOUND: (id) =>
+    `the key set is not registered in PostgreSQL: \`keyturn apply -f keysets.yaml\` registers it; check DATABASE_URL points at the right database (\`keyturn status ${id}\`)`,
+  ERR_POLICY_INVALID: () => "the key set's policy: correct it in keysets.yaml and run `keyturn apply -f keysets.yaml`",
+  NO_ACTIVE_KEY: (id) =>
+    `\`keyturn status ${id}\`: is the workflow running and not failing? \`keyturn rotate ${id} --reason ...\` promotes a key`,
   SEVERAL_ACTIVE_KEYS: VERIFY,
   SEVERAL_NEXT_KEYS: VERIFY,
   STATE_MISMATCH: VERIFY,
   TIME_MISMATCH: (id) => `${VERIFY(id)}; the audit trail tells who changed the key, and when`,
   UNKNOWN_TO_WORKFLOW: VERIFY,
   MISSING_FROM_DATABASE: VERIFY,
-  PRIVATE_PART_KEPT: (id) => `a key that should be erased still has its private part in PostgreSQL: ${VERIFY(id)}; the audit trail shows when it was destroyed or revoked`,
+  PRIVATE_PART_KEPT: (id) =>
+    `a key that should be erased still has its private part in PostgreSQL: ${VERIFY(id)}; the audit trail shows when it was destroyed or revoked`,
   KID_MISMATCH: (id) =>
     `the key's stored public key was changed outside keyturn (\`keyturn audit ${id}\` shows every change keyturn made; the database's logs tell who made another): JWKS servers leave the key out and key rings do not sign with it; revoke it (\`keyturn revoke ${id} <kid> --reason ...\`) and a new key replaces it`,
-  OVERDUE: (id) => `is the worker running, and the key set not paused or failing? \`keyturn status ${id}\` and the workflow in the Web UI`,
+  OVERDUE: (id) =>
+    `is the worker running, and the key set not paused or failing? \`keyturn status ${id}\` and the workflow in the Web UI`,
   ACTIVE_KEY_TOO_OLD: (id) =>
     `\`keyturn status ${id}\`: a paused key set needs \`keyturn resume ${id}\`, a failing one its last error fixed; \`keyturn rotate ${id} --reason ...\` rotates now`,
 };

@@ -28,7 +28,13 @@ export interface WebUi {
 }
 
 /** The message `kind` about `incident` (as it was before a resolution closed it), raised by `alert` at `at`. */
-export function notificationFor(alert: Alert, kind: NotificationKind, incident: Incident, at: number, webUi?: WebUi): AlertNotification {
+export function notificationFor(
+  alert: Alert,
+  kind: NotificationKind,
+  incident: Incident,
+  at: number,
+  webUi?: WebUi,
+): AlertNotification {
   return {
     ...alert,
     kind,

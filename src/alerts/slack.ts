@@ -35,7 +35,10 @@ export function slackMessage(n: AlertNotification): SlackMessage {
     ...(n.kid ? [field('Kid', `\`${escape(n.kid)}\``)] : []),
     field('Step', escape(n.step)),
     ...(n.failures !== undefined && !resolved ? [field('Failures in a row', String(n.failures))] : []),
-    field(resolved ? 'Was open for' : 'Open since', resolved ? roughDuration(n.at - n.openedAt) : slackDate(n.openedAt)),
+    field(
+      resolved ? 'Was open for' : 'Open since',
+      resolved ? roughDuration(n.at - n.openedAt) : slackDate(n.openedAt),
+    ),
   ];
   const blocks: SlackBlock[] = [
     { type: 'header', text: { type: 'plain_text', text: truncate(headline, HEADER_MAX), emoji: true } },
@@ -46,10 +49,16 @@ export function slackMessage(n: AlertNotification): SlackMessage {
     if (n.error) blocks.push(section(`*Error*\n\`\`\`${escape(truncate(n.error, SECTION_MAX - 100))}\`\`\``));
     blocks.push(section(`*What to check*\n${escape(n.hint)}`));
   }
-  if (n.workflowUrl) blocks.push(section(`<${n.workflowUrl}|Open the workflow ${escape(n.workflowId)} in the Temporal Web UI>`));
+  if (n.workflowUrl)
+    blocks.push(section(`<${n.workflowUrl}|Open the workflow ${escape(n.workflowId)} in the Temporal Web UI>`));
   blocks.push({
     type: 'context',
-    elements: [{ type: 'mrkdwn', text: `keyturn · incident \`${escape(n.incident)}\` · message ${n.sequence} · ${slackDate(n.at)}` }],
+    elements: [
+      {
+        type: 'mrkdwn',
+        text: `keyturn · incident \`${escape(n.incident)}\` · message ${n.sequence} · ${slackDate(n.at)}`,
+      },
+    ],
   });
   return { text: `${resolved ? '✅ Resolved' : '🚨'} keyturn, key set ${n.keySetId}: ${n.summary}`, blocks };
 }

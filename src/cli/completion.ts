@@ -21,7 +21,8 @@ export function completionEntries(program: Command): CompletionEntry[] {
   const entries: CompletionEntry[] = [];
   const visit = (command: Command, path: string) => {
     const options = command.options.filter((option) => !option.hidden);
-    const flags = (list: typeof options) => list.flatMap((option) => [option.short, option.long].filter((flag): flag is string => flag !== undefined));
+    const flags = (list: typeof options) =>
+      list.flatMap((option) => [option.short, option.long].filter((flag): flag is string => flag !== undefined));
     entries.push({
       path,
       commands: command.commands.map((sub) => sub.name()),
@@ -38,7 +39,8 @@ export function completionEntries(program: Command): CompletionEntry[] {
 function wordsFunction(program: Command): string {
   const quote = (words: string[]) => `'${words.join(' ')}'`;
   const cases = completionEntries(program).map(
-    (entry) => `    ${quote([entry.path])}) commands=${quote(entry.commands)}; options=${quote(entry.options)}; takes=${quote(entry.takesValue)} ;;`,
+    (entry) =>
+      `    ${quote([entry.path])}) commands=${quote(entry.commands)}; options=${quote(entry.options)}; takes=${quote(entry.takesValue)} ;;`,
   );
   return ['_keyturn_words() {', '  commands= options= takes=', '  case $1 in', ...cases, '  esac', '}'].join('\n');
 }
@@ -91,5 +93,8 @@ export async function completionAction(shell: string): Promise<void> {
   const program = createProgram();
   if (shell === 'bash') console.log(bashCompletion(program));
   else if (shell === 'zsh') console.log(zshCompletion(program));
-  else throw new KeyturnError('ERR_CONFIG_INVALID', `no completion for "${shell}": choose bash or zsh`, { field: 'shell' });
+  else
+    throw new KeyturnError('ERR_CONFIG_INVALID', `no completion for "${shell}": choose bash or zsh`, {
+      field: 'shell',
+    });
 }

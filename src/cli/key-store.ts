@@ -7,7 +7,10 @@ import { openKeyStore, type OpenedKeyStore } from '../runtime/open-key-store';
  * embedded database, started for the command), with the KEKs the workers would use, for the
  * commands that open private keys or need the KEK ids (`token`, `kek`). Closed after `use`.
  */
-export async function withKeyStore<T>(dataDir: string | undefined, use: (store: OpenedKeyStore, config: Config) => Promise<T>): Promise<T> {
+export async function withKeyStore<T>(
+  dataDir: string | undefined,
+  use: (store: OpenedKeyStore, config: Config) => Promise<T>,
+): Promise<T> {
   const config = loadConfig(process.env, { dataDir });
   // Silent: the logs would go to stdout, which is the command's result; a failure reaches the operator as the error.
   const store = await openKeyStore(config, createLogger({ level: 'silent' }), { joinRunningInstance: true });

@@ -18,7 +18,9 @@ export const connectionOptions = z.object({
   address: z.string().regex(HOST_PORT, { error: '--address must be host:port, e.g. localhost:7233' }).optional(),
   namespace: z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: "--namespace must be a namespace name: letters, digits, '.', '_' or '-'" })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, {
+      error: "--namespace must be a namespace name: letters, digits, '.', '_' or '-'",
+    })
     .optional(),
   dataDir: z.string().optional(),
   json: z.boolean().default(false),
@@ -47,7 +49,10 @@ export function parseOptions<T>(schema: z.ZodType<T>, input: unknown): T {
  * Connects to the Temporal server the options name (5 s to answer), hands `use` a KeySetClient
  * and closes the connection after; failures to connect or refusals are one line saying what to set.
  */
-export async function withKeySets<T>(options: ConnectionOptions, use: (keySets: KeySetClient, config: Config) => Promise<T>): Promise<T> {
+export async function withKeySets<T>(
+  options: ConnectionOptions,
+  use: (keySets: KeySetClient, config: Config) => Promise<T>,
+): Promise<T> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
   const target = await resolveTemporalTarget(config, options);
   return withClient(target, (client) => use(new KeySetClient(client, config.taskQueue), config));

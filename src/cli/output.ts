@@ -69,17 +69,32 @@ export function formatStatus(status: KeySetStatus, now: number): string {
   const time = (ms: number | undefined) => (ms === undefined ? '-' : utc(ms).replace(' UTC', ''));
   const rows = [
     ['KID', 'STATE', 'CREATED (UTC)', 'ACTIVATED', 'DEMOTED', 'RETIRED'],
-    ...status.keys.map((k) => [k.kid, k.state, time(k.createdAt), time(k.activatedAt), time(k.demotedAt), time(k.retiredAt)]),
+    ...status.keys.map((k) => [
+      k.kid,
+      k.state,
+      time(k.createdAt),
+      time(k.activatedAt),
+      time(k.demotedAt),
+      time(k.retiredAt),
+    ]),
   ];
   return [
     `key set ${status.keySetId}: ${status.policy.algorithm}, rotates every ${status.policy.rotationPeriod}`,
     ...table(rows),
     `next transition: ${describeTransition(status.nextTransition, now)}`,
-    ...(status.rotation ? [`rotation asked for by ${status.rotation.requestedBy} at ${utc(status.rotation.requestedAt)}: ${status.rotation.reason}`] : []),
+    ...(status.rotation
+      ? [
+          `rotation asked for by ${status.rotation.requestedBy} at ${utc(status.rotation.requestedAt)}: ${status.rotation.reason}`,
+        ]
+      : []),
     `paused: ${status.paused ? `since ${utc(status.paused.since)}: ${status.paused.reason}` : 'no'}`,
-    ...(status.decommissioned ? [`decommissioned since ${utc(status.decommissioned.since)}: ${status.decommissioned.reason} (winding down)`] : []),
+    ...(status.decommissioned
+      ? [`decommissioned since ${utc(status.decommissioned.since)}: ${status.decommissioned.reason} (winding down)`]
+      : []),
     `last error: ${describeLastError(status.lastError)}`,
-    `policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${String(value)}`).join(', ')}`,
+    `policy: ${Object.entries(status.policy)
+      .map(([field, value]) => `${field} ${String(value)}`)
+      .join(', ')}`,
   ].join('\n');
 }
 
@@ -125,7 +140,8 @@ export function auditEventJson(event: AuditRecord): AuditEventJson {
 export function formatAuditTrail(keySetId: string, events: readonly AuditRecord[], since?: number): string {
   const from = since === undefined ? '' : ` since ${utc(since)}`;
   if (events.length === 0) return `no audit events for key set ${keySetId}${from}`;
-  const states = (e: AuditRecord) => (e.fromState === null && e.toState === null ? '-' : `${e.fromState ?? ''}→${e.toState ?? ''}`);
+  const states = (e: AuditRecord) =>
+    e.fromState === null && e.toState === null ? '-' : `${e.fromState ?? ''}→${e.toState ?? ''}`;
   const rows = [
     ['TIME (UTC)', 'SEQ', 'EVENT', 'KID', 'FROM→TO', 'TRIGGER', 'ACTOR', 'REASON'],
     ...events.map((e) => [
@@ -176,10 +192,16 @@ export function formatKekStatus({ kekFile, keks }: KekStatus): string {
   const missing = keks.filter((kek) => !kek.configured);
   const advice: string[] = [];
   if (missing.length > 0) {
-    advice.push(`${count(missing)} private key(s) are sealed under a KEK that ${source} lacks and cannot be opened: add that KEK back after the current one`);
+    advice.push(
+      `${count(missing)} private key(s) are sealed under a KEK that ${source} lacks and cannot be opened: add that KEK back after the current one`,
+    );
   }
-  if (count(older) > 0) advice.push(`${count(older)} private key(s) are still sealed under an older KEK: run \`keyturn kek rewrap\``);
-  else if (older.length > 0) advice.push(`no private key is sealed under an older KEK: they can be removed from ${source} (then restart the workers and issuers)`);
+  if (count(older) > 0)
+    advice.push(`${count(older)} private key(s) are still sealed under an older KEK: run \`keyturn kek rewrap\``);
+  else if (older.length > 0)
+    advice.push(
+      `no private key is sealed under an older KEK: they can be removed from ${source} (then restart the workers and issuers)`,
+    );
   if (advice.length === 0) advice.push('every private key is sealed under the current KEK');
   return [`KEKs from ${source}, current first:`, ...table(rows), ...advice].join('\n');
 }
@@ -194,13 +216,20 @@ export function kekRewrapJson(current: string, outcomes: readonly KekRewrapOutco
 }
 
 /** `keyturn kek rewrap`: one line per key set, what was re-sealed or why nothing was. */
-export function formatKekRewrap(current: string, kekFile: string | null, outcomes: readonly KekRewrapOutcome[]): string {
+export function formatKekRewrap(
+  current: string,
+  kekFile: string | null,
+  outcomes: readonly KekRewrapOutcome[],
+): string {
   const lines = outcomes.map((o) => {
     if (o.outcome === 'failed') return `  FAILED     ${o.keySetId} (nothing changed): ${o.error.message}`;
     if (o.outcome === 'unchanged') return `  unchanged  ${o.keySetId}: no private key under another KEK`;
     return `  rewrapped  ${o.keySetId}: ${o.kids.length} private key(s) from KEK ${o.from.join(', ')}: ${o.kids.join(', ')}`;
   });
-  return [`re-sealing under the current KEK ${current} (from ${kekSource(kekFile)}):`, ...(lines.length > 0 ? lines : ['  no key sets'])].join('\n');
+  return [
+    `re-sealing under the current KEK ${current} (from ${kekSource(kekFile)}):`,
+    ...(lines.length > 0 ? lines : ['  no key sets']),
+  ].join('\n');
 }
 
 /** Rows of cells as aligned lines, two spaces apart and indented by two. */
@@ -226,7 +255,12 @@ function describeLastError(error: LastError | null): string {
 
 /** `in 4d 3h`, `2m 10s ago`, `now`: the two largest units. */
 function relative(ms: number): string {
-  const units: [string, number][] = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000]];
+  const units: [string, number][] = [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ];
   let rest = Math.abs(ms);
   const parts: string[] = [];
   for (const [unit, size] of units) {

@@ -23,7 +23,10 @@ function withConnectionOptions(command: Command): Command {
       '--address <host:port>',
       "Temporal frontend (default: TEMPORAL_ADDRESS or the Temporal profile's, else the keyturn instance running on --data-dir, else localhost:7233)",
     )
-    .option('--namespace <name>', "Temporal namespace (default: TEMPORAL_NAMESPACE or the Temporal profile's, else the running instance's, else default)")
+    .option(
+      '--namespace <name>',
+      "Temporal namespace (default: TEMPORAL_NAMESPACE or the Temporal profile's, else the running instance's, else default)",
+    )
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON');
 }
@@ -32,7 +35,10 @@ function withConnectionOptions(command: Command): Command {
 export function packageVersion(): string {
   for (const up of ['../..', '../../..']) {
     try {
-      const manifest = JSON.parse(readFileSync(path.join(__dirname, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      const manifest = JSON.parse(readFileSync(path.join(__dirname, up, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (manifest.name === 'keyturn' && manifest.version) return manifest.version;
     } catch {
       // Not this folder.
@@ -63,7 +69,12 @@ export function createProgram(): Command {
     .option('--ui-port <port>', 'port of the Temporal Web UI (default: the Temporal port + 1000)', parsePort)
     .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: KEYTURN_PG_PORT or 5433)', parsePort)
     .option('--port <port>', 'port of the JWKS server (default: PORT or 8080)', parsePort)
-    .action(lazy(() => import('./commands/dev.js'), (m) => m.devAction));
+    .action(
+      lazy(
+        () => import('./commands/dev.js'),
+        (m) => m.devAction,
+      ),
+    );
 
   program
     .command('stack')
@@ -76,7 +87,12 @@ export function createProgram(): Command {
     .option('-f, --file <file>', 'the key sets file to apply (none applied if it does not exist)', 'keysets.yaml')
     .option(...DATA_DIR_OPTION)
     .option('--no-ui', 'run without the Temporal Web UI (it need not be built then)')
-    .action(lazy(() => import('./commands/stack.js'), (m) => m.stackAction));
+    .action(
+      lazy(
+        () => import('./commands/stack.js'),
+        (m) => m.stackAction,
+      ),
+    );
 
   program
     .command('worker')
@@ -86,7 +102,12 @@ export function createProgram(): Command {
         'DATABASE_URL with KEYTURN_KEK, or the embedded database of the data folder',
     )
     .option(...DATA_DIR_OPTION)
-    .action(lazy(() => import('./commands/worker.js'), (m) => m.workerAction));
+    .action(
+      lazy(
+        () => import('./commands/worker.js'),
+        (m) => m.workerAction,
+      ),
+    );
 
   program
     .command('serve')
@@ -98,7 +119,12 @@ export function createProgram(): Command {
     .option(...DATA_DIR_OPTION)
     .option('--port <port>', 'port to listen on (default: PORT or 8080)', parsePort)
     .option('--host <host>', 'interface to listen on (default: every interface)')
-    .action(lazy(() => import('./commands/serve.js'), (m) => m.serveAction));
+    .action(
+      lazy(
+        () => import('./commands/serve.js'),
+        (m) => m.serveAction,
+      ),
+    );
 
   program
     .command('migrate')
@@ -108,7 +134,12 @@ export function createProgram(): Command {
     )
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON')
-    .action(lazy(() => import('./commands/migrate.js'), (m) => m.migrateAction));
+    .action(
+      lazy(
+        () => import('./commands/migrate.js'),
+        (m) => m.migrateAction,
+      ),
+    );
 
   withConnectionOptions(program.command('apply'))
     .description(
@@ -116,18 +147,36 @@ export function createProgram(): Command {
         'and nothing is applied if any of it is wrong. Safe to run again: what already matches is left alone',
     )
     .requiredOption('-f, --file <file>', 'the key sets file, e.g. keysets.yaml')
-    .option('--prune', 'decommission running key sets the file does not list (their keys retire through grace as usual)')
+    .option(
+      '--prune',
+      'decommission running key sets the file does not list (their keys retire through grace as usual)',
+    )
     .option('--dry-run', 'print what would change, and change nothing')
     // The default is src/client/apply.ts's DEFAULT_APPLY_CONCURRENCY (test/cli/program.test.ts holds them together).
     .option('--concurrency <n>', 'how many key sets are applied at once (default 32)')
-    .action(lazy(() => import('./commands/apply.js'), (m) => m.applyAction));
+    .action(
+      lazy(
+        () => import('./commands/apply.js'),
+        (m) => m.applyAction,
+      ),
+    );
 
   withConnectionOptions(program.command('status'))
-    .description("a key set's keys with their states and times, policy, pause, next transition and last error; without an id, one line per key set")
+    .description(
+      "a key set's keys with their states and times, policy, pause, next transition and last error; without an id, one line per key set",
+    )
     .argument('[id]', 'key set id')
-    .option('--timeline', "draw the key set's keys' past and planned periods (next, active, grace, retired) as a chart; with --json, its rows")
+    .option(
+      '--timeline',
+      "draw the key set's keys' past and planned periods (next, active, grace, retired) as a chart; with --json, its rows",
+    )
     .option('--mermaid', 'the same chart as a Mermaid gantt block')
-    .action(lazy(() => import('./commands/status.js'), (m) => m.statusAction));
+    .action(
+      lazy(
+        () => import('./commands/status.js'),
+        (m) => m.statusAction,
+      ),
+    );
 
   withConnectionOptions(program.command('rotate'))
     .description(
@@ -137,28 +186,56 @@ export function createProgram(): Command {
     .argument('<id>', 'key set id')
     .option('--reason <text>', 'why, for the audit trail')
     .option('--wait', 'wait until the new key signs')
-    .option('--immediately', 'promote now, accepting that verifiers whose cached JWKS predates the key reject its tokens until it expires')
+    .option(
+      '--immediately',
+      'promote now, accepting that verifiers whose cached JWKS predates the key reject its tokens until it expires',
+    )
     .option('--signal', 'only ask (signal requestRotation) and return at once; the workflow retries it if it fails')
-    .action(lazy(() => import('./commands/rotate.js'), (m) => m.rotateAction));
+    .action(
+      lazy(
+        () => import('./commands/rotate.js'),
+        (m) => m.rotateAction,
+      ),
+    );
 
   withConnectionOptions(program.command('revoke'))
-    .description('emergency revocation: the key leaves the JWKS at once and its private part is erased; an active key is replaced at once')
+    .description(
+      'emergency revocation: the key leaves the JWKS at once and its private part is erased; an active key is replaced at once',
+    )
     .argument('<id>', 'key set id')
-    .argument('[kid]', "the key to revoke (`keyturn status <id>` lists them); one starting with '-' is taken as the kid too")
+    .argument(
+      '[kid]',
+      "the key to revoke (`keyturn status <id>` lists them); one starting with '-' is taken as the kid too",
+    )
     .option('--kid <kid>', 'the key to revoke, instead of the argument')
     .option('--reason <text>', 'why (required), for the audit trail')
-    .action(lazy(() => import('./commands/revoke.js'), (m) => m.revokeAction));
+    .action(
+      lazy(
+        () => import('./commands/revoke.js'),
+        (m) => m.revokeAction,
+      ),
+    );
 
   withConnectionOptions(program.command('pause'))
     .description('stop scheduled transitions of a key set until `keyturn resume`; rotate and revoke still work')
     .argument('<id>', 'key set id')
     .option('--reason <text>', 'why (required)')
-    .action(lazy(() => import('./commands/pause.js'), (m) => m.pauseAction));
+    .action(
+      lazy(
+        () => import('./commands/pause.js'),
+        (m) => m.pauseAction,
+      ),
+    );
 
   withConnectionOptions(program.command('resume'))
     .description('restart the scheduled transitions of a paused key set; overdue ones run at once')
     .argument('<id>', 'key set id')
-    .action(lazy(() => import('./commands/resume.js'), (m) => m.resumeAction));
+    .action(
+      lazy(
+        () => import('./commands/resume.js'),
+        (m) => m.resumeAction,
+      ),
+    );
 
   withConnectionOptions(program.command('verify'))
     .description(
@@ -167,21 +244,38 @@ export function createProgram(): Command {
         'exit code 0 only if every invariant holds. Without an id, every key set in the database',
     )
     .argument('[id]', 'key set id')
-    .action(lazy(() => import('./commands/verify.js'), (m) => m.verifyAction));
+    .action(
+      lazy(
+        () => import('./commands/verify.js'),
+        (m) => m.verifyAction,
+      ),
+    );
 
   // `show` is the default subcommand, so `keyturn audit <id>` reads a trail and `keyturn audit verify`
   // checks the chains; a key set that happens to be named `verify` is read with `keyturn audit show verify`.
   const audit = program
     .command('audit')
-    .description("a key set's tamper-evident audit trail (`keyturn audit <id> [--since] [--json]`); `keyturn audit verify [<id>]` checks the hash chains");
+    .description(
+      "a key set's tamper-evident audit trail (`keyturn audit <id> [--since] [--json]`); `keyturn audit verify [<id>]` checks the hash chains",
+    );
   audit
     .command('show', { isDefault: true })
-    .description("print a key set's audit trail, oldest first: time, seq, event, kid, states, trigger, actor, reason (the default: `keyturn audit <id>`)")
+    .description(
+      "print a key set's audit trail, oldest first: time, seq, event, kid, states, trigger, actor, reason (the default: `keyturn audit <id>`)",
+    )
     .argument('<id>', 'key set id')
-    .option('--since <time>', 'only events from then on: an ISO 8601 time (UTC unless it has a zone) or a duration back from now, e.g. 7d')
+    .option(
+      '--since <time>',
+      'only events from then on: an ISO 8601 time (UTC unless it has a zone) or a duration back from now, e.g. 7d',
+    )
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the events as a JSON array, with details and hashes')
-    .action(lazy(() => import('./commands/audit.js'), (m) => m.auditShowAction));
+    .action(
+      lazy(
+        () => import('./commands/audit.js'),
+        (m) => m.auditShowAction,
+      ),
+    );
   audit
     .command('verify')
     .description(
@@ -191,7 +285,12 @@ export function createProgram(): Command {
     .argument('[id]', 'key set id')
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON, with each chain head (worth keeping outside the database)')
-    .action(lazy(() => import('./commands/audit.js'), (m) => m.auditVerifyAction));
+    .action(
+      lazy(
+        () => import('./commands/audit.js'),
+        (m) => m.auditVerifyAction,
+      ),
+    );
 
   const kek = program
     .command('kek')
@@ -207,7 +306,12 @@ export function createProgram(): Command {
     )
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON')
-    .action(lazy(() => import('./commands/kek.js'), (m) => m.kekStatusAction));
+    .action(
+      lazy(
+        () => import('./commands/kek.js'),
+        (m) => m.kekStatusAction,
+      ),
+    );
   kek
     .command('rewrap')
     .description(
@@ -217,7 +321,12 @@ export function createProgram(): Command {
     .option('--reason <text>', 'why, for the audit trail (default: KEK rolled)')
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the result as JSON')
-    .action(lazy(() => import('./commands/kek.js'), (m) => m.kekRewrapAction));
+    .action(
+      lazy(
+        () => import('./commands/kek.js'),
+        (m) => m.kekRewrapAction,
+      ),
+    );
 
   const token = program.command('token').description('sign and verify tokens');
   token
@@ -225,26 +334,48 @@ export function createProgram(): Command {
     .description("print a JWT signed with the key set's active key, as the key ring signs them")
     .argument('<id>', 'key set id')
     .option('--sub <subject>', 'the sub claim')
-    .option('--ttl <duration>', "lifetime, e.g. 15m (default and maximum: the policy's maxTokenTtl, within KEYTURN_MAX_TOKEN_TTL_CEILING)")
+    .option(
+      '--ttl <duration>',
+      "lifetime, e.g. 15m (default and maximum: the policy's maxTokenTtl, within KEYTURN_MAX_TOKEN_TTL_CEILING)",
+    )
     .option('--claims <json>', 'further claims as a JSON object')
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the token with its kid, alg, iat and exp as JSON')
-    .action(lazy(() => import('./commands/token.js'), (m) => m.tokenSignAction));
+    .action(
+      lazy(
+        () => import('./commands/token.js'),
+        (m) => m.tokenSignAction,
+      ),
+    );
   token
     .command('verify')
-    .description("verify a JWT against a key set's published keys (from PostgreSQL) or a JWKS URL, and print its header and claims")
+    .description(
+      "verify a JWT against a key set's published keys (from PostgreSQL) or a JWKS URL, and print its header and claims",
+    )
     .argument('<jwt>', 'the token')
     .option('--key-set <id>', 'verify against this key set, read from the database')
     .option('--jwks-url <url>', 'verify against the JWKS at this URL')
     .option(...DATA_DIR_OPTION)
     .option('--json', 'print the header and claims as one line of JSON')
-    .action(lazy(() => import('./commands/token.js'), (m) => m.tokenVerifyAction));
+    .action(
+      lazy(
+        () => import('./commands/token.js'),
+        (m) => m.tokenVerifyAction,
+      ),
+    );
 
   program
     .command('completion')
-    .description('print a shell completion script for keyturn, e.g. `source <(keyturn completion bash)` or, in zsh, `source <(keyturn completion zsh)`')
+    .description(
+      'print a shell completion script for keyturn, e.g. `source <(keyturn completion bash)` or, in zsh, `source <(keyturn completion zsh)`',
+    )
     .argument('<shell>', 'bash or zsh')
-    .action(lazy(() => import('./completion.js'), (m) => m.completionAction));
+    .action(
+      lazy(
+        () => import('./completion.js'),
+        (m) => m.completionAction,
+      ),
+    );
 
   return program;
 }

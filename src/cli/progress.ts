@@ -21,7 +21,11 @@ export interface ProgressOutput {
  * redrawn in place; otherwise (a log, a pipe) one line per tenth done. Operations on fewer than
  * PROGRESS_FROM_ITEMS items show nothing.
  */
-export function progressPrinter(what: string, out: ProgressOutput = process.stderr, now: () => number = Date.now): (progress: Progress) => void {
+export function progressPrinter(
+  what: string,
+  out: ProgressOutput = process.stderr,
+  now: () => number = Date.now,
+): (progress: Progress) => void {
   let startedAt: number | undefined;
   let lastDrawn = -Infinity;
   let lastTenth = 0;

@@ -61,7 +61,12 @@ export function renderTimelineChart(rows: readonly TimelineRow[], options: Chart
     Object.entries(GLYPHS)
       .map(([phase, glyph]) => `${glyph.past}${glyph.planned} ${phase}`)
       .join('  ') + `   (blocks: happened, lines: planned; ${NOW_MARK} now, UTC)`;
-  return [...lines, `${' '.repeat(LABEL_WIDTH)}${axis.join('')}`, `${' '.repeat(LABEL_WIDTH)}${dates.join('').trimEnd()}`, legend].join('\n');
+  return [
+    ...lines,
+    `${' '.repeat(LABEL_WIDTH)}${axis.join('')}`,
+    `${' '.repeat(LABEL_WIDTH)}${dates.join('').trimEnd()}`,
+    legend,
+  ].join('\n');
 }
 
 /** The same rows as a Mermaid gantt block: a section per key, past periods marked done. */
@@ -81,7 +86,8 @@ export function renderTimelineMermaid(keySetId: string, rows: readonly TimelineR
 
 /** A kid's start, the width of the label column; the key not generated yet says so. */
 function label(kid: string | undefined): string {
-  const text = kid === undefined ? '(to come)' : kid.length > LABEL_WIDTH - 2 ? `${kid.slice(0, LABEL_WIDTH - 3)}…` : kid;
+  const text =
+    kid === undefined ? '(to come)' : kid.length > LABEL_WIDTH - 2 ? `${kid.slice(0, LABEL_WIDTH - 3)}…` : kid;
   return text.padEnd(LABEL_WIDTH);
 }
 

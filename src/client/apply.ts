@@ -1,6 +1,16 @@
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  type Client,
+  type ScheduleDescription,
+} from '@temporalio/client';
 import { changedPolicyFields, type KeySetPolicy } from '../domain/policy';
-import { KEYSET_WORKFLOW_TYPE, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../workflows/messages';
+import {
+  KEYSET_WORKFLOW_TYPE,
+  keySetWorkflowId,
+  SUPERVISOR_SCHEDULE_ID,
+  SUPERVISOR_WORKFLOW_TYPE,
+} from '../workflows/messages';
 import { mapBounded } from './map-bounded';
 import { KeySetClient } from './key-set-client';
 import type { KeySetDefinition, KeySetsFile } from './key-sets-file';
@@ -69,7 +79,16 @@ export interface ApplyReport {
 export async function applyKeySets(client: Client, file: KeySetsFile, options: ApplyOptions): Promise<ApplyReport> {
   const dryRun = options.dryRun ?? false;
   const keySets = new KeySetClient(client, options.taskQueue);
-  const report: ApplyReport = { dryRun, created: [], changed: [], unchanged: [], recommissioned: [], pruned: [], schedule: 'unchanged', warnings: [] };
+  const report: ApplyReport = {
+    dryRun,
+    created: [],
+    changed: [],
+    unchanged: [],
+    recommissioned: [],
+    pruned: [],
+    schedule: 'unchanged',
+    warnings: [],
+  };
   const requestedBy = options.requestedBy ?? 'apply';
 
   const total = file.keySets.length;
@@ -111,7 +130,12 @@ interface KeySetOutcome {
   changed?: PolicyChange;
 }
 
-async function applyKeySet(keySets: KeySetClient, definition: KeySetDefinition, dryRun: boolean, requestedBy: string): Promise<KeySetOutcome> {
+async function applyKeySet(
+  keySets: KeySetClient,
+  definition: KeySetDefinition,
+  dryRun: boolean,
+  requestedBy: string,
+): Promise<KeySetOutcome> {
   const { id, policy } = definition;
   if (dryRun) return planKeySet(keySets, definition);
   const result = await keySets.apply(id, policy, { requestedBy });
@@ -135,8 +159,14 @@ async function planKeySet(keySets: KeySetClient, { id, policy }: KeySetDefinitio
   };
 }
 
-function policyChange(id: string, fields: (keyof KeySetPolicy)[], before: KeySetPolicy, after: KeySetPolicy): PolicyChange {
-  const pick = (source: KeySetPolicy) => Object.fromEntries(fields.map((field) => [field, source[field]])) as Partial<KeySetPolicy>;
+function policyChange(
+  id: string,
+  fields: (keyof KeySetPolicy)[],
+  before: KeySetPolicy,
+  after: KeySetPolicy,
+): PolicyChange {
+  const pick = (source: KeySetPolicy) =>
+    Object.fromEntries(fields.map((field) => [field, source[field]])) as Partial<KeySetPolicy>;
   return { id, fields, from: pick(before), to: pick(after) };
 }
 
@@ -155,13 +185,24 @@ async function runningKeySets(client: Client, taskQueue: string): Promise<string
 function supervisorSchedule(intervalMs: number, taskQueue: string) {
   return {
     spec: { intervals: [{ every: intervalMs }] },
-    action: { type: 'startWorkflow' as const, workflowType: SUPERVISOR_WORKFLOW_TYPE, taskQueue, workflowId: SUPERVISOR_WORKFLOW_ID, args: [] },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: SUPERVISOR_WORKFLOW_TYPE,
+      taskQueue,
+      workflowId: SUPERVISOR_WORKFLOW_ID,
+      args: [],
+    },
     policies: { overlap: 'SKIP' as const },
   };
 }
 
 /** Creates the supervisor Schedule, or updates it where it differs from what the file asks. */
-async function applySchedule(client: Client, intervalMs: number, taskQueue: string, dryRun: boolean): Promise<ApplyReport['schedule']> {
+async function applySchedule(
+  client: Client,
+  intervalMs: number,
+  taskQueue: string,
+  dryRun: boolean,
+): Promise<ApplyReport['schedule']> {
   const wanted = supervisorSchedule(intervalMs, taskQueue);
   const handle = client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID);
   let current = await describeSchedule(client);

@@ -30,7 +30,9 @@ export function temporalTargetFrom(config: Config): TemporalTarget {
   return {
     address: config.temporalAddress,
     namespace: config.temporalNamespace,
-    origin: config.temporalProfile.addressOrigin ?? 'the default, as neither TEMPORAL_ADDRESS nor a Temporal profile names a server',
+    origin:
+      config.temporalProfile.addressOrigin ??
+      'the default, as neither TEMPORAL_ADDRESS nor a Temporal profile names a server',
     profile: config.temporalProfile,
   };
 }
@@ -51,7 +53,13 @@ export interface TemporalFlags {
 export async function resolveTemporalTarget(config: Config, flags: TemporalFlags = {}): Promise<TemporalTarget> {
   const namespace = flags.namespace ?? (config.explicit.temporalNamespace ? config.temporalNamespace : undefined);
   const configured = temporalTargetFrom(config);
-  if (flags.address) return { ...configured, address: flags.address, namespace: namespace ?? config.temporalNamespace, origin: 'from --address' };
+  if (flags.address)
+    return {
+      ...configured,
+      address: flags.address,
+      namespace: namespace ?? config.temporalNamespace,
+      origin: 'from --address',
+    };
   if (!config.explicit.temporalAddress) {
     const instance = await readLiveInstance(config.dataDir);
     if (instance) {
@@ -78,7 +86,12 @@ export function temporalConnectionOptions(target: TemporalTarget): TemporalConne
     ...settings.tls,
     clientCert: readPem(settings.tls.clientCert, 'the client certificate', 'TEMPORAL_TLS_CLIENT_CERT', 'client_cert'),
     clientKey: readPem(settings.tls.clientKey, 'the client key', 'TEMPORAL_TLS_CLIENT_KEY', 'client_key'),
-    serverCACert: readPem(settings.tls.serverCACert, 'the server CA certificate', 'TEMPORAL_TLS_SERVER_CA_CERT', 'server_ca_cert'),
+    serverCACert: readPem(
+      settings.tls.serverCACert,
+      'the server CA certificate',
+      'TEMPORAL_TLS_SERVER_CA_CERT',
+      'server_ca_cert',
+    ),
   };
   const { connectionOptions } = toClientOptions({ ...settings, tls });
   return {
@@ -113,27 +126,44 @@ export async function withClient<T>(target: TemporalTarget, use: (client: Client
   try {
     return await use(client);
   } catch (error) {
-    throw isConnectionFailure(error) ? await explainConnectionFailure(target, temporalConnectionOptions(target), error) : error;
+    throw isConnectionFailure(error)
+      ? await explainConnectionFailure(target, temporalConnectionOptions(target), error)
+      : error;
   } finally {
     await client.connection.close();
   }
 }
 
 /** A PEM source of the profile as data, `what` and where it was set named in any error. */
-function readPem(source: ConfigDataSource | undefined, what: string, variable: string, tomlKey: string): ConfigDataSource | undefined {
+function readPem(
+  source: ConfigDataSource | undefined,
+  what: string,
+  variable: string,
+  tomlKey: string,
+): ConfigDataSource | undefined {
   if (source === undefined) return undefined;
-  const where = 'path' in source
-    ? `${source.path} (${variable}_PATH or the profile's tls.${tomlKey}_path)`
-    : `${variable}_DATA (or the profile's tls.${tomlKey}_data)`;
+  const where =
+    'path' in source
+      ? `${source.path} (${variable}_PATH or the profile's tls.${tomlKey}_path)`
+      : `${variable}_DATA (or the profile's tls.${tomlKey}_data)`;
   let data: Uint8Array;
   try {
-    data = 'path' in source ? readFileSync(source.path) : typeof source.data === 'string' ? Buffer.from(source.data) : source.data;
+    data =
+      'path' in source
+        ? readFileSync(source.path)
+        : typeof source.data === 'string'
+          ? Buffer.from(source.data)
+          : source.data;
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
-    throw new KeyturnError('ERR_CONFIG_INVALID', `cannot read ${what} ${where}: ${reason}`, { field: `${variable}_PATH` });
+    throw new KeyturnError('ERR_CONFIG_INVALID', `cannot read ${what} ${where}: ${reason}`, {
+      field: `${variable}_PATH`,
+    });
   }
   if (!Buffer.from(data).includes('-----BEGIN ')) {
-    throw new KeyturnError('ERR_CONFIG_INVALID', `${what} in ${where} is not PEM (a "-----BEGIN ..." block)`, { field: `${variable}_PATH` });
+    throw new KeyturnError('ERR_CONFIG_INVALID', `${what} in ${where} is not PEM (a "-----BEGIN ..." block)`, {
+      field: `${variable}_PATH`,
+    });
   }
   return { data };
 }

@@ -25,7 +25,11 @@ const UNTRUSTED = new Set([
  * SDK's errors hide its outcome: grpc-js reports an untrusted server, or a server that refused the
  * client certificate during the handshake, only as a missed deadline.
  */
-export async function explainConnectionFailure(target: TemporalTarget, options: TemporalConnectionOptions, cause: unknown): Promise<Error> {
+export async function explainConnectionFailure(
+  target: TemporalTarget,
+  options: TemporalConnectionOptions,
+  cause: unknown,
+): Promise<Error> {
   const where = `Temporal at ${target.address} (${target.origin})`;
   const refusal = grpcRefusal(cause);
   if (refusal?.code === PERMISSION_DENIED) {
@@ -35,18 +39,27 @@ export async function explainConnectionFailure(target: TemporalTarget, options: 
       { cause },
     );
   }
-  if (refusal) return new Error(`${where} refused keyturn's credentials ("${refusal.message}"): ${credentialsHint(target.profile)}`, { cause });
+  if (refusal)
+    return new Error(
+      `${where} refused keyturn's credentials ("${refusal.message}"): ${credentialsHint(target.profile)}`,
+      { cause },
+    );
   const message = cause instanceof Error ? cause.message : String(cause);
   const finding = /connection refused|ECONNREFUSED/i.test(message) ? REFUSED : await probeTls(options);
-  if (finding !== undefined && finding !== REFUSED) return new Error(`cannot connect to ${where}: ${finding}`, { cause });
+  if (finding !== undefined && finding !== REFUSED)
+    return new Error(`cannot connect to ${where}: ${finding}`, { cause });
   const reason = finding ?? (/deadline/i.test(message) ? 'no answer within 5 seconds' : message);
-  return new Error(`cannot reach ${where}: ${reason}. Start one with \`keyturn dev\`, or set TEMPORAL_ADDRESS to a running server`, { cause });
+  return new Error(
+    `cannot reach ${where}: ${reason}. Start one with \`keyturn dev\`, or set TEMPORAL_ADDRESS to a running server`,
+    { cause },
+  );
 }
 
 /** Whether an error met on an open connection is one explainConnectionFailure explains: unavailable, or refused. */
 export function isConnectionFailure(error: unknown): boolean {
   for (let e = error; e instanceof Error; e = e.cause) {
-    if ((e as { code?: unknown }).code === UNAVAILABLE && typeof (e as { details?: unknown }).details === 'string') return true;
+    if ((e as { code?: unknown }).code === UNAVAILABLE && typeof (e as { details?: unknown }).details === 'string')
+      return true;
   }
   return grpcRefusal(error) !== undefined;
 }
@@ -55,17 +68,23 @@ export function isConnectionFailure(error: unknown): boolean {
 function grpcRefusal(error: unknown): { code: number; message: string } | undefined {
   for (let e = error; e instanceof Error; e = e.cause) {
     const { code, details } = e as { code?: unknown; details?: unknown };
-    if ((code === UNAUTHENTICATED || code === PERMISSION_DENIED) && typeof details === 'string') return { code, message: details };
+    if ((code === UNAUTHENTICATED || code === PERMISSION_DENIED) && typeof details === 'string')
+      return { code, message: details };
     // The worker's native connection puts the status in its message, in tonic's words.
-    const native = /code: '(The request does not have valid authentication credentials|The caller does not have permission)[^']*', message: "([^"]*)"/.exec(e.message);
-    if (native) return { code: native[1].startsWith('The caller') ? PERMISSION_DENIED : UNAUTHENTICATED, message: native[2] };
+    const native =
+      /code: '(The request does not have valid authentication credentials|The caller does not have permission)[^']*', message: "([^"]*)"/.exec(
+        e.message,
+      );
+    if (native)
+      return { code: native[1].startsWith('The caller') ? PERMISSION_DENIED : UNAUTHENTICATED, message: native[2] };
   }
   return undefined;
 }
 
 function credentialsHint(profile: TemporalProfile | undefined): string {
   const hints = [
-    profile?.hasClientCertificate && `check that ${CLIENT_CERTIFICATE} hold a certificate the server trusts and its key`,
+    profile?.hasClientCertificate &&
+      `check that ${CLIENT_CERTIFICATE} hold a certificate the server trusts and its key`,
     profile?.hasApiKey && 'check TEMPORAL_API_KEY (not shown here)',
   ].filter(Boolean);
   return hints.length > 0 ? hints.join(', and ') : `set ${CLIENT_CERTIFICATE} for mTLS, or TEMPORAL_API_KEY`;
@@ -100,12 +119,18 @@ function probeTls(options: TemporalConnectionOptions): Promise<string | undefine
     }
     let handshaken = false;
     socket.once('secureConnect', () => {
-      if (!config) return done('it expects TLS: set TEMPORAL_TLS=true (and TEMPORAL_TLS_SERVER_CA_CERT_PATH if a private CA signed its certificate)');
+      if (!config)
+        return done(
+          'it expects TLS: set TEMPORAL_TLS=true (and TEMPORAL_TLS_SERVER_CA_CERT_PATH if a private CA signed its certificate)',
+        );
       handshaken = true;
     });
     socket.once('data', () => done(undefined));
     // Some servers refuse a client certificate by hanging up without an alert.
-    const hungUp = () => (handshaken ? `it hung up right after the TLS handshake, as on a refused client certificate: set ${CLIENT_CERTIFICATE} to a certificate it trusts and its key` : undefined);
+    const hungUp = () =>
+      handshaken
+        ? `it hung up right after the TLS handshake, as on a refused client certificate: set ${CLIENT_CERTIFICATE} to a certificate it trusts and its key`
+        : undefined;
     socket.once('close', () => done(hungUp()));
     socket.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ECONNREFUSED') return done(REFUSED);

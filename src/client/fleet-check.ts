@@ -43,14 +43,22 @@ export async function readFleet(
   ]);
   const doubts = new Map<string, string>();
   for (const record of records) {
-    const doubt = visible === null ? `visibility could not be listed (${visibilityProblem})` : doubtAbout(record, visible.get(record.id), at, tolerances);
+    const doubt =
+      visible === null
+        ? `visibility could not be listed (${visibilityProblem})`
+        : doubtAbout(record, visible.get(record.id), at, tolerances);
     if (doubt !== null) doubts.set(record.id, doubt);
   }
   return { records, doubts, visibilityProblem };
 }
 
 /** Why `record` and its visibility entry do not settle the key set, or null when they do. */
-function doubtAbout(record: KeySetRecord, entry: VisibleKeySet | undefined, at: number, tolerances: InvariantTolerances): string | null {
+function doubtAbout(
+  record: KeySetRecord,
+  entry: VisibleKeySet | undefined,
+  at: number,
+  tolerances: InvariantTolerances,
+): string | null {
   if (entry === undefined) return 'visibility lists no running workflow';
   if (!entry.tagged) return 'its workflow was started without the KeySetId search attribute, so it keeps no ActiveKid';
   const active = record.keys.filter((key) => key.state === 'active').map((key) => key.kid);

@@ -44,7 +44,13 @@ export function kekStatus(ring: KekRing, usage: readonly KekUsage[], kekFile: st
   }));
   const missing = usage
     .filter((u) => ring.get(u.kekId) === undefined)
-    .map((u) => ({ id: u.kekId, current: false, configured: false, privateKeys: u.privateKeys, keySetIds: u.keySetIds }));
+    .map((u) => ({
+      id: u.kekId,
+      current: false,
+      configured: false,
+      privateKeys: u.privateKeys,
+      keySetIds: u.keySetIds,
+    }));
   return { kekFile, keks: [...configured, ...missing] };
 }
 
@@ -53,11 +59,19 @@ export function kekStatus(ring: KekRing, usage: readonly KekUsage[], kekFile: st
  * (`rewrapKeySet`). A key set that cannot be rewrapped (a key under a KEK that is not
  * configured) is reported and keeps its keys as they were; the others go on.
  */
-export async function rewrapKeySets(keyStore: KeyStore, who: { actor: string; reason: string }): Promise<KekRewrapOutcome[]> {
+export async function rewrapKeySets(
+  keyStore: KeyStore,
+  who: { actor: string; reason: string },
+): Promise<KekRewrapOutcome[]> {
   const outcomes: KekRewrapOutcome[] = [];
   for (const { id: keySetId } of await listKeySets(keyStore.pool)) {
     try {
-      const rewrap = await rewrapKeySet(keyStore.pool, keyStore.kekRing, { keySetId, trigger: 'manual', ...who }, keyStore.clock);
+      const rewrap = await rewrapKeySet(
+        keyStore.pool,
+        keyStore.kekRing,
+        { keySetId, trigger: 'manual', ...who },
+        keyStore.clock,
+      );
       outcomes.push({ ...rewrap, outcome: rewrap.kids.length > 0 ? 'rewrapped' : 'unchanged' });
     } catch (error) {
       if (!(error instanceof KeyturnError)) throw error;

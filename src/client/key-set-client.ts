@@ -155,7 +155,9 @@ export class KeySetClient {
   static async connect(options: KeySetClientConnectOptions = {}): Promise<KeySetClient> {
     const config = loadConfig(options.env ?? process.env);
     const target = await resolveTemporalTarget(config, { address: options.address, namespace: options.namespace });
-    const client = await connectClient(options.address ? { ...target, origin: 'given to KeySetClient.connect' } : target);
+    const client = await connectClient(
+      options.address ? { ...target, origin: 'given to KeySetClient.connect' } : target,
+    );
     const keySets = new KeySetClient(client, options.taskQueue ?? config.taskQueue, options);
     keySets.ownConnection = client.connection;
     return keySets;
@@ -182,7 +184,8 @@ export class KeySetClient {
     const started = await this.startWithPolicyUpdate(keySetId, whole, update);
     if (started !== undefined) return { created: true, recommissioned: false, ...started };
     const recommissioned = (await this.getState(keySetId)).decommissioned !== null;
-    if (recommissioned) await this.recommission(keySetId, { reason: request.reason ?? 'listed again by apply', ...requestedBy });
+    if (recommissioned)
+      await this.recommission(keySetId, { reason: request.reason ?? 'listed again by apply', ...requestedBy });
     return { created: false, recommissioned, ...(await this.updatePolicy(keySetId, update)) };
   }
 
@@ -206,7 +209,10 @@ export class KeySetClient {
    */
   async start(keySetId: string, policy: Partial<KeySetPolicy>): Promise<WorkflowHandle> {
     try {
-      return await this.client.workflow.start(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, 'USE_EXISTING'));
+      return await this.client.workflow.start(
+        KEYSET_WORKFLOW_TYPE,
+        this.startOptions(keySetId, policy, 'USE_EXISTING'),
+      );
     } catch (error) {
       throw missingSearchAttributes(keySetId, error) ?? error;
     }
@@ -218,8 +224,15 @@ export class KeySetClient {
    * take), and answers once the workflow has checked the policy against the worker's ceilings and
    * recorded it; undefined, with nothing sent to the workflow, when one runs under its id already.
    */
-  async startWithPolicyUpdate(keySetId: string, policy: Partial<KeySetPolicy>, update: PolicyUpdate): Promise<PolicyUpdateResult | undefined> {
-    const startWorkflowOperation = new WithStartWorkflowOperation(KEYSET_WORKFLOW_TYPE, this.startOptions(keySetId, policy, 'FAIL'));
+  async startWithPolicyUpdate(
+    keySetId: string,
+    policy: Partial<KeySetPolicy>,
+    update: PolicyUpdate,
+  ): Promise<PolicyUpdateResult | undefined> {
+    const startWorkflowOperation = new WithStartWorkflowOperation(
+      KEYSET_WORKFLOW_TYPE,
+      this.startOptions(keySetId, policy, 'FAIL'),
+    );
     try {
       return await this.client.withDeadline(Date.now() + this.updateTimeoutMs, () =>
         this.client.workflow.executeUpdateWithStart(updatePolicyUpdate, { args: [update], startWorkflowOperation }),
@@ -227,12 +240,20 @@ export class KeySetClient {
     } catch (error) {
       if (error instanceof WorkflowExecutionAlreadyStartedError) return undefined;
       const handle = this.client.workflow.getHandle(workflowIdOf(keySetId));
-      throw missingSearchAttributes(keySetId, error) ?? (await this.refusalAtStart(keySetId, handle, error)) ?? this.explain(keySetId, error, this.updateTimeoutMs);
+      throw (
+        missingSearchAttributes(keySetId, error) ??
+        (await this.refusalAtStart(keySetId, handle, error)) ??
+        this.explain(keySetId, error, this.updateTimeoutMs)
+      );
     }
   }
 
   /** How a key set's workflow is started: its policy validated first, tagged with its id, summarised for the Web UI. */
-  private startOptions(keySetId: string, policy: Partial<KeySetPolicy>, workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL') {
+  private startOptions(
+    keySetId: string,
+    policy: Partial<KeySetPolicy>,
+    workflowIdConflictPolicy: 'USE_EXISTING' | 'FAIL',
+  ) {
     const input: KeySetWorkflowInput = { keySetId, policy: validatePolicy(policy, { keySetId }) };
     return {
       args: [input],
@@ -262,7 +283,9 @@ export class KeySetClient {
         lastProblem = error instanceof Error ? error.message : String(error);
       }
       if (Date.now() > deadline) {
-        throw new Error(`key set "${keySetId}" has not got ${awaited} after ${Math.round(timeoutMs / 1000)} s (${lastProblem}): is a worker running on its task queue?`);
+        throw new Error(
+          `key set "${keySetId}" has not got ${awaited} after ${Math.round(timeoutMs / 1000)} s (${lastProblem}): is a worker running on its task queue?`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -285,7 +308,9 @@ export class KeySetClient {
 
   /** Rotates: answers with the key that will sign and when (Update `rotate`); see RotationRequest.immediately. */
   async rotate(keySetId: string, request: RotationRequest = {}): Promise<RotationResult> {
-    return this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(rotateUpdate, { args: [request] }));
+    return this.send(keySetId, this.updateTimeoutMs, (handle) =>
+      handle.executeUpdate(rotateUpdate, { args: [request] }),
+    );
   }
 
   /** Asks for a rotation and returns at once (signal `requestRotation`); the workflow retries it if it fails. */
@@ -307,27 +332,37 @@ export class KeySetClient {
   /** Stops scheduled transitions until `resume`; operator commands still run. Needs a reason. */
   async pause(keySetId: string, reason: string, requestedBy?: string): Promise<void> {
     requireReason(keySetId, reason, 'pausing a key set');
-    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(pauseSignal, { reason, ...(requestedBy && { requestedBy }) }));
+    await this.send(keySetId, this.answerTimeoutMs, (handle) =>
+      handle.signal(pauseSignal, { reason, ...(requestedBy && { requestedBy }) }),
+    );
   }
 
   /** Restarts the scheduled transitions of a paused key set; overdue ones run at once. */
   async resume(keySetId: string, requestedBy?: string): Promise<void> {
-    await this.send(keySetId, this.answerTimeoutMs, (handle) => handle.signal(resumeSignal, requestedBy ? { requestedBy } : {}));
+    await this.send(keySetId, this.answerTimeoutMs, (handle) =>
+      handle.signal(resumeSignal, requestedBy ? { requestedBy } : {}),
+    );
   }
 
   /** Changes the key set's policy (`null` removes an optional field); answers with the policy in force and what changed. */
   async updatePolicy(keySetId: string, update: PolicyUpdate): Promise<PolicyUpdateResult> {
-    return this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(updatePolicyUpdate, { args: [update] }));
+    return this.send(keySetId, this.updateTimeoutMs, (handle) =>
+      handle.executeUpdate(updatePolicyUpdate, { args: [update] }),
+    );
   }
 
   /** Winds the key set down (see `decommissionUpdate`). */
   async decommission(keySetId: string, request: DecommissionRequest): Promise<void> {
-    await this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(decommissionUpdate, { args: [request] }));
+    await this.send(keySetId, this.updateTimeoutMs, (handle) =>
+      handle.executeUpdate(decommissionUpdate, { args: [request] }),
+    );
   }
 
   /** Takes a key set that winds down back into service. */
   async recommission(keySetId: string, request: RecommissionRequest): Promise<void> {
-    await this.send(keySetId, this.updateTimeoutMs, (handle) => handle.executeUpdate(recommissionUpdate, { args: [request] }));
+    await this.send(keySetId, this.updateTimeoutMs, (handle) =>
+      handle.executeUpdate(recommissionUpdate, { args: [request] }),
+    );
   }
 
   /**
@@ -376,26 +411,42 @@ export class KeySetClient {
    * A workflow that failed at its start (it refuses a policy outside the rules or the ceilings) is
    * gone by the time a message reaches it: its own failure says why.
    */
-  private async refusalAtStart(keySetId: string, handle: WorkflowHandle, error: unknown): Promise<KeyturnError | undefined> {
+  private async refusalAtStart(
+    keySetId: string,
+    handle: WorkflowHandle,
+    error: unknown,
+  ): Promise<KeyturnError | undefined> {
     if (!(error instanceof WorkflowNotFoundError)) return undefined;
     const failure = await handle.result().then(
       () => undefined,
-      (failed: unknown) => (failed instanceof WorkflowFailedError && failed.cause instanceof ApplicationFailure ? failed.cause : undefined),
+      (failed: unknown) =>
+        failed instanceof WorkflowFailedError && failed.cause instanceof ApplicationFailure ? failed.cause : undefined,
     );
     if (failure?.type !== 'ERR_POLICY_INVALID') return undefined;
-    return new KeyturnError('ERR_POLICY_INVALID', `the workflow of key set "${keySetId}" refused its policy: ${failure.message}`, { keySetId, cause: error });
+    return new KeyturnError(
+      'ERR_POLICY_INVALID',
+      `the workflow of key set "${keySetId}" refused its policy: ${failure.message}`,
+      { keySetId, cause: error },
+    );
   }
 
   private explain(keySetId: string, error: unknown, timeoutMs: number): unknown {
     if (error instanceof WorkflowNotFoundError) {
-      return new KeyturnError('ERR_KEYSET_NOT_FOUND', `no key set "${keySetId}": apply it first or check --namespace`, { keySetId, cause: error });
-    }
-    if (error instanceof NamespaceNotFoundError) {
-      return new KeyturnError('ERR_CONFIG_INVALID', `Temporal has no namespace "${error.namespace}": check --namespace or TEMPORAL_NAMESPACE`, {
+      return new KeyturnError('ERR_KEYSET_NOT_FOUND', `no key set "${keySetId}": apply it first or check --namespace`, {
         keySetId,
-        field: 'namespace',
         cause: error,
       });
+    }
+    if (error instanceof NamespaceNotFoundError) {
+      return new KeyturnError(
+        'ERR_CONFIG_INVALID',
+        `Temporal has no namespace "${error.namespace}": check --namespace or TEMPORAL_NAMESPACE`,
+        {
+          keySetId,
+          field: 'namespace',
+          cause: error,
+        },
+      );
     }
     // An Update the workflow refused or failed: its ApplicationFailure carries a KeyturnError's code and message.
     if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
@@ -418,7 +469,10 @@ export class KeySetClient {
 
 /** A start refused because the namespace lacks keyturn's search attributes, in words that say how to register them; else undefined. */
 function missingSearchAttributes(keySetId: string, error: unknown): KeyturnError | undefined {
-  if (!(error instanceof Error && /search attribute .* is not defined/i.test(`${error.message} ${String(error.cause)}`))) return undefined;
+  if (!(
+    error instanceof Error && /search attribute .* is not defined/i.test(`${error.message} ${String(error.cause)}`)
+  ))
+    return undefined;
   return new KeyturnError(
     'ERR_CONFIG_INVALID',
     `cannot start key set "${keySetId}": the namespace lacks keyturn's search attributes; register them with ` +
@@ -429,7 +483,10 @@ function missingSearchAttributes(keySetId: string, error: unknown): KeyturnError
 
 /** A whole policy as a patch that makes the running one equal to it: optional fields it leaves out are removed. */
 function wholePolicy(policy: KeySetPolicy): PolicyPatch {
-  return { ...policy, ...Object.fromEntries(OPTIONAL_POLICY_FIELDS.filter((f) => policy[f] === undefined).map((f) => [f, null])) };
+  return {
+    ...policy,
+    ...Object.fromEntries(OPTIONAL_POLICY_FIELDS.filter((f) => policy[f] === undefined).map((f) => [f, null])),
+  };
 }
 
 /** The workflow id of a key set; an id that is no key set id is refused before anything is sent. */
@@ -440,9 +497,13 @@ function workflowIdOf(keySetId: string): string {
 /** A revocation or a pause is recorded with its reason; without one nothing is sent. */
 function requireReason(keySetId: string, reason: string | undefined, what: string): void {
   if (typeof reason !== 'string' || reason.trim() === '') {
-    throw new KeyturnError('ERR_REASON_REQUIRED', `${what} needs a reason (--reason <text>): it goes into the audit trail`, {
-      keySetId,
-      field: 'reason',
-    });
+    throw new KeyturnError(
+      'ERR_REASON_REQUIRED',
+      `${what} needs a reason (--reason <text>): it goes into the audit trail`,
+      {
+        keySetId,
+        field: 'reason',
+      },
+    );
   }
 }

@@ -49,10 +49,14 @@ export class KeySetsFileError extends KeyturnError {
 
   constructor(source: string, problems: KeySetsFileProblem[]) {
     const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
-    super('ERR_KEYSETS_FILE_INVALID', `${source} has ${count}, nothing was applied: ${problems.map(describeProblem).join('; ')}`, {
-      keySetId: problems[0]?.keySetId,
-      field: problems[0]?.field,
-    });
+    super(
+      'ERR_KEYSETS_FILE_INVALID',
+      `${source} has ${count}, nothing was applied: ${problems.map(describeProblem).join('; ')}`,
+      {
+        keySetId: problems[0]?.keySetId,
+        field: problems[0]?.field,
+      },
+    );
     this.problems = problems;
   }
 }
@@ -73,10 +77,14 @@ export async function loadKeySetsFile(file: string): Promise<KeySetsFile> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (error as Error).message;
-    throw new KeyturnError('ERR_KEYSETS_FILE_INVALID', `cannot read the key sets file ${file} (${path.resolve(file)}): ${reason}; name one with -f <file>`, {
-      field: 'file',
-      cause: error,
-    });
+    throw new KeyturnError(
+      'ERR_KEYSETS_FILE_INVALID',
+      `cannot read the key sets file ${file} (${path.resolve(file)}): ${reason}; name one with -f <file>`,
+      {
+        field: 'file',
+        cause: error,
+      },
+    );
   }
   return parseKeySetsFile(text, file);
 }
@@ -100,7 +108,12 @@ async function readAtMost(file: string, bytes: number): Promise<string> {
 /** Checks the text of a key sets file; throws a KeySetsFileError listing every problem. */
 export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySetsFile {
   if (Buffer.byteLength(text) > MAX_FILE_BYTES) {
-    throw new KeySetsFileError(source, [{ field: 'file', message: 'is larger than 1 MiB, more than any list of key sets needs: check that it is the key sets file' }]);
+    throw new KeySetsFileError(source, [
+      {
+        field: 'file',
+        message: 'is larger than 1 MiB, more than any list of key sets needs: check that it is the key sets file',
+      },
+    ]);
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
@@ -134,11 +147,20 @@ export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySets
     // The yaml package counts alias expansions only while it builds the values (maxAliasCount).
     if (!(error instanceof ReferenceError) || !/alias/i.test(error.message)) throw error;
     throw new KeySetsFileError(source, [
-      { field: 'YAML', message: 'its aliases expand too far (a YAML alias bomb?): write the values out instead of repeating *aliases' },
+      {
+        field: 'YAML',
+        message: 'its aliases expand too far (a YAML alias bomb?): write the values out instead of repeating *aliases',
+      },
     ]);
   }
   if (!isRecord(top)) {
-    problem([], { field: 'keySets', message: top == null ? 'the file is empty; list the key sets under keySets' : 'the file must be a mapping with keySets (and optionally supervisor)' });
+    problem([], {
+      field: 'keySets',
+      message:
+        top == null
+          ? 'the file is empty; list the key sets under keySets'
+          : 'the file must be a mapping with keySets (and optionally supervisor)',
+    });
     throw new KeySetsFileError(source, problems);
   }
   for (const key of Object.keys(top).filter((k) => !TOP_LEVEL_KEYS.includes(k))) {
@@ -173,7 +195,11 @@ export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySets
         problem([...at, 'id'], { field: `keySets[${i}].id`, message: idProblem });
       } else if (firstLine.has(id)) {
         const first = firstLine.get(id);
-        problem([...at, 'id'], { keySetId, field: 'id', message: `appears more than once${first === undefined ? '' : ` (first at line ${first})`}` });
+        problem([...at, 'id'], {
+          keySetId,
+          field: 'id',
+          message: `appears more than once${first === undefined ? '' : ` (first at line ${first})`}`,
+        });
       } else {
         firstLine.set(id, lineOf([...at, 'id']));
       }
@@ -185,7 +211,11 @@ export function parseKeySetsFile(text: string, source = 'keysets.yaml'): KeySets
         for (const violation of error.violations) {
           const [, name, index] = /^([^[]+)(?:\[(\d+)\])?$/.exec(violation.field) ?? [];
           const field = keySetId === undefined ? `keySets[${i}].${violation.field}` : violation.field;
-          problem([...at, name ?? violation.field, ...(index === undefined ? [] : [Number(index)])], { keySetId, field, message: violation.message });
+          problem([...at, name ?? violation.field, ...(index === undefined ? [] : [Number(index)])], {
+            keySetId,
+            field,
+            message: violation.message,
+          });
         }
       }
     });
@@ -208,14 +238,23 @@ function checkSupervisor(value: unknown, problem: Report): KeySetsFile['supervis
     return fallback;
   }
   for (const key of Object.keys(value).filter((k) => !SUPERVISOR_KEYS.includes(k))) {
-    problem(['supervisor', key], { field: `supervisor.${key}`, message: `unknown field; supervisor has ${SUPERVISOR_KEYS.join(', ')}` });
+    problem(['supervisor', key], {
+      field: `supervisor.${key}`,
+      message: `unknown field; supervisor has ${SUPERVISOR_KEYS.join(', ')}`,
+    });
   }
   if (value.interval == null) return fallback;
   const ms = durationToMs(value.interval);
   if (ms === undefined) {
-    problem(['supervisor', 'interval'], { field: 'supervisor.interval', message: `${JSON.stringify(value.interval)} is not a duration; ${DURATION_HINT}` });
+    problem(['supervisor', 'interval'], {
+      field: 'supervisor.interval',
+      message: `${JSON.stringify(value.interval)} is not a duration; ${DURATION_HINT}`,
+    });
   } else if (ms < MIN_SUPERVISOR_INTERVAL_MS) {
-    problem(['supervisor', 'interval'], { field: 'supervisor.interval', message: `${String(value.interval)} is shorter than the minimum, 1m` });
+    problem(['supervisor', 'interval'], {
+      field: 'supervisor.interval',
+      message: `${String(value.interval)} is shorter than the minimum, 1m`,
+    });
   } else {
     return { interval: formatDuration(ms), intervalMs: ms };
   }

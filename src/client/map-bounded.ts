@@ -3,7 +3,12 @@
  * `settled` hears of each item done. After a failure nothing new is begun; once the work already
  * under way has settled, the failure of the first item (in the items' order) that failed is thrown.
  */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>, settled?: () => void): Promise<R[]> {
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+  settled?: () => void,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   const failures: { index: number; error: unknown }[] = [];
   let next = 0;

@@ -36,7 +36,11 @@ export async function verifyKeySet(
 ): Promise<KeySetVerification> {
   const now = options.now ?? Date.now;
   const { status, stored } = await settledReading(keySets, database.keyStore.pool, keySetId, options.attempts);
-  return { keySetId, violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }), problem: null };
+  return {
+    keySetId,
+    violations: checkInvariants(status, stored, now(), { keyAgeMs: options.keyAgeToleranceMs }),
+    problem: null,
+  };
 }
 
 /**
@@ -54,7 +58,10 @@ export async function settledReading(
     const before = await keySets.getState(keySetId);
     const stored = await listKeys(pool, keySetId);
     const status = await keySets.getState(keySetId);
-    const settled = status.inFlight === null && before.inFlight === null && JSON.stringify(before.keys) === JSON.stringify(status.keys);
+    const settled =
+      status.inFlight === null &&
+      before.inFlight === null &&
+      JSON.stringify(before.keys) === JSON.stringify(status.keys);
     if (settled || attempt >= attempts) return { status, stored };
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
@@ -75,7 +82,11 @@ export async function verifyKeySets(
       return await verifyKeySet(keySets, database, keySetId, options);
     } catch (error) {
       if (!(error instanceof KeyturnError && error.code === 'ERR_KEYSET_NOT_FOUND')) throw error;
-      return { keySetId, violations: [], problem: `key set "${keySetId}" is registered in PostgreSQL but has no workflow` };
+      return {
+        keySetId,
+        violations: [],
+        problem: `key set "${keySetId}" is registered in PostgreSQL but has no workflow`,
+      };
     }
   });
 }
@@ -84,7 +95,11 @@ export async function verifyKeySets(
  * Every key set in service (as `verifyKeySets` over all of them would), read at once through
  * `readFleet`: only those visibility and PostgreSQL leave in doubt are verified one by one.
  */
-export async function verifyFleet(keySets: KeySetClient, database: KeySetDatabase, options: VerifyOptions = {}): Promise<KeySetVerification[]> {
+export async function verifyFleet(
+  keySets: KeySetClient,
+  database: KeySetDatabase,
+  options: VerifyOptions = {},
+): Promise<KeySetVerification[]> {
   const now = options.now ?? Date.now;
   const fleet = await readFleet(keySets, database.keyStore.pool, now(), { keyAgeMs: options.keyAgeToleranceMs });
   const looked = await verifyKeySets(keySets, database, [...fleet.doubts.keys()], options);

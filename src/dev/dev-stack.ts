@@ -76,7 +76,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     await assertDevServerPortsFree('127.0.0.1', options.temporalPort, options.uiPort);
   }
   if (options.sdkMetricsPort !== undefined) {
-    await assertPortFree('127.0.0.1', options.sdkMetricsPort, "the Temporal SDK's metrics", 'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT');
+    await assertPortFree(
+      '127.0.0.1',
+      options.sdkMetricsPort,
+      "the Temporal SDK's metrics",
+      'stop whatever holds it, or set KEYTURN_SDK_METRICS_PORT',
+    );
   }
   const teardown = new Teardown(logger);
   try {
@@ -86,9 +91,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
 
     // Before the dev server, which may use the runtime too: the first installation decides the SDK's metrics port.
     const sdkMetricsAddress = options.sdkMetricsPort === undefined ? undefined : `127.0.0.1:${options.sdkMetricsPort}`;
-    const sdkMetricsUrl = sdkMetricsAddress !== undefined && installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress })
-      ? `http://${sdkMetricsAddress}/metrics`
-      : null;
+    const sdkMetricsUrl =
+      sdkMetricsAddress !== undefined && installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress })
+        ? `http://${sdkMetricsAddress}/metrics`
+        : null;
     // One registry for the worker and the JWKS server: in dev, one /metrics shows everything.
     const registry = createMetricsRegistry({ perKeySet: config.metricsPerKeySet });
     await registerKeyStateMetrics(registry, store.keyStore);
@@ -145,7 +151,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const client = await connectClient(target);
     teardown.add('the Temporal client', () => client.connection.close());
     const keySets = new KeySetClient(client, config.taskQueue);
-    const applied = options.keySets ? await applyKeySets(client, options.keySets, { taskQueue: config.taskQueue, onProgress: options.onApplyProgress }) : null;
+    const applied = options.keySets
+      ? await applyKeySets(client, options.keySets, {
+          taskQueue: config.taskQueue,
+          onProgress: options.onApplyProgress,
+        })
+      : null;
     if (applied) logger.info({ file: options.keySets!.source, ...applied }, 'key sets applied');
 
     await writeInstanceFile(config.dataDir, {

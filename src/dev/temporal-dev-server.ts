@@ -56,7 +56,10 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   const { executable } = await resolveTemporalCli({ log: (line) => logger.info(line.replace(/^keyturn: /, '')) });
   const address = `${ip}:${port}`;
   const webUiUrl = `http://${ip}:${uiPort}`;
-  const searchAttributeArgs = Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]);
+  const searchAttributeArgs = Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => [
+    '--search-attribute',
+    `${name}=${type}`,
+  ]);
   const dbFilename = path.join(dataDir, 'temporal.db');
 
   if (executable.type === 'cached-download') {
@@ -69,9 +72,29 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     return { address, webUiUrl, stop: () => env.teardown() };
   }
 
-  const args = ['server', 'start-dev', '--db-filename', dbFilename, '--ip', ip, '--port', String(port), '--ui-port', String(uiPort),
-    '--namespace', namespace, '--log-level', 'warn', '--log-format', 'json', ...searchAttributeArgs];
-  logger.info({ executable: executable.path, address, webUiUrl, dbFilename }, 'starting the Temporal dev server (no TEMPORAL_ADDRESS set)');
+  const args = [
+    'server',
+    'start-dev',
+    '--db-filename',
+    dbFilename,
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--ui-port',
+    String(uiPort),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+    '--log-format',
+    'json',
+    ...searchAttributeArgs,
+  ];
+  logger.info(
+    { executable: executable.path, address, webUiUrl, dbFilename },
+    'starting the Temporal dev server (no TEMPORAL_ADDRESS set)',
+  );
   // Its own process group: Ctrl-C in the terminal must not stop it before the worker that uses it.
   const child = spawn(executable.path, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = captureOutput(child, logger);
@@ -95,8 +118,18 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
 
 /** Fails, naming the port and the flag that changes it, when the server's port or its UI's is taken. */
 export async function assertDevServerPortsFree(ip: string, port: number, uiPort: number): Promise<void> {
-  await assertPortFree(ip, port, 'the Temporal dev server', 'stop whatever holds it, or choose another port with --temporal-port');
-  await assertPortFree(ip, uiPort, "the Temporal dev server's Web UI", 'stop whatever holds it, or choose another port with --ui-port');
+  await assertPortFree(
+    ip,
+    port,
+    'the Temporal dev server',
+    'stop whatever holds it, or choose another port with --temporal-port',
+  );
+  await assertPortFree(
+    ip,
+    uiPort,
+    "the Temporal dev server's Web UI",
+    'stop whatever holds it, or choose another port with --ui-port',
+  );
 }
 
 /** Logs the server's JSON lines through pino and keeps the last ones for error messages. */
@@ -106,7 +139,11 @@ function captureOutput(child: ChildProcess, logger: Logger): { recent: string[];
   // Once stopping, its complaints about connections closing are expected: debug only.
   let stopping = false;
   const take = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n').map((l) => l.trim()).filter(Boolean)) {
+    for (const line of chunk
+      .toString()
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)) {
       const { level, msg, ...fields } = parseLogLine(line);
       recent.push(msg);
       log[stopping ? 'debug' : level]({ server: fields }, msg);
@@ -120,7 +157,11 @@ function captureOutput(child: ChildProcess, logger: Logger): { recent: string[];
 }
 
 /** One line of `--log-format json` output; anything else (the start banner) is kept as debug text. */
-function parseLogLine(line: string): { level: 'debug' | 'info' | 'warn' | 'error'; msg: string; [field: string]: unknown } {
+function parseLogLine(line: string): {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  msg: string;
+  [field: string]: unknown;
+} {
   try {
     const { level, msg, ...fields } = JSON.parse(line) as Record<string, unknown>;
     const known = ['debug', 'info', 'warn', 'error'] as const;
@@ -135,7 +176,13 @@ function parseLogLine(line: string): { level: 'debug' | 'info' | 'warn' | 'error
  * Polls until the frontend answers for the namespace and the search attributes are registered
  * (the workflow may set them from its first task).
  */
-async function waitUntilReady(child: ChildProcess, address: string, namespace: string, timeoutMs: number, recent: string[]) {
+async function waitUntilReady(
+  child: ChildProcess,
+  address: string,
+  namespace: string,
+  timeoutMs: number,
+  recent: string[],
+) {
   const deadline = Date.now() + timeoutMs;
   let spawnError: Error | undefined;
   child.once('error', (error) => (spawnError = error));

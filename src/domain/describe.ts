@@ -48,14 +48,22 @@ export function describeKeySet(status: KeySetStatus): string {
   const lines: string[] = [];
   const active = status.keys.find((k) => k.state === 'active');
   const next = status.keys.find((k) => k.state === 'next');
-  lines.push(active ? `Active key: ${active.kid} (${active.alg}) since ${utc(active.activatedAt ?? active.createdAt)}` : 'Active key: none');
+  lines.push(
+    active
+      ? `Active key: ${active.kid} (${active.alg}) since ${utc(active.activatedAt ?? active.createdAt)}`
+      : 'Active key: none',
+  );
   lines.push(next ? `Next key: ${next.kid}, ${describeNextKey(next)}` : 'Next key: none yet');
   for (const key of status.keys.filter((k) => k.state === 'grace')) {
-    lines.push(`Grace key: ${key.kid}, verifies until ${key.graceEndsAt === undefined ? 'its grace period ends' : utc(key.graceEndsAt)}`);
+    lines.push(
+      `Grace key: ${key.kid}, verifies until ${key.graceEndsAt === undefined ? 'its grace period ends' : utc(key.graceEndsAt)}`,
+    );
   }
   if (status.rotation) {
     const { requestedBy, requestedAt, reason, immediately } = status.rotation;
-    lines.push(`Rotation asked for by ${requestedBy} at ${utc(requestedAt)} (${reason})${immediately ? ', at once' : ''}`);
+    lines.push(
+      `Rotation asked for by ${requestedBy} at ${utc(requestedAt)} (${reason})${immediately ? ', at once' : ''}`,
+    );
   }
   const retired = status.keys.filter((k) => k.state === 'retired').length;
   if (retired > 0) lines.push(`Retired keys awaiting destruction: ${retired}`);
@@ -71,7 +79,11 @@ export function describeKeySet(status: KeySetStatus): string {
       ? `Last error: ${status.lastError.step} failed ${status.lastError.failures} time(s), last at ${utc(status.lastError.at)}: ${status.lastError.message}`
       : 'Last error: none',
   );
-  lines.push(`Policy: ${Object.entries(status.policy).map(([field, value]) => `${field} ${value}`).join(', ')}`);
+  lines.push(
+    `Policy: ${Object.entries(status.policy)
+      .map(([field, value]) => `${field} ${value}`)
+      .join(', ')}`,
+  );
   // The Web UI renders current details as Markdown: one list item per line.
   return lines.map((line) => `- ${line}`).join('\n');
 }

@@ -30,9 +30,13 @@ export function durationToMs(value: unknown): number | undefined {
 export function parseDuration(value: unknown, field = 'duration'): number {
   const ms = durationToMs(value);
   if (ms === undefined) {
-    throw new KeyturnError('ERR_DURATION_INVALID', `${field}: ${JSON.stringify(value)} is not a duration; ${DURATION_HINT}`, {
-      field,
-    });
+    throw new KeyturnError(
+      'ERR_DURATION_INVALID',
+      `${field}: ${JSON.stringify(value)} is not a duration; ${DURATION_HINT}`,
+      {
+        field,
+      },
+    );
   }
   return ms;
 }

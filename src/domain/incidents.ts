@@ -76,9 +76,15 @@ export const WORKFLOW_STOPPED_INCIDENT = 'workflow-stopped';
  * resolution closes and announces an open incident. A firing at the very instant of the last message
  * is the same alert again (a retried activity), so it is announced again rather than lost.
  */
-export function applyAlert(open: Incident | null, alert: Pick<Alert, 'incident' | 'status'>, now: number, reminderMs: number): IncidentChange {
+export function applyAlert(
+  open: Incident | null,
+  alert: Pick<Alert, 'incident' | 'status'>,
+  now: number,
+  reminderMs: number,
+): IncidentChange {
   if (alert.status === 'resolved') return { incident: null, notify: open ? 'resolved' : null };
-  if (open === null) return { incident: { key: alert.incident, openedAt: now, notifiedAt: now, notifications: 1 }, notify: 'opened' };
+  if (open === null)
+    return { incident: { key: alert.incident, openedAt: now, notifiedAt: now, notifications: 1 }, notify: 'opened' };
   if (now === open.notifiedAt) return { incident: open, notify: open.notifications === 1 ? 'opened' : 'reminder' };
   if (now - open.notifiedAt >= reminderMs) {
     return { incident: { ...open, notifiedAt: now, notifications: open.notifications + 1 }, notify: 'reminder' };
@@ -89,7 +95,12 @@ export function applyAlert(open: Incident | null, alert: Pick<Alert, 'incident' 
 /** What kind of problem an incident is, as keyturn_open_incidents counts and Prometheus' rules page on it. */
 export type IncidentKind = 'step_failure' | 'promotion_held' | 'invariant_broken' | 'workflow_stopped';
 
-export const INCIDENT_KINDS: readonly IncidentKind[] = ['step_failure', 'promotion_held', 'invariant_broken', 'workflow_stopped'];
+export const INCIDENT_KINDS: readonly IncidentKind[] = [
+  'step_failure',
+  'promotion_held',
+  'invariant_broken',
+  'workflow_stopped',
+];
 
 /** The kind of the incident named `incident` (one of the names above); undefined for any other name. */
 export function incidentKind(incident: string): IncidentKind | undefined {

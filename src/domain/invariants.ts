@@ -78,10 +78,19 @@ export function checkInvariants(
 
   const active = stored.filter((k) => k.state === 'active');
   // A decommissioned set winds down with no active key on purpose.
-  if (active.length === 0 && !status.decommissioned) add('NO_ACTIVE_KEY', `key set "${keySetId}" has no active key: nothing can sign`);
-  if (active.length > 1) add('SEVERAL_ACTIVE_KEYS', `key set "${keySetId}" has ${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
+  if (active.length === 0 && !status.decommissioned)
+    add('NO_ACTIVE_KEY', `key set "${keySetId}" has no active key: nothing can sign`);
+  if (active.length > 1)
+    add(
+      'SEVERAL_ACTIVE_KEYS',
+      `key set "${keySetId}" has ${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`,
+    );
   const nextKeys = stored.filter((k) => k.state === 'next');
-  if (nextKeys.length > 1) add('SEVERAL_NEXT_KEYS', `key set "${keySetId}" has ${nextKeys.length} next keys: ${nextKeys.map((k) => k.kid).join(', ')}`);
+  if (nextKeys.length > 1)
+    add(
+      'SEVERAL_NEXT_KEYS',
+      `key set "${keySetId}" has ${nextKeys.length} next keys: ${nextKeys.map((k) => k.kid).join(', ')}`,
+    );
 
   const inWorkflow = new Map(status.keys.map((k) => [k.kid, k]));
   for (const key of stored) {
@@ -107,12 +116,20 @@ export function checkInvariants(
       continue;
     }
     if (tracked.state !== key.state) {
-      add('STATE_MISMATCH', `key ${key.kid} is ${tracked.state} in the workflow but ${key.state} in PostgreSQL`, key.kid);
+      add(
+        'STATE_MISMATCH',
+        `key ${key.kid} is ${tracked.state} in the workflow but ${key.state} in PostgreSQL`,
+        key.kid,
+      );
       continue;
     }
     const differing = RECORDED_FIELDS.filter((field) => (tracked[field] ?? null) !== key[field]);
     if (differing.length > 0) {
-      add('TIME_MISMATCH', `key ${key.kid}: ${differing.join(', ')} differ between the workflow and PostgreSQL`, key.kid);
+      add(
+        'TIME_MISMATCH',
+        `key ${key.kid}: ${differing.join(', ')} differ between the workflow and PostgreSQL`,
+        key.kid,
+      );
     }
   }
   for (const kid of inWorkflow.keys()) {
@@ -131,7 +148,11 @@ export function checkInvariants(
     });
     // A next key waiting to be listed is the propagation gate's to alert about: it cannot be hurried.
     if (due !== undefined && due.kind !== 'checkPublication' && due.at < now - transitionMs) {
-      add('OVERDUE', `${due.kind}${'kid' in due ? ` of ${due.kid}` : ''} was due at ${utc(due.at)} and has not happened`, 'kid' in due ? due.kid : undefined);
+      add(
+        'OVERDUE',
+        `${due.kind}${'kid' in due ? ` of ${due.kid}` : ''} was due at ${utc(due.at)} and has not happened`,
+        'kid' in due ? due.kid : undefined,
+      );
     }
   }
 

@@ -17,7 +17,10 @@ export function isKeySetId(value: unknown): value is string {
 /** Why `value` is no key set id, quoting it (shortened, escaped) for a one-line message; undefined when it is one. */
 export function keySetIdProblem(value: unknown): string | undefined {
   if (isKeySetId(value)) return undefined;
-  const shown = typeof value === 'string' && value.length > 64 ? `${JSON.stringify(value.slice(0, 64))}… (${value.length} characters)` : JSON.stringify(value);
+  const shown =
+    typeof value === 'string' && value.length > 64
+      ? `${JSON.stringify(value.slice(0, 64))}… (${value.length} characters)`
+      : JSON.stringify(value);
   return `${shown} is not a valid key set id: use ${KEY_SET_ID_RULE}`;
 }
 

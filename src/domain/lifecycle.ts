@@ -78,7 +78,15 @@ export interface KeyTimeline {
 }
 
 /** The times a key timeline may record beside its creation, in lifecycle order. */
-export const TIMELINE_TIMES = ['listedAt', 'promotableAt', 'activatedAt', 'tokenTtlMs', 'demotedAt', 'graceEndsAt', 'retiredAt'] as const;
+export const TIMELINE_TIMES = [
+  'listedAt',
+  'promotableAt',
+  'activatedAt',
+  'tokenTtlMs',
+  'demotedAt',
+  'graceEndsAt',
+  'retiredAt',
+] as const;
 
 /** A key as a record holds it: a time not reached is null or missing. */
 export type RecordedKey = Pick<KeyTimeline, 'kid' | 'alg' | 'createdAt'> & {
@@ -87,7 +95,12 @@ export type RecordedKey = Pick<KeyTimeline, 'kid' | 'alg' | 'createdAt'> & {
 
 /** A live key's timeline from its record, the times reached and no others. */
 export function toKeyTimeline(key: RecordedKey): KeyTimeline {
-  const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: key.state as LiveKeyState, createdAt: key.createdAt };
+  const timeline: KeyTimeline = {
+    kid: key.kid,
+    alg: key.alg,
+    state: key.state as LiveKeyState,
+    createdAt: key.createdAt,
+  };
   for (const field of TIMELINE_TIMES) {
     const at = key[field];
     if (at !== null && at !== undefined) timeline[field] = at;
@@ -147,7 +160,10 @@ export interface LifecycleContext {
  * as long as a verifier may cache the JWKS fetched just before. A key set with no active key is the
  * exception: nothing signs, so no verifier holds a token to reject.
  */
-export function nextTransition(keys: readonly KeyTimeline[], context: LifecycleContext): ScheduledTransition | undefined {
+export function nextTransition(
+  keys: readonly KeyTimeline[],
+  context: LifecycleContext,
+): ScheduledTransition | undefined {
   const { timings, now, rotation } = context;
   const active = keys.find((k) => k.state === 'active');
   const next = keys.find((k) => k.state === 'next');
@@ -161,7 +177,10 @@ export function nextTransition(keys: readonly KeyTimeline[], context: LifecycleC
     const activeEndsAt = (active.activatedAt ?? active.createdAt) + timings.rotationPeriodMs;
     const rotationDue = rotation ? rotation.requestedAt : activeEndsAt;
     if (next === undefined) {
-      candidates.push({ kind: 'generateNext', at: rotation ? rotation.requestedAt : activeEndsAt - timings.prepublishMs });
+      candidates.push({
+        kind: 'generateNext',
+        at: rotation ? rotation.requestedAt : activeEndsAt - timings.prepublishMs,
+      });
     } else if (next.alg !== context.algorithm) {
       candidates.push({ kind: 'withdraw', at: now, kid: next.kid });
     } else if (rotation?.immediately) {
@@ -174,10 +193,14 @@ export function nextTransition(keys: readonly KeyTimeline[], context: LifecycleC
   }
   for (const key of keys) {
     if (key.state === 'grace') candidates.push({ kind: 'retire', at: key.graceEndsAt ?? now, kid: key.kid });
-    if (key.state === 'retired') candidates.push({ kind: 'destroy', at: (key.retiredAt ?? now) + timings.retirementMs, kid: key.kid });
+    if (key.state === 'retired')
+      candidates.push({ kind: 'destroy', at: (key.retiredAt ?? now) + timings.retirementMs, kid: key.kid });
   }
   // Earliest first; on a tie the order above (signing keys before clean-up) decides.
-  return candidates.reduce<ScheduledTransition | undefined>((earliest, c) => (earliest === undefined || c.at < earliest.at ? c : earliest), undefined);
+  return candidates.reduce<ScheduledTransition | undefined>(
+    (earliest, c) => (earliest === undefined || c.at < earliest.at ? c : earliest),
+    undefined,
+  );
 }
 
 /**
@@ -185,8 +208,14 @@ export function nextTransition(keys: readonly KeyTimeline[], context: LifecycleC
  * fetched before the listing has expired; `prepublish` when it brings a new algorithm, so that
  * verifiers learn the algorithm as long before its first token as they learn any scheduled key.
  */
-export function listingWaitMs(key: Pick<KeyTimeline, 'alg'>, active: Pick<KeyTimeline, 'alg'> | undefined, timings: PolicyTimings): number {
-  return active !== undefined && active.alg !== key.alg ? Math.max(timings.prepublishMs, timings.jwksMaxAgeMs) : timings.jwksMaxAgeMs;
+export function listingWaitMs(
+  key: Pick<KeyTimeline, 'alg'>,
+  active: Pick<KeyTimeline, 'alg'> | undefined,
+  timings: PolicyTimings,
+): number {
+  return active !== undefined && active.alg !== key.alg
+    ? Math.max(timings.prepublishMs, timings.jwksMaxAgeMs)
+    : timings.jwksMaxAgeMs;
 }
 
 /**

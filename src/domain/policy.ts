@@ -52,10 +52,16 @@ export interface PolicyCeilings {
   rotationPeriodMs: number;
 }
 
-export const DEFAULT_CEILINGS: Readonly<PolicyCeilings> = Object.freeze({ maxTokenTtlMs: 86_400_000, rotationPeriodMs: 365 * 86_400_000 });
+export const DEFAULT_CEILINGS: Readonly<PolicyCeilings> = Object.freeze({
+  maxTokenTtlMs: 86_400_000,
+  rotationPeriodMs: 365 * 86_400_000,
+});
 
 /** The setting that sets each ceiling, for messages that say what to change. */
-const CEILING_SETTINGS = { maxTokenTtl: 'KEYTURN_MAX_TOKEN_TTL_CEILING', rotationPeriod: 'KEYTURN_MAX_ROTATION_PERIOD_CEILING' } as const;
+const CEILING_SETTINGS = {
+  maxTokenTtl: 'KEYTURN_MAX_TOKEN_TTL_CEILING',
+  rotationPeriod: 'KEYTURN_MAX_ROTATION_PERIOD_CEILING',
+} as const;
 
 /** The seed policy: 30 days active, published 5 days ahead, 5 days of grace, destroyed a day after retiring. */
 export const DEFAULT_POLICY: Readonly<KeySetPolicy> = Object.freeze({
@@ -133,7 +139,12 @@ export function validatePolicy(
   }
 
   const { rotationPeriod, prepublish, gracePeriod, maxTokenTtl, jwksMaxAge, clockSkew } = ms;
-  if (gracePeriod !== undefined && maxTokenTtl !== undefined && clockSkew !== undefined && gracePeriod < maxTokenTtl + clockSkew) {
+  if (
+    gracePeriod !== undefined &&
+    maxTokenTtl !== undefined &&
+    clockSkew !== undefined &&
+    gracePeriod < maxTokenTtl + clockSkew
+  ) {
     violations.push({
       field: 'gracePeriod',
       message:
@@ -208,5 +219,7 @@ export function policyTimings(policy: KeySetPolicy): PolicyTimings {
 
 /** The fields whose values differ between two policies. */
 export function changedPolicyFields(before: KeySetPolicy, after: KeySetPolicy): (keyof KeySetPolicy)[] {
-  return (POLICY_FIELDS as (keyof KeySetPolicy)[]).filter((field) => JSON.stringify(before[field]) !== JSON.stringify(after[field]));
+  return (POLICY_FIELDS as (keyof KeySetPolicy)[]).filter(
+    (field) => JSON.stringify(before[field]) !== JSON.stringify(after[field]),
+  );
 }

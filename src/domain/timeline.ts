@@ -32,8 +32,14 @@ export function keySetTimeline(keys: readonly KeyTimeline[], timings: PolicyTimi
   const sorted = [...keys].sort((a, b) => a.createdAt - b.createdAt);
   const active = sorted.find((key) => key.state === 'active');
   // When the active key's rotation period ends: the next key is promoted then (or once it may sign).
-  const activeEndsAt = active === undefined ? undefined : Math.max((active.activatedAt ?? active.createdAt) + timings.rotationPeriodMs, now);
-  const rows: TimelineRow[] = sorted.map((key) => ({ kid: key.kid, periods: splitAtNow(keyPeriods(key, timings, now, activeEndsAt), now) }));
+  const activeEndsAt =
+    active === undefined
+      ? undefined
+      : Math.max((active.activatedAt ?? active.createdAt) + timings.rotationPeriodMs, now);
+  const rows: TimelineRow[] = sorted.map((key) => ({
+    kid: key.kid,
+    periods: splitAtNow(keyPeriods(key, timings, now, activeEndsAt), now),
+  }));
   if (activeEndsAt !== undefined && !sorted.some((key) => key.state === 'next')) {
     const createdAt = Math.max(activeEndsAt - timings.prepublishMs, now);
     const successor = plannedKey(createdAt, Math.max(activeEndsAt, createdAt + timings.jwksMaxAgeMs), timings);
@@ -43,7 +49,12 @@ export function keySetTimeline(keys: readonly KeyTimeline[], timings: PolicyTimi
 }
 
 /** One key's four periods, from its recorded times and, where a time is not reached yet, the plan. */
-function keyPeriods(key: KeyTimeline, timings: PolicyTimings, now: number, activeEndsAt: number | undefined): TimelinePeriod[] {
+function keyPeriods(
+  key: KeyTimeline,
+  timings: PolicyTimings,
+  now: number,
+  activeEndsAt: number | undefined,
+): TimelinePeriod[] {
   const activatedAt =
     key.activatedAt ??
     // A next key: promoted once the active key's period ends and it may sign, whichever is later.

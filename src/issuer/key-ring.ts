@@ -115,7 +115,14 @@ export class KeyRing {
   #stopReporting: (() => void) | undefined;
   #closed = false;
 
-  private constructor(pool: Pool, ownPool: Pool | undefined, kekRing: KekRing, logger: Logger, stalenessLimitMs: number | undefined, ceilingMs: number) {
+  private constructor(
+    pool: Pool,
+    ownPool: Pool | undefined,
+    kekRing: KekRing,
+    logger: Logger,
+    stalenessLimitMs: number | undefined,
+    ceilingMs: number,
+  ) {
     this.#ceilingMs = ceilingMs;
     this.#pool = pool;
     this.#ownPool = ownPool;
@@ -132,11 +139,22 @@ export class KeyRing {
     if ((options.pool === undefined) === (options.databaseUrl === undefined)) {
       throw new TypeError('KeyRing.open needs either a pool or a databaseUrl');
     }
-    const stalenessLimitMs = options.stalenessLimit === undefined ? undefined : parseDuration(options.stalenessLimit, 'stalenessLimit');
+    const stalenessLimitMs =
+      options.stalenessLimit === undefined ? undefined : parseDuration(options.stalenessLimit, 'stalenessLimit');
     const logger = options.logger ?? createLogger({ name: 'keyturn-key-ring' });
     // Loads and reloads only: a few connections, and the listener holds its own.
-    const ownPool = options.databaseUrl === undefined ? undefined : createPool({ url: options.databaseUrl }, logger, { max: 4, connectionTimeoutMillis: 10_000 });
-    const ring = new KeyRing(options.pool ?? ownPool!, ownPool, options.kekRing, logger, stalenessLimitMs, options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs);
+    const ownPool =
+      options.databaseUrl === undefined
+        ? undefined
+        : createPool({ url: options.databaseUrl }, logger, { max: 4, connectionTimeoutMillis: 10_000 });
+    const ring = new KeyRing(
+      options.pool ?? ownPool!,
+      ownPool,
+      options.kekRing,
+      logger,
+      stalenessLimitMs,
+      options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs,
+    );
     try {
       // Listening before loading: a change committed between the two cannot go unnoticed.
       ring.#events = await subscribeToKeyChanges({
@@ -148,7 +166,8 @@ export class KeyRing {
         applicationName: 'keyturn-key-ring',
       });
       await Promise.all((options.keySetIds ?? []).map((keySetId) => ring.#whenLoaded(keySetId)));
-      if (options.registry !== undefined) ring.#stopReporting = reportKeyViewAges(options.registry, 'key_ring', () => ring.#viewAges());
+      if (options.registry !== undefined)
+        ring.#stopReporting = reportKeyViewAges(options.registry, 'key_ring', () => ring.#viewAges());
     } catch (error) {
       await ring.close();
       throw error;
@@ -171,7 +190,9 @@ export class KeyRing {
       throw new TypeError('claims must be a plain object');
     }
     if (Object.hasOwn(claims, 'iat') || Object.hasOwn(claims, 'exp')) {
-      throw new TypeError('claims must not set iat or exp: the key ring sets them; choose the lifetime with the ttl option');
+      throw new TypeError(
+        'claims must not set iat or exp: the key ring sets them; choose the lifetime with the ttl option',
+      );
     }
     // The hot path is synchronous up to here: a loaded key set costs no await before signing.
     const cached = this.#slots.get(keySetId);
@@ -179,16 +200,19 @@ export class KeyRing {
     const loaded = slot.current;
     const signer = loaded.signer;
     if (signer === undefined) {
-      throw new KeyturnError('ERR_NO_ACTIVE_KEY', `key set "${keySetId}" has no active key to sign with yet`, { keySetId });
+      throw new KeyturnError('ERR_NO_ACTIVE_KEY', `key set "${keySetId}" has no active key to sign with yet`, {
+        keySetId,
+      });
     }
     const ttlMs = options.ttl === undefined ? loaded.maxTokenTtlMs : ttlToMs(options.ttl);
     if (ttlMs > loaded.maxTokenTtlMs) {
       const limit = formatDuration(loaded.maxTokenTtlMs);
-      const what = loaded.ceilingApplies ? `this deployment's KEYTURN_MAX_TOKEN_TTL_CEILING ${limit}` : `the maxTokenTtl ${limit} of key set "${keySetId}"`;
+      const what = loaded.ceilingApplies
+        ? `this deployment's KEYTURN_MAX_TOKEN_TTL_CEILING ${limit}`
+        : `the maxTokenTtl ${limit} of key set "${keySetId}"`;
       throw new KeyturnError(
         'ERR_TOKEN_TTL_TOO_LONG',
-        `ttl ${formatDuration(ttlMs)} exceeds ${what}; ` +
-          'a longer-lived token could outlive its key in the JWKS',
+        `ttl ${formatDuration(ttlMs)} exceeds ${what}; ` + 'a longer-lived token could outlive its key in the JWKS',
         { keySetId, field: 'ttl' },
       );
     }
@@ -238,7 +262,9 @@ export class KeyRing {
   }
 
   [inspect.custom](): string {
-    const keySets = this.toJSON().keySets.map((k) => `${k.keySetId}: ${k.kid === null ? 'no key' : `${k.alg} ${k.kid}`}`);
+    const keySets = this.toJSON().keySets.map(
+      (k) => `${k.keySetId}: ${k.kid === null ? 'no key' : `${k.alg} ${k.kid}`}`,
+    );
     return `KeyRing { ${this.#closed ? 'closed' : keySets.join(', ')} }`;
   }
 
@@ -251,11 +277,19 @@ export class KeyRing {
       if (this.#closed) throw new TypeError('this KeyRing is closed');
       let slot = this.#slots.get(keySetId);
       if (slot === undefined) {
-        slot = { current: undefined, loading: undefined, generation: 0, version: undefined, confirmedAt: undefined, failure: undefined };
+        slot = {
+          current: undefined,
+          loading: undefined,
+          generation: 0,
+          version: undefined,
+          confirmedAt: undefined,
+          failure: undefined,
+        };
         this.#slots.set(keySetId, slot);
       }
       if (slot.current !== undefined) return slot as LoadedSlot;
-      if (slot.loading === undefined && slot.failure !== undefined && Date.now() < slot.failure.retryAt) throw slot.failure.error;
+      if (slot.loading === undefined && slot.failure !== undefined && Date.now() < slot.failure.retryAt)
+        throw slot.failure.error;
       await (slot.loading ?? this.#load(keySetId, slot));
     }
   }
@@ -295,13 +329,17 @@ export class KeyRing {
         maxTokenTtlMs: Math.min(timings.maxTokenTtlMs, this.#ceilingMs),
         ceilingApplies: this.#ceilingMs < timings.maxTokenTtlMs,
         stalenessLimitMs: this.#stalenessLimitMs ?? timings.jwksMaxAgeMs,
-        stalenessLimitSource: this.#stalenessLimitMs === undefined ? "the key set's jwksMaxAge" : "the key ring's stalenessLimit",
+        stalenessLimitSource:
+          this.#stalenessLimitMs === undefined ? "the key set's jwksMaxAge" : "the key ring's stalenessLimit",
       };
       slot.confirmedAt = readAt;
       slot.failure = undefined;
       slot.version = version;
       if (active?.kid !== previousKid) {
-        this.#logger.info({ keySetId, kid: active?.kid ?? null }, active ? 'key ring signs with a new key' : 'key set has no active key');
+        this.#logger.info(
+          { keySetId, kid: active?.kid ?? null },
+          active ? 'key ring signs with a new key' : 'key set has no active key',
+        );
       }
     })();
     slot.loading = loading;
@@ -359,7 +397,10 @@ export class KeyRing {
     const now = Date.now();
     return [...this.#slots]
       .filter((entry): entry is [string, KeySetSlot & { confirmedAt: number }] => entry[1].confirmedAt !== undefined)
-      .map(([keySetId, slot]) => ({ keySetId, ageMs: now - (this.#events?.knownAt(slot.confirmedAt, now) ?? slot.confirmedAt) }));
+      .map(([keySetId, slot]) => ({
+        keySetId,
+        ageMs: now - (this.#events?.knownAt(slot.confirmedAt, now) ?? slot.confirmedAt),
+      }));
   }
 }
 
@@ -387,7 +428,11 @@ function unavailable(keySetId: string, error: unknown): unknown {
 /** A key whose kid is not the thumbprint of its public key never signs: neither of its private key's public half nor of its stored public key. */
 function assertKidMatches(keySetId: string, key: { kid: string; publicJwk: object; privateJwk: object }): void {
   const mismatch =
-    jwkThumbprint(key.privateJwk) !== key.kid ? 'its private key' : jwkThumbprint(key.publicJwk) !== key.kid ? 'its stored public key' : undefined;
+    jwkThumbprint(key.privateJwk) !== key.kid
+      ? 'its private key'
+      : jwkThumbprint(key.publicJwk) !== key.kid
+        ? 'its stored public key'
+        : undefined;
   if (mismatch === undefined) return;
   throw new KeyturnError(
     'ERR_KID_MISMATCH',

@@ -98,7 +98,12 @@ export class JwksCache {
    * Every JWKS in memory with when PostgreSQL last confirmed it, and since when it is known to be out
    * of date (a change whose rebuild has not succeeded), to tell how old the server's view is.
    */
-  confirmations(): { keySetId: string; confirmedAt: number; outdatedSince: number | undefined; jwksMaxAgeMs: number }[] {
+  confirmations(): {
+    keySetId: string;
+    confirmedAt: number;
+    outdatedSince: number | undefined;
+    jwksMaxAgeMs: number;
+  }[] {
     return [...this.#entries.values()].map((jwks) => ({
       keySetId: jwks.keySetId,
       confirmedAt: this.#confirmedAt.get(jwks.keySetId) ?? 0,
@@ -135,7 +140,8 @@ export class JwksCache {
    */
   refresh(keySetId: string): Promise<void> {
     // Only ids in memory: a flood of made-up ids during an outage must not grow the map.
-    if (this.#entries.has(keySetId) && !this.#outdatedSince.has(keySetId)) this.#outdatedSince.set(keySetId, Date.now());
+    if (this.#entries.has(keySetId) && !this.#outdatedSince.has(keySetId))
+      this.#outdatedSince.set(keySetId, Date.now());
     const running = this.#refreshing.get(keySetId);
     if (running !== undefined) {
       this.#dirty.add(keySetId);
@@ -204,7 +210,10 @@ export class JwksCache {
     metrics.keysRefused(keySetId, refused.length);
     for (const kid of refused) {
       // The kid and key set only: what the key holds is not for logs.
-      logger.error({ keySetId, kid }, 'a published key is not the one its kid names (RFC 7638 thumbprint): left out of the JWKS');
+      logger.error(
+        { keySetId, kid },
+        'a published key is not the one its kid names (RFC 7638 thumbprint): left out of the JWKS',
+      );
     }
     this.#entries.set(keySetId, next);
     this.#confirm(keySetId, readAt);
@@ -240,7 +249,10 @@ export class JwksCache {
  * instead of reaching a response. A key whose kid is not the RFC 7638 thumbprint of its public key
  * is left out (`refused`): a verifier would trust that key for tokens signed under another's kid.
  */
-export function buildJwks(keySet: PublishedKeySet, stored: readonly PublicJwk[]): { jwks: CachedJwks; refused: string[] } {
+export function buildJwks(
+  keySet: PublishedKeySet,
+  stored: readonly PublicJwk[],
+): { jwks: CachedJwks; refused: string[] } {
   const { keySetId } = keySet;
   const refused: string[] = [];
   const keys = stored.flatMap((jwk) => {

@@ -74,7 +74,11 @@ class RequestStats implements JwksMetrics {
     tally.count += 1;
 
     let latency = this.latencies.get(route);
-    if (latency === undefined) this.latencies.set(route, (latency = { buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 }));
+    if (latency === undefined)
+      this.latencies.set(
+        route,
+        (latency = { buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 }),
+      );
     let bucket = 0;
     while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]) bucket += 1;
     latency.buckets[bucket] += 1;
@@ -146,7 +150,9 @@ export function createJwksMetrics(registry: Registry): JwksMetrics {
     statsByRegistry.set(registry, ownStats);
     new Counter({
       name: 'keyturn_jwks_requests_total',
-      help: everyKeySet ? 'Requests answered by the JWKS server, by key set and HTTP status code' : 'Requests answered by the JWKS server, by HTTP status code',
+      help: everyKeySet
+        ? 'Requests answered by the JWKS server, by key set and HTTP status code'
+        : 'Requests answered by the JWKS server, by HTTP status code',
       labelNames: everyKeySet ? ['key_set', 'code'] : ['code'],
       registers: [registry],
       collect() {

@@ -60,9 +60,17 @@ const PUBLIC_HEADERS = { ...COMMON_HEADERS, 'access-control-allow-origin': '*' }
  * and for the default one), /healthz, /readyz and /metrics. Every response is JSON but /metrics'; no
  * error answer quotes more of the request than a valid key set id, and none carries key material.
  */
-export function createJwksRequestHandler(deps: JwksRoutesDependencies): (req: IncomingMessage, res: ServerResponse) => void {
+export function createJwksRequestHandler(
+  deps: JwksRoutesDependencies,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const exchange: Exchange = { res, head: req.method === 'HEAD', route: 'other', started: process.hrtime.bigint(), deps };
+    const exchange: Exchange = {
+      res,
+      head: req.method === 'HEAD',
+      route: 'other',
+      started: process.hrtime.bigint(),
+      deps,
+    };
     // No route takes a body. A request with one is answered as usual, but its connection closes after
     // the answer instead of reading the rest: a client cannot make the server take in megabytes for nothing.
     if (carriesBody(req)) res.setHeader('connection', 'close');
@@ -118,7 +126,8 @@ function send(exchange: Exchange, reply: Reply): void {
 function fail(exchange: Exchange, error: unknown): void {
   exchange.deps.logger.error({ err: error, route: exchange.route }, 'JWKS server request failed');
   try {
-    if (!exchange.res.headersSent) return send(exchange, jsonReply(500, { error: 'internal error' }, KEY_SET_LABEL.none));
+    if (!exchange.res.headersSent)
+      return send(exchange, jsonReply(500, { error: 'internal error' }, KEY_SET_LABEL.none));
   } catch {
     // Nothing more can be said on this response.
   }
@@ -144,20 +153,36 @@ function answer(route: Route, req: IncomingMessage, deps: JwksRoutesDependencies
       // In memory: answered at once, with no closure or promise made for it.
       const cached = deps.cache.peek(route.keySetId);
       if (cached !== undefined) return keySetReply(route, cached, req, deps);
-      return deps.cache.lookup(route.keySetId).then((jwks) => keySetReply(route, jwks, req, deps), (error: unknown) => {
-        deps.logger.warn({ err: error, keySetId: route.keySetId }, 'cannot look up a key set');
-        return jsonReply(503, { error: 'key set unavailable, try again', keySetId: route.keySetId }, KEY_SET_LABEL.unknown, {
-          'retry-after': '1',
-        });
-      });
+      return deps.cache.lookup(route.keySetId).then(
+        (jwks) => keySetReply(route, jwks, req, deps),
+        (error: unknown) => {
+          deps.logger.warn({ err: error, keySetId: route.keySetId }, 'cannot look up a key set');
+          return jsonReply(
+            503,
+            { error: 'key set unavailable, try again', keySetId: route.keySetId },
+            KEY_SET_LABEL.unknown,
+            {
+              'retry-after': '1',
+            },
+          );
+        },
+      );
     }
   }
 }
 
 /** A key set's JWKS or discovery document, or 404 for a key set found nowhere. */
-function keySetReply(route: Extract<Route, { keySetId: string }>, jwks: CachedJwks | undefined, req: IncomingMessage, deps: JwksRoutesDependencies): Reply {
-  if (jwks === undefined) return jsonReply(404, { error: 'key set not found', keySetId: route.keySetId }, KEY_SET_LABEL.unknown);
-  return route.name === 'jwks' ? jwksReply(jwks, req.headers['if-none-match']) : discoveryReply(jwks, route.wellKnown, deps);
+function keySetReply(
+  route: Extract<Route, { keySetId: string }>,
+  jwks: CachedJwks | undefined,
+  req: IncomingMessage,
+  deps: JwksRoutesDependencies,
+): Reply {
+  if (jwks === undefined)
+    return jsonReply(404, { error: 'key set not found', keySetId: route.keySetId }, KEY_SET_LABEL.unknown);
+  return route.name === 'jwks'
+    ? jwksReply(jwks, req.headers['if-none-match'])
+    : discoveryReply(jwks, route.wellKnown, deps);
 }
 
 /** The two answers a JWKS can get, built once per JWKS: the hot path only picks one. */
@@ -207,21 +232,33 @@ function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDe
  * offline.
  */
 function readiness(deps: JwksRoutesDependencies): Reply {
-  if (!deps.cache.loaded) return jsonReply(503, { status: 'not ready', reasons: ['key sets not loaded yet'] }, KEY_SET_LABEL.none);
+  if (!deps.cache.loaded)
+    return jsonReply(503, { status: 'not ready', reasons: ['key sets not loaded yet'] }, KEY_SET_LABEL.none);
   const { databaseAgeMs, keySets } = deps.freshness();
   const lastHeard = `PostgreSQL last confirmed the keys ${roughDuration(databaseAgeMs)} ago`;
   const stale = keySets.filter((k) => databaseAgeMs > k.limitMs);
   if (stale.length > 0) {
-    const reasons = stale.map((k) => `key set "${k.keySetId}": ${lastHeard}, longer than its jwksMaxAge ${formatDuration(k.limitMs)}`);
+    const reasons = stale.map(
+      (k) => `key set "${k.keySetId}": ${lastHeard}, longer than its jwksMaxAge ${formatDuration(k.limitMs)}`,
+    );
     return jsonReply(503, { status: 'not ready', reasons }, KEY_SET_LABEL.none);
   }
   const warnings = [
-    ...(databaseAgeMs > 0 ? [`${lastHeard}: serving the JWKS from memory (ready while within each key set's jwksMaxAge)`] : []),
+    ...(databaseAgeMs > 0
+      ? [`${lastHeard}: serving the JWKS from memory (ready while within each key set's jwksMaxAge)`]
+      : []),
     ...keySets
       .filter((k) => k.ageMs > databaseAgeMs)
-      .map((k) => `key set "${k.keySetId}": its JWKS could not be rebuilt for ${roughDuration(k.ageMs)}: serving the last one built`),
+      .map(
+        (k) =>
+          `key set "${k.keySetId}": its JWKS could not be rebuilt for ${roughDuration(k.ageMs)}: serving the last one built`,
+      ),
   ];
-  return jsonReply(200, warnings.length === 0 ? { status: 'ready' } : { status: 'ready', warnings }, KEY_SET_LABEL.none);
+  return jsonReply(
+    200,
+    warnings.length === 0 ? { status: 'ready' } : { status: 'ready', warnings },
+    KEY_SET_LABEL.none,
+  );
 }
 
 function jsonReply(status: number, value: object, keySet: string, extraHeaders: OutgoingHttpHeaders = {}): Reply {

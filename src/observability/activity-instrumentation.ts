@@ -16,7 +16,11 @@ export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger)
         const { activityType } = ctx.info;
         const { keySetId, kid, trigger } = keyChangeOf(input.args[0]);
         if (keySetId !== undefined) metrics.knowKeySet(keySetId);
-        const fields = { ...(keySetId === undefined ? {} : { keySetId }), ...(kid === undefined ? {} : { kid }), ...executionFields(ctx) };
+        const fields = {
+          ...(keySetId === undefined ? {} : { keySetId }),
+          ...(kid === undefined ? {} : { kid }),
+          ...executionFields(ctx),
+        };
         const started = process.hrtime.bigint();
         const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
         try {
@@ -24,7 +28,11 @@ export function activityInstrumentation(metrics: KeyturnMetrics, logger: Logger)
           const elapsed = seconds();
           metrics.activityDuration.observe({ activity: activityType, outcome: 'success' }, elapsed);
           // The first key of a key set (trigger `bootstrap`) replaces nothing: not a rotation.
-          if (activityType === 'promoteNextKey' && keySetId !== undefined && ROTATION_TRIGGERS.includes(trigger as RotationTrigger)) {
+          if (
+            activityType === 'promoteNextKey' &&
+            keySetId !== undefined &&
+            ROTATION_TRIGGERS.includes(trigger as RotationTrigger)
+          ) {
             metrics.countRotation(keySetId, trigger as RotationTrigger);
           }
           logger.debug({ ...fields, durationMs: Math.round(elapsed * 1000) }, 'activity completed');

@@ -10,7 +10,9 @@ import type { Logger } from '../logger';
  * Returns the call that stops it.
  */
 export function logAuditEvents(logger: Logger): () => void {
-  return onAuditEventCommitted((event) => logger.info({ keySetId: event.keySetId, kid: event.kid ?? null, audit: auditFields(event) }, 'audit event'));
+  return onAuditEventCommitted((event) =>
+    logger.info({ keySetId: event.keySetId, kid: event.kid ?? null, audit: auditFields(event) }, 'audit event'),
+  );
 }
 
 function auditFields(e: CommittedAuditEvent) {

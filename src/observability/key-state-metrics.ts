@@ -19,7 +19,11 @@ import { keyturnMetrics, reportsEveryKeySet } from './metrics';
  * are created at 0 here too, before its first event (those of a key set first seen by a scrape are
  * collected from the next scrape on).
  */
-export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyStore, now: () => number = Date.now): Promise<void> {
+export async function registerKeyStateMetrics(
+  registry: Registry,
+  keyStore: KeyStore,
+  now: () => number = Date.now,
+): Promise<void> {
   const everyKeySet = reportsEveryKeySet(registry);
   const counters = keyturnMetrics(registry);
   // Now as well as at each scrape: a scrape collects the counters before this reading.
@@ -50,31 +54,50 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
     if (result !== 'unreachable') fill(result);
   };
 
-  gauge(registry, 'keyturn_database_up', 'Whether the last scrape could read the key sets from PostgreSQL (1) or not (0)', [], async (set) => {
-    set({}, (await readOrUnreachable()) === 'unreachable' ? 0 : 1);
-  });
+  gauge(
+    registry,
+    'keyturn_database_up',
+    'Whether the last scrape could read the key sets from PostgreSQL (1) or not (0)',
+    [],
+    async (set) => {
+      set({}, (await readOrUnreachable()) === 'unreachable' ? 0 : 1);
+    },
+  );
 
   // Over every key set: a fixed number of series.
   gauge(registry, 'keyturn_stored_keys', 'Keys in the database, by state, over every key set', ['state'], (set) =>
     read(({ keysByState }) => KEY_STATES.forEach((state) => set({ state }, keysByState.get(state) ?? 0))),
   );
-  gauge(registry, 'keyturn_key_sets', 'Registered key sets, by phase: rotating, or decommissioned (winding down)', ['phase'], (set) =>
-    read(({ keySets }) => {
-      set({ phase: 'rotating' }, keySets.rotating);
-      set({ phase: 'decommissioned' }, keySets.decommissioned);
-    }),
+  gauge(
+    registry,
+    'keyturn_key_sets',
+    'Registered key sets, by phase: rotating, or decommissioned (winding down)',
+    ['phase'],
+    (set) =>
+      read(({ keySets }) => {
+        set({ phase: 'rotating' }, keySets.rotating);
+        set({ phase: 'decommissioned' }, keySets.decommissioned);
+      }),
   );
   gauge(
     registry,
     'keyturn_key_sets_overdue',
     'Rotating key sets whose next lifecycle step was due before this scrape, by step (a step is done within seconds of being due)',
     ['transition'],
-    (set) => read(({ overdue }) => SCHEDULED_TRANSITION_KINDS.forEach((transition) => set({ transition }, overdue.get(transition) ?? 0))),
+    (set) =>
+      read(({ overdue }) =>
+        SCHEDULED_TRANSITION_KINDS.forEach((transition) => set({ transition }, overdue.get(transition) ?? 0)),
+      ),
   );
-  gauge(registry, 'keyturn_oldest_active_key_age_seconds', 'Seconds since the longest-serving active key of a rotating key set was promoted', [], (set) =>
-    read(({ oldestActiveKeyAgeSeconds }) => {
-      if (oldestActiveKeyAgeSeconds !== undefined) set({}, oldestActiveKeyAgeSeconds);
-    }),
+  gauge(
+    registry,
+    'keyturn_oldest_active_key_age_seconds',
+    'Seconds since the longest-serving active key of a rotating key set was promoted',
+    [],
+    (set) =>
+      read(({ oldestActiveKeyAgeSeconds }) => {
+        if (oldestActiveKeyAgeSeconds !== undefined) set({}, oldestActiveKeyAgeSeconds);
+      }),
   );
   gauge(
     registry,
@@ -87,12 +110,25 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
   // Per key set: those needing attention, or every one (KEYTURN_METRICS_PER_KEY_SET).
   gauge(registry, 'keyturn_keys', 'Keys in the database, by key set and state', ['key_set', 'state'], (set) =>
     read(({ reported }) => {
-      for (const { keySetId, keysByState } of reported) for (const state of KEY_STATES) set({ key_set: keySetId, state }, keysByState.get(state) ?? 0);
+      for (const { keySetId, keysByState } of reported)
+        for (const state of KEY_STATES) set({ key_set: keySetId, state }, keysByState.get(state) ?? 0);
     }),
   );
-  perKeySet('keyturn_active_key_age_seconds', 'Seconds since the active key was promoted', (k) => k.activeKeyAgeSeconds);
-  perKeySet('keyturn_rotation_period_seconds', "How long a key signs under the key set's policy", (k) => k.rotationPeriodSeconds);
-  perKeySet('keyturn_last_rotation_timestamp_seconds', 'When the active key was promoted, Unix seconds', (k) => k.lastRotationSeconds);
+  perKeySet(
+    'keyturn_active_key_age_seconds',
+    'Seconds since the active key was promoted',
+    (k) => k.activeKeyAgeSeconds,
+  );
+  perKeySet(
+    'keyturn_rotation_period_seconds',
+    "How long a key signs under the key set's policy",
+    (k) => k.rotationPeriodSeconds,
+  );
+  perKeySet(
+    'keyturn_last_rotation_timestamp_seconds',
+    'When the active key was promoted, Unix seconds',
+    (k) => k.lastRotationSeconds,
+  );
   gauge(
     registry,
     'keyturn_next_transition_timestamp_seconds',
@@ -108,11 +144,12 @@ export async function registerKeyStateMetrics(registry: Registry, keyStore: KeyS
   gauge(
     registry,
     'keyturn_open_incidents',
-    "Open incidents, by key set and kind: a step that keeps failing, a promotion held at the propagation gate, an invariant the supervisor found broken, a workflow it had to start again",
+    'Open incidents, by key set and kind: a step that keeps failing, a promotion held at the propagation gate, an invariant the supervisor found broken, a workflow it had to start again',
     ['key_set', 'kind'],
     (set) =>
       read(({ reported }) => {
-        for (const { keySetId, openIncidents } of reported) for (const kind of INCIDENT_KINDS) set({ key_set: keySetId, kind }, openIncidents.get(kind) ?? 0);
+        for (const { keySetId, openIncidents } of reported)
+          for (const kind of INCIDENT_KINDS) set({ key_set: keySetId, kind }, openIncidents.get(kind) ?? 0);
       }),
   );
 

@@ -1,6 +1,12 @@
 import type { Pool } from 'pg';
 import { incidentKind, type IncidentKind } from '../domain/incidents';
-import { nextTransition, type KeyState, type KeyTimeline, type LiveKeyState, type ScheduledTransition } from '../domain/lifecycle';
+import {
+  nextTransition,
+  type KeyState,
+  type KeyTimeline,
+  type LiveKeyState,
+  type ScheduledTransition,
+} from '../domain/lifecycle';
 import type { SigningAlgorithm } from '../domain/algorithms';
 import { LIVE_STATES_SQL } from '../store/stored-keys';
 import { policyTimings, type KeySetPolicy, type PolicyTimings } from '../domain/policy';
@@ -48,7 +54,10 @@ const TIMES = ['created_at', 'promotable_at', 'activated_at', 'grace_ends_at', '
 const LIVE_KEYS = `SELECT key_set_id, kid, alg, state, ${TIMES.map(EPOCH_MS).join(', ')}
   FROM signing_keys WHERE state IN ${LIVE_STATES_SQL}`;
 
-type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; state: LiveKeyState } & Record<(typeof TIMES)[number], number | null>;
+type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; state: LiveKeyState } & Record<
+  (typeof TIMES)[number],
+  number | null
+>;
 
 /**
  * Reads what the key gauges report, in five queries whatever the number of key sets: keys by state
@@ -58,8 +67,12 @@ type LiveKeyRow = { key_set_id: string; kid: string; alg: KeyTimeline['alg']; st
  */
 export async function readKeyStates(pool: Pool, now: number, everyKeySet: boolean): Promise<KeyStateReading> {
   const [byState, keySets, liveKeys, incidents] = await Promise.all([
-    pool.query<{ state: KeyState; keys: number }>('SELECT state, count(*)::int AS keys FROM signing_keys GROUP BY state'),
-    pool.query<KeySetRow>('SELECT id, policy::text AS policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id'),
+    pool.query<{ state: KeyState; keys: number }>(
+      'SELECT state, count(*)::int AS keys FROM signing_keys GROUP BY state',
+    ),
+    pool.query<KeySetRow>(
+      'SELECT id, policy::text AS policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id',
+    ),
     pool.query<LiveKeyRow>(LIVE_KEYS),
     pool.query<{ key_set_id: string; incident: string }>(
       `SELECT key_set_id, incident FROM key_set_incidents
@@ -101,10 +114,18 @@ export async function readKeyStates(pool: Pool, now: number, everyKeySet: boolea
       reading.keySets.decommissioned += 1;
     } else {
       reading.keySets.rotating += 1;
-      if (activatedAt !== undefined && (oldestActivation === undefined || activatedAt < oldestActivation)) oldestActivation = activatedAt;
+      if (activatedAt !== undefined && (oldestActivation === undefined || activatedAt < oldestActivation))
+        oldestActivation = activatedAt;
       if (due !== undefined && due.at < now) reading.overdue.set(due.kind, (reading.overdue.get(due.kind) ?? 0) + 1);
     }
-    const attention = needsAttention({ rotating: !keySet.decommissioned, activatedAt, due, openIncidents, rotationPeriodMs: timings.rotationPeriodMs, now });
+    const attention = needsAttention({
+      rotating: !keySet.decommissioned,
+      activatedAt,
+      due,
+      openIncidents,
+      rotationPeriodMs: timings.rotationPeriodMs,
+      now,
+    });
     if (attention) reading.needingAttention += 1;
     if (!attention && !everyKeySet) continue;
     reading.reported.push({

@@ -37,7 +37,7 @@ export function reportKeyViewAges(registry: Registry, view: KeyViewHolder, ages:
       name: NAME,
       help:
         "Seconds since this process last confirmed a key set's keys with PostgreSQL (0 while it listens for changes and has " +
-        'confirmed them since), by view: jwks (the JWKS server) or key_ring (an issuer); the oldest key set\'s' +
+        "confirmed them since), by view: jwks (the JWKS server) or key_ring (an issuer); the oldest key set's" +
         (everyKeySet ? ', by key set' : ''),
       labelNames: everyKeySet ? ['view', 'key_set'] : ['view'],
       registers: [registry],
@@ -45,7 +45,9 @@ export function reportKeyViewAges(registry: Registry, view: KeyViewHolder, ages:
         const oldest = new Map<string, { labels: Record<string, string>; ageMs: number }>();
         for (const source of registered) {
           for (const { keySetId, ageMs } of source.ages()) {
-            const labels: Record<string, string> = everyKeySet ? { view: source.view, key_set: keySetId } : { view: source.view };
+            const labels: Record<string, string> = everyKeySet
+              ? { view: source.view, key_set: keySetId }
+              : { view: source.view };
             const key = everyKeySet ? `${source.view} ${keySetId}` : source.view;
             if ((oldest.get(key)?.ageMs ?? -1) < ageMs) oldest.set(key, { labels, ageMs });
           }

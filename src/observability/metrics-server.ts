@@ -13,7 +13,12 @@ export interface RunningMetricsServer {
  * The worker's `/metrics` for Prometheus (the JWKS server serves its own). Nothing else is
  * answered: the port is meant for the scraper only.
  */
-export async function startMetricsServer(options: { port: number; host?: string; registry: Registry; logger: Logger }): Promise<RunningMetricsServer> {
+export async function startMetricsServer(options: {
+  port: number;
+  host?: string;
+  registry: Registry;
+  logger: Logger;
+}): Promise<RunningMetricsServer> {
   const { registry, logger } = options;
   const server = createServer((req, res) => {
     req.resume();
@@ -23,7 +28,10 @@ export async function startMetricsServer(options: { port: number; host?: string;
       return;
     }
     registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text),
+      (text) =>
+        res
+          .writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' })
+          .end(req.method === 'HEAD' ? undefined : text),
       (error: unknown) => {
         logger.error({ err: error }, 'cannot collect metrics');
         res.writeHead(500, { 'content-type': 'text/plain' }).end('cannot collect metrics\n');

@@ -97,9 +97,13 @@ export function keyturnMetrics(registry: Registry, now: () => number = Date.now)
       for (const trigger of ROTATION_TRIGGERS) rotations.inc({ key_set: keySetId, trigger }, 0);
       for (const step of KEY_CHANGE_STEPS) failures.initialise(keySetId, step);
     },
-    alerts: counter(registry, 'keyturn_alerts_total', 'Alert deliveries, by channel and outcome', ['channel', 'outcome']),
+    alerts: counter(registry, 'keyturn_alerts_total', 'Alert deliveries, by channel and outcome', [
+      'channel',
+      'outcome',
+    ]),
     activityDuration:
-      (registry.getSingleMetric('keyturn_activity_duration_seconds') as Histogram<'activity' | 'outcome'> | undefined) ??
+      (registry.getSingleMetric('keyturn_activity_duration_seconds') as
+        Histogram<'activity' | 'outcome'> | undefined) ??
       new Histogram({
         name: 'keyturn_activity_duration_seconds',
         help: 'Time an activity attempt took, by activity and outcome (success or failure)',
@@ -112,7 +116,7 @@ export function keyturnMetrics(registry: Registry, now: () => number = Date.now)
       (registry.getSingleMetric('keyturn_supervisor_unchecked_key_sets') as Gauge | undefined) ??
       new Gauge({
         name: 'keyturn_supervisor_unchecked_key_sets',
-        help: "Key sets the last supervisor round on this worker could not check (their workflow did not answer, say)",
+        help: 'Key sets the last supervisor round on this worker could not check (their workflow did not answer, say)',
         registers: [registry],
       }),
   };
@@ -126,9 +130,17 @@ export function keyturnMetrics(registry: Registry, now: () => number = Date.now)
  */
 function rotationCounter(registry: Registry, everyKeySet: boolean): Counter<'key_set' | 'trigger'> {
   if (everyKeySet) {
-    return counter(registry, 'keyturn_rotations_total', 'Keys promoted to active, by key set and what triggered it', ['key_set', 'trigger']);
+    return counter(registry, 'keyturn_rotations_total', 'Keys promoted to active, by key set and what triggered it', [
+      'key_set',
+      'trigger',
+    ]);
   }
-  const rotations = counter<'key_set' | 'trigger'>(registry, 'keyturn_rotations_total', 'Keys promoted to active, by what triggered it', ['trigger']);
+  const rotations = counter<'key_set' | 'trigger'>(
+    registry,
+    'keyturn_rotations_total',
+    'Keys promoted to active, by what triggered it',
+    ['trigger'],
+  );
   for (const trigger of ROTATION_TRIGGERS) rotations.inc({ trigger }, 0);
   return rotations;
 }
@@ -182,13 +194,19 @@ class FailureCounter {
 function supervisorRounds(registry: Registry): Counter<'outcome'> {
   const existing = registry.getSingleMetric('keyturn_supervisor_rounds_total') as Counter<'outcome'> | undefined;
   if (existing) return existing;
-  const rounds = counter(registry, 'keyturn_supervisor_rounds_total', 'Supervisor rounds run on this worker, by outcome', ['outcome']);
+  const rounds = counter(
+    registry,
+    'keyturn_supervisor_rounds_total',
+    'Supervisor rounds run on this worker, by outcome',
+    ['outcome'],
+  );
   for (const outcome of SUPERVISOR_ROUND_OUTCOMES) rounds.inc({ outcome }, 0);
   return rounds;
 }
 
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
   return (
-    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] })
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+    new Counter({ name, help, labelNames, registers: [registry] })
   );
 }

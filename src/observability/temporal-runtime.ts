@@ -1,4 +1,9 @@
-import { IllegalStateError, type LogLevel as TemporalLogLevel, type LogMetadata, type Logger as TemporalLogger } from '@temporalio/common';
+import {
+  IllegalStateError,
+  type LogLevel as TemporalLogLevel,
+  type LogMetadata,
+  type Logger as TemporalLogger,
+} from '@temporalio/common';
 import { makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import type { Logger } from '../logger';
 
@@ -37,7 +42,10 @@ export function installTemporalRuntime(logger: Logger, options: { metricsBindAdd
       logger: temporalLoggerFor(logger),
       shutdownSignals: [],
       telemetryOptions: {
-        logging: { filter: makeTelemetryFilterString({ core: verbose ? 'DEBUG' : 'WARN', other: 'ERROR' }), forward: {} },
+        logging: {
+          filter: makeTelemetryFilterString({ core: verbose ? 'DEBUG' : 'WARN', other: 'ERROR' }),
+          forward: {},
+        },
         ...(options.metricsBindAddress ? { metrics: { prometheus: { bindAddress: options.metricsBindAddress } } } : {}),
       },
     });

@@ -43,7 +43,10 @@ export async function applyMigrations(pool: Pool, database: ResolvedDatabase, lo
     }
     throw new Error(`could not migrate the database at ${where}: ${reason}`, { cause: error });
   }
-  logger.info({ applied }, applied.length ? `applied migrations ${applied.join(', ')}` : 'database schema is up to date');
+  logger.info(
+    { applied },
+    applied.length ? `applied migrations ${applied.join(', ')}` : 'database schema is up to date',
+  );
   return applied;
 }
 

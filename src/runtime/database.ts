@@ -28,14 +28,21 @@ export interface ResolveDatabaseOptions {
  * DATABASE_URL when set; else the database of the instance running on the data folder, if asked;
  * else an embedded PostgreSQL in `<dataDir>/postgres`, persistent, on KEYTURN_PG_PORT (5433).
  */
-export async function resolveDatabase(config: Config, logger: Logger, options: ResolveDatabaseOptions): Promise<ResolvedDatabase> {
+export async function resolveDatabase(
+  config: Config,
+  logger: Logger,
+  options: ResolveDatabaseOptions,
+): Promise<ResolvedDatabase> {
   const nothingToStop = async () => undefined;
   if (config.databaseUrl) return { url: config.databaseUrl, source: 'DATABASE_URL', stop: nothingToStop };
 
   if (options.joinRunningInstance) {
     const instance = await readLiveInstance(config.dataDir);
     if (instance?.databaseUrl) {
-      logger.info({ dataDir: config.dataDir, instancePid: instance.pid }, 'using the database of the keyturn instance running on this data folder');
+      logger.info(
+        { dataDir: config.dataDir, instancePid: instance.pid },
+        'using the database of the keyturn instance running on this data folder',
+      );
       return { url: instance.databaseUrl, source: 'instance', instance, stop: nothingToStop };
     }
   }

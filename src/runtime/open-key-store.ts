@@ -27,14 +27,19 @@ export interface OpenedKeyStore {
  * bring the schema up to date (a role that may not change it finds nothing to do once `keyturn migrate`
  * has run), and hand back a KeyStore on it. Until close(), each audit event committed is logged too. Whatever was started is stopped again if a later step fails.
  */
-export async function openKeyStore(config: Config, logger: Logger, options: ResolveDatabaseOptions): Promise<OpenedKeyStore> {
+export async function openKeyStore(
+  config: Config,
+  logger: Logger,
+  options: ResolveDatabaseOptions,
+): Promise<OpenedKeyStore> {
   const database = await resolveDatabase(config, logger, options);
   let pool: Pool | undefined;
   const stopAuditLines = logAuditEvents(logger);
   try {
     const kek = await resolveKek(config, database, logger);
     pool = createPool(database, logger);
-    if ((await applyMigrations(pool, database, logger)).length > 0) await grantRolesOrWarn(pool, config.databaseRoles, logger);
+    if ((await applyMigrations(pool, database, logger)).length > 0)
+      await grantRolesOrWarn(pool, config.databaseRoles, logger);
     const opened = pool;
     return {
       keyStore: new KeyStore(pool, kek.ring),

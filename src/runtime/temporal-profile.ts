@@ -100,7 +100,11 @@ export function loadTemporalProfile(env: NodeJS.ProcessEnv): TemporalProfile {
     );
   }
   const addressFrom =
-    vars.TEMPORAL_ADDRESS !== undefined ? 'from TEMPORAL_ADDRESS' : settings.address !== undefined ? `from the Temporal profile "${name}"` : undefined;
+    vars.TEMPORAL_ADDRESS !== undefined
+      ? 'from TEMPORAL_ADDRESS'
+      : settings.address !== undefined
+        ? `from the Temporal profile "${name}"`
+        : undefined;
   return new TemporalProfile(name, settings, addressFrom);
 }
 
@@ -108,13 +112,22 @@ export function loadTemporalProfile(env: NodeJS.ProcessEnv): TemporalProfile {
 function explainLoadError(error: unknown, name: string, fileText: string): KeyturnError {
   const message = error instanceof Error ? error.message : String(error);
   if (/^Profile '.*' not found/.test(message)) {
-    return invalid('TEMPORAL_PROFILE', `TEMPORAL_PROFILE names the Temporal profile "${name}", which ${fileText} does not have`);
+    return invalid(
+      'TEMPORAL_PROFILE',
+      `TEMPORAL_PROFILE names the Temporal profile "${name}", which ${fileText} does not have`,
+    );
   }
   const position = error as { line?: unknown; column?: unknown };
   if (typeof position.line === 'number' && typeof position.column === 'number') {
-    return invalid('TEMPORAL_CONFIG_FILE', `${fileText} is not valid TOML: line ${position.line}, column ${position.column}`);
+    return invalid(
+      'TEMPORAL_CONFIG_FILE',
+      `${fileText} is not valid TOML: line ${position.line}, column ${position.column}`,
+    );
   }
-  return invalid('TEMPORAL_PROFILE', `the Temporal connection settings (profile "${name}" and TEMPORAL_* variables) cannot be used: ${message}`);
+  return invalid(
+    'TEMPORAL_PROFILE',
+    `the Temporal connection settings (profile "${name}" and TEMPORAL_* variables) cannot be used: ${message}`,
+  );
 }
 
 function invalid(field: string, message: string): KeyturnError {

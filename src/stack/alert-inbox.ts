@@ -28,7 +28,11 @@ const CHANNELS: readonly InboxChannel[] = ['slack', 'pagerduty', 'keyturn'];
  * Slack and PagerDuty receivers (deploy/alertmanager/alertmanager.yml) and the workers' webhook post
  * here. Each notification is kept, appended to `logFile` as a JSON line and told to `onNotification`.
  */
-export async function startAlertInbox(port: number, logFile: string, onNotification: (n: ReceivedNotification) => void): Promise<AlertInbox> {
+export async function startAlertInbox(
+  port: number,
+  logFile: string,
+  onNotification: (n: ReceivedNotification) => void,
+): Promise<AlertInbox> {
   const received: ReceivedNotification[] = [];
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -46,7 +50,12 @@ export async function startAlertInbox(port: number, logFile: string, onNotificat
         response.writeHead(400).end('not JSON');
         return;
       }
-      const notification: ReceivedNotification = { channel, receivedAt: Date.now(), body, headline: headlineOf(channel, body) };
+      const notification: ReceivedNotification = {
+        channel,
+        receivedAt: Date.now(),
+        body,
+        headline: headlineOf(channel, body),
+      };
       received.push(notification);
       void appendFile(logFile, `${JSON.stringify(notification)}\n`, { mode: 0o600 });
       onNotification(notification);
@@ -80,6 +89,7 @@ function headlineOf(channel: InboxChannel, body: unknown): string {
     summary?: string;
   };
   if (channel === 'slack') return b.attachments?.[0]?.title ?? 'Slack message';
-  if (channel === 'pagerduty') return `${b.event_action === 'resolve' ? 'RESOLVED' : 'TRIGGERED'}: ${b.payload?.summary ?? 'page'}`;
+  if (channel === 'pagerduty')
+    return `${b.event_action === 'resolve' ? 'RESOLVED' : 'TRIGGERED'}: ${b.payload?.summary ?? 'page'}`;
   return `${b.kind ?? 'alert'}: ${b.summary ?? ''}`;
 }

@@ -53,7 +53,12 @@ export class ManagedProcess {
   }
 
   get running(): boolean {
-    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null && !this.#spawnFailed;
+    return (
+      this.#child !== undefined &&
+      this.#child.exitCode === null &&
+      this.#child.signalCode === null &&
+      !this.#spawnFailed
+    );
   }
 
   /** Starts it (again); a process already running is left as it is. */
@@ -65,7 +70,12 @@ export class ManagedProcess {
     this.#output = '';
     this.#stopping = false;
     this.#spawnFailed = false;
-    const child = spawn(command, args, { env: env ?? process.env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env: env ?? process.env,
+      cwd,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.#child = child;
     const take = (chunk: Buffer) => {
       this.#log?.write(chunk);
@@ -107,9 +117,11 @@ export class ManagedProcess {
     for (;;) {
       const match = pattern.exec(this.#output);
       if (match) return match;
-      if (!this.running) throw new Error(`${this.name} exited (${this.describeExit()}) before it was ready: ${this.outputTail()}`);
+      if (!this.running)
+        throw new Error(`${this.name} exited (${this.describeExit()}) before it was ready: ${this.outputTail()}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name} was not ready within ${Math.round(timeoutMs / 1000)} s: ${this.outputTail()}`);
+      if (left <= 0)
+        throw new Error(`${this.name} was not ready within ${Math.round(timeoutMs / 1000)} s: ${this.outputTail()}`);
       await new Promise<void>((resolve) => {
         const wake = () => {
           this.#waiters.delete(wake);
@@ -180,6 +192,7 @@ export async function runToEnd(spec: ProcessSpec, timeoutMs: number): Promise<st
     throw new Error(`${spec.name} did not finish within ${Math.round(timeoutMs / 1000)} s: ${process.outputTail()}`);
   }
   await process.close();
-  if (process.describeExit() !== 'exit code 0') throw new Error(`${spec.name} failed (${process.describeExit()}): ${process.outputTail()}`);
+  if (process.describeExit() !== 'exit code 0')
+    throw new Error(`${spec.name} failed (${process.describeExit()}): ${process.outputTail()}`);
   return process.output();
 }

@@ -50,13 +50,20 @@ type Yaml = Record<string, unknown>;
 async function prometheusConfig(options: MonitoringOptions): Promise<string> {
   const config = parse(await readFile(path.join(options.deployDir, 'prometheus', 'prometheus.yml'), 'utf8')) as Yaml;
   if (options.timings) {
-    config.global = { ...(config.global as Yaml), scrape_interval: options.timings.evaluationInterval, evaluation_interval: options.timings.evaluationInterval };
+    config.global = {
+      ...(config.global as Yaml),
+      scrape_interval: options.timings.evaluationInterval,
+      evaluation_interval: options.timings.evaluationInterval,
+    };
   }
-  config.rule_files = (config.rule_files as string[]).map((pattern) => path.join(options.deployDir, 'prometheus', pattern));
+  config.rule_files = (config.rule_files as string[]).map((pattern) =>
+    path.join(options.deployDir, 'prometheus', pattern),
+  );
   config.alerting = { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${options.alertmanagerPort}`] }] }] };
   for (const job of config.scrape_configs as { job_name: string; static_configs: { targets: string[] }[] }[]) {
     const targets = options.targets[job.job_name as keyof ScrapeTargets];
-    if (targets === undefined) throw new Error(`deploy/prometheus/prometheus.yml scrapes job ${job.job_name}, which keyturn stack does not run`);
+    if (targets === undefined)
+      throw new Error(`deploy/prometheus/prometheus.yml scrapes job ${job.job_name}, which keyturn stack does not run`);
     job.static_configs = [{ targets }];
   }
   return stringify(config);
@@ -68,11 +75,15 @@ async function prometheusConfig(options: MonitoringOptions): Promise<string> {
  * grouping and templates.
  */
 async function alertmanagerConfig(options: MonitoringOptions): Promise<string> {
-  const config = parse(await readFile(path.join(options.deployDir, 'alertmanager', 'alertmanager.yml'), 'utf8'), { merge: true }) as Yaml;
+  const config = parse(await readFile(path.join(options.deployDir, 'alertmanager', 'alertmanager.yml'), 'utf8'), {
+    merge: true,
+  }) as Yaml;
   const rewrite = (value: unknown): unknown => {
-    if (typeof value === 'string' && value.startsWith('/run/secrets/')) return path.join(options.secretsDir, value.slice('/run/secrets/'.length));
+    if (typeof value === 'string' && value.startsWith('/run/secrets/'))
+      return path.join(options.secretsDir, value.slice('/run/secrets/'.length));
     if (Array.isArray(value)) return value.map(rewrite);
-    if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rewrite(v)]));
+    if (value !== null && typeof value === 'object')
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rewrite(v)]));
     return value;
   };
   const rewritten = rewrite(config) as Yaml;
@@ -93,7 +104,9 @@ async function alertmanagerConfig(options: MonitoringOptions): Promise<string> {
 }
 
 /** Writes both configurations and says how to start Prometheus and Alertmanager (Debian's packages). */
-export async function monitoringProcesses(options: MonitoringOptions): Promise<{ prometheus: ProcessSpec; alertmanager: ProcessSpec }> {
+export async function monitoringProcesses(
+  options: MonitoringOptions,
+): Promise<{ prometheus: ProcessSpec; alertmanager: ProcessSpec }> {
   const prometheusDir = path.join(options.dir, 'prometheus');
   const alertmanagerDir = path.join(options.dir, 'alertmanager');
   await mkdir(path.join(prometheusDir, 'data'), { recursive: true });

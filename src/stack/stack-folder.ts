@@ -47,7 +47,11 @@ export class StackFolder {
       const where = path.join(dir, 'secrets', file);
       if (!existsSync(where)) {
         // Hex: a password goes into connection URLs as it is.
-        await writeFile(where, `${randomBytes(name === 'kek' ? 32 : 24).toString(name === 'kek' ? 'base64' : 'hex')}\n`, { mode: 0o600 });
+        await writeFile(
+          where,
+          `${randomBytes(name === 'kek' ? 32 : 24).toString(name === 'kek' ? 'base64' : 'hex')}\n`,
+          { mode: 0o600 },
+        );
       }
       secrets[name] = (await readFile(where, 'utf8')).trim();
     }

@@ -132,7 +132,8 @@ export interface Stack {
 }
 
 /** Variables of the stack's own environment that must not redirect the processes it starts. */
-const OWN_SETTINGS = /^(KEYTURN_|TEMPORAL_|DATABASE_URL|SLACK_WEBHOOK_URL|ALERT_WEBHOOK_URL|PORT$|LOG_LEVEL$|NODE_OPTIONS$|PG[A-Z]+$|SQL_)/;
+const OWN_SETTINGS =
+  /^(KEYTURN_|TEMPORAL_|DATABASE_URL|SLACK_WEBHOOK_URL|ALERT_WEBHOOK_URL|PORT$|LOG_LEVEL$|NODE_OPTIONS$|PG[A-Z]+$|SQL_)/;
 
 const READY_TIMEOUT_MS = 120_000;
 /** How long a crashed server is left down before it is started again. */
@@ -157,7 +158,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     logger.info(what);
   };
   try {
-    step('finding the Temporal server, its SQL tool, the Temporal CLI and the Web UI server (built once, from the Go module proxy)');
+    step(
+      'finding the Temporal server, its SQL tool, the Temporal CLI and the Web UI server (built once, from the Go module proxy)',
+    );
     const build = { log: (line: string) => logger.info(line.replace(/^keyturn: /, '')) };
     const installation = await resolveTemporalServer(build);
     // A file the setup script can run; the SDK's own download is no such file.
@@ -166,18 +169,29 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !OWN_SETTINGS.test(name)));
     const withPath = (dir: string) => `${dir}${path.delimiter}${process.env.PATH ?? ''}`;
-    const databaseUrl = (role: string, password: string) => `postgres://${role}:${password}@127.0.0.1:${ports.postgres}/keyturn`;
+    const databaseUrl = (role: string, password: string) =>
+      `postgres://${role}:${password}@127.0.0.1:${ports.postgres}/keyturn`;
     const ownerDatabaseUrl = databaseUrl('keyturn', secrets.keyturnDbPassword);
     const urls = {
       owner: await folder.writeSecret('keyturn_owner_database_url', ownerDatabaseUrl),
-      worker: await folder.writeSecret('keyturn_worker_database_url', databaseUrl('keyturn_worker', secrets.keyturnWorkerDbPassword)),
-      jwks: await folder.writeSecret('keyturn_jwks_database_url', databaseUrl('keyturn_jwks', secrets.keyturnJwksDbPassword)),
+      worker: await folder.writeSecret(
+        'keyturn_worker_database_url',
+        databaseUrl('keyturn_worker', secrets.keyturnWorkerDbPassword),
+      ),
+      jwks: await folder.writeSecret(
+        'keyturn_jwks_database_url',
+        databaseUrl('keyturn_jwks', secrets.keyturnJwksDbPassword),
+      ),
     };
     const kekFile = folder.secretFile('keyturn_kek');
     const temporalAddress = `127.0.0.1:${ports.temporal}`;
     const jwksUrl = `http://127.0.0.1:${ports.jwks}`;
     const webUiUrl = uiServer ? `http://127.0.0.1:${ports.webUi}` : null;
-    const temporalEnv = { TEMPORAL_ADDRESS: temporalAddress, TEMPORAL_NAMESPACE: STACK_NAMESPACE, KEYTURN_TASK_QUEUE: STACK_TASK_QUEUE };
+    const temporalEnv = {
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_NAMESPACE: STACK_NAMESPACE,
+      KEYTURN_TASK_QUEUE: STACK_TASK_QUEUE,
+    };
     const logLevel = options.logLevel ?? 'info';
 
     const keyturnSpec = (name: string, args: string[], env: NodeJS.ProcessEnv): ProcessSpec => ({
@@ -197,7 +211,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       {
         name: 'PostgreSQL',
         command: process.execPath,
-        args: [...nodeEntry('postgres-process'), folder.path('postgres'), String(ports.postgres), folder.secretFile('postgres_password')],
+        args: [
+          ...nodeEntry('postgres-process'),
+          folder.path('postgres'),
+          String(ports.postgres),
+          folder.secretFile('postgres_password'),
+        ],
         env: baseEnv,
         logFile: folder.logFile('postgres'),
       },
@@ -252,7 +271,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           },
           300_000,
         ),
-        runKeyturn(['migrate'], { DATABASE_URL_FILE: urls.owner, KEYTURN_WORKER_ROLE: 'keyturn_worker', KEYTURN_JWKS_ROLE: 'keyturn_jwks' }),
+        runKeyturn(['migrate'], {
+          DATABASE_URL_FILE: urls.owner,
+          KEYTURN_WORKER_ROLE: 'keyturn_worker',
+          KEYTURN_JWKS_ROLE: 'keyturn_jwks',
+        }),
       ]);
     };
     const setUpNamespace = async () => {
@@ -262,13 +285,22 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           name: 'setup-namespace.sh',
           command: 'sh',
           args: [path.join(deploy, 'temporal', 'setup-namespace.sh')],
-          env: { ...baseEnv, PATH: withPath(path.dirname(cli.path)), TEMPORAL_ADDRESS: temporalAddress, TEMPORAL_NAMESPACE: STACK_NAMESPACE },
+          env: {
+            ...baseEnv,
+            PATH: withPath(path.dirname(cli.path)),
+            TEMPORAL_ADDRESS: temporalAddress,
+            TEMPORAL_NAMESPACE: STACK_NAMESPACE,
+          },
           logFile: folder.logFile('setup'),
         },
         180_000,
       );
       // Each node learns of the namespace and the attributes on its own: every frontend must know them before keyturn uses any.
-      await Promise.all(ports.temporalNodes.map((node) => waitForFrontend(`127.0.0.1:${node.frontend}`, READY_TIMEOUT_MS, STACK_NAMESPACE)));
+      await Promise.all(
+        ports.temporalNodes.map((node) =>
+          waitForFrontend(`127.0.0.1:${node.frontend}`, READY_TIMEOUT_MS, STACK_NAMESPACE),
+        ),
+      );
     };
     await setUpSchemas();
 
@@ -288,7 +320,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           name: `Temporal node ${i + 1}`,
         });
         return service({ ...spec, env: baseEnv }, (p) =>
-          waitForFrontend(`127.0.0.1:${nodePorts.frontend}`, READY_TIMEOUT_MS, namespaceReady ? STACK_NAMESPACE : undefined, () => p.running),
+          waitForFrontend(
+            `127.0.0.1:${nodePorts.frontend}`,
+            READY_TIMEOUT_MS,
+            namespaceReady ? STACK_NAMESPACE : undefined,
+            () => p.running,
+          ),
         );
       }),
     );
@@ -342,8 +379,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // --- keyturn: JWKS servers, then workers (whose propagation gate reads the JWKS) ---
     step('starting two JWKS servers and two workers');
     const jwksServers = ports.jwksServers.map((port, i) =>
-      service(keyturnSpec(`keyturn serve ${i + 1}`, ['serve', '--host', '127.0.0.1'], { DATABASE_URL_FILE: urls.jwks, PORT: String(port) }), (p) =>
-        p.waitForOutput(/"msg":"JWKS server running"/, READY_TIMEOUT_MS).then(() => undefined),
+      service(
+        keyturnSpec(`keyturn serve ${i + 1}`, ['serve', '--host', '127.0.0.1'], {
+          DATABASE_URL_FILE: urls.jwks,
+          PORT: String(port),
+        }),
+        (p) => p.waitForOutput(/"msg":"JWKS server running"/, READY_TIMEOUT_MS).then(() => undefined),
       ),
     );
     for (const server of jwksServers) teardown.add(server.name, () => server.process.close());
@@ -374,8 +415,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     let webUi: StackService | null = null;
     if (uiServer) {
       step('starting the Temporal Web UI');
-      webUi = service(await webUiProcess({ executable: uiServer, dir: folder.path('ui'), port: ports.webUi, temporalAddress, logFile: folder.logFile('web-ui') }), (p) =>
-        untilHttpOk(webUiUrl!, p),
+      webUi = service(
+        await webUiProcess({
+          executable: uiServer,
+          dir: folder.path('ui'),
+          port: ports.webUi,
+          temporalAddress,
+          logFile: folder.logFile('web-ui'),
+        }),
+        (p) => untilHttpOk(webUiUrl!, p),
       );
       teardown.add('the Temporal Web UI', () => webUi!.process.close());
       await webUi.start();
@@ -383,7 +431,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const cliEnv = { ...temporalEnv, DATABASE_URL_FILE: urls.owner, KEYTURN_KEK_FILE: kekFile };
     const cliEnvFile = folder.path('cli.env');
-    await writeFile(cliEnvFile, Object.entries(cliEnv).map(([name, value]) => `${name}=${value}\n`).join(''), { mode: 0o600 });
+    await writeFile(
+      cliEnvFile,
+      Object.entries(cliEnv)
+        .map(([name, value]) => `${name}=${value}\n`)
+        .join(''),
+      { mode: 0o600 },
+    );
 
     let applied: string | null = null;
     if (options.keySetsFile) {
@@ -395,12 +449,27 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // again, so one crash does not leave the topology short of a process for the rest of its life.
     let stopping = false;
     teardown.add('the restarts of crashed servers', () => void (stopping = true));
-    for (const server of [postgres, ...temporalNodes, alertmanager, prometheus, ...jwksServers, ...workers, ...(webUi ? [webUi] : [])]) {
+    for (const server of [
+      postgres,
+      ...temporalNodes,
+      alertmanager,
+      prometheus,
+      ...jwksServers,
+      ...workers,
+      ...(webUi ? [webUi] : []),
+    ]) {
       server.process.onUnexpectedExit((how) => {
-        logger.error({ component: server.name }, `${server.name} exited (${how}), starting it again in ${RESTART_DELAY_MS / 1000} s: ${server.process.outputTail()}`);
+        logger.error(
+          { component: server.name },
+          `${server.name} exited (${how}), starting it again in ${RESTART_DELAY_MS / 1000} s: ${server.process.outputTail()}`,
+        );
         setTimeout(() => {
           if (stopping || server.process.running) return;
-          server.start().catch((error: unknown) => logger.error({ component: server.name, err: error }, `${server.name} did not start again`));
+          server
+            .start()
+            .catch((error: unknown) =>
+              logger.error({ component: server.name, err: error }, `${server.name} did not start again`),
+            );
         }, RESTART_DELAY_MS).unref();
       });
     }
@@ -473,14 +542,17 @@ function deployDir(): string {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
     if (existsSync(path.join(dir, 'deploy', 'temporal', 'setup-schema.sh'))) return path.join(dir, 'deploy');
   }
-  throw new Error("keyturn stack runs from a checkout of keyturn's repository: deploy/ was not found above " + __dirname);
+  throw new Error(
+    "keyturn stack runs from a checkout of keyturn's repository: deploy/ was not found above " + __dirname,
+  );
 }
 
 async function untilHttpOk(url: string, process: ManagedProcess): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let problem = 'no answer yet';
   while (Date.now() < deadline) {
-    if (!process.running) throw new Error(`${process.name} exited (${process.describeExit()}): ${process.outputTail()}`);
+    if (!process.running)
+      throw new Error(`${process.name} exited (${process.describeExit()}): ${process.outputTail()}`);
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       await response.body?.cancel();
@@ -491,14 +563,18 @@ async function untilHttpOk(url: string, process: ManagedProcess): Promise<void> 
     }
     await sleep(250);
   }
-  throw new Error(`${process.name} did not answer at ${url} within ${READY_TIMEOUT_MS / 1000} s (${problem}): ${process.outputTail()}`);
+  throw new Error(
+    `${process.name} did not answer at ${url} within ${READY_TIMEOUT_MS / 1000} s (${problem}): ${process.outputTail()}`,
+  );
 }
 
 async function assertPortsFree(ports: StackPorts): Promise<void> {
   const named: [string, number][] = [
     ['PostgreSQL', ports.postgres],
     ["the Temporal frontends' balancer", ports.temporal],
-    ...ports.temporalNodes.flatMap((node, i) => TEMPORAL_NODE_PORT_NAMES.map((name): [string, number] => [`Temporal node ${i + 1} (${name})`, node[name]])),
+    ...ports.temporalNodes.flatMap((node, i) =>
+      TEMPORAL_NODE_PORT_NAMES.map((name): [string, number] => [`Temporal node ${i + 1} (${name})`, node[name]]),
+    ),
     ['the Web UI', ports.webUi],
     ["the JWKS servers' balancer", ports.jwks],
     ...ports.jwksServers.map((port, i): [string, number] => [`JWKS server ${i + 1}`, port]),
@@ -511,6 +587,11 @@ async function assertPortsFree(ports: StackPorts): Promise<void> {
     ['the alert inbox', ports.alertInbox],
   ];
   for (const [what, port] of named) {
-    await assertPortFree('127.0.0.1', port, `${what} of keyturn stack`, 'stop whatever holds it (another keyturn stack or dev, docker compose)');
+    await assertPortFree(
+      '127.0.0.1',
+      port,
+      `${what} of keyturn stack`,
+      'stop whatever holds it (another keyturn stack or dev, docker compose)',
+    );
   }
 }

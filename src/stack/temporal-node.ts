@@ -71,7 +71,11 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
   config.log = { stdout: true, level: 'warn', format: 'json' };
   const persistence = at(config, 'persistence');
   for (const store of Object.values(at<Record<string, Yaml>>(persistence, 'datastores'))) {
-    Object.assign(at(store, 'sql'), { connectAddr: `127.0.0.1:${postgres.port}`, user: 'temporal', password: postgres.password });
+    Object.assign(at(store, 'sql'), {
+      connectAddr: `127.0.0.1:${postgres.port}`,
+      user: 'temporal',
+      password: postgres.password,
+    });
   }
   const global = at(config, 'global');
   Object.assign(at(global, 'membership'), { broadcastAddress: '127.0.0.1' });
@@ -79,14 +83,17 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
   global.pprof = { port: 0 };
   Object.assign(at(at(global, 'metrics'), 'prometheus'), { listenAddress: `127.0.0.1:${ports.metrics}` });
 
-  const rpc = (grpcPort: number, membershipPort: number, extra: Yaml = {}) => ({ rpc: { grpcPort, membershipPort, bindOnLocalHost: true, ...extra } });
+  const rpc = (grpcPort: number, membershipPort: number, extra: Yaml = {}) => ({
+    rpc: { grpcPort, membershipPort, bindOnLocalHost: true, ...extra },
+  });
   config.services = {
     frontend: rpc(ports.frontend, ports.frontendMembership, { httpPort: ports.frontendHttp }),
     history: rpc(ports.history, ports.historyMembership),
     matching: rpc(ports.matching, ports.matchingMembership),
     worker: rpc(ports.worker, ports.workerMembership),
   };
-  at<Record<string, Yaml>>(at(config, 'clusterMetadata'), 'clusterInformation').active.rpcAddress = options.clusterAddress;
+  at<Record<string, Yaml>>(at(config, 'clusterMetadata'), 'clusterInformation').active.rpcAddress =
+    options.clusterAddress;
   delete config.archival;
   delete config.namespaceDefaults;
   config.dynamicConfigClient = { filepath: options.dynamicConfigFile, pollInterval: '10s' };
@@ -98,7 +105,17 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
     name: options.name,
     command: installation.server,
     // The server reads <root>/<config>/<env>.yaml. No authorizer: it listens on loopback, as compose's on its own network.
-    args: ['--root', dir, '--config', '.', '--env', 'stack', '--allow-no-auth', 'start', ...SERVICES.flatMap((s) => ['--service', s])],
+    args: [
+      '--root',
+      dir,
+      '--config',
+      '.',
+      '--env',
+      'stack',
+      '--allow-no-auth',
+      'start',
+      ...SERVICES.flatMap((s) => ['--service', s]),
+    ],
     logFile: options.logFile,
   };
 }
@@ -107,7 +124,12 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
  * Until the frontend at `address` answers; with a namespace, until it also knows the namespace and
  * keyturn's search attributes (a node learns of a namespace created through another within seconds).
  */
-export async function waitForFrontend(address: string, timeoutMs: number, namespace?: string, alive: () => boolean = () => true): Promise<void> {
+export async function waitForFrontend(
+  address: string,
+  timeoutMs: number,
+  namespace?: string,
+  alive: () => boolean = () => true,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let problem = 'no answer yet';
   while (alive()) {
@@ -129,5 +151,7 @@ export async function waitForFrontend(address: string, timeoutMs: number, namesp
     if (Date.now() > deadline) break;
     await sleep(500);
   }
-  throw new Error(`the Temporal frontend at ${address} did not answer${namespace ? ` for namespace ${namespace}` : ''} (${alive() ? `${Math.round(timeoutMs / 1000)} s` : 'it exited'}): ${problem}`);
+  throw new Error(
+    `the Temporal frontend at ${address} did not answer${namespace ? ` for namespace ${namespace}` : ''} (${alive() ? `${Math.round(timeoutMs / 1000)} s` : 'it exited'}): ${problem}`,
+  );
 }

@@ -85,11 +85,15 @@ export class AlertIncidentStore {
       return notices;
     });
   }
-
 }
 
 function toIncident(row: IncidentRow): Incident {
-  return { key: row.incident, openedAt: row.opened_at.getTime(), notifiedAt: row.notified_at.getTime(), notifications: row.notifications };
+  return {
+    key: row.incident,
+    openedAt: row.opened_at.getTime(),
+    notifiedAt: row.notified_at.getTime(),
+    notifications: row.notifications,
+  };
 }
 
 function resolution(row: IncidentRow): IncidentNotice {

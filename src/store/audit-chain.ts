@@ -55,15 +55,44 @@ export interface ChainHead {
 
 /** The hash of one event, chained to its predecessor by `fields.prevHash`. */
 export function hashAuditEvent(fields: ChainedFields): string {
-  const { keySetId, seq, kid, event, fromState, toState, trigger, actor, reason, operationId, occurredAt, details, prevHash } = fields;
+  const {
+    keySetId,
+    seq,
+    kid,
+    event,
+    fromState,
+    toState,
+    trigger,
+    actor,
+    reason,
+    operationId,
+    occurredAt,
+    details,
+    prevHash,
+  } = fields;
   const encoding = canonicalJson({
-    keySetId, seq, kid, event, fromState, toState, trigger, actor, reason, operationId, occurredAt, details, prevHash,
+    keySetId,
+    seq,
+    kid,
+    event,
+    fromState,
+    toState,
+    trigger,
+    actor,
+    reason,
+    operationId,
+    occurredAt,
+    details,
+    prevHash,
   });
   return createHash('sha256').update(encoding, 'utf8').digest('hex');
 }
 
 /** The link the next event of a chain whose head is `head` gets. */
-export function nextLink(head: ChainHead, event: Omit<ChainedFields, 'seq' | 'prevHash'>): { seq: number; prevHash: string | null; hash: string } {
+export function nextLink(
+  head: ChainHead,
+  event: Omit<ChainedFields, 'seq' | 'prevHash'>,
+): { seq: number; prevHash: string | null; hash: string } {
   const seq = head.seq + 1;
   return { seq, prevHash: head.hash, hash: hashAuditEvent({ ...event, seq, prevHash: head.hash }) };
 }
@@ -129,10 +158,20 @@ export function findChainBreak(links: readonly StoredLink[], head: ChainHead): C
     const expected = (previous?.seq ?? 0) + 1;
     if (seq > expected) {
       const missing = seq - 1 === expected ? `seq ${expected} is` : `seqs ${expected} to ${seq - 1} are`;
-      return { kind: 'deleted', seq, id, message: `audit event ${missing} missing before seq ${seq} (row id ${id}): deleted; ${RESTORE}` };
+      return {
+        kind: 'deleted',
+        seq,
+        id,
+        message: `audit event ${missing} missing before seq ${seq} (row id ${id}): deleted; ${RESTORE}`,
+      };
     }
     if (seq < expected) {
-      return { kind: 'edited', seq, id, message: `audit event row id ${id} repeats seq ${seq}: it was edited or inserted; ${RESTORE}` };
+      return {
+        kind: 'edited',
+        seq,
+        id,
+        message: `audit event row id ${id} repeats seq ${seq}: it was edited or inserted; ${RESTORE}`,
+      };
     }
     if (hashAuditEvent({ ...link, seq }) !== hash) {
       return {

@@ -135,7 +135,11 @@ const EVENT_COLUMNS = `id, key_set_id, kid, event, from_state, to_state, trigger
  * A key set's audit trail, oldest first; with `since` (epoch ms), the events that happened from then on.
  * An unregistered key set throws ERR_KEYSET_NOT_FOUND (a registered one may have no events yet).
  */
-export async function readAuditTrail(db: Pick<ClientBase, 'query'>, keySetId: string, since?: number): Promise<AuditRecord[]> {
+export async function readAuditTrail(
+  db: Pick<ClientBase, 'query'>,
+  keySetId: string,
+  since?: number,
+): Promise<AuditRecord[]> {
   const registered = await db.query('SELECT 1 FROM key_sets WHERE id = $1', [keySetId]);
   if (!registered.rowCount) throw keySetNotRegistered(keySetId);
   const { rows } = await db.query<EventRow>(
@@ -165,10 +169,13 @@ export async function verifyAuditTrail(pool: Pool, keySetId?: string): Promise<A
   return inTransaction(
     pool,
     async (client) => {
-      const { rows: heads } = await client.query<{ id: string; audit_head_seq: string; audit_head_hash: string | null }>(
-        `SELECT id, audit_head_seq, audit_head_hash FROM key_sets WHERE $1::text IS NULL OR id = $1 ORDER BY id`,
-        [keySetId ?? null],
-      );
+      const { rows: heads } = await client.query<{
+        id: string;
+        audit_head_seq: string;
+        audit_head_hash: string | null;
+      }>(`SELECT id, audit_head_seq, audit_head_hash FROM key_sets WHERE $1::text IS NULL OR id = $1 ORDER BY id`, [
+        keySetId ?? null,
+      ]);
       if (keySetId !== undefined && heads.length === 0) throw keySetNotRegistered(keySetId);
       const results: AuditChainVerification[] = [];
       for (const row of heads) {
@@ -213,7 +220,11 @@ export async function chainUnchainedEvents(tx: ClientBase): Promise<number> {
         WHERE a.id = l.id`,
       [links.map((l) => l.id), links.map((l) => l.seq), links.map((l) => l.prevHash), links.map((l) => l.hash)],
     );
-    await tx.query('UPDATE key_sets SET audit_head_seq = $2, audit_head_hash = $3 WHERE id = $1', [keySetId, head.seq, head.hash]);
+    await tx.query('UPDATE key_sets SET audit_head_seq = $2, audit_head_hash = $3 WHERE id = $1', [
+      keySetId,
+      head.seq,
+      head.hash,
+    ]);
     chained += links.length;
   }
   return chained;
@@ -226,7 +237,11 @@ async function readHead(tx: ClientBase, keySetId: string): Promise<ChainHead> {
     [keySetId],
   );
   if (rows.length === 0) {
-    throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered: its audit event has no chain to join`, { keySetId });
+    throw new KeyturnError(
+      'ERR_KEYSET_NOT_FOUND',
+      `key set "${keySetId}" is not registered: its audit event has no chain to join`,
+      { keySetId },
+    );
   }
   return { seq: Number(rows[0].audit_head_seq), hash: rows[0].audit_head_hash };
 }

@@ -77,8 +77,14 @@ export async function grantRoles(pool: Pool, roles: DatabaseRoles): Promise<stri
         if (outcome === 'done') created.push(role);
       }
       const access = [
-        { has: `has_database_privilege($1, current_database(), 'CONNECT')`, grant: `GRANT CONNECT ON DATABASE ${escapeIdentifier(database)} TO ${grantee}` },
-        { has: `has_schema_privilege($1, current_schema(), 'USAGE')`, grant: `GRANT USAGE ON SCHEMA ${escapeIdentifier(schema)} TO ${grantee}` },
+        {
+          has: `has_database_privilege($1, current_database(), 'CONNECT')`,
+          grant: `GRANT CONNECT ON DATABASE ${escapeIdentifier(database)} TO ${grantee}`,
+        },
+        {
+          has: `has_schema_privilege($1, current_schema(), 'USAGE')`,
+          grant: `GRANT USAGE ON SCHEMA ${escapeIdentifier(schema)} TO ${grantee}`,
+        },
       ];
       for (const { has, grant } of access) {
         const { rows: held } = await client.query<{ ok: boolean }>(`SELECT ${has} AS ok`, [role]);
@@ -136,7 +142,10 @@ async function sequencesOf(client: PoolClient, tables: string[]): Promise<string
  * superuser, or a member of a role that can.
  */
 async function assertJwksRoleReadsViewsOnly(client: PoolClient, role: string): Promise<void> {
-  const { rows } = await client.query<{ readable: boolean }>(`SELECT has_table_privilege($1, 'signing_keys', 'SELECT') AS readable`, [role]);
+  const { rows } = await client.query<{ readable: boolean }>(
+    `SELECT has_table_privilege($1, 'signing_keys', 'SELECT') AS readable`,
+    [role],
+  );
   if (rows[0].readable) {
     throw new KeyturnError(
       'ERR_DATABASE_ROLES',

@@ -71,11 +71,18 @@ export async function readKeySetRecords(pool: Pick<Pool, 'query'>): Promise<KeyS
         keys: [],
         rewritten: [],
         paused:
-          row.pause_event === 'paused' ? { reason: row.pause_reason!, since: row.pause_at!.getTime(), requestedBy: row.pause_actor! } : null,
+          row.pause_event === 'paused'
+            ? { reason: row.pause_reason!, since: row.pause_at!.getTime(), requestedBy: row.pause_actor! }
+            : null,
         rotation:
           row.rotation_at === null
             ? null
-            : { reason: row.rotation_reason!, requestedAt: row.rotation_at.getTime(), requestedBy: row.rotation_actor!, immediately: row.rotation_immediately === true },
+            : {
+                reason: row.rotation_reason!,
+                requestedAt: row.rotation_at.getTime(),
+                requestedBy: row.rotation_actor!,
+                immediately: row.rotation_immediately === true,
+              },
         openIncidents: row.open_incidents,
       };
       records.push(record);

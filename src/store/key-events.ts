@@ -121,7 +121,10 @@ class KeyChangeSubscription implements KeyEvents {
     } catch (error) {
       await client.end().catch(() => undefined);
       if (this.#closed) return;
-      this.options.logger.warn({ err: error, attempt: this.#failedAttempts + 1 }, 'cannot LISTEN for key changes; retrying');
+      this.options.logger.warn(
+        { err: error, attempt: this.#failedAttempts + 1 },
+        'cannot LISTEN for key changes; retrying',
+      );
       this.#scheduleReconnect();
       return;
     }

@@ -9,7 +9,8 @@ export const KEY_CHANGES_CHANNEL = 'keyturn_key_changes';
 /** Locks the key set's row, which serialises every change to the key set; ERR_KEYSET_NOT_FOUND if it is not registered. */
 export async function lockKeySet(tx: PoolClient, keySetId: string): Promise<void> {
   const keySet = await tx.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
-  if (!keySet.rowCount) throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
+  if (!keySet.rowCount)
+    throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
 }
 
 /** Tells every key ring and JWKS cache that the key set changed, once the transaction commits. */

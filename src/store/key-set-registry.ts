@@ -4,7 +4,9 @@ import type { KeySetPolicy } from '../domain/policy';
 // The key sets registered and their policies; KeyStore.registerKeySet writes them.
 
 /** Every registered key set with its policy; decommissioned ones say so. */
-export async function listKeySets(pool: Pool): Promise<{ id: string; policy: KeySetPolicy; decommissioned: boolean }[]> {
+export async function listKeySets(
+  pool: Pool,
+): Promise<{ id: string; policy: KeySetPolicy; decommissioned: boolean }[]> {
   const { rows } = await pool.query<{ id: string; policy: KeySetPolicy; decommissioned: boolean }>(
     'SELECT id, policy, decommissioned_at IS NOT NULL AS decommissioned FROM key_sets ORDER BY id',
   );

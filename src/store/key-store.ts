@@ -139,7 +139,12 @@ export class KeyStore {
           [change.keySetId, JSON.stringify(policy)],
         );
         const event = previous === undefined ? 'registered' : 'policy_changed';
-        await appendAuditEvent(tx, { ...change, at, event, details: { policy, ...(previous && { previous: previous.policy }) } });
+        await appendAuditEvent(tx, {
+          ...change,
+          at,
+          event,
+          details: { policy, ...(previous && { previous: previous.policy }) },
+        });
         changed = true;
       }
       if (previous?.decommissioned && options.inService) {
@@ -151,7 +156,17 @@ export class KeyStore {
       if (first && options.firstKey && !live.some((k) => k.state === 'active' || k.state === 'next')) {
         const bootstrap = { ...change, ...options.firstKey.cause };
         await this.insertNextKey(tx, bootstrap, at, first);
-        live.push(await this.transition(tx, bootstrap, at, first.key.kid, 'promote', { token_ttl_ms: options.firstKey.tokenTtlMs }, { from: 'next' }));
+        live.push(
+          await this.transition(
+            tx,
+            bootstrap,
+            at,
+            first.key.kid,
+            'promote',
+            { token_ttl_ms: options.firstKey.tokenTtlMs },
+            { from: 'next' },
+          ),
+        );
         changed = true;
       }
       // The JWKS cache-control and the key ring's token lifetime follow the policy.
@@ -196,14 +211,25 @@ export class KeyStore {
       [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed.sealed, kekId, new Date(at)],
     );
     await recordWritten(tx, change.keySetId, key.kid);
-    await appendAuditEvent(tx, { ...change, at, kid: key.kid, event: 'generated', toState: 'next', details: { alg: key.alg, kekId } });
+    await appendAuditEvent(tx, {
+      ...change,
+      at,
+      kid: key.kid,
+      event: 'generated',
+      toState: 'next',
+      details: { alg: key.alg, kekId },
+    });
   }
 
   /**
    * Records that the next key `kid` is listed at every JWKS URL (`urls`) as of now, and that it may
    * sign once `waitMs` has passed since, and not before `notBefore`.
    */
-  async markListed(change: KeyChange, kid: string, listing: { waitMs: number; notBefore: number; urls: string[] }): Promise<KeyTimeline> {
+  async markListed(
+    change: KeyChange,
+    kid: string,
+    listing: { waitMs: number; notBefore: number; urls: string[] },
+  ): Promise<KeyTimeline> {
     return this.applyChange(change, 'publish', async (tx, at) => {
       await this.lockKeyIn(tx, change, kid, ['next'], 'record the listing of');
       const promotableAt = Math.max(at + listing.waitMs, listing.notBefore);
@@ -214,7 +240,13 @@ export class KeyStore {
         new Date(promotableAt),
       ]);
       const listed = await recordWritten(tx, change.keySetId, kid);
-      await appendAuditEvent(tx, { ...change, at, kid, event: 'published', details: { urls: listing.urls, promotableAt: new Date(promotableAt).toISOString() } });
+      await appendAuditEvent(tx, {
+        ...change,
+        at,
+        kid,
+        event: 'published',
+        details: { urls: listing.urls, promotableAt: new Date(promotableAt).toISOString() },
+      });
       return listed;
     });
   }
@@ -223,7 +255,11 @@ export class KeyStore {
    * Makes the next key `kid` active, signing tokens of up to `tokenTtlMs`, and moves the key active
    * until now, if any, into its grace period for `demotedGraceMs`.
    */
-  async promoteNextKey(change: KeyChange, kid: string, windows: { tokenTtlMs: number; demotedGraceMs: number }): Promise<Promotion> {
+  async promoteNextKey(
+    change: KeyChange,
+    kid: string,
+    windows: { tokenTtlMs: number; demotedGraceMs: number },
+  ): Promise<Promotion> {
     return this.applyChange(change, 'promote', async (tx, at) => {
       const active = await tx.query<{ kid: string }>(
         `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
@@ -233,8 +269,21 @@ export class KeyStore {
       await this.lockKeyIn(tx, change, kid, KEY_TRANSITIONS.promote.from, 'promote');
       // Demote first: the one-active index would refuse the promotion otherwise.
       const demoted =
-        demotedKid === null ? null : await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, { from: 'active' });
-      return { active: await this.transition(tx, change, at, kid, 'promote', { token_ttl_ms: windows.tokenTtlMs }, { from: 'next' }), demoted };
+        demotedKid === null
+          ? null
+          : await this.demote(tx, change, at, { kid: demotedKid, graceMs: windows.demotedGraceMs }, { from: 'active' });
+      return {
+        active: await this.transition(
+          tx,
+          change,
+          at,
+          kid,
+          'promote',
+          { token_ttl_ms: windows.tokenTtlMs },
+          { from: 'next' },
+        ),
+        demoted,
+      };
     });
   }
 
@@ -276,25 +325,45 @@ export class KeyStore {
    */
   async recordPolicy(change: KeyChange, policy: KeySetPolicy, windows: KeyWindows[]): Promise<KeyTimeline[]> {
     return this.applyChange(change, 'policy', async (tx, at) => {
-      const { rows } = await tx.query<{ policy: KeySetPolicy }>('SELECT policy FROM key_sets WHERE id = $1', [change.keySetId]);
+      const { rows } = await tx.query<{ policy: KeySetPolicy }>('SELECT policy FROM key_sets WHERE id = $1', [
+        change.keySetId,
+      ]);
       const previous = rows[0].policy;
-      await tx.query('UPDATE key_sets SET policy = $2, updated_at = now() WHERE id = $1', [change.keySetId, JSON.stringify(policy)]);
+      await tx.query('UPDATE key_sets SET policy = $2, updated_at = now() WHERE id = $1', [
+        change.keySetId,
+        JSON.stringify(policy),
+      ]);
       for (const w of windows) {
         await tx.query(
           `UPDATE signing_keys SET promotable_at = COALESCE($3, promotable_at), token_ttl_ms = COALESCE($4, token_ttl_ms),
              grace_ends_at = COALESCE($5, grace_ends_at) WHERE key_set_id = $1 AND kid = $2`,
-          [change.keySetId, w.kid, w.promotableAt === undefined ? null : new Date(w.promotableAt), w.tokenTtlMs ?? null, w.graceEndsAt === undefined ? null : new Date(w.graceEndsAt)],
+          [
+            change.keySetId,
+            w.kid,
+            w.promotableAt === undefined ? null : new Date(w.promotableAt),
+            w.tokenTtlMs ?? null,
+            w.graceEndsAt === undefined ? null : new Date(w.graceEndsAt),
+          ],
         );
         await recordWritten(tx, change.keySetId, w.kid);
       }
       const fields = changedPolicyFields(previous, policy);
-      await appendAuditEvent(tx, { ...change, at, event: 'policy_changed', details: { fields, policy, previous, windows } });
+      await appendAuditEvent(tx, {
+        ...change,
+        at,
+        event: 'policy_changed',
+        details: { fields, policy, previous, windows },
+      });
       return (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toKeyTimeline);
     });
   }
 
   /** Records an operator action that changes no key (a pause, a resume, a rotation asked for). */
-  async recordOperatorAction(change: KeyChange, action: OperatorAction, details: Record<string, unknown> = {}): Promise<void> {
+  async recordOperatorAction(
+    change: KeyChange,
+    action: OperatorAction,
+    details: Record<string, unknown> = {},
+  ): Promise<void> {
     await this.applyChange(change, action, async (tx, at) => {
       await appendAuditEvent(tx, { ...change, at, event: action, details });
       return null;
@@ -320,18 +389,30 @@ export class KeyStore {
   async revokeKey(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
     return this.applyChange(change, 'revoke', async (tx, at) => {
       const previousState = await this.lockKeyIn(tx, change, kid, KEY_TRANSITIONS.revoke.from, 'revoke');
-      await this.transition(tx, change, at, kid, 'revoke', { revocation_reason: change.reason }, { from: previousState });
+      await this.transition(
+        tx,
+        change,
+        at,
+        kid,
+        'revoke',
+        { revocation_reason: change.reason },
+        { from: previousState },
+      );
       return { previousState };
     });
   }
 
-  private async applyChange<T>(change: KeyChange, kind: string, apply: (tx: PoolClient, at: number) => Promise<T>): Promise<T> {
+  private async applyChange<T>(
+    change: KeyChange,
+    kind: string,
+    apply: (tx: PoolClient, at: number) => Promise<T>,
+  ): Promise<T> {
     return inTransaction(this.pool, async (tx) => {
       await lockKeySet(tx, change.keySetId);
-      const done = await tx.query<{ result: T }>('SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2', [
-        change.operationId,
-        change.keySetId,
-      ]);
+      const done = await tx.query<{ result: T }>(
+        'SELECT result FROM key_operations WHERE operation_id = $1 AND key_set_id = $2',
+        [change.operationId, change.keySetId],
+      );
       if (done.rowCount) return done.rows[0].result;
       // Read with the key set locked: no change of this key set can commit between the stamp and this one's commit.
       const result = await apply(tx, await this.clock());
@@ -347,13 +428,22 @@ export class KeyStore {
   }
 
   /** Locks the key's row and checks it is in one of `allowed` (else ERR_KEY_STATE_CONFLICT naming `action`); returns its state. */
-  private async lockKeyIn<S extends KeyState>(tx: PoolClient, change: KeyChange, kid: string, allowed: readonly S[], action: string): Promise<S> {
+  private async lockKeyIn<S extends KeyState>(
+    tx: PoolClient,
+    change: KeyChange,
+    kid: string,
+    allowed: readonly S[],
+    action: string,
+  ): Promise<S> {
     const { rows } = await tx.query<{ state: KeyState }>(
       'SELECT state FROM signing_keys WHERE key_set_id = $1 AND kid = $2 FOR UPDATE',
       [change.keySetId, kid],
     );
     if (rows.length === 0) {
-      throw new KeyturnError('ERR_KID_UNKNOWN', `key set "${change.keySetId}" has no key "${kid}"`, { keySetId: change.keySetId, kid });
+      throw new KeyturnError('ERR_KID_UNKNOWN', `key set "${change.keySetId}" has no key "${kid}"`, {
+        keySetId: change.keySetId,
+        kid,
+      });
     }
     const state = rows[0].state;
     if (!(allowed as readonly KeyState[]).includes(state)) {
@@ -367,8 +457,22 @@ export class KeyStore {
   }
 
   /** Moves a key into its grace period: it verifies until `graceMs` from now. */
-  private async demote(tx: PoolClient, change: KeyChange, at: number, demotion: Demotion, known?: { from: KeyState }): Promise<KeyTimeline> {
-    return this.transition(tx, change, at, demotion.kid, 'demote', { grace_ends_at: new Date(at + demotion.graceMs) }, known);
+  private async demote(
+    tx: PoolClient,
+    change: KeyChange,
+    at: number,
+    demotion: Demotion,
+    known?: { from: KeyState },
+  ): Promise<KeyTimeline> {
+    return this.transition(
+      tx,
+      change,
+      at,
+      demotion.kid,
+      'demote',
+      { grace_ends_at: new Date(at + demotion.graceMs) },
+      known,
+    );
   }
 
   /**
@@ -391,13 +495,10 @@ export class KeyStore {
     const erase = (FINAL_STATES as readonly KeyState[]).includes(to) ? ', private_key = NULL, kek_id = NULL' : '';
     const names = Object.keys(columns);
     const more = names.map((column, i) => `, ${column} = $${i + 5}`).join('');
-    await tx.query(`UPDATE signing_keys SET state = $3, ${enteredAtColumn(to)} = $4${erase}${more} WHERE key_set_id = $1 AND kid = $2`, [
-      change.keySetId,
-      kid,
-      to,
-      new Date(at),
-      ...Object.values(columns),
-    ]);
+    await tx.query(
+      `UPDATE signing_keys SET state = $3, ${enteredAtColumn(to)} = $4${erase}${more} WHERE key_set_id = $1 AND kid = $2`,
+      [change.keySetId, kid, to, new Date(at), ...Object.values(columns)],
+    );
     const moved = await recordWritten(tx, change.keySetId, kid);
     await appendAuditEvent(tx, { ...change, at, kid, event: TRANSITION_EVENTS[name], fromState: from, toState: to });
     return moved;
@@ -415,4 +516,3 @@ async function recordWritten(tx: PoolClient, keySetId: string, kid: string): Pro
   );
   return toKeyTimeline(toStoredKey(rows[0]));
 }
-

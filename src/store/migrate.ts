@@ -32,7 +32,12 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
     files.map(async (file) => {
       const [, version, name] = MIGRATION_FILE.exec(file)!;
       const backfill = BACKFILLS[`${version}_${name}`];
-      return { version: Number(version), name, sql: await readFile(path.join(dir, file), 'utf8'), ...(backfill && { backfill }) };
+      return {
+        version: Number(version),
+        name,
+        sql: await readFile(path.join(dir, file), 'utf8'),
+        ...(backfill && { backfill }),
+      };
     }),
   );
 }
@@ -55,11 +60,16 @@ export async function migrate(pool: Pool, migrations?: Migration[]): Promise<num
       try {
         await client.query(migration.sql);
         await migration.backfill?.(client);
-        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+          migration.version,
+          migration.name,
+        ]);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');
-        throw new Error(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`, { cause: error });
+        throw new Error(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`, {
+          cause: error,
+        });
       }
       newlyApplied.push(migration.version);
     }
@@ -84,7 +94,9 @@ export async function withMigrationLock<T>(pool: Pool, work: (client: PoolClient
 
 /** The migrations of `shipped` that the database has not recorded. */
 async function pendingMigrations(db: Pool | ClientBase, shipped: Migration[]): Promise<Migration[]> {
-  const { rows: found } = await db.query<{ present: boolean }>(`SELECT to_regclass('schema_migrations') IS NOT NULL AS present`);
+  const { rows: found } = await db.query<{ present: boolean }>(
+    `SELECT to_regclass('schema_migrations') IS NOT NULL AS present`,
+  );
   if (!found[0].present) return shipped;
   const { rows } = await db.query<{ version: number }>('SELECT version FROM schema_migrations');
   const applied = new Set(rows.map((r) => r.version));

@@ -49,7 +49,7 @@ export function unreadableViewsError(error: unknown): KeyturnError | undefined {
     return new KeyturnError(
       'ERR_SCHEMA_OUTDATED',
       `the database has no view of the published keys (${String(message)}): its schema predates this keyturn; ` +
-        'run `keyturn migrate` with the schema owner\'s DATABASE_URL',
+        "run `keyturn migrate` with the schema owner's DATABASE_URL",
       { cause: error },
     );
   }

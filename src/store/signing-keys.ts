@@ -15,10 +15,15 @@ export async function openActiveKey(
   keks: KekRing,
   keySetId: string,
 ): Promise<{ kid: string; alg: SigningAlgorithm; publicJwk: PublicJwk; privateJwk: JWK } | undefined> {
-  const { rows } = await pool.query<{ kid: string; alg: SigningAlgorithm; public_jwk: PublicJwk; private_key: Buffer; kek_id: string }>(
-    `SELECT kid, alg, public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
-    [keySetId],
-  );
+  const { rows } = await pool.query<{
+    kid: string;
+    alg: SigningAlgorithm;
+    public_jwk: PublicJwk;
+    private_key: Buffer;
+    kek_id: string;
+  }>(`SELECT kid, alg, public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`, [
+    keySetId,
+  ]);
   const row = rows[0];
   if (row === undefined) return undefined;
   return {

@@ -33,7 +33,9 @@ export function changeKeys<A extends KeyChangeActivity>(
   input: KeyChangeRequest<A>,
 ): Promise<Awaited<ReturnType<KeyturnActivities[A]>>> {
   // The proxy's per-activity type is a union TypeScript cannot narrow by `activity`; the signature above is the check.
-  const proxy = keyActivities[activity] as unknown as { executeWithOptions(options: ActivityOptions, args: unknown[]): Promise<never> };
+  const proxy = keyActivities[activity] as unknown as {
+    executeWithOptions(options: ActivityOptions, args: unknown[]): Promise<never>;
+  };
   return proxy.executeWithOptions({ ...KEY_CHANGE_OPTIONS, summary }, [{ ...input, operationId: uuid4() }]);
 }
 
@@ -46,7 +48,8 @@ const ALERT_DECISION_OPTIONS: ActivityOptions = {
  * Deciding what an alert means for its incident is quick and sends nothing (delivery runs in a
  * workflow of its own): a few quick tries, then the workflow carries on without it.
  */
-export const alertActivities = proxyActivities<Pick<KeyturnActivities, 'assessAlert' | 'recordSupervisionAlerts'>>(ALERT_DECISION_OPTIONS);
+export const alertActivities =
+  proxyActivities<Pick<KeyturnActivities, 'assessAlert' | 'recordSupervisionAlerts'>>(ALERT_DECISION_OPTIONS);
 
 /** The worker's configuration, read with the keys: it only answers, so a few quick tries do (then the load backs off). */
 export const deploymentActivities = proxyActivities<Pick<KeyturnActivities, 'deploymentCeilings'>>({

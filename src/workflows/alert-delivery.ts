@@ -19,6 +19,10 @@ const { deliverAlert } = proxyActivities<Pick<KeyturnActivities, 'deliverAlert'>
  */
 export async function alertDeliveryWorkflow(delivery: AlertDelivery): Promise<Record<string, 'sent' | 'failed'>> {
   const { notification, channels } = delivery;
-  const outcomes = await Promise.allSettled(channels.map((channel) => deliverAlert({ channel, notification, attempts: DELIVERY_ATTEMPTS })));
-  return Object.fromEntries(channels.map((channel, i) => [channel, outcomes[i].status === 'fulfilled' ? 'sent' : 'failed']));
+  const outcomes = await Promise.allSettled(
+    channels.map((channel) => deliverAlert({ channel, notification, attempts: DELIVERY_ATTEMPTS })),
+  );
+  return Object.fromEntries(
+    channels.map((channel, i) => [channel, outcomes[i].status === 'fulfilled' ? 'sent' : 'failed']),
+  );
 }

@@ -23,7 +23,11 @@ export async function raiseAlert(machine: KeySetMachine, alert: KeySetAlert): Pr
     return remindAt;
   } catch (error) {
     if (isCancellation(error)) throw error;
-    log.warn('alert could not be raised', { keySetId: machine.keySetId, incident: alert.incident, error: (error as Error).message });
+    log.warn('alert could not be raised', {
+      keySetId: machine.keySetId,
+      incident: alert.incident,
+      error: (error as Error).message,
+    });
     return null;
   }
 }

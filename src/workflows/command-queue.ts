@@ -5,7 +5,11 @@ import type { KeySetMachine } from './key-set-machine';
 import type { Outcome } from './step-failures';
 
 /** A command as a message handler makes it; the queue gives it its id and says whether someone waits. */
-export type NewCommand = KeySetCommand extends infer C ? (C extends KeySetCommand ? Omit<C, 'id' | 'awaited'> : never) : never;
+export type NewCommand = KeySetCommand extends infer C
+  ? C extends KeySetCommand
+    ? Omit<C, 'id' | 'awaited'>
+    : never
+  : never;
 
 /**
  * Operator messages become commands that the main loop performs one at a time, in order. An Update
@@ -37,7 +41,12 @@ export class CommandQueue {
   settle(command: KeySetCommand, outcome: Outcome): void {
     this.machine.complete(command.id);
     if (command.awaited) this.#outcomes.set(command.id, outcome);
-    else if (!outcome.ok) log.warn('operator command refused', { keySetId: this.machine.keySetId, command: command.type, error: outcome.failure.message });
+    else if (!outcome.ok)
+      log.warn('operator command refused', {
+        keySetId: this.machine.keySetId,
+        command: command.type,
+        error: outcome.failure.message,
+      });
   }
 }
 

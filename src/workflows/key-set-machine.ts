@@ -1,9 +1,30 @@
 import { KeyturnError } from '../domain/errors';
 import { checkKeySetId } from '../domain/key-set-id';
 import type { Incident } from '../domain/incidents';
-import type { KeySetCommand, KeySetState, KeySetStatus, LastError, PendingRotation, PublicationWait } from '../domain/key-set-state';
-import { REVOCABLE_STATES, listingWaitMs, nextTransition, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
-import { DEFAULT_CEILINGS, policyTimings, validatePolicy, type KeySetPolicy, type PolicyCeilings, type PolicyPatch, type PolicyTimings } from '../domain/policy';
+import type {
+  KeySetCommand,
+  KeySetState,
+  KeySetStatus,
+  LastError,
+  PendingRotation,
+  PublicationWait,
+} from '../domain/key-set-state';
+import {
+  REVOCABLE_STATES,
+  listingWaitMs,
+  nextTransition,
+  type KeyTimeline,
+  type ScheduledTransition,
+} from '../domain/lifecycle';
+import {
+  DEFAULT_CEILINGS,
+  policyTimings,
+  validatePolicy,
+  type KeySetPolicy,
+  type PolicyCeilings,
+  type PolicyPatch,
+  type PolicyTimings,
+} from '../domain/policy';
 import type { Promotion } from '../store/key-store';
 import type { RevocationRequest } from './messages';
 
@@ -212,9 +233,13 @@ export class KeySetMachine {
   /** Throws while the key set winds down: it takes no new keys. */
   assertNotWindingDown(action: string): void {
     if (this.windingDown) {
-      throw new KeyturnError('ERR_KEYSET_DECOMMISSIONED', `cannot ${action}: key set "${this.s.keySetId}" is decommissioned and winding down`, {
-        keySetId: this.s.keySetId,
-      });
+      throw new KeyturnError(
+        'ERR_KEYSET_DECOMMISSIONED',
+        `cannot ${action}: key set "${this.s.keySetId}" is decommissioned and winding down`,
+        {
+          keySetId: this.s.keySetId,
+        },
+      );
     }
   }
 
@@ -227,7 +252,10 @@ export class KeySetMachine {
   }
 
   private earliestSigning(next: KeyTimeline): number {
-    return next.promotableAt ?? Math.max(next.createdAt + listingWaitMs(next, this.key('active'), this.timings), this.s.staleCachesUntil ?? 0);
+    return (
+      next.promotableAt ??
+      Math.max(next.createdAt + listingWaitMs(next, this.key('active'), this.timings), this.s.staleCachesUntil ?? 0)
+    );
   }
 
   /**
@@ -244,7 +272,8 @@ export class KeySetMachine {
     const next = this.key('next');
     const retryAt = this.s.retryAt ?? 0;
     if (active === undefined) return Math.max(now, retryAt);
-    const due = this.s.rotation?.requestedAt ?? (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs;
+    const due =
+      this.s.rotation?.requestedAt ?? (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs;
     const signs = next === undefined || this.s.rotation?.immediately ? due : Math.max(due, this.earliestSigning(next));
     return Math.max(signs, retryAt);
   }
@@ -277,9 +306,17 @@ export class KeySetMachine {
     const since = wait?.since ?? next.createdAt;
     const checks = (wait?.checks ?? 0) + 1;
     const active = this.key('active');
-    const dueAt = this.s.rotation?.requestedAt ?? (active === undefined ? now : (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs);
+    const dueAt =
+      this.s.rotation?.requestedAt ??
+      (active === undefined ? now : (active.activatedAt ?? active.createdAt) + this.timings.rotationPeriodMs);
     const alertAt = wait?.alertAt ?? Math.max(since + this.timings.jwksMaxAgeMs, dueAt);
-    this.s.publication = { kid: next.kid, since, checks, nextCheckAt: now + publicationCheckDelayMs(checks, now - since), alertAt };
+    this.s.publication = {
+      kid: next.kid,
+      since,
+      checks,
+      nextCheckAt: now + publicationCheckDelayMs(checks, now - since),
+      alertAt,
+    };
     this.changed();
     return this.s.publication;
   }

@@ -1,8 +1,22 @@
-import { allHandlersFinished, condition, makeContinueAsNewFunc, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  makeContinueAsNewFunc,
+  patched,
+  setHandler,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { LoadedKeySet } from '../activities/key-activities';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger, KeySetCommand } from '../domain/key-set-state';
-import { graceMs, listingWaitMs, windowsAfterPolicyChange, type KeyTimeline, type ScheduledTransition } from '../domain/lifecycle';
+import {
+  graceMs,
+  listingWaitMs,
+  windowsAfterPolicyChange,
+  type KeyTimeline,
+  type ScheduledTransition,
+} from '../domain/lifecycle';
 import { utc } from '../domain/describe';
 import { changedPolicyFields, policyTimings } from '../domain/policy';
 import type { KeyChange } from '../store/key-store';
@@ -56,18 +70,33 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
   setHandler(rotateUpdate, (request) => commands.submit<RotationResult>(rotation(request)), {
     validator: (_request: RotationRequest) => checked(() => machine.assertNotWindingDown('rotate')),
   });
-  setHandler(revokeKeyUpdate, (request) => commands.submit<RevocationResult>({ type: 'revoke', ...requested(request), kid: request.kid }), {
-    validator: (request) => checked(() => machine.assertRevocable(request)),
-  });
-  setHandler(updatePolicyUpdate, (update) => commands.submit<PolicyUpdateResult>({ type: 'updatePolicy', ...requested(update, 'policy updated'), patch: update.patch }), {
-    validator: (update) => checked(() => machine.policyWith(update?.patch)),
-  });
+  setHandler(
+    revokeKeyUpdate,
+    (request) => commands.submit<RevocationResult>({ type: 'revoke', ...requested(request), kid: request.kid }),
+    {
+      validator: (request) => checked(() => machine.assertRevocable(request)),
+    },
+  );
+  setHandler(
+    updatePolicyUpdate,
+    (update) =>
+      commands.submit<PolicyUpdateResult>({
+        type: 'updatePolicy',
+        ...requested(update, 'policy updated'),
+        patch: update.patch,
+      }),
+    {
+      validator: (update) => checked(() => machine.policyWith(update?.patch)),
+    },
+  );
   setHandler(pauseSignal, (request) => commands.post({ type: 'pause', ...requested(request, 'no reason given') }));
   setHandler(resumeSignal, (request) => commands.post({ type: 'resume', ...requested(request, 'resumed') }));
   setHandler(decommissionUpdate, (request) => commands.submit<void>({ type: 'decommission', ...requested(request) }), {
     validator: (request) => checked(() => machine.assertReason(request?.reason, 'decommission')),
   });
-  setHandler(recommissionUpdate, (request) => commands.submit<void>({ type: 'recommission', ...requested(request, 'listed again') }));
+  setHandler(recommissionUpdate, (request) =>
+    commands.submit<void>({ type: 'recommission', ...requested(request, 'listed again') }),
+  );
 
   // --- The lifecycle ---
   for (;;) {
@@ -78,7 +107,12 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       await perform(machine, step.command, commands);
     } else if (step.type === 'transition') {
       const { transition } = step;
-      await attempt(machine, transition.kind, () => performTransition(machine, transition), 'kid' in transition ? transition.kid : undefined);
+      await attempt(
+        machine,
+        transition.kind,
+        () => performTransition(machine, transition),
+        'kid' in transition ? transition.kid : undefined,
+      );
     } else if (step.type === 'complete') {
       await condition(allHandlersFinished);
       showState(machine, shown);
@@ -89,7 +123,9 @@ export async function keySetWorkflow(input: KeySetWorkflowInput): Promise<void> 
       const readyToContinue = () => historyIsLong(input) && allHandlersFinished();
       if (readyToContinue()) {
         // The search attributes go along by name: not every server carries them into the next run by itself.
-        const next = makeContinueAsNewFunc<typeof keySetWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes });
+        const next = makeContinueAsNewFunc<typeof keySetWorkflow>({
+          typedSearchAttributes: workflowInfo().typedSearchAttributes,
+        });
         await next({ ...input, policy: machine.policy, state: machine.state });
       }
       const wakeUp = () => machine.revision !== revision || readyToContinue();
@@ -114,14 +150,20 @@ const LISTING_WATCHED_AT_GENERATION = 'listing-watched-at-generation';
 async function load(machine: KeySetMachine): Promise<void> {
   const cause = changeBy(machine, 'scheduled', SCHEDULER, 'workflow started');
   if (!patched(LOAD_IN_ONE_ACTIVITY)) return loadInSteps(machine, cause);
-  const bootstrap = machine.expectsFirstKey ? { ...changeBy(machine, 'bootstrap', SCHEDULER, 'no key could sign'), operationId: uuid4() } : undefined;
-  const loaded = await changeKeys('registerKeySet', bootstrap ? 'load the keys from PostgreSQL, and make the first key' : 'load the keys from PostgreSQL', {
-    ...cause,
-    policy: machine.policy,
-    inService: !machine.windingDown,
-    checkPolicy: !machine.state.policyChecked,
-    ...(bootstrap && { bootstrap }),
-  });
+  const bootstrap = machine.expectsFirstKey
+    ? { ...changeBy(machine, 'bootstrap', SCHEDULER, 'no key could sign'), operationId: uuid4() }
+    : undefined;
+  const loaded = await changeKeys(
+    'registerKeySet',
+    bootstrap ? 'load the keys from PostgreSQL, and make the first key' : 'load the keys from PostgreSQL',
+    {
+      ...cause,
+      policy: machine.policy,
+      inService: !machine.windingDown,
+      checkPolicy: !machine.state.policyChecked,
+      ...(bootstrap && { bootstrap }),
+    },
+  );
   machine.ceilingsAre(loaded.ceilings);
   if (!machine.state.policyChecked) checked(() => machine.checkStartPolicy());
   machine.loaded(loaded.keys!);
@@ -131,7 +173,11 @@ async function load(machine: KeySetMachine): Promise<void> {
 async function loadInSteps(machine: KeySetMachine, cause: Cause): Promise<void> {
   machine.ceilingsAre(await deploymentActivities.deploymentCeilings());
   if (!machine.state.policyChecked) checked(() => machine.checkStartPolicy());
-  const loaded: KeyTimeline[] | LoadedKeySet = await changeKeys('registerKeySet', 'load the keys from PostgreSQL', { ...cause, policy: machine.policy, inService: !machine.windingDown });
+  const loaded: KeyTimeline[] | LoadedKeySet = await changeKeys('registerKeySet', 'load the keys from PostgreSQL', {
+    ...cause,
+    policy: machine.policy,
+    inService: !machine.windingDown,
+  });
   // Histories hold the list this activity returned before; a worker of today answers with the keys in an object.
   machine.loaded(Array.isArray(loaded) ? loaded : loaded.keys!);
 }
@@ -148,7 +194,11 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
       return;
     }
     case 'generateNext':
-      await generateNextKey(machine, asked ?? scheduled(`published ${prepublish} before the active key's ${rotationPeriod} end`), { watchListing: true });
+      await generateNextKey(
+        machine,
+        asked ?? scheduled(`published ${prepublish} before the active key's ${rotationPeriod} end`),
+        { watchListing: true },
+      );
       return;
     case 'checkPublication':
       await checkPublication(machine, transition.kid, asked ?? scheduled('propagation gate'));
@@ -156,26 +206,40 @@ async function performTransition(machine: KeySetMachine, transition: ScheduledTr
     case 'promote': {
       // With no active key nothing signs: the next key is promoted at once, listed everywhere or not.
       const emergency = machine.key('active') === undefined;
-      await promoteKey(machine, machine.key('next')!, asked ?? scheduled(emergency ? 'no key could sign' : `active key's ${rotationPeriod} rotation period ended`));
+      await promoteKey(
+        machine,
+        machine.key('next')!,
+        asked ?? scheduled(emergency ? 'no key could sign' : `active key's ${rotationPeriod} rotation period ended`),
+      );
       if (emergency) await endGateWaitsOvertaken(machine);
       return;
     }
     case 'withdraw':
       machine.keyWithdrawn(
-        await changeKeys('withdrawKey', `withdraw ${transition.kid}: the policy's algorithm is now ${machine.policy.algorithm}`, {
-          ...scheduled(`algorithm changed to ${machine.policy.algorithm}`),
-          kid: transition.kid,
-        }),
+        await changeKeys(
+          'withdrawKey',
+          `withdraw ${transition.kid}: the policy's algorithm is now ${machine.policy.algorithm}`,
+          {
+            ...scheduled(`algorithm changed to ${machine.policy.algorithm}`),
+            kid: transition.kid,
+          },
+        ),
       );
       await endGateWaitsOvertaken(machine);
       return;
     case 'retire':
       machine.keyRetired(
-        await changeKeys('retireKey', `retire ${transition.kid}: grace period over`, { ...scheduled(`${gracePeriod} grace period ended`), kid: transition.kid }),
+        await changeKeys('retireKey', `retire ${transition.kid}: grace period over`, {
+          ...scheduled(`${gracePeriod} grace period ended`),
+          kid: transition.kid,
+        }),
       );
       return;
     case 'destroy':
-      await changeKeys('destroyKey', `destroy ${transition.kid}: erase its private part`, { ...scheduled(`${retirement} retirement ended`), kid: transition.kid });
+      await changeKeys('destroyKey', `destroy ${transition.kid}: erase its private part`, {
+        ...scheduled(`${retirement} retirement ended`),
+        kid: transition.kid,
+      });
       machine.keyRemoved(transition.kid);
       return;
   }
@@ -192,8 +256,18 @@ async function perform(machine: KeySetMachine, command: KeySetCommand, commands:
     commands.settle(command, { ok: false, failure: toApplicationFailure(error) });
     return;
   }
-  const change = changeBy(machine, command.type === 'revoke' ? 'revocation' : 'manual', command.requestedBy, command.reason);
-  const outcome = await attempt(machine, command.type, () => carryOut(machine, command, change), command.type === 'revoke' ? command.kid : undefined);
+  const change = changeBy(
+    machine,
+    command.type === 'revoke' ? 'revocation' : 'manual',
+    command.requestedBy,
+    command.reason,
+  );
+  const outcome = await attempt(
+    machine,
+    command.type,
+    () => carryOut(machine, command, change),
+    command.type === 'revoke' ? command.kid : undefined,
+  );
   // A signal's command that failed stays queued and is tried again after the backoff.
   if (outcome.ok || command.awaited) commands.settle(command, outcome);
 }
@@ -210,7 +284,11 @@ async function carryOut(machine: KeySetMachine, command: KeySetCommand, change: 
       const changed = changedPolicyFields(previous, policy);
       if (changed.length === 0) return { policy, previous, changed };
       const windows = windowsAfterPolicyChange(machine.state.keys, policyTimings(policy));
-      const keys = await changeKeys('recordPolicy', `record the new policy (${changed.join(', ')})`, { ...change, policy, windows });
+      const keys = await changeKeys('recordPolicy', `record the new policy (${changed.join(', ')})`, {
+        ...change,
+        policy,
+        windows,
+      });
       machine.policyChanged(policy, keys, Date.now());
       return { policy, previous, changed };
     }
@@ -242,18 +320,29 @@ async function rotate(machine: KeySetMachine, immediately: boolean, change: Caus
   const previousKid = machine.key('active')?.kid ?? null;
   if (pending !== null && (pending.immediately || !immediately)) {
     const next = machine.key('next');
-    if (next !== undefined) return { kid: next.kid, signsAt: machine.signsAt(next, Date.now()), active: false, previousKid };
+    if (next !== undefined)
+      return { kid: next.kid, signsAt: machine.signsAt(next, Date.now()), active: false, previousKid };
   }
-  await changeKeys('recordOperatorAction', `rotation asked for: ${change.reason}`, { ...change, action: 'rotation_requested', details: { immediately } });
+  await changeKeys('recordOperatorAction', `rotation asked for: ${change.reason}`, {
+    ...change,
+    action: 'rotation_requested',
+    details: { immediately },
+  });
   let next = machine.key('next');
   if (next !== undefined && next.alg !== machine.policy.algorithm) {
-    machine.keyWithdrawn(await changeKeys('withdrawKey', `withdraw ${next.kid}: a new key in ${machine.policy.algorithm} replaces it`, { ...change, kid: next.kid }));
+    machine.keyWithdrawn(
+      await changeKeys('withdrawKey', `withdraw ${next.kid}: a new key in ${machine.policy.algorithm} replaces it`, {
+        ...change,
+        kid: next.kid,
+      }),
+    );
     next = undefined;
   }
   if (next === undefined) {
     next = await generateNextKey(machine, change, { watchListing: true });
     // Asked at once, the gate usually finds the key listed already: the answer then says exactly when it signs.
-    if (next.promotableAt === undefined && machine.state.publication === null) await checkPublication(machine, next.kid, change);
+    if (next.promotableAt === undefined && machine.state.publication === null)
+      await checkPublication(machine, next.kid, change);
     next = machine.key('next')!;
   }
   const now = Date.now();
@@ -261,7 +350,13 @@ async function rotate(machine: KeySetMachine, immediately: boolean, change: Caus
     // Verifiers whose cached JWKS predates the key reject its tokens until it would have been promotable.
     const safeFrom = machine.signsAt(next, now);
     const active = await promoteKey(machine, next, change);
-    return { kid: next.kid, signsAt: active.activatedAt!, active: true, previousKid, ...(safeFrom > now && { rejectionWindowUntil: safeFrom }) };
+    return {
+      kid: next.kid,
+      signsAt: active.activatedAt!,
+      active: true,
+      previousKid,
+      ...(safeFrom > now && { rejectionWindowUntil: safeFrom }),
+    };
   }
   machine.rotationRequested({ requestedAt: now, requestedBy: change.actor, reason: change.reason, immediately: false });
   return { kid: next.kid, signsAt: machine.signsAt(next, now), active: false, previousKid };
@@ -273,7 +368,8 @@ async function revoke(machine: KeySetMachine, kid: string, change: Cause): Promi
   let activeKid = machine.key('active')?.kid ?? null;
   if (previousState === 'active') {
     // Emergency: the next key (or a new one) signs at once, without waiting out jwksMaxAge.
-    const replacement = machine.key('next') ?? (await generateNextKey(machine, { ...change, reason: `replaces revoked key ${kid}` }));
+    const replacement =
+      machine.key('next') ?? (await generateNextKey(machine, { ...change, reason: `replaces revoked key ${kid}` }));
     activeKid = (await promoteKey(machine, replacement, { ...change, reason: `replaces revoked key ${kid}` })).kid;
   }
   await endGateWaitsOvertaken(machine);
@@ -283,8 +379,13 @@ async function revoke(machine: KeySetMachine, kid: string, change: Cause): Promi
 /** Demotes the active and next keys into grace; the main loop then lets every key run out. */
 async function windDown(machine: KeySetMachine, change: Cause): Promise<void> {
   if (machine.windingDown) return;
-  const demotions = machine.state.keys.filter((k) => k.state === 'active' || k.state === 'next').map((k) => ({ kid: k.kid, graceMs: graceMs(k, machine.timings) }));
-  const demoted = await changeKeys('windDown', 'decommission: active and next keys into their grace period', { ...change, demotions });
+  const demotions = machine.state.keys
+    .filter((k) => k.state === 'active' || k.state === 'next')
+    .map((k) => ({ kid: k.kid, graceMs: graceMs(k, machine.timings) }));
+  const demoted = await changeKeys('windDown', 'decommission: active and next keys into their grace period', {
+    ...change,
+    demotions,
+  });
   machine.woundDown(change.reason, demoted, Date.now());
 }
 
@@ -307,17 +408,29 @@ async function promoteKey(machine: KeySetMachine, next: KeyTimeline, change: Cau
  * moment, which is usually enough for the propagation gate; if it was not seen everywhere, the gate
  * asks again after its first backoff.
  */
-async function generateNextKey(machine: KeySetMachine, change: Cause, options: { watchListing?: boolean } = {}): Promise<KeyTimeline> {
+async function generateNextKey(
+  machine: KeySetMachine,
+  change: Cause,
+  options: { watchListing?: boolean } = {},
+): Promise<KeyTimeline> {
   const { algorithm } = machine.policy;
   const watch = options.watchListing === true && patched(LISTING_WATCHED_AT_GENERATION);
   const listing = watch
-    ? { urls: machine.policy.publishedAt, waitMs: listingWaitMs({ alg: algorithm }, machine.key('active'), machine.timings), notBefore: machine.staleCachesUntil }
+    ? {
+        urls: machine.policy.publishedAt,
+        waitMs: listingWaitMs({ alg: algorithm }, machine.key('active'), machine.timings),
+        notBefore: machine.staleCachesUntil,
+      }
     : undefined;
-  const key = await changeKeys('generateNextKey', `generate and publish a next ${algorithm} key${watch ? ', and watch it listed' : ''}`, {
-    ...change,
-    algorithm,
-    ...(listing && { listing }),
-  });
+  const key = await changeKeys(
+    'generateNextKey',
+    `generate and publish a next ${algorithm} key${watch ? ', and watch it listed' : ''}`,
+    {
+      ...change,
+      algorithm,
+      ...(listing && { listing }),
+    },
+  );
   machine.keyGenerated(key);
   if (watch && key.promotableAt === undefined) machine.publicationPending(key, Date.now());
   return key;
@@ -334,7 +447,11 @@ function requested(message: { requestedBy?: string; reason?: string } | undefine
 }
 
 function rotation(request: RotationRequest | undefined) {
-  return { type: 'rotate' as const, ...requested(request, 'forced rotation'), immediately: request?.immediately === true };
+  return {
+    type: 'rotate' as const,
+    ...requested(request, 'forced rotation'),
+    immediately: request?.immediately === true,
+  };
 }
 
 function historyIsLong(input: KeySetWorkflowInput): boolean {

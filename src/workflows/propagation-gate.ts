@@ -14,7 +14,11 @@ import type { KeySetMachine } from './key-set-machine';
  * says the promotion waits. Between looks the main loop sleeps, serves messages, retires and destroys
  * keys, and continues as new when its history grows: a wait of any length costs nothing else.
  */
-export async function checkPublication(machine: KeySetMachine, kid: string, change: Omit<KeyChange, 'operationId'>): Promise<void> {
+export async function checkPublication(
+  machine: KeySetMachine,
+  kid: string,
+  change: Omit<KeyChange, 'operationId'>,
+): Promise<void> {
   const next = machine.key('next');
   if (next?.kid !== kid) return;
   const { missing, listed } = await changeKeys('confirmPublication', `is ${kid} listed at every JWKS URL?`, {
@@ -28,7 +32,13 @@ export async function checkPublication(machine: KeySetMachine, kid: string, chan
   if (listed !== undefined) {
     machine.keyListed(listed);
     if (machine.incident(incident)) {
-      await raiseAlert(machine, { incident, status: 'resolved', step: 'propagation', kid, summary: `next key ${kid} is published everywhere` });
+      await raiseAlert(machine, {
+        incident,
+        status: 'resolved',
+        step: 'propagation',
+        kid,
+        summary: `next key ${kid} is published everywhere`,
+      });
     }
     return;
   }
@@ -56,7 +66,20 @@ export async function endGateWaitsOvertaken(machine: KeySetMachine): Promise<voi
     const kid = propagationIncidentKid(key);
     if (kid === undefined || (kid === next?.kid && next.listedAt === undefined)) continue;
     const state = machine.state.keys.find((k) => k.kid === kid)?.state;
-    const why = state === 'active' ? 'it was promoted at once after a revocation' : state === 'retired' ? 'it was withdrawn' : state === 'next' ? 'it is listed now' : 'it was revoked';
-    await raiseAlert(machine, { incident: key, status: 'resolved', step: 'propagation', kid, summary: `next key ${kid} no longer waits to be published: ${why}` });
+    const why =
+      state === 'active'
+        ? 'it was promoted at once after a revocation'
+        : state === 'retired'
+          ? 'it was withdrawn'
+          : state === 'next'
+            ? 'it is listed now'
+            : 'it was revoked';
+    await raiseAlert(machine, {
+      incident: key,
+      status: 'resolved',
+      step: 'propagation',
+      kid,
+      summary: `next key ${kid} no longer waits to be published: ${why}`,
+    });
   }
 }

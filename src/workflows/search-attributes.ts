@@ -7,4 +7,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
  */
 export const KeySetIdSearchAttribute = defineSearchAttributeKey('KeySetId', SearchAttributeType.KEYWORD);
 export const ActiveKidSearchAttribute = defineSearchAttributeKey('ActiveKid', SearchAttributeType.KEYWORD);
-export const NextTransitionAtSearchAttribute = defineSearchAttributeKey('NextTransitionAt', SearchAttributeType.DATETIME);
+export const NextTransitionAtSearchAttribute = defineSearchAttributeKey(
+  'NextTransitionAt',
+  SearchAttributeType.DATETIME,
+);

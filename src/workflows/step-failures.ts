@@ -11,7 +11,12 @@ export type Outcome<T = unknown> = { ok: true; value: T } | { ok: false; failure
  * recorded, alerted and backed off instead of failing the workflow: rotation resumes once PostgreSQL
  * (or whatever failed) is back. A run of failures is one incident, resolved by the first success.
  */
-export async function attempt<T>(machine: KeySetMachine, step: string, work: () => Promise<T>, kid?: string): Promise<Outcome<T>> {
+export async function attempt<T>(
+  machine: KeySetMachine,
+  step: string,
+  work: () => Promise<T>,
+  kid?: string,
+): Promise<Outcome<T>> {
   machine.inFlight = step;
   const about = kid === undefined ? {} : { kid };
   try {

@@ -1,7 +1,11 @@
 import { patched, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { describeKeySet } from '../domain/describe';
 import type { KeySetMachine } from './key-set-machine';
-import { ActiveKidSearchAttribute, KeySetIdSearchAttribute, NextTransitionAtSearchAttribute } from './search-attributes';
+import {
+  ActiveKidSearchAttribute,
+  KeySetIdSearchAttribute,
+  NextTransitionAtSearchAttribute,
+} from './search-attributes';
 
 /**
  * Patch: NextTransitionAt shows when the key set next rotates (KeySetMachine.nextRotationAt), no
@@ -30,7 +34,11 @@ export function showState(machine: KeySetMachine, shown: ShownState): void {
   const activeKid = machine.key('active')?.kid;
   const followRotations = patched(SEARCH_ATTRIBUTES_FOLLOW_ROTATIONS);
   const nextTransitionAt = followRotations ? machine.nextRotationAt(now) : status.nextTransition?.at;
-  if (followRotations) Object.assign(shown, { activeKid: attributes.get(ActiveKidSearchAttribute), nextTransitionAt: attributes.get(NextTransitionAtSearchAttribute)?.getTime() });
+  if (followRotations)
+    Object.assign(shown, {
+      activeKid: attributes.get(ActiveKidSearchAttribute),
+      nextTransitionAt: attributes.get(NextTransitionAtSearchAttribute)?.getTime(),
+    });
   if (activeKid === shown.activeKid && nextTransitionAt === shown.nextTransitionAt) return;
   upsertSearchAttributes([
     { key: ActiveKidSearchAttribute, value: activeKid ?? null },

@@ -35,11 +35,16 @@ let activities: ReturnType<typeof createAlertActivities>;
 let started: [string, WorkflowStartOptions][];
 
 beforeEach(async () => {
-  [slack, webhook] = await Promise.all([AlertReceiver.start(`/services/T1/B1/${SECRET}`), AlertReceiver.start('/hook')]);
+  [slack, webhook] = await Promise.all([
+    AlertReceiver.start(`/services/T1/B1/${SECRET}`),
+    AlertReceiver.start('/hook'),
+  ]);
   registry = new Registry();
   log = capturingLogger();
   started = [];
-  const temporalClient = { workflow: { start: async (type: string, options: WorkflowStartOptions) => void started.push([type, options]) } };
+  const temporalClient = {
+    workflow: { start: async (type: string, options: WorkflowStartOptions) => void started.push([type, options]) },
+  };
   activities = createAlertActivities({
     logger: log.logger,
     channels: [slackChannel(new SecretUrl(slack.url), 300), webhookChannel(new SecretUrl(webhook.url), 300)],
@@ -75,26 +80,51 @@ test('an alert opening an incident is logged, counted, and handed to a delivery 
         taskQueue: 'keyturn',
         workflowId: 'alert/payments/step-failure/2026-01-26T00:00:00.000Z/1',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        args: [{ channels: ['slack', 'webhook'], notification: expect.objectContaining({ kind: 'opened', keySetId: 'payments', sequence: 1 }) }],
+        args: [
+          {
+            channels: ['slack', 'webhook'],
+            notification: expect.objectContaining({ kind: 'opened', keySetId: 'payments', sequence: 1 }),
+          },
+        ],
       }),
     ],
   ]);
 
-  const repeat = await activities.assessAlert({ alert: { ...alert, failures: 2 }, open: first.incident, at: T0 + 60_000 });
+  const repeat = await activities.assessAlert({
+    alert: { ...alert, failures: 2 },
+    open: first.incident,
+    at: T0 + 60_000,
+  });
   expect(repeat).toEqual({ incident: first.incident, announced: null, remindAt: T0 + 4 * 3_600_000 });
-  const nothingOpen = await activities.assessAlert({ alert: { ...alert, status: 'resolved' }, open: null, at: T0 + 120_000 });
+  const nothingOpen = await activities.assessAlert({
+    alert: { ...alert, status: 'resolved' },
+    open: null,
+    at: T0 + 120_000,
+  });
   expect(nothingOpen).toEqual({ incident: null, announced: null, remindAt: null });
   expect(started).toHaveLength(1);
-  expect(await counts()).toEqual({ 'log/sent': 1, 'log/suppressed': 1, 'slack/suppressed': 1, 'webhook/suppressed': 1 });
+  expect(await counts()).toEqual({
+    'log/sent': 1,
+    'log/suppressed': 1,
+    'slack/suppressed': 1,
+    'webhook/suppressed': 1,
+  });
 });
 
 // The SDK logs every failed attempt at WARN; these tests fail attempts on purpose.
 const quietSdk = new DefaultLogger('ERROR');
 
 describe('delivery', () => {
-  const notification = notificationFor(alert, 'opened', { key: 'step-failure', openedAt: T0, notifiedAt: T0, notifications: 1 }, T0);
+  const notification = notificationFor(
+    alert,
+    'opened',
+    { key: 'step-failure', openedAt: T0, notifiedAt: T0, notifications: 1 },
+    T0,
+  );
   const deliver = (channel: string, attempt: number) =>
-    new MockActivityEnvironment({ attempt }, { logger: quietSdk }).run(activities.deliverAlert, { channel, notification, attempts: 10 }).catch((e: unknown) => e);
+    new MockActivityEnvironment({ attempt }, { logger: quietSdk })
+      .run(activities.deliverAlert, { channel, notification, attempts: 10 })
+      .catch((e: unknown) => e);
 
   test('a hanging Slack fails the attempt for Temporal to retry; only the last attempt counts as failed; the webhook is apart', async () => {
     slack.mode = 'hang';
@@ -122,7 +152,9 @@ describe('delivery', () => {
     slack.mode = { status: 403, body: `invalid_token for /services/T1/B1/${SECRET}` };
     const refused = await deliver('slack', 1);
     expect(refused).toMatchObject({ nonRetryable: true });
-    expect((refused as Error).message).toContain('HTTP 403 (invalid_token for [secret URL]); not retried: check SLACK_WEBHOOK_URL');
+    expect((refused as Error).message).toContain(
+      'HTTP 403 (invalid_token for [secret URL]); not retried: check SLACK_WEBHOOK_URL',
+    );
     expect(await counts()).toEqual({ 'slack/failed': 1 });
     expect(log.text()).not.toContain(SECRET);
     expect((refused as Error).message).not.toContain(SECRET);

@@ -22,7 +22,13 @@ const failing: Alert = {
 };
 const webUi = { url: 'http://temporal-ui.example:8233', namespace: 'default' };
 const opened = (alert: Alert = failing): AlertNotification =>
-  notificationFor(alert, 'opened', { key: alert.incident, openedAt: OPENED, notifiedAt: OPENED, notifications: 1 }, OPENED, webUi);
+  notificationFor(
+    alert,
+    'opened',
+    { key: alert.incident, openedAt: OPENED, notifiedAt: OPENED, notifications: 1 },
+    OPENED,
+    webUi,
+  );
 
 let receiver: AlertReceiver;
 beforeEach(async () => {
@@ -41,11 +47,26 @@ describe('Slack', () => {
   test('a firing message: what failed, key set, kid, step, failures, the error, what to check, the Web UI link', async () => {
     await slackChannel(new SecretUrl(receiver.url), 2_000).send(opened());
     const [request] = receiver.requests;
-    expect(request).toMatchObject({ method: 'POST', path: SECRET_PATH, headers: { 'content-type': 'application/json' } });
+    expect(request).toMatchObject({
+      method: 'POST',
+      path: SECRET_PATH,
+      headers: { 'content-type': 'application/json' },
+    });
     const message = request.body as SlackMessage;
-    expect(message.text).toBe('🚨 keyturn, key set payments: key set "payments": promote failed 3 time(s) in a row; retrying after a backoff');
-    expect(message.blocks[0]).toEqual({ type: 'header', text: { type: 'plain_text', text: '🚨 Alert: key set payments', emoji: true } });
-    expect(message.blocks[1]).toEqual({ type: 'section', text: { type: 'mrkdwn', text: '*key set "payments": promote failed 3 time(s) in a row; retrying after a backoff*' } });
+    expect(message.text).toBe(
+      '🚨 keyturn, key set payments: key set "payments": promote failed 3 time(s) in a row; retrying after a backoff',
+    );
+    expect(message.blocks[0]).toEqual({
+      type: 'header',
+      text: { type: 'plain_text', text: '🚨 Alert: key set payments', emoji: true },
+    });
+    expect(message.blocks[1]).toEqual({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        text: '*key set "payments": promote failed 3 time(s) in a row; retrying after a backoff*',
+      },
+    });
     const fields = (message.blocks[2] as { fields: { text: string }[] }).fields.map((f) => f.text);
     expect(fields).toEqual([
       '*Key set*\n`payments`',
@@ -59,7 +80,9 @@ describe('Slack', () => {
     expect(text).toContain('*Error*\\n```relation \\"signing_keys\\" does not exist &lt;&amp;&gt;```');
     expect(text).toContain('*What to check*\\ncheck PostgreSQL reachability from the worker (DATABASE_URL)');
     expect(text).toContain('`keyturn status payments`');
-    expect(text).toContain('<http://temporal-ui.example:8233/namespaces/default/workflows/keyset%2Fpayments|Open the workflow keyset/payments in the Temporal Web UI>');
+    expect(text).toContain(
+      '<http://temporal-ui.example:8233/namespaces/default/workflows/keyset%2Fpayments|Open the workflow keyset/payments in the Temporal Web UI>',
+    );
     expect(text).toContain('incident `step-failure` · message 1');
   });
 
@@ -67,14 +90,23 @@ describe('Slack', () => {
     const channel = slackChannel(new SecretUrl(receiver.url), 2_000);
     const incident = { key: 'step-failure', openedAt: OPENED, notifiedAt: OPENED + 5 * HOUR, notifications: 2 };
     await channel.send(notificationFor(failing, 'reminder', incident, OPENED + 5 * HOUR, webUi));
-    const recovered: Alert = { ...failing, status: 'resolved', step: 'load', summary: 'key set "payments" recovered: promote succeeded' };
+    const recovered: Alert = {
+      ...failing,
+      status: 'resolved',
+      step: 'load',
+      summary: 'key set "payments" recovered: promote succeeded',
+    };
     await channel.send(notificationFor(recovered, 'resolved', incident, OPENED + 6 * HOUR + 5 * 60_000, webUi));
 
     const [reminder, resolved] = receiver.delivered as SlackMessage[];
     expect(reminder.blocks[0]).toMatchObject({ text: { text: '🚨 Still firing: key set payments (reminder 1)' } });
-    expect(resolved.text).toBe('✅ Resolved keyturn, key set payments: key set "payments" recovered: promote succeeded');
+    expect(resolved.text).toBe(
+      '✅ Resolved keyturn, key set payments: key set "payments" recovered: promote succeeded',
+    );
     expect(resolved.blocks[0]).toMatchObject({ text: { text: '✅ Resolved: key set payments' } });
-    expect(resolved.blocks[1]).toMatchObject({ text: { text: '*Recovered:* key set "payments" recovered: promote succeeded' } });
+    expect(resolved.blocks[1]).toMatchObject({
+      text: { text: '*Recovered:* key set "payments" recovered: promote succeeded' },
+    });
     const text = slackText(resolved);
     expect(text).toContain('*Was open for*\\n6h 5m');
     expect(text).not.toContain('What to check');
@@ -84,7 +116,12 @@ describe('Slack', () => {
 
   test('without KEYTURN_UI_URL there is no link; an over-long error is cut to what Slack accepts', async () => {
     const long = { ...failing, error: 'x'.repeat(10_000), keySetId: 'k'.repeat(200) };
-    const n = notificationFor(long, 'opened', { key: long.incident, openedAt: OPENED, notifiedAt: OPENED, notifications: 1 }, OPENED);
+    const n = notificationFor(
+      long,
+      'opened',
+      { key: long.incident, openedAt: OPENED, notifiedAt: OPENED, notifications: 1 },
+      OPENED,
+    );
     await slackChannel(new SecretUrl(receiver.url), 2_000).send(n);
     const message = receiver.delivered[0] as SlackMessage;
     expect(slackText(message)).not.toContain('Temporal Web UI');

@@ -24,7 +24,6 @@ let kids: { first: string; second: string };
 const savedEnv = { ...process.env };
 const KEY_SET = 'audited';
 
-
 /** The store stamps each change with its clock: this one says `days` ago, as it is made. */
 let clockNow = Date.now();
 const change = (keySetId: string, days: number, actor: string, reason: string): KeyChange => {
@@ -38,17 +37,30 @@ beforeAll(async () => {
   store = new KeyStore(db.pool, randomKekRing(), { clock: () => clockNow });
   emptyDataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-audit-cli-'));
   clockNow = daysAgo(10);
-  await store.registerKeySet({ keySetId: KEY_SET, trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY }, { inService: true });
+  await store.registerKeySet(
+    { keySetId: KEY_SET, trigger: 'bootstrap', actor: 'deploy', reason: 'apply' },
+    { ...DEFAULT_POLICY },
+    { inService: true },
+  );
   const first = await store.addNextKey(change(KEY_SET, 10, 'keyturn', 'bootstrap'), 'ES256');
   await store.promoteNextKey(change(KEY_SET, 10, 'keyturn', 'bootstrap'), first.kid, SEED_WINDOWS);
   const second = await store.addNextKey(change(KEY_SET, 5, 'keyturn', 'scheduled'), 'ES256');
-  await store.promoteNextKey(change(KEY_SET, 1, 'alice (keyturn CLI)', 'drill\n\u001b[2Jcleared'), second.kid, SEED_WINDOWS);
+  await store.promoteNextKey(
+    change(KEY_SET, 1, 'alice (keyturn CLI)', 'drill\n\u001b[2Jcleared'),
+    second.kid,
+    SEED_WINDOWS,
+  );
   kids = { first: first.kid, second: second.kid };
   // A key set that happens to be named like the subcommand.
   clockNow = daysAgo(2);
-  await store.registerKeySet({ keySetId: 'verify', trigger: 'bootstrap', actor: 'deploy', reason: 'apply' }, { ...DEFAULT_POLICY }, { inService: true });
+  await store.registerKeySet(
+    { keySetId: 'verify', trigger: 'bootstrap', actor: 'deploy', reason: 'apply' },
+    { ...DEFAULT_POLICY },
+    { inService: true },
+  );
 
-  for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
+  for (const name of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DEBUG'])
+    delete process.env[name];
   Object.assign(process.env, { DATABASE_URL: db.url, KEYTURN_DATA_DIR: emptyDataDir, LOG_LEVEL: 'silent' });
 });
 
@@ -84,11 +96,30 @@ test('audit <id> --json prints the events as an array with ISO times, details an
   const events = JSON.parse(run.out) as Record<string, unknown>[];
   expect(events).toHaveLength(6);
   expect(events[0]).toEqual({
-    id: expect.any(Number), keySetId: KEY_SET, seq: 1, at: new Date(daysAgo(10)).toISOString(), event: 'registered', kid: null,
-    fromState: null, toState: null, trigger: 'bootstrap', actor: 'deploy', reason: 'apply', operationId: null,
-    details: { policy: DEFAULT_POLICY }, prevHash: null, hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    id: expect.any(Number),
+    keySetId: KEY_SET,
+    seq: 1,
+    at: new Date(daysAgo(10)).toISOString(),
+    event: 'registered',
+    kid: null,
+    fromState: null,
+    toState: null,
+    trigger: 'bootstrap',
+    actor: 'deploy',
+    reason: 'apply',
+    operationId: null,
+    details: { policy: DEFAULT_POLICY },
+    prevHash: null,
+    hash: expect.stringMatching(/^[0-9a-f]{64}$/),
   });
-  expect(events[1]).toMatchObject({ seq: 2, event: 'generated', kid: kids.first, toState: 'next', prevHash: events[0].hash, details: { alg: 'ES256' } });
+  expect(events[1]).toMatchObject({
+    seq: 2,
+    event: 'generated',
+    kid: kids.first,
+    toState: 'next',
+    prevHash: events[0].hash,
+    details: { alg: 'ES256' },
+  });
   expect(events.at(-1)).toMatchObject({ seq: 6, reason: 'drill\n\u001b[2Jcleared' });
   // Kids, reasons and ids only: no key material.
   expect(run.out).not.toMatch(/"(d|p|q|k|priv)":/);
@@ -113,7 +144,9 @@ test('--since takes a duration back from now or an ISO 8601 time, UTC unless it 
 
   const table = await keyturn('audit', KEY_SET, '--since', '1h');
   expect(table).toMatchObject({ code: 0, err: '' });
-  expect(table.out).toMatch(new RegExp(`^no audit events for key set ${KEY_SET} since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n$`));
+  expect(table.out).toMatch(
+    new RegExp(`^no audit events for key set ${KEY_SET} since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n$`),
+  );
 
   for (const bad of ['yesterday', '7 days', '2025-13-01', '2025-01-31 12:00']) {
     expect(await keyturn('audit', KEY_SET, '--since', bad)).toEqual({
@@ -127,11 +160,29 @@ test('--since takes a duration back from now or an ISO 8601 time, UTC unless it 
 test('audit verify: ok with the event count and head; exit 1 naming the key set and row once a row is edited', async () => {
   const healthy = await keyturn('audit', 'verify');
   expect(healthy).toMatchObject({ code: 0, err: '' });
-  expect(healthy.out).toMatch(new RegExp(`^ok   ${KEY_SET} \\(6 event\\(s\\), head [0-9a-f]{12}\\)\\nok   verify \\(1 event\\(s\\), head [0-9a-f]{12}\\)\\n$`));
+  expect(healthy.out).toMatch(
+    new RegExp(
+      `^ok   ${KEY_SET} \\(6 event\\(s\\), head [0-9a-f]{12}\\)\\nok   verify \\(1 event\\(s\\), head [0-9a-f]{12}\\)\\n$`,
+    ),
+  );
   const json = JSON.parse((await keyturn('audit', 'verify', KEY_SET, '--json')).out) as unknown;
-  expect(json).toEqual({ ok: true, keySets: [{ id: KEY_SET, ok: true, events: 6, head: { seq: 6, hash: expect.stringMatching(/^[0-9a-f]{64}$/) }, problem: null }] });
+  expect(json).toEqual({
+    ok: true,
+    keySets: [
+      {
+        id: KEY_SET,
+        ok: true,
+        events: 6,
+        head: { seq: 6, hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
+        problem: null,
+      },
+    ],
+  });
 
-  const { rows } = await db.pool.query(`UPDATE audit_events SET reason = 'nothing happened' WHERE key_set_id = $1 AND seq = 6 RETURNING id`, [KEY_SET]);
+  const { rows } = await db.pool.query(
+    `UPDATE audit_events SET reason = 'nothing happened' WHERE key_set_id = $1 AND seq = 6 RETURNING id`,
+    [KEY_SET],
+  );
   try {
     const broken = await keyturn('audit', 'verify');
     expect(broken.code).toBe(1);
@@ -146,7 +197,15 @@ test('audit verify: ok with the event count and head; exit 1 naming the key set 
     expect(brokenJson.code).toBe(1);
     expect(JSON.parse(brokenJson.out)).toEqual({
       ok: false,
-      keySets: [{ id: KEY_SET, ok: false, events: 6, head: expect.objectContaining({ seq: 6 }), problem: { kind: 'edited', seq: 6, id: Number(rows[0].id), message: expect.any(String) } }],
+      keySets: [
+        {
+          id: KEY_SET,
+          ok: false,
+          events: 6,
+          head: expect.objectContaining({ seq: 6 }),
+          problem: { kind: 'edited', seq: 6, id: Number(rows[0].id), message: expect.any(String) },
+        },
+      ],
     });
     // Only the key set asked about is checked.
     expect(await keyturn('audit', 'verify', 'verify')).toMatchObject({ code: 0, err: '' });
@@ -157,10 +216,15 @@ test('audit verify: ok with the event count and head; exit 1 naming the key set 
 });
 
 test('an unknown key set, a missing id and a missing database fail with one line', async () => {
-  const unknown = 'keyturn: key set "nope" is not registered, so it has no audit trail: check the id (`keyturn status` lists the key sets)\n';
+  const unknown =
+    'keyturn: key set "nope" is not registered, so it has no audit trail: check the id (`keyturn status` lists the key sets)\n';
   expect(await keyturn('audit', 'nope')).toEqual({ code: 1, out: '', err: unknown });
   expect(await keyturn('audit', 'verify', 'nope')).toEqual({ code: 1, out: '', err: unknown });
-  expect(await keyturn('audit')).toMatchObject({ code: 1, out: '', err: expect.stringContaining("missing required argument 'id'") });
+  expect(await keyturn('audit')).toMatchObject({
+    code: 1,
+    out: '',
+    err: expect.stringContaining("missing required argument 'id'"),
+  });
 
   delete process.env.DATABASE_URL;
   try {

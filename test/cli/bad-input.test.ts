@@ -33,7 +33,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   const { port } = listener.address() as AddressInfo;
-  for (const name of ['TEMPORAL_NAMESPACE', 'TEMPORAL_PROFILE', 'TEMPORAL_API_KEY', 'KEYTURN_DEBUG']) delete process.env[name];
+  for (const name of ['TEMPORAL_NAMESPACE', 'TEMPORAL_PROFILE', 'TEMPORAL_API_KEY', 'KEYTURN_DEBUG'])
+    delete process.env[name];
   Object.assign(process.env, {
     TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
     DATABASE_URL: `postgres://keyturn@127.0.0.1:${port}/keyturn`,
@@ -57,7 +58,9 @@ async function refused(args: string[], message: RegExp | string): Promise<void> 
     args,
     code: 1,
     out: '',
-    err: expect.stringMatching(typeof message === 'string' ? new RegExp(`^keyturn: .*${escape(message)}.*\\n$`) : message),
+    err: expect.stringMatching(
+      typeof message === 'string' ? new RegExp(`^keyturn: .*${escape(message)}.*\\n$`) : message,
+    ),
   });
   expect(run.err.trimEnd()).not.toContain('\n');
   expect(run.err).not.toContain('\u001b');
@@ -68,7 +71,19 @@ async function refused(args: string[], message: RegExp | string): Promise<void> 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('key set ids, on every command that takes one', () => {
-  const BAD_IDS = ['.', '..', 'a'.repeat(65), 'a'.repeat(10_000), 'ünï', 'a/b', '', 'web ', 'a\nb', '\u001b[2Jweb', 'keyset/web'];
+  const BAD_IDS = [
+    '.',
+    '..',
+    'a'.repeat(65),
+    'a'.repeat(10_000),
+    'ünï',
+    'a/b',
+    '',
+    'web ',
+    'a\nb',
+    '\u001b[2Jweb',
+    'keyset/web',
+  ];
   const COMMANDS: [string, (id: string) => string[]][] = [
     ['status', (id) => ['status', id]],
     ['rotate', (id) => ['rotate', id, '--reason', 'drill']],
@@ -112,7 +127,11 @@ describe('keyturn token sign', () => {
     ['null', 'null', '--claims must be a JSON object'],
     ['invalid JSON', '{sub: admin}', '--claims is not valid JSON'],
     ['nothing', '', '--claims is not valid JSON'],
-    ['an object setting iat', '{"scope":"read","iat":1}', '--claims must not set iat: keyturn sets iat and exp; choose the lifetime with --ttl'],
+    [
+      'an object setting iat',
+      '{"scope":"read","iat":1}',
+      '--claims must not set iat: keyturn sets iat and exp; choose the lifetime with --ttl',
+    ],
     ['an object setting exp', '{"exp":99999999999}', '--claims must not set exp'],
     ['an object setting both', '{"iat":1,"exp":2}', '--claims must not set iat or exp'],
   ])('--claims that is %s is refused', async (_name, claims, message) => {
@@ -140,7 +159,10 @@ describe('keyturn token verify', () => {
     ['a file URL', 'file:///etc/passwd'],
     ['an FTP URL', 'ftp://keys.example.com/jwks.json'],
   ])('--jwks-url that is %s is refused without quoting it', async (_name, url) => {
-    await refused(['token', 'verify', 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', '--jwks-url', url], '--jwks-url must be an http(s) URL');
+    await refused(
+      ['token', 'verify', 'eyJhbGciOiJFUzI1NiJ9.e30.c2ln', '--jwks-url', url],
+      '--jwks-url must be an http(s) URL',
+    );
   });
 
   test('a token starting with "-" is an unknown option (no JWT starts with one)', async () => {
@@ -165,7 +187,11 @@ describe('kids starting with "-"', () => {
       const run = await keyturn(...args);
       expect({ args, run }).toMatchObject({
         args,
-        run: { code: 1, out: '', err: expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\)/) },
+        run: {
+          code: 1,
+          out: '',
+          err: expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\)/),
+        },
       });
       expect(connections).toBeGreaterThan(before);
     }
@@ -195,7 +221,11 @@ describe('kids starting with "-"', () => {
     });
 
     test('verifies it', async () => {
-      const keySet = await KeySetDriver.register(new KeyStore(db.pool, parseKekRing(KEK)), uniqueKeySetId('dash'), testPolicy());
+      const keySet = await KeySetDriver.register(
+        new KeyStore(db.pool, parseKekRing(KEK)),
+        uniqueKeySetId('dash'),
+        testPolicy(),
+      );
       // A kid is the key's thumbprint: one key in 64 has a kid that starts with "-".
       let kid = await keySet.addNext();
       for (let tries = 0; !kid.startsWith('-'); tries++) {

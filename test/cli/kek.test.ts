@@ -36,7 +36,11 @@ async function keyturn(keks: string | undefined, ...args: string[]): Promise<Cli
 }
 
 /** A table's rows as cells. */
-const cells = (text: string) => text.trimEnd().split('\n').map((line) => line.trim().split(/\s{2,}/));
+const cells = (text: string) =>
+  text
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.trim().split(/\s{2,}/));
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -122,7 +126,8 @@ test('kek rewrap re-seals each key set under the current KEK with one audit even
   });
   expect((await verifyAuditTrail(db.pool)).map((v) => v.problem)).toEqual([null, null, null]);
 
-  const eventCount = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events')).rows[0].n;
+  const eventCount = async () =>
+    (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events')).rows[0].n;
   const events = await eventCount();
   const again = await keyturn(`${B},${A}`, 'kek', 'rewrap', '--json');
   expect(again).toMatchObject({ code: 0, err: '' });
@@ -140,12 +145,16 @@ test('kek status after the rewrap: the older KEK seals nothing and can go; the n
   expect(cells(run.out).slice(2)).toEqual([
     [idB, 'current', '3', 'alpha, beta'],
     [idA, 'older', '0', '-'],
-    ['no private key is sealed under an older KEK: they can be removed from KEYTURN_KEK (then restart the workers and issuers)'],
+    [
+      'no private key is sealed under an older KEK: they can be removed from KEYTURN_KEK (then restart the workers and issuers)',
+    ],
   ]);
   expect(await keyturn(B, 'kek', 'status')).toMatchObject({ code: 0, err: '' });
   const signed = await keyturn(B, 'token', 'sign', 'alpha');
   expect(signed).toMatchObject({ code: 0, err: '' });
-  expect(JSON.parse(Buffer.from(signed.out.split('.')[0], 'base64url').toString())).toMatchObject({ kid: alpha.active });
+  expect(JSON.parse(Buffer.from(signed.out.split('.')[0], 'base64url').toString())).toMatchObject({
+    kid: alpha.active,
+  });
 });
 
 describe('a private key under a KEK that is not configured', () => {
@@ -154,7 +163,9 @@ describe('a private key under a KEK that is not configured', () => {
 
   beforeAll(async () => {
     // A key sealed under C, which KEYTURN_KEK lacks, and one by a worker still on the old KEK.
-    lostKid = await (await KeySetDriver.register(new KeyStore(db.pool, parseKekRing(C)), 'delta', testPolicy())).addNext();
+    lostKid = await (
+      await KeySetDriver.register(new KeyStore(db.pool, parseKekRing(C)), 'delta', testPolicy())
+    ).addNext();
     keptKid = await new KeySetDriver(new KeyStore(db.pool, parseKekRing(A)), 'gamma').addNext();
   });
 
@@ -165,7 +176,9 @@ describe('a private key under a KEK that is not configured', () => {
       [idB, 'current', '3', 'alpha, beta'],
       [idA, 'older', '1', 'gamma'],
       [idC, 'NOT CONFIGURED', '1', 'delta'],
-      ['1 private key(s) are sealed under a KEK that KEYTURN_KEK lacks and cannot be opened: add that KEK back after the current one'],
+      [
+        '1 private key(s) are sealed under a KEK that KEYTURN_KEK lacks and cannot be opened: add that KEK back after the current one',
+      ],
       ['1 private key(s) are still sealed under an older KEK: run `keyturn kek rewrap`'],
     ]);
     expect(run.err).toBe(
@@ -176,7 +189,9 @@ describe('a private key under a KEK that is not configured', () => {
     expect(json.code).toBe(1);
     expect(JSON.parse(json.out)).toMatchObject({
       ok: false,
-      keks: expect.arrayContaining([{ id: idC, current: false, configured: false, privateKeys: 1, keySetIds: ['delta'] }]),
+      keks: expect.arrayContaining([
+        { id: idC, current: false, configured: false, privateKeys: 1, keySetIds: ['delta'] },
+      ]),
     });
   });
 
@@ -196,12 +211,20 @@ describe('a private key under a KEK that is not configured', () => {
       '',
     ]);
     expect(run.err).toBe('keyturn: 1 of 4 key set(s) not rewrapped, nothing changed in them: delta\n');
-    expect((await db.pool.query('SELECT kek_id, private_key FROM signing_keys WHERE key_set_id = $1', ['delta'])).rows).toEqual(delta.rows);
+    expect(
+      (await db.pool.query('SELECT kek_id, private_key FROM signing_keys WHERE key_set_id = $1', ['delta'])).rows,
+    ).toEqual(delta.rows);
     expect(await readAuditTrail(db.pool, 'delta')).toEqual(deltaEvents);
 
     const json = await keyturn(`${B},${A},${C}`, 'kek', 'rewrap', '--json');
     expect(json).toMatchObject({ code: 0, err: '' });
-    expect(JSON.parse(json.out).keySets).toContainEqual({ id: 'delta', outcome: 'rewrapped', from: [idC], to: idB, kids: [lostKid] });
+    expect(JSON.parse(json.out).keySets).toContainEqual({
+      id: 'delta',
+      outcome: 'rewrapped',
+      from: [idC],
+      to: idB,
+      kids: [lostKid],
+    });
     expect(await keyturn(B, 'kek', 'status')).toMatchObject({ code: 0, err: '' });
   });
 });
@@ -210,7 +233,14 @@ test('beside a running keyturn dev, the KEKs come from its KEK file', async () =
   const kekFile = path.join(dataDir, 'kek');
   await writeFile(kekFile, `${B},${A}\n`, { mode: 0o600 });
   // This process stands in for `keyturn dev`: its instance file names the database and the KEK file.
-  await writeInstanceFile(dataDir, { temporalAddress: '127.0.0.1:7233', namespace: 'default', taskQueue: 'keyturn', webUiUrl: null, databaseUrl: db.url, kekFile });
+  await writeInstanceFile(dataDir, {
+    temporalAddress: '127.0.0.1:7233',
+    namespace: 'default',
+    taskQueue: 'keyturn',
+    webUiUrl: null,
+    databaseUrl: db.url,
+    kekFile,
+  });
   delete process.env.DATABASE_URL;
   try {
     const run = await keyturn(undefined, 'kek', 'status');
@@ -220,9 +250,13 @@ test('beside a running keyturn dev, the KEKs come from its KEK file', async () =
       ['KEK', 'ROLE', 'PRIVATE KEYS', 'KEY SETS'],
       [idB, 'current', '5', 'alpha, beta, delta, gamma'],
       [idA, 'older', '0', '-'],
-      [`no private key is sealed under an older KEK: they can be removed from the KEK file ${kekFile} (then restart the workers and issuers)`],
+      [
+        `no private key is sealed under an older KEK: they can be removed from the KEK file ${kekFile} (then restart the workers and issuers)`,
+      ],
     ]);
-    expect((await keyturn(undefined, 'kek', 'rewrap')).out).toMatch(new RegExp(`^re-sealing under the current KEK ${idB} \\(from the KEK file ${kekFile}\\):\n`));
+    expect((await keyturn(undefined, 'kek', 'rewrap')).out).toMatch(
+      new RegExp(`^re-sealing under the current KEK ${idB} \\(from the KEK file ${kekFile}\\):\n`),
+    );
   } finally {
     process.env.DATABASE_URL = db.url;
     await removeInstanceFile(dataDir);
@@ -235,5 +269,8 @@ test('without a KEK for DATABASE_URL, both commands fail with one line saying ho
     expect(run).toMatchObject({ code: 1, out: '' });
     expect(run.err).toMatch(/^keyturn: KEYTURN_KEK is not set, and DATABASE_URL is: .*set KEYTURN_KEK to it\n$/);
   }
-  expect(await keyturn(B, 'kek', 'rewrap', '--reason', ' ')).toMatchObject({ code: 1, err: 'keyturn: --reason must not be blank: it goes into the audit trail\n' });
+  expect(await keyturn(B, 'kek', 'rewrap', '--reason', ' ')).toMatchObject({
+    code: 1,
+    err: 'keyturn: --reason must not be blank: it goes into the audit trail\n',
+  });
 });

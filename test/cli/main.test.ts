@@ -20,7 +20,10 @@ const roles = uniqueRoles();
 
 beforeAll(async () => {
   const serverUrl = process.env.KEYTURN_TEST_DATABASE_URL;
-  if (!serverUrl) throw new Error('KEYTURN_TEST_DATABASE_URL is not set: run the tests through jest (its global setup starts PostgreSQL)');
+  if (!serverUrl)
+    throw new Error(
+      'KEYTURN_TEST_DATABASE_URL is not set: run the tests through jest (its global setup starts PostgreSQL)',
+    );
   admin = new Pool({ connectionString: serverUrl, max: 1 });
   // Not createTestDatabase(): that one comes migrated, and `migrate` must find an empty database.
   databaseName = `keyturn_cli_${randomBytes(6).toString('hex')}`;
@@ -43,7 +46,9 @@ beforeEach(() => {
   stdout = [];
   stderr = [];
   jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void stdout.push(args.join(' ')));
-  jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => stderr.push(String(chunk)) > 0);
+  jest
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((chunk: string | Uint8Array) => stderr.push(String(chunk)) > 0);
 });
 
 afterEach(() => {
@@ -57,8 +62,12 @@ describe('keyturn migrate', () => {
 
     const shipped = (await loadMigrations()).map((m) => m.version);
     expect(await runCli(['migrate'])).toBe(0);
-    expect(stdout).toEqual([expect.stringMatching(new RegExp(`^applied migrations ${shipped.join(', ')} to postgres://.*/keyturn_cli_`))]);
-    const { rows } = await withDatabase((db) => db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version'));
+    expect(stdout).toEqual([
+      expect.stringMatching(new RegExp(`^applied migrations ${shipped.join(', ')} to postgres://.*/keyturn_cli_`)),
+    ]);
+    const { rows } = await withDatabase((db) =>
+      db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version'),
+    );
     expect(rows.map((r) => r.version)).toEqual(shipped);
 
     stdout = [];
@@ -78,7 +87,11 @@ describe('keyturn migrate', () => {
     const url = new URL(databaseUrl);
     url.pathname = `/${database}`;
     try {
-      Object.assign(process.env, { DATABASE_URL: owner.urlFor(url.toString()), KEYTURN_JWKS_ROLE: dba.jwks, KEYTURN_WORKER_ROLE: dba.worker });
+      Object.assign(process.env, {
+        DATABASE_URL: owner.urlFor(url.toString()),
+        KEYTURN_JWKS_ROLE: dba.jwks,
+        KEYTURN_WORKER_ROLE: dba.worker,
+      });
 
       expect(await runCli(['migrate'])).toBe(1);
       expect(stderr).toEqual([
@@ -89,12 +102,17 @@ describe('keyturn migrate', () => {
 
       // The DBA runs it, choosing a password.
       const password = randomBytes(12).toString('hex');
-      for (const [statement] of stderr[0].matchAll(/CREATE ROLE [^;]+/g)) await admin.query(statement.replace('<password>', password));
+      for (const [statement] of stderr[0].matchAll(/CREATE ROLE [^;]+/g))
+        await admin.query(statement.replace('<password>', password));
       stdout = [];
       stderr = [];
       expect(await runCli(['migrate'])).toBe(0);
       expect(stdout).toEqual([
-        expect.stringMatching(new RegExp(`^nothing to apply: .* is at migration \\d+; roles: ${dba.jwks} reads the published keys only, ${dba.worker} reads and writes rows$`)),
+        expect.stringMatching(
+          new RegExp(
+            `^nothing to apply: .* is at migration \\d+; roles: ${dba.jwks} reads the published keys only, ${dba.worker} reads and writes rows$`,
+          ),
+        ),
       ]);
       // keyturn migrate granted CONNECT, which PUBLIC lacks here, and the published keys.
       url.username = dba.jwks;
@@ -144,12 +162,14 @@ describe('failures become one line and exit code 1', () => {
 
     expect(await runCli(['worker'])).toBe(1);
     expect(stderr).toEqual([
-      expect.stringMatching(/^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\): connection refused\. Start one with `keyturn dev`/),
+      expect.stringMatching(
+        /^keyturn: cannot reach Temporal at 127\.0\.0\.1:\d+ \(from TEMPORAL_ADDRESS\): connection refused\. Start one with `keyturn dev`/,
+      ),
     ]);
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it("worker with its metrics port taken names the port and the variable that moves it", async () => {
+  it('worker with its metrics port taken names the port and the variable that moves it', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '0.0.0.0', resolve));
     try {
@@ -159,7 +179,11 @@ describe('failures become one line and exit code 1', () => {
 
       expect(await runCli(['worker'])).toBe(1);
       expect(stderr).toEqual([
-        expect.stringMatching(new RegExp(`^keyturn: port ${process.env.KEYTURN_METRICS_PORT} on 0\\.0\\.0\\.0 is already in use .*worker's metrics endpoint.*KEYTURN_METRICS_PORT`)),
+        expect.stringMatching(
+          new RegExp(
+            `^keyturn: port ${process.env.KEYTURN_METRICS_PORT} on 0\\.0\\.0\\.0 is already in use .*worker's metrics endpoint.*KEYTURN_METRICS_PORT`,
+          ),
+        ),
       ]);
     } finally {
       taken.close();
@@ -180,7 +204,9 @@ describe('failures become one line and exit code 1', () => {
 
   it('a kid starting with "-" is taken as the kid, not as an unknown option', async () => {
     // Refused for the missing reason, before anything is contacted: the kid itself was accepted.
-    expect(await runCli(['revoke', 'ks', '-ElcXEmFgLFnzdAkC8crykzuVMUOIwQ4uFlcsSAblSQ', '--address', '127.0.0.1:1'])).toBe(1);
+    expect(
+      await runCli(['revoke', 'ks', '-ElcXEmFgLFnzdAkC8crykzuVMUOIwQ4uFlcsSAblSQ', '--address', '127.0.0.1:1']),
+    ).toBe(1);
     expect(stderr.join('')).toMatch(/^keyturn: revoking a key needs a reason/);
   });
 
@@ -193,7 +219,6 @@ describe('failures become one line and exit code 1', () => {
     expect(stderr.slice(1).join('')).toMatch(/\n\s+at /);
   });
 });
-
 
 async function withDatabase<T>(use: (db: Pool) => Promise<T>): Promise<T> {
   const db = new Pool({ connectionString: databaseUrl, max: 1 });

@@ -22,7 +22,9 @@ function commandPaths(command: Command, prefix = ''): string[] {
 }
 
 test('--version prints the version of package.json', async () => {
-  const { version } = JSON.parse(readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+  const { version } = JSON.parse(readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as {
+    version: string;
+  };
   const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
   try {
     expect(await keyturn('--version')).toMatchObject({ code: 0, err: '' });
@@ -34,25 +36,38 @@ test('--version prints the version of package.json', async () => {
 
 test("--concurrency's default in the help is the one apply uses", () => {
   const apply = createProgram().commands.find((command) => command.name() === 'apply')!;
-  expect(apply.options.find((option) => option.long === '--concurrency')!.description).toContain(`(default ${DEFAULT_APPLY_CONCURRENCY})`);
+  expect(apply.options.find((option) => option.long === '--concurrency')!.description).toContain(
+    `(default ${DEFAULT_APPLY_CONCURRENCY})`,
+  );
 });
 
 describe('keyturn completion', () => {
   const program = createProgram();
   const paths = commandPaths(program);
 
-  test.each(['bash', 'zsh'])('the %s script has every command and its options, from the command tree', async (shell) => {
-    const script = (await keyturn('completion', shell)).out;
-    for (const entry of completionEntries(program)) {
-      expect(script).toContain(`'${entry.path}') commands='${entry.commands.join(' ')}'; options='${entry.options.join(' ')}'`);
-    }
-    expect(completionEntries(program).map((entry) => entry.path)).toEqual(paths);
-    // A few that must be there, whoever adds commands later.
-    expect(paths).toEqual(expect.arrayContaining(['keyturn status', 'keyturn token verify', 'keyturn audit show', 'keyturn completion']));
-  });
+  test.each(['bash', 'zsh'])(
+    'the %s script has every command and its options, from the command tree',
+    async (shell) => {
+      const script = (await keyturn('completion', shell)).out;
+      for (const entry of completionEntries(program)) {
+        expect(script).toContain(
+          `'${entry.path}') commands='${entry.commands.join(' ')}'; options='${entry.options.join(' ')}'`,
+        );
+      }
+      expect(completionEntries(program).map((entry) => entry.path)).toEqual(paths);
+      // A few that must be there, whoever adds commands later.
+      expect(paths).toEqual(
+        expect.arrayContaining(['keyturn status', 'keyturn token verify', 'keyturn audit show', 'keyturn completion']),
+      );
+    },
+  );
 
   test('an unknown shell is refused with the choices', async () => {
-    expect(await keyturn('completion', 'fish')).toEqual({ code: 1, out: '', err: 'keyturn: no completion for "fish": choose bash or zsh\n' });
+    expect(await keyturn('completion', 'fish')).toEqual({
+      code: 1,
+      out: '',
+      err: 'keyturn: no completion for "fish": choose bash or zsh\n',
+    });
   });
 
   describe('in bash', () => {
@@ -88,12 +103,25 @@ test('--help loads no command implementation and no dependency but commander', a
   const root = path.join(__dirname, '../..');
   const { stderr } = await run(
     process.execPath,
-    ['--require', require.resolve('tsx/cjs'), '-e', "require('./src/cli/main').runCli(['--help']).then(() => console.error(JSON.stringify(Object.keys(require.cache))))"],
+    [
+      '--require',
+      require.resolve('tsx/cjs'),
+      '-e',
+      "require('./src/cli/main').runCli(['--help']).then(() => console.error(JSON.stringify(Object.keys(require.cache))))",
+    ],
     { cwd: root },
   );
   const loaded = (JSON.parse(stderr.trim().split('\n').at(-1)!) as string[]).map((file) => path.relative(root, file));
-  expect(loaded.filter((file) => !file.startsWith('node_modules')).sort()).toEqual(['src/cli/main.ts', 'src/cli/options.ts', 'src/cli/program.ts']);
-  expect(new Set(loaded.filter((file) => file.startsWith('node_modules') && !/^node_modules\/(tsx|esbuild)\//.test(file)).map((file) => file.split('/')[1]))).toEqual(
-    new Set(['commander']),
-  );
+  expect(loaded.filter((file) => !file.startsWith('node_modules')).sort()).toEqual([
+    'src/cli/main.ts',
+    'src/cli/options.ts',
+    'src/cli/program.ts',
+  ]);
+  expect(
+    new Set(
+      loaded
+        .filter((file) => file.startsWith('node_modules') && !/^node_modules\/(tsx|esbuild)\//.test(file))
+        .map((file) => file.split('/')[1]),
+    ),
+  ).toEqual(new Set(['commander']));
 });

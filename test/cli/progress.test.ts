@@ -45,6 +45,8 @@ describe('progress of a long operation', () => {
   test('rates and times read well from slow to fast', () => {
     expect(describeProgress('x', 3, 200, 2_000)).toBe('x: 3 of 200 done (1%), 1.5/s, 197 left, about 2 min');
     expect(describeProgress('x', 0, 200, 0)).toBe('x: 0 of 200 done (0%), 200 left');
-    expect(describeProgress('x', 9_000, 10_000, 3_000)).toBe('x: 9,000 of 10,000 done (90%), 3,000/s, 1,000 left, about 1 s');
+    expect(describeProgress('x', 9_000, 10_000, 3_000)).toBe(
+      'x: 9,000 of 10,000 done (90%), 3,000/s, 1,000 left, about 1 s',
+    );
   });
 });

@@ -9,7 +9,14 @@ import { grantRoles } from '../../src/store/database-roles';
 import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { freePort } from '../helpers/ports';
-import { createLoginRole, createTestDatabase, dropRoles, uniqueRoles, type TestDatabase, type TestRole } from '../helpers/postgres';
+import {
+  createLoginRole,
+  createTestDatabase,
+  dropRoles,
+  uniqueRoles,
+  type TestDatabase,
+  type TestRole,
+} from '../helpers/postgres';
 
 // `keyturn serve` in a process of its own, as a deployment runs it: logged in as the role `keyturn
 // migrate` grants the published keys to (KEYTURN_JWKS_ROLE), with no KEK in its environment. The
@@ -46,11 +53,22 @@ interface ServeProcess {
 /** `keyturn serve` with DATABASE_URL and nothing else of keyturn's configuration (but `env`): no KEK, no Temporal. */
 async function startServe(databaseUrl: string, env: Record<string, string> = {}): Promise<ServeProcess> {
   const port = await freePort();
-  env = { PATH: process.env.PATH!, HOME: process.env.HOME!, DATABASE_URL: databaseUrl, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env };
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'serve', '--port', String(port), '--host', '127.0.0.1'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  env = {
+    PATH: process.env.PATH!,
+    HOME: process.env.HOME!,
+    DATABASE_URL: databaseUrl,
+    KEYTURN_DATA_DIR: dataDir,
+    LOG_LEVEL: 'info',
+    ...env,
+  };
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', ENTRY, 'serve', '--port', String(port), '--host', '127.0.0.1'],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
@@ -66,7 +84,10 @@ async function stop(serve: ServeProcess): Promise<number | null> {
 type Jwks = { keys: Record<string, unknown>[] };
 
 test('serves the JWKS and discovery as the read-only role without a KEK, and follows rotations and a revocation', async () => {
-  const keySet = await KeySetDriver.register(store, uniqueKeySetId('serve'), { ...testPolicy(), issuer: 'https://issuer.example' });
+  const keySet = await KeySetDriver.register(store, uniqueKeySetId('serve'), {
+    ...testPolicy(),
+    issuer: 'https://issuer.example',
+  });
   const first = await keySet.rotate();
   const unnamed = await KeySetDriver.register(store, uniqueKeySetId('serve'), testPolicy());
   // Behind a proxy: the discovery documents name the URL verifiers reach, not the one the server listens on.
@@ -80,7 +101,10 @@ test('serves the JWKS and discovery as the read-only role without a KEK, and fol
   };
   try {
     await waitFor(
-      async () => (serve.child.exitCode === null ? ((await fetch(`${serve.url}/readyz`).catch(() => undefined))?.ok || undefined) : true),
+      async () =>
+        serve.child.exitCode === null
+          ? (await fetch(`${serve.url}/readyz`).catch(() => undefined))?.ok || undefined
+          : true,
       30_000,
       'keyturn serve to be ready',
       100,
@@ -90,27 +114,39 @@ test('serves the JWKS and discovery as the read-only role without a KEK, and fol
     const served = await kids();
     expect(served.kids).toEqual([first]);
     expect(served.response.headers.get('cache-control')).toBe('public, max-age=120');
-    const discovery = await (await fetch(`${serve.url}/keysets/${keySet.keySetId}/.well-known/openid-configuration`)).json();
+    const discovery = await (
+      await fetch(`${serve.url}/keysets/${keySet.keySetId}/.well-known/openid-configuration`)
+    ).json();
     expect(discovery).toEqual({
       issuer: 'https://issuer.example',
       jwks_uri: `https://keys.example.com/auth/keysets/${keySet.keySetId}/jwks.json`,
       id_token_signing_alg_values_supported: ['ES256'],
     });
     // Without an issuer in the policy, the issuer is the document's own public base URL.
-    expect(await (await fetch(`${serve.url}/keysets/${unnamed.keySetId}/.well-known/openid-configuration`)).json()).toMatchObject({
+    expect(
+      await (await fetch(`${serve.url}/keysets/${unnamed.keySetId}/.well-known/openid-configuration`)).json(),
+    ).toMatchObject({
       issuer: `https://keys.example.com/auth/keysets/${unnamed.keySetId}`,
       jwks_uri: `https://keys.example.com/auth/keysets/${unnamed.keySetId}/jwks.json`,
     });
 
     const next = await keySet.addNext();
-    await waitFor(async () => ((await kids()).kids.includes(next) || undefined), 5_000, 'the next key');
+    await waitFor(async () => (await kids()).kids.includes(next) || undefined, 5_000, 'the next key');
     await keySet.promote(next);
     await keySet.retire(first);
-    await waitFor(async () => (JSON.stringify((await kids()).kids) === JSON.stringify([next]) || undefined), 5_000, 'the retirement');
+    await waitFor(
+      async () => JSON.stringify((await kids()).kids) === JSON.stringify([next]) || undefined,
+      5_000,
+      'the retirement',
+    );
     const spare = await keySet.addNext();
-    await waitFor(async () => ((await kids()).kids.includes(spare) || undefined), 5_000, 'the spare key');
+    await waitFor(async () => (await kids()).kids.includes(spare) || undefined, 5_000, 'the spare key');
     await keySet.revoke(spare);
-    await waitFor(async () => (JSON.stringify((await kids()).kids) === JSON.stringify([next]) || undefined), 5_000, 'the revocation');
+    await waitFor(
+      async () => JSON.stringify((await kids()).kids) === JSON.stringify([next]) || undefined,
+      5_000,
+      'the revocation',
+    );
   } finally {
     expect(await stop(serve)).toBe(0);
   }

@@ -7,7 +7,12 @@ import { renderTimelineChart, renderTimelineMermaid } from '../../src/cli/timeli
 const DAY = 86_400_000;
 const DAY0 = Date.UTC(2026, 10, 1);
 const now = DAY0 + 10 * DAY;
-const period = (phase: TimelinePeriod['phase'], start: number, end: number, planned = DAY0 + start * DAY >= now): TimelinePeriod => ({
+const period = (
+  phase: TimelinePeriod['phase'],
+  start: number,
+  end: number,
+  planned = DAY0 + start * DAY >= now,
+): TimelinePeriod => ({
   phase,
   start: DAY0 + start * DAY,
   end: DAY0 + end * DAY,
@@ -16,9 +21,24 @@ const period = (phase: TimelinePeriod['phase'], start: number, end: number, plan
 const OLD = 'AAAAold-key-kid-xxxxxxxxxxxxxxxxxxxxxxxxxxxx';
 const ACTIVE = 'BBBBactive-kid-xxxxxxxxxxxxxxxxxxxxxxxxxxxx';
 const rows: TimelineRow[] = [
-  { kid: OLD, periods: [period('next', -35, -30), period('active', -30, 0), period('grace', 0, 5), period('retired', 5, 6)] },
-  { kid: ACTIVE, periods: [period('next', -5, 0), period('active', 0, 10), period('active', 10, 30), period('grace', 30, 35), period('retired', 35, 36)] },
-  { kid: undefined, periods: [period('next', 25, 30), period('active', 30, 60), period('grace', 60, 65), period('retired', 65, 66)] },
+  {
+    kid: OLD,
+    periods: [period('next', -35, -30), period('active', -30, 0), period('grace', 0, 5), period('retired', 5, 6)],
+  },
+  {
+    kid: ACTIVE,
+    periods: [
+      period('next', -5, 0),
+      period('active', 0, 10),
+      period('active', 10, 30),
+      period('grace', 30, 35),
+      period('retired', 35, 36),
+    ],
+  },
+  {
+    kid: undefined,
+    periods: [period('next', 25, 30), period('active', 30, 60), period('grace', 60, 65), period('retired', 65, 66)],
+  },
 ];
 
 test('the chart: a row per key, blocks for what happened and lines for what is planned, dates under a time axis', () => {
@@ -45,8 +65,14 @@ test('it fits the width given, and colours only when asked', () => {
 });
 
 test('spans under two weeks show times, not dates', () => {
-  const short: TimelineRow[] = [{ kid: 'k', periods: [{ phase: 'active', start: DAY0, end: DAY0 + 3 * 3_600_000, planned: false }] }];
-  expect(renderTimelineChart(short, { now: DAY0 + 3_600_000, width: 40, color: false }).split('\n')[2].trim()).toBe('00:00:00  01:04:17  02:08:34');
+  const short: TimelineRow[] = [
+    { kid: 'k', periods: [{ phase: 'active', start: DAY0, end: DAY0 + 3 * 3_600_000, planned: false }] },
+  ];
+  expect(
+    renderTimelineChart(short, { now: DAY0 + 3_600_000, width: 40, color: false })
+      .split('\n')[2]
+      .trim(),
+  ).toBe('00:00:00  01:04:17  02:08:34');
 });
 
 test('the Mermaid gantt block: a section per key, past periods done', () => {

@@ -26,8 +26,19 @@ beforeAll(async () => {
   const store = new KeyStore(db.pool, parseKekRing(KEK));
   keySet = await KeySetDriver.register(store, uniqueKeySetId('token'), testPolicy('EdDSA'));
   activeKid = await keySet.rotate();
-  jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool: db.pool, registry: new Registry(), logger: createLogger({ level: 'silent' }) });
-  Object.assign(process.env, { DATABASE_URL: db.url, KEYTURN_KEK: KEK, KEYTURN_DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+  jwks = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    pool: db.pool,
+    registry: new Registry(),
+    logger: createLogger({ level: 'silent' }),
+  });
+  Object.assign(process.env, {
+    DATABASE_URL: db.url,
+    KEYTURN_KEK: KEK,
+    KEYTURN_DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+  });
 });
 
 afterAll(async () => {
@@ -38,11 +49,24 @@ afterAll(async () => {
 });
 
 test('a signed token verifies against the key set in the database and against the served JWKS', async () => {
-  const signed = await keyturn('token', 'sign', keySet.keySetId, '--sub', 'user-42', '--ttl', '5m', '--claims', '{"scope":"read"}');
+  const signed = await keyturn(
+    'token',
+    'sign',
+    keySet.keySetId,
+    '--sub',
+    'user-42',
+    '--ttl',
+    '5m',
+    '--claims',
+    '{"scope":"read"}',
+  );
   expect(signed).toMatchObject({ code: 0, err: '' });
   const token = signed.out.trim();
 
-  for (const source of [['--key-set', keySet.keySetId], ['--jwks-url', `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`]]) {
+  for (const source of [
+    ['--key-set', keySet.keySetId],
+    ['--jwks-url', `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`],
+  ]) {
     const verified = await keyturn('token', 'verify', token, ...source, '--json');
     expect(verified.code).toBe(0);
     const { header, claims } = JSON.parse(verified.out);
@@ -53,7 +77,9 @@ test('a signed token verifies against the key set in the database and against th
 
   const human = await keyturn('token', 'verify', token, '--key-set', keySet.keySetId);
   expect(human).toMatchObject({ code: 0, err: '' });
-  expect(human.out).toMatch(new RegExp(`^valid: signed by ${activeKid} \\(EdDSA\\), expires \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n`));
+  expect(human.out).toMatch(
+    new RegExp(`^valid: signed by ${activeKid} \\(EdDSA\\), expires \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n`),
+  );
   expect(human.out).toContain('"sub": "user-42"');
 });
 
@@ -71,7 +97,9 @@ test('token sign --json gives the token with the kid, alg and times it was signe
     expiresAt: new Date((json.iat + 60) * 1000).toISOString(),
   });
   expect(signed.out).not.toMatch(/"d"|PRIVATE/);
-  const verified = JSON.parse((await keyturn('token', 'verify', json.token, '--key-set', keySet.keySetId, '--json')).out);
+  const verified = JSON.parse(
+    (await keyturn('token', 'verify', json.token, '--key-set', keySet.keySetId, '--json')).out,
+  );
   expect(verified.header.kid).toBe(activeKid);
 });
 
@@ -83,7 +111,9 @@ test('bad input and bad tokens fail with one line and change nothing', async () 
     err: expect.stringMatching(/^keyturn: token rejected \(ERR_JWS_SIGNATURE_VERIFICATION_FAILED\)/),
   });
   expect((await keyturn('token', 'sign', keySet.keySetId, '--ttl', '2h')).err).toMatch(/exceeds the maxTokenTtl/);
-  expect((await keyturn('token', 'sign', keySet.keySetId, '--claims', '[1]')).err).toMatch(/--claims must be a JSON object/);
+  expect((await keyturn('token', 'sign', keySet.keySetId, '--claims', '[1]')).err).toMatch(
+    /--claims must be a JSON object/,
+  );
   expect((await keyturn('token', 'verify', token)).err).toMatch(/exactly one of --key-set/);
 
   // Once its key is revoked, a token no longer verifies: the key is out of the published set.
@@ -96,5 +126,7 @@ test('bad input and bad tokens fail with one line and change nothing', async () 
   });
   // A new token comes from the key promoted in its place.
   const replacement = (await keyturn('token', 'sign', keySet.keySetId)).out.trim();
-  expect(JSON.parse((await keyturn('token', 'verify', replacement, '--key-set', keySet.keySetId, '--json')).out).header.kid).toBe(nextKid);
+  expect(
+    JSON.parse((await keyturn('token', 'verify', replacement, '--key-set', keySet.keySetId, '--json')).out).header.kid,
+  ).toBe(nextKid);
 });

@@ -9,7 +9,12 @@ import { connectClient } from '../../src/client/connect';
 import { parseKeySetsFile } from '../../src/client/key-sets-file';
 import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { getStateQuery, keySetWorkflowId, SUPERVISOR_SCHEDULE_ID, SUPERVISOR_WORKFLOW_TYPE } from '../../src/workflows/messages';
+import {
+  getStateQuery,
+  keySetWorkflowId,
+  SUPERVISOR_SCHEDULE_ID,
+  SUPERVISOR_WORKFLOW_TYPE,
+} from '../../src/workflows/messages';
 import { waitFor } from '../helpers/key-sets';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 
@@ -58,12 +63,18 @@ function apply(text: string, options: { prune?: boolean; dryRun?: boolean } = {}
 async function executions(keySetId: string): Promise<number> {
   const query = `WorkflowId = '${keySetWorkflowId(keySetId)}'`;
   // Visibility lags a little behind the start: wait for the first, then for any straggler.
-  await waitFor(async () => ((await client.workflow.count(query)).count > 0 ? true : undefined), 10_000, `${keySetId} in visibility`, 100);
+  await waitFor(
+    async () => ((await client.workflow.count(query)).count > 0 ? true : undefined),
+    10_000,
+    `${keySetId} in visibility`,
+    100,
+  );
   await new Promise((resolve) => setTimeout(resolve, 500));
   return (await client.workflow.count(query)).count;
 }
 
-const policyOf = async (keySetId: string) => (await client.workflow.getHandle(keySetWorkflowId(keySetId)).query(getStateQuery)).policy;
+const policyOf = async (keySetId: string) =>
+  (await client.workflow.getHandle(keySetWorkflowId(keySetId)).query(getStateQuery)).policy;
 
 async function exists(keySetId: string): Promise<boolean> {
   return client.workflow
@@ -83,7 +94,9 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   const stdout: string[] = [];
   const stderr: string[] = [];
   jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void stdout.push(parts.join(' ')));
-  jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => stderr.push(String(chunk)) > 0);
+  jest
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((chunk: string | Uint8Array) => stderr.push(String(chunk)) > 0);
   const code = await runCli(['apply', '--address', stack.temporalAddress, ...args]);
   jest.restoreAllMocks();
   return { code, stdout: stdout.join('\n'), stderr: stderr.join('') };
@@ -99,8 +112,21 @@ test('applied twice: one workflow per key set, and the second run leaves everyth
   const [a, b] = ids('twice-a', 'twice-b');
   const text = yaml({ [a]: {}, [b]: { algorithm: 'EdDSA' } });
 
-  expect(await apply(text)).toMatchObject({ dryRun: false, created: [a, b], changed: [], unchanged: [], pruned: [], warnings: [] });
-  expect(await apply(text)).toMatchObject({ created: [], changed: [], unchanged: [a, b], schedule: 'unchanged', warnings: [] });
+  expect(await apply(text)).toMatchObject({
+    dryRun: false,
+    created: [a, b],
+    changed: [],
+    unchanged: [],
+    pruned: [],
+    warnings: [],
+  });
+  expect(await apply(text)).toMatchObject({
+    created: [],
+    changed: [],
+    unchanged: [a, b],
+    schedule: 'unchanged',
+    warnings: [],
+  });
 
   expect(await executions(a)).toBe(1);
   expect(await executions(b)).toBe(1);
@@ -120,14 +146,25 @@ test('two applies at once: still one workflow per key set', async () => {
 test('a changed policy is sent to the running workflow and reported with its fields', async () => {
   const [id] = ids('changed');
   await apply(yaml({ [id]: {} }));
-  const file = await fileWith(yaml({ [id]: { rotationPeriod: '10d', gracePeriod: '2d', issuer: 'https://auth.example' } }));
+  const file = await fileWith(
+    yaml({ [id]: { rotationPeriod: '10d', gracePeriod: '2d', issuer: 'https://auth.example' } }),
+  );
 
   const { code, stdout, stderr } = await cli(['-f', file]);
 
   expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   expect(stdout).toContain(`applied ${file} to ${stack.temporalAddress}`);
-  expect(stdout).toMatch(new RegExp(`changed\\s+${id}: rotationPeriod 30d → 10d, gracePeriod 5d → 2d, issuer \\(none\\) → https://auth.example`));
-  expect(await policyOf(id)).toEqual({ ...DEFAULT_POLICY, rotationPeriod: '10d', gracePeriod: '2d', issuer: 'https://auth.example' });
+  expect(stdout).toMatch(
+    new RegExp(
+      `changed\\s+${id}: rotationPeriod 30d → 10d, gracePeriod 5d → 2d, issuer \\(none\\) → https://auth.example`,
+    ),
+  );
+  expect(await policyOf(id)).toEqual({
+    ...DEFAULT_POLICY,
+    rotationPeriod: '10d',
+    gracePeriod: '2d',
+    issuer: 'https://auth.example',
+  });
 
   const again = await cli(['-f', file, '--json']);
   expect(again.code).toBe(0);
@@ -136,12 +173,18 @@ test('a changed policy is sent to the running workflow and reported with its fie
 
 test('two applies at once with different policies: the Update applied last wins, in the workflow and in PostgreSQL alike', async () => {
   const [id] = ids('racing');
-  const [tenDays, twentyDays] = [yaml({ [id]: { rotationPeriod: '10d' } }), yaml({ [id]: { rotationPeriod: '20d', retirement: '2d' } })];
+  const [tenDays, twentyDays] = [
+    yaml({ [id]: { rotationPeriod: '10d' } }),
+    yaml({ [id]: { rotationPeriod: '20d', retirement: '2d' } }),
+  ];
 
   await Promise.all([apply(tenDays), apply(twentyDays)]);
 
   const inWorkflow = await policyOf(id);
-  expect([{ ...DEFAULT_POLICY, rotationPeriod: '10d' }, { ...DEFAULT_POLICY, rotationPeriod: '20d', retirement: '2d' }]).toContainEqual(inWorkflow);
+  expect([
+    { ...DEFAULT_POLICY, rotationPeriod: '10d' },
+    { ...DEFAULT_POLICY, rotationPeriod: '20d', retirement: '2d' },
+  ]).toContainEqual(inWorkflow);
   const stored = await running.db.pool.query('SELECT policy FROM key_sets WHERE id = $1', [id]);
   expect(stored.rows[0].policy).toEqual(inWorkflow);
   expect(await executions(id)).toBe(1);
@@ -150,11 +193,19 @@ test('two applies at once with different policies: the Update applied last wins,
 test('a field left out of the file is removed from the running policy (issuer, publishedAt)', async () => {
   const [id] = ids('removed');
   await apply(yaml({ [id]: { issuer: 'https://auth.example', publishedAt: '["https://cdn.example/jwks.json"]' } }));
-  expect(await policyOf(id)).toMatchObject({ issuer: 'https://auth.example', publishedAt: ['https://cdn.example/jwks.json'] });
+  expect(await policyOf(id)).toMatchObject({
+    issuer: 'https://auth.example',
+    publishedAt: ['https://cdn.example/jwks.json'],
+  });
 
   const report = await apply(yaml({ [id]: {} }));
   expect(report.changed).toEqual([
-    { id, fields: ['issuer', 'publishedAt'], from: { issuer: 'https://auth.example', publishedAt: ['https://cdn.example/jwks.json'] }, to: {} },
+    {
+      id,
+      fields: ['issuer', 'publishedAt'],
+      from: { issuer: 'https://auth.example', publishedAt: ['https://cdn.example/jwks.json'] },
+      to: {},
+    },
   ]);
   expect(report.warnings).toEqual([]);
   expect(await policyOf(id)).toEqual(DEFAULT_POLICY);
@@ -170,7 +221,9 @@ test("a policy above the worker's ceilings is refused by the key set's workflow,
   expect(code).toBe(1);
   expect(stderr.trimEnd()).not.toContain('\n');
   expect(stderr).toContain(`key set "${id}"`);
-  expect(stderr).toContain("maxTokenTtl: 2d is above this deployment's ceiling 1d (KEYTURN_MAX_TOKEN_TTL_CEILING on the worker)");
+  expect(stderr).toContain(
+    "maxTokenTtl: 2d is above this deployment's ceiling 1d (KEYTURN_MAX_TOKEN_TTL_CEILING on the worker)",
+  );
   expect((await running.db.pool.query('SELECT 1 FROM key_sets WHERE id = $1', [id])).rowCount).toBe(0);
 });
 
@@ -224,19 +277,28 @@ test('--dry-run prints the plan and changes nothing', async () => {
 
   expect(await exists(fresh)).toBe(false);
   expect(await policyOf(existing)).toEqual(DEFAULT_POLICY);
-  expect((await client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID).describe()).spec.intervals).toEqual(before.spec.intervals);
+  expect((await client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID).describe()).spec.intervals).toEqual(
+    before.spec.intervals,
+  );
 });
 
 test('the supervisor schedule exists after apply with the interval of the file and overlap SKIP; applying again updates it', async () => {
   const handle = client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID);
-  await handle.delete().catch((error: unknown) => (error instanceof ScheduleNotFoundError ? undefined : Promise.reject(error)));
+  await handle
+    .delete()
+    .catch((error: unknown) => (error instanceof ScheduleNotFoundError ? undefined : Promise.reject(error)));
   const [id] = ids('scheduled');
 
   expect((await apply(yaml({ [id]: {} }))).schedule).toBe('created');
   let schedule = await handle.describe();
   expect(schedule.spec.intervals).toEqual([expect.objectContaining({ every: 5 * 60_000 })]);
   expect(schedule.policies.overlap).toBe('SKIP');
-  expect(schedule.action).toMatchObject({ type: 'startWorkflow', workflowType: SUPERVISOR_WORKFLOW_TYPE, taskQueue: stack.taskQueue, workflowId: SUPERVISOR_WORKFLOW_ID });
+  expect(schedule.action).toMatchObject({
+    type: 'startWorkflow',
+    workflowType: SUPERVISOR_WORKFLOW_TYPE,
+    taskQueue: stack.taskQueue,
+    workflowId: SUPERVISOR_WORKFLOW_ID,
+  });
 
   expect((await apply(yaml({ [id]: {} }, '10m'))).schedule).toBe('updated');
   schedule = await handle.describe();
@@ -256,7 +318,12 @@ test('a key set whose workflow was terminated runs again once the supervisor sch
 
   await client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID).trigger();
 
-  await waitFor(async () => ((await handle.describe()).status.name === 'RUNNING' ? true : undefined), 20_000, 'the restarted workflow', 200);
+  await waitFor(
+    async () => ((await handle.describe()).status.name === 'RUNNING' ? true : undefined),
+    20_000,
+    'the restarted workflow',
+    200,
+  );
   // The new run resumed from PostgreSQL: the same key is active, none was generated.
   expect(await stack.keySets.waitForActiveKid(id)).toBe(activeKid);
   expect((await handle.query(getStateQuery)).keys.map((k) => k.kid)).toEqual([activeKid]);
@@ -277,7 +344,10 @@ test('a file of many key sets: applied concurrently, reported in the file’s or
   expect(lines[9]).toMatch(/^key sets applied: 120 of 120 done \(100%\), [\d.,]+\/s, in \d+ (s|min)$/);
   // Applied again: every one found running, its policy unchanged.
   const again = await cli(['-f', file, '--json']);
-  expect({ code: again.code, lastLine: again.stderr.trimEnd().split('\n').at(-1) }).toEqual({ code: 0, lastLine: expect.stringMatching(/^key sets applied: 120 of 120 done/) });
+  expect({ code: again.code, lastLine: again.stderr.trimEnd().split('\n').at(-1) }).toEqual({
+    code: 0,
+    lastLine: expect.stringMatching(/^key sets applied: 120 of 120 done/),
+  });
   expect(JSON.parse(again.stdout)).toMatchObject({ created: [], changed: [], unchanged: keySets });
   for (const id of keySets.slice(0, 3)) expect(await executions(id)).toBe(1);
 });
@@ -286,7 +356,11 @@ test('--concurrency takes a whole number from 1 to 1000', async () => {
   const file = await fileWith(yaml({ [ids('bounds')[0]]: {} }));
   for (const bad of ['0', '1001', 'many', '2.5']) {
     const { code, stderr } = await cli(['-f', file, '--concurrency', bad]);
-    expect({ bad, code, stderr }).toEqual({ bad, code: 1, stderr: expect.stringContaining('--concurrency <n> takes a whole number from 1 to 1000') });
+    expect({ bad, code, stderr }).toEqual({
+      bad,
+      code: 1,
+      stderr: expect.stringContaining('--concurrency <n> takes a whole number from 1 to 1000'),
+    });
   }
 });
 
@@ -316,16 +390,19 @@ test('--prune decommissions the running key sets the file does not list, once', 
   const relisted = await apply(yaml({ [kept]: {}, [listedAgain]: {} }, '10m'));
   expect(relisted).toMatchObject({ recommissioned: [listedAgain], pruned: [] });
   await stack.keySets.waitForActiveKid(listedAgain);
-  expect((await client.workflow.getHandle(keySetWorkflowId(listedAgain)).query(getStateQuery)).decommissioned).toBeNull();
+  expect(
+    (await client.workflow.getHandle(keySetWorkflowId(listedAgain)).query(getStateQuery)).decommissioned,
+  ).toBeNull();
   const stored = await running.db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [listedAgain]);
   expect(stored.rows[0].decommissioned_at).toBeNull();
 });
 
 async function runningKeySets(): Promise<string[]> {
   const found: string[] = [];
-  for await (const execution of client.workflow.list({ query: `WorkflowType = 'keySetWorkflow' AND ExecutionStatus = 'Running'` })) {
+  for await (const execution of client.workflow.list({
+    query: `WorkflowType = 'keySetWorkflow' AND ExecutionStatus = 'Running'`,
+  })) {
     found.push(execution.workflowId.replace(/^keyset\//, ''));
   }
   return found.sort();
 }
-

@@ -48,7 +48,12 @@ let store: KeyStore;
 beforeAll(async () => {
   running = await startTestDevStack('fleet');
   const { stack, db, kek } = running;
-  config = loadConfig({ KEYTURN_DATA_DIR: running.dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
+  config = loadConfig({
+    KEYTURN_DATA_DIR: running.dataDir,
+    DATABASE_URL: db.url,
+    KEYTURN_KEK: kek,
+    LOG_LEVEL: 'silent',
+  });
   connection = await Connection.connect({ address: stack.temporalAddress });
   client = new Client({ connection, namespace: stack.namespace });
   // Both ways must answer alike, not fast: a loaded machine's worker may take longer than 10 s to answer a query.
@@ -58,7 +63,9 @@ beforeAll(async () => {
 
   // Keys first, through the store as the bootstrap would write them, so that each workflow starts
   // with an active key to resume from instead of bootstrapping: the key sets are ready in seconds.
-  await mapBounded([...ids, unstarted], 16, async (id) => (await KeySetDriver.register(store, id, { ...DEFAULT_POLICY })).rotate());
+  await mapBounded([...ids, unstarted], 16, async (id) =>
+    (await KeySetDriver.register(store, id, { ...DEFAULT_POLICY })).rotate(),
+  );
   await mapBounded(ids, 32, (id) => stack.keySets.start(id, DEFAULT_POLICY));
   await waitFor(
     async () => {
@@ -81,28 +88,46 @@ test('a key row changed outside keyturn is told apart by its fingerprint until i
   const [id] = rewrittenTime;
   const rewritten = async () => (await readKeySetRecords(running.db.pool)).find((r) => r.id === id)!.rewritten;
   expect(await rewritten()).toEqual([]);
-  await running.db.pool.query(`UPDATE signing_keys SET demoted_at = now() WHERE key_set_id = $1 AND state = 'active'`, [id]);
+  await running.db.pool.query(`UPDATE signing_keys SET demoted_at = now() WHERE key_set_id = $1 AND state = 'active'`, [
+    id,
+  ]);
   const [kid] = await rewritten();
   expect(kid).toBeDefined();
-  await running.db.pool.query(`UPDATE signing_keys SET demoted_at = NULL WHERE key_set_id = $1 AND kid = $2`, [id, kid]);
+  await running.db.pool.query(`UPDATE signing_keys SET demoted_at = NULL WHERE key_set_id = $1 AND kid = $2`, [
+    id,
+    kid,
+  ]);
   expect(await rewritten()).toEqual([]);
 });
 
 test('with some key sets broken, the fleet answers of verify, status and the supervisor equal the per-key-set answers', async () => {
   const { db } = running;
   for (const id of terminated) await client.workflow.getHandle(`keyset/${id}`).terminate('fleet test: a workflow gone');
-  for (const id of rewrittenTime) await db.pool.query(`UPDATE signing_keys SET demoted_at = now() WHERE key_set_id = $1 AND state = 'active'`, [id]);
+  for (const id of rewrittenTime)
+    await db.pool.query(`UPDATE signing_keys SET demoted_at = now() WHERE key_set_id = $1 AND state = 'active'`, [id]);
   for (const id of rewrittenJwk) {
     const other = await generateSigningKey('ES256');
-    await db.pool.query(`UPDATE signing_keys SET public_jwk = $2 WHERE key_set_id = $1 AND state = 'active'`, [id, JSON.stringify(other.publicJwk)]);
+    await db.pool.query(`UPDATE signing_keys SET public_jwk = $2 WHERE key_set_id = $1 AND state = 'active'`, [
+      id,
+      JSON.stringify(other.publicJwk),
+    ]);
   }
   // Signing for 40 days under a 30-day rotation period: PostgreSQL alone sees the active key is too old.
   for (const id of rewrittenActivation) {
-    await db.pool.query(`UPDATE signing_keys SET activated_at = activated_at - interval '40 days' WHERE key_set_id = $1 AND state = 'active'`, [id]);
+    await db.pool.query(
+      `UPDATE signing_keys SET activated_at = activated_at - interval '40 days' WHERE key_set_id = $1 AND state = 'active'`,
+      [id],
+    );
   }
   await Promise.all(rotating.map((id) => keySets.rotate(id, { reason: 'fleet drill' })));
   await Promise.all(paused.map((id) => keySets.pause(id, 'fleet maintenance')));
-  await waitFor(async () => ((await Promise.all(paused.map((id) => keySets.getState(id)))).every((s) => s.paused) ? true : undefined), 15_000, 'the pauses', 200);
+  await waitFor(
+    async () =>
+      (await Promise.all(paused.map((id) => keySets.getState(id)))).every((s) => s.paused) ? true : undefined,
+    15_000,
+    'the pauses',
+    200,
+  );
   await waitFor(
     async () => {
       const visible = await keySets.listRunningKeySets();
@@ -116,15 +141,21 @@ test('with some key sets broken, the fleet answers of verify, status and the sup
   const everyId = [...ids, unstarted].sort();
   // Only the broken ones are looked at one by one: the rotating and the paused agree with visibility.
   const reading = await readFleet(keySets, db.pool, now, { keyAgeMs: config.alerts.overdueToleranceMs });
-  expect([...reading.doubts.keys()].sort()).toEqual([...terminated, ...rewrittenTime, ...rewrittenJwk, ...rewrittenActivation, unstarted].sort());
+  expect([...reading.doubts.keys()].sort()).toEqual(
+    [...terminated, ...rewrittenTime, ...rewrittenJwk, ...rewrittenActivation, unstarted].sort(),
+  );
 
   // verify
   const perKeySet = await verifyKeySets(keySets, database, everyId, { now: () => now });
   const fleet = await verifyFleet(keySets, database, { now: () => now });
   expect(fleet).toEqual(perKeySet);
   const failing = perKeySet.filter((r) => r.problem !== null || r.violations.length > 0).map((r) => r.keySetId);
-  expect(failing).toEqual(expect.arrayContaining([...rewrittenTime, ...rewrittenJwk, ...rewrittenActivation, unstarted]));
-  expect(fleet.find((r) => r.keySetId === rewrittenTime[0])!.violations).toEqual([expect.objectContaining({ code: 'TIME_MISMATCH' })]);
+  expect(failing).toEqual(
+    expect.arrayContaining([...rewrittenTime, ...rewrittenJwk, ...rewrittenActivation, unstarted]),
+  );
+  expect(fleet.find((r) => r.keySetId === rewrittenTime[0])!.violations).toEqual([
+    expect.objectContaining({ code: 'TIME_MISMATCH' }),
+  ]);
   expect(fleet.find((r) => r.keySetId === rewrittenJwk[0])!.violations.map((v) => v.code)).toContain('KID_MISMATCH');
   expect(fleet.find((r) => r.keySetId === rewrittenActivation[0])!.violations.map((v) => v.code)).toEqual(
     expect.arrayContaining(['TIME_MISMATCH', 'ACTIVE_KEY_TOO_OLD']),
@@ -151,7 +182,11 @@ test('with some key sets broken, the fleet answers of verify, status and the sup
   const walk = await mapBounded(everyId, 8, async (id) => {
     if (!(await keySets.isRunning(id))) return { id, restart: true, violations: [] };
     const { status, stored } = await settledReading(keySets, store.pool, id);
-    return { id, restart: false, violations: checkInvariants(status, stored, at, { keyAgeMs: config.alerts.overdueToleranceMs }) };
+    return {
+      id,
+      restart: false,
+      violations: checkInvariants(status, stored, at, { keyAgeMs: config.alerts.overdueToleranceMs }),
+    };
   });
   const expected = {
     keySets: everyId.length,
@@ -181,7 +216,13 @@ test('with some key sets broken, the fleet answers of verify, status and the sup
  * What `status` shows of a key set, minus what only the workflow knows to the millisecond: when a
  * pause or a rotation was asked for is the audit event's commit time in a reading from PostgreSQL.
  */
-function shown(status: KeySetStatus): Omit<StatusJson, 'paused' | 'rotation'> & { paused: string | null; rotation: string | null } {
+function shown(
+  status: KeySetStatus,
+): Omit<StatusJson, 'paused' | 'rotation'> & { paused: string | null; rotation: string | null } {
   const json = statusJson(status);
-  return { ...json, paused: json.paused?.reason ?? null, rotation: json.rotation ? `${json.rotation.reason} ${json.rotation.immediately}` : null };
+  return {
+    ...json,
+    paused: json.paused?.reason ?? null,
+    rotation: json.rotation ? `${json.rotation.reason} ${json.rotation.immediately}` : null,
+  };
 }

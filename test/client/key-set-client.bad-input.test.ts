@@ -27,22 +27,29 @@ afterAll(async () => {
   await new Promise((resolve) => listener.close(resolve));
 });
 
-test.each(['.', '..', 'a'.repeat(65), 'ünï', 'a/b', ''])('the id %p is refused by every operation, nothing sent', async (id) => {
-  const operations: [string, () => Promise<unknown>][] = [
-    ['start', () => keySets.start(id, DEFAULT_POLICY)],
-    ['isRunning', () => keySets.isRunning(id)],
-    ['getState', () => keySets.getState(id)],
-    ['rotate', () => keySets.rotate(id)],
-    ['requestRotation', () => keySets.requestRotation(id)],
-    ['revoke', () => keySets.revoke(id, 'kid', 'leaked')],
-    ['pause', () => keySets.pause(id, 'maintenance')],
-    ['resume', () => keySets.resume(id)],
-  ];
-  for (const [name, operation] of operations) {
-    await expect(operation().catch((error: unknown) => ({ name, error }))).resolves.toEqual({
-      name,
-      error: expect.objectContaining({ code: 'ERR_KEYSET_ID_INVALID', field: 'keySetId', message: expect.stringContaining('is not a valid key set id') }),
-    });
-  }
-  expect(connections).toBe(0);
-});
+test.each(['.', '..', 'a'.repeat(65), 'ünï', 'a/b', ''])(
+  'the id %p is refused by every operation, nothing sent',
+  async (id) => {
+    const operations: [string, () => Promise<unknown>][] = [
+      ['start', () => keySets.start(id, DEFAULT_POLICY)],
+      ['isRunning', () => keySets.isRunning(id)],
+      ['getState', () => keySets.getState(id)],
+      ['rotate', () => keySets.rotate(id)],
+      ['requestRotation', () => keySets.requestRotation(id)],
+      ['revoke', () => keySets.revoke(id, 'kid', 'leaked')],
+      ['pause', () => keySets.pause(id, 'maintenance')],
+      ['resume', () => keySets.resume(id)],
+    ];
+    for (const [name, operation] of operations) {
+      await expect(operation().catch((error: unknown) => ({ name, error }))).resolves.toEqual({
+        name,
+        error: expect.objectContaining({
+          code: 'ERR_KEYSET_ID_INVALID',
+          field: 'keySetId',
+          message: expect.stringContaining('is not a valid key set id'),
+        }),
+      });
+    }
+    expect(connections).toBe(0);
+  },
+);

@@ -42,7 +42,12 @@ describe('parseKeySetsFile', () => {
       { line: 2, field: 'supervisor.interval', message: expect.stringContaining('shorter than the minimum, 1m') },
       { line: 3, field: 'keySet', message: expect.stringContaining('unknown top-level key') },
       { line: 6, keySetId: 'web', field: 'algorithm', message: expect.stringContaining('"HS256" is not supported') },
-      { line: 7, keySetId: 'web', field: 'gracePeriod', message: expect.stringContaining('gracePeriod >= maxTokenTtl') },
+      {
+        line: 7,
+        keySetId: 'web',
+        field: 'gracePeriod',
+        message: expect.stringContaining('gracePeriod >= maxTokenTtl'),
+      },
       { line: 9, keySetId: 'api', field: 'prepublish', message: expect.stringContaining('prepublish >= jwksMaxAge') },
       { line: 10, keySetId: 'api', field: 'publishedAt[1]', message: '"ftp://no" is not an http(s) URL' },
       { line: 11, keySetId: 'web', field: 'id', message: 'appears more than once (first at line 5)' },
@@ -66,7 +71,9 @@ describe('parseKeySetsFile', () => {
   });
 
   it('reports a key repeated within a key set as a YAML error on its line', () => {
-    const error = problemsOf(['keySets:', '  - id: web', '    rotationPeriod: 7d', '    rotationPeriod: 8d'].join('\n'));
+    const error = problemsOf(
+      ['keySets:', '  - id: web', '    rotationPeriod: 7d', '    rotationPeriod: 8d'].join('\n'),
+    );
     expect(error.problems).toEqual([{ line: 4, field: 'YAML', message: expect.stringContaining('unique') }]);
   });
 
@@ -76,12 +83,21 @@ describe('parseKeySetsFile', () => {
     ['an empty list', 'keySets: []\n', 'lists no key set'],
     ['a scalar', 'hello\n', 'must be a mapping'],
   ])('refuses %s', (_name, text, message) => {
-    expect(problemsOf(text).problems).toEqual([expect.objectContaining({ field: 'keySets', message: expect.stringContaining(message) })]);
+    expect(problemsOf(text).problems).toEqual([
+      expect.objectContaining({ field: 'keySets', message: expect.stringContaining(message) }),
+    ]);
   });
 
   it('fills left-out policy fields from the seed policy, normalises durations, and defaults the supervisor to 5m', () => {
     const file = parseKeySetsFile(
-      ['keySets:', '  - id: default', '  - id: api.v2', '    algorithm: EdDSA', '    rotationPeriod: 168h', '    issuer: https://auth.example'].join('\n'),
+      [
+        'keySets:',
+        '  - id: default',
+        '  - id: api.v2',
+        '    algorithm: EdDSA',
+        '    rotationPeriod: 168h',
+        '    issuer: https://auth.example',
+      ].join('\n'),
       'k.yaml',
     );
     expect(file).toEqual({
@@ -89,13 +105,19 @@ describe('parseKeySetsFile', () => {
       supervisor: { interval: '5m', intervalMs: 300_000 },
       keySets: [
         { id: 'default', policy: { ...DEFAULT_POLICY } },
-        { id: 'api.v2', policy: { ...DEFAULT_POLICY, algorithm: 'EdDSA', rotationPeriod: '7d', issuer: 'https://auth.example' } },
+        {
+          id: 'api.v2',
+          policy: { ...DEFAULT_POLICY, algorithm: 'EdDSA', rotationPeriod: '7d', issuer: 'https://auth.example' },
+        },
       ],
     });
   });
 
   it('takes the supervisor interval from the file', () => {
-    expect(parseKeySetsFile('supervisor:\n  interval: 90m\nkeySets:\n  - id: a\n').supervisor).toEqual({ interval: '90m', intervalMs: 5_400_000 });
+    expect(parseKeySetsFile('supervisor:\n  interval: 90m\nkeySets:\n  - id: a\n').supervisor).toEqual({
+      interval: '90m',
+      intervalMs: 5_400_000,
+    });
   });
 });
 
@@ -125,7 +147,11 @@ describe('loadKeySetsFile', () => {
     const file = path.join(dir, 'bad.yaml');
     await writeFile(file, 'keySets:\n  - id: x\n    maxTokenTtl: 1y\n');
     await expect(loadKeySetsFile(file)).rejects.toMatchObject({
-      message: expect.stringMatching(new RegExp(`^${file.replace(/[.]/g, '\\.')} has 1 problem.*line 3: key set "x" maxTokenTtl: "1y" is not a duration`)),
+      message: expect.stringMatching(
+        new RegExp(
+          `^${file.replace(/[.]/g, '\\.')} has 1 problem.*line 3: key set "x" maxTokenTtl: "1y" is not a duration`,
+        ),
+      ),
     });
   });
 });

@@ -45,10 +45,21 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-tls-'));
   teardown.add('the temporary folder', () => rm(dir, { recursive: true, force: true }));
   certs = await makeTestCertificates(dir);
-  const temporal = await startTemporalDevServer({ dataDir: dir, port: await freePort(), uiPort: await freePort(), logger });
+  const temporal = await startTemporalDevServer({
+    dataDir: dir,
+    port: await freePort(),
+    uiPort: await freePort(),
+    logger,
+  });
   teardown.add('the Temporal dev server', () => temporal.stop());
   temporalAddress = temporal.address;
-  proxy = await startGrpcTlsProxy({ dir, upstream: temporal.address, certificates: certs, apiKey: API_KEY, keyWithoutNamespace: KEY_WITHOUT_NAMESPACE });
+  proxy = await startGrpcTlsProxy({
+    dir,
+    upstream: temporal.address,
+    certificates: certs,
+    apiKey: API_KEY,
+    keyWithoutNamespace: KEY_WITHOUT_NAMESPACE,
+  });
   teardown.add('nginx', () => proxy.stop());
 
   const configFile = path.join(dir, 'temporal.toml');
@@ -113,11 +124,22 @@ test('over mTLS from a TOML profile: apply starts a key set the worker runs, sta
 
   const rotated = await keyturn(profile('mtls'), 'rotate', keySetId, '--reason', 'TLS drill', '--json');
   expect(rotated).toMatchObject({ code: 0, err: '' });
-  expect(JSON.parse(rotated.out)).toEqual({ id: keySetId, kid: expect.any(String), signsAt: expect.any(String), active: false, previousKid: firstKid });
+  expect(JSON.parse(rotated.out)).toEqual({
+    id: keySetId,
+    kid: expect.any(String),
+    signsAt: expect.any(String),
+    active: false,
+    previousKid: firstKid,
+  });
 
   // Through nginx, with the client certificate: the worker's task completions and the CLI's Update.
   const requests = await proxy.mtlsRequests();
-  for (const method of ['RespondWorkflowTaskCompleted', 'RespondActivityTaskCompleted', 'UpdateWorkflowExecution', 'QueryWorkflow']) {
+  for (const method of [
+    'RespondWorkflowTaskCompleted',
+    'RespondActivityTaskCompleted',
+    'UpdateWorkflowExecution',
+    'QueryWorkflow',
+  ]) {
     expect(requests).toContain(`CN=keyturn-worker /temporal.api.workflowservice.v1.WorkflowService/${method}`);
   }
 });
@@ -128,7 +150,12 @@ test("the supervisor's client inside the worker uses the worker's mTLS connectio
     const handle = client.workflow.getHandle(keySetWorkflowId(keySetId));
     await handle.terminate('an operator mistake');
     await client.schedule.getHandle(SUPERVISOR_SCHEDULE_ID).trigger();
-    await waitFor(async () => ((await handle.describe()).status.name === 'RUNNING' ? true : undefined), 20_000, 'the restarted key set', 200);
+    await waitFor(
+      async () => ((await handle.describe()).status.name === 'RUNNING' ? true : undefined),
+      20_000,
+      'the restarted key set',
+      200,
+    );
   } finally {
     await client.connection.close();
   }
@@ -137,17 +164,29 @@ test("the supervisor's client inside the worker uses the worker's mTLS connectio
 test('the temporal CLI reaches the key set with the same profile', async () => {
   const { executable } = await resolveTemporalCli({ allowBuild: false });
   if (executable.type !== 'existing-path') throw new Error('npm pretest provisions the Temporal CLI as a file');
-  const { stdout } = await promisify(execFile)(executable.path, ['workflow', 'describe', '--workflow-id', keySetWorkflowId(keySetId), '--output', 'json'], {
-    env: { ...runnerEnv, ...profile('mtls') },
+  const { stdout } = await promisify(execFile)(
+    executable.path,
+    ['workflow', 'describe', '--workflow-id', keySetWorkflowId(keySetId), '--output', 'json'],
+    {
+      env: { ...runnerEnv, ...profile('mtls') },
+    },
+  );
+  expect(JSON.parse(stdout)).toMatchObject({
+    workflowExecutionInfo: {
+      execution: { workflowId: keySetWorkflowId(keySetId) },
+      status: 'WORKFLOW_EXECUTION_STATUS_RUNNING',
+    },
   });
-  expect(JSON.parse(stdout)).toMatchObject({ workflowExecutionInfo: { execution: { workflowId: keySetWorkflowId(keySetId) }, status: 'WORKFLOW_EXECUTION_STATUS_RUNNING' } });
 });
 
 test('a missing or untrusted client certificate, or an untrusted server, fails with one line naming what to set', async () => {
   const proxied = { TEMPORAL_ADDRESS: proxy.mtlsAddress, TEMPORAL_TLS_SERVER_NAME: certs.serverName };
   const ca = { TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca };
   const client = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.clientCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.clientKey };
-  const stranger = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.strangerCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.strangerKey };
+  const stranger = {
+    TEMPORAL_TLS_CLIENT_CERT_PATH: certs.strangerCert,
+    TEMPORAL_TLS_CLIENT_KEY_PATH: certs.strangerKey,
+  };
   const where = `Temporal at ${proxy.mtlsAddress} (from TEMPORAL_ADDRESS)`;
 
   expect(oneLine(await keyturn({ ...proxied, ...ca }, 'status', keySetId))).toBe(
@@ -175,12 +214,16 @@ test('a missing or untrusted client certificate, or an untrusted server, fails w
     },
     'worker',
   );
-  expect(oneLine(worker)).toMatch(/its TLS certificate is not trusted \(.+\): set TEMPORAL_TLS_SERVER_CA_CERT_PATH to the certificate of the CA that signed it$/);
+  expect(oneLine(worker)).toMatch(
+    /its TLS certificate is not trusted \(.+\): set TEMPORAL_TLS_SERVER_CA_CERT_PATH to the certificate of the CA that signed it$/,
+  );
   const withoutName = temporalTargetFrom(loadConfig({ TEMPORAL_ADDRESS: proxy.mtlsAddress, ...ca, ...client }));
   await expect(connectWorker(withoutName, logger)).rejects.toThrow(
     /: its TLS certificate is not issued to 127\.0\.0\.1 \(.+\): set TEMPORAL_TLS_SERVER_NAME to a name it is issued to$/,
   );
-  await expect(connectWorker(temporalTargetFrom(loadConfig({ TEMPORAL_ADDRESS: proxy.mtlsAddress })), logger)).rejects.toThrow(
+  await expect(
+    connectWorker(temporalTargetFrom(loadConfig({ TEMPORAL_ADDRESS: proxy.mtlsAddress })), logger),
+  ).rejects.toThrow(
     'it expects TLS: set TEMPORAL_TLS=true (and TEMPORAL_TLS_SERVER_CA_CERT_PATH if a private CA signed its certificate)',
   );
 
@@ -192,7 +235,11 @@ test('a missing or untrusted client certificate, or an untrusted server, fails w
 test('a frontend that verifies the client certificate in the TLS handshake, as Temporal does, is told apart too', async () => {
   const frontend = await startHandshakeVerifyingProxy({ upstream: temporalAddress, certificates: certs });
   try {
-    const tls = { TEMPORAL_ADDRESS: frontend.address, TEMPORAL_TLS_SERVER_NAME: certs.serverName, TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca };
+    const tls = {
+      TEMPORAL_ADDRESS: frontend.address,
+      TEMPORAL_TLS_SERVER_NAME: certs.serverName,
+      TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca,
+    };
     const client = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.clientCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.clientKey };
     expect(await keyturn({ ...tls, ...client }, 'status', keySetId, '--json')).toMatchObject({ code: 0, err: '' });
 
@@ -200,7 +247,10 @@ test('a frontend that verifies the client certificate in the TLS handshake, as T
       `cannot connect to Temporal at ${frontend.address} (from TEMPORAL_ADDRESS): it refused the TLS handshake (alert "certificate required"): ` +
         'set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH to a certificate it trusts and its key',
     );
-    const stranger = { TEMPORAL_TLS_CLIENT_CERT_PATH: certs.strangerCert, TEMPORAL_TLS_CLIENT_KEY_PATH: certs.strangerKey };
+    const stranger = {
+      TEMPORAL_TLS_CLIENT_CERT_PATH: certs.strangerCert,
+      TEMPORAL_TLS_CLIENT_KEY_PATH: certs.strangerKey,
+    };
     await expect(connectWorker(temporalTargetFrom(loadConfig({ ...tls, ...stranger })), logger)).rejects.toThrow(
       `cannot connect to Temporal at ${frontend.address} (from TEMPORAL_ADDRESS): it hung up right after the TLS handshake, as on a refused client certificate: ` +
         'set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH to a certificate it trusts and its key',
@@ -217,7 +267,11 @@ test('an API key arrives as `authorization: Bearer …`; without it, with anothe
   await connection.close();
 
   const where = `Temporal at ${proxy.apiKeyAddress} (from TEMPORAL_ADDRESS)`;
-  const withoutKey = { TEMPORAL_ADDRESS: proxy.apiKeyAddress, TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca, TEMPORAL_TLS_SERVER_NAME: certs.serverName };
+  const withoutKey = {
+    TEMPORAL_ADDRESS: proxy.apiKeyAddress,
+    TEMPORAL_TLS_SERVER_CA_CERT_PATH: certs.ca,
+    TEMPORAL_TLS_SERVER_NAME: certs.serverName,
+  };
   expect(oneLine(await keyturn(withoutKey, 'status', keySetId))).toBe(
     `${where} refused keyturn's credentials ("missing or wrong API key"): ` +
       'set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH for mTLS, or TEMPORAL_API_KEY',
@@ -231,7 +285,11 @@ test('an API key arrives as `authorization: Bearer …`; without it, with anothe
   expect(refused.err).not.toContain(wrongKey);
 
   // Accepted by the frontend, refused by the namespace: the first call after connecting fails.
-  const outsider = await keyturn({ ...profile('api-key'), TEMPORAL_API_KEY: KEY_WITHOUT_NAMESPACE }, 'rotate', keySetId);
+  const outsider = await keyturn(
+    { ...profile('api-key'), TEMPORAL_API_KEY: KEY_WITHOUT_NAMESPACE },
+    'rotate',
+    keySetId,
+  );
   expect(oneLine(outsider)).toBe(
     `Temporal at ${proxy.apiKeyAddress} (from the Temporal profile "api-key") refused keyturn access to namespace "default" ("no access to this namespace"): ` +
       'check TEMPORAL_NAMESPACE (or --namespace), and what the client certificate or API key may do there',

@@ -3,7 +3,6 @@ import { SignJWT, calculateJwkThumbprint, importJWK, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { assertPublicOnly, generateSigningKey, toPublicJwk } from '../../src/crypto/generate';
 
-
 const EXPECTED_KTY = { ES256: 'EC', RS256: 'RSA', PS256: 'RSA', EdDSA: 'OKP' } as const;
 
 describe('generateSigningKey', () => {

@@ -12,7 +12,9 @@ const fingerprint = (bytes: Buffer) => createHash('sha256').update(bytes).digest
 
 /** Every printable form of a key that must never show up in output. */
 const revealed = (text: string, ...keys: Buffer[]) =>
-  keys.some((key) => [key.toString('base64'), key.toString('base64url'), key.toString('hex')].some((form) => text.includes(form)));
+  keys.some((key) =>
+    [key.toString('base64'), key.toString('base64url'), key.toString('hex')].some((form) => text.includes(form)),
+  );
 
 function keyturnError(fn: () => unknown): KeyturnError {
   try {

@@ -3,14 +3,17 @@ import { SIGNING_ALGORITHMS } from '../../src/domain/algorithms';
 import { generateSigningKey } from '../../src/crypto/generate';
 import { jwkThumbprint, kidMatches } from '../../src/crypto/kid';
 
-test.each(SIGNING_ALGORITHMS)("%s: the thumbprint is jose's RFC 7638 SHA-256 thumbprint, of the public half of a private JWK too", async (alg) => {
-  const { publicJwk, privateJwk, kid } = await generateSigningKey(alg);
-  const expected = await calculateJwkThumbprint(publicJwk, 'sha256');
-  expect(jwkThumbprint(publicJwk)).toBe(expected);
-  expect(jwkThumbprint(privateJwk)).toBe(expected);
-  expect(kid).toBe(expected);
-  expect(kidMatches(publicJwk, kid)).toBe(true);
-});
+test.each(SIGNING_ALGORITHMS)(
+  "%s: the thumbprint is jose's RFC 7638 SHA-256 thumbprint, of the public half of a private JWK too",
+  async (alg) => {
+    const { publicJwk, privateJwk, kid } = await generateSigningKey(alg);
+    const expected = await calculateJwkThumbprint(publicJwk, 'sha256');
+    expect(jwkThumbprint(publicJwk)).toBe(expected);
+    expect(jwkThumbprint(privateJwk)).toBe(expected);
+    expect(kid).toBe(expected);
+    expect(kidMatches(publicJwk, kid)).toBe(true);
+  },
+);
 
 test("RFC 7638 §3.1's example key has the RFC's thumbprint", () => {
   const jwk = {
@@ -37,6 +40,9 @@ test('a kid that is not the thumbprint does not match: another key, an edited me
   expect(kidMatches(withoutY, a.kid)).toBe(false);
 });
 
-test.each([{}, { kty: 'oct', k: 'c2VjcmV0' }, { kty: 'constructor' }, { kty: 'EC', crv: 'P-256', x: 1, y: 'y' }])('%j has no thumbprint', (jwk) => {
-  expect(jwkThumbprint(jwk)).toBeUndefined();
-});
+test.each([{}, { kty: 'oct', k: 'c2VjcmV0' }, { kty: 'constructor' }, { kty: 'EC', crv: 'P-256', x: 1, y: 'y' }])(
+  '%j has no thumbprint',
+  (jwk) => {
+    expect(jwkThumbprint(jwk)).toBeUndefined();
+  },
+);

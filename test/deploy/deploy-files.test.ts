@@ -72,11 +72,14 @@ const envExample = new Map(
 
 /** What Compose makes of `${NAME}`, `${NAME:-default}` and `${NAME:?message}` with the given variables. */
 function interpolate(value: string | number, vars: Map<string, string>): string {
-  return String(value).replace(/\$\{([A-Za-z0-9_]+)(?::([-?])([^}]*))?\}/g, (_, name: string, op?: string, arg?: string) => {
-    const set = vars.get(name) ?? '';
-    if (op === '?' && set === '') throw new Error(`\${${name}} is required: ${arg}`);
-    return set === '' && op === '-' ? (arg ?? '') : set;
-  });
+  return String(value).replace(
+    /\$\{([A-Za-z0-9_]+)(?::([-?])([^}]*))?\}/g,
+    (_, name: string, op?: string, arg?: string) => {
+      const set = vars.get(name) ?? '';
+      if (op === '?' && set === '') throw new Error(`\${${name}} is required: ${arg}`);
+      return set === '' && op === '-' ? (arg ?? '') : set;
+    },
+  );
 }
 
 /** The variables Compose refuses to start without (`${NAME:?message}`). */
@@ -92,7 +95,9 @@ filledEnv.set('KEYTURN_KEK', randomBytes(32).toString('base64'));
 for (const [name, value] of filledEnv) filledEnv.set(name, interpolate(value, filledEnv));
 
 function environmentOf(name: string): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(v, filledEnv)]));
+  return Object.fromEntries(
+    Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(v, filledEnv)]),
+  );
 }
 
 const SECRETS_DIR = '/run/secrets/';
@@ -109,7 +114,10 @@ function configOf(name: string): Config {
       writeFileSync(path.join(dir, secret), filledEnv.get(compose.secrets[secret].environment!) ?? '', { mode: 0o600 });
     }
     const env = Object.fromEntries(
-      Object.entries(environmentOf(name)).map(([k, v]) => [k, v?.startsWith(SECRETS_DIR) ? path.join(dir, v.slice(SECRETS_DIR.length)) : v]),
+      Object.entries(environmentOf(name)).map(([k, v]) => [
+        k,
+        v?.startsWith(SECRETS_DIR) ? path.join(dir, v.slice(SECRETS_DIR.length)) : v,
+      ]),
     );
     return loadConfig(env);
   } finally {
@@ -119,7 +127,9 @@ function configOf(name: string): Config {
 
 /** Bind mounts (`./host:/container[:ro]`) of a service, as [host path relative to the repo, container path]. */
 function bindMounts(service: Service): [string, string][] {
-  return (service.volumes ?? []).filter((v) => v.startsWith('./')).map((v) => v.split(':').slice(0, 2) as [string, string]);
+  return (service.volumes ?? [])
+    .filter((v) => v.startsWith('./'))
+    .map((v) => v.split(':').slice(0, 2) as [string, string]);
 }
 
 /** The repository file a service sees at `containerPath`, through its bind mounts. */
@@ -131,7 +141,8 @@ function hostPathOf(serviceName: string, containerPath: string): string | undefi
   return undefined;
 }
 
-const flag = (args: string[] | undefined, name: string) => args?.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+const flag = (args: string[] | undefined, name: string) =>
+  args?.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 
 describe('docker-compose.yml', () => {
   it('runs the whole stack', () => {
@@ -154,7 +165,8 @@ describe('docker-compose.yml', () => {
       for (const dependency of Object.keys(service.depends_on ?? {})) {
         expect([name, dependency, dependency in services]).toEqual([name, dependency, true]);
       }
-      for (const secret of service.secrets ?? []) expect([name, secret, secret in compose.secrets]).toEqual([name, secret, true]);
+      for (const secret of service.secrets ?? [])
+        expect([name, secret, secret in compose.secrets]).toEqual([name, secret, true]);
       for (const volume of (service.volumes ?? []).filter((v) => !v.startsWith('./'))) {
         expect([name, volume, volume.split(':')[0] in compose.volumes]).toEqual([name, volume, true]);
       }
@@ -164,12 +176,14 @@ describe('docker-compose.yml', () => {
     expect(services.temporal.depends_on?.['temporal-schema'].condition).toBe('service_completed_successfully');
     expect(services.worker.depends_on?.['temporal-setup'].condition).toBe('service_completed_successfully');
     expect(services.apply.depends_on?.worker.condition).toBe('service_healthy');
-    for (const name of ['worker', 'jwks']) expect(services[name].depends_on?.migrate.condition).toBe('service_completed_successfully');
+    for (const name of ['worker', 'jwks'])
+      expect(services[name].depends_on?.migrate.condition).toBe('service_completed_successfully');
   });
 
   it('mounts files that exist, and tells services to read files that are mounted', () => {
     for (const [name, service] of Object.entries(services)) {
-      for (const [host] of bindMounts(service)) expect([name, host, existsSync(path.join(REPO, host))]).toEqual([name, host, true]);
+      for (const [host] of bindMounts(service))
+        expect([name, host, existsSync(path.join(REPO, host))]).toEqual([name, host, true]);
     }
     const told: [string, string | undefined][] = [
       ['prometheus', flag(services.prometheus.command, '--config.file')],
@@ -204,7 +218,11 @@ describe('docker-compose.yml', () => {
     const src = path.join(REPO, 'src');
     const code = readdirSync(src, { recursive: true, encoding: 'utf8' })
       .filter((file) => file.endsWith('.ts'))
-      .map((file) => readFileSync(path.join(src, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|\s)\/\/.*$/gm, '$1'))
+      .map((file) =>
+        readFileSync(path.join(src, file), 'utf8')
+          .replace(/\/\*[\s\S]*?\*\//g, '')
+          .replace(/(^|\s)\/\/.*$/gm, '$1'),
+      )
       .join('\n');
     // config.ts reads `<NAME>_FILE` for each of its SECRET_VARIABLES.
     const keyturnReads = (variable: string) => {
@@ -235,7 +253,8 @@ describe('docker-compose.yml', () => {
 
   it('gives secrets as files only: no database URL, KEK or webhook URL in any environment', () => {
     for (const [name] of keyturnServices) {
-      for (const variable of SECRET_VARIABLES) expect([name, variable in (services[name].environment ?? {})]).toEqual([name, false]);
+      for (const variable of SECRET_VARIABLES)
+        expect([name, variable in (services[name].environment ?? {})]).toEqual([name, false]);
     }
     const worker = configOf('worker');
     expect(worker.kek).toBe(filledEnv.get('KEYTURN_KEK'));
@@ -247,7 +266,9 @@ describe('docker-compose.yml', () => {
     const [migrate, worker, jwks] = ['migrate', 'worker', 'jwks'].map(configOf);
     expect(jwks.kek).toBeUndefined();
     expect(Object.keys(services.jwks.environment ?? {}).filter((v) => v.startsWith('KEYTURN_KEK'))).toEqual([]);
-    const kekSecrets = Object.entries(compose.secrets).filter(([, s]) => s.environment === 'KEYTURN_KEK').map(([secret]) => secret);
+    const kekSecrets = Object.entries(compose.secrets)
+      .filter(([, s]) => s.environment === 'KEYTURN_KEK')
+      .map(([secret]) => secret);
     expect(services.jwks.secrets?.filter((secret) => kekSecrets.includes(secret))).toEqual([]);
     expect(migrate.kek).toBeUndefined();
 
@@ -270,7 +291,10 @@ describe('docker-compose.yml', () => {
     const jwks = configOf('jwks');
     expect([host, containerPort]).toEqual(['127.0.0.1', String(jwks.jwksPort)]);
     expect(jwks.publicUrl).toBe(`http://localhost:${hostPort}`);
-    const behindProxy = interpolate(services.jwks.environment!.KEYTURN_PUBLIC_URL, new Map([['KEYTURN_PUBLIC_URL', 'https://keys.example.com']]));
+    const behindProxy = interpolate(
+      services.jwks.environment!.KEYTURN_PUBLIC_URL,
+      new Map([['KEYTURN_PUBLIC_URL', 'https://keys.example.com']]),
+    );
     expect(loadConfig({ KEYTURN_PUBLIC_URL: behindProxy }).publicUrl).toBe('https://keys.example.com');
   });
 
@@ -291,7 +315,9 @@ describe('docker-compose.yml', () => {
     expect(services.jwks.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${jwks.jwksPort}/readyz`);
     // Prometheus scrapes what the worker and the JWKS server serve.
     const prometheus = parse(read('deploy/prometheus/prometheus.yml')) as PrometheusConfig;
-    const targets = Object.fromEntries(prometheus.scrape_configs.map((c) => [c.job_name, c.static_configs.flatMap((s) => s.targets)]));
+    const targets = Object.fromEntries(
+      prometheus.scrape_configs.map((c) => [c.job_name, c.static_configs.flatMap((s) => s.targets)]),
+    );
     expect(targets).toMatchObject({
       'keyturn-worker': [`worker:${worker.metricsPort}`],
       'temporal-sdk': [`worker:${worker.sdkMetricsPort}`],
@@ -299,17 +325,23 @@ describe('docker-compose.yml', () => {
     });
     expect(prometheus.alerting.alertmanagers[0].static_configs[0].targets).toEqual(['alertmanager:9093']);
     // Grafana's data source is that Prometheus.
-    const datasources = parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as { datasources: { url: string }[] };
+    const datasources = parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as {
+      datasources: { url: string }[];
+    };
     expect(datasources.datasources.map((d) => d.url)).toEqual(['http://prometheus:9090']);
     // No two services publish the same host port.
-    const published = Object.values(services).flatMap((s) => (s.ports ?? []).map((p) => p.split(':').slice(0, 2).join(':')));
+    const published = Object.values(services).flatMap((s) =>
+      (s.ports ?? []).map((p) => p.split(':').slice(0, 2).join(':')),
+    );
     expect(published.length).toBeGreaterThan(5);
     expect(new Set(published).size).toBe(published.length);
   });
 
   it('creates the databases and roles the services log in with', () => {
     const init = read('deploy/postgres/init-databases.sh');
-    const owners = Object.fromEntries([...init.matchAll(/CREATE DATABASE (\w+) OWNER (\w+)/g)].map((m) => [m[1], m[2]]));
+    const owners = Object.fromEntries(
+      [...init.matchAll(/CREATE DATABASE (\w+) OWNER (\w+)/g)].map((m) => [m[1], m[2]]),
+    );
     const logins = [...init.matchAll(/CREATE ROLE (\w+) LOGIN PASSWORD/g)].map((m) => m[1]);
     // keyturn migrate runs as the owner of keyturn's database; the worker and the JWKS server as roles of their own.
     const url = (name: string) => new URL(configOf(name).databaseUrl!);
@@ -320,7 +352,9 @@ describe('docker-compose.yml', () => {
     // The Temporal server's default database names, which deploy/temporal/setup-schema.sh sets up.
     const temporalUser = services.temporal.environment?.POSTGRES_USER;
     expect([owners.temporal, owners.temporal_visibility]).toEqual([temporalUser, temporalUser]);
-    expect(read('deploy/temporal/setup-schema.sh')).toMatch(/for target in temporal:temporal temporal_visibility:visibility;/);
+    expect(read('deploy/temporal/setup-schema.sh')).toMatch(
+      /for target in temporal:temporal temporal_visibility:visibility;/,
+    );
     expect(read('deploy/temporal/setup-schema.sh')).toContain(`-u ${temporalUser} `);
   });
 
@@ -348,13 +382,28 @@ describe('docker-compose.yml', () => {
     expect([...used].filter((name) => !envExample.has(name))).toEqual([]);
     expect([...envExample.keys()].filter((name) => !used.has(name))).toEqual([]);
     // Required values and delivery secrets are left for the user to fill in.
-    const passwords = ['POSTGRES_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'KEYTURN_DB_PASSWORD', 'KEYTURN_WORKER_DB_PASSWORD', 'KEYTURN_JWKS_DB_PASSWORD'];
+    const passwords = [
+      'POSTGRES_PASSWORD',
+      'TEMPORAL_DB_PASSWORD',
+      'KEYTURN_DB_PASSWORD',
+      'KEYTURN_WORKER_DB_PASSWORD',
+      'KEYTURN_JWKS_DB_PASSWORD',
+    ];
     expect(requiredVars).toEqual(new Set([...passwords, 'GRAFANA_ADMIN_PASSWORD']));
     // The connection URLs are made of those passwords, never written in.
     for (const name of ['KEYTURN_OWNER_DATABASE_URL', 'KEYTURN_WORKER_DATABASE_URL', 'KEYTURN_JWKS_DATABASE_URL']) {
-      expect([name, envExample.get(name)]).toEqual([name, expect.stringMatching(/^postgres:\/\/\w+:\$\{KEYTURN_\w*DB_PASSWORD\}@postgres:5432\/keyturn$/)]);
+      expect([name, envExample.get(name)]).toEqual([
+        name,
+        expect.stringMatching(/^postgres:\/\/\w+:\$\{KEYTURN_\w*DB_PASSWORD\}@postgres:5432\/keyturn$/),
+      ]);
     }
-    for (const name of [...requiredVars, 'KEYTURN_KEK', 'SLACK_WEBHOOK_URL', 'ALERT_WEBHOOK_URL', 'PAGERDUTY_ROUTING_KEY']) {
+    for (const name of [
+      ...requiredVars,
+      'KEYTURN_KEK',
+      'SLACK_WEBHOOK_URL',
+      'ALERT_WEBHOOK_URL',
+      'PAGERDUTY_ROUTING_KEY',
+    ]) {
       expect([name, envExample.get(name)]).toEqual([name, '']);
     }
     // …and the real file stays out of git.
@@ -374,7 +423,10 @@ describe('Dockerfile', () => {
 
   it('builds on Node 20 and runs `keyturn` as an unprivileged user, the worker by default', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
-    expect(instructions.filter((l) => l.startsWith('FROM'))).toEqual(['FROM ${NODE_IMAGE} AS build', 'FROM ${NODE_IMAGE} AS runtime']);
+    expect(instructions.filter((l) => l.startsWith('FROM'))).toEqual([
+      'FROM ${NODE_IMAGE} AS build',
+      'FROM ${NODE_IMAGE} AS runtime',
+    ]);
     const runtime = instructions.slice(instructions.indexOf('FROM ${NODE_IMAGE} AS runtime'));
     expect(runtime.find((l) => l.startsWith('USER'))).toBe('USER node');
     expect(runtime.find((l) => l.startsWith('RUN npm ci'))).toMatch(/--omit=dev/);
@@ -390,7 +442,9 @@ describe('Dockerfile', () => {
     const copied = instructions
       .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
       .flatMap((l) => l.split(/\s+/).slice(1, -1));
-    expect(copied).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'src', 'scripts', 'bin', 'keysets.yaml']));
+    expect(copied).toEqual(
+      expect.arrayContaining(['package.json', 'package-lock.json', 'src', 'scripts', 'bin', 'keysets.yaml']),
+    );
     for (const source of copied) {
       expect([source, existsSync(path.join(REPO, source)), allowed.includes(source)]).toEqual([source, true, true]);
     }
@@ -474,7 +528,8 @@ describe('metricNames', () => {
           '(rate(keyturn_jwks_request_duration_seconds_bucket{code=~"5..", x="a b"}[$__rate_interval])))',
       ),
     ).toEqual(['keyturn_jwks_request_duration_seconds_bucket']);
-    const expr = '(time() - foo_seconds > 600) and on (job, key_set) (bar{state="next"} == 0) or vector(0) unless baz offset 5m';
+    const expr =
+      '(time() - foo_seconds > 600) and on (job, key_set) (bar{state="next"} == 0) or vector(0) unless baz offset 5m';
     expect(metricNames(expr)).toEqual(['foo_seconds', 'bar', 'baz']);
   });
 });
@@ -496,40 +551,48 @@ describe('Prometheus configuration', () => {
     const result = await tool('promtool', ['test', 'rules', 'test/deploy/keyturn.rules.promtool.yml']);
     expect(result).toEqual({ ok: true, output: expect.stringContaining('SUCCESS') });
     // Every alert is exercised there.
-    const tested = new Set([...read('test/deploy/keyturn.rules.promtool.yml').matchAll(/alertname: (\w+)/g)].map((m) => m[1]));
+    const tested = new Set(
+      [...read('test/deploy/keyturn.rules.promtool.yml').matchAll(/alertname: (\w+)/g)].map((m) => m[1]),
+    );
     expect([...tested].sort()).toEqual(alertRules.map((r) => r.alert).sort());
   });
 
   it('has the alerts the runbook explains, each with a severity, a summary and description, and its runbook section', () => {
     const anchors = alertRules.map((rule) => rule.annotations.runbook_url.replace(/^docs\/runbook\.md#/, ''));
-    expect(anchors.sort()).toEqual(
-      [
-        'a-key-does-not-match-its-kid',
-        'database-down',
-        'jwks-down',
-        'jwks-errors',
-        'no-active-key',
-        'no-next-key',
-        'promotion-waits-at-the-propagation-gate',
-        'rotation-failing',
-        'rotation-failing',
-        'rotation-overdue',
-        'supervisor-failing',
-        'supervisor-failing',
-        'the-supervisor-found-a-problem',
-        'the-supervisor-found-a-problem',
-        'worker-down',
-      ],
-    );
+    expect(anchors.sort()).toEqual([
+      'a-key-does-not-match-its-kid',
+      'database-down',
+      'jwks-down',
+      'jwks-errors',
+      'no-active-key',
+      'no-next-key',
+      'promotion-waits-at-the-propagation-gate',
+      'rotation-failing',
+      'rotation-failing',
+      'rotation-overdue',
+      'supervisor-failing',
+      'supervisor-failing',
+      'the-supervisor-found-a-problem',
+      'the-supervisor-found-a-problem',
+      'worker-down',
+    ]);
     for (const rule of alertRules) {
-      expect([rule.alert, rule.annotations.runbook_url]).toEqual([rule.alert, expect.stringMatching(/^docs\/runbook\.md#[a-z-]+$/)]);
+      expect([rule.alert, rule.annotations.runbook_url]).toEqual([
+        rule.alert,
+        expect.stringMatching(/^docs\/runbook\.md#[a-z-]+$/),
+      ]);
       expect([rule.alert, rule.labels.severity]).toEqual([rule.alert, expect.stringMatching(/^(page|warning)$/)]);
       // Each names what is affected: the key set, or the instance for a service that is down or failing
       // (a JWKS server's requests name no key set); the supervisor's rules are about the whole
       // deployment (its rounds run on any worker).
       const names = metricNames(rule.expr);
       if (names.every((name) => name.startsWith('keyturn_supervisor_'))) continue;
-      const byInstance = ['up', 'keyturn_database_up', 'keyturn_jwks_requests_total', 'keyturn_jwks_refused_keys_total'].some((name) => names.includes(name));
+      const byInstance = [
+        'up',
+        'keyturn_database_up',
+        'keyturn_jwks_requests_total',
+        'keyturn_jwks_refused_keys_total',
+      ].some((name) => names.includes(name));
       const subject = byInstance ? '{{ $labels.instance }}' : '{{ $labels.key_set }}';
       expect([rule.alert, rule.annotations.summary]).toEqual([rule.alert, expect.stringContaining(subject)]);
       expect([rule.alert, rule.annotations.description]).toEqual([rule.alert, expect.stringContaining(subject)]);
@@ -538,7 +601,8 @@ describe('Prometheus configuration', () => {
 
   it('queries only metrics keyturn, the Temporal SDK and Prometheus provide', () => {
     for (const rule of alertRules) {
-      for (const name of metricNames(rule.expr)) expect([rule.alert, name, isQueryable(name)]).toEqual([rule.alert, name, true]);
+      for (const name of metricNames(rule.expr))
+        expect([rule.alert, name, isQueryable(name)]).toEqual([rule.alert, name, true]);
     }
   });
 
@@ -547,7 +611,11 @@ describe('Prometheus configuration', () => {
     // GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
     const headings = new Set(
       [...readFileSync(runbook, 'utf8').matchAll(/^#+\s+(.+)$/gm)].map((m) =>
-        m[1].trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-'),
+        m[1]
+          .trim()
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, '')
+          .replace(/ /g, '-'),
       ),
     );
     for (const rule of alertRules) {
@@ -599,7 +667,12 @@ describe('Alertmanager configuration', () => {
     collect(config);
     expect(templates.length).toBeGreaterThanOrEqual(3);
     for (const template of templates) {
-      const result = await tool('amtool', ['template', 'render', '--template.glob=/nonexistent/*.tmpl', `--template.text=${template}`]);
+      const result = await tool('amtool', [
+        'template',
+        'render',
+        '--template.glob=/nonexistent/*.tmpl',
+        `--template.text=${template}`,
+      ]);
       expect([template, result.ok, result.output]).toEqual([template, true, expect.not.stringContaining('error')]);
     }
   });
@@ -611,7 +684,11 @@ describe('Alertmanager configuration', () => {
     const indent = lines[start].indexOf('#');
     let end = start;
     while (end < lines.length && lines[end].startsWith(`${' '.repeat(indent)}# `)) end++;
-    const uncommented = [...lines.slice(0, start), ...lines.slice(start, end).map((line) => line.replace('# ', '')), ...lines.slice(end)];
+    const uncommented = [
+      ...lines.slice(0, start),
+      ...lines.slice(start, end).map((line) => line.replace('# ', '')),
+      ...lines.slice(end),
+    ];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-alertmanager-'));
     try {
       await writeFile(path.join(dir, 'alertmanager.yml'), uncommented.join('\n'));
@@ -648,11 +725,19 @@ describe('Grafana dashboard', () => {
   const substituted = (expr: string) => expr.replace(/\$__rate_interval|\$__range/g, '5m').replace(/\$key_set/g, '.*');
 
   it('is provisioned from the mounted folder, on the provisioned data source', () => {
-    const provider = parse(read('deploy/grafana/provisioning/dashboards/keyturn.yml')) as { providers: { options: { path: string } }[] };
-    expect(hostPathOf('grafana', `${provider.providers[0].options.path}/keyturn.json`)).toBe('deploy/grafana/dashboards/keyturn.json');
-    const provisioned = parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as { datasources: { uid: string }[] };
+    const provider = parse(read('deploy/grafana/provisioning/dashboards/keyturn.yml')) as {
+      providers: { options: { path: string } }[];
+    };
+    expect(hostPathOf('grafana', `${provider.providers[0].options.path}/keyturn.json`)).toBe(
+      'deploy/grafana/dashboards/keyturn.json',
+    );
+    const provisioned = parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as {
+      datasources: { uid: string }[];
+    };
     const datasource = provisioned.datasources[0];
-    const uids = new Set(panels.flatMap((p) => [p.datasource?.uid, ...(p.targets ?? []).map((t) => t.datasource.uid)]).filter(Boolean));
+    const uids = new Set(
+      panels.flatMap((p) => [p.datasource?.uid, ...(p.targets ?? []).map((t) => t.datasource.uid)]).filter(Boolean),
+    );
     expect(uids).toEqual(new Set([datasource.uid]));
   });
 

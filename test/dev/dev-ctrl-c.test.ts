@@ -43,10 +43,35 @@ function pidWith(text: string): number {
 test('SIGINT to the process group stops the worker first, then the dev server and PostgreSQL, with no warning', async () => {
   const ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort() };
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'debug' };
-  for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT', 'KEYTURN_SDK_METRICS_PORT']) delete env[name];
-  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];
+  for (const name of [
+    'DATABASE_URL',
+    'TEMPORAL_ADDRESS',
+    'TEMPORAL_NAMESPACE',
+    'KEYTURN_KEK',
+    'KEYTURN_DATA_DIR',
+    'KEYTURN_PG_PORT',
+    'KEYTURN_SDK_METRICS_PORT',
+  ])
+    delete env[name];
+  const args = [
+    'dev',
+    '--data-dir',
+    dataDir,
+    '--temporal-port',
+    String(ports.temporal),
+    '--ui-port',
+    String(ports.ui),
+    '--pg-port',
+    String(ports.pg),
+    '--port',
+    String(ports.jwks),
+  ];
   // detached: a process group of its own with keyturn as its leader, as a shell's job is.
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const output: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
@@ -54,7 +79,8 @@ test('SIGINT to the process group stops the worker first, then the dev server an
   try {
     const deadline = Date.now() + 90_000;
     while (!output.join('').includes('keyturn is running')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`keyturn dev did not come up:\n${output.join('').slice(-3000)}`);
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`keyturn dev did not come up:\n${output.join('').slice(-3000)}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     const postgres = Number((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);

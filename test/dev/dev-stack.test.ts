@@ -28,7 +28,13 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-'));
   // mkdtemp makes it 0700; run as root, PostgreSQL runs as the `postgres` user and must get through.
   await chmod(dataDir, 0o755);
-  ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort(), sdkMetrics: await freePort() };
+  ports = {
+    pg: await freePort(),
+    temporal: await freePort(),
+    ui: await freePort(),
+    jwks: await freePort(),
+    sdkMetrics: await freePort(),
+  };
 });
 
 afterAll(async () => {
@@ -54,7 +60,9 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
 
   firstActiveKid = await activeKidFromWorkflow(instance);
   // The JWKS server runs inside `keyturn dev` too, serving the default key set.
-  const jwks = (await (await fetch(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+  const jwks = (await (await fetch(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`)).json()) as {
+    keys: { kid: string }[];
+  };
   expect(jwks.keys.map((key) => key.kid)).toEqual([firstActiveKid]);
   expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`);
   expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/metrics`);
@@ -65,7 +73,9 @@ it("serves the worker's and the JWKS server's metrics on one endpoint, and the T
   const metrics = await (await fetch(`http://127.0.0.1:${ports.jwks}/metrics`)).text();
   expect(metrics).toContain('keyturn_keys{key_set="default",state="active"} 1');
   expect(metrics).toContain('keyturn_stored_keys{state="active"} 1');
-  expect(metrics).toMatch(/keyturn_activity_duration_seconds_count\{activity="registerKeySet",outcome="success"\} [1-9]/);
+  expect(metrics).toMatch(
+    /keyturn_activity_duration_seconds_count\{activity="registerKeySet",outcome="success"\} [1-9]/,
+  );
   expect(metrics).toContain('keyturn_jwks_requests_total{key_set="default",code="200"}');
   expect(metrics).toContain('keyturn_rotations_total{key_set="default",trigger="manual"} 0');
   expect(dev!.output.join('')).toContain(`http://127.0.0.1:${ports.sdkMetrics}/metrics`);
@@ -78,7 +88,12 @@ it('refuses a second dev server on the occupied port, naming the port', async ()
   const elsewhere = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-second-'));
   try {
     const logger = createLogger({ level: 'silent' });
-    const outcome = await startTemporalDevServer({ dataDir: elsewhere, port: ports.temporal, uiPort: await freePort(), logger }).then(
+    const outcome = await startTemporalDevServer({
+      dataDir: elsewhere,
+      port: ports.temporal,
+      uiPort: await freePort(),
+      logger,
+    }).then(
       // Started after all: stop it so the run can end, and fail below.
       async (server) => void (await server.stop()),
       (error: Error) => error,
@@ -94,7 +109,8 @@ it('refuses a second dev server on the occupied port, naming the port', async ()
 it('stops cleanly on SIGINT, and a restart on the same data folder has the same active key', async () => {
   expect(await stopDev(dev!)).toBe(0);
   dev = undefined;
-  for (const port of Object.values(ports)) await expect(assertPortFree('127.0.0.1', port, 'test', '')).resolves.toBeUndefined();
+  for (const port of Object.values(ports))
+    await expect(assertPortFree('127.0.0.1', port, 'test', '')).resolves.toBeUndefined();
   await expect(stat(path.join(dataDir, 'instance.json'))).rejects.toMatchObject({ code: 'ENOENT' });
 
   dev = await startDev();
@@ -112,11 +128,39 @@ interface DevProcess {
 /** `keyturn dev` on the test's ports and folder; resolves once it prints that it is running. */
 async function startDev(): Promise<DevProcess> {
   // Every key set's series, so that the metrics test below sees the healthy default key set's.
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics), KEYTURN_METRICS_PER_KEY_SET: 'true' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics),
+    KEYTURN_METRICS_PER_KEY_SET: 'true',
+  };
   // Nothing of the runner's own configuration may redirect it.
-  for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEYTURN_KEK', 'KEYTURN_DATA_DIR', 'KEYTURN_PG_PORT']) delete env[name];
-  const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui), '--pg-port', String(ports.pg), '--port', String(ports.jwks)];
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const name of [
+    'DATABASE_URL',
+    'TEMPORAL_ADDRESS',
+    'TEMPORAL_NAMESPACE',
+    'KEYTURN_KEK',
+    'KEYTURN_DATA_DIR',
+    'KEYTURN_PG_PORT',
+  ])
+    delete env[name];
+  const args = [
+    'dev',
+    '--data-dir',
+    dataDir,
+    '--temporal-port',
+    String(ports.temporal),
+    '--ui-port',
+    String(ports.ui),
+    '--pg-port',
+    String(ports.pg),
+    '--port',
+    String(ports.jwks),
+  ];
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
@@ -143,7 +187,9 @@ async function stopDev(running: DevProcess): Promise<number | null> {
 async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
   const connection = await Connection.connect({ address: instance.temporalAddress });
   try {
-    const handle = new Client({ connection, namespace: instance.namespace }).workflow.getHandle(keySetWorkflowId('default'));
+    const handle = new Client({ connection, namespace: instance.namespace }).workflow.getHandle(
+      keySetWorkflowId('default'),
+    );
     const deadline = Date.now() + 20_000;
     for (;;) {
       const status = await handle.query(getStateQuery).catch(() => undefined);
@@ -152,7 +198,13 @@ async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
         // The Web UI's list can filter on these: kept current by the workflow.
         const description = await handle.describe();
         expect(description.typedSearchAttributes.get(KeySetIdSearchAttribute)).toBe('default');
-        await waitFor(async () => (await handle.describe()).typedSearchAttributes.get(ActiveKidSearchAttribute) === active.kid || undefined, 10_000, 'ActiveKid search attribute', 200);
+        await waitFor(
+          async () =>
+            (await handle.describe()).typedSearchAttributes.get(ActiveKidSearchAttribute) === active.kid || undefined,
+          10_000,
+          'ActiveKid search attribute',
+          200,
+        );
         expect(await description.staticSummary()).toBe('JWT key set default — ES256, rotates every 30d');
         return active.kid;
       }
@@ -167,10 +219,11 @@ async function activeKidFromWorkflow(instance: InstanceInfo): Promise<string> {
 async function activeKidsInDatabase(instance: InstanceInfo): Promise<string[]> {
   const pool = sidePool(instance.databaseUrl!, 1);
   try {
-    const { rows } = await pool.query<{ kid: string }>("SELECT kid FROM signing_keys WHERE key_set_id = 'default' AND state = 'active'");
+    const { rows } = await pool.query<{ kid: string }>(
+      "SELECT kid FROM signing_keys WHERE key_set_id = 'default' AND state = 'active'",
+    );
     return rows.map((row) => row.kid);
   } finally {
     await pool.end();
   }
 }
-

@@ -51,7 +51,9 @@ describe('parseDuration / formatDuration', () => {
   );
 
   test('the field defaults to "duration"', () => {
-    expect(() => parseDuration('soon')).toThrow(expect.objectContaining({ code: 'ERR_DURATION_INVALID', field: 'duration' }));
+    expect(() => parseDuration('soon')).toThrow(
+      expect.objectContaining({ code: 'ERR_DURATION_INVALID', field: 'duration' }),
+    );
   });
 
   test('the longest duration is 100 years: every time planned from a policy stays a date', () => {
@@ -61,7 +63,11 @@ describe('parseDuration / formatDuration', () => {
     for (const value of ['36501d', '99999999d', '999999999999d', '99999999999999999d', `${'9'.repeat(400)}ms`]) {
       expect(durationToMs(value)).toBeUndefined();
       expect(() => parseDuration(value, 'retirement')).toThrow(
-        expect.objectContaining({ code: 'ERR_DURATION_INVALID', field: 'retirement', message: expect.stringContaining('at most 36500d') }),
+        expect.objectContaining({
+          code: 'ERR_DURATION_INVALID',
+          field: 'retirement',
+          message: expect.stringContaining('at most 36500d'),
+        }),
       );
     }
   });

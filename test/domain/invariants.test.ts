@@ -6,7 +6,11 @@ import { DEFAULT_POLICY } from '../../src/domain/policy';
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 0, 1);
 
-const stored = (kid: string, state: StoredKeyRecord['state'], times: Partial<StoredKeyRecord> = {}): StoredKeyRecord => ({
+const stored = (
+  kid: string,
+  state: StoredKeyRecord['state'],
+  times: Partial<StoredKeyRecord> = {},
+): StoredKeyRecord => ({
   kid,
   alg: 'ES256',
   state,
@@ -32,7 +36,10 @@ function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): K
     keys: keys
       .filter((k) => !['destroyed', 'revoked'].includes(k.state))
       // The workflow's view of a stored key: the same fields, absent where the database has null.
-      .map(({ hasPrivateKey: _, thumbprint: __, ...k }) => Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as unknown as KeyTimeline),
+      .map(
+        ({ hasPrivateKey: _, thumbprint: __, ...k }) =>
+          Object.fromEntries(Object.entries(k).filter(([, v]) => v !== null)) as unknown as KeyTimeline,
+      ),
     nextTransition: null,
     rotation: null,
     lastError: null,
@@ -43,7 +50,8 @@ function statusOf(keys: StoredKeyRecord[], extra: Partial<KeySetStatus> = {}): K
 }
 
 const healthy = [stored('a', 'active', { activatedAt: T0 })];
-const codes = (status: KeySetStatus, keys: StoredKeyRecord[], now = T0 + DAY) => checkInvariants(status, keys, now).map((v) => v.code);
+const codes = (status: KeySetStatus, keys: StoredKeyRecord[], now = T0 + DAY) =>
+  checkInvariants(status, keys, now).map((v) => v.code);
 
 test('a healthy key set has no violations', () => {
   expect(codes(statusOf(healthy), healthy)).toEqual([]);
@@ -61,20 +69,35 @@ test('a decommissioned key set winding down needs no active key', () => {
 
 test('the workflow and the database disagree on a state, a time, or which keys exist', () => {
   const workflowView = statusOf([stored('a', 'active', { activatedAt: T0 }), stored('g', 'grace', { demotedAt: T0 })]);
-  const database = [stored('a', 'active', { activatedAt: T0 + 1 }), stored('g', 'retired', { demotedAt: T0 }), stored('x', 'next')];
+  const database = [
+    stored('a', 'active', { activatedAt: T0 + 1 }),
+    stored('g', 'retired', { demotedAt: T0 }),
+    stored('x', 'next'),
+  ];
   expect(codes(workflowView, database).sort()).toEqual(['STATE_MISMATCH', 'TIME_MISMATCH', 'UNKNOWN_TO_WORKFLOW']);
   expect(codes(statusOf([...healthy, stored('n', 'next')]), healthy)).toEqual(['MISSING_FROM_DATABASE']);
 });
 
 test('a destroyed key that kept its private part is reported with its kid', () => {
   const keys = [...healthy, { ...stored('d', 'destroyed'), hasPrivateKey: true }];
-  expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([expect.objectContaining({ code: 'PRIVATE_PART_KEPT', kid: 'd' })]);
+  expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([
+    expect.objectContaining({ code: 'PRIVATE_PART_KEPT', kid: 'd' }),
+  ]);
 });
 
 test('a live key whose kid is not the thumbprint of its stored public key is reported with its kid; a revoked one no longer', () => {
-  const keys = [stored('a', 'active', { activatedAt: T0, thumbprint: 'b' }), stored('n', 'next', { thumbprint: null }), stored('r', 'revoked', { thumbprint: 'x' })];
+  const keys = [
+    stored('a', 'active', { activatedAt: T0, thumbprint: 'b' }),
+    stored('n', 'next', { thumbprint: null }),
+    stored('r', 'revoked', { thumbprint: 'x' }),
+  ];
   expect(checkInvariants(statusOf(keys), keys, T0 + DAY)).toEqual([
-    { code: 'KID_MISMATCH', keySetId: 'ks', kid: 'a', message: "key a (active): its stored public key's RFC 7638 thumbprint is b, not its kid" },
+    {
+      code: 'KID_MISMATCH',
+      keySetId: 'ks',
+      kid: 'a',
+      message: "key a (active): its stored public key's RFC 7638 thumbprint is b, not its kid",
+    },
     {
       code: 'KID_MISMATCH',
       keySetId: 'ks',
@@ -88,18 +111,27 @@ test('a transition overdue beyond the tolerance is reported, unless the key set 
   const overdueAt = T0 + 25 * DAY + 10 * 60_000; // the next key was due on day 25
   expect(codes(statusOf(healthy), healthy, overdueAt)).toEqual(['OVERDUE']);
   expect(codes(statusOf(healthy), healthy, T0 + 25 * DAY + 60_000)).toEqual([]);
-  expect(codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0, requestedBy: 'ops' } }), healthy, overdueAt)).toEqual([]);
+  expect(
+    codes(statusOf(healthy, { paused: { reason: 'freeze', since: T0, requestedBy: 'ops' } }), healthy, overdueAt),
+  ).toEqual([]);
 });
 
 test('an active key signing longer than its rotation period plus the tolerance is reported, paused or not', () => {
   const HOUR = 3_600_000;
   const due = T0 + 30 * DAY; // DEFAULT_POLICY rotates every 30 days
   const tooOld = (status: KeySetStatus, now: number, keyAgeMs?: number) =>
-    checkInvariants(status, healthy, now, keyAgeMs === undefined ? {} : { keyAgeMs }).filter((v) => v.code === 'ACTIVE_KEY_TOO_OLD');
+    checkInvariants(status, healthy, now, keyAgeMs === undefined ? {} : { keyAgeMs }).filter(
+      (v) => v.code === 'ACTIVE_KEY_TOO_OLD',
+    );
 
   expect(tooOld(statusOf(healthy), due + HOUR)).toEqual([]);
   expect(tooOld(statusOf(healthy), due + HOUR + 60_000)).toEqual([
-    { code: 'ACTIVE_KEY_TOO_OLD', keySetId: 'ks', kid: 'a', message: 'key a has signed for 30d 1h, longer than the rotation period 30d plus 1h' },
+    {
+      code: 'ACTIVE_KEY_TOO_OLD',
+      keySetId: 'ks',
+      kid: 'a',
+      message: 'key a has signed for 30d 1h, longer than the rotation period 30d plus 1h',
+    },
   ]);
   expect(tooOld(statusOf(healthy), due + 10 * 60_000, 5 * 60_000)).toHaveLength(1);
 

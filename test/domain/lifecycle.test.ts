@@ -16,13 +16,28 @@ const DAY = 86_400_000;
 const seed = policyTimings(DEFAULT_POLICY);
 const T0 = Date.UTC(2025, 0, 1);
 
-const at = (now: number, more: Partial<LifecycleContext> = {}): LifecycleContext => ({ timings: seed, algorithm: 'ES256', now, ...more });
+const at = (now: number, more: Partial<LifecycleContext> = {}): LifecycleContext => ({
+  timings: seed,
+  algorithm: 'ES256',
+  now,
+  ...more,
+});
 
 /** Applies a transition to a list of keys the way the workflow and the store do, with no I/O. */
 function apply(keys: KeyTimeline[], t: ScheduledTransition, newKid: () => string): KeyTimeline[] {
   switch (t.kind) {
     case 'bootstrap':
-      return [...keys, { kid: newKid(), alg: 'ES256', state: 'active', createdAt: t.at, activatedAt: t.at, tokenTtlMs: seed.maxTokenTtlMs }];
+      return [
+        ...keys,
+        {
+          kid: newKid(),
+          alg: 'ES256',
+          state: 'active',
+          createdAt: t.at,
+          activatedAt: t.at,
+          tokenTtlMs: seed.maxTokenTtlMs,
+        },
+      ];
     case 'generateNext':
       return [...keys, { kid: newKid(), alg: 'ES256', state: 'next', createdAt: t.at }];
     case 'checkPublication':
@@ -97,9 +112,22 @@ describe('nextTransition over 100 days under the seed policy', () => {
 });
 
 describe('nextTransition edge cases', () => {
-  const active = (activatedAt: number, kid = 'a'): KeyTimeline => ({ kid, alg: 'ES256', state: 'active', createdAt: activatedAt, activatedAt });
-  const next = (createdAt: number, more: Partial<KeyTimeline> = {}): KeyTimeline => ({ kid: 'n', alg: 'ES256', state: 'next', createdAt, ...more });
-  const listed = (createdAt: number, listedAt = createdAt) => next(createdAt, { listedAt, promotableAt: listedAt + 15 * MINUTE });
+  const active = (activatedAt: number, kid = 'a'): KeyTimeline => ({
+    kid,
+    alg: 'ES256',
+    state: 'active',
+    createdAt: activatedAt,
+    activatedAt,
+  });
+  const next = (createdAt: number, more: Partial<KeyTimeline> = {}): KeyTimeline => ({
+    kid: 'n',
+    alg: 'ES256',
+    state: 'next',
+    createdAt,
+    ...more,
+  });
+  const listed = (createdAt: number, listedAt = createdAt) =>
+    next(createdAt, { listedAt, promotableAt: listedAt + 15 * MINUTE });
 
   test('no keys at all: bootstrap now', () => {
     expect(nextTransition([], at(T0))).toEqual({ kind: 'bootstrap', at: T0 });
@@ -110,8 +138,14 @@ describe('nextTransition edge cases', () => {
   });
 
   test('a next key not yet listed everywhere is checked, when the gate asks next, and never promoted', () => {
-    expect(nextTransition([active(T0), next(T0 + 25 * DAY)], at(T0 + 31 * DAY))).toEqual({ kind: 'checkPublication', kid: 'n', at: T0 + 31 * DAY });
-    expect(nextTransition([active(T0), next(T0 + 25 * DAY)], at(T0 + 31 * DAY, { publicationCheckAt: T0 + 32 * DAY }))).toEqual({
+    expect(nextTransition([active(T0), next(T0 + 25 * DAY)], at(T0 + 31 * DAY))).toEqual({
+      kind: 'checkPublication',
+      kid: 'n',
+      at: T0 + 31 * DAY,
+    });
+    expect(
+      nextTransition([active(T0), next(T0 + 25 * DAY)], at(T0 + 31 * DAY, { publicationCheckAt: T0 + 32 * DAY })),
+    ).toEqual({
       kind: 'checkPublication',
       kid: 'n',
       at: T0 + 32 * DAY,
@@ -128,19 +162,31 @@ describe('nextTransition edge cases', () => {
   });
 
   test('a next key listed on time is promoted at the end of the active period', () => {
-    expect(nextTransition([active(T0), listed(T0 + 25 * DAY)], at(T0 + 25 * DAY))).toEqual({ kind: 'promote', kid: 'n', at: T0 + 30 * DAY });
+    expect(nextTransition([active(T0), listed(T0 + 25 * DAY)], at(T0 + 25 * DAY))).toEqual({
+      kind: 'promote',
+      kid: 'n',
+      at: T0 + 30 * DAY,
+    });
   });
 
   test('a rotation asked for: a next key is generated at once, and promoted once promotable', () => {
     const rotation = { requestedAt: T0 + 3 * DAY, immediately: false };
-    expect(nextTransition([active(T0)], at(T0 + 3 * DAY, { rotation }))).toEqual({ kind: 'generateNext', at: T0 + 3 * DAY });
+    expect(nextTransition([active(T0)], at(T0 + 3 * DAY, { rotation }))).toEqual({
+      kind: 'generateNext',
+      at: T0 + 3 * DAY,
+    });
     expect(nextTransition([active(T0), listed(T0 + 3 * DAY)], at(T0 + 3 * DAY, { rotation }))).toEqual({
       kind: 'promote',
       kid: 'n',
       at: T0 + 3 * DAY + 15 * MINUTE,
     });
     // Immediately: promoted now, listed or not.
-    expect(nextTransition([active(T0), next(T0 + 3 * DAY)], at(T0 + 3 * DAY, { rotation: { ...rotation, immediately: true } }))).toEqual({
+    expect(
+      nextTransition(
+        [active(T0), next(T0 + 3 * DAY)],
+        at(T0 + 3 * DAY, { rotation: { ...rotation, immediately: true } }),
+      ),
+    ).toEqual({
       kind: 'promote',
       kid: 'n',
       at: T0 + 3 * DAY,
@@ -161,18 +207,42 @@ describe('nextTransition edge cases', () => {
   });
 
   test('no active key and a grace key (its active successor was revoked): bootstrap now', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: T0, activatedAt: T0, demotedAt: T0 + 8 * DAY, graceEndsAt: T0 + 13 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: T0,
+      activatedAt: T0,
+      demotedAt: T0 + 8 * DAY,
+      graceEndsAt: T0 + 13 * DAY,
+    };
     expect(nextTransition([grace], at(T0 + 10 * DAY))).toEqual({ kind: 'bootstrap', at: T0 + 10 * DAY });
   });
 
   test('a grace key retires when its recorded grace ends, whatever the policy says now', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: T0, activatedAt: T0, demotedAt: T0, graceEndsAt: T0 + 7 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: T0,
+      activatedAt: T0,
+      demotedAt: T0,
+      graceEndsAt: T0 + 7 * DAY,
+    };
     expect(nextTransition([grace, active(T0)], at(T0))).toEqual({ kind: 'retire', kid: 'g', at: T0 + 7 * DAY });
   });
 
   test('on equal times the signing-key transition comes before clean-up', () => {
     // The grace key's grace period and the active key's period both end on day 30.
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: T0, activatedAt: T0, demotedAt: T0 + 25 * DAY, graceEndsAt: T0 + 30 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: T0,
+      activatedAt: T0,
+      demotedAt: T0 + 25 * DAY,
+      graceEndsAt: T0 + 30 * DAY,
+    };
     const keys = [grace, active(T0), listed(T0 + 25 * DAY)];
     expect(nextTransition(keys, at(T0 + 26 * DAY))).toEqual({ kind: 'promote', kid: 'n', at: T0 + 30 * DAY });
     // generateNext (day 25) against a destroy due the same instant.
@@ -181,7 +251,15 @@ describe('nextTransition edge cases', () => {
   });
 
   test('an earlier clean-up comes before a later signing-key transition', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: T0, activatedAt: T0, demotedAt: T0, graceEndsAt: T0 + 5 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: T0,
+      activatedAt: T0,
+      demotedAt: T0,
+      graceEndsAt: T0 + 5 * DAY,
+    };
     expect(nextTransition([grace, active(T0)], at(T0))).toEqual({ kind: 'retire', kid: 'g', at: T0 + 5 * DAY });
     const retired: KeyTimeline = { kid: 'r', alg: 'ES256', state: 'retired', createdAt: T0, retiredAt: T0 + 5 * DAY };
     expect(nextTransition([retired, active(T0)], at(T0))).toEqual({ kind: 'destroy', kid: 'r', at: T0 + 6 * DAY });
@@ -202,19 +280,46 @@ describe('the windows keys rely on', () => {
 
   describe('after a policy change, at each state', () => {
     const keys: KeyTimeline[] = [
-      { kid: 'g', alg: 'ES256', state: 'grace', createdAt: T0, activatedAt: T0, tokenTtlMs: HOUR, demotedAt: T0 + 30 * DAY, graceEndsAt: T0 + 35 * DAY },
-      { kid: 'a', alg: 'ES256', state: 'active', createdAt: T0 + 25 * DAY, activatedAt: T0 + 30 * DAY, tokenTtlMs: HOUR },
-      { kid: 'n', alg: 'ES256', state: 'next', createdAt: T0 + 55 * DAY, listedAt: T0 + 55 * DAY, promotableAt: T0 + 55 * DAY + 15 * MINUTE },
+      {
+        kid: 'g',
+        alg: 'ES256',
+        state: 'grace',
+        createdAt: T0,
+        activatedAt: T0,
+        tokenTtlMs: HOUR,
+        demotedAt: T0 + 30 * DAY,
+        graceEndsAt: T0 + 35 * DAY,
+      },
+      {
+        kid: 'a',
+        alg: 'ES256',
+        state: 'active',
+        createdAt: T0 + 25 * DAY,
+        activatedAt: T0 + 30 * DAY,
+        tokenTtlMs: HOUR,
+      },
+      {
+        kid: 'n',
+        alg: 'ES256',
+        state: 'next',
+        createdAt: T0 + 55 * DAY,
+        listedAt: T0 + 55 * DAY,
+        promotableAt: T0 + 55 * DAY + 15 * MINUTE,
+      },
       { kid: 'r', alg: 'ES256', state: 'retired', createdAt: 0, retiredAt: T0 + 29 * DAY },
     ];
 
     test('shorter grace, token lifetime and jwksMaxAge shorten nothing', () => {
-      const shorter = policyTimings(validatePolicy({ gracePeriod: '1h', maxTokenTtl: '10m', jwksMaxAge: '1m', prepublish: '1m' }));
+      const shorter = policyTimings(
+        validatePolicy({ gracePeriod: '1h', maxTokenTtl: '10m', jwksMaxAge: '1m', prepublish: '1m' }),
+      );
       expect(windowsAfterPolicyChange(keys, shorter)).toEqual([]);
     });
 
     test('longer ones lengthen the windows of the keys that rely on them', () => {
-      const longer = policyTimings(validatePolicy({ gracePeriod: '8d', maxTokenTtl: '2h', jwksMaxAge: '1d', prepublish: '6d' }));
+      const longer = policyTimings(
+        validatePolicy({ gracePeriod: '8d', maxTokenTtl: '2h', jwksMaxAge: '1d', prepublish: '6d' }),
+      );
       expect(windowsAfterPolicyChange(keys, longer)).toEqual([
         { kid: 'g', graceEndsAt: T0 + 38 * DAY },
         { kid: 'a', tokenTtlMs: 2 * HOUR },

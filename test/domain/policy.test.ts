@@ -1,5 +1,11 @@
 import { PolicyError } from '../../src/domain/errors';
-import { DEFAULT_POLICY, changedPolicyFields, policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
+import {
+  DEFAULT_POLICY,
+  changedPolicyFields,
+  policyTimings,
+  validatePolicy,
+  type KeySetPolicy,
+} from '../../src/domain/policy';
 
 /** A policy whose whole lifecycle fits in half a minute, for demos and live tests. */
 const SECONDS_POLICY: KeySetPolicy = {
@@ -41,7 +47,11 @@ describe('validatePolicy rejects', () => {
     ['a misspelt field', { rotationperiod: '7d' }, ['rotationperiod']],
     ['an issuer that is not a URL', { issuer: 'keyturn' }, ['issuer']],
     ['an empty publishedAt', { publishedAt: [] }, ['publishedAt']],
-    ['a publishedAt entry that is not a URL', { publishedAt: ['https://a.example/jwks.json', 'ftp://b'] }, ['publishedAt[1]']],
+    [
+      'a publishedAt entry that is not a URL',
+      { publishedAt: ['https://a.example/jwks.json', 'ftp://b'] },
+      ['publishedAt[1]'],
+    ],
     [
       'several faults at once',
       { algorithm: 'none', retirement: '1w', gracePeriod: '1m', prepublish: '1m', colour: 'blue' },
@@ -65,8 +75,12 @@ describe('validatePolicy rejects', () => {
     expect(messages({ prepublish: '10m', jwksMaxAge: '1h' }).prepublish).toEqual(
       expect.stringMatching(/10m.*jwksMaxAge 1h.*prepublish >= jwksMaxAge/),
     );
-    expect(messages({ rotationPeriod: '3d' }).prepublish).toEqual(expect.stringMatching(/5d.*rotationPeriod 3d.*prepublish < rotationPeriod/));
-    expect(messages({ algorithm: 'HS256' }).algorithm).toEqual(expect.stringMatching(/"HS256".*ES256, RS256, PS256, EdDSA/));
+    expect(messages({ rotationPeriod: '3d' }).prepublish).toEqual(
+      expect.stringMatching(/5d.*rotationPeriod 3d.*prepublish < rotationPeriod/),
+    );
+    expect(messages({ algorithm: 'HS256' }).algorithm).toEqual(
+      expect.stringMatching(/"HS256".*ES256, RS256, PS256, EdDSA/),
+    );
     expect(messages({ retirement: '0s' }).retirement).toMatch(/0s.*zero/);
     expect(messages({ retirement: '1w' }).retirement).toMatch(/"1w".*e\.g\. 30d/);
     expect(messages({ rotationperiod: '7d' }).rotationperiod).toMatch(/unknown field.*rotationPeriod/);
@@ -114,7 +128,11 @@ describe('validatePolicy accepts', () => {
 
   test('an issuer and the JWKS URLs a next key must appear at', () => {
     const policy = validatePolicy({ issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
-    expect(policy).toEqual({ ...DEFAULT_POLICY, issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(policy).toEqual({
+      ...DEFAULT_POLICY,
+      issuer: 'https://login.example',
+      publishedAt: ['https://cdn.example/jwks.json'],
+    });
     expect(changedPolicyFields(DEFAULT_POLICY, policy).sort()).toEqual(['issuer', 'publishedAt']);
   });
 
@@ -127,11 +145,16 @@ describe('validatePolicy accepts', () => {
   });
 
   test('partial input is filled from a base', () => {
-    expect(validatePolicy({ rotationPeriod: '1m' }, { base: SECONDS_POLICY })).toEqual({ ...SECONDS_POLICY, rotationPeriod: '1m' });
+    expect(validatePolicy({ rotationPeriod: '1m' }, { base: SECONDS_POLICY })).toEqual({
+      ...SECONDS_POLICY,
+      rotationPeriod: '1m',
+    });
   });
 
   test('durations are normalised to their shortest exact spelling', () => {
-    expect(validatePolicy({ rotationPeriod: '720h', prepublish: '120h', jwksMaxAge: '900s', maxTokenTtl: ' 60m ' })).toEqual({
+    expect(
+      validatePolicy({ rotationPeriod: '720h', prepublish: '120h', jwksMaxAge: '900s', maxTokenTtl: ' 60m ' }),
+    ).toEqual({
       ...DEFAULT_POLICY,
       rotationPeriod: '30d',
       prepublish: '5d',
@@ -146,12 +169,17 @@ describe('validatePolicy accepts', () => {
   });
 
   test('gracePeriod == maxTokenTtl leaves no margin for clock skew, and is refused', () => {
-    expect(policyError({ ...SECONDS_POLICY, gracePeriod: '3s' }).violations.map((v) => v.field)).toEqual(['gracePeriod']);
+    expect(policyError({ ...SECONDS_POLICY, gracePeriod: '3s' }).violations.map((v) => v.field)).toEqual([
+      'gracePeriod',
+    ]);
   });
 
   test('null removes an optional field; left out, it stays as the base has it', () => {
     const base = validatePolicy({ issuer: 'https://login.example', publishedAt: ['https://cdn.example/jwks.json'] });
-    expect(validatePolicy({ issuer: null }, { base })).toEqual({ ...DEFAULT_POLICY, publishedAt: ['https://cdn.example/jwks.json'] });
+    expect(validatePolicy({ issuer: null }, { base })).toEqual({
+      ...DEFAULT_POLICY,
+      publishedAt: ['https://cdn.example/jwks.json'],
+    });
     expect(validatePolicy({ publishedAt: null, issuer: null }, { base })).toEqual(DEFAULT_POLICY);
     expect(validatePolicy({}, { base })).toEqual(base);
   });
@@ -176,12 +204,16 @@ describe('deployment ceilings', () => {
     const error = policyError({ maxTokenTtl: '3650d', gracePeriod: '3651d', rotationPeriod: '1000d' }, { ceilings });
     expect(Object.fromEntries(error.violations.map((v) => [v.field, v.message]))).toEqual({
       maxTokenTtl: "3650d is above this deployment's ceiling 1h (KEYTURN_MAX_TOKEN_TTL_CEILING on the worker)",
-      rotationPeriod: "1000d is above this deployment's ceiling 90d (KEYTURN_MAX_ROTATION_PERIOD_CEILING on the worker)",
+      rotationPeriod:
+        "1000d is above this deployment's ceiling 90d (KEYTURN_MAX_ROTATION_PERIOD_CEILING on the worker)",
     });
   });
 
   test('at the ceiling is allowed; without ceilings nothing is capped', () => {
-    expect(validatePolicy({ maxTokenTtl: '1h', rotationPeriod: '90d' }, { ceilings })).toMatchObject({ maxTokenTtl: '1h', rotationPeriod: '90d' });
+    expect(validatePolicy({ maxTokenTtl: '1h', rotationPeriod: '90d' }, { ceilings })).toMatchObject({
+      maxTokenTtl: '1h',
+      rotationPeriod: '90d',
+    });
     expect(validatePolicy({ maxTokenTtl: '2h', gracePeriod: '6d' })).toMatchObject({ maxTokenTtl: '2h' });
   });
 });

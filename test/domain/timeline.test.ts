@@ -11,7 +11,10 @@ const timings = policyTimings(DEFAULT_POLICY);
 const at = (days: number) => DAY0 + days * DAY;
 
 function days(rows: TimelineRow[]) {
-  return rows.map((row) => ({ kid: row.kid, periods: row.periods.map((p) => [p.phase, p.planned, (p.start - DAY0) / DAY, (p.end - DAY0) / DAY]) }));
+  return rows.map((row) => ({
+    kid: row.kid,
+    periods: row.periods.map((p) => [p.phase, p.planned, (p.start - DAY0) / DAY, (p.end - DAY0) / DAY]),
+  }));
 }
 
 test('a bootstrapped active key: its period so far, the rest planned, and the key to come after it', () => {
@@ -44,23 +47,63 @@ test('a published next key follows the active key: no key to come then', () => {
     { kid: 'A', alg: 'ES256', state: 'active', createdAt: at(-5), activatedAt: at(0) },
   ];
   expect(days(keySetTimeline(keys, timings, at(26)))).toEqual([
-    { kid: 'A', periods: [['next', false, -5, 0], ['active', false, 0, 26], ['active', true, 26, 30], ['grace', true, 30, 35], ['retired', true, 35, 36]] },
-    { kid: 'N', periods: [['next', false, 25, 26], ['next', true, 26, 30], ['active', true, 30, 60], ['grace', true, 60, 65], ['retired', true, 65, 66]] },
+    {
+      kid: 'A',
+      periods: [
+        ['next', false, -5, 0],
+        ['active', false, 0, 26],
+        ['active', true, 26, 30],
+        ['grace', true, 30, 35],
+        ['retired', true, 35, 36],
+      ],
+    },
+    {
+      kid: 'N',
+      periods: [
+        ['next', false, 25, 26],
+        ['next', true, 26, 30],
+        ['active', true, 30, 60],
+        ['grace', true, 60, 65],
+        ['retired', true, 65, 66],
+      ],
+    },
   ]);
 });
 
 test("a grace key ends at its graceEndsAt, which its tokens' lifetime may have lengthened", () => {
   const keys: KeyTimeline[] = [
-    { kid: 'G', alg: 'ES256', state: 'grace', createdAt: at(-35), activatedAt: at(-30), tokenTtlMs: 7 * DAY, demotedAt: at(0), graceEndsAt: at(7) },
+    {
+      kid: 'G',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: at(-35),
+      activatedAt: at(-30),
+      tokenTtlMs: 7 * DAY,
+      demotedAt: at(0),
+      graceEndsAt: at(7),
+    },
     { kid: 'A', alg: 'ES256', state: 'active', createdAt: at(-5), activatedAt: at(0) },
   ];
   const [grace] = days(keySetTimeline(keys, timings, at(3)));
-  expect(grace).toEqual({ kid: 'G', periods: [['next', false, -35, -30], ['active', false, -30, 0], ['grace', false, 0, 3], ['grace', true, 3, 7], ['retired', true, 7, 8]] });
+  expect(grace).toEqual({
+    kid: 'G',
+    periods: [
+      ['next', false, -35, -30],
+      ['active', false, -30, 0],
+      ['grace', false, 0, 3],
+      ['grace', true, 3, 7],
+      ['retired', true, 7, 8],
+    ],
+  });
 });
 
 test('a transition overdue is planned for now, not in the past', () => {
   const keys: KeyTimeline[] = [{ kid: 'A', alg: 'ES256', state: 'active', createdAt: at(0), activatedAt: at(0) }];
   const [active, successor] = days(keySetTimeline(keys, timings, at(40)));
-  expect(active.periods).toEqual([['active', false, 0, 40], ['grace', true, 40, 45], ['retired', true, 45, 46]]);
+  expect(active.periods).toEqual([
+    ['active', false, 0, 40],
+    ['grace', true, 40, 45],
+    ['retired', true, 45, 46],
+  ]);
   expect(successor.periods[0]).toEqual(['next', true, 40, 40 + timings.jwksMaxAgeMs / DAY]);
 });

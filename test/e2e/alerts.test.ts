@@ -27,12 +27,21 @@ let temporal: Connection;
 const log = capturingLogger();
 
 beforeAll(async () => {
-  [slack, webhook, jwks] = await Promise.all([AlertReceiver.start(`/services/${SECRET}`), AlertReceiver.start('/alerts'), startControlledJwks()]);
+  [slack, webhook, jwks] = await Promise.all([
+    AlertReceiver.start(`/services/${SECRET}`),
+    AlertReceiver.start('/alerts'),
+    startControlledJwks(),
+  ]);
   slack.mode = 'hang';
   running = await startTestDevStack('alerts', {
     jwksPort: 0,
     logger: log.logger,
-    env: { SLACK_WEBHOOK_URL: slack.url, ALERT_WEBHOOK_URL: webhook.url, KEYTURN_UI_URL: 'http://ui.test:8233', KEYTURN_ALERT_TIMEOUT: '1s' },
+    env: {
+      SLACK_WEBHOOK_URL: slack.url,
+      ALERT_WEBHOOK_URL: webhook.url,
+      KEYTURN_UI_URL: 'http://ui.test:8233',
+      KEYTURN_ALERT_TIMEOUT: '1s',
+    },
   });
   temporal = await Connection.connect({ address: running.stack.temporalAddress });
 }, 120_000);
@@ -59,10 +68,18 @@ test('with Slack hanging, a promotion held at the gate goes ahead as soon as the
   await keySets.start(KEY_SET, policy);
   const first = await keySets.waitForActiveKid(KEY_SET);
   jwks.kids.add(first);
-  const next = await waitFor(async () => (await keySets.getState(KEY_SET)).keys.find((k) => k.state === 'next')?.kid, 20_000, 'the next key');
+  const next = await waitFor(
+    async () => (await keySets.getState(KEY_SET)).keys.find((k) => k.state === 'next')?.kid,
+    20_000,
+    'the next key',
+  );
 
   // Day 12 s: the promotion is due, the JWKS does not list the next key, and after jwksMaxAge the gate alerts.
-  const [opened] = (await waitFor(() => (webhook.delivered.length > 0 ? webhook.delivered : undefined), 20_000, 'the alert')) as Payload[];
+  const [opened] = (await waitFor(
+    () => (webhook.delivered.length > 0 ? webhook.delivered : undefined),
+    20_000,
+    'the alert',
+  )) as Payload[];
   expect(opened).toMatchObject({ kind: 'opened', status: 'firing', step: 'propagation', kid: next });
   await waitFor(() => (slack.requests.length > 0 ? true : undefined), 5_000, 'a request to Slack');
 
@@ -84,9 +101,15 @@ test('with Slack hanging, a promotion held at the gate goes ahead as soon as the
   // Slack comes back: each message's delivery, retried with backoff since, gets through.
   slack.mode = 'ok';
   const kinds = (list: unknown[]) => (list as Payload[]).map((p) => p.kind).sort();
-  await waitFor(() => (slack.delivered.length >= 2 && webhook.delivered.length >= 2 ? true : undefined), 40_000, 'both messages on both channels');
+  await waitFor(
+    () => (slack.delivered.length >= 2 && webhook.delivered.length >= 2 ? true : undefined),
+    40_000,
+    'both messages on both channels',
+  );
   expect(kinds(webhook.delivered)).toEqual(['opened', 'resolved']);
-  const slackKinds = (slack.delivered as { blocks: { text?: { text: string } }[] }[]).map((m) => m.blocks[0].text!.text);
+  const slackKinds = (slack.delivered as { blocks: { text?: { text: string } }[] }[]).map(
+    (m) => m.blocks[0].text!.text,
+  );
   expect(slackKinds.sort()).toEqual([`✅ Resolved: key set ${KEY_SET}`, `🚨 Alert: key set ${KEY_SET}`]);
   expect(slack.requests.length).toBeGreaterThan(2);
 
@@ -95,7 +118,9 @@ test('with Slack hanging, a promotion held at the gate goes ahead as soon as the
   const metrics = await waitFor(
     async () => {
       const text = await (await fetch(`${running.stack.jwksUrl}/metrics`)).text();
-      const counted = ['slack', 'webhook', 'log'].every((channel) => text.includes(`keyturn_alerts_total{channel="${channel}",outcome="sent"} 2`));
+      const counted = ['slack', 'webhook', 'log'].every((channel) =>
+        text.includes(`keyturn_alerts_total{channel="${channel}",outcome="sent"} 2`),
+      );
       return counted ? text : undefined;
     },
     10_000,
@@ -105,7 +130,10 @@ test('with Slack hanging, a promotion held at the gate goes ahead as soon as the
   // The Slack URL is a secret: not in the logs, the metrics, or any history.
   const client = new Client({ connection: temporal, namespace: running.stack.namespace });
   const deliveries = [1, 2].map((n) => client.workflow.getHandle(`alert/${opened.incidentId}/${n}`));
-  const histories = await Promise.all([historyText(client.workflow.getHandle(keySetWorkflowId(KEY_SET))), ...deliveries.map(historyText)]);
+  const histories = await Promise.all([
+    historyText(client.workflow.getHandle(keySetWorkflowId(KEY_SET))),
+    ...deliveries.map(historyText),
+  ]);
   expect(log.text()).toContain('did not take the firing alert');
   for (const text of [log.text(), metrics, ...histories]) expect(text).not.toContain('s3cr3tSl4ckT0ken');
   await client.workflow.getHandle(keySetWorkflowId(KEY_SET)).terminate('test finished');

@@ -89,7 +89,14 @@ test('through three rotations, every token the key ring issues verifies until it
   const issue = async () => {
     const token = await ring.sign(KEY_SET, { sub: 'user' });
     const { exp } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number };
-    issued.push({ token, kid: decodeProtectedHeader(token).kid!, signedAt: Date.now(), expMs: exp * 1000, verifiedAtStart: false, verifiedAtEnd: false });
+    issued.push({
+      token,
+      kid: decodeProtectedHeader(token).kid!,
+      signedAt: Date.now(),
+      expMs: exp * 1000,
+      verifiedAtStart: false,
+      verifiedAtEnd: false,
+    });
   };
   const verify = async (entry: Issued, moment: string) => {
     verifications += 1;
@@ -97,7 +104,9 @@ test('through three rotations, every token the key ring issues verifies until it
       await verifier.verify(entry.token);
     } catch (error) {
       const left = entry.expMs - Date.now();
-      rejections.push(`${moment}: token of ${entry.kid} with ${left} ms to live: ${(error as { code?: string }).code ?? String(error)}`);
+      rejections.push(
+        `${moment}: token of ${entry.kid} with ${left} ms to live: ${(error as { code?: string }).code ?? String(error)}`,
+      );
     }
   };
   const verifyDue = async () => {
@@ -156,11 +165,14 @@ test('through three rotations, every token the key ring issues verifies until it
 
 test('a token signed by a key that reached retired is rejected', async () => {
   await waitFor(
-    async () => ((await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state === 'grace' ? undefined : true),
+    async () =>
+      (await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state === 'grace' ? undefined : true,
     30_000,
     'the first key to be retired',
   );
-  expect(['retired', 'destroyed']).toContain((await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state);
+  expect(['retired', 'destroyed']).toContain(
+    (await listKeys(store.pool, KEY_SET)).find((k) => k.kid === firstKid)!.state,
+  );
   const verifier = new CachingVerifier(`${jwks.url}/keysets/${KEY_SET}/jwks.json`);
   await expect(verifier.verify(forgedWithFirstKey)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
 }, 60_000);
@@ -172,7 +184,9 @@ test('revoking the active key: its tokens are rejected once the verifier cache r
   await verifier.verify(before); // cached now, with the key still in it
 
   const handle = new Client({ connection: temporal }).workflow.getHandle(keySetWorkflowId(KEY_SET));
-  const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: revokedKid, reason: 'e2e: key compromised' }] });
+  const result = await handle.executeUpdate(revokeKeyUpdate, {
+    args: [{ kid: revokedKid, reason: 'e2e: key compromised' }],
+  });
   const revokedAt = Date.now();
   expect(result).toMatchObject({ revokedKid, previousState: 'active' });
 
@@ -201,15 +215,29 @@ test('changing the algorithm mid-rotation: the new key is published prepublish b
   const traffic = new TokenTraffic(ring, jwks.url, [keySetId], 50);
   try {
     // Once the ES256 next key is published (3 s before the first key's period ends), change to RS256.
-    const old = await waitFor(async () => (await stack.keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined), 15_000, 'the next key');
+    const old = await waitFor(
+      async () =>
+        (await stack.keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined),
+      15_000,
+      'the next key',
+    );
     const handle = new Client({ connection: temporal }).workflow.getHandle(keySetWorkflowId(keySetId));
-    await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: { algorithm: 'RS256' }, requestedBy: 'e2e', reason: 'migrate to RS256' }] });
+    await handle.executeUpdate(updatePolicyUpdate, {
+      args: [{ patch: { algorithm: 'RS256' }, requestedBy: 'e2e', reason: 'migrate to RS256' }],
+    });
 
     const algorithmsSeen = new Set<string>();
     const rsa = await waitFor(
       async () => {
-        const served = (await (await fetch(`${jwks.url}/keysets/${keySetId}/jwks.json`)).json()) as { keys: { alg: string }[] };
-        algorithmsSeen.add(served.keys.map((k) => k.alg).sort().join('+'));
+        const served = (await (await fetch(`${jwks.url}/keysets/${keySetId}/jwks.json`)).json()) as {
+          keys: { alg: string }[];
+        };
+        algorithmsSeen.add(
+          served.keys
+            .map((k) => k.alg)
+            .sort()
+            .join('+'),
+        );
         return (await stack.keySets.getState(keySetId)).keys.find((k) => k.state === 'active' && k.alg === 'RS256');
       },
       30_000,

@@ -23,10 +23,14 @@ beforeAll(async () => {
   running = await startTestDevStack('runbook', { jwksPort: 0 });
   binDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-runbook-bin-'));
   const keyturn = path.join(binDir, 'keyturn');
-  await writeFile(keyturn, `#!/bin/sh\nexec "${process.execPath}" --import tsx "${path.join(REPO, 'test', 'helpers', 'keyturn-from-source.ts')}" "$@"\n`);
+  await writeFile(
+    keyturn,
+    `#!/bin/sh\nexec "${process.execPath}" --import tsx "${path.join(REPO, 'test', 'helpers', 'keyturn-from-source.ts')}" "$@"\n`,
+  );
   await chmod(keyturn, 0o755);
   const { executable } = await resolveTemporalCli({ log: () => undefined });
-  if (executable.type !== 'existing-path') throw new Error('the runbook test runs the temporal CLI as a file: run `npm run temporal:install`');
+  if (executable.type !== 'existing-path')
+    throw new Error('the runbook test runs the temporal CLI as a file: run `npm run temporal:install`');
   const temporal = path.join(binDir, 'temporal');
   await writeFile(temporal, `#!/bin/sh\nexec "${executable.path}" "$@"\n`);
   await chmod(temporal, 0o755);
@@ -95,17 +99,27 @@ test('every command in docs/runbook.md works as written, in order', async () => 
     const run = exported ? await sh(`printf %s ${exported[2]}`, env) : await sh(line, env);
     // An exported value may be a secret (a new KEK): the transcript shows the command only.
     transcript.push(exported ? `$ ${line}` : `$ ${line}\n${run.output}`);
-    if (run.code !== 0) throw new Error(`runbook command failed (exit ${run.code}): ${line}\n\n${transcript.slice(-4).join('\n')}`);
+    if (run.code !== 0)
+      throw new Error(`runbook command failed (exit ${run.code}): ${line}\n\n${transcript.slice(-4).join('\n')}`);
     if (exported) env[exported[1]] = run.output;
   }
   // No command printed a KEK, the first one or one the runbook made.
-  for (const secret of [kek, ...(env.KEYTURN_KEK ?? '').split(',')]) expect(transcript.join('\n')).not.toContain(secret);
+  for (const secret of [kek, ...(env.KEYTURN_KEK ?? '').split(',')])
+    expect(transcript.join('\n')).not.toContain(secret);
 }, 300_000);
 
 test("the runbook's links to its own sections lead somewhere", async () => {
   const markdown = await readFile(RUNBOOK, 'utf8');
   // GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
-  const anchors = new Set([...markdown.matchAll(/^#+\s+(.+)$/gm)].map((m) => m[1].trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+  const anchors = new Set(
+    [...markdown.matchAll(/^#+\s+(.+)$/gm)].map((m) =>
+      m[1]
+        .trim()
+        .toLowerCase()
+        .replace(/[^\w\- ]/g, '')
+        .replace(/ /g, '-'),
+    ),
+  );
   const links = [...markdown.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]);
   expect(links.length).toBeGreaterThan(10);
   expect(links.filter((link) => !anchors.has(link))).toEqual([]);

@@ -20,14 +20,23 @@ let page: Page;
 let activeKid: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)`);
   running = await startTestDevStack('webui');
   stack = running.stack;
   await stack.keySets.start(KEY_SET, DEFAULT_POLICY);
   activeKid = await stack.keySets.waitForActiveKid(KEY_SET);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   await mkdir(ARTIFACTS, { recursive: true });
@@ -50,37 +59,43 @@ function inBrowser(body: () => Promise<void>): () => Promise<void> {
   };
 }
 
-test('the workflow list finds the key set by its KeySetId search attribute', inBrowser(async () => {
-  const query = encodeURIComponent(`KeySetId="${KEY_SET}"`);
-  await page.goto(`${stack.webUiUrl}/namespaces/default/workflows?query=${query}`);
-  await page.getByText(`keyset/${KEY_SET}`, { exact: true }).first().waitFor({ timeout: 30_000 });
-  await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-workflow-list.png') });
-}));
+test(
+  'the workflow list finds the key set by its KeySetId search attribute',
+  inBrowser(async () => {
+    const query = encodeURIComponent(`KeySetId="${KEY_SET}"`);
+    await page.goto(`${stack.webUiUrl}/namespaces/default/workflows?query=${query}`);
+    await page.getByText(`keyset/${KEY_SET}`, { exact: true }).first().waitFor({ timeout: 30_000 });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-workflow-list.png') });
+  }),
+);
 
-test("the workflow page shows the key set's summary, current details and search attributes", inBrowser(async () => {
-  await page.goto(`${stack.webUiUrl}/namespaces/default/workflows/${encodeURIComponent(`keyset/${KEY_SET}`)}`);
-  await page.getByText('User Metadata', { exact: true }).click({ timeout: 30_000 });
-  // Current details come from the running worker (a built-in query); the UI renders them, like the
-  // summary, as Markdown in a sandboxed frame of their own.
-  const details = page.frameLocator('iframe[src*="Active"]');
-  await details.getByText(`Active key: ${activeKid} (ES256)`).waitFor({ timeout: 30_000 });
-  const detailsText = await details.locator('body').innerText();
-  expect(detailsText).toContain('Next transition: generate and publish the next key at');
-  expect(detailsText).toContain('Paused: no');
-  expect(detailsText).toContain('Last error: none');
-  const summary = page.frameLocator('iframe[src*="JWT%20key%20set"]');
-  await summary.getByText(`JWT key set ${KEY_SET} — ES256, rotates every 30d`).waitFor();
-  // Activities and timers carry summaries, so the events read like the lifecycle (a new key set's
-  // first key is made in the activity that loads it).
-  const events = await page.innerText('body');
-  expect(events).toContain('load the keys from PostgreSQL, and make the first key');
-  expect(events).toMatch(/sleep until \d{4}-\d\d-\d\d/);
-  await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-user-metadata.png'), fullPage: true });
+test(
+  "the workflow page shows the key set's summary, current details and search attributes",
+  inBrowser(async () => {
+    await page.goto(`${stack.webUiUrl}/namespaces/default/workflows/${encodeURIComponent(`keyset/${KEY_SET}`)}`);
+    await page.getByText('User Metadata', { exact: true }).click({ timeout: 30_000 });
+    // Current details come from the running worker (a built-in query); the UI renders them, like the
+    // summary, as Markdown in a sandboxed frame of their own.
+    const details = page.frameLocator('iframe[src*="Active"]');
+    await details.getByText(`Active key: ${activeKid} (ES256)`).waitFor({ timeout: 30_000 });
+    const detailsText = await details.locator('body').innerText();
+    expect(detailsText).toContain('Next transition: generate and publish the next key at');
+    expect(detailsText).toContain('Paused: no');
+    expect(detailsText).toContain('Last error: none');
+    const summary = page.frameLocator('iframe[src*="JWT%20key%20set"]');
+    await summary.getByText(`JWT key set ${KEY_SET} — ES256, rotates every 30d`).waitFor();
+    // Activities and timers carry summaries, so the events read like the lifecycle (a new key set's
+    // first key is made in the activity that loads it).
+    const events = await page.innerText('body');
+    expect(events).toContain('load the keys from PostgreSQL, and make the first key');
+    expect(events).toMatch(/sleep until \d{4}-\d\d-\d\d/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-user-metadata.png'), fullPage: true });
 
-  await page.getByText('Search Attributes', { exact: true }).click();
-  await page.getByText(`"ActiveKid": "${activeKid}"`).waitFor({ timeout: 30_000 });
-  const attributes = await page.innerText('body');
-  expect(attributes).toContain(`"KeySetId": "${KEY_SET}"`);
-  expect(attributes).toMatch(/"NextTransitionAt": "\d{4}-\d\d-\d\dT/);
-  await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-search-attributes.png'), fullPage: true });
-}));
+    await page.getByText('Search Attributes', { exact: true }).click();
+    await page.getByText(`"ActiveKid": "${activeKid}"`).waitFor({ timeout: 30_000 });
+    const attributes = await page.innerText('body');
+    expect(attributes).toContain(`"KeySetId": "${KEY_SET}"`);
+    expect(attributes).toMatch(/"NextTransitionAt": "\d{4}-\d\d-\d\dT/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'web-ui-search-attributes.png'), fullPage: true });
+  }),
+);

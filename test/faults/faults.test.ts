@@ -10,12 +10,24 @@ import { parseKekRing } from '../../src/crypto/kek';
 import { policyTimings } from '../../src/domain/policy';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/logger';
-import { decommissionUpdate, keySetWorkflowId, recommissionUpdate, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
+import {
+  decommissionUpdate,
+  keySetWorkflowId,
+  recommissionUpdate,
+  revokeKeyUpdate,
+  updatePolicyUpdate,
+} from '../../src/workflows/messages';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
 import { keySetProblems } from '../helpers/key-set-problems';
 import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
-import { keyturnEnv, runKeyturnProcess, startJwksServer, startWorker, type Deployment } from '../helpers/keyturn-processes';
+import {
+  keyturnEnv,
+  runKeyturnProcess,
+  startJwksServer,
+  startWorker,
+  type Deployment,
+} from '../helpers/keyturn-processes';
 import { ProcessGroup } from '../helpers/processes';
 import { TemporalServer } from '../helpers/temporal-server';
 import { TokenTraffic } from '../helpers/token-traffic';
@@ -65,8 +77,15 @@ let client: Client;
 let ring: KeyRing;
 
 beforeAll(async () => {
-  [postgres, temporal] = await Promise.all([ExternalPostgres.start(infrastructure), TemporalServer.start(infrastructure)]);
-  deployment = { databaseUrl: postgres.url, kek: randomBytes(32).toString('base64'), temporalAddress: temporal.address };
+  [postgres, temporal] = await Promise.all([
+    ExternalPostgres.start(infrastructure),
+    TemporalServer.start(infrastructure),
+  ]);
+  deployment = {
+    databaseUrl: postgres.url,
+    kek: randomBytes(32).toString('base64'),
+    temporalAddress: temporal.address,
+  };
   // As a deployment does: the schema first (the JWKS server only reads its views), then the servers.
   const migrated = await runKeyturnProcess(keyturn, ['migrate'], keyturnEnv({ ...deployment, taskQueue: QUEUE }));
   if (migrated.code !== 0) throw new Error(`keyturn migrate failed: ${migrated.output}`);
@@ -113,25 +132,64 @@ interface Boundary {
 
 const SCHEDULED: Boundary[] = [
   { what: 'generating the next key', kind: 'generate', occurrence: 2, dueMs: rotationPeriodMs - prepublishMs },
-  { what: 'recording that the next key is listed at every JWKS URL', kind: 'publish', occurrence: 1, dueMs: rotationPeriodMs - prepublishMs },
+  {
+    what: 'recording that the next key is listed at every JWKS URL',
+    kind: 'publish',
+    occurrence: 1,
+    dueMs: rotationPeriodMs - prepublishMs,
+  },
   { what: 'promoting the next key', kind: 'promote', occurrence: 2, dueMs: rotationPeriodMs },
-  { what: 'retiring a key at the end of its grace period', kind: 'retire', occurrence: 1, dueMs: rotationPeriodMs + gracePeriodMs },
-  { what: 'destroying a retired key', kind: 'destroy', occurrence: 1, dueMs: rotationPeriodMs + gracePeriodMs + retirementMs },
+  {
+    what: 'retiring a key at the end of its grace period',
+    kind: 'retire',
+    occurrence: 1,
+    dueMs: rotationPeriodMs + gracePeriodMs,
+  },
+  {
+    what: 'destroying a retired key',
+    kind: 'destroy',
+    occurrence: 1,
+    dueMs: rotationPeriodMs + gracePeriodMs + retirementMs,
+  },
 ];
 
 const EVERY_KEY_CHANGE: Boundary[] = [
   { what: "generating a key set's first key", kind: 'generate', occurrence: 1, dueMs: 0 },
   { what: "promoting a key set's first key", kind: 'promote', occurrence: 1, dueMs: 0 },
   ...SCHEDULED,
-  { what: 'revoking the next key', kind: 'revoke', occurrence: 1, dueMs: rotationPeriodMs - prepublishMs, command: revokeNextKey },
-  { what: 'winding a decommissioned key set down', kind: 'wind-down', occurrence: 1, dueMs: 0, command: decommission, ends: true },
+  {
+    what: 'revoking the next key',
+    kind: 'revoke',
+    occurrence: 1,
+    dueMs: rotationPeriodMs - prepublishMs,
+    command: revokeNextKey,
+  },
+  {
+    what: 'winding a decommissioned key set down',
+    kind: 'wind-down',
+    occurrence: 1,
+    dueMs: 0,
+    command: decommission,
+    ends: true,
+  },
 ];
 
 /** The changes the workflow's first read of its keys and the operator commands make, each one a boundary too. */
 const EVERY_COMMAND_CHANGE: Boundary[] = [
-  { what: "registering the key set (the workflow's first read of its keys)", kind: 'register', occurrence: 1, dueMs: 0 },
+  {
+    what: "registering the key set (the workflow's first read of its keys)",
+    kind: 'register',
+    occurrence: 1,
+    dueMs: 0,
+  },
   { what: 'recording a policy change', kind: 'policy', occurrence: 1, dueMs: 0, command: changeRetirement },
-  { what: 'recording a pause (a resume queued behind it)', kind: 'paused', occurrence: 1, dueMs: 0, command: pauseAndResume },
+  {
+    what: 'recording a pause (a resume queued behind it)',
+    kind: 'paused',
+    occurrence: 1,
+    dueMs: 0,
+    command: pauseAndResume,
+  },
   {
     what: 'withdrawing a published next key after an algorithm change',
     kind: 'withdraw',
@@ -139,12 +197,20 @@ const EVERY_COMMAND_CHANGE: Boundary[] = [
     dueMs: rotationPeriodMs - prepublishMs,
     command: changeAlgorithmOnceNextKeyIsListed,
   },
-  { what: 'taking a decommissioned key set back into service', kind: 'recommission', occurrence: 1, dueMs: 0, command: decommissionAndRecommission },
+  {
+    what: 'taking a decommissioned key set back into service',
+    kind: 'recommission',
+    occurrence: 1,
+    dueMs: 0,
+    command: decommissionAndRecommission,
+  },
 ];
 
 /** Sends an Update and returns once the workflow has accepted it: its command may be held up at a fault point. */
 async function accepted<Arg>(keySetId: string, update: UpdateDefinition<unknown, [Arg]>, arg: Arg): Promise<void> {
-  await client.workflow.getHandle(keySetWorkflowId(keySetId)).startUpdate(update, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED });
+  await client.workflow
+    .getHandle(keySetWorkflowId(keySetId))
+    .startUpdate(update, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED });
 }
 
 async function changeRetirement(keySets: KeySetClient, keySetId: string): Promise<void> {
@@ -159,7 +225,12 @@ async function pauseAndResume(keySets: KeySetClient, keySetId: string): Promise<
 }
 
 async function changeAlgorithmOnceNextKeyIsListed(keySets: KeySetClient, keySetId: string): Promise<void> {
-  await waitFor(async () => (await keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined), 30_000, `a listed next key in ${keySetId}`, 100);
+  await waitFor(
+    async () => (await keySets.getState(keySetId)).keys.find((k) => k.state === 'next' && k.listedAt !== undefined),
+    30_000,
+    `a listed next key in ${keySetId}`,
+    100,
+  );
   await accepted(keySetId, updatePolicyUpdate, { patch: { algorithm: 'EdDSA' }, requestedBy: 'fault test' });
 }
 
@@ -199,7 +270,11 @@ const everyCase: KeySetCase[] = [];
 
 /** A key set of its own for each boundary, named after the scenario (`label`) and the boundary. */
 function casesFor(boundaries: readonly Boundary[], taskQueue: string, label: string): KeySetCase[] {
-  const cases = boundaries.map((b) => ({ ...b, taskQueue, keySetId: uniqueKeySetId(`${label}-${b.kind}-${b.occurrence}`) }));
+  const cases = boundaries.map((b) => ({
+    ...b,
+    taskQueue,
+    keySetId: uniqueKeySetId(`${label}-${b.kind}-${b.occurrence}`),
+  }));
   everyCase.push(...cases);
   return cases;
 }
@@ -227,11 +302,15 @@ async function untilRecovered(cases: readonly KeySetCase[], since: number): Prom
   for (const c of cases) {
     await waitFor(
       async () => {
-        if (c.ends) return (await client.workflow.getHandle(keySetWorkflowId(c.keySetId)).describe()).status.name === 'COMPLETED' || undefined;
-        const { rowCount } = await pool.query(`SELECT 1 FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' AND recorded_at > $2`, [
-          c.keySetId,
-          new Date(since),
-        ]);
+        if (c.ends)
+          return (
+            (await client.workflow.getHandle(keySetWorkflowId(c.keySetId)).describe()).status.name === 'COMPLETED' ||
+            undefined
+          );
+        const { rowCount } = await pool.query(
+          `SELECT 1 FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' AND recorded_at > $2`,
+          [c.keySetId, new Date(since)],
+        );
         return rowCount ? true : undefined;
       },
       RECOVERY_TIMEOUT_MS,
@@ -247,24 +326,43 @@ async function untilRecovered(cases: readonly KeySetCase[], since: number): Prom
  * and returns each key set's problems.
  */
 async function conclude(cases: readonly KeySetCase[], traffic: TokenTraffic): Promise<Map<string, string[]>> {
-  const paused = await Promise.allSettled(cases.filter((c) => !c.ends).map(async (c) => (await keySetsOn(c.taskQueue).pause(c.keySetId, 'checked by the fault test'), c)));
+  const paused = await Promise.allSettled(
+    cases
+      .filter((c) => !c.ends)
+      .map(async (c) => (await keySetsOn(c.taskQueue).pause(c.keySetId, 'checked by the fault test'), c)),
+  );
   // A key set the scenario failed before starting has nothing to pause; its problems say so.
   const live = paused.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
   for (const c of live) {
-    await waitFor(async () => ((await keySetsOn(c.taskQueue).getState(c.keySetId)).inFlight === null || undefined), 60_000, `${c.keySetId} to finish its step`, 100);
+    await waitFor(
+      async () => (await keySetsOn(c.taskQueue).getState(c.keySetId)).inFlight === null || undefined,
+      60_000,
+      `${c.keySetId} to finish its step`,
+      100,
+    );
   }
   await traffic.stop();
   const { issued, verifiedBeforeExpiry } = traffic.counts;
   console.log(
     `${cases.length} key sets: ${issued} tokens signed, ${verifiedBeforeExpiry} verified again shortly before they expired` +
-      (traffic.signFailures.length > 0 ? `; signing failed ${traffic.signFailures.length} times, first: ${traffic.signFailures[0]}` : ''),
+      (traffic.signFailures.length > 0
+        ? `; signing failed ${traffic.signFailures.length} times, first: ${traffic.signFailures[0]}`
+        : ''),
   );
-  return new Map(await Promise.all(cases.map(async (c) => [c.keySetId, await keySetProblems(pool, c.keySetId, POLICY, traffic, { woundDown: c.ends })] as const)));
+  return new Map(
+    await Promise.all(
+      cases.map(
+        async (c) =>
+          [c.keySetId, await keySetProblems(pool, c.keySetId, POLICY, traffic, { woundDown: c.ends })] as const,
+      ),
+    ),
+  );
 }
 
 /** The problems the scenario found for `c`; fails if the scenario did not get that far. */
 function outcomeFor(outcome: Map<string, string[]> | undefined, c: KeySetCase): string[] {
-  if (outcome === undefined) throw new Error(`the scenario did not run to its end (see the test before), so ${c.keySetId} was not checked`);
+  if (outcome === undefined)
+    throw new Error(`the scenario did not run to its end (see the test before), so ${c.keySetId} was not checked`);
   return outcome.get(c.keySetId)!;
 }
 
@@ -284,13 +382,27 @@ describe('the worker SIGKILLed at every key change boundary, before and after it
   test('the workers reach every point, are killed there, and fresh workers carry on', async () => {
     const reports = await mkdtemp(path.join(os.tmpdir(), 'keyturn-fault-reports-'));
     const pointsOf = (taskQueue: string): FaultPoint[] =>
-      cases.filter((c) => c.taskQueue === taskQueue).map(({ keySetId, kind, occurrence, at }) => ({ keySetId, kind, occurrence, at }));
+      cases
+        .filter((c) => c.taskQueue === taskQueue)
+        .map(({ keySetId, kind, occurrence, at }) => ({ keySetId, kind, occurrence, at }));
     try {
-      const faulty = await Promise.all(workers.map(([, taskQueue]) => workerOn(taskQueue, faultPointEnv(pointsOf(taskQueue), path.join(reports, taskQueue)))));
-      const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+      const faulty = await Promise.all(
+        workers.map(([, taskQueue]) =>
+          workerOn(taskQueue, faultPointEnv(pointsOf(taskQueue), path.join(reports, taskQueue))),
+        ),
+      );
+      const traffic = new TokenTraffic(
+        ring,
+        jwksUrl,
+        cases.map((c) => c.keySetId),
+      );
       try {
         await startStaggered(cases).started;
-        await Promise.all(workers.map(([, taskQueue]) => waitForFaultPoints(path.join(reports, taskQueue), pointsOf(taskQueue), 90_000)));
+        await Promise.all(
+          workers.map(([, taskQueue]) =>
+            waitForFaultPoints(path.join(reports, taskQueue), pointsOf(taskQueue), 90_000),
+          ),
+        );
         await Promise.all(faulty.map((worker) => worker.kill()));
         const killedAt = Date.now();
         await Promise.all(workers.map(([, taskQueue]) => workerOn(taskQueue)));
@@ -303,9 +415,12 @@ describe('the worker SIGKILLed at every key change boundary, before and after it
     }
   }, 300_000);
 
-  test.each(cases)('killed $at while $what: no token rejected, no key lost or duplicated, every window honoured', (c) => {
-    expect(outcomeFor(outcome, c)).toEqual([]);
-  });
+  test.each(cases)(
+    'killed $at while $what: no token rejected, no key lost or duplicated, every window honoured',
+    (c) => {
+      expect(outcomeFor(outcome, c)).toEqual([]);
+    },
+  );
 });
 
 /** Key sets each reaching one scheduled transition at the same moment, `fault` acting around that moment, until each has promoted a key since. */
@@ -324,7 +439,11 @@ describe('two workers at once', () => {
     const second = workerOn(QUEUE);
     // Awaited once the key sets are started; a failure to start must not go unhandled meanwhile.
     second.catch(() => undefined);
-    const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+    const traffic = new TokenTraffic(
+      ring,
+      jwksUrl,
+      cases.map((c) => c.keySetId),
+    );
     try {
       await acrossTransitions(cases, async () => void (await second));
     } finally {
@@ -338,13 +457,22 @@ describe('two workers at once', () => {
 });
 
 /** An outage of `what` across every scheduled transition: stopped shortly before they fall due, started again later. */
-function outageAcrossTransitions(what: string, label: string, stop: () => Promise<void>, start: () => Promise<void>): void {
+function outageAcrossTransitions(
+  what: string,
+  label: string,
+  stop: () => Promise<void>,
+  start: () => Promise<void>,
+): void {
   describe(`${what} down across transitions`, () => {
     const cases = casesFor(SCHEDULED, QUEUE, label);
     let outcome: Map<string, string[]> | undefined;
 
     test(`${what} stops ${OUTAGE_LEAD_MS} ms before the transitions fall due and starts again ${OUTAGE_MS} ms later`, async () => {
-      const traffic = new TokenTraffic(ring, jwksUrl, cases.map((c) => c.keySetId));
+      const traffic = new TokenTraffic(
+        ring,
+        jwksUrl,
+        cases.map((c) => c.keySetId),
+      );
       try {
         await acrossTransitions(cases, async (dueAt) => {
           await sleep(dueAt - OUTAGE_LEAD_MS - Date.now());
@@ -363,13 +491,28 @@ function outageAcrossTransitions(what: string, label: string, stop: () => Promis
   });
 }
 
-outageAcrossTransitions('PostgreSQL', 'pg', () => postgres.stop(), () => postgres.start());
+outageAcrossTransitions(
+  'PostgreSQL',
+  'pg',
+  () => postgres.stop(),
+  () => postgres.start(),
+);
 // SIGKILLed: Temporal gets no chance to finish anything it was doing.
-outageAcrossTransitions('Temporal', 'temporal', () => temporal.kill(), () => temporal.start());
+outageAcrossTransitions(
+  'Temporal',
+  'temporal',
+  () => temporal.kill(),
+  () => temporal.start(),
+);
 
 describe('once every scenario has run', () => {
   test('keyturn verify, run as an operator runs it, passes for the key sets of every scenario', async () => {
-    const { code, output } = await runKeyturnProcess(keyturn, ['verify', '--json'], keyturnEnv({ ...deployment, taskQueue: QUEUE }, { LOG_LEVEL: 'warn' }), 120_000);
+    const { code, output } = await runKeyturnProcess(
+      keyturn,
+      ['verify', '--json'],
+      keyturnEnv({ ...deployment, taskQueue: QUEUE }, { LOG_LEVEL: 'warn' }),
+      120_000,
+    );
     const json = /^\{"ok".*$/m.exec(output);
     if (!json) throw new Error(`keyturn verify printed no JSON (exit ${code}): ${output}`);
     const { keySets } = JSON.parse(json[0]) as { keySets: { id: string; ok: boolean }[] };

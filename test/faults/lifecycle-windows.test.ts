@@ -14,7 +14,13 @@ const POLICY = validatePolicy({
   clockSkew: '1s',
 });
 
-function event(event: string, kid: string, fromState: string | null, toState: string | null, occurredAt: number): TimedAuditEvent {
+function event(
+  event: string,
+  kid: string,
+  fromState: string | null,
+  toState: string | null,
+  occurredAt: number,
+): TimedAuditEvent {
   return { event, kid, fromState, toState, occurredAt, recordedAt: occurredAt };
 }
 
@@ -42,29 +48,47 @@ test('each window broken is named with its kid and by how much', () => {
     "b became active 4000 ms after it was published, before every verifier's cache (jwksMaxAge 10000 ms) could hold it",
   ]);
   const unlisted = rotation().filter((e) => e.event !== 'published');
-  expect(windowViolations(unlisted, POLICY)).toEqual(['b replaced the active key before it was found at every JWKS URL']);
+  expect(windowViolations(unlisted, POLICY)).toEqual([
+    'b replaced the active key before it was found at every JWKS URL',
+  ]);
   expect(windowViolations(rotation({ retireA: 80_000 }), POLICY)).toEqual([
     'a left the JWKS 20000 ms after its demotion, before its grace period (30000 ms) ended',
   ]);
-  expect(windowViolations(rotation(), POLICY, new Map([['a', 95_000]]))).toEqual(['a left the JWKS 5000 ms before the last token it signed expired']);
+  expect(windowViolations(rotation(), POLICY, new Map([['a', 95_000]]))).toEqual([
+    'a left the JWKS 5000 ms before the last token it signed expired',
+  ]);
   expect(windowViolations(rotation({ destroyA: 100_000 }), POLICY)).toEqual([
     'a was destroyed 10000 ms after its retirement, before its retirement period (15000 ms) ended',
   ]);
 });
 
 test('a second active key and a step taken twice are named', () => {
-  const trail = [...rotation().slice(0, 4), event('promoted', 'b', 'next', 'active', 60_000), event('promoted', 'b', 'next', 'active', 61_000)];
-  expect(windowViolations(trail, POLICY)).toEqual(['a and b were active at once', 'b was promoted twice', 'a and b were active at once']);
+  const trail = [
+    ...rotation().slice(0, 4),
+    event('promoted', 'b', 'next', 'active', 60_000),
+    event('promoted', 'b', 'next', 'active', 61_000),
+  ];
+  expect(windowViolations(trail, POLICY)).toEqual([
+    'a and b were active at once',
+    'b was promoted twice',
+    'a and b were active at once',
+  ]);
 });
 
 test('a replacement after a revocation becomes active at once', () => {
-  const trail = [...rotation().slice(0, 3), event('revoked', 'a', 'active', 'revoked', 40_500), event('promoted', 'b', 'next', 'active', 40_500)];
+  const trail = [
+    ...rotation().slice(0, 3),
+    event('revoked', 'a', 'active', 'revoked', 40_500),
+    event('promoted', 'b', 'next', 'active', 40_500),
+  ];
   expect(windowViolations(trail, POLICY)).toEqual([]);
 });
 
 test('a next key withdrawn before it signed is retired by the withdrawal, and destroyed a retirement period later', () => {
   const withdrawal = [...rotation().slice(0, 4), event('withdrawn', 'b', 'next', 'retired', 45_000)];
-  expect(windowViolations([...withdrawal, event('destroyed', 'b', 'retired', 'destroyed', 60_000)], POLICY)).toEqual([]);
+  expect(windowViolations([...withdrawal, event('destroyed', 'b', 'retired', 'destroyed', 60_000)], POLICY)).toEqual(
+    [],
+  );
   expect(windowViolations([...withdrawal, event('destroyed', 'b', 'retired', 'destroyed', 50_000)], POLICY)).toEqual([
     'b was destroyed 5000 ms after its retirement, before its retirement period (15000 ms) ended',
   ]);

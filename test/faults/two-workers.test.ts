@@ -11,7 +11,13 @@ import { createLogger } from '../../src/logger';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { keySetProblems } from '../helpers/key-set-problems';
 import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
-import { keyturnEnv, runKeyturnProcess, startJwksServer, startWorker, type Deployment } from '../helpers/keyturn-processes';
+import {
+  keyturnEnv,
+  runKeyturnProcess,
+  startJwksServer,
+  startWorker,
+  type Deployment,
+} from '../helpers/keyturn-processes';
 import { ProcessGroup, type SupervisedProcess } from '../helpers/processes';
 import { TemporalServer } from '../helpers/temporal-server';
 import { TokenTraffic } from '../helpers/token-traffic';
@@ -47,8 +53,16 @@ let ring: KeyRing;
 let workers: SupervisedProcess[];
 
 beforeAll(async () => {
-  [postgres, temporal] = await Promise.all([ExternalPostgres.start(infrastructure), TemporalServer.start(infrastructure)]);
-  const base: Deployment = { databaseUrl: postgres.url, kek: randomBytes(32).toString('base64'), temporalAddress: temporal.address, taskQueue: QUEUE };
+  [postgres, temporal] = await Promise.all([
+    ExternalPostgres.start(infrastructure),
+    TemporalServer.start(infrastructure),
+  ]);
+  const base: Deployment = {
+    databaseUrl: postgres.url,
+    kek: randomBytes(32).toString('base64'),
+    temporalAddress: temporal.address,
+    taskQueue: QUEUE,
+  };
   const migrated = await runKeyturnProcess(keyturn, ['migrate'], keyturnEnv(base));
   if (migrated.code !== 0) throw new Error(`keyturn migrate failed: ${migrated.output}`);
   deployment = { ...base, jwksUrl: (await startJwksServer(keyturn, base)).url };
@@ -72,15 +86,18 @@ afterAll(async () => {
 
 /** The key sets whose changes a worker committed, by the audit event lines it logged (the end of its output). */
 function keySetsChangedBy(worker: SupervisedProcess, ids: readonly string[]): string[] {
-  const auditLines = worker.output().split('\n').filter((line) => line.includes('"msg":"audit event"'));
+  const auditLines = worker
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('"msg":"audit event"'));
   return ids.filter((id) => auditLines.some((line) => line.includes(`"keySetId":"${id}"`)));
 }
 
 async function promotionsSince(keySetId: string, since: number): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' AND occurred_at > $2`, [
-    keySetId,
-    new Date(since),
-  ]);
+  const { rows } = await pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM audit_events WHERE key_set_id = $1 AND event = 'promoted' AND occurred_at > $2`,
+    [keySetId, new Date(since)],
+  );
   return Number(rows[0].n);
 }
 
@@ -94,35 +111,55 @@ test('two workers share the key sets, and when one is SIGKILLed mid-run the othe
     const spacingMs = policyTimings(POLICY).rotationPeriodMs / KEY_SETS;
     await Promise.all(ids.map(async (id, i) => (await sleep(i * spacingMs), await keySets.start(id, POLICY))));
     // Mid-run: every key set bootstrapped and into its first rotation, each worker having changed keys of some.
-    await waitFor(async () => ((await Promise.all(ids.map((id) => promotionsSince(id, 0)))).every((n) => n >= 2) || undefined), MID_RUN_TIMEOUT_MS, 'every key set to promote twice', 250);
+    await waitFor(
+      async () => (await Promise.all(ids.map((id) => promotionsSince(id, 0)))).every((n) => n >= 2) || undefined,
+      MID_RUN_TIMEOUT_MS,
+      'every key set to promote twice',
+      250,
+    );
     expect(keySetsChangedBy(doomed, ids).length).toBeGreaterThan(0);
     expect(keySetsChangedBy(survivor, ids).length).toBeGreaterThan(0);
 
     await doomed.kill();
     const killedAt = Date.now();
-    const promotedSinceKill = () => Promise.all(ids.map(async (id) => [id, await promotionsSince(id, killedAt)] as const));
+    const promotedSinceKill = () =>
+      Promise.all(ids.map(async (id) => [id, await promotionsSince(id, killedAt)] as const));
     await waitFor(
-      async () => ((await promotedSinceKill()).every(([, n]) => n >= PROMOTIONS_AFTER_KILL) || undefined),
+      async () => (await promotedSinceKill()).every(([, n]) => n >= PROMOTIONS_AFTER_KILL) || undefined,
       RECOVERY_TIMEOUT_MS,
       `every key set to promote ${PROMOTIONS_AFTER_KILL} keys after the worker was killed`,
       500,
     ).catch(async (error: Error) => {
       const behind = (await promotedSinceKill()).filter(([, n]) => n < PROMOTIONS_AFTER_KILL);
-      throw new Error(`${error.message}; promotions since the kill of those behind: ${behind.map(([id, n]) => `${id} ${n}`).join(', ')}`);
+      throw new Error(
+        `${error.message}; promotions since the kill of those behind: ${behind.map(([id, n]) => `${id} ${n}`).join(', ')}`,
+      );
     });
   } finally {
     // Checked as they stand: paused, each step in flight finished, every token signed verified to its end.
     await Promise.allSettled(ids.map((id) => keySets.pause(id, 'checked by the two-workers test')));
     for (const id of ids) {
-      await waitFor(async () => ((await keySets.getState(id)).inFlight === null || undefined), 60_000, `${id} to finish its step`, 100).catch(() => undefined);
+      await waitFor(
+        async () => (await keySets.getState(id)).inFlight === null || undefined,
+        60_000,
+        `${id} to finish its step`,
+        100,
+      ).catch(() => undefined);
     }
     await traffic.stop();
-    problems = new Map(await Promise.all(ids.map(async (id) => [id, await keySetProblems(pool, id, POLICY, traffic)] as const)));
+    problems = new Map(
+      await Promise.all(ids.map(async (id) => [id, await keySetProblems(pool, id, POLICY, traffic)] as const)),
+    );
   }
   expect(traffic.counts.issued).toBeGreaterThan(0);
   expect([...problems].filter(([, found]) => found.length > 0)).toEqual([]);
 
-  const { code, output } = await runKeyturnProcess(keyturn, ['verify', '--json'], keyturnEnv(deployment, { LOG_LEVEL: 'warn' }), 120_000);
+  const { code, output } = await runKeyturnProcess(
+    keyturn,
+    ['verify', '--json'],
+    keyturnEnv(deployment, { LOG_LEVEL: 'warn' }),
+    120_000,
+  );
   const json = /^\{"ok".*$/m.exec(output);
   if (!json) throw new Error(`keyturn verify printed no JSON (exit ${code}): ${output}`);
   const { keySets: verified } = JSON.parse(json[0]) as { keySets: { id: string; ok: boolean }[] };

@@ -1,4 +1,10 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 
 /** How the receiver answers: 200, a status of your choice (500 for an outage), or never (`hang`). */
@@ -42,7 +48,9 @@ export class AlertReceiver {
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       const chunks: Buffer[] = [];
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
-      request.on('end', () => receiver.receive(request.method ?? '', request.url ?? '', request.headers, Buffer.concat(chunks), response));
+      request.on('end', () =>
+        receiver.receive(request.method ?? '', request.url ?? '', request.headers, Buffer.concat(chunks), response),
+      );
     });
     const sockets = receiver.#sockets;
     server.on('connection', (socket) => {
@@ -68,7 +76,13 @@ export class AlertReceiver {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private receive(method: string, path: string, headers: IncomingHttpHeaders, raw: Buffer, response: ServerResponse): void {
+  private receive(
+    method: string,
+    path: string,
+    headers: IncomingHttpHeaders,
+    raw: Buffer,
+    response: ServerResponse,
+  ): void {
     const text = raw.toString('utf8');
     let body: unknown = text;
     try {

@@ -25,9 +25,21 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
   const serverName = 'temporal.keyturn.test';
   await makeCa(dir, 'ca', 'keyturn test CA');
   await makeCa(dir, 'stranger-ca', 'a CA nobody trusts');
-  await makeLeaf(dir, 'server', 'ca', serverName, `subjectAltName=DNS:${serverName}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  await makeLeaf(
+    dir,
+    'server',
+    'ca',
+    serverName,
+    `subjectAltName=DNS:${serverName}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`,
+  );
   await makeLeaf(dir, 'client', 'ca', 'keyturn-worker', 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');
-  await makeLeaf(dir, 'stranger', 'stranger-ca', 'keyturn-worker', 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');
+  await makeLeaf(
+    dir,
+    'stranger',
+    'stranger-ca',
+    'keyturn-worker',
+    'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n',
+  );
   return {
     ca: file('ca.pem'),
     serverName,
@@ -43,16 +55,52 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
 const NEW_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
 
 async function makeCa(dir: string, name: string, commonName: string): Promise<void> {
-  await run('openssl', ['req', '-x509', ...NEW_KEY, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=${commonName}`], { cwd: dir });
+  await run(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      ...NEW_KEY,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${commonName}`,
+    ],
+    { cwd: dir },
+  );
 }
 
 /** A certificate `ca` signs, with the X.509 v3 extensions rustls (the worker's TLS) insists on. */
 async function makeLeaf(dir: string, name: string, ca: string, commonName: string, extensions: string): Promise<void> {
   await writeFile(path.join(dir, `${name}.ext`), extensions);
-  await run('openssl', ['req', ...NEW_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${commonName}`], { cwd: dir });
   await run(
     'openssl',
-    ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.pem`],
+    ['req', ...NEW_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${commonName}`],
+    { cwd: dir },
+  );
+  await run(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.pem`,
+      '-CAkey',
+      `${ca}.key`,
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.pem`,
+    ],
     { cwd: dir },
   );
 }

@@ -11,8 +11,12 @@ export interface CliRun {
 export async function runKeyturn(...args: string[]): Promise<CliRun> {
   const out: string[] = [];
   const err: string[] = [];
-  const log = jest.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
-  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
+  const log = jest
+    .spyOn(console, 'log')
+    .mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(' ')}\n`));
+  const write = jest
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
   try {
     const code = await runCli(args);
     return { code, out: out.join(''), err: err.join('') };

@@ -17,5 +17,9 @@ export async function startControlledJwks(): Promise<ControlledJwks> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/jwks.json`, kids, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}/jwks.json`,
+    kids,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }

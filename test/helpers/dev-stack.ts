@@ -32,7 +32,13 @@ export async function startTestDevStack(
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `keyturn-${name}-`));
   const db = await createTestDatabase();
   const kek = randomBytes(32).toString('base64');
-  const config = loadConfig({ ...options.env, KEYTURN_DATA_DIR: dataDir, DATABASE_URL: db.url, KEYTURN_KEK: kek, LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    ...options.env,
+    KEYTURN_DATA_DIR: dataDir,
+    DATABASE_URL: db.url,
+    KEYTURN_KEK: kek,
+    LOG_LEVEL: 'silent',
+  });
   const start = async () =>
     startDevStack({
       config,

@@ -61,7 +61,10 @@ if (isMainThread && process.env[FAULT_POINTS_VARIABLE]) {
   (Client.prototype as unknown as { query: Query }).query = function (this: Client, ...args: unknown[]): unknown {
     // keyturn's transactions use the promise form; callbacks and submittables pass through untouched.
     const [first, second] = args;
-    if (typeof args[args.length - 1] === 'function' || (typeof first !== 'string' && typeof (first as { text?: unknown })?.text !== 'string')) {
+    if (
+      typeof args[args.length - 1] === 'function' ||
+      (typeof first !== 'string' && typeof (first as { text?: unknown })?.text !== 'string')
+    ) {
       return query.apply(this, args);
     }
     const text = typeof first === 'string' ? first : (first as { text: string }).text;

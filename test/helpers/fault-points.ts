@@ -41,7 +41,11 @@ export function faultPointEnv(points: readonly FaultPoint[], reportFile: string)
 }
 
 /** Waits until the worker has reached every point, then returns; throws on a problem the preload reported. */
-export async function waitForFaultPoints(reportFile: string, points: readonly FaultPoint[], timeoutMs: number): Promise<void> {
+export async function waitForFaultPoints(
+  reportFile: string,
+  points: readonly FaultPoint[],
+  timeoutMs: number,
+): Promise<void> {
   const key = (p: FaultPoint) => `${p.keySetId} ${p.kind} #${p.occurrence} ${p.at}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {

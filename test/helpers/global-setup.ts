@@ -16,4 +16,3 @@ export default async function globalSetup(): Promise<void> {
   globalThis.keyturnTestPostgres = postgres;
   process.env.KEYTURN_TEST_DATABASE_URL = postgres.url;
 }
-

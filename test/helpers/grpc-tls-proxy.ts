@@ -91,7 +91,9 @@ http {
 }
 `,
   );
-  const nginx = spawn('nginx', ['-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const nginx = spawn('nginx', ['-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   nginx.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   nginx.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
@@ -102,7 +104,8 @@ http {
   try {
     await waitFor(
       async () => {
-        if (spawnError) throw new Error(`cannot run nginx (${spawnError.message}): apt-get install nginx, as .ci/run does`);
+        if (spawnError)
+          throw new Error(`cannot run nginx (${spawnError.message}): apt-get install nginx, as .ci/run does`);
         if (nginx.exitCode !== null) throw new Error(`nginx exited (${nginx.exitCode}): ${output.join('')}`);
         return (await acceptsConnections(mtlsPort)) && (await acceptsConnections(apiKeyPort)) ? true : undefined;
       },
@@ -128,7 +131,10 @@ http {
  * verifies after the handshake and refuses per request): a missing certificate gets a TLS alert,
  * an untrusted one a hang-up.
  */
-export async function startHandshakeVerifyingProxy(options: { upstream: string; certificates: TestCertificates }): Promise<{ address: string; stop(): Promise<void> }> {
+export async function startHandshakeVerifyingProxy(options: {
+  upstream: string;
+  certificates: TestCertificates;
+}): Promise<{ address: string; stop(): Promise<void> }> {
   const { certificates: certs } = options;
   const [host, port] = options.upstream.split(':');
   const open = new Set<Socket>();
@@ -164,4 +170,3 @@ export async function startHandshakeVerifyingProxy(options: { upstream: string; 
     },
   };
 }
-

@@ -17,8 +17,14 @@ export async function historyText(handle: WorkflowHandle): Promise<string> {
   let runId: string | undefined = (await handle.describe()).runId;
   // Walk back through continue-as-new: each run names the one before it.
   while (runId) {
-    const history: temporal.api.history.v1.IHistory = await handle.client.getHandle(handle.workflowId, runId).fetchHistory();
-    texts.push(JSON.stringify(history, (_key, value) => (value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value)));
+    const history: temporal.api.history.v1.IHistory = await handle.client
+      .getHandle(handle.workflowId, runId)
+      .fetchHistory();
+    texts.push(
+      JSON.stringify(history, (_key, value) =>
+        value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value,
+      ),
+    );
     const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
     runId = started?.continuedExecutionRunId || undefined;
   }
@@ -48,7 +54,9 @@ export async function recordHistory(handle: WorkflowHandle, name: string, runId?
   const dir = path.join(HISTORIES_DIR, RECORDING_VERSION);
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, `${name}.json`);
-  const history = await (runId === undefined ? handle : handle.client.getHandle(handle.workflowId, runId)).fetchHistory();
+  const history = await (
+    runId === undefined ? handle : handle.client.getHandle(handle.workflowId, runId)
+  ).fetchHistory();
   await writeFile(file, historyToJSON(history), { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'EEXIST') throw error;
   });
@@ -57,5 +65,9 @@ export async function recordHistory(handle: WorkflowHandle, name: string, runId?
 /** A history name for the current test: its full name (describe blocks and title) in lower-case words joined by dashes, at most 80 characters. */
 export function historyNameOfTest(): string {
   const name = expect.getState().currentTestName ?? 'unnamed';
-  return name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 80).replace(/-+$/, '');
+  return name
+    .replace(/[^a-z0-9]+/gi, '-')
+    .toLowerCase()
+    .slice(0, 80)
+    .replace(/-+$/, '');
 }

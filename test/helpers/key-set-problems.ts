@@ -21,21 +21,34 @@ export async function keySetProblems(
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     trail = await readTimedTrail(client, keySetId);
-    keys = (await client.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [keySetId])).rows;
+    keys = (
+      await client.query<{ kid: string; state: string }>('SELECT kid, state FROM signing_keys WHERE key_set_id = $1', [
+        keySetId,
+      ])
+    ).rows;
     await client.query('COMMIT');
   } finally {
     client.release();
   }
-  const problems = [...traffic.rejections.filter((r) => r.startsWith(`${keySetId}:`)), ...windowViolations(trail, policy, traffic.lastExpiry)];
+  const problems = [
+    ...traffic.rejections.filter((r) => r.startsWith(`${keySetId}:`)),
+    ...windowViolations(trail, policy, traffic.lastExpiry),
+  ];
   const active = keys.filter((k) => k.state === 'active');
-  if (active.length !== (woundDown ? 0 : 1)) problems.push(`${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
+  if (active.length !== (woundDown ? 0 : 1))
+    problems.push(`${active.length} active keys: ${active.map((k) => k.kid).join(', ')}`);
   for (const key of keys) {
     const last = trail.filter((e) => e.kid === key.kid && e.toState !== null).at(-1);
-    if (last?.toState !== key.state) problems.push(`${key.kid} is ${key.state}, but its last audit event took it to ${last?.toState ?? 'nothing'}`);
+    if (last?.toState !== key.state)
+      problems.push(`${key.kid} is ${key.state}, but its last audit event took it to ${last?.toState ?? 'nothing'}`);
   }
-  for (const e of trail.filter((e) => e.event === 'generated' && !keys.some((k) => k.kid === e.kid))) problems.push(`${e.kid} was generated but is not stored`);
+  for (const e of trail.filter((e) => e.event === 'generated' && !keys.some((k) => k.kid === e.kid)))
+    problems.push(`${e.kid} was generated but is not stored`);
   if (problems.length === 0) return [];
   const start = trail[0]?.occurredAt ?? 0;
-  const lines = trail.map((e) => `  ${e.event} ${e.kid ?? ''} ${e.fromState ?? ''}→${e.toState ?? ''}: +${e.occurredAt - start} ms (its transaction began at +${e.recordedAt - start} ms)`);
+  const lines = trail.map(
+    (e) =>
+      `  ${e.event} ${e.kid ?? ''} ${e.fromState ?? ''}→${e.toState ?? ''}: +${e.occurredAt - start} ms (its transaction began at +${e.recordedAt - start} ms)`,
+  );
   return [...problems, 'audit trail (commit times, from its first event):', ...lines];
 }

@@ -53,7 +53,12 @@ export interface KeySetWorkerOptions {
 
 /** A channel that keeps every notification in `list`. */
 function listChannel(list: AlertNotification[]): AlertChannel {
-  return { name: 'test', target: "the test's list", whenRefused: 'nothing to check', send: async (n) => void list.push(n) };
+  return {
+    name: 'test',
+    target: "the test's list",
+    whenRefused: 'nothing to check',
+    send: async (n) => void list.push(n),
+  };
 }
 
 /** A real worker with the real activities against the test database. */
@@ -94,7 +99,11 @@ export function uniqueNames(prefix: string): { keySetId: string; taskQueue: stri
  * Waits until the workflow has nothing running and nothing overdue on the test server's clock,
  * and returns its state then. Time does not move while this polls.
  */
-export async function settled(env: TestWorkflowEnvironment, handle: WorkflowHandle, timeoutMs = 30_000): Promise<KeySetStatus> {
+export async function settled(
+  env: TestWorkflowEnvironment,
+  handle: WorkflowHandle,
+  timeoutMs = 30_000,
+): Promise<KeySetStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [status, now] = await Promise.all([handle.query(getStateQuery), env.currentTimeMs()]);
@@ -111,7 +120,10 @@ export async function settled(env: TestWorkflowEnvironment, handle: WorkflowHand
  * keep the test server from skipping time for the tests after it. A plain client, so that waiting
  * does not let time run on.
  */
-export function deliveriesEnded(env: TestWorkflowEnvironment, messages: { incidentId: string; sequence: number }[]): Promise<unknown[]> {
+export function deliveriesEnded(
+  env: TestWorkflowEnvironment,
+  messages: { incidentId: string; sequence: number }[],
+): Promise<unknown[]> {
   const client = new Client({ connection: env.connection });
   return Promise.all(messages.map((m) => client.workflow.getHandle(`alert/${m.incidentId}/${m.sequence}`).result()));
 }

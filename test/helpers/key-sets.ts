@@ -58,7 +58,9 @@ export class KeySetDriver {
 
   /** Registers the key set (or changes its policy); it has no key until addNext or rotate. */
   static async register(store: KeyStore, keySetId: string, policy: KeySetPolicy): Promise<KeySetDriver> {
-    await store.registerKeySet({ keySetId, trigger: 'manual', actor: 'test', reason: 'register' }, policy, { inService: true });
+    await store.registerKeySet({ keySetId, trigger: 'manual', actor: 'test', reason: 'register' }, policy, {
+      inService: true,
+    });
     return new KeySetDriver(store, keySetId);
   }
 

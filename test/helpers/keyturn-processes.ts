@@ -19,7 +19,9 @@ const INHERITED_KEYTURN_SETTINGS = /^(KEYTURN_|TEMPORAL_|DATABASE_URL$|PORT$|LOG
 
 /** The environment of a keyturn process of `deployment`, with `extra` on top. */
 export function keyturnEnv(deployment: Deployment, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !INHERITED_KEYTURN_SETTINGS.test(name)));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !INHERITED_KEYTURN_SETTINGS.test(name)),
+  );
   return {
     ...env,
     DATABASE_URL: deployment.databaseUrl,
@@ -32,7 +34,12 @@ export function keyturnEnv(deployment: Deployment, extra: NodeJS.ProcessEnv = {}
 }
 
 /** `keyturn <args>` from the sources, as a process of its own. */
-export function startKeyturn(processes: ProcessGroup, name: string, args: string[], env: NodeJS.ProcessEnv): SupervisedProcess {
+export function startKeyturn(
+  processes: ProcessGroup,
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): SupervisedProcess {
   return processes.start(name, process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, cwd: REPO });
 }
 
@@ -40,7 +47,11 @@ export function startKeyturn(processes: ProcessGroup, name: string, args: string
  * `keyturn worker` on free metrics ports, once it polls its task queue (it bundles the workflow
  * sources first, which takes a while on a busy machine). `env` adds to the deployment's, e.g. NODE_OPTIONS.
  */
-export async function startWorker(processes: ProcessGroup, deployment: Deployment & { jwksUrl: string }, env: NodeJS.ProcessEnv = {}): Promise<SupervisedProcess> {
+export async function startWorker(
+  processes: ProcessGroup,
+  deployment: Deployment & { jwksUrl: string },
+  env: NodeJS.ProcessEnv = {},
+): Promise<SupervisedProcess> {
   const worker = startKeyturn(
     processes,
     `keyturn worker (${deployment.taskQueue})`,
@@ -57,9 +68,17 @@ export async function startWorker(processes: ProcessGroup, deployment: Deploymen
 }
 
 /** `keyturn serve` on a free loopback port, once it answers; its base URL is `url`. */
-export async function startJwksServer(processes: ProcessGroup, deployment: Deployment): Promise<{ server: SupervisedProcess; url: string }> {
+export async function startJwksServer(
+  processes: ProcessGroup,
+  deployment: Deployment,
+): Promise<{ server: SupervisedProcess; url: string }> {
   const port = await freePort();
-  const server = startKeyturn(processes, 'keyturn serve', ['serve', '--host', '127.0.0.1'], keyturnEnv(deployment, { PORT: String(port) }));
+  const server = startKeyturn(
+    processes,
+    'keyturn serve',
+    ['serve', '--host', '127.0.0.1'],
+    keyturnEnv(deployment, { PORT: String(port) }),
+  );
   await server.waitForOutput(/"msg":"JWKS server running"/, 120_000);
   return { server, url: `http://127.0.0.1:${port}` };
 }
@@ -72,10 +91,15 @@ export async function runKeyturnProcess(
   timeoutMs = 60_000,
 ): Promise<{ code: number | null; output: string }> {
   const command = startKeyturn(processes, `keyturn ${args[0]}`, args, env);
-  const ended = await Promise.race([command.exited.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, timeoutMs, false).unref())]);
+  const ended = await Promise.race([
+    command.exited.then(() => true),
+    new Promise<false>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
+  ]);
   if (!ended) {
     await command.kill();
-    throw new Error(`keyturn ${args.join(' ')} did not end within ${timeoutMs / 1000} s: ${command.output().slice(-2_000)}`);
+    throw new Error(
+      `keyturn ${args.join(' ')} did not end within ${timeoutMs / 1000} s: ${command.output().slice(-2_000)}`,
+    );
   }
   return { code: command.child.exitCode, output: command.output() };
 }

@@ -18,7 +18,14 @@ export interface TimedAuditEvent {
 
 /** A key set's audit trail in the order it was written, with both times. */
 export async function readTimedTrail(pool: Pick<Pool, 'query'>, keySetId: string): Promise<TimedAuditEvent[]> {
-  const { rows } = await pool.query<{ event: string; kid: string | null; from_state: string | null; to_state: string | null; occurred_at: Date; recorded_at: Date }>(
+  const { rows } = await pool.query<{
+    event: string;
+    kid: string | null;
+    from_state: string | null;
+    to_state: string | null;
+    occurred_at: Date;
+    recorded_at: Date;
+  }>(
     'SELECT event, kid, from_state, to_state, occurred_at, recorded_at FROM audit_events WHERE key_set_id = $1 ORDER BY id',
     [keySetId],
   );
@@ -33,7 +40,16 @@ export async function readTimedTrail(pool: Pick<Pool, 'query'>, keySetId: string
 }
 
 /** The lifecycle steps a key takes at most once, each an audit event. */
-const STEPS = ['generated', 'published', 'promoted', 'demoted', 'withdrawn', 'retired', 'destroyed', 'revoked'] as const;
+const STEPS = [
+  'generated',
+  'published',
+  'promoted',
+  'demoted',
+  'withdrawn',
+  'retired',
+  'destroyed',
+  'revoked',
+] as const;
 type Step = (typeof STEPS)[number];
 
 /**
@@ -73,7 +89,8 @@ export function windowViolations(
         // A promotion's transaction first demotes the key that was active until then.
         const previous = trail[i - 1];
         const replacing = previous?.event === 'demoted' && previous.fromState === 'active';
-        if (replacing && at.published === undefined) violations.push(`${kid} replaced the active key before it was found at every JWKS URL`);
+        if (replacing && at.published === undefined)
+          violations.push(`${kid} replaced the active key before it was found at every JWKS URL`);
         else if (replacing && e.occurredAt - at.published! < jwksMaxAgeMs) {
           violations.push(
             `${kid} became active ${e.occurredAt - at.published!} ms after it was published, before every verifier's cache (jwksMaxAge ${jwksMaxAgeMs} ms) could hold it`,
@@ -90,10 +107,14 @@ export function windowViolations(
       case 'retired':
         if (at.demoted === undefined) violations.push(`${kid} was retired but never demoted`);
         else if (e.occurredAt - at.demoted < gracePeriodMs) {
-          violations.push(`${kid} left the JWKS ${e.occurredAt - at.demoted} ms after its demotion, before its grace period (${gracePeriodMs} ms) ended`);
+          violations.push(
+            `${kid} left the JWKS ${e.occurredAt - at.demoted} ms after its demotion, before its grace period (${gracePeriodMs} ms) ended`,
+          );
         }
         if ((lastTokenExpiry.get(kid) ?? 0) > e.occurredAt) {
-          violations.push(`${kid} left the JWKS ${lastTokenExpiry.get(kid)! - e.occurredAt} ms before the last token it signed expired`);
+          violations.push(
+            `${kid} left the JWKS ${lastTokenExpiry.get(kid)! - e.occurredAt} ms before the last token it signed expired`,
+          );
         }
         break;
       case 'withdrawn':
@@ -104,7 +125,9 @@ export function windowViolations(
       case 'destroyed':
         if (at.retired === undefined) violations.push(`${kid} was destroyed but never retired`);
         else if (e.occurredAt - at.retired < retirementMs) {
-          violations.push(`${kid} was destroyed ${e.occurredAt - at.retired} ms after its retirement, before its retirement period (${retirementMs} ms) ended`);
+          violations.push(
+            `${kid} was destroyed ${e.occurredAt - at.retired} ms after its retirement, before its retirement period (${retirementMs} ms) ended`,
+          );
         }
         break;
     }

@@ -13,7 +13,9 @@ import { installedPostgresPackages } from '../../src/runtime/postgres-reach';
 async function main(): Promise<void> {
   const [dataDir, port, systemDir, packagesFrom] = process.argv.slice(2);
   const placement =
-    systemDir === undefined ? undefined : { systemDir, packages: installedPostgresPackages(path.join(packagesFrom, 'resolve-from-here.js')) };
+    systemDir === undefined
+      ? undefined
+      : { systemDir, packages: installedPostgresPackages(path.join(packagesFrom, 'resolve-from-here.js')) };
   const postgres = await startEmbeddedPostgres({ dataDir, port: Number(port), persistent: true, placement });
   let stopping = false;
   const stop = () => {

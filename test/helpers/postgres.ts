@@ -29,7 +29,10 @@ export function sidePool(connectionString: string, max: number): Pool {
 /** A fresh, migrated database in the run's PostgreSQL, so test files never see each other's keys. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = process.env.KEYTURN_TEST_DATABASE_URL;
-  if (!serverUrl) throw new Error('KEYTURN_TEST_DATABASE_URL is not set: run the tests through jest (its global setup starts PostgreSQL)');
+  if (!serverUrl)
+    throw new Error(
+      'KEYTURN_TEST_DATABASE_URL is not set: run the tests through jest (its global setup starts PostgreSQL)',
+    );
   const name = `keyturn_test_${randomBytes(6).toString('hex')}`;
   const admin = new Pool({ connectionString: serverUrl, max: 1 });
   await admin.query(`CREATE DATABASE ${name}`);
@@ -74,7 +77,9 @@ export function uniqueRoles(): DatabaseRoles {
 /** Creates `name` with LOGIN, a password and `attributes` (e.g. `NOCREATEROLE`). */
 export async function createLoginRole(name: string, attributes = ''): Promise<TestRole> {
   const password = randomBytes(12).toString('hex');
-  await asSuperuser((admin) => admin.query(`CREATE ROLE ${escapeIdentifier(name)} LOGIN PASSWORD '${password}' ${attributes}`));
+  await asSuperuser((admin) =>
+    admin.query(`CREATE ROLE ${escapeIdentifier(name)} LOGIN PASSWORD '${password}' ${attributes}`),
+  );
   return {
     name,
     urlFor(databaseUrl) {

@@ -59,9 +59,15 @@ export class SupervisedProcess {
     for (;;) {
       const match = pattern.exec(this.#output);
       if (match) return match;
-      if (!this.running) throw new Error(`${this.name} exited (${this.describeExit()}) before printing ${pattern}; its output ended with:\n${this.#tail()}`);
+      if (!this.running)
+        throw new Error(
+          `${this.name} exited (${this.describeExit()}) before printing ${pattern}; its output ended with:\n${this.#tail()}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name} did not print ${pattern} within ${Math.round(timeoutMs / 1000)} s; its output ended with:\n${this.#tail()}`);
+      if (left <= 0)
+        throw new Error(
+          `${this.name} did not print ${pattern} within ${Math.round(timeoutMs / 1000)} s; its output ended with:\n${this.#tail()}`,
+        );
       await new Promise<void>((resolve) => {
         const wake = () => {
           this.#listeners.delete(wake);
@@ -106,7 +112,11 @@ export class ProcessGroup {
   readonly #processes: SupervisedProcess[] = [];
 
   start(name: string, command: string, args: string[], options: StartOptions = {}): SupervisedProcess {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const started = new SupervisedProcess(name, child);
     this.#processes.push(started);
     return started;

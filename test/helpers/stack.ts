@@ -17,19 +17,20 @@ export async function freeStackPorts(): Promise<StackPorts> {
   const port = async (): Promise<number> => {
     for (;;) {
       const candidate = await freePort();
-      if (!taken.has(candidate)) return taken.add(candidate), candidate;
+      if (!taken.has(candidate)) return (taken.add(candidate), candidate);
     }
   };
   // Temporal records membership ports as a smallint: the system's free ports (32768 and up) will not do.
   const membershipPort = async (): Promise<number> => {
     for (;;) {
       const candidate = 20_000 + Math.floor(Math.random() * 12_000);
-      if (!taken.has(candidate) && (await isFree(candidate))) return taken.add(candidate), candidate;
+      if (!taken.has(candidate) && (await isFree(candidate))) return (taken.add(candidate), candidate);
     }
   };
   const node = async () => {
     const ports: Partial<TemporalNodePorts> = {};
-    for (const name of TEMPORAL_NODE_PORT_NAMES) ports[name] = name.endsWith('Membership') ? await membershipPort() : await port();
+    for (const name of TEMPORAL_NODE_PORT_NAMES)
+      ports[name] = name.endsWith('Membership') ? await membershipPort() : await port();
     return ports as TemporalNodePorts;
   };
   return {

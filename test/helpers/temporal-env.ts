@@ -18,7 +18,8 @@ const START_TIMEOUT_MS = 60_000;
  */
 export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   const { executable } = await resolveTestServerExecutable({ allowBuild: false });
-  if (executable.type !== 'existing-path') return TestWorkflowEnvironment.createTimeSkipping({ server: { executable } });
+  if (executable.type !== 'existing-path')
+    return TestWorkflowEnvironment.createTimeSkipping({ server: { executable } });
 
   const port = await freePort();
   const server = spawn(executable.path, [String(port)], { stdio: 'ignore' });
@@ -42,7 +43,9 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
     const placeholder = path.join(scratch, 'test-server-started');
     await writeFile(placeholder, '#!/bin/sh\nexec sleep 2147483647\n');
     await chmod(placeholder, 0o755);
-    const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: placeholder }, port } });
+    const env = await TestWorkflowEnvironment.createTimeSkipping({
+      server: { executable: { type: 'existing-path', path: placeholder }, port },
+    });
     const teardown = env.teardown.bind(env);
     env.teardown = async () => {
       await teardown();

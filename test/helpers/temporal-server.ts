@@ -26,7 +26,9 @@ export class TemporalServer {
   static async start(processes: ProcessGroup): Promise<TemporalServer> {
     const { executable } = await resolveTemporalCli({ allowBuild: false });
     if (executable.type !== 'existing-path') {
-      throw new Error('the Temporal CLI is not cached as a file: run `npm run temporal:install` (or set TEMPORAL_CLI_PATH)');
+      throw new Error(
+        'the Temporal CLI is not cached as a file: run `npm run temporal:install` (or set TEMPORAL_CLI_PATH)',
+      );
     }
     const folder = await mkdtemp(path.join(os.tmpdir(), 'keyturn-temporal-'));
     await chmod(folder, 0o755);
@@ -41,12 +43,28 @@ export class TemporalServer {
   }
 
   async start(): Promise<void> {
-    const searchAttributes = Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]);
+    const searchAttributes = Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => [
+      '--search-attribute',
+      `${name}=${type}`,
+    ]);
     // Without a sync per write, a dozen key sets rotating every few seconds no longer queue behind the
     // disk. A SIGKILL loses nothing that way: written pages are in the operating system's cache.
     const sqlite = ['--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=off'];
-    const args = ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(this.port),
-      '--db-filename', path.join(this.folder, 'temporal.db'), ...sqlite, '--log-level', 'error', ...searchAttributes];
+    const args = [
+      'server',
+      'start-dev',
+      '--headless',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(this.port),
+      '--db-filename',
+      path.join(this.folder, 'temporal.db'),
+      ...sqlite,
+      '--log-level',
+      'error',
+      ...searchAttributes,
+    ];
     this.#server = this.processes.start('the Temporal dev server', this.executable, args);
     await this.#untilReady(60_000);
   }
@@ -67,7 +85,10 @@ export class TemporalServer {
     const deadline = Date.now() + timeoutMs;
     let problem = 'no answer yet';
     while (Date.now() < deadline) {
-      if (!this.#server!.running) throw new Error(`the Temporal dev server exited (${this.#server!.describeExit()}): ${this.#server!.output().slice(-2_000)}`);
+      if (!this.#server!.running)
+        throw new Error(
+          `the Temporal dev server exited (${this.#server!.describeExit()}): ${this.#server!.output().slice(-2_000)}`,
+        );
       try {
         const connection = await Connection.connect({ address: this.address, connectTimeout: 1_000 });
         try {
@@ -82,6 +103,8 @@ export class TemporalServer {
       }
       await sleep(250);
     }
-    throw new Error(`the Temporal dev server did not answer on ${this.address} within ${timeoutMs / 1000} s (${problem})`);
+    throw new Error(
+      `the Temporal dev server did not answer on ${this.address} within ${timeoutMs / 1000} s (${problem})`,
+    );
   }
 }

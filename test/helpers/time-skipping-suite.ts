@@ -18,7 +18,11 @@ export interface TimeSkippingSuite {
 export function useTimeSkippingSuite(): TimeSkippingSuite {
   const suite = {} as TimeSkippingSuite;
   beforeAll(async () => {
-    [suite.env, suite.db, suite.bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+    [suite.env, suite.db, suite.bundle] = await Promise.all([
+      createTimeSkippingEnv(),
+      createTestDatabase(),
+      bundleWorkflows(),
+    ]);
   });
   afterAll(async () => {
     await suite.env?.teardown();

@@ -44,7 +44,9 @@ export class TokenTraffic {
     readonly keySetIds: readonly string[],
     private readonly issueEveryMs = 100,
   ) {
-    this.#verifiers = new Map(keySetIds.map((id) => [id, new CachingVerifier(`${jwksBaseUrl}/keysets/${encodeURIComponent(id)}/jwks.json`)]));
+    this.#verifiers = new Map(
+      keySetIds.map((id) => [id, new CachingVerifier(`${jwksBaseUrl}/keysets/${encodeURIComponent(id)}/jwks.json`)]),
+    );
     this.#running = this.#run();
   }
 
@@ -76,7 +78,8 @@ export class TokenTraffic {
     try {
       token = await this.ring.sign(keySetId, { sub: 'fault-test' });
     } catch (error) {
-      if (!CANNOT_SIGN_YET.includes((error as { code?: string }).code ?? '')) this.signFailures.push(`${keySetId}: ${String(error)}`);
+      if (!CANNOT_SIGN_YET.includes((error as { code?: string }).code ?? ''))
+        this.signFailures.push(`${keySetId}: ${String(error)}`);
       return;
     }
     const kid = decodeProtectedHeader(token).kid!;
@@ -103,7 +106,9 @@ export class TokenTraffic {
           const msLeft = token.expiresAt - Date.now();
           // A verification that outlasted the token (a slow JWKS fetch) says nothing about the keys.
           if ((error as { code?: string }).code === 'ERR_JWT_EXPIRED' && msLeft <= 0) return;
-          this.rejections.push(`${token.keySetId}: a token of ${token.kid} rejected ${moment}, ${msLeft} ms before it expired: ${(error as { code?: string }).code ?? String(error)}`);
+          this.rejections.push(
+            `${token.keySetId}: a token of ${token.kid} rejected ${moment}, ${msLeft} ms before it expired: ${(error as { code?: string }).code ?? String(error)}`,
+          );
         }
       }),
     );

@@ -8,7 +8,14 @@ import { KeyturnError } from '../../src/domain/errors';
 import { KeyRing, type KeyRingOptions } from '../../src/index';
 import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
-import { capturingLogger, KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import {
+  capturingLogger,
+  KeySetDriver,
+  terminateListeners,
+  testPolicy,
+  uniqueKeySetId,
+  waitFor,
+} from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { openActiveKey } from '../../src/store/signing-keys';
@@ -46,7 +53,11 @@ async function openRingOn(database: TestDatabase, options: Partial<KeyRingOption
 }
 
 /** The error sign() fails with, or undefined if it signs. */
-const refusal = (ring: KeyRing, keySetId: string) => ring.sign(keySetId, { sub: 'u' }).then(() => undefined, (error: unknown) => error);
+const refusal = (ring: KeyRing, keySetId: string) =>
+  ring.sign(keySetId, { sub: 'u' }).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
 
 /** `keyturn_key_view_age_seconds{view="key_ring"}` as scraped from `registry`: the oldest view of any key set the ring holds. */
 async function viewAge(registry: Registry): Promise<number | undefined> {
@@ -60,7 +71,8 @@ async function activeKeySet(alg: (typeof SIGNING_ALGORITHMS)[number] = 'ES256') 
   return { keySet, keySetId: keySet.keySetId, kid };
 }
 
-const publishedJwks = async (keySetId: string, from = store) => createLocalJWKSet({ keys: await listPublishedJwks(from.pool, keySetId) });
+const publishedJwks = async (keySetId: string, from = store) =>
+  createLocalJWKSet({ keys: await listPublishedJwks(from.pool, keySetId) });
 
 /** What a sign() call in a loop gave: when it was called and returned, and the kid it signed with (null: an error). */
 interface Signed {
@@ -103,7 +115,10 @@ describe('signing', () => {
     const token = await ring.sign(keySetId, { sub: 'alice', aud: 'api', scope: ['read'] });
 
     expect(decodeProtectedHeader(token)).toEqual({ alg, kid, typ: 'JWT' });
-    const { payload, protectedHeader } = await jwtVerify(token, await publishedJwks(keySetId), { algorithms: [alg], audience: 'api' });
+    const { payload, protectedHeader } = await jwtVerify(token, await publishedJwks(keySetId), {
+      algorithms: [alg],
+      audience: 'api',
+    });
     expect(protectedHeader.kid).toBe(kid);
     expect(payload).toMatchObject({ sub: 'alice', aud: 'api', scope: ['read'] });
     // No ttl given: the policy's maxTokenTtl, 5 minutes.
@@ -165,7 +180,10 @@ describe('signing', () => {
     await expect(ring.sign(keySetId, ['a'] as never)).rejects.toThrow(TypeError);
     // iat and exp are appended to the claims' JSON: whatever serialises to something else is refused.
     await expect(ring.sign(keySetId, { toJSON: () => 'x' })).rejects.toThrow('claims must serialise to a JSON object');
-    const { payload } = await jwtVerify(await ring.sign(keySetId, { nested: { a: [1, '}'] }, gone: undefined }), await publishedJwks(keySetId));
+    const { payload } = await jwtVerify(
+      await ring.sign(keySetId, { nested: { a: [1, '}'] }, gone: undefined }),
+      await publishedJwks(keySetId),
+    );
     expect(Object.keys(payload).sort()).toEqual(['exp', 'iat', 'nested']);
     expect(payload.nested).toEqual({ a: [1, '}'] });
   });
@@ -173,7 +191,10 @@ describe('signing', () => {
 
 describe('key sets', () => {
   test('an unknown key set: open() and sign() refuse it, and the ring does not keep it', async () => {
-    await expect(openRing({ keySetIds: ['no-such-set'] })).rejects.toMatchObject({ code: 'ERR_KEYSET_NOT_FOUND', keySetId: 'no-such-set' });
+    await expect(openRing({ keySetIds: ['no-such-set'] })).rejects.toMatchObject({
+      code: 'ERR_KEYSET_NOT_FOUND',
+      keySetId: 'no-such-set',
+    });
     const ring = await openRing();
     await expect(ring.sign('no-such-set', {})).rejects.toMatchObject({ code: 'ERR_KEYSET_NOT_FOUND' });
     expect(JSON.stringify(ring)).toBe('{"keySets":[]}');
@@ -182,7 +203,10 @@ describe('key sets', () => {
   test('a key set without an active key signs nothing until one is promoted, then signs with it', async () => {
     const keySet = await KeySetDriver.register(store, uniqueKeySetId('empty'), testPolicy());
     const ring = await openRing({ keySetIds: [keySet.keySetId] });
-    await expect(ring.sign(keySet.keySetId, {})).rejects.toMatchObject({ code: 'ERR_NO_ACTIVE_KEY', keySetId: keySet.keySetId });
+    await expect(ring.sign(keySet.keySetId, {})).rejects.toMatchObject({
+      code: 'ERR_NO_ACTIVE_KEY',
+      keySetId: keySet.keySetId,
+    });
 
     const kid = await keySet.rotate();
     await waitFor(() => ring.activeKid(keySet.keySetId), 1_000, 'the first key');
@@ -227,7 +251,9 @@ describe('rotation', () => {
     expect(firstNew).toBeGreaterThan(0);
     const latency = log[firstNew].doneAt - committed;
     // How fast is npm run bench's to say ("promoteNextKey commit → ring signs with kid"); here only the order.
-    console.log(`promotion commit → first token with the new kid: ${latency.toFixed(1)} ms (${log.length} tokens signed around it)`);
+    console.log(
+      `promotion commit → first token with the new kid: ${latency.toFixed(1)} ms (${log.length} tokens signed around it)`,
+    );
     expect(log.slice(0, firstNew).every((s) => s.kid === oldKid)).toBe(true);
     expect(log.slice(firstNew).every((s) => s.kid === newKid)).toBe(true);
   });
@@ -285,7 +311,9 @@ describe('rotation', () => {
     await keySet.promote(newKid); // its notice goes nowhere
     const committed = performance.now();
     await waitFor(() => (ring.activeKid(keySetId) === newKid ? true : undefined), 10_000, 'the repair');
-    console.log(`promotion with the notice lost → key ring repaired in ${(performance.now() - committed).toFixed(1)} ms`);
+    console.log(
+      `promotion with the notice lost → key ring repaired in ${(performance.now() - committed).toFixed(1)} ms`,
+    );
   });
 });
 
@@ -320,10 +348,21 @@ describe('a ring that cannot confirm its keys', () => {
       await waitFor(async () => ((await lifetime()) < 3 ? true : undefined), 10_000, 'a shorter token', 100);
       const refused = await waitFor(() => refusal(ring, keySet.keySetId), 10_000, 'a refusal', 100);
       expect(refused).toMatchObject({ code: 'ERR_KEY_RING_STALE', keySetId: keySet.keySetId });
-      expect((refused as Error).message).toMatch(/has not confirmed the active key .* since .*, a token signed now could outlive the key: check the database connection$/);
+      expect((refused as Error).message).toMatch(
+        /has not confirmed the active key .* since .*, a token signed now could outlive the key: check the database connection$/,
+      );
 
       await restore();
-      await waitFor(() => ring.sign(keySet.keySetId, { sub: 'u' }).then(() => true, () => undefined), 15_000, 'signing again', 100);
+      await waitFor(
+        () =>
+          ring.sign(keySet.keySetId, { sub: 'u' }).then(
+            () => true,
+            () => undefined,
+          ),
+        15_000,
+        'signing again',
+        100,
+      );
       expect(await lifetime()).toBe(3);
     });
   });
@@ -338,8 +377,18 @@ describe('a ring that cannot confirm its keys', () => {
       await later.rotate();
       const captured = capturingLogger();
       const registry = new Registry();
-      const ring = await openRingOn(own, { pollIntervalMs: 100, keySetIds: [loaded.keySetId], logger: captured.logger, registry });
-      const patient = await openRingOn(own, { pollIntervalMs: 100, keySetIds: [loaded.keySetId], registry, stalenessLimit: '10m' });
+      const ring = await openRingOn(own, {
+        pollIntervalMs: 100,
+        keySetIds: [loaded.keySetId],
+        logger: captured.logger,
+        registry,
+      });
+      const patient = await openRingOn(own, {
+        pollIntervalMs: 100,
+        keySetIds: [loaded.keySetId],
+        registry,
+        stalenessLimit: '10m',
+      });
       expect(await viewAge(registry)).toBe(0);
 
       const restore = await own.cutOff();
@@ -357,24 +406,50 @@ describe('a ring that cannot confirm its keys', () => {
       expect(await viewAge(registry)).toBeGreaterThan(2);
 
       // A key set first used during the outage: its load fails, and is not tried again on every sign.
-      const attempts = () => captured.text().split('\n').filter((line) => line.includes(later.keySetId) && line.includes('cannot load the active key')).length;
+      const attempts = () =>
+        captured
+          .text()
+          .split('\n')
+          .filter((line) => line.includes(later.keySetId) && line.includes('cannot load the active key')).length;
       const errors = new Set<unknown>();
       for (let i = 0; i < 300; i++) {
         errors.add(await refusal(ring, later.keySetId));
         await new Promise((resolve) => setImmediate(resolve));
       }
-      expect([...errors].map((e) => (e as KeyturnError).code)).toEqual(expect.arrayContaining(['ERR_KEY_RING_UNAVAILABLE']));
+      expect([...errors].map((e) => (e as KeyturnError).code)).toEqual(
+        expect.arrayContaining(['ERR_KEY_RING_UNAVAILABLE']),
+      );
       expect(new Set([...errors].map((e) => (e as KeyturnError).code))).toEqual(new Set(['ERR_KEY_RING_UNAVAILABLE']));
       expect(([...errors][0] as Error).message).toMatch(
-        new RegExp(`^the key ring cannot load the active key of key set "${later.keySetId}" from PostgreSQL \\(.+\\): check the database connection`),
+        new RegExp(
+          `^the key ring cannot load the active key of key set "${later.keySetId}" from PostgreSQL \\(.+\\): check the database connection`,
+        ),
       );
       console.log(`300 signs of a key set that cannot load → ${attempts()} load attempts`);
       expect(attempts()).toBeGreaterThanOrEqual(1);
       expect(attempts()).toBeLessThanOrEqual(30);
 
       await restore();
-      await waitFor(() => ring.sign(loaded.keySetId, {}).then(() => true, () => undefined), 15_000, 'signing again', 100);
-      await waitFor(() => ring.sign(later.keySetId, {}).then(() => true, () => undefined), 15_000, 'the failed key set to load', 100);
+      await waitFor(
+        () =>
+          ring.sign(loaded.keySetId, {}).then(
+            () => true,
+            () => undefined,
+          ),
+        15_000,
+        'signing again',
+        100,
+      );
+      await waitFor(
+        () =>
+          ring.sign(later.keySetId, {}).then(
+            () => true,
+            () => undefined,
+          ),
+        15_000,
+        'the failed key set to load',
+        100,
+      );
       await waitFor(async () => ((await viewAge(registry)) === 0 ? true : undefined), 15_000, 'a current view', 100);
 
       await Promise.all([ring.close(), patient.close()]);
@@ -387,42 +462,68 @@ describe('keys that do not match their kid', () => {
   test.each([
     ['its stored public key', 'public'],
     ['its private key', 'private'],
-  ] as const)('a key whose kid is not the thumbprint of %s never signs; the ring signs again once the row is right', async (what, part) => {
-    const { keySetId, kid } = await activeKeySet();
-    const before = (await db.pool.query('SELECT public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND kid = $2', [keySetId, kid])).rows[0];
-    const other = await generateSigningKey('ES256');
-    if (part === 'public') {
-      await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [keySetId, kid, JSON.stringify({ ...other.publicJwk, kid })]);
-    } else {
-      // Another key sealed for this kid: only someone holding the KEK could do this, or a custody bug.
-      const { kekId, sealed } = sealPrivateKey(other.privateJwk, kekRing, { keySetId, kid });
-      await db.pool.query('UPDATE signing_keys SET private_key = $3, kek_id = $4 WHERE key_set_id = $1 AND kid = $2', [keySetId, kid, sealed, kekId]);
-    }
-    const captured = capturingLogger();
-    const ring = await openRing({ logger: captured.logger });
+  ] as const)(
+    'a key whose kid is not the thumbprint of %s never signs; the ring signs again once the row is right',
+    async (what, part) => {
+      const { keySetId, kid } = await activeKeySet();
+      const before = (
+        await db.pool.query(
+          'SELECT public_jwk, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND kid = $2',
+          [keySetId, kid],
+        )
+      ).rows[0];
+      const other = await generateSigningKey('ES256');
+      if (part === 'public') {
+        await db.pool.query('UPDATE signing_keys SET public_jwk = $3 WHERE key_set_id = $1 AND kid = $2', [
+          keySetId,
+          kid,
+          JSON.stringify({ ...other.publicJwk, kid }),
+        ]);
+      } else {
+        // Another key sealed for this kid: only someone holding the KEK could do this, or a custody bug.
+        const { kekId, sealed } = sealPrivateKey(other.privateJwk, kekRing, { keySetId, kid });
+        await db.pool.query(
+          'UPDATE signing_keys SET private_key = $3, kek_id = $4 WHERE key_set_id = $1 AND kid = $2',
+          [keySetId, kid, sealed, kekId],
+        );
+      }
+      const captured = capturingLogger();
+      const ring = await openRing({ logger: captured.logger });
 
-    const refused = await refusal(ring, keySetId);
-    expect(refused).toMatchObject({ code: 'ERR_KID_MISMATCH', keySetId, kid });
-    expect((refused as Error).message).toBe(
-      `the active key ${kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${what} differs), so the key ring will not ` +
-        `sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${kid} --reason ...\`) and a new key replaces it`,
-    );
-    expect(ring.activeKid(keySetId)).toBeUndefined();
-    const logged = JSON.parse(captured.text().split('\n').find((line) => line.includes('cannot load the active key'))!) as Record<string, unknown>;
-    expect(logged).toMatchObject({ level: 50, keySetId, kid });
-    expect(captured.text()).not.toContain(String(other.privateJwk.d));
+      const refused = await refusal(ring, keySetId);
+      expect(refused).toMatchObject({ code: 'ERR_KID_MISMATCH', keySetId, kid });
+      expect((refused as Error).message).toBe(
+        `the active key ${kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${what} differs), so the key ring will not ` +
+          `sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${kid} --reason ...\`) and a new key replaces it`,
+      );
+      expect(ring.activeKid(keySetId)).toBeUndefined();
+      const logged = JSON.parse(
+        captured
+          .text()
+          .split('\n')
+          .find((line) => line.includes('cannot load the active key'))!,
+      ) as Record<string, unknown>;
+      expect(logged).toMatchObject({ level: 50, keySetId, kid });
+      expect(captured.text()).not.toContain(String(other.privateJwk.d));
 
-    await db.pool.query('UPDATE signing_keys SET public_jwk = $3, private_key = $4, kek_id = $5 WHERE key_set_id = $1 AND kid = $2', [
-      keySetId,
-      kid,
-      before.public_jwk,
-      before.private_key,
-      before.kek_id,
-    ]);
-    // No change notice for an edit outside keyturn: the retry after the backoff finds the row right.
-    await waitFor(() => ring.sign(keySetId, {}).then(() => true, () => undefined), 10_000, 'signing again', 100);
-    expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
-  });
+      await db.pool.query(
+        'UPDATE signing_keys SET public_jwk = $3, private_key = $4, kek_id = $5 WHERE key_set_id = $1 AND kid = $2',
+        [keySetId, kid, before.public_jwk, before.private_key, before.kek_id],
+      );
+      // No change notice for an edit outside keyturn: the retry after the backoff finds the row right.
+      await waitFor(
+        () =>
+          ring.sign(keySetId, {}).then(
+            () => true,
+            () => undefined,
+          ),
+        10_000,
+        'signing again',
+        100,
+      );
+      expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
+    },
+  );
 });
 
 describe('secrecy', () => {

@@ -21,7 +21,14 @@ beforeAll(async () => {
   db = await createTestDatabase();
   const store = new KeyStore(db.pool, randomKekRing());
   await (await KeySetDriver.register(store, 'default', testPolicy())).rotate();
-  server = await startJwksServer({ port: 0, host: '127.0.0.1', pool: db.pool, registry: new Registry(), logger: captured.logger, defaultKeySetId: 'default' });
+  server = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    pool: db.pool,
+    registry: new Registry(),
+    logger: captured.logger,
+    defaultKeySetId: 'default',
+  });
 });
 afterAll(async () => {
   await server?.close();
@@ -68,7 +75,8 @@ const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map(
 const headerOf = (raw: string, name: string) => new RegExp(`^${name}: (.*)\\r$`, 'im').exec(raw)?.[1];
 const bodyOf = (raw: string) => raw.slice(raw.indexOf('\r\n\r\n') + 4);
 
-const request = (target: string, method = 'GET', headers = '') => `${method} ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${headers}\r\n`;
+const request = (target: string, method = 'GET', headers = '') =>
+  `${method} ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${headers}\r\n`;
 
 const ROUTES = [
   '/keysets/default/jwks.json',
@@ -126,12 +134,17 @@ describe('request targets and heads', () => {
     ['a bad HTTP version', 400, 'GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n'],
     ['the HTTP/2 preface', 400, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'],
     ['a bare LF between headers', 400, 'GET /healthz HTTP/1.1\nHost: x\n\n'],
-    ['two Content-Lengths that disagree', 400, request('/healthz', 'GET', 'Content-Length: 1\r\nContent-Length: 2\r\n')],
+    [
+      'two Content-Lengths that disagree',
+      400,
+      request('/healthz', 'GET', 'Content-Length: 1\r\nContent-Length: 2\r\n'),
+    ],
   ])('%s: %d', async (_name, expected, bytes) => {
     const response = await exchange(bytes);
     expect(statuses(response)).toEqual([expected]);
     // An error answer names the problem, quoting nothing of the request.
-    if (headerOf(response, 'content-type') === 'application/json') expect(Object.keys(JSON.parse(bodyOf(response)) as object)).toEqual(['error']);
+    if (headerOf(response, 'content-type') === 'application/json')
+      expect(Object.keys(JSON.parse(bodyOf(response)) as object)).toEqual(['error']);
   });
 
   test('a valid but unknown id is a 404 naming it; the absolute form of a target is understood', async () => {
@@ -148,7 +161,11 @@ describe('methods', () => {
   test.each(ROUTES)('%s: every method but GET and HEAD is a 405 naming GET and HEAD in Allow', async (route) => {
     for (const method of refused) {
       const response = await exchange(request(route, method));
-      expect({ method, statuses: statuses(response), allow: headerOf(response, 'allow') }).toEqual({ method, statuses: [405], allow: 'GET, HEAD' });
+      expect({ method, statuses: statuses(response), allow: headerOf(response, 'allow') }).toEqual({
+        method,
+        statuses: [405],
+        allow: 'GET, HEAD',
+      });
     }
   });
 
@@ -170,7 +187,12 @@ describe('bodies', () => {
   test.each([
     ['a POST with a small body', 'POST', 'Content-Length: 2\r\n\r\n{}', 405],
     ['a POST announcing a gigabyte', 'POST', `Content-Length: 1000000000\r\n\r\n${'x'.repeat(65_536)}`, 405],
-    ['a GET with an endless chunked body', 'GET', `Transfer-Encoding: chunked\r\n\r\n${'10000\r\n'.concat('x'.repeat(65_536), '\r\n')}`, 200],
+    [
+      'a GET with an endless chunked body',
+      'GET',
+      `Transfer-Encoding: chunked\r\n\r\n${'10000\r\n'.concat('x'.repeat(65_536), '\r\n')}`,
+      200,
+    ],
   ])('%s is answered and its connection closed, the body unread', async (_name, method, rest, expected) => {
     // Keep-alive and no half-close: only the server can end this connection.
     const connection = open();
@@ -200,14 +222,24 @@ describe('slow clients', () => {
 
   test('are cut off by the header and keep-alive timeouts, while the JWKS keeps answering everyone else', async () => {
     const rows: [string, Connection, number[]][] = [
-      ['a request head trickled, a header line every half second', slowClient('GET /keysets/default/jwks.json HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n'), [408]],
+      [
+        'a request head trickled, a header line every half second',
+        slowClient('GET /keysets/default/jwks.json HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n'),
+        [408],
+      ],
       ['a request line trickled a byte at a time', slowClient('GET /keysets/', 'a'), [408]],
       ['a connection that sends nothing', slowClient(''), [408]],
-      ['a second request trickled on a kept-alive connection', slowClient(`${jwksRequest}GET /healthz HTTP/1.1\r\n`, 'X-Slow: 1\r\n'), [200, 408]],
+      [
+        'a second request trickled on a kept-alive connection',
+        slowClient(`${jwksRequest}GET /healthz HTTP/1.1\r\n`, 'X-Slow: 1\r\n'),
+        [200, 408],
+      ],
       ['an idle kept-alive connection', slowClient(jwksRequest), [200]],
     ];
     // Many of the kind that holds a connection longest.
-    const crowd = Array.from({ length: 100 }, () => slowClient('GET /keysets/default/jwks.json HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n'));
+    const crowd = Array.from({ length: 100 }, () =>
+      slowClient('GET /keysets/default/jwks.json HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n'),
+    );
 
     // Another client, meanwhile, gets the JWKS at once: within a few seconds, where the slow ones hang for 10.
     const response = await fetch(`${server.url}/keysets/default/jwks.json`, { signal: AbortSignal.timeout(5_000) });
@@ -218,16 +250,29 @@ describe('slow clients', () => {
     // The server closes every slow connection, within the 10-s header timeout and a busy machine's delays
     // (Node's own connection checks, every 30 s, would leave them open for up to 40 s).
     const slow = [...rows.map(([, connection]) => connection), ...crowd];
-    await waitFor(() => (slow.every((c) => c.socket.closed) ? true : undefined), 25_000, 'the server to close every slow connection', 100);
+    await waitFor(
+      () => (slow.every((c) => c.socket.closed) ? true : undefined),
+      25_000,
+      'the server to close every slow connection',
+      100,
+    );
     // A 408 where a request was under way, nothing more once idle.
-    for (const [name, connection, expected] of rows) expect({ name, statuses: statuses(await connection.closed) }).toEqual({ name, statuses: expected });
+    for (const [name, connection, expected] of rows)
+      expect({ name, statuses: statuses(await connection.closed) }).toEqual({ name, statuses: expected });
     for (const connection of crowd) expect(statuses(await connection.closed)).toEqual([408]);
   }, 60_000);
 });
 
 test('a default key set id that is not one stops the start, naming the option (KEYTURN_DEFAULT_KEYSET is checked by loadConfig)', async () => {
   const start = (defaultKeySetId?: string) =>
-    startJwksServer({ port: 0, host: '127.0.0.1', pool: db.pool, registry: new Registry(), logger: captured.logger, defaultKeySetId });
+    startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      pool: db.pool,
+      registry: new Registry(),
+      logger: captured.logger,
+      defaultKeySetId,
+    });
   await expect(start('..')).rejects.toMatchObject({ code: 'ERR_KEYSET_ID_INVALID', field: 'defaultKeySetId' });
   await expect(start('a/b')).rejects.toMatchObject({
     code: 'ERR_KEYSET_ID_INVALID',

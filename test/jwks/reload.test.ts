@@ -32,7 +32,14 @@ beforeAll(async () => {
     return query(text, values);
   }) as typeof serverPool.query;
   // No poll during the test: what the server reads after the change, it reads because of its NOTIFY.
-  server = await startJwksServer({ port: 0, host: '127.0.0.1', pool: serverPool, registry: new Registry(), logger: createLogger({ level: 'silent' }), pollIntervalMs: 600_000 });
+  server = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    pool: serverPool,
+    registry: new Registry(),
+    logger: createLogger({ level: 'silent' }),
+    pollIntervalMs: 600_000,
+  });
 });
 
 afterAll(async () => {
@@ -53,7 +60,12 @@ test(`with ${KEY_SETS} key sets loaded, one key set's new key reloads that key s
   queries.length = 0;
 
   const kid = await new KeySetDriver(store, changed).addNext();
-  await waitFor(async () => ((await servedKids(changed)).includes(kid) ? true : undefined), 5_000, `${kid} in the JWKS of ${changed}`, 10);
+  await waitFor(
+    async () => ((await servedKids(changed)).includes(kid) ? true : undefined),
+    5_000,
+    `${kid} in the JWKS of ${changed}`,
+    10,
+  );
   // Anything more the change would set off has had time to run.
   await new Promise((resolve) => setTimeout(resolve, 500));
 

@@ -9,13 +9,7 @@ import { createMetricsRegistry } from '../../src/observability/metrics';
 import { generateSigningKey } from '../../src/crypto/generate';
 import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
 import { KeyStore } from '../../src/store/key-store';
-import {
-  capturingLogger,
-  KeySetDriver,
-  testPolicy,
-  uniqueKeySetId,
-  waitFor,
-} from '../helpers/key-sets';
+import { capturingLogger, KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { listKeys } from '../../src/store/stored-keys';
@@ -71,7 +65,8 @@ async function get(path: string, init: RequestInit = {}, base = server.url): Pro
 }
 
 type Jwks = { keys: Record<string, unknown>[] };
-const servedKids = async (keySetId: string) => (await get(`/keysets/${keySetId}/jwks.json`)).json<Jwks>().keys.map((k) => k.kid);
+const servedKids = async (keySetId: string) =>
+  (await get(`/keysets/${keySetId}/jwks.json`)).json<Jwks>().keys.map((k) => k.kid);
 
 describe('the JWKS of a key set', () => {
   test('lists exactly its next, active and grace keys, each public only with kid, alg and use', async () => {
@@ -92,7 +87,12 @@ describe('the JWKS of a key set', () => {
 
     // The cache follows the changes' notices within milliseconds; the last may still be on its way.
     const published = [grace, active, next].sort();
-    await waitFor(async () => (JSON.stringify((await servedKids(keySet.keySetId)).sort()) === JSON.stringify(published) ? true : undefined), 2_000, 'the last change');
+    await waitFor(
+      async () =>
+        JSON.stringify((await servedKids(keySet.keySetId)).sort()) === JSON.stringify(published) ? true : undefined,
+      2_000,
+      'the last change',
+    );
     const response = await get(`/keysets/${keySet.keySetId}/jwks.json`);
 
     expect(response.status).toBe(200);
@@ -128,7 +128,11 @@ describe('the JWKS of a key set', () => {
     expect((await get(path, { headers: { 'if-none-match': '"something-else"' } })).status).toBe(200);
 
     const kid = await keySet.addNext();
-    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined), 2_000, 'the new kid');
+    await waitFor(
+      async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined),
+      2_000,
+      'the new kid',
+    );
     const changed = await get(path, { headers: { 'if-none-match': etag } });
     expect(changed.status).toBe(200);
     expect(changed.headers.get('etag')).not.toBe(etag);
@@ -144,7 +148,11 @@ describe('the JWKS of a key set', () => {
   });
 
   test("Cache-Control is public with the policy's jwksMaxAge in seconds", async () => {
-    const keySet = await KeySetDriver.register(store, uniqueKeySetId('maxage'), { ...testPolicy(), jwksMaxAge: '90s', prepublish: '10m' });
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('maxage'), {
+      ...testPolicy(),
+      jwksMaxAge: '90s',
+      prepublish: '10m',
+    });
     await keySet.rotate();
     const response = await get(`/keysets/${keySet.keySetId}/jwks.json`);
     expect(response.headers.get('cache-control')).toBe('public, max-age=90');
@@ -159,15 +167,29 @@ describe('the JWKS of a key set', () => {
     const latency = async (change: () => Promise<unknown>, check: (kids: unknown[]) => boolean): Promise<number> => {
       await change();
       const committed = performance.now();
-      await waitFor(async () => (check(await servedKids(keySet.keySetId)) ? true : undefined), 10_000, 'the JWKS to change', 1);
+      await waitFor(
+        async () => (check(await servedKids(keySet.keySetId)) ? true : undefined),
+        10_000,
+        'the JWKS to change',
+        1,
+      );
       return performance.now() - committed;
     };
     let next = '';
-    const published = await latency(async () => (next = await keySet.addNext()), (kids) => kids.includes(next));
+    const published = await latency(
+      async () => (next = await keySet.addNext()),
+      (kids) => kids.includes(next),
+    );
     await keySet.promote(next); // changes no published key: next and active are both in the JWKS
-    const revoked = await latency(() => keySet.revoke(first), (kids) => !kids.includes(first));
+    const revoked = await latency(
+      () => keySet.revoke(first),
+      (kids) => !kids.includes(first),
+    );
     const second = await keySet.rotate();
-    const retiredLatency = await latency(() => keySet.retire(next), (kids) => !kids.includes(next) && kids.includes(second));
+    const retiredLatency = await latency(
+      () => keySet.retire(next),
+      (kids) => !kids.includes(next) && kids.includes(second),
+    );
 
     console.log(
       `commit → served JWKS: new next key ${published.toFixed(1)} ms, revocation ${revoked.toFixed(1)} ms, ` +
@@ -187,9 +209,16 @@ describe('the JWKS of a key set', () => {
     const keySet = await KeySetDriver.register(store, uniqueKeySetId('mismatch'), testPolicy());
     const active = await keySet.rotate();
     const next = await keySet.addNext();
-    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(next) ? true : undefined), 2_000, 'the next key');
+    await waitFor(
+      async () => ((await servedKids(keySet.keySetId)).includes(next) ? true : undefined),
+      2_000,
+      'the next key',
+    );
     // The series is there before any refusal, so that Prometheus' increase() sees the first one.
-    const refusedBefore = sample((await get('/metrics')).text, `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`);
+    const refusedBefore = sample(
+      (await get('/metrics')).text,
+      `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`,
+    );
     expect(refusedBefore).toBe(0);
 
     // The next key's row now holds another key's public members under its kid, as an edit of the row would.
@@ -201,9 +230,15 @@ describe('the JWKS of a key set', () => {
     ]);
     await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySet.keySetId]); // an edit outside keyturn announces nothing
 
-    await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(next) ? undefined : true), 2_000, 'the key to be left out');
+    await waitFor(
+      async () => ((await servedKids(keySet.keySetId)).includes(next) ? undefined : true),
+      2_000,
+      'the key to be left out',
+    );
     expect(await servedKids(keySet.keySetId)).toEqual([active]);
-    expect(sample((await get('/metrics')).text, `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`)).toBe(refusedBefore + 1);
+    expect(sample((await get('/metrics')).text, `keyturn_jwks_refused_keys_total{key_set="${keySet.keySetId}"}`)).toBe(
+      refusedBefore + 1,
+    );
     const logged = captured
       .text()
       .split('\n')
@@ -256,11 +291,18 @@ describe('discovery', () => {
   });
 
   test('a verifier that starts from discovery verifies a token of the key ring', async () => {
-    const ring = await KeyRing.open({ pool: db.pool, kekRing, keySetIds: ['default'], logger: createLogger({ level: 'silent' }) });
+    const ring = await KeyRing.open({
+      pool: db.pool,
+      kekRing,
+      keySetIds: ['default'],
+      logger: createLogger({ level: 'silent' }),
+    });
     try {
       const token = await ring.sign('default', { sub: 'alice' }, { ttl: '1m' });
       const discovery = (await get('/.well-known/openid-configuration')).json<{ jwks_uri: string }>();
-      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(discovery.jwks_uri)), { algorithms: ['ES256'] });
+      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(discovery.jwks_uri)), {
+        algorithms: ['ES256'],
+      });
       expect(payload.sub).toBe('alice');
     } finally {
       await ring.close();
@@ -269,7 +311,8 @@ describe('discovery', () => {
 });
 
 /** The value of one series in a /metrics text, e.g. `name{label="value"}`; NaN when absent. */
-const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()+.]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+const sample = (text: string, series: string) =>
+  Number(new RegExp(`^${series.replace(/[{}()+.]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
 
 describe('health, readiness and metrics', () => {
   test('/healthz and /readyz answer 200 once the key sets are loaded', async () => {
@@ -305,7 +348,10 @@ describe('health, readiness and metrics', () => {
   test('through a database outage it stays ready and serves the JWKS until that is older than jwksMaxAge, then is ready again once back', async () => {
     const own = await createTestDatabase();
     const ownStore = new KeyStore(own.pool, kekRing);
-    const keySet = await KeySetDriver.register(ownStore, uniqueKeySetId('outage'), { ...testPolicy(), jwksMaxAge: '5s' });
+    const keySet = await KeySetDriver.register(ownStore, uniqueKeySetId('outage'), {
+      ...testPolicy(),
+      jwksMaxAge: '5s',
+    });
     const kid = await keySet.rotate();
     const ownRegistry = new Registry();
     const outage = await startJwksServer({
@@ -318,7 +364,8 @@ describe('health, readiness and metrics', () => {
     });
     let restore: (() => Promise<void>) | undefined;
     // A registry that does not report every key set: the oldest view, of the one key set here.
-    const age = async () => sample((await get('/metrics', {}, outage.url)).text, 'keyturn_key_view_age_seconds{view="jwks"}');
+    const age = async () =>
+      sample((await get('/metrics', {}, outage.url)).text, 'keyturn_key_view_age_seconds{view="jwks"}');
     const jwksPath = `/keysets/${keySet.keySetId}/jwks.json`;
     try {
       expect((await get('/readyz', {}, outage.url)).json()).toEqual({ status: 'ready' });
@@ -331,25 +378,44 @@ describe('health, readiness and metrics', () => {
 
       restore = await own.cutOff();
       // The server notices at once (its LISTEN connection ends) and keeps serving what it has.
-      const degraded = await waitFor(async () => {
-        const readiness = await get('/readyz', {}, outage.url);
-        return readiness.json().warnings === undefined ? undefined : readiness;
-      }, 5_000, 'the outage to be noticed');
+      const degraded = await waitFor(
+        async () => {
+          const readiness = await get('/readyz', {}, outage.url);
+          return readiness.json().warnings === undefined ? undefined : readiness;
+        },
+        5_000,
+        'the outage to be noticed',
+      );
       expect(degraded.status).toBe(200);
       expect(degraded.json()).toEqual({
         status: 'ready',
-        warnings: [expect.stringMatching(/^PostgreSQL last confirmed the keys \d+s ago: serving the JWKS from memory \(ready while within each key set's jwksMaxAge\)$/)],
+        warnings: [
+          expect.stringMatching(
+            /^PostgreSQL last confirmed the keys \d+s ago: serving the JWKS from memory \(ready while within each key set's jwksMaxAge\)$/,
+          ),
+        ],
       });
       const during = await get(jwksPath, {}, outage.url);
       expect([during.status, during.text]).toEqual([200, served]);
 
-      const unready = await waitFor(async () => {
-        const readiness = await get('/readyz', {}, outage.url);
-        return readiness.status === 503 ? readiness : undefined;
-      }, 20_000, 'readiness to end', 100);
+      const unready = await waitFor(
+        async () => {
+          const readiness = await get('/readyz', {}, outage.url);
+          return readiness.status === 503 ? readiness : undefined;
+        },
+        20_000,
+        'readiness to end',
+        100,
+      );
       expect(unready.json()).toEqual({
         status: 'not ready',
-        reasons: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": PostgreSQL last confirmed the keys \\d+s ago, longer than its jwksMaxAge 5s$`))],
+        reasons: [
+          expect.stringMatching(
+            new RegExp(
+              `^key set "${keySet.keySetId}": PostgreSQL last confirmed the keys \\d+s ago, longer than its jwksMaxAge 5s$`,
+            ),
+          ),
+        ],
       });
       expect(await age()).toBeGreaterThan(5);
       // Readiness is for the load balancer: whoever asks still gets the keys.
@@ -357,7 +423,12 @@ describe('health, readiness and metrics', () => {
 
       await restore();
       restore = undefined;
-      await waitFor(async () => ((await get('/readyz', {}, outage.url)).text === '{"status":"ready"}' ? true : undefined), 20_000, 'ready again', 100);
+      await waitFor(
+        async () => ((await get('/readyz', {}, outage.url)).text === '{"status":"ready"}' ? true : undefined),
+        20_000,
+        'ready again',
+        100,
+      );
       expect(await age()).toBe(0);
     } finally {
       await restore?.();
@@ -370,32 +441,53 @@ describe('health, readiness and metrics', () => {
     const keySet = await KeySetDriver.register(store, uniqueKeySetId('broken'), testPolicy());
     const kid = await keySet.rotate();
     await waitFor(async () => ((await servedKids(keySet.keySetId)).includes(kid) ? true : undefined), 2_000, 'the key');
-    const { rows } = await db.pool.query<{ public_jwk: Record<string, unknown> }>('SELECT public_jwk FROM signing_keys WHERE kid = $1', [kid]);
+    const { rows } = await db.pool.query<{ public_jwk: Record<string, unknown> }>(
+      'SELECT public_jwk FROM signing_keys WHERE kid = $1',
+      [kid],
+    );
     const setPublicJwk = async (jwk: object) => {
       await db.pool.query('UPDATE signing_keys SET public_jwk = $2 WHERE kid = $1', [kid, JSON.stringify(jwk)]);
       await db.pool.query('SELECT pg_notify($1, $2)', [KEY_CHANGES_CHANNEL, keySet.keySetId]);
     };
-    const age = async () => sample((await get('/metrics')).text, `keyturn_key_view_age_seconds{view="jwks",key_set="${keySet.keySetId}"}`);
+    const age = async () =>
+      sample((await get('/metrics')).text, `keyturn_key_view_age_seconds{view="jwks",key_set="${keySet.keySetId}"}`);
     // 0 once the view is confirmed since the listener (re)connected: a reconnect just before ages it until the repair poll.
     await waitFor(async () => ((await age()) === 0 ? true : undefined), 10_000, 'a fresh view');
 
     // A row the build refuses (no alg): the rebuild fails, and the key set keeps the JWKS it had.
     await setPublicJwk({ ...rows[0].public_jwk, alg: undefined });
     try {
-      const warned = await waitFor(async () => {
-        const readiness = await get('/readyz');
-        return readiness.json().warnings === undefined ? undefined : readiness;
-      }, 5_000, 'the warning');
+      const warned = await waitFor(
+        async () => {
+          const readiness = await get('/readyz');
+          return readiness.json().warnings === undefined ? undefined : readiness;
+        },
+        5_000,
+        'the warning',
+      );
       expect([warned.status, warned.json()]).toEqual([
         200,
-        { status: 'ready', warnings: [expect.stringMatching(new RegExp(`^key set "${keySet.keySetId}": its JWKS could not be rebuilt for \\d+s: serving the last one built$`))] },
+        {
+          status: 'ready',
+          warnings: [
+            expect.stringMatching(
+              new RegExp(
+                `^key set "${keySet.keySetId}": its JWKS could not be rebuilt for \\d+s: serving the last one built$`,
+              ),
+            ),
+          ],
+        },
       ]);
       expect(await servedKids(keySet.keySetId)).toEqual([kid]);
       expect(await age()).toBeGreaterThan(0);
     } finally {
       await setPublicJwk(rows[0].public_jwk);
     }
-    await waitFor(async () => ((await get('/readyz')).text === '{"status":"ready"}' ? true : undefined), 5_000, 'the warning to go');
+    await waitFor(
+      async () => ((await get('/readyz')).text === '{"status":"ready"}' ? true : undefined),
+      5_000,
+      'the warning to go',
+    );
     expect(await age()).toBe(0);
   });
 
@@ -415,8 +507,24 @@ describe('health, readiness and metrics', () => {
     // A histogram as Prometheus reads one: cumulative buckets up to +Inf, which equals the count.
     expect(text).toContain('# TYPE keyturn_jwks_request_duration_seconds histogram');
     expect(grew('keyturn_jwks_request_duration_seconds_count{route="jwks"}')).toBe(3);
-    const buckets = [...text.matchAll(/^keyturn_jwks_request_duration_seconds_bucket\{le="([^"]+)",route="jwks"\} (\d+)$/gm)];
-    expect(buckets.map((m) => m[1])).toEqual(['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '1', '+Inf']);
+    const buckets = [
+      ...text.matchAll(/^keyturn_jwks_request_duration_seconds_bucket\{le="([^"]+)",route="jwks"\} (\d+)$/gm),
+    ];
+    expect(buckets.map((m) => m[1])).toEqual([
+      '0.0001',
+      '0.00025',
+      '0.0005',
+      '0.001',
+      '0.0025',
+      '0.005',
+      '0.01',
+      '0.025',
+      '0.05',
+      '0.1',
+      '0.25',
+      '1',
+      '+Inf',
+    ]);
     const counts = buckets.map((m) => Number(m[2]));
     expect(counts).toEqual([...counts].sort((a, b) => a - b));
     expect(counts.at(-1)).toBe(sample(text, 'keyturn_jwks_request_duration_seconds_count{route="jwks"}'));
@@ -441,14 +549,17 @@ describe('the polling fallback', () => {
     try {
       const path = `/keysets/${keySet.keySetId}/jwks.json`;
       expect((await get(path, {}, polling.url)).headers.get('cache-control')).toBe('public, max-age=120');
-      expect((await get(`/keysets/${keySet.keySetId}/.well-known/openid-configuration`, {}, polling.url)).json()).toMatchObject({
+      expect(
+        (await get(`/keysets/${keySet.keySetId}/.well-known/openid-configuration`, {}, polling.url)).json(),
+      ).toMatchObject({
         issuer: 'https://issuer.example',
         jwks_uri: `https://keys.example.com/keysets/${keySet.keySetId}/jwks.json`,
       });
 
       await KeySetDriver.register(store, keySet.keySetId, { ...testPolicy(), jwksMaxAge: '1m' });
       await waitFor(
-        async () => ((await get(path, {}, polling.url)).headers.get('cache-control') === 'public, max-age=60' ? true : undefined),
+        async () =>
+          (await get(path, {}, polling.url)).headers.get('cache-control') === 'public, max-age=60' ? true : undefined,
         2_000,
         'the new max-age',
       );

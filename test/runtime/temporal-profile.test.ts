@@ -46,7 +46,11 @@ function configError(env: NodeJS.ProcessEnv): KeyturnError {
 
 test('the profile TEMPORAL_PROFILE names gives address, namespace, TLS and API key; each variable overrides its field', () => {
   const config = loadConfig({ TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'prod', TEMPORAL_NAMESPACE: 'other' });
-  expect(config).toMatchObject({ temporalAddress: 'prod.keyturn.test:7233', temporalNamespace: 'other', explicit: { temporalAddress: true, temporalNamespace: true } });
+  expect(config).toMatchObject({
+    temporalAddress: 'prod.keyturn.test:7233',
+    temporalNamespace: 'other',
+    explicit: { temporalAddress: true, temporalNamespace: true },
+  });
   expect(temporalTargetFrom(config).origin).toBe('from the Temporal profile "prod"');
   expect(config.temporalProfile.security).toBe('TLS with an API key');
   expect(temporalConnectionOptions(temporalTargetFrom(config))).toMatchObject({
@@ -56,18 +60,32 @@ test('the profile TEMPORAL_PROFILE names gives address, namespace, TLS and API k
   });
 
   const fromVariable = loadConfig({ TEMPORAL_CONFIG_FILE: file, TEMPORAL_ADDRESS: 'elsewhere:7233' });
-  expect(temporalTargetFrom(fromVariable)).toMatchObject({ address: 'elsewhere:7233', origin: 'from TEMPORAL_ADDRESS' });
+  expect(temporalTargetFrom(fromVariable)).toMatchObject({
+    address: 'elsewhere:7233',
+    origin: 'from TEMPORAL_ADDRESS',
+  });
   expect(fromVariable.temporalProfile.security).toBe('plaintext');
 });
 
 test('without an address anywhere, keyturn dev starts its own server: the address is not explicit', () => {
   const config = loadConfig({});
-  expect(config).toMatchObject({ temporalAddress: 'localhost:7233', temporalNamespace: 'default', explicit: { temporalAddress: false, temporalNamespace: false } });
-  expect(temporalTargetFrom(config).origin).toBe('the default, as neither TEMPORAL_ADDRESS nor a Temporal profile names a server');
+  expect(config).toMatchObject({
+    temporalAddress: 'localhost:7233',
+    temporalNamespace: 'default',
+    explicit: { temporalAddress: false, temporalNamespace: false },
+  });
+  expect(temporalTargetFrom(config).origin).toBe(
+    'the default, as neither TEMPORAL_ADDRESS nor a Temporal profile names a server',
+  );
 });
 
 test('a blank variable counts as unset: TEMPORAL_TLS= does not turn the profile’s TLS off, TEMPORAL_API_KEY= sends no key', () => {
-  const config = loadConfig({ TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'prod', TEMPORAL_TLS: '', TEMPORAL_API_KEY: ' ' });
+  const config = loadConfig({
+    TEMPORAL_CONFIG_FILE: file,
+    TEMPORAL_PROFILE: 'prod',
+    TEMPORAL_TLS: '',
+    TEMPORAL_API_KEY: ' ',
+  });
   expect(config.temporalProfile.security).toBe('TLS with an API key');
   expect(temporalConnectionOptions(temporalTargetFrom(config)).apiKey).toBe(API_KEY);
   expect(loadConfig({ TEMPORAL_API_KEY: '' }).temporalProfile.security).toBe('plaintext');
@@ -81,11 +99,36 @@ test('the configuration prints without the API key', () => {
 });
 
 test.each([
-  ['an unknown profile', { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'staging' }, 'TEMPORAL_PROFILE', `TEMPORAL_PROFILE names the Temporal profile "staging", which ${file} does not have`],
-  ['a config file that does not exist', { TEMPORAL_CONFIG_FILE: path.join(dir, 'nope.toml') }, 'TEMPORAL_CONFIG_FILE', `TEMPORAL_CONFIG_FILE names ${path.join(dir, 'nope.toml')}, which does not exist`],
-  ['a client certificate without its key', { TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'ca.pem') }, 'TEMPORAL_TLS_CLIENT_KEY_PATH', /^mTLS needs a client certificate and its key: set TEMPORAL_TLS_CLIENT_KEY_PATH/],
-  ['a path and data for the same file', { TEMPORAL_TLS_SERVER_CA_CERT_PATH: 'a.pem', TEMPORAL_TLS_SERVER_CA_CERT_DATA: 'x' }, 'TEMPORAL_PROFILE', /Cannot specify both server_ca_cert_path and server_ca_cert_data/],
-  ['an address that is not host:port', { TEMPORAL_ADDRESS: 'https://prod.keyturn.test' }, 'TEMPORAL_ADDRESS', /^invalid environment: TEMPORAL_ADDRESS must be host:port/],
+  [
+    'an unknown profile',
+    { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'staging' },
+    'TEMPORAL_PROFILE',
+    `TEMPORAL_PROFILE names the Temporal profile "staging", which ${file} does not have`,
+  ],
+  [
+    'a config file that does not exist',
+    { TEMPORAL_CONFIG_FILE: path.join(dir, 'nope.toml') },
+    'TEMPORAL_CONFIG_FILE',
+    `TEMPORAL_CONFIG_FILE names ${path.join(dir, 'nope.toml')}, which does not exist`,
+  ],
+  [
+    'a client certificate without its key',
+    { TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'ca.pem') },
+    'TEMPORAL_TLS_CLIENT_KEY_PATH',
+    /^mTLS needs a client certificate and its key: set TEMPORAL_TLS_CLIENT_KEY_PATH/,
+  ],
+  [
+    'a path and data for the same file',
+    { TEMPORAL_TLS_SERVER_CA_CERT_PATH: 'a.pem', TEMPORAL_TLS_SERVER_CA_CERT_DATA: 'x' },
+    'TEMPORAL_PROFILE',
+    /Cannot specify both server_ca_cert_path and server_ca_cert_data/,
+  ],
+  [
+    'an address that is not host:port',
+    { TEMPORAL_ADDRESS: 'https://prod.keyturn.test' },
+    'TEMPORAL_ADDRESS',
+    /^invalid environment: TEMPORAL_ADDRESS must be host:port/,
+  ],
 ])('%s is refused, naming the setting', (_, env, field, message) => {
   const error = configError(env);
   expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', field });
@@ -108,7 +151,10 @@ test('a certificate file that is missing or not PEM is named with its variable w
   expect(() => temporalConnectionOptions(missing)).toThrow(
     `cannot read the server CA certificate ${path.join(dir, 'missing.pem')} (TEMPORAL_TLS_SERVER_CA_CERT_PATH or the profile's tls.server_ca_cert_path): no such file`,
   );
-  const notPem = target({ TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'ca.pem'), TEMPORAL_TLS_CLIENT_KEY_PATH: path.join(dir, 'not-pem.key') });
+  const notPem = target({
+    TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'ca.pem'),
+    TEMPORAL_TLS_CLIENT_KEY_PATH: path.join(dir, 'not-pem.key'),
+  });
   expect(() => temporalConnectionOptions(notPem)).toThrow(
     `the client key in ${path.join(dir, 'not-pem.key')} (TEMPORAL_TLS_CLIENT_KEY_PATH or the profile's tls.client_key_path) is not PEM (a "-----BEGIN ..." block)`,
   );

@@ -56,7 +56,11 @@ beforeAll(async () => {
   pool = new Pool({ connectionString: stack.ownerDatabaseUrl, max: 4 });
   // PostgreSQL is restarted under idle connections.
   pool.on('error', () => undefined);
-  ring = await KeyRing.open({ databaseUrl: stack.ownerDatabaseUrl, kekRing: parseKekRing(stack.folder.secrets.kek), logger });
+  ring = await KeyRing.open({
+    databaseUrl: stack.ownerDatabaseUrl,
+    kekRing: parseKekRing(stack.folder.secrets.kek),
+    logger,
+  });
   traffic = new TokenTraffic(ring, stack.jwksUrl, KEY_SETS);
 }, 600_000);
 
@@ -82,7 +86,12 @@ async function untilRotated(since: number, count = 1, what = 'after the fault'):
   try {
     await Promise.all(
       KEY_SETS.map((id) =>
-        waitFor(async () => ((await promotionsSince(id, since)) >= count ? true : undefined), RECOVERY_TIMEOUT_MS, `${id} to promote ${count} key(s) ${what}`, 250),
+        waitFor(
+          async () => ((await promotionsSince(id, since)) >= count ? true : undefined),
+          RECOVERY_TIMEOUT_MS,
+          `${id} to promote ${count} key(s) ${what}`,
+          250,
+        ),
       ),
     );
   } catch (error) {
@@ -93,20 +102,28 @@ async function untilRotated(since: number, count = 1, what = 'after the fault'):
 /** Whether each worker and JWKS server runs, with the end of its output. */
 function describeKeyturnProcesses(): string {
   return [...stack.workers, ...stack.jwksServers]
-    .map(({ process }) => `${process.name}: ${process.running ? 'running' : process.describeExit()}; ${process.outputTail(10)}`)
+    .map(
+      ({ process }) =>
+        `${process.name}: ${process.running ? 'running' : process.describeExit()}; ${process.outputTail(10)}`,
+    )
     .join('\n');
 }
 
 /** Every key set's problems (none: all is well), and whether `keyturn verify`, run as an operator runs it, passes for each. */
 async function checkKeySets(): Promise<{ problems: Record<string, string[]>; verified: Record<string, boolean> }> {
-  const problems = Object.fromEntries(await Promise.all(KEY_SETS.map(async (id) => [id, await keySetProblems(pool, id, POLICY, traffic)])));
+  const problems = Object.fromEntries(
+    await Promise.all(KEY_SETS.map(async (id) => [id, await keySetProblems(pool, id, POLICY, traffic)])),
+  );
   const output = await stack.keyturn(['verify', '--json'], { LOG_LEVEL: 'warn' });
   const { keySets } = JSON.parse(/^\{"ok".*$/m.exec(output)![0]) as { keySets: { id: string; ok: boolean }[] };
   const verified = Object.fromEntries(KEY_SETS.map((id) => [id, keySets.find((k) => k.id === id)?.ok ?? false]));
   return { problems, verified };
 }
 
-const allWell = { problems: Object.fromEntries(KEY_SETS.map((id) => [id, []])), verified: Object.fromEntries(KEY_SETS.map((id) => [id, true])) };
+const allWell = {
+  problems: Object.fromEntries(KEY_SETS.map((id) => [id, []])),
+  verified: Object.fromEntries(KEY_SETS.map((id) => [id, true])),
+};
 
 describe('the stack', () => {
   test('runs a Temporal cluster of two nodes sharing PostgreSQL, each with every service', async () => {
@@ -116,7 +133,12 @@ describe('the stack', () => {
       'temporal',
       'SELECT role, rpc_port FROM cluster_membership WHERE record_expiry > now() ORDER BY role, rpc_port',
     );
-    const nodePorts = stack.ports.temporalNodes.map((n) => [n.frontendMembership, n.historyMembership, n.matchingMembership, n.workerMembership]);
+    const nodePorts = stack.ports.temporalNodes.map((n) => [
+      n.frontendMembership,
+      n.historyMembership,
+      n.matchingMembership,
+      n.workerMembership,
+    ]);
     expect(new Set(members.map((m) => m.role)).size).toBe(4);
     expect(members.map((m) => m.rpc_port).sort()).toEqual(nodePorts.flat().sort());
   });
@@ -149,8 +171,15 @@ describe('the stack', () => {
       'every target up',
       500,
     );
-    expect(health).toEqual([...Array(2).fill('keyturn-jwks up'), ...Array(2).fill('keyturn-worker up'), 'prometheus up', ...Array(2).fill('temporal-sdk up')]);
-    const { data } = (await (await fetch(`${stack.prometheusUrl}/api/v1/rules`)).json()) as { data: { groups: { name: string }[] } };
+    expect(health).toEqual([
+      ...Array(2).fill('keyturn-jwks up'),
+      ...Array(2).fill('keyturn-worker up'),
+      'prometheus up',
+      ...Array(2).fill('temporal-sdk up'),
+    ]);
+    const { data } = (await (await fetch(`${stack.prometheusUrl}/api/v1/rules`)).json()) as {
+      data: { groups: { name: string }[] };
+    };
     expect(data.groups.map((g) => g.name)).toEqual(expect.arrayContaining(['keyturn-keys', 'keyturn-services']));
   });
 });
@@ -170,7 +199,10 @@ describe('the lifecycle', () => {
       .filter((audit) => audit.keySetId === KEY_SETS[0])
       // Two workers write two logs: an event's place is its seq, not the log it is in.
       .sort((a, b) => a.seq - b.seq);
-    const { rows } = await pool.query<{ seq: number; event: string }>('SELECT seq::int AS seq, event FROM audit_events WHERE key_set_id = $1 ORDER BY seq', [KEY_SETS[0]]);
+    const { rows } = await pool.query<{ seq: number; event: string }>(
+      'SELECT seq::int AS seq, event FROM audit_events WHERE key_set_id = $1 ORDER BY seq',
+      [KEY_SETS[0]],
+    );
     // Every event committed so far, once; later ones may be on their way to the log.
     expect(logged.map((a) => [a.seq, a.event]).slice(0, rows.length)).toEqual(rows.map((r) => [r.seq, r.event]));
   });
@@ -219,7 +251,11 @@ describe('faults', () => {
     const [, second] = stack.workers;
     const crashedPid = second.process.pid!;
     process.kill(crashedPid, 'SIGKILL');
-    await waitFor(async () => (second.process.running && second.process.pid !== crashedPid ? true : undefined), 30_000, 'worker 2 to be started again');
+    await waitFor(
+      async () => (second.process.running && second.process.pid !== crashedPid ? true : undefined),
+      30_000,
+      'worker 2 to be started again',
+    );
     await untilRotated(Date.now(), 1, 'after worker 2 crashed');
   }, 180_000);
 
@@ -260,9 +296,16 @@ describe('upgrading', () => {
   async function namespaceState(): Promise<Record<string, unknown>> {
     const connection = await Connection.connect({ address: stack.temporalAddress });
     try {
-      const { namespaceInfo, config } = await connection.workflowService.describeNamespace({ namespace: stack.namespace });
-      const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: stack.namespace });
-      return { namespace: { id: namespaceInfo?.id, retention: config?.workflowExecutionRetentionTtl?.seconds?.toString() }, customAttributes };
+      const { namespaceInfo, config } = await connection.workflowService.describeNamespace({
+        namespace: stack.namespace,
+      });
+      const { customAttributes } = await connection.operatorService.listSearchAttributes({
+        namespace: stack.namespace,
+      });
+      return {
+        namespace: { id: namespaceInfo?.id, retention: config?.workflowExecutionRetentionTtl?.seconds?.toString() },
+        customAttributes,
+      };
     } finally {
       await connection.close();
     }
@@ -291,23 +334,35 @@ describe('alerting', () => {
     const { data } = (await (await fetch(`${stack.prometheusUrl}/api/v1/alerts`)).json()) as {
       data: { alerts: { labels: { alertname: string; key_set?: string }; state: string }[] };
     };
-    return data.alerts.filter((a) => a.labels.key_set === keySetId).map((a) => `${a.labels.alertname} ${a.state}`).sort();
+    return data.alerts
+      .filter((a) => a.labels.key_set === keySetId)
+      .map((a) => `${a.labels.alertname} ${a.state}`)
+      .sort();
   }
 
   /** The headlines of what the inbox received on `channel` about `keySetId`. */
   const received = (channel: string, keySetId: string) =>
-    stack.inbox.received.filter((n) => n.channel === channel && JSON.stringify(n.body).includes(keySetId)).map((n) => n.headline);
+    stack.inbox.received
+      .filter((n) => n.channel === channel && JSON.stringify(n.body).includes(keySetId))
+      .map((n) => n.headline);
 
   test("a key set whose promotion fails fires keyturn's alerts in Prometheus, Alertmanager delivers them, and they resolve once it is fixed", async () => {
     const keySetId = uniqueKeySetId('alerting');
     const file = path.join(dir, 'alerting.yaml');
     await writeFile(file, stringify({ keySets: [{ id: keySetId, ...POLICY }] }));
     await stack.keyturn(['apply', '-f', file]);
-    await waitFor(async () => ((await promotionsSince(keySetId, 0)) >= 1 ? true : undefined), 60_000, `${keySetId}'s first key`, 250);
+    await waitFor(
+      async () => ((await promotionsSince(keySetId, 0)) >= 1 ? true : undefined),
+      60_000,
+      `${keySetId}'s first key`,
+      250,
+    );
 
     // PostgreSQL refuses this key set's promotions, as with a broken constraint: the next one fails all its retries.
     const trigger = `refuse_${keySetId.replaceAll('-', '_')}`;
-    await pool.query(`CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'promotion refused by the test'; END $$`);
+    await pool.query(
+      `CREATE FUNCTION ${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'promotion refused by the test'; END $$`,
+    );
     await pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON signing_keys FOR EACH ROW
       WHEN (NEW.state = 'active' AND NEW.key_set_id = '${keySetId}') EXECUTE FUNCTION ${trigger}()`);
     let fixed = false;
@@ -320,7 +375,9 @@ describe('alerting', () => {
       const firing = await waitFor(
         async () => {
           const alerts = await prometheusAlerts(keySetId);
-          return alerts.includes('KeyturnStepFailing firing') && alerts.includes('KeyturnRotationFailing firing') ? alerts : undefined;
+          return alerts.includes('KeyturnStepFailing firing') && alerts.includes('KeyturnRotationFailing firing')
+            ? alerts
+            : undefined;
         },
         120_000,
         `keyturn's alerts about ${keySetId} firing in Prometheus`,
@@ -328,7 +385,12 @@ describe('alerting', () => {
       );
       expect(firing).toEqual(['KeyturnRotationFailing firing', 'KeyturnStepFailing firing']);
       const delivered = await waitFor(
-        () => (received('slack', keySetId).some((h) => h.startsWith('FIRING: Key set') && h.includes('failed all its retries')) ? received('slack', keySetId) : undefined),
+        () =>
+          received('slack', keySetId).some(
+            (h) => h.startsWith('FIRING: Key set') && h.includes('failed all its retries'),
+          )
+            ? received('slack', keySetId)
+            : undefined,
         30_000,
         "Alertmanager's Slack message",
         250,
@@ -340,15 +402,25 @@ describe('alerting', () => {
         ]),
       );
       // keyturn's own message, straight from the worker.
-      expect(received('keyturn', keySetId)).toEqual([expect.stringMatching(/^opened: key set ".*": promote failed 1 time\(s\) in a row/)]);
+      expect(received('keyturn', keySetId)).toEqual([
+        expect.stringMatching(/^opened: key set ".*": promote failed 1 time\(s\) in a row/),
+      ]);
 
       await fix();
       // The workflow would try again after its backoff (a minute); the operator rotates at once instead,
       // which promotes the waiting next key, and the step's first success closes the incident.
       await stack.keyturn(['rotate', keySetId, '--reason', 'promotions allowed again']);
-      await waitFor(async () => (!(await prometheusAlerts(keySetId)).includes('KeyturnStepFailing firing') || undefined), 150_000, 'KeyturnStepFailing to resolve', 500);
+      await waitFor(
+        async () => !(await prometheusAlerts(keySetId)).includes('KeyturnStepFailing firing') || undefined,
+        150_000,
+        'KeyturnStepFailing to resolve',
+        500,
+      );
       const resolved = await waitFor(
-        () => received('slack', keySetId).find((h) => h === `RESOLVED: Key set ${keySetId}: a lifecycle step has failed all its retries`),
+        () =>
+          received('slack', keySetId).find(
+            (h) => h === `RESOLVED: Key set ${keySetId}: a lifecycle step has failed all its retries`,
+          ),
         30_000,
         "Alertmanager's resolved message",
         250,
@@ -360,7 +432,9 @@ describe('alerting', () => {
     } finally {
       await fix();
     }
-    const verified = JSON.parse(/^\{"ok".*$/m.exec(await stack.keyturn(['verify', keySetId, '--json'], { LOG_LEVEL: 'warn' }))![0]) as { ok: boolean };
+    const verified = JSON.parse(
+      /^\{"ok".*$/m.exec(await stack.keyturn(['verify', keySetId, '--json'], { LOG_LEVEL: 'warn' }))![0],
+    ) as { ok: boolean };
     expect(verified.ok).toBe(true);
   }, 360_000);
 });
@@ -369,7 +443,9 @@ describe('once every step has run', () => {
   test('no token of any key set was rejected, and tokens were signed and verified throughout', async () => {
     await traffic.stop();
     const { issued, verifiedBeforeExpiry } = traffic.counts;
-    console.log(`${KEY_SETS.length} key sets: ${issued} tokens signed, ${verifiedBeforeExpiry} verified again shortly before they expired`);
+    console.log(
+      `${KEY_SETS.length} key sets: ${issued} tokens signed, ${verifiedBeforeExpiry} verified again shortly before they expired`,
+    );
     expect(traffic.rejections).toEqual([]);
     expect(verifiedBeforeExpiry).toBeGreaterThan(KEY_SETS.length * 100);
   }, 60_000);

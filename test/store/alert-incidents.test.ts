@@ -36,23 +36,35 @@ const round = (at: number, firing: Alert[], unjudged: SupervisionRound['unjudged
 
 test('a finding seen round after round is one incident: opened, suppressed, reminded of, then resolved once no round finds it', async () => {
   expect(await round(T0, [noActiveKey('a')])).toEqual([
-    { alert: noActiveKey('a'), kind: 'opened', incident: { key: 'invariant:NO_ACTIVE_KEY', openedAt: T0, notifiedAt: T0, notifications: 1 } },
+    {
+      alert: noActiveKey('a'),
+      kind: 'opened',
+      incident: { key: 'invariant:NO_ACTIVE_KEY', openedAt: T0, notifiedAt: T0, notifications: 1 },
+    },
   ]);
   for (let at = T0 + 5 * MINUTE; at < T0 + REMINDER; at += HOUR) {
     expect((await round(at, [noActiveKey('a')])).map((n) => n.kind)).toEqual([null]);
   }
   const reminder = await round(T0 + REMINDER + 5 * MINUTE, [noActiveKey('a')]);
-  expect(reminder).toEqual([expect.objectContaining({ kind: 'reminder', incident: expect.objectContaining({ notifications: 2 }) })]);
+  expect(reminder).toEqual([
+    expect.objectContaining({ kind: 'reminder', incident: expect.objectContaining({ notifications: 2 }) }),
+  ]);
 
   const resolved = await round(T0 + REMINDER + 10 * MINUTE, []);
   expect(resolved).toEqual([
-    { alert: { ...noActiveKey('a'), status: 'resolved' }, kind: 'resolved', incident: expect.objectContaining({ openedAt: T0, notifications: 2 }) },
+    {
+      alert: { ...noActiveKey('a'), status: 'resolved' },
+      kind: 'resolved',
+      incident: expect.objectContaining({ openedAt: T0, notifications: 2 }),
+    },
   ]);
   expect(await round(T0 + REMINDER + 15 * MINUTE, [])).toEqual([]);
 
   // It stays on record; the next time it fires it is a new incident.
   const { rows } = await db.pool.query('SELECT incident, notifications, resolved_at FROM alert_incidents');
-  expect(rows).toEqual([{ incident: 'invariant:NO_ACTIVE_KEY', notifications: 2, resolved_at: new Date(T0 + REMINDER + 10 * MINUTE) }]);
+  expect(rows).toEqual([
+    { incident: 'invariant:NO_ACTIVE_KEY', notifications: 2, resolved_at: new Date(T0 + REMINDER + 10 * MINUTE) },
+  ]);
   expect((await round(T0 + 5 * HOUR, [noActiveKey('a')]))[0].kind).toBe('opened');
 });
 

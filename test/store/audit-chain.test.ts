@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson, findChainBreak, hashAuditEvent, nextLink, type ChainedFields, type StoredLink } from '../../src/store/audit-chain';
+import {
+  canonicalJson,
+  findChainBreak,
+  hashAuditEvent,
+  nextLink,
+  type ChainedFields,
+  type StoredLink,
+} from '../../src/store/audit-chain';
 
 // The chain's encoding is a contract with anyone who rechecks an exported trail: these tests pin it.
 
@@ -25,12 +32,17 @@ describe('canonicalJson (RFC 8785)', () => {
   });
 
   test('numbers and strings as JSON.stringify writes them', () => {
-    expect(canonicalJson([1e21, 1e-7, 0.1 + 0.2, -0, 'a"\n\u2028'])).toBe('[1e+21,1e-7,0.30000000000000004,0,"a\\"\\n\u2028"]');
+    expect(canonicalJson([1e21, 1e-7, 0.1 + 0.2, -0, 'a"\n\u2028'])).toBe(
+      '[1e+21,1e-7,0.30000000000000004,0,"a\\"\\n\u2028"]',
+    );
   });
 
-  test.each([[undefined], [Number.NaN], [new Date(0)], [{ a: undefined }], [new Map()]])('refuses %p, which is not JSON', (value) => {
-    expect(() => canonicalJson(value)).toThrow(TypeError);
-  });
+  test.each([[undefined], [Number.NaN], [new Date(0)], [{ a: undefined }], [new Map()]])(
+    'refuses %p, which is not JSON',
+    (value) => {
+      expect(() => canonicalJson(value)).toThrow(TypeError);
+    },
+  );
 });
 
 test('an event hashes to SHA-256 of the documented encoding', () => {
@@ -38,7 +50,9 @@ test('an event hashes to SHA-256 of the documented encoding', () => {
     '{"actor":"alice (keyturn CLI)","details":{"a":{"x":true,"y":null},"b":[1,"é"]},"event":"promoted","fromState":"next",' +
     '"keySetId":"default","kid":"kid-1","occurredAt":1735689600000,"operationId":"op-1","prevHash":null,"reason":"drill",' +
     '"seq":1,"toState":"active","trigger":"manual"}';
-  expect(hashAuditEvent({ ...FIELDS, seq: 1, prevHash: null })).toBe(createHash('sha256').update(encoding, 'utf8').digest('hex'));
+  expect(hashAuditEvent({ ...FIELDS, seq: 1, prevHash: null })).toBe(
+    createHash('sha256').update(encoding, 'utf8').digest('hex'),
+  );
 });
 
 test('nextLink follows the head; every field and the predecessor change the hash', () => {
@@ -49,10 +63,22 @@ test('nextLink follows the head; every field and the predecessor change the hash
 
   const base = hashAuditEvent({ ...FIELDS, seq: 2, prevHash: first.hash });
   const variants: Partial<ChainedFields>[] = [
-    { keySetId: 'other' }, { seq: 3 }, { kid: null }, { event: 'demoted' }, { fromState: null }, { toState: 'grace' }, { trigger: 'scheduled' },
-    { actor: 'bob' }, { reason: 'drill ' }, { operationId: null }, { occurredAt: FIELDS.occurredAt + 1 }, { details: {} }, { prevHash: null },
+    { keySetId: 'other' },
+    { seq: 3 },
+    { kid: null },
+    { event: 'demoted' },
+    { fromState: null },
+    { toState: 'grace' },
+    { trigger: 'scheduled' },
+    { actor: 'bob' },
+    { reason: 'drill ' },
+    { operationId: null },
+    { occurredAt: FIELDS.occurredAt + 1 },
+    { details: {} },
+    { prevHash: null },
   ];
-  for (const variant of variants) expect(hashAuditEvent({ ...FIELDS, seq: 2, prevHash: first.hash, ...variant })).not.toBe(base);
+  for (const variant of variants)
+    expect(hashAuditEvent({ ...FIELDS, seq: 2, prevHash: first.hash, ...variant })).not.toBe(base);
 });
 
 describe('findChainBreak', () => {
@@ -80,29 +106,47 @@ describe('findChainBreak', () => {
     const links = chain(4);
     const forged = { ...links[1], reason: 'nothing to see' };
     forged.hash = hashAuditEvent({ ...forged, seq: 2 });
-    expect(findChainBreak([links[0], forged, ...links.slice(2)], headOf(links))).toMatchObject({ kind: 'edited', seq: 2, id: 102 });
+    expect(findChainBreak([links[0], forged, ...links.slice(2)], headOf(links))).toMatchObject({
+      kind: 'edited',
+      seq: 2,
+      id: 102,
+    });
   });
 
   test('a first event that names a predecessor means earlier ones were removed and the rest renumbered', () => {
     const [, second] = chain(2);
     const renumbered = { ...second, seq: 1 };
     renumbered.hash = hashAuditEvent({ ...renumbered, seq: 1 });
-    expect(findChainBreak([renumbered], { seq: 1, hash: renumbered.hash })).toMatchObject({ kind: 'edited', seq: 1, id: 102 });
+    expect(findChainBreak([renumbered], { seq: 1, hash: renumbered.hash })).toMatchObject({
+      kind: 'edited',
+      seq: 1,
+      id: 102,
+    });
   });
 
   test('a row without seq or hash (the constraint dropped) is named by its id', () => {
     const links = chain(2);
-    expect(findChainBreak([...links, { ...links[1], id: 999, seq: null, hash: null }], headOf(links))).toMatchObject({ kind: 'unchained', id: 999 });
+    expect(findChainBreak([...links, { ...links[1], id: 999, seq: null, hash: null }], headOf(links))).toMatchObject({
+      kind: 'unchained',
+      id: 999,
+    });
   });
 
   test('a repeated seq, and events beyond the head', () => {
     const links = chain(3);
-    expect(findChainBreak([...links.slice(0, 2), { ...links[2], seq: 2 }], headOf(links))).toMatchObject({ kind: 'edited', id: 103 });
-    expect(findChainBreak(links, headOf(links.slice(0, 2)))?.message).toMatch(/ends at seq 3 but the key set's head records seq 2 .*added without moving the head/);
+    expect(findChainBreak([...links.slice(0, 2), { ...links[2], seq: 2 }], headOf(links))).toMatchObject({
+      kind: 'edited',
+      id: 103,
+    });
+    expect(findChainBreak(links, headOf(links.slice(0, 2)))?.message).toMatch(
+      /ends at seq 3 but the key set's head records seq 2 .*added without moving the head/,
+    );
   });
 
   test('a head with the right seq but another hash', () => {
     const links = chain(2);
-    expect(findChainBreak(links, { seq: 2, hash: 'f'.repeat(64) })?.message).toMatch(/newest event was rewritten with a new hash, or the head was edited/);
+    expect(findChainBreak(links, { seq: 2, hash: 'f'.repeat(64) })?.message).toMatch(
+      /newest event was rewritten with a new hash, or the head was edited/,
+    );
   });
 });

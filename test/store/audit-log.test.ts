@@ -3,7 +3,13 @@ import { Pool } from 'pg';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { hashAuditEvent } from '../../src/store/audit-chain';
 import { logAuditEvents } from '../../src/observability/audit-log-lines';
-import { appendAuditEvent, chainUnchainedEvents, readAuditTrail, verifyAuditTrail, type AuditEventKind } from '../../src/store/audit-log';
+import {
+  appendAuditEvent,
+  chainUnchainedEvents,
+  readAuditTrail,
+  verifyAuditTrail,
+  type AuditEventKind,
+} from '../../src/store/audit-log';
 import { inTransaction } from '../../src/store/transaction';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
@@ -26,7 +32,12 @@ afterAll(async () => {
 });
 
 const change = (keySetId: string, reason: string, more: Partial<KeyChange> = {}): KeyChange => ({
-  operationId: randomUUID(), keySetId, trigger: 'manual', actor: 'test', reason, ...more,
+  operationId: randomUUID(),
+  keySetId,
+  trigger: 'manual',
+  actor: 'test',
+  reason,
+  ...more,
 });
 
 /** A key set with a few events: registered, then two rotations (generated, promoted, generated, demoted, promoted). */
@@ -43,7 +54,9 @@ async function verifyOne(keySetId: string) {
 }
 
 const rowId = async (keySetId: string, seq: number): Promise<number> =>
-  Number((await db.pool.query('SELECT id FROM audit_events WHERE key_set_id = $1 AND seq = $2', [keySetId, seq])).rows[0].id);
+  Number(
+    (await db.pool.query('SELECT id FROM audit_events WHERE key_set_id = $1 AND seq = $2', [keySetId, seq])).rows[0].id,
+  );
 
 /** Each event's seq, links and hash are what the chain says they must be, and the head names the last. */
 async function expectChained(keySetId: string): Promise<void> {
@@ -54,7 +67,9 @@ async function expectChained(keySetId: string): Promise<void> {
     expect(e.hash).toBe(hashAuditEvent({ ...e, occurredAt: e.at, seq: index + 1, prevHash: previous }));
     previous = e.hash;
   });
-  const { rows } = await db.pool.query('SELECT audit_head_seq, audit_head_hash FROM key_sets WHERE id = $1', [keySetId]);
+  const { rows } = await db.pool.query('SELECT audit_head_seq, audit_head_hash FROM key_sets WHERE id = $1', [
+    keySetId,
+  ]);
   expect(rows[0]).toEqual({ audit_head_seq: String(trail.length), audit_head_hash: previous });
 }
 
@@ -73,7 +88,10 @@ test('every kind of change is chained, and the chain verifies', async () => {
   await store.retireKey(change(keySetId, 'grace over'), first.kid);
   await store.destroyKey(change(keySetId, 'retirement over'), first.kid);
   await store.revokeKey(change(keySetId, 'leaked', { trigger: 'revocation' }), second.kid);
-  await store.withdrawKey(change(keySetId, 'algorithm changed'), (await store.addNextKey(change(keySetId, 'third'), 'ES256')).kid);
+  await store.withdrawKey(
+    change(keySetId, 'algorithm changed'),
+    (await store.addNextKey(change(keySetId, 'third'), 'ES256')).kid,
+  );
   await store.recordPolicy(change(keySetId, 'longer grace'), { ...DEFAULT_POLICY, gracePeriod: '6d' }, []);
   await store.recordOperatorAction(change(keySetId, 'freeze'), 'paused');
   await store.recordOperatorAction(change(keySetId, 'thaw'), 'resumed');
@@ -103,7 +121,10 @@ test('every kind of change is chained, and the chain verifies', async () => {
   expect(new Set(events)).toEqual(new Set(everyKind));
   await expectChained(keySetId);
   expect(await verifyOne(keySetId)).toEqual({
-    keySetId, events: events.length, head: { seq: events.length, hash: expect.stringMatching(/^[0-9a-f]{64}$/) }, problem: null,
+    keySetId,
+    events: events.length,
+    head: { seq: events.length, hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    problem: null,
   });
 });
 
@@ -113,7 +134,9 @@ test('a replayed operation or a refused change adds nothing to the chain', async
   const c = change(keySetId, 'once');
   await store.addNextKey(c, 'ES256');
   await store.addNextKey(c, 'ES256');
-  await expect(store.retireKey(change(keySetId, 'no such key'), 'nope')).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN' });
+  await expect(store.retireKey(change(keySetId, 'no such key'), 'nope')).rejects.toMatchObject({
+    code: 'ERR_KID_UNKNOWN',
+  });
   expect(await verifyOne(keySetId)).toMatchObject({ events: before.events + 1, problem: null });
 });
 
@@ -124,7 +147,14 @@ test('each committed event is also one info-level JSON log line with stable fiel
   try {
     keySetId = await keySetWithEvents('logged');
     await inTransaction(db.pool, async (tx) => {
-      await appendAuditEvent(tx, { keySetId, event: 'paused', trigger: 'manual', actor: 'test', reason: 'rolled back', at: Date.now() });
+      await appendAuditEvent(tx, {
+        keySetId,
+        event: 'paused',
+        trigger: 'manual',
+        actor: 'test',
+        reason: 'rolled back',
+        at: Date.now(),
+      });
       throw new Error('roll back');
     }).catch(() => undefined);
   } finally {
@@ -134,7 +164,9 @@ test('each committed event is also one info-level JSON log line with stable fiel
     .text()
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as { level: number; msg: string; keySetId: string; audit: Record<string, unknown> });
+    .map(
+      (line) => JSON.parse(line) as { level: number; msg: string; keySetId: string; audit: Record<string, unknown> },
+    );
   const trail = await readAuditTrail(db.pool, keySetId);
   expect(lines.map((l) => [l.level, l.msg, l.keySetId])).toEqual(trail.map(() => [30, 'audit event', keySetId]));
   expect(lines.map((l) => l.audit)).toEqual(
@@ -167,17 +199,25 @@ describe('tampering is detected and the row named', () => {
       kind: 'edited',
       seq: 3,
       id,
-      message: expect.stringContaining(`audit event seq 3 (row id ${id}) was edited: its hash does not match its contents; compare`),
+      message: expect.stringContaining(
+        `audit event seq 3 (row id ${id}) was edited: its hash does not match its contents; compare`,
+      ),
     });
   });
 
   test('edited details (jsonb) and an edited time are caught too', async () => {
     const keySetId = await keySetWithEvents('edit-details');
-    await db.pool.query(`UPDATE audit_events SET details = jsonb_set(details, '{alg}', '"RS256"') WHERE key_set_id = $1 AND seq = 2`, [keySetId]);
+    await db.pool.query(
+      `UPDATE audit_events SET details = jsonb_set(details, '{alg}', '"RS256"') WHERE key_set_id = $1 AND seq = 2`,
+      [keySetId],
+    );
     expect((await verifyOne(keySetId)).problem).toMatchObject({ kind: 'edited', seq: 2 });
 
     const other = await keySetWithEvents('edit-time');
-    await db.pool.query(`UPDATE audit_events SET occurred_at = occurred_at - interval '1 day' WHERE key_set_id = $1 AND seq = 4`, [other]);
+    await db.pool.query(
+      `UPDATE audit_events SET occurred_at = occurred_at - interval '1 day' WHERE key_set_id = $1 AND seq = 4`,
+      [other],
+    );
     expect((await verifyOne(other)).problem).toMatchObject({ kind: 'edited', seq: 4 });
   });
 
@@ -186,7 +226,12 @@ describe('tampering is detected and the row named', () => {
     const [, , third] = await readAuditTrail(db.pool, keySetId);
     const forged = hashAuditEvent({ ...third, occurredAt: third.at, seq: 3, reason: 'routine' });
     await db.pool.query(`UPDATE audit_events SET reason = 'routine', hash = $2 WHERE id = $1`, [third.id, forged]);
-    expect((await verifyOne(keySetId)).problem).toMatchObject({ kind: 'edited', seq: 3, id: third.id, message: expect.stringContaining('seq 4') });
+    expect((await verifyOne(keySetId)).problem).toMatchObject({
+      kind: 'edited',
+      seq: 3,
+      id: third.id,
+      message: expect.stringContaining('seq 4'),
+    });
   });
 
   test('a deleted event in the middle: the gap is named', async () => {
@@ -208,7 +253,9 @@ describe('tampering is detected and the row named', () => {
     expect((await verifyOne(keySetId)).problem).toEqual({
       kind: 'head_mismatch',
       message: expect.stringMatching(
-        new RegExp(`^the audit trail ends at seq ${events - 1} but the key set's head records seq ${events} \\(hash [0-9a-f]{12}…\\): the newest 1 event\\(s\\) were deleted`),
+        new RegExp(
+          `^the audit trail ends at seq ${events - 1} but the key set's head records seq ${events} \\(hash [0-9a-f]{12}…\\): the newest 1 event\\(s\\) were deleted`,
+        ),
       ),
     });
   });
@@ -221,7 +268,9 @@ describe('tampering is detected and the row named', () => {
         [keySetId],
       ),
     ).rejects.toMatchObject({ code: '23514', constraint: 'audit_events_chained' });
-    await expect(db.pool.query('UPDATE audit_events SET hash = NULL WHERE key_set_id = $1', [keySetId])).rejects.toMatchObject({ code: '23514' });
+    await expect(
+      db.pool.query('UPDATE audit_events SET hash = NULL WHERE key_set_id = $1', [keySetId]),
+    ).rejects.toMatchObject({ code: '23514' });
   });
 
   test('verifying every key set reports the broken one and passes the others', async () => {
@@ -230,13 +279,20 @@ describe('tampering is detected and the row named', () => {
     await db.pool.query(`UPDATE audit_events SET actor = 'someone else' WHERE key_set_id = $1 AND seq = 1`, [broken]);
     const results = await verifyAuditTrail(db.pool);
     expect(results.find((r) => r.keySetId === intact)).toMatchObject({ events: 6, problem: null });
-    expect(results.find((r) => r.keySetId === broken)).toMatchObject({ events: 6, problem: { kind: 'edited', seq: 1 } });
+    expect(results.find((r) => r.keySetId === broken)).toMatchObject({
+      events: 6,
+      problem: { kind: 'edited', seq: 1 },
+    });
     expect(results.map((r) => r.keySetId)).toEqual([...results.map((r) => r.keySetId)].sort());
   });
 });
 
 test('an unregistered key set is an error naming it, for reading and for verifying', async () => {
-  const notFound = { code: 'ERR_KEYSET_NOT_FOUND', keySetId: 'nobody', message: expect.stringContaining('key set "nobody" is not registered') };
+  const notFound = {
+    code: 'ERR_KEYSET_NOT_FOUND',
+    keySetId: 'nobody',
+    message: expect.stringContaining('key set "nobody" is not registered'),
+  };
   await expect(readAuditTrail(db.pool, 'nobody')).rejects.toMatchObject(notFound);
   await expect(verifyAuditTrail(db.pool, 'nobody')).rejects.toMatchObject(notFound);
 });
@@ -250,7 +306,11 @@ test('concurrent changes to two key sets, and to one, keep every chain valid', a
   // Policy changes race with the rotations of their own key set: all of them queue on its row lock.
   const policyChanges = (keySet: KeySetDriver) =>
     ['2h', '3h', '4h'].map((rotationPeriod) =>
-      store.registerKeySet({ keySetId: keySet.keySetId, trigger: 'manual', actor: 'test', reason: rotationPeriod }, { ...testPolicy(), rotationPeriod }, { inService: true }),
+      store.registerKeySet(
+        { keySetId: keySet.keySetId, trigger: 'manual', actor: 'test', reason: rotationPeriod },
+        { ...testPolicy(), rotationPeriod },
+        { inService: true },
+      ),
     );
   await Promise.all([rotations(a), rotations(b), ...policyChanges(a), ...policyChanges(b)]);
 
@@ -284,17 +344,38 @@ describe('events written before the chain existed', () => {
     pool.query(
       `INSERT INTO audit_events (key_set_id, kid, event, from_state, to_state, trigger, actor, reason, operation_id, occurred_at, details)
        VALUES ($1, $2, $3, NULL, NULL, 'scheduled', 'keyturn', $4, $5, $6, $7)`,
-      [keySetId, event === 'registered' ? null : `kid-${reason}`, event, reason, event === 'registered' ? null : randomUUID(), at, JSON.stringify(details)],
+      [
+        keySetId,
+        event === 'registered' ? null : `kid-${reason}`,
+        event,
+        reason,
+        event === 'registered' ? null : randomUUID(),
+        at,
+        JSON.stringify(details),
+      ],
     );
 
   test('are chained by the migration, in id order, and then verify; later changes extend the chain', async () => {
     const before = (await loadMigrations()).filter((m) => m.version < 3);
     expect(await migrate(pool, before)).toEqual([1, 2]);
-    for (const id of ['old-a', 'old-b']) await pool.query('INSERT INTO key_sets (id, policy) VALUES ($1, $2)', [id, JSON.stringify(DEFAULT_POLICY)]);
+    for (const id of ['old-a', 'old-b'])
+      await pool.query('INSERT INTO key_sets (id, policy) VALUES ($1, $2)', [id, JSON.stringify(DEFAULT_POLICY)]);
     // Interleaved key sets, and details whose member order jsonb changes, with numbers, nesting and non-ASCII text.
     await legacyEvent('old-a', 'registered', 'apply', { policy: DEFAULT_POLICY }, '2024-01-01T00:00:00.123Z');
-    await legacyEvent('old-b', 'registered', 'apply', { policy: { ...DEFAULT_POLICY, algorithm: 'RS256' } }, '2024-01-02T00:00:00Z');
-    await legacyEvent('old-a', 'generated', 'a1', { kekId: 'kek-Ω', alg: 'ES256', n: [1.5, 1e21, -0.25], '10': { z: 1, a: 2 } }, '2024-01-03T00:00:00Z');
+    await legacyEvent(
+      'old-b',
+      'registered',
+      'apply',
+      { policy: { ...DEFAULT_POLICY, algorithm: 'RS256' } },
+      '2024-01-02T00:00:00Z',
+    );
+    await legacyEvent(
+      'old-a',
+      'generated',
+      'a1',
+      { kekId: 'kek-Ω', alg: 'ES256', n: [1.5, 1e21, -0.25], '10': { z: 1, a: 2 } },
+      '2024-01-03T00:00:00Z',
+    );
     await legacyEvent('old-a', 'promoted', 'a1', {}, '2024-01-04T00:00:00Z');
     await legacyEvent('old-b', 'generated', 'b1', { alg: 'RS256', kekId: 'k1' }, '2024-01-05T00:00:00Z');
 
@@ -306,7 +387,11 @@ describe('events written before the chain existed', () => {
       { keySetId: 'old-a', events: 3, head: { seq: 3, hash: expect.any(String) }, problem: null },
       { keySetId: 'old-b', events: 2, head: { seq: 2, hash: expect.any(String) }, problem: null },
     ]);
-    expect((await readAuditTrail(pool, 'old-a')).map((e) => [e.event, e.seq])).toEqual([['registered', 1], ['generated', 2], ['promoted', 3]]);
+    expect((await readAuditTrail(pool, 'old-a')).map((e) => [e.event, e.seq])).toEqual([
+      ['registered', 1],
+      ['generated', 2],
+      ['promoted', 3],
+    ]);
 
     // Idempotent: a second pass finds nothing to chain and changes no hash.
     const client = await pool.connect();
@@ -324,6 +409,10 @@ describe('events written before the chain existed', () => {
     expect(await verifyAuditTrail(pool, 'old-b')).toEqual([
       { keySetId: 'old-b', events: 3, head: { seq: 3, hash: expect.any(String) }, problem: null },
     ]);
-    expect((await readAuditTrail(pool, 'old-b')).at(-1)).toMatchObject({ seq: 3, prevHash: results[1].head.hash, reason: 'after the upgrade' });
+    expect((await readAuditTrail(pool, 'old-b')).at(-1)).toMatchObject({
+      seq: 3,
+      prevHash: results[1].head.hash,
+      reason: 'after the upgrade',
+    });
   });
 });

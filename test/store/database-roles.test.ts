@@ -76,8 +76,14 @@ const PERMISSION_DENIED = '42501';
 
 test('grantRoles creates a missing role without LOGIN, and a second run changes nothing', async () => {
   expect((await grantRoles(db.pool, createdByGrant)).sort()).toEqual(Object.values(createdByGrant).sort());
-  const { rows } = await db.pool.query('SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1', [Object.values(createdByGrant)]);
-  expect(rows).toEqual(Object.values(createdByGrant).sort().map((rolname) => ({ rolname, rolcanlogin: false })));
+  const { rows } = await db.pool.query('SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1', [
+    Object.values(createdByGrant),
+  ]);
+  expect(rows).toEqual(
+    Object.values(createdByGrant)
+      .sort()
+      .map((rolname) => ({ rolname, rolcanlogin: false })),
+  );
   expect(await grantRoles(db.pool, createdByGrant)).toEqual([]);
   expect(await grantRoles(db.pool, roles)).toEqual([]);
 });
@@ -90,7 +96,10 @@ test('every table and view of the schema has its privileges written down, so a n
 
 describe('the JWKS role', () => {
   test('reads through the views exactly what the JWKS server publishes: next, active and grace keys, public parts, and three policy fields', async () => {
-    const keySet = await KeySetDriver.register(owner, uniqueKeySetId('views'), { ...testPolicy(), issuer: 'https://issuer.example' });
+    const keySet = await KeySetDriver.register(owner, uniqueKeySetId('views'), {
+      ...testPolicy(),
+      issuer: 'https://issuer.example',
+    });
     const destroyed = await keySet.rotate();
     const retired = await keySet.rotate();
     await keySet.rotate();
@@ -101,16 +110,29 @@ describe('the JWKS role', () => {
     await keySet.revoke(await keySet.addNext());
     await keySet.addNext();
     const stored = await listKeys(owner.pool, keySet.keySetId);
-    expect(new Set(stored.map((k) => k.state))).toEqual(new Set(['destroyed', 'retired', 'grace', 'active', 'revoked', 'next']));
+    expect(new Set(stored.map((k) => k.state))).toEqual(
+      new Set(['destroyed', 'retired', 'grace', 'active', 'revoked', 'next']),
+    );
 
-    const keys = await jwksPool.query('SELECT * FROM published_keys WHERE key_set_id = $1 ORDER BY created_at, kid', [keySet.keySetId]);
+    const keys = await jwksPool.query('SELECT * FROM published_keys WHERE key_set_id = $1 ORDER BY created_at, kid', [
+      keySet.keySetId,
+    ]);
     expect(keys.fields.map((f) => f.name)).toEqual(['key_set_id', 'kid', 'public_jwk', 'created_at']);
-    expect(keys.rows.map((r) => r.kid)).toEqual(stored.filter((k) => PUBLISHED_STATES.includes(k.state)).map((k) => k.kid));
-    for (const { public_jwk: jwk } of keys.rows) for (const member of PRIVATE_JWK_MEMBERS) expect(jwk).not.toHaveProperty(member);
+    expect(keys.rows.map((r) => r.kid)).toEqual(
+      stored.filter((k) => PUBLISHED_STATES.includes(k.state)).map((k) => k.kid),
+    );
+    for (const { public_jwk: jwk } of keys.rows)
+      for (const member of PRIVATE_JWK_MEMBERS) expect(jwk).not.toHaveProperty(member);
 
     const sets = await jwksPool.query('SELECT * FROM published_key_sets WHERE key_set_id = $1', [keySet.keySetId]);
     expect(sets.rows).toEqual([
-      { key_set_id: keySet.keySetId, version: expect.stringMatching(/^\d+$/), algorithm: 'ES256', jwks_max_age: '2m', issuer: 'https://issuer.example' },
+      {
+        key_set_id: keySet.keySetId,
+        version: expect.stringMatching(/^\d+$/),
+        algorithm: 'ES256',
+        jwks_max_age: '2m',
+        issuer: 'https://issuer.example',
+      },
     ]);
   });
 
@@ -127,13 +149,19 @@ describe('the JWKS role', () => {
       ];
       for (const write of writes) expect([write, await outcome(jwksPool, write)]).toEqual([write, PERMISSION_DENIED]);
     }
-    for (const ddl of ['CREATE TABLE stash (secret text)', 'CREATE VIEW leak AS SELECT 1', 'DROP VIEW published_keys']) {
+    for (const ddl of [
+      'CREATE TABLE stash (secret text)',
+      'CREATE VIEW leak AS SELECT 1',
+      'DROP VIEW published_keys',
+    ]) {
       expect([ddl, await outcome(jwksPool, ddl)]).toEqual([ddl, PERMISSION_DENIED]);
     }
   });
 
   test('may LISTEN for key changes', async () => {
-    const listener = new Client({ connectionString: (jwksPool.options as { connectionString: string }).connectionString });
+    const listener = new Client({
+      connectionString: (jwksPool.options as { connectionString: string }).connectionString,
+    });
     await listener.connect();
     try {
       const heard: string[] = [];
@@ -170,8 +198,16 @@ describe('the worker role', () => {
 
     const rolledKeks = new KekRing([new Kek(randomBytes(32)), kekA]);
     const rolled = new KeyStore(workerPool, rolledKeks);
-    expect((await rewrapKeySet(rolled.pool, rolled.kekRing, { ...manualChange(keySet.keySetId), reason: 'KEK rolled' })).kids).toHaveLength(1);
-    const ring = await KeyRing.open({ pool: workerPool, kekRing: rolledKeks, keySetIds: [keySet.keySetId], logger: silent });
+    expect(
+      (await rewrapKeySet(rolled.pool, rolled.kekRing, { ...manualChange(keySet.keySetId), reason: 'KEK rolled' }))
+        .kids,
+    ).toHaveLength(1);
+    const ring = await KeyRing.open({
+      pool: workerPool,
+      kekRing: rolledKeks,
+      keySetIds: [keySet.keySetId],
+      logger: silent,
+    });
     try {
       const token = await ring.sign(keySet.keySetId, { sub: 'user-42' });
       await jwtVerify(token, createLocalJWKSet({ keys: await listPublishedJwks(rolled.pool, keySet.keySetId) }));
@@ -190,10 +226,26 @@ describe('the worker role', () => {
     expect((await verifyAuditTrail(workerPool, keySet.keySetId))[0].problem).toBeNull();
 
     const incidents = new AlertIncidentStore(workerPool);
-    const alert: Alert = { keySetId: keySet.keySetId, incident: 'workflow-stopped', status: 'firing', step: 'supervisor', summary: 'restarted', workflowId: 'w' };
-    const notices = await incidents.recordRound({ firing: [alert], unjudged: () => false, at: Date.now(), reminderMs: 60_000 });
+    const alert: Alert = {
+      keySetId: keySet.keySetId,
+      incident: 'workflow-stopped',
+      status: 'firing',
+      step: 'supervisor',
+      summary: 'restarted',
+      workflowId: 'w',
+    };
+    const notices = await incidents.recordRound({
+      firing: [alert],
+      unjudged: () => false,
+      at: Date.now(),
+      reminderMs: 60_000,
+    });
     expect(notices.map((n) => n.kind)).toEqual(['opened']);
-    expect((await incidents.recordRound({ firing: [], unjudged: () => false, at: Date.now() + 1, reminderMs: 60_000 })).map((n) => n.kind)).toEqual(['resolved']);
+    expect(
+      (await incidents.recordRound({ firing: [], unjudged: () => false, at: Date.now() + 1, reminderMs: 60_000 })).map(
+        (n) => n.kind,
+      ),
+    ).toEqual(['resolved']);
   });
 
   test('may not rewrite the audit trail, delete a key or change the schema', async () => {
@@ -212,15 +264,22 @@ describe('the worker role', () => {
   });
 
   test('finding a migration missing, says to run `keyturn migrate` as the owner instead of trying', async () => {
-    const { rows } = await db.pool.query<{ version: number; name: string }>('DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations) RETURNING version, name');
+    const { rows } = await db.pool.query<{ version: number; name: string }>(
+      'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations) RETURNING version, name',
+    );
     try {
       const database = { url: db.url, source: 'DATABASE_URL' as const, stop: async () => undefined };
       await expect(applyMigrations(workerPool, database, silent)).rejects.toMatchObject({
         code: 'ERR_SCHEMA_OUTDATED',
-        message: expect.stringMatching(/its role may not apply them \(.*permission denied.*\): run `keyturn migrate` with the schema owner's DATABASE_URL first/),
+        message: expect.stringMatching(
+          /its role may not apply them \(.*permission denied.*\): run `keyturn migrate` with the schema owner's DATABASE_URL first/,
+        ),
       });
     } finally {
-      await db.pool.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [rows[0].version, rows[0].name]);
+      await db.pool.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+        rows[0].version,
+        rows[0].name,
+      ]);
     }
   });
 });

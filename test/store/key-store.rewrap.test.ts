@@ -25,7 +25,8 @@ const ringOf = (...keks: Kek[]) => new KekRing(keks);
 let db: TestDatabase;
 let underA: KeyStore;
 let rolled: KeyStore;
-const rewrapBy = (keySetId: string) => ({ keySetId, trigger: 'manual', actor: 'alice (keyturn CLI)', reason: 'KEK rolled' }) as const;
+const rewrapBy = (keySetId: string) =>
+  ({ keySetId, trigger: 'manual', actor: 'alice (keyturn CLI)', reason: 'KEK rolled' }) as const;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -95,10 +96,18 @@ test('rewrap re-seals every private key under the current KEK; that KEK alone th
   // The same keys, now opened by KEK B alone (with the same key set and kid as authenticated data).
   expect(await openAll(keySetId, ringOf(kekB))).toEqual(before);
   expect((await openActiveKey(db.pool, ringOf(kekB), keySetId))?.kid).toBe(kids.active);
-  const ring = await KeyRing.open({ pool: db.pool, kekRing: ringOf(kekB), keySetIds: [keySetId], logger: createLogger({ level: 'silent' }) });
+  const ring = await KeyRing.open({
+    pool: db.pool,
+    kekRing: ringOf(kekB),
+    keySetIds: [keySetId],
+    logger: createLogger({ level: 'silent' }),
+  });
   try {
     const token = await ring.sign(keySetId, { sub: 'user-42' });
-    const { protectedHeader } = await jwtVerify(token, createLocalJWKSet({ keys: await listPublishedJwks(rolled.pool, keySetId) }));
+    const { protectedHeader } = await jwtVerify(
+      token,
+      createLocalJWKSet({ keys: await listPublishedJwks(rolled.pool, keySetId) }),
+    );
     expect(protectedHeader.kid).toBe(kids.active);
   } finally {
     await ring.close();
@@ -126,7 +135,12 @@ test('a second rewrap changes nothing and records nothing', async () => {
   const keys = await rawKeys(keySetId);
   const events = (await readAuditTrail(db.pool, keySetId)).length;
 
-  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId))).toEqual({ keySetId, from: [], to: kekB.id, kids: [] });
+  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId))).toEqual({
+    keySetId,
+    from: [],
+    to: kekB.id,
+    kids: [],
+  });
   expect(await rawKeys(keySetId)).toEqual(keys);
   expect(await readAuditTrail(db.pool, keySetId)).toHaveLength(events);
 });
@@ -137,7 +151,10 @@ test('only the keys under an older KEK are re-sealed; one already under the curr
   const fresh = await new KeySetDriver(rolled, keySet.keySetId).addNext();
   const freshEnvelope = (await rawKeys(keySet.keySetId)).find((k) => k.kid === fresh)!.private_key;
 
-  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySet.keySetId))).toMatchObject({ from: [kekA.id], kids: [old] });
+  expect(await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySet.keySetId))).toMatchObject({
+    from: [kekA.id],
+    kids: [old],
+  });
   expect((await rawKeys(keySet.keySetId)).find((k) => k.kid === fresh)!.private_key).toEqual(freshEnvelope);
 });
 
@@ -153,7 +170,9 @@ test('a key under a KEK that is not configured: an error naming key set, kid and
   const failure = rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySet.keySetId));
   await expect(failure).rejects.toMatchObject({ code: 'ERR_KEK_UNKNOWN', keySetId: keySet.keySetId, kid: lost });
   await expect(failure).rejects.toThrow(
-    new RegExp(`"${lost}" of key set "${keySet.keySetId}" is sealed with KEK ${kekC.id}, which is not configured .*add that KEK to KEYTURN_KEK`),
+    new RegExp(
+      `"${lost}" of key set "${keySet.keySetId}" is sealed with KEK ${kekC.id}, which is not configured .*add that KEK to KEYTURN_KEK`,
+    ),
   );
   expect(await rawKeys(keySet.keySetId)).toEqual(keys);
   expect(await readAuditTrail(db.pool, keySet.keySetId)).toEqual(events);
@@ -161,8 +180,13 @@ test('a key under a KEK that is not configured: an error naming key set, kid and
 
 test('countPrivateKeysByKek counts the stored private keys per KEK id, with their key sets', async () => {
   const { keySetId } = await keySetUnderA();
-  const usage = async () => (await countPrivateKeysByKek(rolled.pool)).find((u) => u.keySetIds.includes(keySetId) && u.kekId !== kekC.id);
-  expect(await usage()).toEqual({ kekId: kekA.id, privateKeys: expect.any(Number), keySetIds: expect.arrayContaining([keySetId]) });
+  const usage = async () =>
+    (await countPrivateKeysByKek(rolled.pool)).find((u) => u.keySetIds.includes(keySetId) && u.kekId !== kekC.id);
+  expect(await usage()).toEqual({
+    kekId: kekA.id,
+    privateKeys: expect.any(Number),
+    keySetIds: expect.arrayContaining([keySetId]),
+  });
   const totalBefore = (await countPrivateKeysByKek(rolled.pool)).reduce((sum, u) => sum + u.privateKeys, 0);
 
   await rewrapKeySet(rolled.pool, rolled.kekRing, rewrapBy(keySetId));

@@ -45,7 +45,9 @@ let keySetCount = 0;
 async function newKeySet(policy: KeySetPolicy = { ...DEFAULT_POLICY }): Promise<string> {
   const keySetId = `ks-${++keySetCount}`;
   clockNow = T0;
-  await store.registerKeySet({ keySetId, trigger: 'bootstrap', actor: 'test', reason: 'set up' }, policy, { inService: true });
+  await store.registerKeySet({ keySetId, trigger: 'bootstrap', actor: 'test', reason: 'set up' }, policy, {
+    inService: true,
+  });
   return keySetId;
 }
 
@@ -80,7 +82,10 @@ async function keyIn(state: KeyState): Promise<Walked> {
 }
 
 /** What a test can see of a key set: its keys and its audit trail. */
-const snapshot = async (keySetId: string) => ({ keys: await listKeys(store.pool, keySetId), audit: await readAuditTrail(db.pool, keySetId) });
+const snapshot = async (keySetId: string) => ({
+  keys: await listKeys(store.pool, keySetId),
+  audit: await readAuditTrail(db.pool, keySetId),
+});
 
 async function rawKey(keySetId: string, kid: string) {
   const { rows } = await db.pool.query(
@@ -101,7 +106,14 @@ describe('registerKeySet', () => {
   test('creates the key set and writes a registered event', async () => {
     expect(await register('reg-new', 0, { ...DEFAULT_POLICY })).toEqual([]);
     expect(await readAuditTrail(db.pool, 'reg-new')).toEqual([
-      expect.objectContaining({ event: 'registered', kid: null, operationId: null, ...who('reg-new', 0), at: at(0), details: { policy: DEFAULT_POLICY } }),
+      expect.objectContaining({
+        event: 'registered',
+        kid: null,
+        operationId: null,
+        ...who('reg-new', 0),
+        at: at(0),
+        details: { policy: DEFAULT_POLICY },
+      }),
     ]);
     const { rows } = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', ['reg-new']);
     expect(rows[0].policy).toEqual(DEFAULT_POLICY);
@@ -120,25 +132,54 @@ describe('registerKeySet', () => {
     await register('reg-changed', 0, { ...DEFAULT_POLICY });
     await register('reg-changed', 2, changed);
     expect((await readAuditTrail(db.pool, 'reg-changed')).at(-1)).toEqual(
-      expect.objectContaining({ event: 'policy_changed', ...who('reg-changed', 2), at: at(2), details: { policy: changed, previous: DEFAULT_POLICY } }),
+      expect.objectContaining({
+        event: 'policy_changed',
+        ...who('reg-changed', 2),
+        at: at(2),
+        details: { policy: changed, previous: DEFAULT_POLICY },
+      }),
     );
     const { rows } = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', ['reg-changed']);
     expect(rows[0].policy).toEqual(changed);
   });
 
   test('with a first key asked for: a new key set is registered with its first key active, in one transaction', async () => {
-    const firstKey = { algorithm: 'EdDSA' as const, tokenTtlMs: HOUR, cause: { operationId: randomUUID(), trigger: 'bootstrap' as const, actor: 'keyturn', reason: 'no key could sign' } };
+    const firstKey = {
+      algorithm: 'EdDSA' as const,
+      tokenTtlMs: HOUR,
+      cause: {
+        operationId: randomUUID(),
+        trigger: 'bootstrap' as const,
+        actor: 'keyturn',
+        reason: 'no key could sign',
+      },
+    };
     const live = await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey });
-    expect(live).toEqual([{ kid: expect.any(String), alg: 'EdDSA', state: 'active', createdAt: at(3), activatedAt: at(3), tokenTtlMs: HOUR }]);
-    const stored = await listKeys(store.pool, 'reg-first');
-    expect(stored.map((k) => [k.kid, k.state, k.hasPrivateKey, k.thumbprint === k.kid])).toEqual([[live[0].kid, 'active', true, true]]);
-    expect((await readAuditTrail(db.pool, 'reg-first')).map((e) => [e.event, e.kid, e.trigger, e.operationId])).toEqual([
-      ['registered', null, 'manual', null],
-      ['generated', live[0].kid, 'bootstrap', firstKey.cause.operationId],
-      ['promoted', live[0].kid, 'bootstrap', firstKey.cause.operationId],
+    expect(live).toEqual([
+      {
+        kid: expect.any(String),
+        alg: 'EdDSA',
+        state: 'active',
+        createdAt: at(3),
+        activatedAt: at(3),
+        tokenTtlMs: HOUR,
+      },
     ]);
+    const stored = await listKeys(store.pool, 'reg-first');
+    expect(stored.map((k) => [k.kid, k.state, k.hasPrivateKey, k.thumbprint === k.kid])).toEqual([
+      [live[0].kid, 'active', true, true],
+    ]);
+    expect((await readAuditTrail(db.pool, 'reg-first')).map((e) => [e.event, e.kid, e.trigger, e.operationId])).toEqual(
+      [
+        ['registered', null, 'manual', null],
+        ['generated', live[0].kid, 'bootstrap', firstKey.cause.operationId],
+        ['promoted', live[0].kid, 'bootstrap', firstKey.cause.operationId],
+      ],
+    );
     // Asked again (a retried activity), the key set keeps its key and gets no other.
-    expect(await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey })).toEqual(live);
+    expect(
+      await store.registerKeySet(who('reg-first', 3), { ...DEFAULT_POLICY }, { inService: true, firstKey }),
+    ).toEqual(live);
     expect(await listKeys(store.pool, 'reg-first')).toHaveLength(1);
   });
 
@@ -148,7 +189,16 @@ describe('registerKeySet', () => {
     const live = await register(keySetId, 56, { ...DEFAULT_POLICY });
     const activeKid = (await listKeys(store.pool, keySetId)).find((k) => k.state === 'active')!.kid;
     expect(live).toEqual([
-      { kid: graceKid, alg: 'ES256', state: 'grace', createdAt: at(0), activatedAt: at(0), tokenTtlMs: HOUR, demotedAt: at(30), graceEndsAt: at(35) },
+      {
+        kid: graceKid,
+        alg: 'ES256',
+        state: 'grace',
+        createdAt: at(0),
+        activatedAt: at(0),
+        tokenTtlMs: HOUR,
+        demotedAt: at(30),
+        graceEndsAt: at(35),
+      },
       { kid: activeKid, alg: 'ES256', state: 'active', createdAt: at(25), activatedAt: at(30), tokenTtlMs: HOUR },
       { kid: nextKid, alg: 'ES256', state: 'next', createdAt: at(55) },
     ]);
@@ -185,31 +235,77 @@ describe('a key through its whole life', () => {
       demoted: null,
     });
     const second = await store.addNextKey(by(25), 'ES256');
-    const listed = await store.markListed(by(25), second.kid, { waitMs: 15 * 60_000, notBefore: 0, urls: ['https://cdn.example/jwks.json'] });
+    const listed = await store.markListed(by(25), second.kid, {
+      waitMs: 15 * 60_000,
+      notBefore: 0,
+      urls: ['https://cdn.example/jwks.json'],
+    });
     expect(listed).toEqual({ ...second, listedAt: at(25), promotableAt: at(25) + 15 * 60_000 });
     const promotion = await store.promoteNextKey(by(30), second.kid, { tokenTtlMs: 2 * HOUR, demotedGraceMs: 6 * DAY });
-    expect(promotion.active).toMatchObject({ kid: second.kid, state: 'active', activatedAt: at(30), tokenTtlMs: 2 * HOUR, listedAt: at(25) });
+    expect(promotion.active).toMatchObject({
+      kid: second.kid,
+      state: 'active',
+      activatedAt: at(30),
+      tokenTtlMs: 2 * HOUR,
+      listedAt: at(25),
+    });
     expect(promotion.demoted).toMatchObject({ kid: first.kid, state: 'grace', demotedAt: at(30), graceEndsAt: at(36) });
-    expect(await store.retireKey(by(36), first.kid)).toMatchObject({ kid: first.kid, state: 'retired', retiredAt: at(36) });
+    expect(await store.retireKey(by(36), first.kid)).toMatchObject({
+      kid: first.kid,
+      state: 'retired',
+      retiredAt: at(36),
+    });
     await store.destroyKey(by(37), first.kid);
 
     const [k1, k2] = await listKeys(store.pool, keySetId);
-    expect(k1).toMatchObject({ kid: first.kid, state: 'destroyed', hasPrivateKey: false, kekId: null, createdAt: at(0) });
-    expect(k1).toMatchObject({ activatedAt: at(0), demotedAt: at(30), graceEndsAt: at(36), retiredAt: at(36), destroyedAt: at(37), revokedAt: null });
-    expect(k2).toMatchObject({ kid: second.kid, state: 'active', hasPrivateKey: true, kekId: kekRing.current.id, activatedAt: at(30) });
+    expect(k1).toMatchObject({
+      kid: first.kid,
+      state: 'destroyed',
+      hasPrivateKey: false,
+      kekId: null,
+      createdAt: at(0),
+    });
+    expect(k1).toMatchObject({
+      activatedAt: at(0),
+      demotedAt: at(30),
+      graceEndsAt: at(36),
+      retiredAt: at(36),
+      destroyedAt: at(37),
+      revokedAt: null,
+    });
+    expect(k2).toMatchObject({
+      kid: second.kid,
+      state: 'active',
+      hasPrivateKey: true,
+      kekId: kekRing.current.id,
+      activatedAt: at(30),
+    });
     expect(k2.publicJwk).toMatchObject({ kid: second.kid, alg: 'ES256', kty: 'EC', use: 'sig' });
     expect(await rawKey(keySetId, first.kid)).toMatchObject({ erased: true, kek_id: null });
 
     const event = (i: number, kid: string, name: string, fromState: KeyState | null, toState: KeyState | null) => ({
-      event: name, kid, fromState, toState, trigger: used[i].c.trigger, actor: used[i].c.actor, reason: used[i].c.reason,
-      operationId: used[i].c.operationId, at: at(used[i].day),
+      event: name,
+      kid,
+      fromState,
+      toState,
+      trigger: used[i].c.trigger,
+      actor: used[i].c.actor,
+      reason: used[i].c.reason,
+      operationId: used[i].c.operationId,
+      at: at(used[i].day),
     });
     const audit = await readAuditTrail(db.pool, keySetId);
     expect(audit.slice(1)).toEqual([
       expect.objectContaining(event(0, first.kid, 'generated', null, 'next')),
       expect.objectContaining(event(1, first.kid, 'promoted', 'next', 'active')),
       expect.objectContaining(event(2, second.kid, 'generated', null, 'next')),
-      expect.objectContaining({ ...event(3, second.kid, 'published', null, null), details: { urls: ['https://cdn.example/jwks.json'], promotableAt: new Date(at(25) + 15 * 60_000).toISOString() } }),
+      expect.objectContaining({
+        ...event(3, second.kid, 'published', null, null),
+        details: {
+          urls: ['https://cdn.example/jwks.json'],
+          promotableAt: new Date(at(25) + 15 * 60_000).toISOString(),
+        },
+      }),
       expect.objectContaining(event(4, first.kid, 'demoted', 'active', 'grace')),
       expect.objectContaining(event(4, second.kid, 'promoted', 'next', 'active')),
       expect.objectContaining(event(5, first.kid, 'retired', 'grace', 'retired')),
@@ -227,10 +323,16 @@ describe('a key through its whole life', () => {
       await holder.query('SELECT 1 FROM key_sets WHERE id = $1 FOR UPDATE', [keySetId]);
       const adding = store.addNextKey(change(keySetId, 1), 'ES256');
       // The change waits for the lock; meanwhile the clock moves on, as a slow transaction's would.
-      await waitFor(async () => {
-        const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`);
-        return rows[0].n > 0 ? true : undefined;
-      }, 10_000, 'the change to wait for the key set lock');
+      await waitFor(
+        async () => {
+          const { rows } = await db.pool.query(
+            `SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`,
+          );
+          return rows[0].n > 0 ? true : undefined;
+        },
+        10_000,
+        'the change to wait for the key set lock',
+      );
       clockNow = at(2);
       await holder.query('COMMIT');
       expect((await adding).createdAt).toBe(at(2));
@@ -242,18 +344,31 @@ describe('a key through its whole life', () => {
   test('a next key that never signed is withdrawn: out of the JWKS, retired, with its event', async () => {
     const { keySetId, kid } = await keyIn('active');
     const nextKid = await addKey(keySetId, 25);
-    expect(await store.withdrawKey(change(keySetId, 26, { reason: 'algorithm changed' }), nextKid)).toMatchObject({ kid: nextKid, state: 'retired', retiredAt: at(26) });
+    expect(await store.withdrawKey(change(keySetId, 26, { reason: 'algorithm changed' }), nextKid)).toMatchObject({
+      kid: nextKid,
+      state: 'retired',
+      retiredAt: at(26),
+    });
     expect((await listPublishedJwks(store.pool, keySetId)).map((k) => k.kid)).toEqual([kid]);
-    expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({ event: 'withdrawn', kid: nextKid, fromState: 'next', toState: 'retired' });
-    await expect(store.withdrawKey(change(keySetId, 27), kid)).rejects.toMatchObject({ code: 'ERR_KEY_STATE_CONFLICT' });
+    expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
+      event: 'withdrawn',
+      kid: nextKid,
+      fromState: 'next',
+      toState: 'retired',
+    });
+    await expect(store.withdrawKey(change(keySetId, 27), kid)).rejects.toMatchObject({
+      code: 'ERR_KEY_STATE_CONFLICT',
+    });
   });
 
   test('a policy change records the policy, the fields before and after, and the windows it lengthens', async () => {
     const { keySetId, kid } = await keyIn('grace');
     const policy = { ...DEFAULT_POLICY, gracePeriod: '9d' };
-    const keys = await store.recordPolicy(change(keySetId, 31, { trigger: 'manual', actor: 'alice', reason: 'longer grace' }), policy, [
-      { kid, graceEndsAt: at(39) },
-    ]);
+    const keys = await store.recordPolicy(
+      change(keySetId, 31, { trigger: 'manual', actor: 'alice', reason: 'longer grace' }),
+      policy,
+      [{ kid, graceEndsAt: at(39) }],
+    );
     expect(keys.find((k) => k.kid === kid)).toMatchObject({ state: 'grace', graceEndsAt: at(39) });
     expect(await getPolicy(store.pool, keySetId)).toEqual(policy);
     expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
@@ -266,27 +381,57 @@ describe('a key through its whole life', () => {
 
   test('operator actions that change no key are on the record with who asked', async () => {
     const keySetId = await newKeySet();
-    await store.recordOperatorAction(change(keySetId, 1, { trigger: 'manual', actor: 'bob', reason: 'change freeze' }), 'paused');
-    await store.recordOperatorAction(change(keySetId, 2, { trigger: 'manual', actor: 'bob', reason: 'resumed' }), 'resumed');
-    await store.recordOperatorAction(change(keySetId, 3, { trigger: 'manual', actor: 'carol', reason: 'drill' }), 'rotation_requested', { immediately: false });
-    expect((await readAuditTrail(db.pool, keySetId)).slice(1).map((e) => [e.event, e.actor, e.reason, e.at, e.details])).toEqual([
+    await store.recordOperatorAction(
+      change(keySetId, 1, { trigger: 'manual', actor: 'bob', reason: 'change freeze' }),
+      'paused',
+    );
+    await store.recordOperatorAction(
+      change(keySetId, 2, { trigger: 'manual', actor: 'bob', reason: 'resumed' }),
+      'resumed',
+    );
+    await store.recordOperatorAction(
+      change(keySetId, 3, { trigger: 'manual', actor: 'carol', reason: 'drill' }),
+      'rotation_requested',
+      { immediately: false },
+    );
+    expect(
+      (await readAuditTrail(db.pool, keySetId)).slice(1).map((e) => [e.event, e.actor, e.reason, e.at, e.details]),
+    ).toEqual([
       ['paused', 'bob', 'change freeze', at(1), {}],
       ['resumed', 'bob', 'resumed', at(2), {}],
       ['rotation_requested', 'carol', 'drill', at(3), { immediately: false }],
     ]);
   });
 
-  test.each(['next', 'active', 'grace', 'retired'] as const)('revoking a %s key erases it and records why', async (state) => {
-    const { keySetId, kid } = await keyIn(state);
-    const c = change(keySetId, 40, { trigger: 'revocation', actor: 'alice', reason: 'laptop stolen' });
-    expect(await store.revokeKey(c, kid)).toEqual({ previousState: state });
-    expect(await rawKey(keySetId, kid)).toEqual({ state: 'revoked', erased: true, kek_id: null, revocation_reason: 'laptop stolen' });
-    expect((await listKeys(store.pool, keySetId)).find((k) => k.kid === kid)).toMatchObject({ revokedAt: at(40), hasPrivateKey: false });
-    expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
-      event: 'revoked', kid, fromState: state, toState: 'revoked', trigger: 'revocation', actor: 'alice', reason: 'laptop stolen',
-      operationId: c.operationId, at: at(40),
-    });
-  });
+  test.each(['next', 'active', 'grace', 'retired'] as const)(
+    'revoking a %s key erases it and records why',
+    async (state) => {
+      const { keySetId, kid } = await keyIn(state);
+      const c = change(keySetId, 40, { trigger: 'revocation', actor: 'alice', reason: 'laptop stolen' });
+      expect(await store.revokeKey(c, kid)).toEqual({ previousState: state });
+      expect(await rawKey(keySetId, kid)).toEqual({
+        state: 'revoked',
+        erased: true,
+        kek_id: null,
+        revocation_reason: 'laptop stolen',
+      });
+      expect((await listKeys(store.pool, keySetId)).find((k) => k.kid === kid)).toMatchObject({
+        revokedAt: at(40),
+        hasPrivateKey: false,
+      });
+      expect((await readAuditTrail(db.pool, keySetId)).at(-1)).toMatchObject({
+        event: 'revoked',
+        kid,
+        fromState: state,
+        toState: 'revoked',
+        trigger: 'revocation',
+        actor: 'alice',
+        reason: 'laptop stolen',
+        operationId: c.operationId,
+        at: at(40),
+      });
+    },
+  );
 });
 
 describe('a change and its audit event commit together', () => {
@@ -305,7 +450,9 @@ describe('a change and its audit event commit together', () => {
     const { keySetId } = await keyIn('active');
     const nextKid = await addKey(keySetId, 25);
     const before = await snapshot(keySetId);
-    await expect(store.promoteNextKey(change(keySetId, 30, { reason: AUDIT_FAILS }), nextKid, SEED_WINDOWS)).rejects.toMatchObject({ code: '23514' });
+    await expect(
+      store.promoteNextKey(change(keySetId, 30, { reason: AUDIT_FAILS }), nextKid, SEED_WINDOWS),
+    ).rejects.toMatchObject({ code: '23514' });
     expect(await snapshot(keySetId)).toEqual(before);
   });
 });
@@ -357,14 +504,24 @@ describe('idempotency', () => {
 describe('impossible changes are refused and change nothing', () => {
   test.each<[string, KeyState, (c: KeyChange, kid: string) => Promise<unknown>, string]>([
     ['a second next key', 'next', (c) => store.addNextKey(c, 'ES256'), 'ERR_KEY_STATE_CONFLICT'],
-    ['promoting the active key', 'active', (c, kid) => store.promoteNextKey(c, kid, SEED_WINDOWS), 'ERR_KEY_STATE_CONFLICT'],
+    [
+      'promoting the active key',
+      'active',
+      (c, kid) => store.promoteNextKey(c, kid, SEED_WINDOWS),
+      'ERR_KEY_STATE_CONFLICT',
+    ],
     ['retiring a next key', 'next', (c, kid) => store.retireKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['retiring the active key', 'active', (c, kid) => store.retireKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['destroying a grace key', 'grace', (c, kid) => store.destroyKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['destroying a destroyed key', 'destroyed', (c, kid) => store.destroyKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['revoking a destroyed key', 'destroyed', (c, kid) => store.revokeKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
     ['revoking a revoked key', 'revoked', (c, kid) => store.revokeKey(c, kid), 'ERR_KEY_STATE_CONFLICT'],
-    ['promoting an unknown kid', 'active', (c) => store.promoteNextKey(c, 'no-such-kid', SEED_WINDOWS), 'ERR_KID_UNKNOWN'],
+    [
+      'promoting an unknown kid',
+      'active',
+      (c) => store.promoteNextKey(c, 'no-such-kid', SEED_WINDOWS),
+      'ERR_KID_UNKNOWN',
+    ],
     ['revoking an unknown kid', 'active', (c) => store.revokeKey(c, 'no-such-kid'), 'ERR_KID_UNKNOWN'],
   ])('%s → %s', async (_, state, run, code) => {
     const { keySetId, kid } = await keyIn(state);
@@ -377,12 +534,19 @@ describe('impossible changes are refused and change nothing', () => {
   test("another key set's kid is unknown here", async () => {
     const { kid } = await keyIn('next');
     const other = await newKeySet();
-    await expect(store.promoteNextKey(change(other, 0), kid, SEED_WINDOWS)).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN', keySetId: other, kid });
+    await expect(store.promoteNextKey(change(other, 0), kid, SEED_WINDOWS)).rejects.toMatchObject({
+      code: 'ERR_KID_UNKNOWN',
+      keySetId: other,
+      kid,
+    });
   });
 
   test('the conflict names the key in the way', async () => {
     const { keySetId, kid } = await keyIn('next');
-    await expect(store.addNextKey(change(keySetId, 1), 'ES256')).rejects.toMatchObject({ code: 'ERR_KEY_STATE_CONFLICT', kid });
+    await expect(store.addNextKey(change(keySetId, 1), 'ES256')).rejects.toMatchObject({
+      code: 'ERR_KEY_STATE_CONFLICT',
+      kid,
+    });
   });
 
   test.each<[string, (c: KeyChange) => Promise<unknown>]>([
@@ -392,12 +556,18 @@ describe('impossible changes are refused and change nothing', () => {
     ['destroyKey', (c) => store.destroyKey(c, 'k')],
     ['revokeKey', (c) => store.revokeKey(c, 'k')],
   ])('%s on an unregistered key set → ERR_KEYSET_NOT_FOUND', async (_, run) => {
-    await expect(run(change('never-registered', 0))).rejects.toMatchObject({ code: 'ERR_KEYSET_NOT_FOUND', keySetId: 'never-registered' });
+    await expect(run(change('never-registered', 0))).rejects.toMatchObject({
+      code: 'ERR_KEYSET_NOT_FOUND',
+      keySetId: 'never-registered',
+    });
   });
 
   test('two concurrent addNextKey calls: exactly one next key, the other call conflicts', async () => {
     const keySetId = await newKeySet();
-    const results = await Promise.allSettled([store.addNextKey(change(keySetId, 0), 'ES256'), store.addNextKey(change(keySetId, 0), 'ES256')]);
+    const results = await Promise.allSettled([
+      store.addNextKey(change(keySetId, 0), 'ES256'),
+      store.addNextKey(change(keySetId, 0), 'ES256'),
+    ]);
     expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
     const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
     expect(rejected.reason).toMatchObject({ code: 'ERR_KEY_STATE_CONFLICT' });
@@ -416,9 +586,15 @@ describe('the one-active and one-next indexes', () => {
 
   test('refuse a second active or next key even through raw SQL', async () => {
     const { keySetId } = await keyIn('active');
-    await expect(insertRaw(keySetId, 'rogue-active', 'active')).rejects.toMatchObject({ code: '23505', constraint: 'signing_keys_one_active' });
+    await expect(insertRaw(keySetId, 'rogue-active', 'active')).rejects.toMatchObject({
+      code: '23505',
+      constraint: 'signing_keys_one_active',
+    });
     const nextKid = await addKey(keySetId, 25);
-    await expect(insertRaw(keySetId, 'rogue-next', 'next')).rejects.toMatchObject({ code: '23505', constraint: 'signing_keys_one_next' });
+    await expect(insertRaw(keySetId, 'rogue-next', 'next')).rejects.toMatchObject({
+      code: '23505',
+      constraint: 'signing_keys_one_next',
+    });
     await expect(
       db.pool.query(`UPDATE signing_keys SET state = 'active' WHERE key_set_id = $1 AND kid = $2`, [keySetId, nextKid]),
     ).rejects.toMatchObject({ code: '23505' });
@@ -443,7 +619,11 @@ describe('listPublishedJwks', () => {
     const jwks = await listPublishedJwks(store.pool, keySetId);
     expect(jwks.map((j) => j.kid)).toEqual([graceKid, activeKid, nextKid]);
     expect(jwks.map((j) => j.kid)).not.toContain(retiredKid);
-    expect(jwks.map((j) => [j.alg, j.kty])).toEqual([['ES256', 'EC'], ['RS256', 'RSA'], ['EdDSA', 'OKP']]);
+    expect(jwks.map((j) => [j.alg, j.kty])).toEqual([
+      ['ES256', 'EC'],
+      ['RS256', 'RSA'],
+      ['EdDSA', 'OKP'],
+    ]);
     for (const jwk of jwks) for (const member of PRIVATE_JWK_MEMBERS) expect(jwk).not.toHaveProperty(member);
   });
 
@@ -467,8 +647,12 @@ describe('change notifications', () => {
       );
       await listener.query(`LISTEN ${KEY_CHANGES_CHANNEL}`);
 
-      await expect(store.retireKey(change(keySetId, 0), 'no-such-kid')).rejects.toMatchObject({ code: 'ERR_KID_UNKNOWN' });
-      await expect(store.addNextKey(change(keySetId, 0, { reason: AUDIT_FAILS }), 'ES256')).rejects.toMatchObject({ code: '23514' });
+      await expect(store.retireKey(change(keySetId, 0), 'no-such-kid')).rejects.toMatchObject({
+        code: 'ERR_KID_UNKNOWN',
+      });
+      await expect(store.addNextKey(change(keySetId, 0, { reason: AUDIT_FAILS }), 'ES256')).rejects.toMatchObject({
+        code: '23514',
+      });
       await store.addNextKey(change(keySetId, 0), 'ES256');
       await arrived;
       // Notifications arrive in commit order, so any from the refused changes would be here already.
@@ -522,9 +706,15 @@ describe('migrate', () => {
       expect(await migrate(pools[0], [...shipped, extra])).toEqual([version]);
       expect(await migrate(pools[1], [...shipped, extra])).toEqual([]);
 
-      const broken = { version: version + 1, name: 'broken', sql: 'CREATE TABLE half_done (id int); SELECT * FROM no_such_table' };
+      const broken = {
+        version: version + 1,
+        name: 'broken',
+        sql: 'CREATE TABLE half_done (id int); SELECT * FROM no_such_table',
+      };
       await expect(migrate(pools[0], [...shipped, extra, broken])).rejects.toThrow(new RegExp(`${version + 1}_broken`));
-      const { rows } = await pools[0].query(`SELECT to_regclass('half_done') AS t, (SELECT max(version) FROM schema_migrations) AS v`);
+      const { rows } = await pools[0].query(
+        `SELECT to_regclass('half_done') AS t, (SELECT max(version) FROM schema_migrations) AS v`,
+      );
       expect(rows).toEqual([{ t: null, v: version }]);
     });
   });

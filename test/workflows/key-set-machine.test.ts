@@ -1,14 +1,26 @@
 import type { KeySetCommand, KeySetState } from '../../src/domain/key-set-state';
 import type { KeyTimeline } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
-import { KeySetMachine, failureBackoffMs, initialState, publicationCheckDelayMs } from '../../src/workflows/key-set-machine';
+import {
+  KeySetMachine,
+  failureBackoffMs,
+  initialState,
+  publicationCheckDelayMs,
+} from '../../src/workflows/key-set-machine';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 const T0 = Date.UTC(2025, 0, 1);
 
-const activeKey: KeyTimeline = { kid: 'a', alg: 'ES256', state: 'active', createdAt: T0, activatedAt: T0, tokenTtlMs: HOUR };
+const activeKey: KeyTimeline = {
+  kid: 'a',
+  alg: 'ES256',
+  state: 'active',
+  createdAt: T0,
+  activatedAt: T0,
+  tokenTtlMs: HOUR,
+};
 const nextKey: KeyTimeline = { kid: 'n', alg: 'ES256', state: 'next', createdAt: T0 + 25 * DAY };
 const listedKey: KeyTimeline = { ...nextKey, listedAt: T0 + 25 * DAY, promotableAt: T0 + 25 * DAY + 15 * MINUTE };
 
@@ -20,7 +32,12 @@ const pause: KeySetCommand = { id: 'c-pause', type: 'pause', ...who, awaited: fa
 
 /** A machine whose keys are loaded, optionally with more state. */
 function machineWith(state: Partial<KeySetState> = {}): KeySetMachine {
-  return new KeySetMachine({ ...initialState('payments', { ...DEFAULT_POLICY }), loaded: true, keys: [{ ...activeKey }], ...state });
+  return new KeySetMachine({
+    ...initialState('payments', { ...DEFAULT_POLICY }),
+    loaded: true,
+    keys: [{ ...activeKey }],
+    ...state,
+  });
 }
 
 describe('nextStep', () => {
@@ -31,22 +48,43 @@ describe('nextStep', () => {
   });
 
   test('with no keys, bootstrap is due at once', () => {
-    expect(machineWith({ keys: [] }).nextStep(T0)).toEqual({ type: 'transition', transition: { kind: 'bootstrap', at: T0 } });
+    expect(machineWith({ keys: [] }).nextStep(T0)).toEqual({
+      type: 'transition',
+      transition: { kind: 'bootstrap', at: T0 },
+    });
   });
 
   test('waits until the next transition, then performs it', () => {
     const machine = machineWith();
     expect(machine.nextStep(T0 + DAY)).toEqual({ type: 'wait', until: T0 + 25 * DAY });
-    expect(machine.nextStep(T0 + 25 * DAY)).toEqual({ type: 'transition', transition: { kind: 'generateNext', at: T0 + 25 * DAY } });
+    expect(machine.nextStep(T0 + 25 * DAY)).toEqual({
+      type: 'transition',
+      transition: { kind: 'generateNext', at: T0 + 25 * DAY },
+    });
   });
 
   test('every message is a command, run before scheduled work, in order, revocations and awaited ones first', () => {
     const overdue = T0 + 40 * DAY;
-    expect(machineWith({ commands: [signalRotate] }).nextStep(overdue)).toEqual({ type: 'command', command: signalRotate });
-    expect(machineWith({ commands: [pause, signalRotate] }).nextStep(overdue)).toEqual({ type: 'command', command: pause });
-    expect(machineWith({ commands: [signalRotate, revoke] }).nextStep(overdue)).toEqual({ type: 'command', command: revoke });
-    expect(machineWith({ commands: [updateRotate, revoke] }).nextStep(overdue)).toEqual({ type: 'command', command: revoke });
-    expect(machineWith({ commands: [signalRotate, updateRotate] }).nextStep(overdue)).toEqual({ type: 'command', command: updateRotate });
+    expect(machineWith({ commands: [signalRotate] }).nextStep(overdue)).toEqual({
+      type: 'command',
+      command: signalRotate,
+    });
+    expect(machineWith({ commands: [pause, signalRotate] }).nextStep(overdue)).toEqual({
+      type: 'command',
+      command: pause,
+    });
+    expect(machineWith({ commands: [signalRotate, revoke] }).nextStep(overdue)).toEqual({
+      type: 'command',
+      command: revoke,
+    });
+    expect(machineWith({ commands: [updateRotate, revoke] }).nextStep(overdue)).toEqual({
+      type: 'command',
+      command: revoke,
+    });
+    expect(machineWith({ commands: [signalRotate, updateRotate] }).nextStep(overdue)).toEqual({
+      type: 'command',
+      command: updateRotate,
+    });
   });
 
   test('paused: no scheduled work and no deadline, but commands still run', () => {
@@ -61,11 +99,22 @@ describe('nextStep', () => {
   });
 
   test('paused with a rotation asked for: its key goes ahead, clean-up waits', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: 0, activatedAt: 0, demotedAt: T0, graceEndsAt: T0 + DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: 0,
+      activatedAt: 0,
+      demotedAt: T0,
+      graceEndsAt: T0 + DAY,
+    };
     const machine = machineWith({ keys: [grace, { ...activeKey }, { ...listedKey }] });
     machine.paused({ reason: 'freeze', since: T0, requestedBy: 'ops' });
     machine.rotationRequested({ requestedAt: T0 + 26 * DAY, requestedBy: 'ops', reason: 'drill', immediately: false });
-    expect(machine.nextStep(T0 + 26 * DAY)).toEqual({ type: 'transition', transition: { kind: 'promote', kid: 'n', at: T0 + 26 * DAY } });
+    expect(machine.nextStep(T0 + 26 * DAY)).toEqual({
+      type: 'transition',
+      transition: { kind: 'promote', kid: 'n', at: T0 + 26 * DAY },
+    });
   });
 
   test('paused before its keys were loaded: it still loads', () => {
@@ -119,7 +168,9 @@ describe('nextStep', () => {
 
 describe('failed / succeeded', () => {
   test('backoff doubles from 1 minute and is capped at 1 hour', () => {
-    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map(failureBackoffMs)).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60].map((m) => m * MINUTE));
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map(failureBackoffMs)).toEqual(
+      [1, 2, 4, 8, 16, 32, 60, 60, 60].map((m) => m * MINUTE),
+    );
   });
 
   test('each consecutive failure is counted, backs off longer, and marks the keys unloaded', () => {
@@ -149,7 +200,9 @@ describe('failed / succeeded', () => {
 
 describe('the propagation gate', () => {
   test('asks quickly at first, then about a tenth of the time waited, at most hourly', () => {
-    expect([1, 2, 3, 4, 5, 6].map((checks) => publicationCheckDelayMs(checks, 0))).toEqual([100, 200, 400, 800, 1_000, 1_000]);
+    expect([1, 2, 3, 4, 5, 6].map((checks) => publicationCheckDelayMs(checks, 0))).toEqual([
+      100, 200, 400, 800, 1_000, 1_000,
+    ]);
     expect(publicationCheckDelayMs(12, 30 * MINUTE)).toBe(3 * MINUTE);
     expect(publicationCheckDelayMs(12, 10 * HOUR)).toBe(HOUR);
     expect(publicationCheckDelayMs(40, 10 * DAY)).toBe(HOUR);
@@ -157,29 +210,60 @@ describe('the propagation gate', () => {
 
   test('a key not listed yet is checked again later; the wait alerts once it holds up the promotion', () => {
     const machine = machineWith({ keys: [{ ...activeKey }, { ...nextKey }] });
-    expect(machine.nextStep(T0 + 25 * DAY)).toEqual({ type: 'transition', transition: { kind: 'checkPublication', kid: 'n', at: T0 + 25 * DAY } });
+    expect(machine.nextStep(T0 + 25 * DAY)).toEqual({
+      type: 'transition',
+      transition: { kind: 'checkPublication', kid: 'n', at: T0 + 25 * DAY },
+    });
     const wait = machine.publicationPending(nextKey, T0 + 25 * DAY);
-    expect(wait).toEqual({ kid: 'n', since: T0 + 25 * DAY, checks: 1, nextCheckAt: T0 + 25 * DAY + 100, alertAt: T0 + 30 * DAY });
+    expect(wait).toEqual({
+      kid: 'n',
+      since: T0 + 25 * DAY,
+      checks: 1,
+      nextCheckAt: T0 + 25 * DAY + 100,
+      alertAt: T0 + 30 * DAY,
+    });
     // Generated late, the key is due at once: the alert comes jwksMaxAge into the wait.
     const late = { ...nextKey, createdAt: T0 + 40 * DAY };
-    expect(machineWith({ keys: [{ ...activeKey }, late] }).publicationPending(late, T0 + 40 * DAY).alertAt).toBe(T0 + 40 * DAY + 15 * MINUTE);
+    expect(machineWith({ keys: [{ ...activeKey }, late] }).publicationPending(late, T0 + 40 * DAY).alertAt).toBe(
+      T0 + 40 * DAY + 15 * MINUTE,
+    );
     expect(machine.nextStep(T0 + 25 * DAY)).toEqual({ type: 'wait', until: T0 + 25 * DAY + 100 });
     machine.publicationAlerted(T0 + 26 * DAY);
-    expect(machine.publicationPending(nextKey, T0 + 25 * DAY + 100)).toMatchObject({ checks: 2, alertAt: T0 + 26 * DAY });
+    expect(machine.publicationPending(nextKey, T0 + 25 * DAY + 100)).toMatchObject({
+      checks: 2,
+      alertAt: T0 + 26 * DAY,
+    });
   });
 
   test('once listed it is promoted at the period end; meanwhile grace keys retire on time', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: 0, activatedAt: 0, demotedAt: T0, graceEndsAt: T0 + 5 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: 0,
+      activatedAt: 0,
+      demotedAt: T0,
+      graceEndsAt: T0 + 5 * DAY,
+    };
     const machine = machineWith({ keys: [grace, { ...activeKey }, { ...nextKey }] });
     machine.publicationPending(nextKey, T0 + 1 * DAY);
-    expect(machine.nextStep(T0 + 5 * DAY)).toEqual({ type: 'transition', transition: { kind: 'checkPublication', kid: 'n', at: T0 + DAY + 100 } });
+    expect(machine.nextStep(T0 + 5 * DAY)).toEqual({
+      type: 'transition',
+      transition: { kind: 'checkPublication', kid: 'n', at: T0 + DAY + 100 },
+    });
     machine.keyListed({ ...listedKey });
     expect(machine.state.publication).toBeNull();
-    expect(machine.nextStep(T0 + 5 * DAY)).toEqual({ type: 'transition', transition: { kind: 'retire', kid: 'g', at: T0 + 5 * DAY } });
+    expect(machine.nextStep(T0 + 5 * DAY)).toEqual({
+      type: 'transition',
+      transition: { kind: 'retire', kid: 'g', at: T0 + 5 * DAY },
+    });
   });
 
   test('a next key promoted, revoked or withdrawn ends the wait', () => {
-    for (const end of [(m: KeySetMachine) => m.keyRemoved('n'), (m: KeySetMachine) => m.keyWithdrawn({ ...nextKey, state: 'retired', retiredAt: T0 })]) {
+    for (const end of [
+      (m: KeySetMachine) => m.keyRemoved('n'),
+      (m: KeySetMachine) => m.keyWithdrawn({ ...nextKey, state: 'retired', retiredAt: T0 }),
+    ]) {
       const machine = machineWith({ keys: [{ ...activeKey }, { ...nextKey }] });
       machine.publicationPending(nextKey, T0 + 25 * DAY);
       end(machine);
@@ -190,7 +274,9 @@ describe('the propagation gate', () => {
 
 describe('assertRevocable', () => {
   test('returns a live key of the set', () => {
-    expect(machineWith({ keys: [{ ...activeKey }, { ...nextKey }] }).assertRevocable({ kid: 'n', reason: 'leaked' })).toEqual(nextKey);
+    expect(
+      machineWith({ keys: [{ ...activeKey }, { ...nextKey }] }).assertRevocable({ kid: 'n', reason: 'leaked' }),
+    ).toEqual(nextKey);
   });
 
   test('rejects a kid the set does not have', () => {
@@ -214,7 +300,10 @@ describe('policyWith / policyChanged', () => {
       expect.objectContaining({
         code: 'ERR_POLICY_INVALID',
         keySetId: 'payments',
-        violations: [expect.objectContaining({ field: 'algorithm' }), expect.objectContaining({ field: 'gracePeriod' })],
+        violations: [
+          expect.objectContaining({ field: 'algorithm' }),
+          expect.objectContaining({ field: 'gracePeriod' }),
+        ],
       }),
     );
     expect(machine.policy).toEqual(DEFAULT_POLICY);
@@ -222,7 +311,10 @@ describe('policyWith / policyChanged', () => {
   });
 
   test('a good patch is merged over the current policy; only policyChanged puts it in force', () => {
-    const machine = machineWith({ policy: { ...DEFAULT_POLICY, algorithm: 'EdDSA' }, keys: [{ ...activeKey, alg: 'EdDSA' }] });
+    const machine = machineWith({
+      policy: { ...DEFAULT_POLICY, algorithm: 'EdDSA' },
+      keys: [{ ...activeKey, alg: 'EdDSA' }],
+    });
     const policy = machine.policyWith({ rotationPeriod: '1440h' });
     expect(policy).toEqual({ ...DEFAULT_POLICY, algorithm: 'EdDSA', rotationPeriod: '60d' });
     expect(machine.policy.rotationPeriod).toBe('30d');
@@ -254,7 +346,10 @@ describe('revision', () => {
     ['keyPromoted', (m) => m.keyPromoted({ active: { ...nextKey, state: 'active', activatedAt: T0 }, demoted: null })],
     ['keyRetired', (m) => m.keyRetired({ ...activeKey, state: 'retired', retiredAt: T0 })],
     ['keyRemoved', (m) => m.keyRemoved('a')],
-    ['rotationRequested', (m) => m.rotationRequested({ requestedAt: T0, requestedBy: 'ops', reason: 'r', immediately: false })],
+    [
+      'rotationRequested',
+      (m) => m.rotationRequested({ requestedAt: T0, requestedBy: 'ops', reason: 'r', immediately: false }),
+    ],
     ['failed', (m) => m.failed('load', 'down', T0)],
   ])('%s bumps it', (_, change) => {
     const machine = machineWith({ keys: [{ ...activeKey }, { ...nextKey }], commands: [revoke] });
@@ -292,7 +387,11 @@ describe('key events', () => {
 describe('status', () => {
   test('reports the next transition, no earlier than the backoff, and none while paused', () => {
     const machine = machineWith({ keys: [], retryAt: T0 + MINUTE, commands: [signalRotate] });
-    expect(machine.status(T0)).toMatchObject({ nextTransition: { kind: 'bootstrap', at: T0 + MINUTE }, pendingCommands: 1, inFlight: null });
+    expect(machine.status(T0)).toMatchObject({
+      nextTransition: { kind: 'bootstrap', at: T0 + MINUTE },
+      pendingCommands: 1,
+      inFlight: null,
+    });
     machine.paused({ reason: 'why', since: T0, requestedBy: 'ops' });
     expect(machine.status(T0)).toMatchObject({ nextTransition: null, paused: { reason: 'why', since: T0 } });
   });
@@ -300,7 +399,15 @@ describe('status', () => {
 
 describe('continue-as-new', () => {
   test('the state survives JSON and a machine built from it answers the same', () => {
-    const grace: KeyTimeline = { kid: 'g', alg: 'ES256', state: 'grace', createdAt: 0, activatedAt: 0, demotedAt: T0, graceEndsAt: T0 + 5 * DAY };
+    const grace: KeyTimeline = {
+      kid: 'g',
+      alg: 'ES256',
+      state: 'grace',
+      createdAt: 0,
+      activatedAt: 0,
+      demotedAt: T0,
+      graceEndsAt: T0 + 5 * DAY,
+    };
     const machine = machineWith({ keys: [{ ...activeKey }, { ...nextKey }, grace] });
     machine.enqueue(signalRotate);
     machine.enqueue(revoke);

@@ -41,12 +41,19 @@ function actionsOf(event: HistoryEvent): number {
   if (event.activityTaskStartedEventAttributes) return event.activityTaskStartedEventAttributes.attempt ?? 1;
   if (event.timerStartedEventAttributes) return 1;
   if (event.upsertWorkflowSearchAttributesEventAttributes) {
-    const fields = Object.keys(event.upsertWorkflowSearchAttributesEventAttributes.searchAttributes?.indexedFields ?? {});
+    const fields = Object.keys(
+      event.upsertWorkflowSearchAttributesEventAttributes.searchAttributes?.indexedFields ?? {},
+    );
     return fields.every((f) => f === 'TemporalChangeVersion') ? 0 : 1;
   }
   if (event.workflowExecutionSignaledEventAttributes || event.workflowExecutionUpdateAcceptedEventAttributes) return 1;
-  if (event.startChildWorkflowExecutionInitiatedEventAttributes || event.signalExternalWorkflowExecutionInitiatedEventAttributes) return 1;
-  if (event.markerRecordedEventAttributes) return event.markerRecordedEventAttributes.markerName === 'core_patch' ? 0 : 1;
+  if (
+    event.startChildWorkflowExecutionInitiatedEventAttributes ||
+    event.signalExternalWorkflowExecutionInitiatedEventAttributes
+  )
+    return 1;
+  if (event.markerRecordedEventAttributes)
+    return event.markerRecordedEventAttributes.markerName === 'core_patch' ? 0 : 1;
   return 0;
 }
 
@@ -64,12 +71,19 @@ describe('Temporal actions of a key set', () => {
   let jwks: RunningJwksServer;
   beforeAll(async () => {
     // The test server indexes no search attribute until it is told of it, like any namespace.
-    const { INDEXED_VALUE_TYPE_KEYWORD: keyword, INDEXED_VALUE_TYPE_DATETIME: datetime } = temporal.api.enums.v1.IndexedValueType;
+    const { INDEXED_VALUE_TYPE_KEYWORD: keyword, INDEXED_VALUE_TYPE_DATETIME: datetime } =
+      temporal.api.enums.v1.IndexedValueType;
     await suite.env.connection.operatorService.addSearchAttributes({
       namespace: suite.env.namespace ?? 'default',
       searchAttributes: { KeySetId: keyword, ActiveKid: keyword, NextTransitionAt: datetime },
     });
-    jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool: suite.db.pool, registry: new Registry(), logger: createLogger({ level: 'silent' }) });
+    jwks = await startJwksServer({
+      port: 0,
+      host: '127.0.0.1',
+      pool: suite.db.pool,
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+    });
   });
   afterAll(async () => jwks?.close());
 
@@ -99,7 +113,8 @@ describe('Temporal actions of a key set', () => {
       // Period n runs from day 30n - 10, days before the next key's generation (day 30n - 5), to the
       // next one's: the generation, the promotion (day 30n), the old key's retirement (30n + 5) and
       // destruction (30n + 6), each with the timer that waits for it.
-      const periodOf = (event: HistoryEvent) => Math.floor((Number(event.eventTime!.seconds) * 1000 - t0 + 10 * DAY) / (30 * DAY));
+      const periodOf = (event: HistoryEvent) =>
+        Math.floor((Number(event.eventTime!.seconds) * 1000 - t0 + 10 * DAY) / (30 * DAY));
       const perPeriod = new Map<number, Record<string, number>>();
       for (const event of events) {
         const actions = actionsOf(event);
@@ -112,7 +127,8 @@ describe('Temporal actions of a key set', () => {
       const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
       const full = [...perPeriod.entries()].filter(([period]) => period >= 1 && period < PERIODS);
       expect(full).toHaveLength(PERIODS - 1);
-      for (const [period, counts] of full) expect({ period, counts, total: total(counts) <= 10 }).toEqual({ period, counts, total: true });
+      for (const [period, counts] of full)
+        expect({ period, counts, total: total(counts) <= 10 }).toEqual({ period, counts, total: true });
       // The history's length made the workflow continue as new once: one action more that period.
       expect(runs).toBe(2);
       const continued = full.filter(([, counts]) => counts['workflow started'] === 1).map(([period]) => period);

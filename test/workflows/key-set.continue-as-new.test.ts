@@ -15,7 +15,13 @@ describe('continue-as-new', () => {
   test('keeps the keys, the policy and a rotation still waiting to run', async () => {
     const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('can');
-    const policy = validatePolicy({ algorithm: 'EdDSA', rotationPeriod: '20d', prepublish: '2d', gracePeriod: '3d', jwksMaxAge: '1h' });
+    const policy = validatePolicy({
+      algorithm: 'EdDSA',
+      rotationPeriod: '20d',
+      prepublish: '2d',
+      gracePeriod: '3d',
+      jwksMaxAge: '1h',
+    });
     const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue });
 
     await worker.runUntil(async () => {
@@ -49,7 +55,9 @@ describe('continue-as-new', () => {
       expect(active.kid).not.toBe(originalKid);
       expect(active.alg).toBe('EdDSA');
       expect(rotated.keys.find((k) => k.kid === originalKid)?.state).toBe('grace');
-      const promotion = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'promoted' && e.kid === active.kid)!;
+      const promotion = (await readAuditTrail(db.pool, keySetId)).find(
+        (e) => e.event === 'promoted' && e.kid === active.kid,
+      )!;
       expect([promotion.trigger, promotion.actor, promotion.reason]).toEqual(['manual', 'carol', 'across runs']);
 
       const history = await historyText(latest);

@@ -23,17 +23,28 @@ describe('a failing dependency', () => {
     const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue, alerts });
 
     await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      const handle = await env.client.workflow.start(keySetWorkflow, {
+        workflowId,
+        taskQueue,
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+      });
       const first = await settled(env, handle);
       const restore = await takeKeyTableOffline(db.pool);
 
       // The next key is due on day 25; the activity retries, gives up, and the workflow backs off.
       await env.sleep(25 * DAY + HOUR);
       const failing = await handle.query(getStateQuery);
-      expect(failing.lastError).toMatchObject({ step: expect.any(String), message: expect.stringContaining('signing_keys') });
+      expect(failing.lastError).toMatchObject({
+        step: expect.any(String),
+        message: expect.stringContaining('signing_keys'),
+      });
       expect(failing.lastError!.failures).toBeGreaterThanOrEqual(2);
       // Messages are delivered by workflows of their own, which the key set workflow does not wait for.
-      const firing = await waitFor(() => (alerts.length > 0 ? alerts.filter((a) => a.status === 'firing') : undefined), 10_000, 'the alert');
+      const firing = await waitFor(
+        () => (alerts.length > 0 ? alerts.filter((a) => a.status === 'firing') : undefined),
+        10_000,
+        'the alert',
+      );
       expect(firing[0]).toMatchObject({ keySetId, workflowId, step: 'generateNext', failures: 1 });
       expect(firing[0].error).toContain('signing_keys');
       expect(alerts.some((a) => a.status === 'resolved')).toBe(false);

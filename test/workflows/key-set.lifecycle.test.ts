@@ -75,7 +75,11 @@ describe('a key set under the seed policy', () => {
         expect(status.keys.map((k) => [k.kid, k.state, k.activatedAt ?? null, k.demotedAt ?? null])).toEqual(
           live.map((k) => [k.kid, k.state, k.activatedAt, k.demotedAt]),
         );
-        for (const key of stored) expect({ kid: key.kid, hasPrivateKey: key.hasPrivateKey }).toEqual({ kid: key.kid, hasPrivateKey: !['destroyed'].includes(key.state) });
+        for (const key of stored)
+          expect({ kid: key.kid, hasPrivateKey: key.hasPrivateKey }).toEqual({
+            kid: key.kid,
+            hasPrivateKey: !['destroyed'].includes(key.state),
+          });
       }
       // Keys 1 to 4; key 5 is not due until day 115.
       expect(kidsInOrder).toHaveLength(4);
@@ -90,7 +94,13 @@ describe('a key set under the seed policy', () => {
   });
 });
 
-async function assertNoPlaintextPrivateKeys(db: TestDatabase, kekRing: KekRing, keySetId: string, history: string, keys: StoredKey[]) {
+async function assertNoPlaintextPrivateKeys(
+  db: TestDatabase,
+  kekRing: KekRing,
+  keySetId: string,
+  history: string,
+  keys: StoredKey[],
+) {
   const { rows } = await db.pool.query<{ kid: string; private_key: Buffer; kek_id: string }>(
     'SELECT kid, private_key, kek_id FROM signing_keys WHERE key_set_id = $1 AND private_key IS NOT NULL',
     [keySetId],

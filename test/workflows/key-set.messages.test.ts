@@ -47,11 +47,17 @@ describe('operator messages', () => {
   });
 
   /** Starts a key set under the seed policy, waits for its first active key, and runs `body` with a worker. */
-  async function withKeySet(body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, first: KeySetStatus) => Promise<void>) {
+  async function withKeySet(
+    body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, first: KeySetStatus) => Promise<void>,
+  ) {
     const { keySetId, taskQueue, workflowId } = uniqueNames('msg');
     const worker: Worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });
     await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      const handle = await env.client.workflow.start(keySetWorkflow, {
+        workflowId,
+        taskQueue,
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+      });
       try {
         await body(handle, keySetId, await settled(env, handle));
         await recordHistory(handle, historyNameOfTest());
@@ -98,7 +104,9 @@ describe('operator messages', () => {
       expect(activeKid(status)).toBe(next.kid);
       expect(status.rotation).toBeNull();
       expect(await statesInDb(keySetId)).toEqual({ [before]: 'grace', [next.kid]: 'active' });
-      const trail = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.kid === next.kid || e.event === 'rotation_requested');
+      const trail = (await readAuditTrail(db.pool, keySetId)).filter(
+        (e) => e.kid === next.kid || e.event === 'rotation_requested',
+      );
       expect(trail.map((e) => [e.event, e.trigger, e.actor, e.reason])).toEqual([
         ['rotation_requested', 'manual', 'alice', 'drill'],
         ['generated', 'manual', 'alice', 'drill'],
@@ -130,7 +138,12 @@ describe('operator messages', () => {
         handle.executeUpdate(rotateUpdate, { args: [{ reason: 'first', requestedBy: 'alice' }] }),
         handle.executeUpdate(rotateUpdate, { args: [{ reason: 'second', requestedBy: 'bob' }] }),
       ]);
-      expect(a).toEqual({ kid: expect.any(String), signsAt: expect.any(Number), active: false, previousKid: activeKid(first) });
+      expect(a).toEqual({
+        kid: expect.any(String),
+        signsAt: expect.any(Number),
+        active: false,
+        previousKid: activeKid(first),
+      });
       expect(b).toEqual(a);
       const next = (await handle.query(getStateQuery)).keys.find((k) => k.state === 'next')!;
       expect(next.kid).toBe(a.kid);
@@ -143,7 +156,9 @@ describe('operator messages', () => {
 
   test('rotate immediately promotes at once and says until when verifiers may reject the new key', async () => {
     await withKeySet(async (handle, keySetId, first) => {
-      const result = await handle.executeUpdate(rotateUpdate, { args: [{ reason: 'active key must stop now', immediately: true }] });
+      const result = await handle.executeUpdate(rotateUpdate, {
+        args: [{ reason: 'active key must stop now', immediately: true }],
+      });
       expect(result).toMatchObject({ active: true, previousKid: activeKid(first) });
       expect(result.rejectionWindowUntil! - result.signsAt).toBeGreaterThan(14 * MINUTE);
       expect(activeKid(await handle.query(getStateQuery))).toBe(result.kid);
@@ -156,7 +171,9 @@ describe('operator messages', () => {
     await withKeySet(async (handle, keySetId, first) => {
       const revoked = activeKid(first)!;
 
-      const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: revoked, reason: 'key leaked', requestedBy: 'bob' }] });
+      const result = await handle.executeUpdate(revokeKeyUpdate, {
+        args: [{ kid: revoked, reason: 'key leaked', requestedBy: 'bob' }],
+      });
 
       expect(result.revokedKid).toBe(revoked);
       expect(result.previousState).toBe('active');
@@ -169,7 +186,12 @@ describe('operator messages', () => {
       ]);
       expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
       const revocation = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'revoked')!;
-      expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([revoked, 'active', 'bob', 'key leaked']);
+      expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([
+        revoked,
+        'active',
+        'bob',
+        'key leaked',
+      ]);
     });
   });
 
@@ -177,7 +199,9 @@ describe('operator messages', () => {
     await withKeySet(async (handle, keySetId) => {
       const { kid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
 
-      const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'retire early' }] });
+      const result = await handle.executeUpdate(revokeKeyUpdate, {
+        args: [{ kid: previousKid!, reason: 'retire early' }],
+      });
 
       expect(result).toEqual({ revokedKid: previousKid, previousState: 'grace', activeKid: current });
       expect(await statesInDb(keySetId)).toEqual({ [previousKid!]: 'revoked', [current]: 'active' });
@@ -193,7 +217,9 @@ describe('operator messages', () => {
       const next = before.keys.find((k) => k.state === 'next')!.kid;
       expect(before.keys.find((k) => k.kid === previousKid)).toBeUndefined(); // destroyed a day after retiring
 
-      expect(await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: next, reason: 'generated on a bad host' }] })).toMatchObject({
+      expect(
+        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: next, reason: 'generated on a bad host' }] }),
+      ).toMatchObject({
         revokedKid: next,
         previousState: 'next',
         activeKid: activeKid(before),
@@ -201,7 +227,9 @@ describe('operator messages', () => {
       const after = await settled(env, handle);
       const replacement = after.keys.find((k) => k.state === 'next')!;
       expect(replacement.kid).not.toBe(next);
-      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual([activeKid(before), replacement.kid].sort());
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual(
+        [activeKid(before), replacement.kid].sort(),
+      );
       expect(first.keys[0].kid).toBe(previousKid);
     });
   });
@@ -211,11 +239,16 @@ describe('operator messages', () => {
       const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
       await env.sleep(5 * DAY + MINUTE);
       expect((await settled(env, handle)).keys.find((k) => k.kid === previousKid)?.state).toBe('retired');
-      expect(await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'backup tape lost' }] })).toMatchObject({
+      expect(
+        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'backup tape lost' }] }),
+      ).toMatchObject({
         revokedKid: previousKid,
         previousState: 'retired',
       });
-      expect((await listKeys(keyStore.pool, keySetId)).find((k) => k.kid === previousKid)).toMatchObject({ state: 'revoked', hasPrivateKey: false });
+      expect((await listKeys(keyStore.pool, keySetId)).find((k) => k.kid === previousKid)).toMatchObject({
+        state: 'revoked',
+        hasPrivateKey: false,
+      });
     });
   });
 
@@ -258,7 +291,9 @@ describe('operator messages', () => {
       const caughtUp = await settled(env, handle);
       expect(activeKid(caughtUp)).not.toBe(original);
       expect(caughtUp.keys.find((k) => k.kid === original)?.state).toBe('grace');
-      const actions = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'paused' || e.event === 'resumed');
+      const actions = (await readAuditTrail(db.pool, keySetId)).filter(
+        (e) => e.event === 'paused' || e.event === 'resumed',
+      );
       expect(actions.map((e) => [e.event, e.actor, e.reason])).toEqual([
         ['paused', 'carol', 'change freeze'],
         ['resumed', 'operator', 'resumed'],
@@ -277,12 +312,20 @@ describe('operator messages', () => {
       const stored = await db.pool.query('SELECT policy FROM key_sets WHERE id = $1', [keySetId]);
       expect(stored.rows[0].policy).toEqual(DEFAULT_POLICY);
 
-      const result = await handle.executeUpdate(updatePolicyUpdate, { args: [{ patch: { rotationPeriod: '240h' }, requestedBy: 'dana', reason: 'shorter' }] });
-      expect(result).toEqual({ policy: { ...DEFAULT_POLICY, rotationPeriod: '10d' }, previous: DEFAULT_POLICY, changed: ['rotationPeriod'] });
+      const result = await handle.executeUpdate(updatePolicyUpdate, {
+        args: [{ patch: { rotationPeriod: '240h' }, requestedBy: 'dana', reason: 'shorter' }],
+      });
+      expect(result).toEqual({
+        policy: { ...DEFAULT_POLICY, rotationPeriod: '10d' },
+        previous: DEFAULT_POLICY,
+        changed: ['rotationPeriod'],
+      });
       const status = await settled(env, handle);
       expect(status.nextTransition).toEqual({ kind: 'generateNext', at: first.keys[0].activatedAt! + 5 * DAY });
       const changes = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'policy_changed');
-      expect(changes.map((e) => [e.actor, e.reason, e.details.fields])).toEqual([['dana', 'shorter', ['rotationPeriod']]]);
+      expect(changes.map((e) => [e.actor, e.reason, e.details.fields])).toEqual([
+        ['dana', 'shorter', ['rotationPeriod']],
+      ]);
     });
   });
 
@@ -290,15 +333,23 @@ describe('operator messages', () => {
     await withKeySet(async (handle, keySetId, first) => {
       await env.sleep(26 * DAY); // a next key is published too
       const before = await settled(env, handle);
-      const [active, next] = [before.keys.find((k) => k.state === 'active')!, before.keys.find((k) => k.state === 'next')!];
+      const [active, next] = [
+        before.keys.find((k) => k.state === 'active')!,
+        before.keys.find((k) => k.state === 'next')!,
+      ];
 
       await handle.executeUpdate(decommissionUpdate, { args: [{ reason: 'issuer retired', requestedBy: 'dana' }] });
 
       const windingDown = await settled(env, handle);
       expect(windingDown.decommissioned?.reason).toBe('issuer retired');
-      expect(windingDown.keys.map((k) => [k.kid, k.state])).toEqual([[active.kid, 'grace'], [next.kid, 'grace']]);
+      expect(windingDown.keys.map((k) => [k.kid, k.state])).toEqual([
+        [active.kid, 'grace'],
+        [next.kid, 'grace'],
+      ]);
       // Still published: tokens signed before the wind-down verify until their grace period ends.
-      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual([active.kid, next.kid].sort());
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual(
+        [active.kid, next.kid].sort(),
+      );
       await expectUpdateRejected(handle.executeUpdate(rotateUpdate, { args: [{}] }), 'ERR_KEYSET_DECOMMISSIONED');
 
       await env.sleep(7 * DAY); // 5d grace + 1d retirement
@@ -325,7 +376,12 @@ describe('operator messages', () => {
       const stored = await db.pool.query('SELECT decommissioned_at FROM key_sets WHERE id = $1', [keySetId]);
       expect(stored.rows[0].decommissioned_at).toBeNull();
       const events = (await readAuditTrail(db.pool, keySetId)).map((e) => [e.event, e.actor]);
-      expect(events).toEqual(expect.arrayContaining([['decommissioned', 'dana'], ['recommissioned', 'apply']]));
+      expect(events).toEqual(
+        expect.arrayContaining([
+          ['decommissioned', 'dana'],
+          ['recommissioned', 'apply'],
+        ]),
+      );
     });
   });
 });

@@ -26,7 +26,9 @@ describe('the propagation gate', () => {
     const lengths: number[] = [];
     let runId: string | undefined = (await handle.describe()).runId;
     while (runId) {
-      const history: temporal.api.history.v1.IHistory = await handle.client.getHandle(handle.workflowId, runId).fetchHistory();
+      const history: temporal.api.history.v1.IHistory = await handle.client
+        .getHandle(handle.workflowId, runId)
+        .fetchHistory();
       lengths.unshift(history.events?.length ?? 0);
       runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
     }
@@ -38,12 +40,24 @@ describe('the propagation gate', () => {
     const jwks = await startControlledJwks();
     const { keySetId, taskQueue, workflowId } = uniqueNames('gate');
     const alerts: AlertNotification[] = [];
-    const worker = await createKeySetWorker({ env, db, bundle, kekRing: randomKekRing(), taskQueue, alerts, reminderMs: 5 * DAY });
+    const worker = await createKeySetWorker({
+      env,
+      db,
+      bundle,
+      kekRing: randomKekRing(),
+      taskQueue,
+      alerts,
+      reminderMs: 5 * DAY,
+    });
     try {
       await worker.runUntil(async () => {
         // Each key signs 8 days and is published 5 days ahead, so a grace key runs out while the third key waits.
         const policy = validatePolicy({ ...DEFAULT_POLICY, rotationPeriod: '8d', publishedAt: [jwks.url] });
-        const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy }] });
+        const handle = await env.client.workflow.start(keySetWorkflow, {
+          workflowId,
+          taskQueue,
+          args: [{ keySetId, policy }],
+        });
         const first = await settled(env, handle);
         const t0 = first.keys[0].activatedAt!;
         const sleepUntil = async (at: number) => env.sleep(Math.max(at - (await env.currentTimeMs()), 1));
@@ -87,7 +101,9 @@ describe('the propagation gate', () => {
         const lengths = await runLengths(handle);
         expect(lengths.length).toBeGreaterThanOrEqual(3);
         for (const length of lengths) expect(length).toBeLessThanOrEqual(DEFAULT_MAX_HISTORY_EVENTS + STEP_EVENTS);
-        console.log(`15 days at the gate: ${lengths.length} runs of ${lengths.join(', ')} events (bound ${DEFAULT_MAX_HISTORY_EVENTS} + one step)`);
+        console.log(
+          `15 days at the gate: ${lengths.length} runs of ${lengths.join(', ')} events (bound ${DEFAULT_MAX_HISTORY_EVENTS} + one step)`,
+        );
 
         // One incident for the wait that held up a promotion: opened once it did, reminded, resolved once the key was listed.
         // (The second key was missing for an hour too, days before it was due: no alert.)
@@ -97,7 +113,11 @@ describe('the propagation gate', () => {
           [third.kid, 'reminder'],
           [third.kid, 'resolved'],
         ]);
-        expect(alerts[0]).toMatchObject({ keySetId, step: 'propagation', error: expect.stringContaining(`kid ${third.kid} not listed yet`) });
+        expect(alerts[0]).toMatchObject({
+          keySetId,
+          step: 'propagation',
+          error: expect.stringContaining(`kid ${third.kid} not listed yet`),
+        });
         expect(alerts[0].openedAt).toBeGreaterThanOrEqual(t0 + 16 * DAY);
         await deliveriesEnded(env, alerts);
         await recordHistory(handle, 'gate-held-for-days-last-run');
@@ -117,12 +137,18 @@ describe('the propagation gate', () => {
     try {
       await worker.runUntil(async () => {
         const policy = { ...DEFAULT_POLICY, publishedAt: [jwks.url] };
-        const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy }] });
+        const handle = await env.client.workflow.start(keySetWorkflow, {
+          workflowId,
+          taskQueue,
+          args: [{ keySetId, policy }],
+        });
         const original = (await settled(env, handle)).keys[0].kid;
         await env.sleep(30 * DAY + HOUR);
         const next = (await handle.query(getStateQuery)).keys.find((k) => k.state === 'next')!.kid;
 
-        const result = await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: original, reason: 'compromised while waiting' }] });
+        const result = await handle.executeUpdate(revokeKeyUpdate, {
+          args: [{ kid: original, reason: 'compromised while waiting' }],
+        });
 
         // The emergency replacement is the waiting next key, promoted without the gate.
         expect(result).toEqual({ revokedKid: original, previousState: 'active', activeKid: next });
@@ -134,7 +160,9 @@ describe('the propagation gate', () => {
           ['opened', next],
           ['resolved', next],
         ]);
-        expect(alerts[1].summary).toBe(`next key ${next} no longer waits to be published: it was promoted at once after a revocation`);
+        expect(alerts[1].summary).toBe(
+          `next key ${next} no longer waits to be published: it was promoted at once after a revocation`,
+        );
         await deliveriesEnded(env, alerts);
         await recordHistory(handle, 'revocation-during-a-gate-wait');
         await handle.terminate('test finished');

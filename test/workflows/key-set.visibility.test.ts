@@ -28,7 +28,9 @@ describe('what an operator sees', () => {
       expect(metadata.currentDetails).toContain(`Active key: ${active.kid} (ES256)`);
       expect(metadata.currentDetails).toContain('Next transition: generate and publish the next key at');
       expect(metadata.currentDetails).toContain('Paused: no');
-      expect(await (await handle.describe()).staticSummary()).toBe(`JWT key set ${keySetId} — ES256, rotates every 30d`);
+      expect(await (await handle.describe()).staticSummary()).toBe(
+        `JWT key set ${keySetId} — ES256, rotates every 30d`,
+      );
 
       await env.sleep(30 * DAY + 60_000);
       const rotated = await settled(env, handle);

@@ -22,12 +22,18 @@ describe('windows under policy changes', () => {
   const kekRing = randomKekRing();
 
   /** Starts a key set under the seed policy and runs `body` once its first key signs; times are from that key's activation. */
-  async function withKeySet(body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, t0: number) => Promise<void>) {
+  async function withKeySet(
+    body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, t0: number) => Promise<void>,
+  ) {
     const { env, db, bundle } = suite;
     const { keySetId, taskQueue, workflowId } = uniqueNames('windows');
     const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });
     await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(keySetWorkflow, { workflowId, taskQueue, args: [{ keySetId, policy: { ...DEFAULT_POLICY } }] });
+      const handle = await env.client.workflow.start(keySetWorkflow, {
+        workflowId,
+        taskQueue,
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+      });
       try {
         const first = await settled(env, handle);
         await body(handle, keySetId, first.keys[0].activatedAt!);
@@ -39,7 +45,8 @@ describe('windows under policy changes', () => {
   }
 
   const sleepUntil = async (at: number) => suite.env.sleep(Math.max(at - (await suite.env.currentTimeMs()), 1));
-  const update = (handle: WorkflowHandle, patch: PolicyPatch) => handle.executeUpdate(updatePolicyUpdate, { args: [{ patch, requestedBy: 'test' }] });
+  const update = (handle: WorkflowHandle, patch: PolicyPatch) =>
+    handle.executeUpdate(updatePolicyUpdate, { args: [{ patch, requestedBy: 'test' }] });
   const key = (status: KeySetStatus, state: KeyTimeline['state']) => status.keys.find((k) => k.state === state)!;
 
   test('a key in grace keeps the grace it was demoted under; a longer grace period lengthens it', async () => {
@@ -60,7 +67,9 @@ describe('windows under policy changes', () => {
       await sleepUntil(demoted.demotedAt! + 6 * DAY + HOUR);
       const after = await settled(suite.env, handle);
       expect(after.keys.find((k) => k.kid === demoted.kid)).toMatchObject({ state: 'retired' });
-      expect(after.keys.find((k) => k.kid === demoted.kid)!.retiredAt).toBeGreaterThanOrEqual(demoted.demotedAt! + 6 * DAY);
+      expect(after.keys.find((k) => k.kid === demoted.kid)!.retiredAt).toBeGreaterThanOrEqual(
+        demoted.demotedAt! + 6 * DAY,
+      );
     });
   });
 
@@ -129,7 +138,8 @@ describe('windows under policy changes', () => {
         update(handle, { rotationPeriod: '10d', retirement: '2d' }),
       ]);
       // One was applied first, to the seed policy; the other to the result of the first.
-      const [firstApplied, secondApplied] = results[0].previous.rotationPeriod === '30d' ? results : [results[1], results[0]];
+      const [firstApplied, secondApplied] =
+        results[0].previous.rotationPeriod === '30d' ? results : [results[1], results[0]];
       expect(secondApplied.previous).toEqual(firstApplied.policy);
       const status = await handle.query(getStateQuery);
       // Nothing lost: each update's own fields are in force; on the field both set, the one applied last.

@@ -36,23 +36,42 @@ describe('replay of saved histories', () => {
     let continuedAsNew = false;
     for (const file of files) {
       for (const event of (await load(file)).events as Record<string, Record<string, unknown> | undefined>[]) {
-        const started = event.workflowExecutionStartedEventAttributes as { workflowType?: { name?: string } } | undefined;
+        const started = event.workflowExecutionStartedEventAttributes as
+          { workflowType?: { name?: string } } | undefined;
         if (started?.workflowType?.name) types.add(started.workflowType.name);
-        const scheduled = event.activityTaskScheduledEventAttributes as { activityType?: { name?: string } } | undefined;
+        const scheduled = event.activityTaskScheduledEventAttributes as
+          { activityType?: { name?: string } } | undefined;
         if (scheduled?.activityType?.name) activities.add(scheduled.activityType.name);
         const signal = event.workflowExecutionSignaledEventAttributes as { signalName?: string } | undefined;
         if (signal?.signalName) messages.add(signal.signalName);
-        const update = event.workflowExecutionUpdateAcceptedEventAttributes as { acceptedRequest?: { input?: { name?: string } } } | undefined;
+        const update = event.workflowExecutionUpdateAcceptedEventAttributes as
+          { acceptedRequest?: { input?: { name?: string } } } | undefined;
         if (update?.acceptedRequest?.input?.name) messages.add(update.acceptedRequest.input.name);
         if (event.workflowExecutionContinuedAsNewEventAttributes) continuedAsNew = true;
       }
     }
     expect([...types].sort()).toEqual(['alertDeliveryWorkflow', 'keySetWorkflow', 'supervisorWorkflow']);
     expect([...messages].sort()).toEqual(
-      ['decommission', 'pause', 'recommission', 'requestRotation', 'resume', 'revokeKey', 'rotate', 'updatePolicy'].sort(),
+      [
+        'decommission',
+        'pause',
+        'recommission',
+        'requestRotation',
+        'resume',
+        'revokeKey',
+        'rotate',
+        'updatePolicy',
+      ].sort(),
     );
     // Every activity that changes keys (the metrics' list of lifecycle steps), and the others.
-    for (const activity of [...KEY_CHANGE_STEPS, 'deploymentCeilings', 'assessAlert', 'superviseKeySets', 'recordSupervisionAlerts', 'deliverAlert']) {
+    for (const activity of [
+      ...KEY_CHANGE_STEPS,
+      'deploymentCeilings',
+      'assessAlert',
+      'superviseKeySets',
+      'recordSupervisionAlerts',
+      'deliverAlert',
+    ]) {
       expect([activity, activities.has(activity)]).toEqual([activity, true]);
     }
     expect(continuedAsNew).toBe(true);
@@ -60,7 +79,9 @@ describe('replay of saved histories', () => {
 
   test('a history whose activities differ from the code is reported, so the check above can fail', async () => {
     const history = await load(files.find((f) => f.includes('seed-policy-100-days'))!);
-    const scheduled = history.events.find((e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes);
+    const scheduled = history.events.find(
+      (e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes,
+    );
     scheduled.activityTaskScheduledEventAttributes.activityType.name = 'someOtherActivity';
     await expect(Worker.runReplayHistory({ workflowBundle: bundle }, history)).rejects.toThrow(/[Nn]ondetermin/);
   });

@@ -36,7 +36,11 @@ export async function applyAction(raw: unknown): Promise<void> {
       onProgress: progressPrinter(options.dryRun ? 'key sets planned' : 'key sets applied'),
     }),
   );
-  console.log(options.json ? JSON.stringify(report) : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`));
+  console.log(
+    options.json
+      ? JSON.stringify(report)
+      : formatApplyReport(report, `${file.source} to ${target.address} (namespace ${target.namespace})`),
+  );
 }
 
 /** What `keyturn apply` says it did (or, with --dry-run, would do), one line per key set. */
@@ -49,9 +53,18 @@ export function formatApplyReport(report: ApplyReport, what: string): string {
       `${change.id}: ${change.fields.map((field) => `${field} ${show(change.from[field])} → ${show(change.to[field])}`).join(', ')}`,
     ]),
     ...report.unchanged.map((id): [string, string] => ['unchanged', id]),
-    ...report.recommissioned.map((id): [string, string] => [verb('recommissioned', 'would recommission'), `${id} (back in service: a new key signs at once)`]),
-    ...report.pruned.map((id): [string, string] => [verb('pruned', 'would prune'), `${id} (decommissioned: its keys retire through grace)`]),
-    [`schedule`, `supervisor ${report.schedule === 'unchanged' ? 'unchanged' : verb(report.schedule, `would be ${report.schedule}`)}`],
+    ...report.recommissioned.map((id): [string, string] => [
+      verb('recommissioned', 'would recommission'),
+      `${id} (back in service: a new key signs at once)`,
+    ]),
+    ...report.pruned.map((id): [string, string] => [
+      verb('pruned', 'would prune'),
+      `${id} (decommissioned: its keys retire through grace)`,
+    ]),
+    [
+      `schedule`,
+      `supervisor ${report.schedule === 'unchanged' ? 'unchanged' : verb(report.schedule, `would be ${report.schedule}`)}`,
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return [

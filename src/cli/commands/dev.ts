@@ -28,7 +28,8 @@ export async function devAction(options: DevOptions): Promise<void> {
   const config = loadConfig(process.env, { dataDir: options.dataDir, pgPort: options.pgPort, jwksPort: options.port });
   // Checked before anything starts: a missing or bad file stops dev at once, with every problem.
   const keySetsFile = await loadKeySetsFile(options.file).catch((error: unknown) => {
-    if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
+    if (!(error instanceof KeyturnError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'))
+      throw error;
     throw new KeyturnError(
       'ERR_KEYSETS_FILE_INVALID',
       `keyturn dev applies the key sets file ${options.file}, and there is none at ${path.resolve(options.file)}: ` +
@@ -81,16 +82,29 @@ export async function devAction(options: DevOptions): Promise<void> {
 function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[]): string {
   const ui = stack.webUiUrl;
   const workflowUrl = (id: string) =>
-    ui ? `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(keySetWorkflowId(id))}` : keySetWorkflowId(id);
+    ui
+      ? `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(keySetWorkflowId(id))}`
+      : keySetWorkflowId(id);
   const database =
     stack.databaseSource === 'embedded'
       ? `${displayDatabaseUrl(stack.databaseUrl)}  (embedded, data in ${path.join(path.dirname(stack.instanceFile), 'postgres')})`
       : `${displayDatabaseUrl(stack.databaseUrl)}  (from DATABASE_URL)`;
   const rows: [string, string][] = [
-    ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows` : '(a Temporal server keyturn did not start: use its own UI)'],
-    ...activeKids.map((kid, i): [string, string] => [`key set ${file.keySets[i].id}`, `${workflowUrl(file.keySets[i].id)}  (active kid ${kid ?? 'pending'})`]),
+    [
+      'Temporal Web UI',
+      ui
+        ? `${ui}/namespaces/${stack.namespace}/workflows`
+        : '(a Temporal server keyturn did not start: use its own UI)',
+    ],
+    ...activeKids.map((kid, i): [string, string] => [
+      `key set ${file.keySets[i].id}`,
+      `${workflowUrl(file.keySets[i].id)}  (active kid ${kid ?? 'pending'})`,
+    ]),
     ...(file.keySets.length > activeKids.length
-      ? ([[`and ${file.keySets.length - activeKids.length} more`, '`keyturn status` lists every key set']] as [string, string][])
+      ? ([[`and ${file.keySets.length - activeKids.length} more`, '`keyturn status` lists every key set']] as [
+          string,
+          string,
+        ][])
       : []),
     ['key sets file', `${path.resolve(file.source)}  (${describeApplied(stack)})`],
     ...(stack.jwksUrl
@@ -106,7 +120,12 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
     ['instance file', stack.instanceFile],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
-  return ['', 'keyturn is running. Ctrl-C stops it.', ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`), ''].join('\n');
+  return [
+    '',
+    'keyturn is running. Ctrl-C stops it.',
+    ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`),
+    '',
+  ].join('\n');
 }
 
 function describeApplied(stack: DevStack): string {
@@ -122,5 +141,7 @@ function describeApplied(stack: DevStack): string {
 
 /** A list of key sets for the banner: the first few by name, then how many more. */
 function names(list: string[]): string {
-  return list.length <= BANNER_KEY_SETS ? list.join(', ') : `${list.slice(0, BANNER_KEY_SETS).join(', ')} and ${list.length - BANNER_KEY_SETS} more`;
+  return list.length <= BANNER_KEY_SETS
+    ? list.join(', ')
+    : `${list.slice(0, BANNER_KEY_SETS).join(', ')} and ${list.length - BANNER_KEY_SETS} more`;
 }

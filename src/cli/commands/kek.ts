@@ -34,7 +34,11 @@ export async function kekStatusAction(_options: unknown, command: Command): Prom
 const rewrapSchema = z.object({
   dataDir: z.string().optional(),
   json: z.boolean().default(false),
-  reason: z.string().trim().min(1, { error: '--reason must not be blank: it goes into the audit trail' }).default('KEK rolled'),
+  reason: z
+    .string()
+    .trim()
+    .min(1, { error: '--reason must not be blank: it goes into the audit trail' })
+    .default('KEK rolled'),
 });
 
 export async function kekRewrapAction(_options: unknown, command: Command): Promise<void> {
@@ -44,7 +48,9 @@ export async function kekRewrapAction(_options: unknown, command: Command): Prom
     kekFile: store.kekFile,
     outcomes: await rewrapKeySets(store.keyStore, { actor: requestedBy(), reason: options.reason }),
   }));
-  console.log(options.json ? JSON.stringify(kekRewrapJson(current, outcomes)) : formatKekRewrap(current, kekFile, outcomes));
+  console.log(
+    options.json ? JSON.stringify(kekRewrapJson(current, outcomes)) : formatKekRewrap(current, kekFile, outcomes),
+  );
   const failed = outcomes.filter((o) => o.outcome === 'failed');
   if (failed.length > 0) {
     throw new Error(

@@ -11,10 +11,18 @@ const schema = connectionOptions
     kidOption: z.string().trim().min(1, { error: '--kid must not be empty' }).optional(),
     reason: reasonOption('revoking a key'),
   })
-  .refine((options) => (options.kid === undefined) !== (options.kidOption === undefined), { error: KID_ONCE, path: ['kid'] })
+  .refine((options) => (options.kid === undefined) !== (options.kidOption === undefined), {
+    error: KID_ONCE,
+    path: ['kid'],
+  })
   .transform(({ kidOption, ...options }) => ({ ...options, kid: (options.kid ?? kidOption)! }));
 
-export async function revokeAction(id: string, kid: string | undefined, _options: unknown, command: Command): Promise<void> {
+export async function revokeAction(
+  id: string,
+  kid: string | undefined,
+  _options: unknown,
+  command: Command,
+): Promise<void> {
   // Checked before anything is contacted: no reason, no revocation.
   const { kid: kidOption, ...rest } = command.opts<{ kid?: string }>();
   const options = parseOptions(schema, { ...rest, kidOption, keySetId: id, kid });

@@ -17,7 +17,11 @@ const WAIT_SLACK_MS = 60_000;
 
 export async function rotateAction(id: string, _options: unknown, command: Command): Promise<void> {
   const options = parseOptions(schema, { ...command.opts(), keySetId: id });
-  const request = { ...(options.reason && { reason: options.reason }), requestedBy: requestedBy(), immediately: options.immediately };
+  const request = {
+    ...(options.reason && { reason: options.reason }),
+    requestedBy: requestedBy(),
+    immediately: options.immediately,
+  };
   await withKeySets(options, async (keySets) => {
     if (options.signal) {
       await keySets.requestRotation(options.keySetId, request);
@@ -30,10 +34,18 @@ export async function rotateAction(id: string, _options: unknown, command: Comma
     }
     const result = await keySets.rotate(options.keySetId, request);
     if (options.wait && !result.active) {
-      await keySets.waitForActiveKid(options.keySetId, Math.max(result.signsAt - Date.now(), 0) + WAIT_SLACK_MS, result.kid);
+      await keySets.waitForActiveKid(
+        options.keySetId,
+        Math.max(result.signsAt - Date.now(), 0) + WAIT_SLACK_MS,
+        result.kid,
+      );
       result.active = true;
     }
-    console.log(options.json ? JSON.stringify({ id: options.keySetId, ...result, signsAt: new Date(result.signsAt).toISOString() }) : describe(options.keySetId, result));
+    console.log(
+      options.json
+        ? JSON.stringify({ id: options.keySetId, ...result, signsAt: new Date(result.signsAt).toISOString() })
+        : describe(options.keySetId, result),
+    );
   });
 }
 

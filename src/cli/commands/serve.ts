@@ -12,7 +12,9 @@ export async function serveAction(options: { dataDir?: string; port?: number; ho
   const logger = createLogger({ level: config.logLevel });
   if (config.kek !== undefined) {
     // Whoever runs code in the most exposed process would find it there.
-    logger.warn('KEYTURN_KEK (or KEYTURN_KEK_FILE) is set, and `keyturn serve` never uses it: remove it from this process');
+    logger.warn(
+      'KEYTURN_KEK (or KEYTURN_KEK_FILE) is set, and `keyturn serve` never uses it: remove it from this process',
+    );
   }
   const shutdown = onShutdownRequest(logger);
   const teardown = new Teardown(logger);

@@ -51,27 +51,52 @@ function banner(stack: Stack, keySetIds: string[]): string {
   const { ports } = stack;
   const ui = stack.webUiUrl;
   const rows: [string, string][] = [
-    ['Temporal', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue}; balanced over the nodes below)`],
+    [
+      'Temporal',
+      `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue}; balanced over the nodes below)`,
+    ],
     ...stack.temporalNodes.map((node, i): [string, string] => [
       `  ${node.name}`,
       `frontend 127.0.0.1:${ports.temporalNodes[i].frontend}, metrics http://127.0.0.1:${ports.temporalNodes[i].metrics}/metrics  (${pid(node)})`,
     ]),
     ['Temporal Web UI', ui ? `${ui}/namespaces/${stack.namespace}/workflows  (read-only)` : '(not started: --no-ui)'],
-    ...keySetIds.map((id): [string, string] => [`key set ${id}`, ui ? `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(keySetWorkflowId(id))}` : keySetWorkflowId(id)]),
-    ['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json; balanced over the servers below)`],
-    ...stack.jwksServers.map((server, i): [string, string] => [`  ${server.name}`, `http://127.0.0.1:${ports.jwksServers[i]}  (${pid(server)})`]),
+    ...keySetIds.map((id): [string, string] => [
+      `key set ${id}`,
+      ui
+        ? `${ui}/namespaces/${stack.namespace}/workflows/${encodeURIComponent(keySetWorkflowId(id))}`
+        : keySetWorkflowId(id),
+    ]),
+    [
+      'JWKS',
+      `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json; balanced over the servers below)`,
+    ],
+    ...stack.jwksServers.map((server, i): [string, string] => [
+      `  ${server.name}`,
+      `http://127.0.0.1:${ports.jwksServers[i]}  (${pid(server)})`,
+    ]),
     ...stack.workers.map((worker, i): [string, string] => [
       worker.name,
       `metrics http://127.0.0.1:${ports.workerMetrics[i].keyturn}/metrics, Temporal SDK's :${ports.workerMetrics[i].sdk}  (${pid(worker)})`,
     ]),
     ['Prometheus', `${stack.prometheusUrl}/alerts  (${pid(stack.prometheus)}; deploy/prometheus rules)`],
     ['Alertmanager', `${stack.alertmanagerUrl}  (${pid(stack.alertmanager)}; deploy/alertmanager routes)`],
-    ['alert inbox', `${stack.folder.path('logs', 'alerts.jsonl')}  (Alertmanager's Slack and PagerDuty receivers and keyturn's webhook post to ${stack.inbox.url})`],
-    ['PostgreSQL', `127.0.0.1:${ports.postgres}  (databases temporal, temporal_visibility and keyturn; ${pid(stack.postgres)})`],
+    [
+      'alert inbox',
+      `${stack.folder.path('logs', 'alerts.jsonl')}  (Alertmanager's Slack and PagerDuty receivers and keyturn's webhook post to ${stack.inbox.url})`,
+    ],
+    [
+      'PostgreSQL',
+      `127.0.0.1:${ports.postgres}  (databases temporal, temporal_visibility and keyturn; ${pid(stack.postgres)})`,
+    ],
     ['data, secrets', stack.folder.root],
     ['logs', stack.folder.path('logs')],
     ['keyturn CLI', `set -a; . ${stack.cliEnvFile}; set +a   then e.g. keyturn status <key set>, keyturn verify`],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
-  return ['', 'keyturn stack is running. Ctrl-C stops it.', ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`), ''].join('\n');
+  return [
+    '',
+    'keyturn stack is running. Ctrl-C stops it.',
+    ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`),
+    '',
+  ].join('\n');
 }

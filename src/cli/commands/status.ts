@@ -14,7 +14,11 @@ import { formatStatus, formatStatusLines, statusJson, type StatusProblemJson } f
 import { renderTimelineChart, renderTimelineMermaid } from '../timeline-chart';
 
 const schema = connectionOptions
-  .extend({ keySetId: keySetIdArgument.optional(), timeline: z.boolean().default(false), mermaid: z.boolean().default(false) })
+  .extend({
+    keySetId: keySetIdArgument.optional(),
+    timeline: z.boolean().default(false),
+    mermaid: z.boolean().default(false),
+  })
   .refine((options) => options.keySetId !== undefined || !(options.timeline || options.mermaid), {
     error: '--timeline and --mermaid draw one key set: name it, e.g. `keyturn status default --timeline`',
     path: ['timeline'],
@@ -41,7 +45,14 @@ export interface StatusOverview {
  */
 export async function collectStatuses(keySets: KeySetClient, config: Config): Promise<StatusOverview> {
   const database = await KeySetDatabase.open(config);
-  if (!database) return { source: 'Temporal visibility', entries: await askEach(keySets, (await keySets.listRunningKeySetIds()).map((id) => ({ id }))) };
+  if (!database)
+    return {
+      source: 'Temporal visibility',
+      entries: await askEach(
+        keySets,
+        (await keySets.listRunningKeySetIds()).map((id) => ({ id })),
+      ),
+    };
   const now = Date.now();
   let fleet: FleetReading;
   try {
@@ -49,15 +60,21 @@ export async function collectStatuses(keySets: KeySetClient, config: Config): Pr
   } finally {
     await database.close();
   }
-  const entries = await askEach(keySets, fleet.records.map((record) => ({
-    id: record.id,
-    known: fleet.doubts.has(record.id) || record.openIncidents > 0 ? undefined : statusFromRecord(record, now),
-  })));
+  const entries = await askEach(
+    keySets,
+    fleet.records.map((record) => ({
+      id: record.id,
+      known: fleet.doubts.has(record.id) || record.openIncidents > 0 ? undefined : statusFromRecord(record, now),
+    })),
+  );
   return { source: 'PostgreSQL', entries };
 }
 
 /** Each key set's `known` status, or its workflow's answer where none is known, a few at a time. */
-async function askEach(keySets: KeySetClient, keySetsToShow: { id: string; known?: KeySetStatus }[]): Promise<StatusOverview['entries']> {
+async function askEach(
+  keySets: KeySetClient,
+  keySetsToShow: { id: string; known?: KeySetStatus }[],
+): Promise<StatusOverview['entries']> {
   return mapBounded(keySetsToShow, 8, async ({ id, known }) => {
     if (known) return known;
     try {

@@ -1,4 +1,12 @@
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { z } from 'zod';
 import { utc } from '../../domain/describe';
 import { KeyturnError } from '../../domain/errors';
@@ -12,7 +20,10 @@ import { keySetIdArgument, parseOptions } from '../operator';
 const keySetSchema = z.object({ keySetId: keySetIdArgument });
 const CLAIMS_HINT = `give an object, e.g. --claims '{"scope":"read"}'`;
 
-export async function tokenSignAction(id: string, options: { sub?: string; ttl?: string; claims?: string; dataDir?: string; json?: boolean }): Promise<void> {
+export async function tokenSignAction(
+  id: string,
+  options: { sub?: string; ttl?: string; claims?: string; dataDir?: string; json?: boolean },
+): Promise<void> {
   const { keySetId } = parseOptions(keySetSchema, { keySetId: id });
   const claims = options.claims === undefined ? {} : parseClaims(options.claims);
   if (options.ttl !== undefined) ttlToMs(options.ttl);
@@ -25,7 +36,11 @@ export async function tokenSignAction(id: string, options: { sub?: string; ttl?:
       logger: createLogger({ level: config.logLevel, toStderr: true }),
     });
     try {
-      return await ring.sign(keySetId, { ...claims, ...(options.sub !== undefined && { sub: options.sub }) }, { ttl: options.ttl });
+      return await ring.sign(
+        keySetId,
+        { ...claims, ...(options.sub !== undefined && { sub: options.sub }) },
+        { ttl: options.ttl },
+      );
     } finally {
       await ring.close();
     }
@@ -37,7 +52,17 @@ export async function tokenSignAction(id: string, options: { sub?: string; ttl?:
   // Read back from the token the ring signed: what it says is what a verifier will see.
   const { kid, alg } = decodeProtectedHeader(token);
   const { iat, exp } = decodeJwt(token);
-  console.log(JSON.stringify({ token, keySetId, kid, alg, iat, exp, expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString() }));
+  console.log(
+    JSON.stringify({
+      token,
+      keySetId,
+      kid,
+      alg,
+      iat,
+      exp,
+      expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString(),
+    }),
+  );
 }
 
 export async function tokenVerifyAction(
@@ -45,15 +70,21 @@ export async function tokenVerifyAction(
   options: { keySet?: string; jwksUrl?: string; dataDir?: string; json?: boolean },
 ): Promise<void> {
   if ((options.keySet === undefined) === (options.jwksUrl === undefined)) {
-    throw new KeyturnError('ERR_CONFIG_INVALID', 'name exactly one of --key-set <id> and --jwks-url <url>', { field: 'keySet' });
+    throw new KeyturnError('ERR_CONFIG_INVALID', 'name exactly one of --key-set <id> and --jwks-url <url>', {
+      field: 'keySet',
+    });
   }
   const url = options.jwksUrl === undefined ? undefined : jwksUrl(options.jwksUrl);
-  const keySetId = options.keySet === undefined ? undefined : parseOptions(keySetSchema, { keySetId: options.keySet }).keySetId;
-  const verify = (keys: JWTVerifyGetKey) => jwtVerify(token, keys).catch((error: unknown) => Promise.reject(rejection(error)));
+  const keySetId =
+    options.keySet === undefined ? undefined : parseOptions(keySetSchema, { keySetId: options.keySet }).keySetId;
+  const verify = (keys: JWTVerifyGetKey) =>
+    jwtVerify(token, keys).catch((error: unknown) => Promise.reject(rejection(error)));
   const { payload, protectedHeader } =
     url !== undefined
       ? await verify(createRemoteJWKSet(url))
-      : await withKeyStore(options.dataDir, async (store) => verify(createLocalJWKSet({ keys: await listPublishedJwks(store.pool, keySetId!) })));
+      : await withKeyStore(options.dataDir, async (store) =>
+          verify(createLocalJWKSet({ keys: await listPublishedJwks(store.pool, keySetId!) })),
+        );
   if (options.json) {
     console.log(JSON.stringify({ header: protectedHeader, claims: payload }));
     return;
@@ -81,9 +112,13 @@ function parseClaims(text: string): Record<string, unknown> {
   // The key ring refuses them too, but only once the database is open.
   const times = ['iat', 'exp'].filter((claim) => Object.hasOwn(value, claim));
   if (times.length > 0) {
-    throw new KeyturnError('ERR_CONFIG_INVALID', `--claims must not set ${times.join(' or ')}: keyturn sets iat and exp; choose the lifetime with --ttl`, {
-      field: 'claims',
-    });
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      `--claims must not set ${times.join(' or ')}: keyturn sets iat and exp; choose the lifetime with --ttl`,
+      {
+        field: 'claims',
+      },
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -92,9 +127,13 @@ function parseClaims(text: string): Record<string, unknown> {
 function jwksUrl(text: string): URL {
   const url = URL.canParse(text) ? new URL(text) : undefined;
   if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
-    throw new KeyturnError('ERR_CONFIG_INVALID', '--jwks-url must be an http(s) URL, e.g. https://keys.example.com/.well-known/jwks.json', {
-      field: 'jwksUrl',
-    });
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      '--jwks-url must be an http(s) URL, e.g. https://keys.example.com/.well-known/jwks.json',
+      {
+        field: 'jwksUrl',
+      },
+    );
   }
   return url;
 }

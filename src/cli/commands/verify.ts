@@ -11,7 +11,9 @@ export async function verifyAction(id: string | undefined, _options: unknown, co
   const results = await withKeySets(options, async (keySets, config) => {
     const database = await KeySetDatabase.open(config);
     if (!database) {
-      throw new Error('verify reads the keys from PostgreSQL: set DATABASE_URL, or run it beside `keyturn dev` (--data-dir)');
+      throw new Error(
+        'verify reads the keys from PostgreSQL: set DATABASE_URL, or run it beside `keyturn dev` (--data-dir)',
+      );
     }
     try {
       const tolerance = { keyAgeToleranceMs: config.alerts.overdueToleranceMs };
@@ -22,8 +24,15 @@ export async function verifyAction(id: string | undefined, _options: unknown, co
     }
   });
   const failed = results.filter((r) => r.problem !== null || r.violations.length > 0);
-  const keySetsJson = results.map((r) => ({ id: r.keySetId, ok: !failed.includes(r), violations: r.violations, problem: r.problem }));
-  console.log(options.json ? JSON.stringify({ ok: failed.length === 0, keySets: keySetsJson }) : formatVerification(results));
+  const keySetsJson = results.map((r) => ({
+    id: r.keySetId,
+    ok: !failed.includes(r),
+    violations: r.violations,
+    problem: r.problem,
+  }));
+  console.log(
+    options.json ? JSON.stringify({ ok: failed.length === 0, keySets: keySetsJson }) : formatVerification(results),
+  );
   if (failed.length > 0) {
     const violations = failed.reduce((sum, r) => sum + r.violations.length + (r.problem ? 1 : 0), 0);
     throw new Error(`${violations} invariant violation(s) in ${failed.length} of ${results.length} key set(s)`);
