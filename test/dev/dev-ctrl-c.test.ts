@@ -1,17 +1,14 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../helpers/ports';
+import { freeDevPorts, startDev } from '../helpers/keyturn-dev';
 
 // Ctrl-C in a terminal sends SIGINT to the terminal's whole foreground process group. `keyturn dev`
 // is started here as a process group leader and the group gets SIGINT, as a terminal would send it:
 // the embedded PostgreSQL and the Temporal dev server must be in groups of their own, so that only
 // keyturn hears it and stops them itself, after the worker.
 
-const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
 let dataDir: string;
 
 beforeAll(async () => {
@@ -41,48 +38,13 @@ function pidWith(text: string): number {
 }
 
 test('SIGINT to the process group stops the worker first, then the dev server and PostgreSQL, with no warning', async () => {
-  const ports = { pg: await freePort(), temporal: await freePort(), ui: await freePort(), jwks: await freePort() };
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'debug' };
-  for (const name of [
-    'DATABASE_URL',
-    'TEMPORAL_ADDRESS',
-    'TEMPORAL_NAMESPACE',
-    'KEYTURN_KEK',
-    'KEYTURN_DATA_DIR',
-    'KEYTURN_PG_PORT',
-    'KEYTURN_SDK_METRICS_PORT',
-  ])
-    delete env[name];
-  const args = [
-    'dev',
-    '--data-dir',
-    dataDir,
-    '--temporal-port',
-    String(ports.temporal),
-    '--ui-port',
-    String(ports.ui),
-    '--pg-port',
-    String(ports.pg),
-    '--port',
-    String(ports.jwks),
-  ];
-  // detached: a process group of its own with keyturn as its leader, as a shell's job is.
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const dev = await startDev(dataDir, await freeDevPorts(), {
+    env: { LOG_LEVEL: 'debug' },
     detached: true,
+    timeoutMs: 90_000,
   });
-  const output: string[] = [];
-  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  const exited = once(child, 'exit');
+  const { child, output } = dev;
   try {
-    const deadline = Date.now() + 90_000;
-    while (!output.join('').includes('keyturn is running')) {
-      if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`keyturn dev did not come up:\n${output.join('').slice(-3000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
     const postgres = Number((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     const temporal = pidWith(path.join(dataDir, 'temporal.db'));
     expect(processGroup(child.pid!)).toBe(child.pid);
@@ -90,8 +52,7 @@ test('SIGINT to the process group stops the worker first, then the dev server an
     expect([processGroup(postgres), processGroup(temporal)]).toEqual([postgres, temporal]);
 
     process.kill(-child.pid!, 'SIGINT');
-    const [code] = await exited;
-    expect(code).toBe(0);
+    expect(await dev.exited).toBe(0);
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
   }

@@ -1,5 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,14 +11,20 @@ import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
 import { waitFor } from '../helpers/key-sets';
 import { freePort } from '../helpers/ports';
+import {
+  freeDevPorts,
+  startDev as startKeyturnDev,
+  stopDev,
+  type DevPorts,
+  type DevProcess,
+} from '../helpers/keyturn-dev';
 
 // `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the
 // worker, on free ports in a temporary data folder, in a process of its own that is stopped with
 // SIGINT like Ctrl-C. The steps build on each other, so they run in order.
 
-const ENTRY = path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts');
 let dataDir: string;
-let ports: { pg: number; temporal: number; ui: number; jwks: number; sdkMetrics: number };
+let ports: DevPorts;
 let dev: DevProcess | undefined;
 let firstActiveKid: string;
 
@@ -28,13 +32,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-dev-'));
   // mkdtemp makes it 0700; run as root, PostgreSQL runs as the `postgres` user and must get through.
   await chmod(dataDir, 0o755);
-  ports = {
-    pg: await freePort(),
-    temporal: await freePort(),
-    ui: await freePort(),
-    jwks: await freePort(),
-    sdkMetrics: await freePort(),
-  };
+  ports = await freeDevPorts();
 });
 
 afterAll(async () => {
@@ -119,68 +117,9 @@ it('stops cleanly on SIGINT, and a restart on the same data folder has the same 
   expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
 }, 60_000);
 
-interface DevProcess {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
-/** `keyturn dev` on the test's ports and folder; resolves once it prints that it is running. */
-async function startDev(): Promise<DevProcess> {
-  // Every key set's series, so that the metrics test below sees the healthy default key set's.
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    LOG_LEVEL: 'warn',
-    KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics),
-    KEYTURN_METRICS_PER_KEY_SET: 'true',
-  };
-  // Nothing of the runner's own configuration may redirect it.
-  for (const name of [
-    'DATABASE_URL',
-    'TEMPORAL_ADDRESS',
-    'TEMPORAL_NAMESPACE',
-    'KEYTURN_KEK',
-    'KEYTURN_DATA_DIR',
-    'KEYTURN_PG_PORT',
-  ])
-    delete env[name];
-  const args = [
-    'dev',
-    '--data-dir',
-    dataDir,
-    '--temporal-port',
-    String(ports.temporal),
-    '--ui-port',
-    String(ports.ui),
-    '--pg-port',
-    String(ports.pg),
-    '--port',
-    String(ports.jwks),
-  ];
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  const running: DevProcess = { child, output, exited };
-  const deadline = Date.now() + 50_000;
-  while (!output.join('').includes('keyturn is running')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      if (child.exitCode === null) await stopDev(running);
-      throw new Error(`keyturn dev did not come up (exit ${child.exitCode}):\n${output.join('').slice(-3000)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return running;
-}
-
-/** Ctrl-C, as a terminal would send it to keyturn; resolves with its exit code. */
-async function stopDev(running: DevProcess): Promise<number | null> {
-  if (running.child.exitCode === null) running.child.kill('SIGINT');
-  return running.exited;
+/** `keyturn dev` on the test's ports and folder, with every key set's series (the metrics test reads the default key set's). */
+function startDev(): Promise<DevProcess> {
+  return startKeyturnDev(dataDir, ports, { env: { LOG_LEVEL: 'warn', KEYTURN_METRICS_PER_KEY_SET: 'true' } });
 }
 
 /** The active kid as the workflow reports it through its getState query, once there is one. */
