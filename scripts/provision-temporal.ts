@@ -14,13 +14,21 @@ const executables = {
   cli: { label: 'Temporal CLI', resolve: async () => describe(await resolveTemporalCli()) },
   'test-server': { label: 'Temporal test server', resolve: async () => describe(await resolveTestServerExecutable()) },
   // For keyturn stack: never downloaded, always built.
-  server: { label: 'Temporal server and SQL tool', resolve: async () => path.dirname((await resolveTemporalServer()).server) },
+  server: {
+    label: 'Temporal server and SQL tool',
+    resolve: async () => path.dirname((await resolveTemporalServer()).server),
+  },
   ui: { label: 'Temporal Web UI server', resolve: resolveTemporalUiServer },
 };
 
 async function provision(): Promise<void> {
   const { values } = parseArgs({
-    options: { cli: { type: 'boolean' }, 'test-server': { type: 'boolean' }, server: { type: 'boolean' }, ui: { type: 'boolean' } },
+    options: {
+      cli: { type: 'boolean' },
+      'test-server': { type: 'boolean' },
+      server: { type: 'boolean' },
+      ui: { type: 'boolean' },
+    },
   });
   const requested = (Object.keys(executables) as (keyof typeof executables)[]).filter((flag) => values[flag]);
   if (requested.length === 0) throw new Error('nothing to provision: pass any of --cli, --test-server, --server, --ui');

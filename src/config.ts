@@ -151,11 +151,9 @@ const identifier = (what: string) =>
 
 // Lower case only: the same name then works quoted and unquoted in the SQL a DBA is asked to run.
 const roleName = (what: string) =>
-  z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
-      error: `must be the PostgreSQL role of ${what}: lower-case letters, digits and '_', at most 63`,
-    });
+  z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+    error: `must be the PostgreSQL role of ${what}: lower-case letters, digits and '_', at most 63`,
+  });
 
 /**
  * Variables that hold secrets. Each may come from a file instead, named by `<NAME>_FILE` (the
