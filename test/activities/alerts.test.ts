@@ -14,6 +14,8 @@ import { capturingLogger } from '../helpers/key-sets';
 
 const SECRET = 's3cr3tT0ken';
 const T0 = Date.UTC(2026, 0, 26);
+// Long enough that a loaded machine's first fetch (undici loading) is not taken for a hanging receiver.
+const DELIVERY_TIMEOUT_MS = 2_000;
 const alert: Alert = {
   keySetId: 'payments',
   incident: 'step-failure',
@@ -47,7 +49,10 @@ beforeEach(async () => {
   };
   activities = createAlertActivities({
     logger: log.logger,
-    channels: [slackChannel(new SecretUrl(slack.url), 300), webhookChannel(new SecretUrl(webhook.url), 300)],
+    channels: [
+      slackChannel(new SecretUrl(slack.url), DELIVERY_TIMEOUT_MS),
+      webhookChannel(new SecretUrl(webhook.url), DELIVERY_TIMEOUT_MS),
+    ],
     reminderMs: 4 * 3_600_000,
     alertsTotal: keyturnMetrics(registry).alerts,
     // Only the supervisor's activity uses the incident table; it has tests of its own.
@@ -132,7 +137,7 @@ describe('delivery', () => {
     expect(early).toBeInstanceOf(ApplicationFailure);
     expect(early).toMatchObject({ type: 'ERR_ALERT_NOT_DELIVERED', nonRetryable: false });
     expect((early as Error).message).toBe(
-      'Slack (SLACK_WEBHOOK_URL) did not take the firing alert for key set "payments" (kid kid-1): no answer within 300 ms; ' +
+      'Slack (SLACK_WEBHOOK_URL) did not take the firing alert for key set "payments" (kid kid-1): no answer within 2000 ms; ' +
         'check that Slack (SLACK_WEBHOOK_URL) is reachable from the worker',
     );
     expect(await counts()).toEqual({});
