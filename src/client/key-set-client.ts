@@ -42,8 +42,7 @@ import {
   type RotationResult,
 } from '../workflows/messages';
 import { connectClient, resolveTemporalTarget } from './connect';
-import { KeySetDatabase } from './key-set-database';
-import { verifyKeySet, type KeySetVerification } from './verify';
+import type { KeySetVerification } from './verify';
 
 /** Time limits of a KeySetClient's calls. */
 export interface KeySetClientOptions {
@@ -195,6 +194,11 @@ export class KeySetClient {
    * thumbprint of its public key. The result lists each broken invariant; none means all hold.
    */
   async verify(keySetId: string, options: VerifyKeySetOptions): Promise<KeySetVerification> {
+    // Loaded here, not with the client: the database driver and key crypto would slow every CLI command's start.
+    const [{ KeySetDatabase }, { verifyKeySet }] = await Promise.all([
+      import('./key-set-database.js'),
+      import('./verify.js'),
+    ]);
     const database = await KeySetDatabase.connect(options.databaseUrl);
     try {
       return await verifyKeySet(this, database, keySetId, { keyAgeToleranceMs: options.keyAgeToleranceMs });

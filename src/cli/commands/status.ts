@@ -5,7 +5,6 @@ import type { KeySetStatus } from '../../domain/key-set-state';
 import { KeyturnError } from '../../domain/errors';
 import { policyTimings } from '../../domain/policy';
 import { keySetTimeline } from '../../domain/timeline';
-import { KeySetDatabase } from '../../client/key-set-database';
 import { readFleet, statusFromRecord, type FleetReading } from '../../client/fleet-check';
 import { mapBounded } from '../../client/map-bounded';
 import type { KeySetClient } from '../../client/key-set-client';
@@ -44,6 +43,8 @@ export interface StatusOverview {
  * visibility store lists, each asked.
  */
 export async function collectStatuses(keySets: KeySetClient, config: Config): Promise<StatusOverview> {
+  // Loaded here: `status <id>` needs no database, and the driver and key crypto slow the CLI's start.
+  const { KeySetDatabase } = await import('../../client/key-set-database.js');
   const database = await KeySetDatabase.open(config);
   if (!database)
     return {
