@@ -61,10 +61,10 @@ export interface InvariantTolerances {
 /**
  * Checks a key set's workflow state against its keys in PostgreSQL: one active key, at most one
  * next key, every live kid the thumbprint of its stored public key (a key that does not match is
- * left out of the JWKS and never signs, so it must be found and revoked), the same keys in the same states
- * with the same times, no private part left on a
- * destroyed or revoked key, no transition overdue (unless paused), and no active key signing
- * longer than its rotation period allows (paused or not: a pause does not make an old key safer).
+ * left out of the JWKS and never signs, so it must be found and revoked), the same keys in the same
+ * states with the same times, no private part left on a destroyed or revoked key, no transition
+ * overdue (unless paused), and no active key signing longer than its rotation period allows (paused
+ * or not: a pause does not make an old key safer).
  */
 export function checkInvariants(
   status: KeySetStatus,

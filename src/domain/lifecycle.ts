@@ -40,7 +40,7 @@ export const KEY_TRANSITIONS = {
 
 export type KeyTransition = keyof typeof KEY_TRANSITIONS;
 
-/** The states a key leaves service from for good: its private part is erased as it enters them. */
+/** The states of a key out of service for good: its private part is erased as it enters one. */
 export const FINAL_STATES = ['destroyed', 'revoked'] as const satisfies readonly KeyState[];
 
 /** Which of a stored key's times records when it entered each state. */

@@ -22,9 +22,9 @@ export interface KeySetPolicy {
    * a new key: a demoted key verifies at least this long after the last token it may have signed expires.
    */
   clockSkew: string;
-  /** The `iss` of tokens and the issuer in the discovery document; the server's own URL when absent. */
+  /** The `iss` of tokens and the issuer in the discovery document; the deployment's when absent (keySetIssuer). */
   issuer?: string;
-  /** JWKS URLs that must show a next key before it is promoted; this server's own when absent. */
+  /** JWKS URLs that must show a next key before it is promoted; the deployment's own when absent. */
   publishedAt?: string[];
 }
 
