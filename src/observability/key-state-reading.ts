@@ -176,7 +176,7 @@ async function countKeysOfReported(pool: Pool, reported: KeySetReading[]): Promi
 }
 
 /**
- * A key as nextTransition reads it. Not the store's toTimeline: that one reads every column as a Date
+ * A key as nextTransition reads it. Not the store's toStoredKey: that one reads every column as a Date
  * and computes each key's thumbprint, a cost per key and scrape that thousands of key sets multiply.
  */
 function toTimeline(r: LiveKeyRow): KeyTimeline {

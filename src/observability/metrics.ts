@@ -49,7 +49,8 @@ export interface KeyturnMetrics {
   supervisorUncheckedKeySets: Gauge;
 }
 
-// Activities are database transactions and HTTP calls: milliseconds, up to the 30 s timeout.
+// Activities are database transactions and HTTP calls: milliseconds to seconds. A key change times out
+// at 10 s; alert delivery (1 min) and a supervisor round (2 min) beyond 30 s land in +Inf only.
 const ACTIVITY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
