@@ -51,7 +51,7 @@ const SCHEDULER = 'keyturn';
 /** Who asked, when a message does not say. */
 const OPERATOR = 'operator';
 
-/** A run continues as new after this many history events, whatever the wait (see the README's replay rule). */
+/** A run continues as new after this many history events, whatever it waits for (a gate wait of days included). */
 export const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
 
 /**

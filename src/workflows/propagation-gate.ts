@@ -10,9 +10,10 @@ import type { KeySetMachine } from './key-set-machine';
  * The propagation gate, one look at a time: is the next key listed at every JWKS URL (the policy's
  * `publishedAt`, else the deployment's own)? Once it is, the listing is recorded and the key may sign
  * `jwksMaxAge` later (`prepublish` when it brings a new algorithm), when every verifier's cache holds
- * it. Until then the machine asks again with backoff, and from `jwksMaxAge` into the wait an alert
- * says the promotion waits. Between looks the main loop sleeps, serves messages, retires and destroys
- * keys, and continues as new when its history grows: a wait of any length costs nothing else.
+ * it. Until then the machine asks again with backoff, and once the key holds up its promotion and has
+ * been missing for `jwksMaxAge`, an alert says the promotion waits. Between looks the main loop
+ * sleeps, serves messages, retires and destroys keys, and continues as new when its history grows: a
+ * wait of any length costs nothing else.
  */
 export async function checkPublication(
   machine: KeySetMachine,
