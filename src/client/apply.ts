@@ -71,10 +71,11 @@ export interface ApplyReport {
  * each key set has one workflow), takes a key set winding down back into service, sends the file's
  * whole policy as an Update (the workflow records what differs, in the order Updates arrive, so of
  * two concurrent applies the later one wins in the workflow and in PostgreSQL alike; a new key set's
- * answer says whether it accepted its policy), with `prune` decommissions running key sets the file does not list, and creates
- * or updates the supervisor Schedule. Key sets are applied `concurrency` at a time; the report lists
- * them in the file's order, and the first failure (in that order) stops the apply once the key sets
- * under way are done. Safe to run again at any time; a second run reports everything unchanged.
+ * answer says whether it accepted its policy), with `prune` decommissions running key sets the file
+ * does not list, and creates or updates the supervisor Schedule. Key sets are applied `concurrency`
+ * at a time; the report lists them in the file's order, and the first failure (in that order) stops
+ * the apply once the key sets under way are done. Safe to run again at any time; a second run
+ * reports everything unchanged.
  */
 export async function applyKeySets(client: Client, file: KeySetsFile, options: ApplyOptions): Promise<ApplyReport> {
   const dryRun = options.dryRun ?? false;

@@ -22,7 +22,7 @@ export interface FleetReading {
  * workflow holds the keys PostgreSQL holds, because it learns them only from keyturn's own writes
  * (a row changed by anything else is seen by its fingerprint, migration 008), and it is running with
  * the active kid PostgreSQL has. Every other key set carries a doubt and is looked at one by one,
- * through its workflow, as before: that is also what happens to all of them when visibility cannot
+ * through its workflow: that is also what happens to all of them when visibility cannot
  * be listed, so a lagging or missing visibility store costs time, never a wrong answer.
  */
 export async function readFleet(

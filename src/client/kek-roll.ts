@@ -21,7 +21,7 @@ export interface KekStatusEntry {
 }
 
 export interface KekStatus {
-  /** The file the KEKs came from (`keyturn dev`'s data folder); null when KEYTURN_KEK supplied them. */
+  /** The file the KEKs came from (the embedded setup's `<dataDir>/kek`); null when KEYTURN_KEK supplied them. */
   kekFile: string | null;
   /** The configured KEKs, current first, then the ids only the database knows. */
   keks: KekStatusEntry[];

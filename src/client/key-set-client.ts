@@ -48,7 +48,10 @@ import type { KeySetVerification } from './verify';
 export interface KeySetClientOptions {
   /** How long a query or signal may take before the key set counts as not answering (default 10 s). */
   answerTimeoutMs?: number;
-  /** How long `rotate` and `revoke` wait for the workflow to carry them out (default 60 s). */
+  /**
+   * How long an Update (`apply`, `rotate`, `revoke`, `updatePolicy`, `decommission`, `recommission`) waits
+   * for the workflow to carry it out (default 60 s).
+   */
   updateTimeoutMs?: number;
   /**
    * How long listing every running key set from visibility may take, all pages (default 60 s): a
