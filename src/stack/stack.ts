@@ -140,11 +140,12 @@ const READY_TIMEOUT_MS = 120_000;
 const RESTART_DELAY_MS = 1_000;
 
 /**
- * Starts the production topology on this machine, in docker-compose.yml's order and with its setup
- * scripts: PostgreSQL with Temporal's and keyturn's databases and roles; Temporal's schema; a Temporal
- * cluster of two nodes behind a balancer, with the namespace and search attributes; keyturn's
- * migrations, two JWKS servers behind a balancer and two workers; the Web UI; Prometheus and
- * Alertmanager on deploy/'s configuration, alerting into a local inbox; and an apply of the key sets file.
+ * Starts the production topology on this machine, in an order docker-compose.yml's dependencies allow
+ * and with its setup scripts: PostgreSQL with Temporal's and keyturn's databases and roles; Temporal's
+ * schema and keyturn's migrations; a Temporal cluster of two nodes behind a balancer, with the
+ * namespace and search attributes; Prometheus and Alertmanager on deploy/'s configuration, alerting
+ * into a local inbox; two JWKS servers behind a balancer and two workers; the Web UI; and an apply of
+ * the key sets file.
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const { ports, logger, signal } = options;
