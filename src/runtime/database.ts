@@ -18,8 +18,8 @@ export interface ResolvedDatabase {
 
 export interface ResolveDatabaseOptions {
   /**
-   * Use the database of a keyturn instance already running on the data folder (a `worker` or
-   * `migrate` beside `keyturn dev`). `dev` itself passes false: it owns its embedded services.
+   * Use the database of a keyturn instance already running on the data folder (a `worker`, `migrate`,
+   * `serve` or operator command beside `keyturn dev`). `dev` itself passes false: it owns its embedded services.
    */
   joinRunningInstance: boolean;
 }

@@ -23,7 +23,7 @@ export interface OpenedKeyStore {
 }
 
 /**
- * What the worker, `keyturn dev` and the CLI's `token` and `kek` commands share: find (or start) the
+ * What the worker, `keyturn dev` and the commands that open private keys share: find (or start) the
  * database, find (or create) the KEK, bring the schema up to date (a role that may not change it finds
  * nothing to do once `keyturn migrate` has run), and hand back a KeyStore on it. Until close(), each
  * audit event committed is logged too. Whatever was started is stopped again if a later step fails.
