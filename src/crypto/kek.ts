@@ -4,7 +4,6 @@ import { dirname } from 'node:path';
 import { inspect } from 'node:util';
 import { KeyturnError } from '../domain/errors';
 
-/** The environment variable that holds the KEKs. */
 const KEK_ENV = 'KEYTURN_KEK';
 
 /** A KEK is an AES-256 key. */
