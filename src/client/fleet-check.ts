@@ -79,7 +79,8 @@ function doubtAbout(
  */
 export function statusFromRecord(record: KeySetRecord, now: number): KeySetStatus {
   const keys = record.keys.filter((key) => isLive(key.state)).map(toKeyTimeline);
-  // As the workflow plans: a pause holds scheduled work, except a rotation someone asked for; nothing is retired or destroyed meanwhile.
+  // As the workflow plans: a pause holds scheduled work, except a rotation someone asked for; nothing is
+  // retired or destroyed meanwhile.
   const due =
     record.paused && record.rotation === null
       ? undefined

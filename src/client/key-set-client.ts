@@ -182,7 +182,8 @@ export class KeySetClient {
     const whole = validatePolicy(policy, { keySetId });
     const requestedBy = request.requestedBy && { requestedBy: request.requestedBy };
     const update: PolicyUpdate = { patch: wholePolicy(whole), ...requestedBy, reason: request.reason ?? 'apply' };
-    // A new key set gets its policy in its first task; one that runs (or that another apply started meanwhile) is looked at, then updated.
+    // A new key set gets its policy in its first task; one that runs (or that another apply started
+    // meanwhile) is looked at, then updated.
     const started = await this.startWithPolicyUpdate(keySetId, whole, update);
     if (started !== undefined) return { created: true, recommissioned: false, ...started };
     const recommissioned = (await this.getState(keySetId)).decommissioned !== null;

@@ -100,7 +100,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     url: `postgres://${encodeURIComponent(superuser.name)}:${encodeURIComponent(superuser.password)}@${HOST}:${options.port}/postgres`,
     async stop() {
       process.removeListener('exit', stopOnExit);
-      // Stopped already (killed by someone else): the package's stop() would wait forever for an `exit` event already past.
+      // Stopped already (killed by someone else): the package's stop() would wait forever for an `exit`
+      // event already past.
       if (child && (child.exitCode !== null || child.signalCode !== null)) return;
       await server.stop();
     },

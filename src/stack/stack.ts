@@ -296,7 +296,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         },
         180_000,
       );
-      // Each node learns of the namespace and the attributes on its own: every frontend must know them before keyturn uses any.
+      // Each node learns of the namespace and the attributes on its own: every frontend must know them
+      // before keyturn uses any.
       await Promise.all(
         ports.temporalNodes.map((node) =>
           waitForFrontend(`127.0.0.1:${node.frontend}`, READY_TIMEOUT_MS, STACK_NAMESPACE),

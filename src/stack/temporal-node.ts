@@ -104,7 +104,8 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
   return {
     name: options.name,
     command: installation.server,
-    // The server reads <root>/<config>/<env>.yaml. No authorizer: it listens on loopback, as compose's on its own network.
+    // The server reads <root>/<config>/<env>.yaml. No authorizer: it listens on loopback, as compose's
+    // on its own network.
     args: [
       '--root',
       dir,
