@@ -1,6 +1,6 @@
 /**
- * The key set workflow's messages. Clients import this file (and the types it names) only, never
- * the workflow code itself.
+ * The key set workflow's messages. Clients import this file and search-attributes.ts (and the types
+ * they name) only, never the workflow code itself.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { KeySetState, KeySetStatus } from '../domain/key-set-state';
