@@ -22,7 +22,10 @@ export interface KeySetPolicy {
    * a new key: a demoted key verifies at least this long after the last token it may have signed expires.
    */
   clockSkew: string;
-  /** The `iss` of tokens and the issuer in the discovery document; the deployment's when absent (keySetIssuer). */
+  /**
+   * The `iss` of tokens and the issuer in the discovery document; when absent, the deployment's
+   * (KEYTURN_ISSUER, else the URL the discovery document is served under).
+   */
   issuer?: string;
   /** JWKS URLs that must show a next key before it is promoted; the deployment's own when absent. */
   publishedAt?: string[];
