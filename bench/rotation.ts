@@ -46,7 +46,13 @@ async function when(probe: () => Promise<boolean>, what: string): Promise<number
 /** The JWKS server and the key ring of one database, as an issuer and its verifiers' JWKS endpoint run them. */
 async function startObservers(pool: Pool, kekRing: KekRing, keySetId: string) {
   const jwks = await startJwksServer({ port: 0, host: '127.0.0.1', pool, registry: new Registry(), logger });
-  const ring = await KeyRing.open({ pool, kekRing, keySetIds: [keySetId], logger });
+  const ring = await KeyRing.open({
+    pool,
+    kekRing,
+    keySetIds: [keySetId],
+    logger,
+    publicUrl: 'https://keys.example.com',
+  });
   const jwksUrl = `${jwks.url}/keysets/${keySetId}/jwks.json`;
   return {
     inJwks: async (kid: string) => (await jwksKids(jwksUrl)).includes(kid),

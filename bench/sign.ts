@@ -18,8 +18,10 @@ const ROUNDS = 9;
 const SLICE_MS = 200;
 const WARM_UP_MS = 300;
 const TTL_SECONDS = 300;
-/** Same claims for every variant; each adds iat and exp. */
-const CLAIMS = { iss: 'https://issuer.example', sub: 'user-1234', aud: 'api', scope: 'read write' };
+/** The key sets' issuer (their policy's). */
+const ISSUER = 'https://issuer.example';
+/** Same claims for every variant; each adds iat and exp. The iss is the key set's: the ring checks it, and adds none. */
+const CLAIMS = { iss: ISSUER, sub: 'user-1234', aud: 'api', scope: 'read write' };
 
 /** Node's crypto.sign as TokenSigner calls it for each algorithm, on bytes prepared once. */
 function rawSigner(alg: SigningAlgorithm, key: KeyObject): (input: Buffer) => Buffer {
@@ -65,7 +67,7 @@ export async function benchSign(pool: Pool, store: KeyStore, kekRing: KekRing): 
   const keySetIds = new Map<SigningAlgorithm, string>();
   for (const alg of ALGORITHMS) {
     const keySetId = `bench-sign-${alg.toLowerCase()}`;
-    await (await KeySetDriver.register(store, keySetId, testPolicy(alg))).rotate();
+    await (await KeySetDriver.register(store, keySetId, { ...testPolicy(alg), issuer: ISSUER })).rotate();
     keySetIds.set(alg, keySetId);
   }
   const ring = await KeyRing.open({

@@ -26,7 +26,9 @@ export type KeyturnErrorCode =
   | 'ERR_KEY_RING_STALE'
   | 'ERR_KEY_RING_UNAVAILABLE'
   | 'ERR_KID_MISMATCH'
-  | 'ERR_TOKEN_TTL_TOO_LONG';
+  | 'ERR_TOKEN_TTL_TOO_LONG'
+  | 'ERR_TOKEN_ISSUER_MISMATCH'
+  | 'ERR_TOKEN_ISSUER_UNKNOWN';
 
 /** What a KeyturnError concerns, as far as known. */
 export interface KeyturnErrorDetails {

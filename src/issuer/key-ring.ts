@@ -6,6 +6,7 @@ import { jwkThumbprint } from '../crypto/kid';
 import { roughDuration } from '../domain/describe';
 import { formatDuration, parseDuration } from '../domain/duration';
 import { KeyturnError } from '../domain/errors';
+import { keySetIssuer, type DeploymentIssuer } from '../domain/issuer';
 import { DEFAULT_CEILINGS, policyTimings } from '../domain/policy';
 import { reportKeyViewAges, type KeyViewAge } from '../observability/key-view-age';
 import { createLogger, type Logger } from '../logger';
@@ -16,8 +17,12 @@ import { getPolicy } from '../store/key-set-registry';
 import { openActiveKey } from '../store/signing-keys';
 import { TokenSigner } from './token-signer';
 
-/** What {@link KeyRing.open} connects to and how the ring behaves; `pool` or `databaseUrl`, and `kekRing`, are required. */
-export interface KeyRingOptions {
+/**
+ * What {@link KeyRing.open} connects to and how the ring behaves; `pool` or `databaseUrl`, and `kekRing`,
+ * are required. `publicUrl` or `issuer` (DeploymentIssuer) tell the ring the `iss` of key sets whose
+ * policy names no issuer: without either, it signs only for key sets whose policy does.
+ */
+export interface KeyRingOptions extends DeploymentIssuer {
   /** A pool to share; the ring also opens one dedicated connection to LISTEN on. */
   pool?: Pool;
   /** Or a database to open a small pool on, ended by close(). */
@@ -43,7 +48,7 @@ export interface KeyRingOptions {
   registry?: Registry;
 }
 
-/** Claims of a token to sign; `iat` and `exp` are the ring's to set. */
+/** Claims of a token to sign; `iat` and `exp` are the ring's to set, and `iss` too (a claimed one must be the key set's). */
 export type TokenClaims = Record<string, unknown>;
 
 /** Options of one {@link KeyRing.sign}. */
@@ -64,6 +69,12 @@ interface LoadedKeySet {
   stalenessLimitMs: number;
   /** Where the staleness limit comes from, for the refusal's message. */
   stalenessLimitSource: string;
+  /** The `iss` of the key set's tokens (keySetIssuer); undefined when the ring cannot tell it. */
+  issuer: string | undefined;
+  /** Where the issuer comes from, for the refusal's message. */
+  issuerSource: string;
+  /** The `"iss":…,` member added to claims that carry no `iss`. */
+  issuerMember: string;
 }
 
 interface KeySetSlot {
@@ -111,6 +122,7 @@ export class KeyRing {
   readonly #logger: Logger;
   readonly #stalenessLimitMs: number | undefined;
   readonly #ceilingMs: number;
+  readonly #deployment: DeploymentIssuer;
   #events: KeyEvents | undefined;
   #stopReporting: (() => void) | undefined;
   #closed = false;
@@ -122,8 +134,10 @@ export class KeyRing {
     logger: Logger,
     stalenessLimitMs: number | undefined,
     ceilingMs: number,
+    deployment: DeploymentIssuer,
   ) {
     this.#ceilingMs = ceilingMs;
+    this.#deployment = deployment;
     this.#pool = pool;
     this.#ownPool = ownPool;
     this.#kekRing = kekRing;
@@ -154,6 +168,7 @@ export class KeyRing {
       logger,
       stalenessLimitMs,
       options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs,
+      { issuer: options.issuer, publicUrl: options.publicUrl, defaultKeySetId: options.defaultKeySetId },
     );
     try {
       // Listening before loading: a change committed between the two cannot go unnoticed.
@@ -176,13 +191,16 @@ export class KeyRing {
   }
 
   /**
-   * A compact JWT of `claims` plus `iat` and `exp`, signed with the key set's active key; the header
-   * is `{ alg, kid, typ: 'JWT' }`. Throws ERR_TOKEN_TTL_TOO_LONG for a ttl above the policy's
+   * A compact JWT of `claims` plus `iss` (the key set's issuer, see keySetIssuer), `iat` and `exp`,
+   * signed with the key set's active key; the header is `{ alg, kid, typ: 'JWT' }`. Throws
+   * ERR_TOKEN_ISSUER_MISMATCH for claims whose `iss` is not the key set's issuer, ERR_TOKEN_ISSUER_UNKNOWN
+   * when the ring cannot tell the key set's issuer (no policy issuer, and the ring was opened with neither
+   * `issuer` nor `publicUrl`), ERR_TOKEN_TTL_TOO_LONG for a ttl above the policy's
    * maxTokenTtl, ERR_NO_ACTIVE_KEY while the key set has no active key, ERR_KEYSET_NOT_FOUND for an
    * unknown key set, ERR_KEY_RING_STALE when the ring has not confirmed the key set's keys within its
    * staleness limit (or no token could live a second), ERR_KEY_RING_UNAVAILABLE while its keys cannot
    * be loaded from PostgreSQL, ERR_KID_MISMATCH when the active key does not match its kid, and a
-   * TypeError for claims that set `iat` or `exp` themselves.
+   * TypeError for claims that set `iat` or `exp` themselves or have a `toJSON` of their own.
    */
   async sign(keySetId: string, claims: TokenClaims, options: SignOptions = {}): Promise<string> {
     if (this.#closed) throw new TypeError('this KeyRing is closed');
@@ -194,6 +212,10 @@ export class KeyRing {
         'claims must not set iat or exp: the key ring sets them; choose the lifetime with the ttl option',
       );
     }
+    // What the checks here read must be what the token says: a toJSON could say anything else.
+    if (typeof (claims as { toJSON?: unknown }).toJSON === 'function') {
+      throw new TypeError('claims must serialise to a JSON object as they are: give a plain object, without toJSON');
+    }
     // The hot path is synchronous up to here: a loaded key set costs no await before signing.
     const cached = this.#slots.get(keySetId);
     const slot = cached?.current === undefined ? await this.#whenLoaded(keySetId) : (cached as LoadedSlot);
@@ -203,6 +225,10 @@ export class KeyRing {
       throw new KeyturnError('ERR_NO_ACTIVE_KEY', `key set "${keySetId}" has no active key to sign with yet`, {
         keySetId,
       });
+    }
+    const claimedIssuer = claims.iss;
+    if (loaded.issuer === undefined || (claimedIssuer !== undefined && claimedIssuer !== loaded.issuer)) {
+      throw issuerRefusal(keySetId, loaded, claimedIssuer);
     }
     const ttlMs = options.ttl === undefined ? loaded.maxTokenTtlMs : ttlToMs(options.ttl);
     if (ttlMs > loaded.maxTokenTtlMs) {
@@ -233,7 +259,8 @@ export class KeyRing {
     const expMs = Math.min(now + ttlMs, knownAt + loaded.maxTokenTtlMs);
     if (expMs - now < 1000) throw staleKeyRing(keySetId, slot.confirmedAt, 'a token signed now could outlive the key');
     // Rounded down, so that a token never outlives now + ttl (which the grace period is sized for).
-    return signer.sign(claims, { iat: Math.floor(now / 1000), exp: Math.floor(expMs / 1000) });
+    const times = `"iat":${Math.floor(now / 1000)},"exp":${Math.floor(expMs / 1000)}`;
+    return signer.sign(claims, claimedIssuer === undefined ? loaded.issuerMember + times : times);
   }
 
   /** The kid `sign` uses for the key set right now; undefined if not loaded or without an active key. */
@@ -324,6 +351,7 @@ export class KeyRing {
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
       const timings = policyTimings(policy);
+      const issuer = keySetIssuer(keySetId, policy.issuer, this.#deployment);
       slot.current = {
         signer: active && new TokenSigner(active),
         maxTokenTtlMs: Math.min(timings.maxTokenTtlMs, this.#ceilingMs),
@@ -331,6 +359,13 @@ export class KeyRing {
         stalenessLimitMs: this.#stalenessLimitMs ?? timings.jwksMaxAgeMs,
         stalenessLimitSource:
           this.#stalenessLimitMs === undefined ? "the key set's jwksMaxAge" : "the key ring's stalenessLimit",
+        issuer,
+        issuerSource: policy.issuer
+          ? "its policy's issuer"
+          : this.#deployment.issuer
+            ? "the deployment's issuer (KEYTURN_ISSUER)"
+            : "its discovery document's URL under the public URL (KEYTURN_PUBLIC_URL)",
+        issuerMember: issuer === undefined ? '' : `"iss":${JSON.stringify(issuer)},`,
       };
       slot.confirmedAt = readAt;
       slot.failure = undefined;
@@ -411,6 +446,27 @@ function staleKeyRing(keySetId: string, confirmedAt: number, why: string): Keytu
     `the key ring has not confirmed the active key of key set "${keySetId}" with PostgreSQL since ${new Date(confirmedAt).toISOString()}, ` +
       `${roughDuration(Date.now() - confirmedAt)} ago, ${why}: check the database connection`,
     { keySetId },
+  );
+}
+
+/** Why claims cannot be signed for a key set as to their `iss`: it differs from the key set's issuer, or the ring cannot tell that one. */
+function issuerRefusal(keySetId: string, loaded: LoadedKeySet, claimed: unknown): KeyturnError {
+  if (loaded.issuer === undefined) {
+    return new KeyturnError(
+      'ERR_TOKEN_ISSUER_UNKNOWN',
+      `the key ring cannot tell the issuer (iss) of key set "${keySetId}": its policy names no issuer, and the ring was opened ` +
+        "with neither an issuer nor the JWKS server's public URL: give KeyRing.open publicUrl (KEYTURN_PUBLIC_URL) or issuer " +
+        "(KEYTURN_ISSUER), or set the key set's issuer in its policy",
+      { keySetId, field: 'iss' },
+    );
+  }
+  const shown = JSON.stringify(claimed) ?? String(claimed);
+  return new KeyturnError(
+    'ERR_TOKEN_ISSUER_MISMATCH',
+    `the claims' iss ${shown.length > 200 ? `${shown.slice(0, 200)}…` : shown} is not the issuer of key set "${keySetId}", ` +
+      `${JSON.stringify(loaded.issuer)} (${loaded.issuerSource}), so nothing was signed: verifiers that discover the key set ` +
+      'accept only its issuer; leave iss out (keyturn sets it), or sign with the key set whose issuer it is',
+    { keySetId, field: 'iss' },
   );
 }
 

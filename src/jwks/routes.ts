@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import type { Registry } from 'prom-client';
 import { roughDuration } from '../domain/describe';
 import { formatDuration } from '../domain/duration';
+import { keySetIssuer } from '../domain/issuer';
 import { isKeySetId, KEY_SET_ID_RULE } from '../domain/key-set-id';
 import type { Logger } from '../logger';
 import type { CachedJwks, JwksCache } from './jwks-cache';
@@ -19,7 +20,7 @@ export interface JwksRoutesDependencies {
   logger: Logger;
   /** The key set behind `/.well-known/jwks.json` and `/.well-known/openid-configuration`. */
   defaultKeySetId: string;
-  /** The issuer of key sets whose policy names none; by default the discovery document's own base URL. */
+  /** The issuer of key sets whose policy names none; by default their discovery document's base URL (keySetIssuer). */
   issuer?: string;
   /** The absolute URL verifiers reach this server at, without a trailing slash (known once listening). */
   publicUrl(): string;
@@ -210,14 +211,19 @@ function jwksReply(jwks: CachedJwks, ifNoneMatch: string | undefined): Reply {
 }
 
 /**
- * A minimal OpenID discovery document. Without an issuer from the policy or the server's options,
- * the issuer is the URL the document sits under, as OpenID Discovery expects of it.
+ * A minimal OpenID discovery document. Its issuer is the one the key ring puts in the key set's
+ * tokens (keySetIssuer): without one from the policy or the deployment, the URL the key set's document
+ * sits under, as OpenID Discovery expects of it.
  */
 function discoveryReply(jwks: CachedJwks, wellKnown: boolean, deps: JwksRoutesDependencies): Reply {
   const base = deps.publicUrl();
   const keySetBase = wellKnown ? base : `${base}/keysets/${encodeURIComponent(jwks.keySetId)}`;
   const document = {
-    issuer: jwks.issuer ?? deps.issuer ?? keySetBase,
+    issuer: keySetIssuer(jwks.keySetId, jwks.issuer, {
+      issuer: deps.issuer,
+      publicUrl: base,
+      defaultKeySetId: deps.defaultKeySetId,
+    }),
     jwks_uri: `${keySetBase}${wellKnown ? '/.well-known' : ''}/jwks.json`,
     id_token_signing_alg_values_supported: jwks.algorithms,
   };

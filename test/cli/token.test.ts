@@ -38,6 +38,8 @@ beforeAll(async () => {
     KEYTURN_KEK: KEK,
     KEYTURN_DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
+    // The issuer of key sets whose policy names none derives from it, as in the JWKS server's discovery.
+    KEYTURN_PUBLIC_URL: jwks.url,
   });
 });
 
@@ -71,7 +73,8 @@ test('a signed token verifies against the key set in the database and against th
     expect(verified.code).toBe(0);
     const { header, claims } = JSON.parse(verified.out);
     expect(header).toEqual({ alg: 'EdDSA', kid: activeKid, typ: 'JWT' });
-    expect(claims).toMatchObject({ sub: 'user-42', scope: 'read' });
+    // The issuer a verifier discovers the key set under.
+    expect(claims).toMatchObject({ sub: 'user-42', scope: 'read', iss: `${jwks.url}/keysets/${keySet.keySetId}` });
     expect(claims.exp - claims.iat).toBeLessThanOrEqual(300);
   }
 
@@ -92,6 +95,7 @@ test('token sign --json gives the token with the kid, alg and times it was signe
     keySetId: keySet.keySetId,
     kid: activeKid,
     alg: 'EdDSA',
+    iss: `${jwks.url}/keysets/${keySet.keySetId}`,
     iat: expect.any(Number),
     exp: json.iat + 60,
     expiresAt: new Date((json.iat + 60) * 1000).toISOString(),
@@ -114,6 +118,15 @@ test('bad input and bad tokens fail with one line and change nothing', async () 
   expect((await keyturn('token', 'sign', keySet.keySetId, '--claims', '[1]')).err).toMatch(
     /--claims must be a JSON object/,
   );
+  expect(await keyturn('token', 'sign', keySet.keySetId, '--claims', '{"iss":"https://evil.example"}')).toMatchObject({
+    code: 1,
+    out: '',
+    err: expect.stringMatching(
+      new RegExp(
+        `^keyturn: the claims' iss "https://evil\\.example" is not the issuer of key set "${keySet.keySetId}"`,
+      ),
+    ),
+  });
   expect((await keyturn('token', 'verify', token)).err).toMatch(/exactly one of --key-set/);
 
   // Once its key is revoked, a token no longer verifies: the key is out of the published set.

@@ -53,7 +53,7 @@ beforeAll(async () => {
 
   await stack.keySets.start(KEY_SET, POLICY);
   firstKid = await stack.keySets.waitForActiveKid(KEY_SET);
-  ring = await KeyRing.open({ pool, kekRing, keySetIds: [KEY_SET], logger });
+  ring = await KeyRing.open({ pool, kekRing, keySetIds: [KEY_SET], logger, publicUrl: 'https://keys.example.com' });
   const opened = (await openActiveKey(store.pool, store.kekRing, KEY_SET))!;
   forgedWithFirstKey = await new SignJWT({ sub: 'forged' })
     .setProtectedHeader({ alg: 'ES256', kid: opened.kid })

@@ -95,7 +95,13 @@ beforeAll(async () => {
   pool.on('error', () => undefined);
   connection = await Connection.connect({ address: temporal.address });
   client = new Client({ connection });
-  ring = await KeyRing.open({ databaseUrl: postgres.url, kekRing: parseKekRing(deployment.kek), logger });
+  // Its tokens' iss: any URL will do, the verifier here checks keys and lifetimes.
+  ring = await KeyRing.open({
+    databaseUrl: postgres.url,
+    kekRing: parseKekRing(deployment.kek),
+    logger,
+    publicUrl: 'https://keys.example.com',
+  });
 }, 180_000);
 
 afterAll(async () => {

@@ -71,7 +71,13 @@ beforeAll(async () => {
   pool = sidePool(postgres.url, 4);
   connection = await Connection.connect({ address: temporal.address });
   keySets = new KeySetClient(new Client({ connection }), QUEUE);
-  ring = await KeyRing.open({ databaseUrl: postgres.url, kekRing: parseKekRing(deployment.kek), logger });
+  // Its tokens' iss: any URL will do, the verifier here checks keys and lifetimes.
+  ring = await KeyRing.open({
+    databaseUrl: postgres.url,
+    kekRing: parseKekRing(deployment.kek),
+    logger,
+    publicUrl: 'https://keys.example.com',
+  });
 }, 300_000);
 
 afterAll(async () => {

@@ -23,6 +23,8 @@ import { listPublishedJwks } from '../../src/store/published-keys';
 
 const kekRing = randomKekRing();
 const silent = createLogger({ level: 'silent' });
+/** Where the rings here believe the JWKS server is: the issuer of key sets whose policy names none derives from it. */
+const PUBLIC_URL = 'https://keys.example.com';
 let db: TestDatabase;
 let store: KeyStore;
 const rings: KeyRing[] = [];
@@ -40,14 +42,27 @@ afterAll(async () => {
 
 /** A ring on the test database; with a poll once a minute, so that whatever it picks up sooner came by NOTIFY. */
 async function openRing(options: Partial<KeyRingOptions> = {}): Promise<KeyRing> {
-  const ring = await KeyRing.open({ pool: db.pool, kekRing, logger: silent, pollIntervalMs: 60_000, ...options });
+  const ring = await KeyRing.open({
+    pool: db.pool,
+    kekRing,
+    logger: silent,
+    pollIntervalMs: 60_000,
+    publicUrl: PUBLIC_URL,
+    ...options,
+  });
   rings.push(ring);
   return ring;
 }
 
 /** A ring with a pool of its own on `database`, so that cutting the database off cuts the ring off. */
 async function openRingOn(database: TestDatabase, options: Partial<KeyRingOptions> = {}): Promise<KeyRing> {
-  const ring = await KeyRing.open({ databaseUrl: database.url, kekRing, logger: silent, ...options });
+  const ring = await KeyRing.open({
+    databaseUrl: database.url,
+    kekRing,
+    logger: silent,
+    publicUrl: PUBLIC_URL,
+    ...options,
+  });
   rings.push(ring);
   return ring;
 }
@@ -120,7 +135,12 @@ describe('signing', () => {
       audience: 'api',
     });
     expect(protectedHeader.kid).toBe(kid);
-    expect(payload).toMatchObject({ sub: 'alice', aud: 'api', scope: ['read'] });
+    expect(payload).toMatchObject({
+      sub: 'alice',
+      aud: 'api',
+      scope: ['read'],
+      iss: `${PUBLIC_URL}/keysets/${keySetId}`,
+    });
     // No ttl given: the policy's maxTokenTtl, 5 minutes.
     expect(payload.exp! - payload.iat!).toBe(300);
     expect(Math.abs(payload.iat! - Date.now() / 1000)).toBeLessThan(2);
@@ -184,8 +204,128 @@ describe('signing', () => {
       await ring.sign(keySetId, { nested: { a: [1, '}'] }, gone: undefined }),
       await publishedJwks(keySetId),
     );
-    expect(Object.keys(payload).sort()).toEqual(['exp', 'iat', 'nested']);
+    expect(Object.keys(payload).sort()).toEqual(['exp', 'iat', 'iss', 'nested']);
     expect(payload.nested).toEqual({ a: [1, '}'] });
+  });
+  test('large and non-ASCII claims are encoded whole, before and after a token that needs more room', async () => {
+    const { keySetId } = await activeKeySet('EdDSA');
+    const ring = await openRing({ keySetIds: [keySetId] });
+    const jwks = await publishedJwks(keySetId);
+    for (const claims of [
+      { sub: 'small' },
+      { sub: 'ünïcødé ✓ 𝄞', blob: 'x'.repeat(200_000), more: '€'.repeat(50_000) },
+      { sub: 'small again' },
+    ]) {
+      const { payload } = await jwtVerify(await ring.sign(keySetId, claims), jwks);
+      expect(payload).toMatchObject(claims);
+      expect(Object.keys(payload).sort()).toEqual([...Object.keys(claims), 'exp', 'iat', 'iss'].sort());
+    }
+  });
+});
+
+describe('the issuer (iss)', () => {
+  /** A key set with an active key whose policy names `issuer`. */
+  const namingIssuer = async (issuer: string) => {
+    const keySet = await KeySetDriver.register(store, uniqueKeySetId('iss'), { ...testPolicy(), issuer });
+    await keySet.rotate();
+    return keySet.keySetId;
+  };
+  /** The payload of a token as it was encoded, to see each member as often as it occurs. */
+  const payloadJson = (token: string) => Buffer.from(token.split('.')[1], 'base64url').toString('utf8');
+
+  test("the policy's issuer, else the deployment's, else the key set's discovery URL (the public URL itself for the default key set)", async () => {
+    const plain = (await activeKeySet()).keySetId;
+    const named = await namingIssuer('https://login.example.com/tenant');
+    const fallback = await activeKeySet();
+    const issOf = async (ring: KeyRing, keySetId: string) => decodeJwt(await ring.sign(keySetId, { sub: 'u' })).iss;
+
+    const derived = await openRing({ publicUrl: `${PUBLIC_URL}/auth/`, defaultKeySetId: fallback.keySetId });
+    expect(await issOf(derived, plain)).toBe(`${PUBLIC_URL}/auth/keysets/${plain}`);
+    expect(await issOf(derived, fallback.keySetId)).toBe(`${PUBLIC_URL}/auth`);
+    expect(await issOf(derived, named)).toBe('https://login.example.com/tenant');
+
+    const deployment = await openRing({ issuer: 'https://sso.example.com' });
+    expect(await issOf(deployment, plain)).toBe('https://sso.example.com');
+    expect(await issOf(deployment, named)).toBe('https://login.example.com/tenant');
+    // iss comes before iat and exp, once.
+    expect(payloadJson(await deployment.sign(plain, { sub: 'u' }))).toMatch(
+      /^\{"sub":"u","iss":"https:\/\/sso\.example\.com","iat":\d+,"exp":\d+\}$/,
+    );
+  });
+
+  test("claims may carry the key set's own issuer, kept once; another one is refused and nothing is signed", async () => {
+    const keySetId = await namingIssuer('https://login.example.com');
+    const ring = await openRing({ keySetIds: [keySetId] });
+    const same = await ring.sign(keySetId, { iss: 'https://login.example.com', sub: 'u' });
+    expect(payloadJson(same)).toMatch(/^\{"iss":"https:\/\/login\.example\.com","sub":"u","iat":\d+,"exp":\d+\}$/);
+    expect((await jwtVerify(same, await publishedJwks(keySetId))).payload.iss).toBe('https://login.example.com');
+    // An iss set to undefined is no claim: JSON leaves it out, and the key set's goes in.
+    expect(decodeJwt(await ring.sign(keySetId, { iss: undefined })).iss).toBe('https://login.example.com');
+
+    const refused = await ring
+      .sign(keySetId, { iss: 'https://evil.example', sub: 'u' })
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(KeyturnError);
+    expect(refused).toMatchObject({ code: 'ERR_TOKEN_ISSUER_MISMATCH', keySetId, field: 'iss' });
+    expect((refused as Error).message).toBe(
+      `the claims' iss "https://evil.example" is not the issuer of key set "${keySetId}", "https://login.example.com" ` +
+        "(its policy's issuer), so nothing was signed: verifiers that discover the key set accept only its issuer; " +
+        'leave iss out (keyturn sets it), or sign with the key set whose issuer it is',
+    );
+    for (const iss of [
+      'https://login.example.com/',
+      'HTTPS://LOGIN.EXAMPLE.COM',
+      null,
+      42,
+      ['https://login.example.com'],
+    ]) {
+      await expect(ring.sign(keySetId, { iss })).rejects.toMatchObject({ code: 'ERR_TOKEN_ISSUER_MISMATCH' });
+    }
+    // The derived issuer is named as such.
+    const plain = (await activeKeySet()).keySetId;
+    await expect(ring.sign(plain, { iss: PUBLIC_URL })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_ISSUER_MISMATCH',
+      message: expect.stringContaining(
+        `"${PUBLIC_URL}/keysets/${plain}" (its discovery document's URL under the public URL (KEYTURN_PUBLIC_URL))`,
+      ),
+    });
+  });
+
+  test('a ring that knows neither the public URL nor an issuer signs only for key sets whose policy names one', async () => {
+    const plain = (await activeKeySet()).keySetId;
+    const named = await namingIssuer('https://login.example.com');
+    const ring = await openRing({ publicUrl: undefined });
+    for (const claims of [{}, { iss: 'https://keys.example.com' }]) {
+      await expect(ring.sign(plain, claims)).rejects.toMatchObject({
+        code: 'ERR_TOKEN_ISSUER_UNKNOWN',
+        keySetId: plain,
+        message: expect.stringContaining('give KeyRing.open publicUrl (KEYTURN_PUBLIC_URL) or issuer (KEYTURN_ISSUER)'),
+      });
+    }
+    expect(decodeJwt(await ring.sign(named, {})).iss).toBe('https://login.example.com');
+  });
+
+  test("a policy's new issuer is followed like a key change", async () => {
+    const keySetId = await namingIssuer('https://one.example.com');
+    const ring = await openRing({ keySetIds: [keySetId] });
+    expect(decodeJwt(await ring.sign(keySetId, {})).iss).toBe('https://one.example.com');
+    await KeySetDriver.register(store, keySetId, { ...testPolicy(), issuer: 'https://two.example.com' });
+    await waitFor(
+      async () => (decodeJwt(await ring.sign(keySetId, {})).iss === 'https://two.example.com' ? true : undefined),
+      5_000,
+      'the new issuer',
+    );
+    await expect(ring.sign(keySetId, { iss: 'https://one.example.com' })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_ISSUER_MISMATCH',
+    });
+  });
+
+  test('claims with a toJSON of their own are refused: the checks must see what the token will say', async () => {
+    const keySetId = await namingIssuer('https://login.example.com');
+    const ring = await openRing({ keySetIds: [keySetId] });
+    await expect(ring.sign(keySetId, { toJSON: () => ({ iss: 'https://evil.example', exp: 9e9 }) })).rejects.toThrow(
+      TypeError,
+    );
   });
 });
 
@@ -223,7 +363,13 @@ describe('key sets', () => {
 
   test('opened from a database URL, the ring runs its own pool and closes it', async () => {
     const { keySetId, kid } = await activeKeySet();
-    const ring = await KeyRing.open({ databaseUrl: db.url, kekRing, keySetIds: [keySetId], logger: silent });
+    const ring = await KeyRing.open({
+      databaseUrl: db.url,
+      kekRing,
+      keySetIds: [keySetId],
+      logger: silent,
+      publicUrl: PUBLIC_URL,
+    });
     expect(decodeProtectedHeader(await ring.sign(keySetId, {})).kid).toBe(kid);
     await ring.close();
     await expect(ring.sign(keySetId, {})).rejects.toThrow(TypeError);

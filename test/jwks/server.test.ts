@@ -268,6 +268,11 @@ describe('discovery', () => {
     });
     const jwks = await get('/.well-known/jwks.json');
     expect(jwks.text).toBe((await get('/keysets/default/jwks.json')).text);
+    // Under its own path too, the default key set has one issuer: the one its tokens carry.
+    expect((await get('/keysets/default/.well-known/openid-configuration')).json()).toMatchObject({
+      issuer: server.url,
+      jwks_uri: `${server.url}/keysets/default/jwks.json`,
+    });
   });
 
   test('per key set: the issuer from its policy if it names one, else the key set URL', async () => {
@@ -290,20 +295,29 @@ describe('discovery', () => {
     });
   });
 
-  test('a verifier that starts from discovery verifies a token of the key ring', async () => {
+  test('a verifier that starts from discovery verifies a token of the key ring, issuer included', async () => {
+    const plain = await KeySetDriver.register(store, uniqueKeySetId('disc'), testPolicy());
+    await plain.rotate();
     const ring = await KeyRing.open({
       pool: db.pool,
       kekRing,
-      keySetIds: ['default'],
+      keySetIds: ['default', plain.keySetId],
       logger: createLogger({ level: 'silent' }),
+      publicUrl: server.url,
     });
     try {
-      const token = await ring.sign('default', { sub: 'alice' }, { ttl: '1m' });
-      const discovery = (await get('/.well-known/openid-configuration')).json<{ jwks_uri: string }>();
-      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(discovery.jwks_uri)), {
-        algorithms: ['ES256'],
-      });
-      expect(payload.sub).toBe('alice');
+      for (const [keySetId, path] of [
+        ['default', '/.well-known/openid-configuration'],
+        [plain.keySetId, `/keysets/${plain.keySetId}/.well-known/openid-configuration`],
+      ]) {
+        const token = await ring.sign(keySetId, { sub: 'alice' }, { ttl: '1m' });
+        const discovery = (await get(path)).json<{ issuer: string; jwks_uri: string }>();
+        const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(discovery.jwks_uri)), {
+          algorithms: ['ES256'],
+          issuer: discovery.issuer,
+        });
+        expect(payload.sub).toBe('alice');
+      }
     } finally {
       await ring.close();
     }

@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     const activeKid = await keySets.waitForActiveKid(keySetId);
     const status: KeySetStatus = await keySets.getState(keySetId);
 
-    const ring = await KeyRing.open({ databaseUrl: process.env.DATABASE_URL!, kekRing: parseKekRing(process.env.KEYTURN_KEK), keySetIds: [keySetId] });
+    const ring = await KeyRing.open({ databaseUrl: process.env.DATABASE_URL!, kekRing: parseKekRing(process.env.KEYTURN_KEK), keySetIds: [keySetId], publicUrl: 'https://keys.example.com' });
     const token = await ring.sign(keySetId, { sub: 'user-42' }, { ttl: '5m' });
     await ring.close();
 

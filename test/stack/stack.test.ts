@@ -60,6 +60,7 @@ beforeAll(async () => {
     databaseUrl: stack.ownerDatabaseUrl,
     kekRing: parseKekRing(stack.folder.secrets.kek),
     logger,
+    publicUrl: stack.jwksUrl,
   });
   traffic = new TokenTraffic(ring, stack.jwksUrl, KEY_SETS);
 }, 600_000);

@@ -207,6 +207,7 @@ describe('the worker role', () => {
       kekRing: rolledKeks,
       keySetIds: [keySet.keySetId],
       logger: silent,
+      publicUrl: 'https://keys.example.com',
     });
     try {
       const token = await ring.sign(keySet.keySetId, { sub: 'user-42' });

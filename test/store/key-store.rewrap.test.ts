@@ -101,6 +101,7 @@ test('rewrap re-seals every private key under the current KEK; that KEK alone th
     kekRing: ringOf(kekB),
     keySetIds: [keySetId],
     logger: createLogger({ level: 'silent' }),
+    publicUrl: 'https://keys.example.com',
   });
   try {
     const token = await ring.sign(keySetId, { sub: 'user-42' });

@@ -1,4 +1,5 @@
 import { loadConfig } from '../../config';
+import { deploymentIssuerOf } from '../../domain/issuer';
 import { startJwksServer } from '../../jwks/server';
 import { createLogger } from '../../logger';
 import { createMetricsRegistry } from '../../observability/metrics';
@@ -29,7 +30,9 @@ export async function serveAction(options: { dataDir?: string; port?: number; ho
       pool,
       registry: createMetricsRegistry({ perKeySet: config.metricsPerKeySet }),
       logger,
-      publicUrl: config.publicUrl,
+      // Listening on every interface, it names the loopback URL the signing paths derive issuers from
+      // too (not the IPv6 one a dual-stack listener would show); on a given host, that host.
+      publicUrl: options.host === undefined ? deploymentIssuerOf(config).publicUrl : config.publicUrl,
       defaultKeySetId: config.defaultKeySetId,
       issuer: config.issuer,
     });

@@ -10,6 +10,7 @@ import {
 import { z } from 'zod';
 import { utc } from '../../domain/describe';
 import { KeyturnError } from '../../domain/errors';
+import { deploymentIssuerOf } from '../../domain/issuer';
 import { KeyRing, ttlToMs } from '../../issuer/key-ring';
 import { createLogger } from '../../logger';
 import { listPublishedJwks } from '../../store/published-keys';
@@ -33,6 +34,8 @@ export async function tokenSignAction(
       kekRing: store.kekRing,
       keySetIds: [keySetId],
       maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
+      // The key set's issuer, as the JWKS server's discovery document names it.
+      ...deploymentIssuerOf(config),
       logger: createLogger({ level: config.logLevel, toStderr: true }),
     });
     try {
@@ -51,13 +54,14 @@ export async function tokenSignAction(
   }
   // Read back from the token the ring signed: what it says is what a verifier will see.
   const { kid, alg } = decodeProtectedHeader(token);
-  const { iat, exp } = decodeJwt(token);
+  const { iss, iat, exp } = decodeJwt(token);
   console.log(
     JSON.stringify({
       token,
       keySetId,
       kid,
       alg,
+      iss,
       iat,
       exp,
       expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString(),
@@ -109,7 +113,8 @@ function parseClaims(text: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new KeyturnError('ERR_CONFIG_INVALID', `--claims must be a JSON object: ${CLAIMS_HINT}`, { field: 'claims' });
   }
-  // The key ring refuses them too, but only once the database is open.
+  // The key ring refuses them too, but only once the database is open. (A claimed iss is the key
+  // set's to judge: the ring refuses one that is not its issuer.)
   const times = ['iat', 'exp'].filter((claim) => Object.hasOwn(value, claim));
   if (times.length > 0) {
     throw new KeyturnError(
