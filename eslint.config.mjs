@@ -24,7 +24,7 @@ const LAYERS = [
   ['domain', 'logger'],
   ['crypto'],
   ['store'],
-  ['config', 'runtime', 'observability', 'alerts', 'issuer', 'jwks'],
+  ['config', 'runtime', 'observability', 'alerts', 'issuer', 'jwks', 'signer'],
   ['workflows'],
   ['client'],
   ['activities'],

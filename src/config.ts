@@ -5,6 +5,7 @@ import { durationToMs, DURATION_HINT } from './domain/duration';
 import { DEFAULT_CEILINGS, type PolicyCeilings } from './domain/policy';
 import { KeyturnError } from './domain/errors';
 import { isKeySetId, KEY_SET_ID_RULE } from './domain/key-set-id';
+import { defaultBurst, RATE_HINT, rateToPerSecond, type Rate } from './domain/rate';
 import { loadTemporalProfile, type TemporalProfile } from './runtime/temporal-profile';
 import type { DatabaseRoles } from './store/database-roles';
 
@@ -64,12 +65,25 @@ export interface Config {
   alerts: AlertConfig;
   /** KEYTURN_MAX_TOKEN_TTL_CEILING and KEYTURN_MAX_ROTATION_PERIOD_CEILING: what no key set's policy may exceed. */
   ceilings: PolicyCeilings;
+  signer: SignerConfig;
   /**
    * Which settings came from the environment (or the Temporal profile) rather than a default:
    * `keyturn dev` starts its own Temporal server only when no address is configured, and settings
    * found in a running instance's file yield to these.
    */
   explicit: { temporalAddress: boolean; temporalNamespace: boolean };
+}
+
+/** `keyturn signer`: where it listens, its TLS, and how fast a client may sign unless its own rate says otherwise. */
+export interface SignerConfig {
+  /** KEYTURN_SIGNER_PORT, default 8081. */
+  port: number;
+  /** KEYTURN_SIGNER_HOST, default 127.0.0.1: the signing API is for this machine's processes unless told otherwise. */
+  host: string;
+  /** KEYTURN_SIGNER_TLS_CERT_FILE and _KEY_FILE (PEM); with _CLIENT_CA_FILE, clients must show a certificate that CA issued. */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+  /** KEYTURN_SIGNER_RATE (e.g. `100/s`) and KEYTURN_SIGNER_BURST (default two seconds' worth): each client's token bucket. */
+  rate: Rate;
 }
 
 /** Where alerts go besides the log, and how often a lasting incident is announced again. */
@@ -181,6 +195,9 @@ const schema = z.object({
   KEYTURN_KEK: z.string().optional(),
   KEYTURN_JWKS_ROLE: roleName('the JWKS server (keyturn serve), default keyturn_jwks').default('keyturn_jwks'),
   KEYTURN_WORKER_ROLE: roleName('the worker, default keyturn_worker').default('keyturn_worker'),
+  KEYTURN_SIGNER_ROLE: roleName('the signing service (keyturn signer), default keyturn_signer').default(
+    'keyturn_signer',
+  ),
   KEYTURN_DATA_DIR: z.string().default('.keyturn'),
   KEYTURN_PG_PORT: port('the embedded PostgreSQL, default 5433').default(5433),
   PORT: port('the JWKS server, default 8080').default(8080),
@@ -225,6 +242,28 @@ const schema = z.object({
   KEYTURN_MAX_ROTATION_PERIOD_CEILING: duration(
     'the longest rotationPeriod any key set may have, default 365d',
   ).default(DEFAULT_CEILINGS.rotationPeriodMs),
+  KEYTURN_SIGNER_PORT: port('the signing service, default 8081').default(8081),
+  KEYTURN_SIGNER_HOST: z.string().default('127.0.0.1'),
+  KEYTURN_SIGNER_TLS_CERT_FILE: z.string().optional(),
+  KEYTURN_SIGNER_TLS_KEY_FILE: z.string().optional(),
+  KEYTURN_SIGNER_TLS_CLIENT_CA_FILE: z.string().optional(),
+  KEYTURN_SIGNER_RATE: z
+    .string()
+    .transform((value, ctx) => {
+      const perSecond = rateToPerSecond(value);
+      if (perSecond === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a rate (each signing client's, default 100/s): ${RATE_HINT}`,
+        });
+      return perSecond ?? 0;
+    })
+    .default(100),
+  KEYTURN_SIGNER_BURST: z.coerce
+    .number({ error: "must be a whole number of requests (a signing client's burst)" })
+    .int({ error: "must be a whole number of requests (a signing client's burst)" })
+    .min(1, { error: "must be at least 1 (a signing client's burst)" })
+    .optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -275,6 +314,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     );
   }
   const values = parsed.data;
+  const signerTls = [values.KEYTURN_SIGNER_TLS_CERT_FILE, values.KEYTURN_SIGNER_TLS_KEY_FILE];
+  if (signerTls.filter((file) => file !== undefined).length === 1) {
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      'invalid environment: KEYTURN_SIGNER_TLS_CERT_FILE and KEYTURN_SIGNER_TLS_KEY_FILE go together: set both for TLS, or neither',
+      {
+        field:
+          values.KEYTURN_SIGNER_TLS_CERT_FILE === undefined
+            ? 'KEYTURN_SIGNER_TLS_CERT_FILE'
+            : 'KEYTURN_SIGNER_TLS_KEY_FILE',
+      },
+    );
+  }
+  if (values.KEYTURN_SIGNER_TLS_CLIENT_CA_FILE !== undefined && values.KEYTURN_SIGNER_TLS_CERT_FILE === undefined) {
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      'invalid environment: KEYTURN_SIGNER_TLS_CLIENT_CA_FILE asks for client certificates, which need TLS: set KEYTURN_SIGNER_TLS_CERT_FILE and KEYTURN_SIGNER_TLS_KEY_FILE too',
+      { field: 'KEYTURN_SIGNER_TLS_CLIENT_CA_FILE' },
+    );
+  }
+  const roles = [values.KEYTURN_JWKS_ROLE, values.KEYTURN_WORKER_ROLE, values.KEYTURN_SIGNER_ROLE];
+  if (new Set(roles).size < roles.length && values.KEYTURN_JWKS_ROLE !== values.KEYTURN_WORKER_ROLE) {
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      `invalid environment: KEYTURN_SIGNER_ROLE ${values.KEYTURN_SIGNER_ROLE} is also the JWKS server's or the worker's role: the signing service gets a role of its own, which reads what it signs with and nothing more`,
+      { field: 'KEYTURN_SIGNER_ROLE' },
+    );
+  }
   if (values.KEYTURN_JWKS_ROLE === values.KEYTURN_WORKER_ROLE) {
     throw new KeyturnError(
       'ERR_CONFIG_INVALID',
@@ -290,7 +357,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     temporalProfile,
     taskQueue: values.KEYTURN_TASK_QUEUE,
     databaseUrl: values.DATABASE_URL,
-    databaseRoles: { jwks: values.KEYTURN_JWKS_ROLE, worker: values.KEYTURN_WORKER_ROLE },
+    databaseRoles: {
+      jwks: values.KEYTURN_JWKS_ROLE,
+      worker: values.KEYTURN_WORKER_ROLE,
+      signer: values.KEYTURN_SIGNER_ROLE,
+    },
     kek: values.KEYTURN_KEK,
     dataDir: path.resolve(overrides.dataDir ?? values.KEYTURN_DATA_DIR),
     pgPort: overrides.pgPort ?? values.KEYTURN_PG_PORT,
@@ -306,6 +377,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     ceilings: {
       maxTokenTtlMs: values.KEYTURN_MAX_TOKEN_TTL_CEILING,
       rotationPeriodMs: values.KEYTURN_MAX_ROTATION_PERIOD_CEILING,
+    },
+    signer: {
+      port: values.KEYTURN_SIGNER_PORT,
+      host: values.KEYTURN_SIGNER_HOST,
+      tls:
+        values.KEYTURN_SIGNER_TLS_CERT_FILE === undefined || values.KEYTURN_SIGNER_TLS_KEY_FILE === undefined
+          ? undefined
+          : {
+              certFile: values.KEYTURN_SIGNER_TLS_CERT_FILE,
+              keyFile: values.KEYTURN_SIGNER_TLS_KEY_FILE,
+              clientCaFile: values.KEYTURN_SIGNER_TLS_CLIENT_CA_FILE,
+            },
+      rate: {
+        perSecond: values.KEYTURN_SIGNER_RATE,
+        burst: values.KEYTURN_SIGNER_BURST ?? defaultBurst(values.KEYTURN_SIGNER_RATE),
+      },
     },
     alerts: {
       slackWebhookUrl: values.SLACK_WEBHOOK_URL === undefined ? undefined : new SecretUrl(values.SLACK_WEBHOOK_URL),

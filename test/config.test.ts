@@ -153,11 +153,15 @@ describe('secrets from files (<NAME>_FILE)', () => {
 
 describe('database roles', () => {
   test('keyturn_jwks and keyturn_worker unless KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE say otherwise', () => {
-    expect(loadConfig({}).databaseRoles).toEqual({ jwks: 'keyturn_jwks', worker: 'keyturn_worker' });
-    expect(loadConfig({ KEYTURN_JWKS_ROLE: 'jwks_reader', KEYTURN_WORKER_ROLE: 'rotator' }).databaseRoles).toEqual({
-      jwks: 'jwks_reader',
-      worker: 'rotator',
+    expect(loadConfig({}).databaseRoles).toEqual({
+      jwks: 'keyturn_jwks',
+      worker: 'keyturn_worker',
+      signer: 'keyturn_signer',
     });
+    expect(
+      loadConfig({ KEYTURN_JWKS_ROLE: 'jwks_reader', KEYTURN_WORKER_ROLE: 'rotator', KEYTURN_SIGNER_ROLE: 'signer' })
+        .databaseRoles,
+    ).toEqual({ jwks: 'jwks_reader', worker: 'rotator', signer: 'signer' });
   });
 
   test('a name that is no plain role name, or one role for both, is refused', () => {

@@ -126,6 +126,81 @@ export function createProgram(): Command {
       ),
     );
 
+  const signer = program
+    .command('signer')
+    .description(
+      'run the signing service until SIGINT or SIGTERM: POST /v1/keysets/{id}/sign signs with the active key for ' +
+        'authenticated clients (`keyturn signer client add`). KEYTURN_SIGNER_PORT (8081) and KEYTURN_SIGNER_HOST (127.0.0.1); ' +
+        'TLS with KEYTURN_SIGNER_TLS_CERT_FILE and _KEY_FILE, client certificates with _CLIENT_CA_FILE; ' +
+        'DATABASE_URL as KEYTURN_SIGNER_ROLE with KEYTURN_KEK, or the keyturn instance running on the data folder',
+    )
+    .option(...DATA_DIR_OPTION)
+    .option('--port <port>', 'port to listen on (default: KEYTURN_SIGNER_PORT or 8081)', parsePort)
+    .option('--host <host>', 'interface to listen on (default: KEYTURN_SIGNER_HOST or 127.0.0.1)')
+    .action(
+      lazy(
+        () => import('./commands/signer.js'),
+        (m) => m.signerAction,
+      ),
+    );
+  const signerClient = signer
+    .command('client')
+    .description('the clients that may sign through `keyturn signer`: add, list, revoke');
+  signerClient
+    .command('add')
+    .description(
+      'add a client that may sign for the given key sets; prints its bearer secret once (PostgreSQL keeps only its hash), ' +
+        'or, with --cert-subject, maps a client certificate to it',
+    )
+    .argument('<name>', 'client name, e.g. billing-api')
+    .option('--key-sets <ids>', 'the key sets it may sign for, separated by commas')
+    .option('--expires <duration>', 'the client stops working this long from now, e.g. 90d')
+    .option(
+      '--pin <claim=value>',
+      'a claim every token of this client carries and its requests may not change, e.g. aud=api (repeatable; JSON for arrays)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .option('--rate <rate>', "its own rate instead of KEYTURN_SIGNER_RATE's, e.g. 50/s")
+    .option('--burst <n>', 'its burst with --rate (default two seconds of its rate)')
+    .option(
+      '--cert-subject <subject>',
+      "identify it by its client certificate's subject, e.g. 'CN=billing', instead of a secret",
+    )
+    .option(...DATA_DIR_OPTION)
+    .option('--json', 'print the client (and its secret) as JSON')
+    .action(
+      lazy(
+        () => import('./commands/signer.js'),
+        (m) => m.clientAddAction,
+      ),
+    );
+  signerClient
+    .command('list')
+    .description(
+      'every signing client: key sets, pinned claims, how it authenticates, expiry, revocation; never a secret',
+    )
+    .option(...DATA_DIR_OPTION)
+    .option('--json', 'print the clients as a JSON array')
+    .action(
+      lazy(
+        () => import('./commands/signer.js'),
+        (m) => m.clientListAction,
+      ),
+    );
+  signerClient
+    .command('revoke')
+    .description('revoke a client: running signers refuse it as soon as the change notice reaches them')
+    .argument('<name>', 'client name')
+    .option('--reason <text>', 'why (required), for the audit trail')
+    .option(...DATA_DIR_OPTION)
+    .action(
+      lazy(
+        () => import('./commands/signer.js'),
+        (m) => m.clientRevokeAction,
+      ),
+    );
+
   program
     .command('migrate')
     .description(

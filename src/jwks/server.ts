@@ -147,7 +147,7 @@ export async function startJwksServer(options: JwksServerOptions): Promise<Runni
 }
 
 /** Idle keep-alive connections close at once; busy ones get `graceMs` to finish their request. */
-function closeGracefully(server: Server, graceMs: number): Promise<void> {
+export function closeGracefully(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const cutOff = setTimeout(() => server.closeAllConnections(), graceMs);
     server.close(() => {

@@ -24,7 +24,12 @@ export type AuditEventKind =
   | 'decommissioned'
   | 'recommissioned'
   /** The key set's private keys were re-sealed under the current KEK; no key or state changed. */
-  | 'kek_rewrapped';
+  | 'kek_rewrapped'
+  /** A client of `keyturn signer` may now sign for the key set (`details.client`), or no longer may. */
+  | 'signer_client_added'
+  | 'signer_client_revoked'
+  /** `keyturn signer` refused requests for the key set (`details`: client, reason, count within a window). */
+  | 'signer_denied';
 
 export interface AuditEvent {
   keySetId: string;
@@ -32,7 +37,8 @@ export interface AuditEvent {
   event: AuditEventKind;
   fromState?: KeyState;
   toState?: KeyState;
-  trigger: ChangeTrigger;
+  /** What set the change off; `signer` for what `keyturn signer` records itself (its denials). */
+  trigger: ChangeTrigger | 'signer';
   actor: string;
   reason: string;
   operationId?: string;

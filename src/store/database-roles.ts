@@ -8,6 +8,8 @@ export interface DatabaseRoles {
   jwks: string;
   /** The worker and the CLI (KEYTURN_WORKER_ROLE): reads and writes rows, never the schema. */
   worker: string;
+  /** `keyturn signer` (KEYTURN_SIGNER_ROLE): reads what the key ring reads and the signing clients, appends denials. */
+  signer: string;
 }
 
 /**
@@ -32,6 +34,20 @@ export const ROLE_PRIVILEGES: Record<keyof DatabaseRoles, Record<string, string>
     schema_migrations: 'SELECT',
     published_keys: 'SELECT',
     published_key_sets: 'SELECT',
+    // `keyturn signer client add|revoke` run as the CLI, with this role.
+    signer_clients: 'SELECT, INSERT, UPDATE',
+  },
+  signer: {
+    // What the key ring reads: versions, policies, the active key.
+    published_key_sets: 'SELECT',
+    signing_keys: 'SELECT',
+    // The policy, and the audit chain's head of a key set a denial is recorded for (the row lock
+    // appendAuditEvent takes needs UPDATE on a column): those two columns, never the policy.
+    key_sets: 'SELECT, UPDATE (audit_head_seq, audit_head_hash)',
+    // Denials are appended; of the trail it reads back only what the append returns.
+    audit_events: 'SELECT (key_set_id, seq, hash), INSERT',
+    // Who may sign: read only, so a compromised signer cannot make itself a client.
+    signer_clients: 'SELECT',
   },
 };
 
@@ -65,7 +81,7 @@ export async function grantRoles(pool: Pool, roles: DatabaseRoles): Promise<stri
       'SELECT current_user AS me, current_database() AS database, current_schema() AS schema',
     );
     const { me, database, schema } = rows[0];
-    for (const purpose of ['jwks', 'worker'] as const) {
+    for (const purpose of Object.keys(ROLE_PRIVILEGES) as (keyof DatabaseRoles)[]) {
       const role = roles[purpose];
       const grantee = escapeIdentifier(role);
       if (!(await roleExists(client, role))) {

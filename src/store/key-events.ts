@@ -26,6 +26,8 @@ export interface KeyEventsOptions {
   pollIntervalMs?: number;
   /** `application_name` of the LISTEN connection, to tell it apart in pg_stat_activity. */
   applicationName?: string;
+  /** The channel to LISTEN on, a constant of keyturn's (never input): default {@link KEY_CHANGES_CHANNEL}. */
+  channel?: string;
 }
 
 /** A running subscription to key changes. */
@@ -77,6 +79,10 @@ class KeyChangeSubscription implements KeyEvents {
 
   constructor(private readonly options: KeyEventsOptions) {}
 
+  get #channel(): string {
+    return this.options.channel ?? KEY_CHANGES_CHANNEL;
+  }
+
   get listening(): boolean {
     return this.#client !== undefined;
   }
@@ -117,7 +123,7 @@ class KeyChangeSubscription implements KeyEvents {
     try {
       await client.connect();
       // The channel is a constant identifier: nothing from outside reaches this statement.
-      await client.query(`LISTEN ${KEY_CHANGES_CHANNEL}`);
+      await client.query(`LISTEN ${this.#channel}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       if (this.#closed) return;
@@ -166,7 +172,7 @@ class KeyChangeSubscription implements KeyEvents {
   }
 
   #notified(message: Notification): void {
-    if (message.channel !== KEY_CHANGES_CHANNEL || !message.payload) return;
+    if (message.channel !== this.#channel || !message.payload) return;
     const keySetId = message.payload;
     const failed = (error: unknown) =>
       this.options.logger.error({ err: error, keySetId }, 'handling a key change notification failed');

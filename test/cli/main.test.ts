@@ -42,7 +42,11 @@ afterAll(async () => {
 beforeEach(() => {
   for (const name of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'KEYTURN_KEK', 'KEYTURN_DEBUG']) delete process.env[name];
   process.env.LOG_LEVEL = 'silent';
-  Object.assign(process.env, { KEYTURN_JWKS_ROLE: roles.jwks, KEYTURN_WORKER_ROLE: roles.worker });
+  Object.assign(process.env, {
+    KEYTURN_JWKS_ROLE: roles.jwks,
+    KEYTURN_WORKER_ROLE: roles.worker,
+    KEYTURN_SIGNER_ROLE: roles.signer,
+  });
   stdout = [];
   stderr = [];
   jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void stdout.push(args.join(' ')));
@@ -78,7 +82,11 @@ describe('keyturn migrate', () => {
 
   it('says which SQL a DBA must run where the migrating role may not create roles, and finishes once it has run', async () => {
     const suffix = randomBytes(4).toString('hex');
-    const dba = { jwks: `keyturn_jwks_dba_${suffix}`, worker: `keyturn_worker_dba_${suffix}` };
+    const dba = {
+      jwks: `keyturn_jwks_dba_${suffix}`,
+      worker: `keyturn_worker_dba_${suffix}`,
+      signer: `keyturn_signer_dba_${suffix}`,
+    };
     const owner = await createLoginRole(`keyturn_owner_${suffix}`, 'NOCREATEROLE');
     const database = `keyturn_dba_${suffix}`;
     // As deploy/postgres/init-databases.sh sets one up: owned by keyturn's role, closed to PUBLIC.
@@ -91,12 +99,14 @@ describe('keyturn migrate', () => {
         DATABASE_URL: owner.urlFor(url.toString()),
         KEYTURN_JWKS_ROLE: dba.jwks,
         KEYTURN_WORKER_ROLE: dba.worker,
+        KEYTURN_SIGNER_ROLE: dba.signer,
       });
 
       expect(await runCli(['migrate'])).toBe(1);
       expect(stderr).toEqual([
         `keyturn: the schema is up to date, but ${owner.name}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
           `have a DBA run CREATE ROLE "${dba.jwks}" LOGIN PASSWORD '<password>'; CREATE ROLE "${dba.worker}" LOGIN PASSWORD '<password>'; ` +
+          `CREATE ROLE "${dba.signer}" LOGIN PASSWORD '<password>'; ` +
           '(choosing the passwords), then run `keyturn migrate` again; or set KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE to roles that exist\n',
       ]);
 
@@ -110,7 +120,7 @@ describe('keyturn migrate', () => {
       expect(stdout).toEqual([
         expect.stringMatching(
           new RegExp(
-            `^nothing to apply: .* is at migration \\d+; roles: ${dba.jwks} reads the published keys only, ${dba.worker} reads and writes rows$`,
+            `^nothing to apply: .* is at migration \\d+; roles: ${dba.jwks} reads the published keys only, ${dba.worker} reads and writes rows, ${dba.signer} signs and reads the signing clients$`,
           ),
         ),
       ]);
@@ -127,7 +137,7 @@ describe('keyturn migrate', () => {
       }
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-      await dropRoles([owner.name, dba.jwks, dba.worker]);
+      await dropRoles([owner.name, dba.jwks, dba.worker, dba.signer]);
     }
   });
 

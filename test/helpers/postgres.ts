@@ -71,7 +71,7 @@ export interface TestRole {
 /** Role names no other test file uses (roles belong to the whole server, not to one database). */
 export function uniqueRoles(): DatabaseRoles {
   const suffix = randomBytes(4).toString('hex');
-  return { jwks: `keyturn_jwks_${suffix}`, worker: `keyturn_worker_${suffix}` };
+  return { jwks: `keyturn_jwks_${suffix}`, worker: `keyturn_worker_${suffix}`, signer: `keyturn_signer_${suffix}` };
 }
 
 /** Creates `name` with LOGIN, a password and `attributes` (e.g. `NOCREATEROLE`). */

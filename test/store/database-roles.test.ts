@@ -177,7 +177,7 @@ describe('the JWKS role', () => {
 
   test('grantRoles refuses a JWKS role that can read signing_keys some other way', async () => {
     const { rows } = await db.pool.query<{ me: string }>('SELECT current_user AS me');
-    await expect(grantRoles(db.pool, { jwks: rows[0].me, worker: roles.worker })).rejects.toMatchObject({
+    await expect(grantRoles(db.pool, { ...roles, jwks: rows[0].me })).rejects.toMatchObject({
       code: 'ERR_DATABASE_ROLES',
       message: expect.stringMatching(new RegExp(`^KEYTURN_JWKS_ROLE ${rows[0].me} can read signing_keys`)),
     });

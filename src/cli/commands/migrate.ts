@@ -53,11 +53,14 @@ export async function migrateAction(options: { dataDir?: string; json?: boolean 
       result.applied.length > 0
         ? `applied migrations ${result.applied.join(', ')} to ${result.database}`
         : `nothing to apply: ${result.database} is at migration ${result.latest}`;
-    const { jwks, worker } = result.roles;
+    const { jwks, worker, signer } = result.roles;
     const created =
       result.createdRoles.length > 0
         ? `; created ${result.createdRoles.join(', ')} without LOGIN: ALTER ROLE … LOGIN PASSWORD '…' to log in as one, or GRANT it to a role that logs in`
         : '';
-    console.log(`${schema}; roles: ${jwks} reads the published keys only, ${worker} reads and writes rows${created}`);
+    console.log(
+      `${schema}; roles: ${jwks} reads the published keys only, ${worker} reads and writes rows, ` +
+        `${signer} signs and reads the signing clients${created}`,
+    );
   }
 }
