@@ -226,3 +226,39 @@ test("KEYTURN_DEFAULT_KEYSET and KEYTURN_ISSUER: the JWKS server's default key s
   expect(bad).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'KEYTURN_DEFAULT_KEYSET' });
   expect(bad.message).toMatch(/KEYTURN_DEFAULT_KEYSET must be a key set id: 1 to 64 ASCII letters/);
 });
+
+describe('the signing service', () => {
+  test('loopback port 8081, no TLS and 100 requests a second (burst 200) per client unless set', () => {
+    expect(loadConfig({}).signer).toEqual({
+      port: 8081,
+      host: '127.0.0.1',
+      tls: undefined,
+      rate: { perSecond: 100, burst: 200 },
+    });
+    expect(
+      loadConfig({
+        KEYTURN_SIGNER_PORT: '9443',
+        KEYTURN_SIGNER_HOST: '0.0.0.0',
+        KEYTURN_SIGNER_TLS_CERT_FILE: '/tls/cert.pem',
+        KEYTURN_SIGNER_TLS_KEY_FILE: '/tls/key.pem',
+        KEYTURN_SIGNER_TLS_CLIENT_CA_FILE: '/tls/ca.pem',
+        KEYTURN_SIGNER_RATE: '600/m',
+        KEYTURN_SIGNER_BURST: '5',
+      }).signer,
+    ).toEqual({
+      port: 9443,
+      host: '0.0.0.0',
+      tls: { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem', clientCaFile: '/tls/ca.pem' },
+      rate: { perSecond: 10, burst: 5 },
+    });
+  });
+
+  test('a certificate without its key, a client CA without TLS, a bad rate or a shared role are refused', () => {
+    expect(attempt({ KEYTURN_SIGNER_TLS_CERT_FILE: '/c.pem' })).toMatchObject({ field: 'KEYTURN_SIGNER_TLS_KEY_FILE' });
+    expect(attempt({ KEYTURN_SIGNER_TLS_CLIENT_CA_FILE: '/ca.pem' })).toMatchObject({
+      field: 'KEYTURN_SIGNER_TLS_CLIENT_CA_FILE',
+    });
+    expect(attempt({ KEYTURN_SIGNER_RATE: '0/s' }).message).toMatch(/KEYTURN_SIGNER_RATE must be a rate/);
+    expect(attempt({ KEYTURN_SIGNER_ROLE: 'keyturn_worker' })).toMatchObject({ field: 'KEYTURN_SIGNER_ROLE' });
+  });
+});

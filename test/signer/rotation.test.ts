@@ -1,0 +1,104 @@
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
+import { createLogger } from '../../src/logger';
+import { createMetricsRegistry } from '../../src/observability/metrics';
+import { startSignerServer, type RunningSignerServer } from '../../src/signer/server';
+import { KeyStore } from '../../src/store/key-store';
+import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { randomKekRing } from '../helpers/key-set-worker';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { addClient, call } from '../helpers/signer';
+
+// A rotation as the workflow makes it (publish the next key, promote it once verifiers can have cached
+// it), followed by the signer while a verifier caching the real JWKS server's keys checks every token.
+
+const kekRing = randomKekRing();
+const silent = createLogger({ level: 'silent' });
+let db: TestDatabase;
+let jwks: RunningJwksServer;
+let signer: RunningSignerServer;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  jwks = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    pool: db.pool,
+    registry: createMetricsRegistry(),
+    logger: silent,
+    pollIntervalMs: 60_000,
+  });
+  signer = await startSignerServer({
+    port: 0,
+    pool: db.pool,
+    kekRing,
+    registry: createMetricsRegistry(),
+    logger: silent,
+    defaultRate: { perSecond: 100_000, burst: 100_000 },
+    pollIntervalMs: 60_000,
+    publicUrl: jwks.url,
+  });
+});
+afterAll(async () => {
+  await signer?.close();
+  await jwks?.close();
+  await db?.drop();
+});
+
+test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JWKS before the promotion accepts every token', async () => {
+  const keySet = await KeySetDriver.register(new KeyStore(db.pool, kekRing), uniqueKeySetId('rotate'), testPolicy());
+  const oldKid = await keySet.rotate();
+  const secret = await addClient(db.pool, { name: 'rotating', keySetIds: [keySet.keySetId] });
+  const sign = async () => {
+    const answer = await call(signer.url, 'POST', `/v1/keysets/${keySet.keySetId}/sign`, {
+      secret,
+      body: { claims: { sub: 'loop' }, ttl: '1m' },
+    });
+    if (answer.status !== 200) throw new Error(`signing failed: ${answer.text}`);
+    return answer.body.token as string;
+  };
+  await waitFor(
+    () =>
+      sign().then(
+        () => true,
+        () => undefined,
+      ),
+    10_000,
+    'the client',
+  );
+
+  // The next key is published, and the verifier fetches the JWKS once it is (after jwksMaxAge, in production).
+  const newKid = await keySet.addNext();
+  // No refetch for an unknown kid within the test: a token signed with an unpublished key would fail.
+  const keys = createRemoteJWKSet(new URL(`${jwks.url}/keysets/${keySet.keySetId}/jwks.json`), {
+    cooldownDuration: 600_000,
+    cacheMaxAge: 600_000,
+  });
+  const issuer = `${jwks.url}/keysets/${keySet.keySetId}`;
+  const verify = (token: string) => jwtVerify(token, keys, { issuer });
+  await verify(await sign());
+
+  let promoted = false;
+  const signing = (async () => {
+    const kids: string[] = [];
+    const deadline = Date.now() + 10_000;
+    // Until the new key signs, and a few tokens after.
+    while (kids.filter((kid) => kid === newKid).length < 5 && Date.now() < deadline) {
+      const token = await sign();
+      await verify(token);
+      kids.push(decodeProtectedHeader(token).kid!);
+      if (kids.length === 5 && !promoted) {
+        promoted = true;
+        await keySet.promote(newKid);
+      }
+    }
+    return kids;
+  })();
+  const kids = await signing;
+  expect(kids[0]).toBe(oldKid);
+  expect(kids.at(-1)).toBe(newKid);
+  // Once the new key signed, the old one never did again.
+  expect(kids.slice(kids.indexOf(newKid))).toEqual(kids.slice(kids.indexOf(newKid)).map(() => newKid));
+  const info = await call(signer.url, 'GET', `/v1/keysets/${keySet.keySetId}`, { secret });
+  expect(info.body).toMatchObject({ kid: newKid, nextKid: null });
+});
