@@ -60,7 +60,7 @@ export function createProgram(): Command {
     .command('dev')
     .description(
       'run keyturn on this machine until Ctrl-C: embedded PostgreSQL, a Temporal dev server with its Web UI, ' +
-        'the worker, and an apply of the key sets file (the PostgreSQL of DATABASE_URL, and the Temporal server TEMPORAL_ADDRESS ' +
+        'the worker, the JWKS server, the signing service (no client until `keyturn signer client add`), and an apply of the key sets file (the PostgreSQL of DATABASE_URL, and the Temporal server TEMPORAL_ADDRESS ' +
         'or a Temporal profile names, are used instead when set)',
     )
     .option('-f, --file <file>', 'the key sets file to apply', 'keysets.yaml')
@@ -69,6 +69,7 @@ export function createProgram(): Command {
     .option('--ui-port <port>', 'port of the Temporal Web UI (default: the Temporal port + 1000)', parsePort)
     .option('--pg-port <port>', 'port of the embedded PostgreSQL (default: KEYTURN_PG_PORT or 5433)', parsePort)
     .option('--port <port>', 'port of the JWKS server (default: PORT or 8080)', parsePort)
+    .option('--signer-port <port>', 'port of the signing service (default: KEYTURN_SIGNER_PORT or 8081)', parsePort)
     .action(
       lazy(
         () => import('./commands/dev.js'),

@@ -11,6 +11,7 @@ import { openKeyStore } from '../runtime/open-key-store';
 import { Teardown } from '../runtime/teardown';
 import { connectWorker, createWorker, startWorker } from '../worker';
 import { startJwksServer } from '../jwks/server';
+import { startSignerServer } from '../signer/server';
 import { registerKeyStateMetrics } from '../observability/key-state-metrics';
 import { createMetricsRegistry } from '../observability/metrics';
 import { installTemporalRuntime } from '../observability/temporal-runtime';
@@ -35,6 +36,8 @@ export interface DevStackOptions {
   jwksPort?: number;
   /** Serve the Temporal SDK's metrics on this port; not served when left out (or when the SDK runtime was installed before). */
   sdkMetricsPort?: number;
+  /** Run the signing service on this port of 127.0.0.1 (0: any free one); none when left out. */
+  signerPort?: number;
 }
 
 /** Where everything of a running `keyturn dev` is. */
@@ -48,6 +51,8 @@ export interface DevStack {
   jwksUrl: string | null;
   /** Where the Temporal SDK's own metrics are served; null when they are not. */
   sdkMetricsUrl: string | null;
+  /** The signing service's base URL; null when none was asked for. It has no client until one is added. */
+  signerUrl: string | null;
   databaseUrl: string;
   databaseSource: DatabaseSource;
   kekFile: string | null;
@@ -133,6 +138,26 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       jwksUrl = jwks.url;
     }
 
+    // Beside the JWKS server, never inside it: the process the internet reaches holds no key.
+    let signerUrl: string | null = null;
+    if (options.signerPort !== undefined) {
+      const signer = await startSignerServer({
+        port: options.signerPort,
+        host: '127.0.0.1',
+        pool: store.pool,
+        kekRing: store.kekRing,
+        registry,
+        logger,
+        defaultRate: config.signer.rate,
+        maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
+        issuer: config.issuer,
+        publicUrl: config.publicUrl ?? jwksUrl ?? undefined,
+        defaultKeySetId: config.defaultKeySetId,
+      });
+      teardown.add('the signer', () => signer.close());
+      signerUrl = signer.url;
+    }
+
     const connection = await connectWorker(target, logger);
     teardown.add('the worker connection', () => connection.close());
     const worker = startWorker(
@@ -176,6 +201,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       webUiUrl,
       jwksUrl,
       sdkMetricsUrl,
+      signerUrl,
       databaseUrl: store.database.url,
       databaseSource: store.database.source,
       kekFile: store.kekFile,

@@ -2,6 +2,9 @@ import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { sidePool } from '../helpers/postgres';
 import { assertPortFree } from '../../src/runtime/port-check';
 import { startTemporalDevServer } from '../../src/dev/temporal-dev-server';
@@ -23,6 +26,7 @@ import {
 // worker, on free ports in a temporary data folder, in a process of its own that is stopped with
 // SIGINT like Ctrl-C. The steps build on each other, so they run in order.
 
+const run = promisify(execFile);
 let dataDir: string;
 let ports: DevPorts;
 let dev: DevProcess | undefined;
@@ -102,6 +106,55 @@ it('refuses a second dev server on the occupied port, naming the port', async ()
   } finally {
     await rm(elsewhere, { recursive: true, force: true });
   }
+});
+
+it('runs the signer beside the JWKS server with no client, and a client added beside it signs tokens the JWKS verifies', async () => {
+  const banner = dev!.output.join('');
+  const signerUrl = new RegExp(`signer +(http://127\\.0\\.0\\.1:${ports.signer})/v1/keysets/<id>/sign`).exec(
+    banner,
+  )?.[1];
+  expect(signerUrl).toBe(`http://127.0.0.1:${ports.signer}`);
+  expect(banner).toContain('keyturn signer client add <name> --key-sets default');
+  const instance = JSON.parse(await readFile(path.join(dataDir, 'instance.json'), 'utf8')) as InstanceInfo;
+  const pool = sidePool(instance.databaseUrl!, 1);
+  try {
+    expect((await pool.query('SELECT count(*)::int AS n FROM signer_clients')).rows[0].n).toBe(0);
+  } finally {
+    await pool.end();
+  }
+
+  // As an operator beside `keyturn dev` would: a process of its own, finding the database in the instance file.
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent' };
+  delete env.DATABASE_URL;
+  const added = await run(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts'),
+      ...['signer', 'client', 'add', 'dev-test', '--key-sets', 'default', '--data-dir', dataDir, '--json'],
+    ],
+    { env },
+  );
+  const { secret } = JSON.parse(added.stdout) as { secret: string };
+  const token = await waitFor(
+    async () => {
+      const response = await fetch(`${signerUrl}/v1/keysets/default/sign`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ claims: { sub: 'dev' }, ttl: '1m' }),
+      });
+      return response.ok ? ((await response.json()) as { token: string }).token : undefined;
+    },
+    10_000,
+    'a token from the signer',
+    100,
+  );
+  const jwksUrl = `http://127.0.0.1:${ports.jwks}`;
+  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${jwksUrl}/.well-known/jwks.json`)), {
+    issuer: jwksUrl,
+  });
+  expect(payload.sub).toBe('dev');
 });
 
 it('stops cleanly on SIGINT, and a restart on the same data folder has the same active key', async () => {

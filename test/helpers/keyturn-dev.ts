@@ -12,6 +12,7 @@ export interface DevPorts {
   ui: number;
   jwks: number;
   sdkMetrics: number;
+  signer: number;
 }
 
 export interface DevProcess {
@@ -27,6 +28,7 @@ export async function freeDevPorts(): Promise<DevPorts> {
     ui: await freePort(),
     jwks: await freePort(),
     sdkMetrics: await freePort(),
+    signer: await freePort(),
   };
 }
 
@@ -52,7 +54,7 @@ export async function startDev(
   ])
     delete env[name];
   const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui)];
-  args.push('--pg-port', String(ports.pg), '--port', String(ports.jwks));
+  args.push('--pg-port', String(ports.pg), '--port', String(ports.jwks), '--signer-port', String(ports.signer));
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -22,6 +22,7 @@ interface DevOptions {
   uiPort?: number;
   pgPort?: number;
   port?: number;
+  signerPort?: number;
 }
 
 export async function devAction(options: DevOptions): Promise<void> {
@@ -54,6 +55,7 @@ export async function devAction(options: DevOptions): Promise<void> {
       onApplyProgress: progressPrinter('key sets applied'),
       jwksPort: config.jwksPort,
       sdkMetricsPort: config.sdkMetricsPort,
+      signerPort: options.signerPort ?? config.signer.port,
       signal: abort.signal,
     }).catch((error: unknown) => {
       // Stopped by Ctrl-C while starting: what had started is stopped again; that is no failure.
@@ -114,6 +116,14 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
         ] as [string, string][])
       : []),
     ...(stack.sdkMetricsUrl ? ([['Temporal SDK metrics', stack.sdkMetricsUrl]] as [string, string][]) : []),
+    ...(stack.signerUrl
+      ? ([
+          [
+            'signer',
+            `${stack.signerUrl}/v1/keysets/<id>/sign  (no client yet: \`keyturn signer client add <name> --key-sets ${file.keySets[0]?.id ?? '<id>'}\` prints a bearer secret)`,
+          ],
+        ] as [string, string][])
+      : []),
     ['Temporal address', `${stack.temporalAddress}  (namespace ${stack.namespace}, task queue ${stack.taskQueue})`],
     ['PostgreSQL', database],
     ['KEK', stack.kekFile ?? 'from KEYTURN_KEK'],

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
@@ -143,8 +144,8 @@ const addSchema = z
   });
 
 /** `keyturn signer client add`: prints the bearer secret once (none for a client known by its certificate). */
-export async function clientAddAction(name: string, rawOptions: Record<string, unknown>): Promise<void> {
-  const options = parseOptions(addSchema, { ...rawOptions, name });
+export async function clientAddAction(name: string, _options: unknown, command: Command): Promise<void> {
+  const options = parseOptions(addSchema, { ...clientOptions(command), name });
   const secret = options.certSubject === undefined ? newClientSecret() : undefined;
   const rate =
     options.rate === undefined
@@ -195,10 +196,10 @@ export async function clientAddAction(name: string, rawOptions: Record<string, u
 }
 
 /** `keyturn signer client list`: every client, never a secret or its hash. */
-export async function clientListAction(rawOptions: Record<string, unknown>): Promise<void> {
+export async function clientListAction(_options: unknown, command: Command): Promise<void> {
   const options = parseOptions(
     z.object({ dataDir: z.string().optional(), json: z.boolean().default(false) }),
-    rawOptions,
+    clientOptions(command),
   );
   const clients = await withDatabase(options.dataDir, (pool) => listSignerClients(pool));
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -243,14 +244,14 @@ export async function clientListAction(rawOptions: Record<string, unknown>): Pro
 }
 
 /** `keyturn signer client revoke`: running signers refuse the client as soon as they hear of it. */
-export async function clientRevokeAction(name: string, rawOptions: Record<string, unknown>): Promise<void> {
+export async function clientRevokeAction(name: string, _options: unknown, command: Command): Promise<void> {
   const options = parseOptions(
     z.object({
       name: clientName,
       reason: reasonOption('revoking a signing client'),
       dataDir: z.string().optional(),
     }),
-    { ...rawOptions, name },
+    { ...clientOptions(command), name },
   );
   const revoked = await withDatabase(options.dataDir, (pool) =>
     revokeSignerClient(pool, options.name, requestedBy(), options.reason),
@@ -258,6 +259,15 @@ export async function clientRevokeAction(name: string, rawOptions: Record<string
   console.log(
     revoked ? `revoked signing client "${options.name}"` : `signing client "${options.name}" was revoked already`,
   );
+}
+
+/**
+ * A client command's options with those commander gave `keyturn signer` itself: `--data-dir` is an
+ * option of both, and commander hands it to the parent wherever it stands on the line.
+ */
+function clientOptions(command: Command): Record<string, unknown> {
+  // The schemas leave out what they do not name (`keyturn signer`'s --port and --host).
+  return command.optsWithGlobals<Record<string, unknown>>();
 }
 
 /**
