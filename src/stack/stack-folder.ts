@@ -14,6 +14,7 @@ export interface StackSecrets {
   keyturnDbPassword: string;
   keyturnWorkerDbPassword: string;
   keyturnJwksDbPassword: string;
+  keyturnSignerDbPassword: string;
   /** KEYTURN_KEK: base64, 32 bytes. */
   kek: string;
 }
@@ -25,6 +26,7 @@ const SECRET_FILES: Record<keyof StackSecrets, string> = {
   keyturnDbPassword: 'keyturn_db_password',
   keyturnWorkerDbPassword: 'keyturn_worker_db_password',
   keyturnJwksDbPassword: 'keyturn_jwks_db_password',
+  keyturnSignerDbPassword: 'keyturn_signer_db_password',
   kek: 'keyturn_kek',
 };
 

@@ -243,6 +243,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
             KEYTURN_DB_PASSWORD: secrets.keyturnDbPassword,
             KEYTURN_WORKER_DB_PASSWORD: secrets.keyturnWorkerDbPassword,
             KEYTURN_JWKS_DB_PASSWORD: secrets.keyturnJwksDbPassword,
+            KEYTURN_SIGNER_DB_PASSWORD: secrets.keyturnSignerDbPassword,
           },
           logFile: folder.logFile('setup'),
         },
@@ -276,6 +277,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           DATABASE_URL_FILE: urls.owner,
           KEYTURN_WORKER_ROLE: 'keyturn_worker',
           KEYTURN_JWKS_ROLE: 'keyturn_jwks',
+          KEYTURN_SIGNER_ROLE: 'keyturn_signer',
         }),
       ]);
     };

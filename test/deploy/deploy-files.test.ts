@@ -148,13 +148,14 @@ describe('docker-compose.yml', () => {
   it('runs the whole stack', () => {
     expect(Object.keys(services)).toEqual([
       ...['postgres', 'temporal-schema', 'temporal', 'temporal-setup', 'temporal-ui'],
-      ...['migrate', 'worker', 'jwks', 'apply'],
+      ...['migrate', 'worker', 'jwks', 'signer', 'apply'],
       ...['prometheus', 'alertmanager', 'grafana'],
     ]);
     expect(keyturnServices.map(([name, s]) => [name, s.command])).toEqual([
       ['migrate', ['migrate']],
       ['worker', ['worker']],
       ['jwks', ['serve']],
+      ['signer', ['signer']],
       ['apply', ['apply', '-f', '/keysets.yaml']],
     ]);
     expect(services.temporal.environment?.DB).toBe('postgres12');
@@ -176,7 +177,7 @@ describe('docker-compose.yml', () => {
     expect(services.temporal.depends_on?.['temporal-schema'].condition).toBe('service_completed_successfully');
     expect(services.worker.depends_on?.['temporal-setup'].condition).toBe('service_completed_successfully');
     expect(services.apply.depends_on?.worker.condition).toBe('service_healthy');
-    for (const name of ['worker', 'jwks'])
+    for (const name of ['worker', 'jwks', 'signer'])
       expect(services[name].depends_on?.migrate.condition).toBe('service_completed_successfully');
   });
 
@@ -276,6 +277,20 @@ describe('docker-compose.yml', () => {
     expect(new Set([user(migrate), user(worker), user(jwks)]).size).toBe(3);
     expect(user(jwks)).toBe(migrate.databaseRoles.jwks);
     expect(user(worker)).toBe(migrate.databaseRoles.worker);
+  });
+
+  it('runs the signer apart from the JWKS server, with the KEK, a database role of its own that migrate grants, and the same issuer', () => {
+    const [migrate, signer, jwks] = ['migrate', 'signer', 'jwks'].map(configOf);
+    expect(signer.kek).toBe(filledEnv.get('KEYTURN_KEK'));
+    const user = (c: Config) => new URL(c.databaseUrl!).username;
+    expect(user(signer)).toBe(migrate.databaseRoles.signer);
+    expect(new Set([user(signer), user(jwks), user(configOf('worker'))]).size).toBe(3);
+    expect(signer.signer).toMatchObject({ port: 8081, host: '0.0.0.0', tls: undefined });
+    expect(services.signer.ports).toEqual(['127.0.0.1:8081:8081']);
+    expect([signer.publicUrl, signer.issuer]).toEqual([jwks.publicUrl, jwks.issuer]);
+    expect(read('deploy/postgres/init-databases.sh')).toContain(
+      "CREATE ROLE keyturn_signer LOGIN PASSWORD :'keyturn_signer_password';",
+    );
   });
 
   it('checks the JWKS server by its readiness, which a PostgreSQL outage within jwksMaxAge leaves healthy, after a start period', () => {
@@ -388,10 +403,16 @@ describe('docker-compose.yml', () => {
       'KEYTURN_DB_PASSWORD',
       'KEYTURN_WORKER_DB_PASSWORD',
       'KEYTURN_JWKS_DB_PASSWORD',
+      'KEYTURN_SIGNER_DB_PASSWORD',
     ];
     expect(requiredVars).toEqual(new Set([...passwords, 'GRAFANA_ADMIN_PASSWORD']));
     // The connection URLs are made of those passwords, never written in.
-    for (const name of ['KEYTURN_OWNER_DATABASE_URL', 'KEYTURN_WORKER_DATABASE_URL', 'KEYTURN_JWKS_DATABASE_URL']) {
+    for (const name of [
+      'KEYTURN_OWNER_DATABASE_URL',
+      'KEYTURN_WORKER_DATABASE_URL',
+      'KEYTURN_JWKS_DATABASE_URL',
+      'KEYTURN_SIGNER_DATABASE_URL',
+    ]) {
       expect([name, envExample.get(name)]).toEqual([
         name,
         expect.stringMatching(/^postgres:\/\/\w+:\$\{KEYTURN_\w*DB_PASSWORD\}@postgres:5432\/keyturn$/),
