@@ -75,6 +75,11 @@ interface LoadedKeySet {
   issuerSource: string;
   /** The `"iss":…,` member added to claims that carry no `iss`. */
   issuerMember: string;
+  /**
+   * The members `sign` adds, for the last `iat` and `exp` (whole seconds): most tokens signed in one
+   * second share them, so they are not made again for each.
+   */
+  registered: { iat: number; exp: number; times: string; withIssuer: string };
 }
 
 interface KeySetSlot {
@@ -202,7 +207,19 @@ export class KeyRing {
    * be loaded from PostgreSQL, ERR_KID_MISMATCH when the active key does not match its kid, and a
    * TypeError for claims that set `iat` or `exp` themselves or have a `toJSON` of their own.
    */
-  async sign(keySetId: string, claims: TokenClaims, options: SignOptions = {}): Promise<string> {
+  sign(keySetId: string, claims: TokenClaims, options: SignOptions = {}): Promise<string> {
+    // Not an async function: a loaded key set signs synchronously, and costs one settled promise.
+    try {
+      const cached = this.#checkedSlot(keySetId, claims);
+      if (cached?.current === undefined) return this.#signOnceLoaded(keySetId, claims, options);
+      return Promise.resolve(this.#signWith(keySetId, cached as LoadedSlot, claims, options));
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
+  /** The key set's slot as it is (loaded or not), once the ring and the claims are fit to sign with. */
+  #checkedSlot(keySetId: string, claims: TokenClaims): KeySetSlot | undefined {
     if (this.#closed) throw new TypeError('this KeyRing is closed');
     if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) {
       throw new TypeError('claims must be a plain object');
@@ -216,9 +233,15 @@ export class KeyRing {
     if (typeof (claims as { toJSON?: unknown }).toJSON === 'function') {
       throw new TypeError('claims must serialise to a JSON object as they are: give a plain object, without toJSON');
     }
-    // The hot path is synchronous up to here: a loaded key set costs no await before signing.
-    const cached = this.#slots.get(keySetId);
-    const slot = cached?.current === undefined ? await this.#whenLoaded(keySetId) : (cached as LoadedSlot);
+    return this.#slots.get(keySetId);
+  }
+
+  async #signOnceLoaded(keySetId: string, claims: TokenClaims, options: SignOptions): Promise<string> {
+    return this.#signWith(keySetId, await this.#whenLoaded(keySetId), claims, options);
+  }
+
+  /** The token, signed by the loaded key set's active key if its checks allow (see sign). */
+  #signWith(keySetId: string, slot: LoadedSlot, claims: TokenClaims, options: SignOptions): string {
     const loaded = slot.current;
     const signer = loaded.signer;
     if (signer === undefined) {
@@ -259,8 +282,14 @@ export class KeyRing {
     const expMs = Math.min(now + ttlMs, knownAt + loaded.maxTokenTtlMs);
     if (expMs - now < 1000) throw staleKeyRing(keySetId, slot.confirmedAt, 'a token signed now could outlive the key');
     // Rounded down, so that a token never outlives now + ttl (which the grace period is sized for).
-    const times = `"iat":${Math.floor(now / 1000)},"exp":${Math.floor(expMs / 1000)}`;
-    return signer.sign(claims, claimedIssuer === undefined ? loaded.issuerMember + times : times);
+    const iat = Math.floor(now / 1000);
+    const exp = Math.floor(expMs / 1000);
+    let registered = loaded.registered;
+    if (registered.iat !== iat || registered.exp !== exp) {
+      const times = `"iat":${iat},"exp":${exp}`;
+      registered = loaded.registered = { iat, exp, times, withIssuer: loaded.issuerMember + times };
+    }
+    return signer.sign(claims, claimedIssuer === undefined ? registered.withIssuer : registered.times);
   }
 
   /** The kid `sign` uses for the key set right now; undefined if not loaded or without an active key. */
@@ -366,6 +395,7 @@ export class KeyRing {
             ? "the deployment's issuer (KEYTURN_ISSUER)"
             : "its discovery document's URL under the public URL (KEYTURN_PUBLIC_URL)",
         issuerMember: issuer === undefined ? '' : `"iss":${JSON.stringify(issuer)},`,
+        registered: { iat: -1, exp: -1, times: '', withIssuer: '' },
       };
       slot.confirmedAt = readAt;
       slot.failure = undefined;

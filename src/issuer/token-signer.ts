@@ -3,23 +3,33 @@ import { inspect } from 'node:util';
 import type { JWK } from 'jose';
 import type { SigningAlgorithm } from '../domain/algorithms';
 
-/** Signs JWS signing input with a private key, the way `alg` prescribes. */
-type SignatureFunction = (signingInput: Buffer, key: KeyObject) => Buffer;
+/** Signs JWS signing input with one private key, the way `alg` prescribes. */
+type SignatureFunction = (signingInput: Buffer) => Buffer;
 
 /**
- * Node's crypto for each algorithm. ECDSA signatures go out in IEEE P1363 form (r‖s), as JWS requires,
- * not Node's DER default; PS256 uses a salt as long as its hash, as RFC 7518 §3.5 requires.
+ * Node's crypto for each algorithm, bound to a key with its options made once. ECDSA signatures go out
+ * in IEEE P1363 form (r‖s), as JWS requires, not Node's DER default; PS256 uses a salt as long as its
+ * hash, as RFC 7518 §3.5 requires.
  */
-const SIGNATURES: Record<SigningAlgorithm, SignatureFunction> = {
-  ES256: (input, key) => sign('sha256', input, { key, dsaEncoding: 'ieee-p1363' }),
-  RS256: (input, key) => sign('sha256', input, { key, padding: constants.RSA_PKCS1_PADDING }),
-  PS256: (input, key) => sign('sha256', input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+const SIGNATURES: Record<SigningAlgorithm, (key: KeyObject) => SignatureFunction> = {
+  ES256: (key) => {
+    const options = { key, dsaEncoding: 'ieee-p1363' } as const;
+    return (input) => sign('sha256', input, options);
+  },
+  RS256: (key) => {
+    const options = { key, padding: constants.RSA_PKCS1_PADDING };
+    return (input) => sign('sha256', input, options);
+  },
+  PS256: (key) => {
+    const options = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
+    return (input) => sign('sha256', input, options);
+  },
   // Ed25519 hashes internally: no digest is named.
-  EdDSA: (input, key) => sign(null, input, key),
+  EdDSA: (key) => (input) => sign(null, input, key),
 };
 
 /** Bytes of the payload being encoded: shared by every signer, as signing is synchronous; grown when a token needs more. */
-let payloadBytes = Buffer.allocUnsafe(4096);
+let payloadBytes = Buffer.allocUnsafeSlow(4096);
 
 /**
  * One signing key, ready for the hot path: the private key is imported once into a KeyObject (whose
@@ -28,21 +38,22 @@ let payloadBytes = Buffer.allocUnsafe(4096);
 export class TokenSigner {
   readonly kid: string;
   readonly alg: SigningAlgorithm;
-  readonly #key: KeyObject;
   readonly #signature: SignatureFunction;
   /** `base64url({"alg","kid","typ":"JWT"})` followed by the `.` that joins it to the payload. */
   readonly #headerPrefix: string;
   /** The signing input of the token being signed: the header prefix, written once, then the payload's base64url. */
   #signingInput: Buffer;
+  /** The view of #signingInput last signed, kept for the next token of the same length. */
+  #signingView: Buffer;
 
   constructor(key: { kid: string; alg: SigningAlgorithm; privateJwk: JWK }) {
     this.kid = key.kid;
     this.alg = key.alg;
-    this.#key = createPrivateKey({ key: key.privateJwk, format: 'jwk' });
-    this.#signature = SIGNATURES[key.alg];
+    this.#signature = SIGNATURES[key.alg](createPrivateKey({ key: key.privateJwk, format: 'jwk' }));
     const header = JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' });
     this.#headerPrefix = `${Buffer.from(header, 'utf8').toString('base64url')}.`;
     this.#signingInput = signingInputBuffer(this.#headerPrefix, 1024);
+    this.#signingView = this.#signingInput.subarray(0, 0);
   }
 
   /**
@@ -59,17 +70,21 @@ export class TokenSigner {
       throw new TypeError('claims must serialise to a JSON object');
     // UTF-8 takes at most 3 bytes per UTF-16 code unit; one more for the comma.
     const most = 3 * (json.length + registered.length) + 1;
-    if (payloadBytes.length < most) payloadBytes = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(most)));
+    if (payloadBytes.length < most) payloadBytes = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(most)));
     let length = payloadBytes.write(json, 0, 'utf8') - 1; // without the closing brace
     if (length > 1) payloadBytes[length++] = 0x2c; // `,` after a claim
     length += payloadBytes.write(registered, length, 'utf8');
     payloadBytes[length++] = 0x7d; // `}`
     const payload = payloadBytes.toString('base64url', 0, length);
     const inputLength = this.#headerPrefix.length + payload.length;
-    if (this.#signingInput.length < inputLength)
+    if (this.#signingInput.length < inputLength) {
       this.#signingInput = signingInputBuffer(this.#headerPrefix, inputLength);
+      this.#signingView = this.#signingInput.subarray(0, 0);
+    }
     this.#signingInput.write(payload, this.#headerPrefix.length, 'latin1');
-    const signature = this.#signature(this.#signingInput.subarray(0, inputLength), this.#key);
+    // An issuer's tokens are mostly of one length: their view is made once.
+    if (this.#signingView.length !== inputLength) this.#signingView = this.#signingInput.subarray(0, inputLength);
+    const signature = this.#signature(this.#signingView);
     return `${this.#headerPrefix}${payload}.${signature.toString('base64url')}`;
   }
 
@@ -84,7 +99,7 @@ export class TokenSigner {
 
 /** A buffer of at least `size` bytes (a power of two) that starts with the header prefix. */
 function signingInputBuffer(headerPrefix: string, size: number): Buffer {
-  const buffer = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(size)));
+  const buffer = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(size)));
   buffer.write(headerPrefix, 0, 'latin1');
   return buffer;
 }
