@@ -47,6 +47,8 @@ export type { SigningAlgorithm } from './domain/algorithms';
 // Signing tokens.
 export { KeyRing } from './issuer/key-ring';
 export type { KeyRingOptions, SignOptions, TokenClaims } from './issuer/key-ring';
+export { keySetIssuer } from './domain/issuer';
+export type { DeploymentIssuer } from './domain/issuer';
 export { Kek, KekRing, parseKekRing } from './crypto/kek';
 export type { PublicJwk } from './crypto/generate';
 
