@@ -490,10 +490,16 @@ function issuerRefusal(keySetId: string, loaded: LoadedKeySet, claimed: unknown)
       { keySetId, field: 'iss' },
     );
   }
-  const shown = JSON.stringify(claimed) ?? String(claimed);
+  // Quoted when a string, at most 200 characters of it; else only its type (a BigInt or a cycle would not serialise).
+  const shown =
+    typeof claimed === 'string'
+      ? JSON.stringify(claimed.length > 200 ? `${claimed.slice(0, 200)}…` : claimed)
+      : claimed === null
+        ? 'null'
+        : `of type ${typeof claimed}`;
   return new KeyturnError(
     'ERR_TOKEN_ISSUER_MISMATCH',
-    `the claims' iss ${shown.length > 200 ? `${shown.slice(0, 200)}…` : shown} is not the issuer of key set "${keySetId}", ` +
+    `the claims' iss ${shown} is not the issuer of key set "${keySetId}", ` +
       `${JSON.stringify(loaded.issuer)} (${loaded.issuerSource}), so nothing was signed: verifiers that discover the key set ` +
       'accept only its issuer; leave iss out (keyturn sets it), or sign with the key set whose issuer it is',
     { keySetId, field: 'iss' },

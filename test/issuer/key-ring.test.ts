@@ -277,10 +277,14 @@ describe('the issuer (iss)', () => {
       'HTTPS://LOGIN.EXAMPLE.COM',
       null,
       42,
+      BigInt(42),
       ['https://login.example.com'],
     ]) {
       await expect(ring.sign(keySetId, { iss })).rejects.toMatchObject({ code: 'ERR_TOKEN_ISSUER_MISMATCH' });
     }
+    await expect(ring.sign(keySetId, { iss: 'x'.repeat(10_000) })).rejects.toMatchObject({
+      message: expect.stringMatching(/^the claims' iss "x{200}…" is not the issuer/),
+    });
     // The derived issuer is named as such.
     const plain = (await activeKeySet()).keySetId;
     await expect(ring.sign(plain, { iss: PUBLIC_URL })).rejects.toMatchObject({
