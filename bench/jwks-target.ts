@@ -4,13 +4,14 @@ import { Pool } from 'pg';
 import { Registry } from 'prom-client';
 import { startJwksServer } from '../src/jwks/server';
 import { createLogger } from '../src/logger';
+import { serveTarget } from './target-process';
 
 /**
  * The server under load, in a process of its own so that it does not share an event loop with the
  * load generator. `keyturn`: startJwksServer on BENCH_DATABASE_URL. `baseline`: a bare node:http
  * server that answers every request with the bytes and headers the parent sends it, or, to a
  * conditional GET whose If-None-Match is the ETag it was given, 304 with the headers keyturn's 304 had.
- * Tells the parent its URL over IPC, and on 'cpu' the CPU time it has used so far (µs); stops on 'stop'.
+ * Run by bench/target-process.ts, which hears its URL and CPU time over IPC.
  */
 export type TargetMessage =
   | { mode: 'keyturn'; databaseUrl: string }
@@ -21,7 +22,6 @@ export type TargetMessage =
       etag: string;
       notModifiedHeaders: OutgoingHttpHeaders;
     };
-export type TargetRequest = 'cpu' | 'stop';
 
 async function start(message: TargetMessage): Promise<{ url: string; close(): Promise<void> }> {
   if (message.mode === 'keyturn') {
@@ -59,22 +59,4 @@ async function start(message: TargetMessage): Promise<{ url: string; close(): Pr
   };
 }
 
-process.once('message', (message: TargetMessage) => {
-  start(message).then(
-    (running) => {
-      process.send!({ url: running.url });
-      process.on('message', (request: TargetRequest) => {
-        if (request === 'cpu') {
-          const { user, system } = process.cpuUsage();
-          process.send!({ cpuMicros: user + system });
-        } else {
-          void running.close().finally(() => process.disconnect());
-        }
-      });
-    },
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-});
+serveTarget(start);

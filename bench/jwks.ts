@@ -1,9 +1,9 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { cpuPinning } from './cpu-pinning';
-import type { TargetMessage, TargetRequest } from './jwks-target';
+import type { TargetMessage } from './jwks-target';
+import { startTarget, type Target } from './target-process';
 import { count, median, ms, ratio } from './stats';
 import type { Row } from './table';
 
@@ -15,44 +15,11 @@ const ROUNDS = 4;
 /** Headers Node's http server writes by itself on every response: the baseline gets its own. */
 const NODE_OWN_HEADERS = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding']);
 
-interface Target {
-  url: string;
-  /** CPU time the server process has used so far, in µs. */
-  cpuMicros(): Promise<number>;
-  stop(): Promise<void>;
-}
-
 /** jwks-target.ts as `tsc -p bench/tsconfig.json` (part of `npm run bench`) compiled it. */
 const TARGET_SCRIPT = path.join(__dirname, '..', 'dist', 'bench', 'jwks-target.js');
 
-/** Starts the compiled jwks-target in a child process (plain node, no tsx) and waits for its URL. */
-async function startTarget(message: TargetMessage): Promise<Target> {
-  const child: ChildProcess = fork(TARGET_SCRIPT, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  cpuPinning?.pinServer(child.pid!);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.once('message', (reply: { url: string }) => resolve(reply.url));
-    child.once('exit', (code) =>
-      reject(new Error(`the ${message.mode} JWKS target exited with ${code} before listening`)),
-    );
-    child.send(message);
-  });
-  const ask = (request: TargetRequest) => child.send(request);
-  return {
-    url,
-    cpuMicros: () =>
-      new Promise<number>((resolve) => {
-        child.once('message', (reply: { cpuMicros: number }) => resolve(reply.cpuMicros));
-        ask('cpu');
-      }),
-    async stop() {
-      ask('stop');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
+const startJwksTarget = (message: TargetMessage) =>
+  startTarget(TARGET_SCRIPT, message, `the ${message.mode} JWKS target`);
 
 interface LoadResult {
   requestsPerSecond: number;
@@ -94,7 +61,7 @@ async function measure(
   etag: string,
   first: Answer,
 ): Promise<Record<Answer, LoadResult>> {
-  const target = await startTarget(message);
+  const target = await startJwksTarget(message);
   try {
     const url = `${target.url}${route}`;
     const results = {} as Record<Answer, LoadResult>;
@@ -141,7 +108,7 @@ export async function benchJwks(databaseUrl: string, keySetId: string, keySetsIn
   const keyturn: TargetMessage = { mode: 'keyturn', databaseUrl };
 
   // What keyturn answers, to serve it again from the baseline.
-  const probed = await startTarget(keyturn);
+  const probed = await startJwksTarget(keyturn);
   let ok: Awaited<ReturnType<typeof probe>>;
   let notModified: Awaited<ReturnType<typeof probe>>;
   try {

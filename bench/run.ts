@@ -9,6 +9,7 @@ import { benchJwks } from './jwks';
 import { startBenchPostgres } from './postgres';
 import { benchStoreRotation, benchTemporalRotation } from './rotation';
 import { benchSign } from './sign';
+import { benchSigner } from './signer';
 import { count } from './stats';
 import { renderTable, type Row } from './table';
 
@@ -59,6 +60,8 @@ async function main(): Promise<void> {
     } finally {
       await db.drop();
     }
+    step('keyturn signer under autocannon, against bare node:http + crypto.sign');
+    rows.push(...(await benchSigner()));
     step('rotation through Temporal (dev server + worker)');
     rows.push(...(await benchTemporalRotation()));
     step('CLI start-up: --help, and status against the Temporal CLI (dev server + worker)');
