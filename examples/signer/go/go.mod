@@ -1,0 +1,3 @@
+module keyturn.example/signer-client
+
+go 1.21
