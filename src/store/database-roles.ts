@@ -48,6 +48,8 @@ export const ROLE_PRIVILEGES: Record<keyof DatabaseRoles, Record<string, string>
     audit_events: 'SELECT (key_set_id, seq, hash), INSERT',
     // Who may sign: read only, so a compromised signer cannot make itself a client.
     signer_clients: 'SELECT',
+    // Whether the schema is up to date, as for the worker.
+    schema_migrations: 'SELECT',
   },
 };
 
