@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** What every bearer secret starts with, so that a leaked one is recognised (secret scanners, log reviews). */
 export const CLIENT_SECRET_PREFIX = 'kts_';
@@ -16,5 +16,6 @@ export function newClientSecret(): { secret: string; hash: Buffer } {
  * critical cost. Whoever reads the table learns no secret that would let them sign.
  */
 export function hashClientSecret(secret: string): Buffer {
-  return createHash('sha256').update(secret, 'utf8').digest();
+  // crypto.hash: one call, no Hash object (it takes a string as UTF-8).
+  return hash('sha256', secret, 'buffer');
 }
