@@ -10,18 +10,32 @@ export interface SignerMetrics {
   countDenial(code: string): void;
 }
 
+/** Signings of one client, key set and outcome: counted here, handed to prom-client when scraped. */
+interface Tally {
+  labels: { client: string; key_set: string; outcome: SigningOutcome };
+  count: number;
+  reported: number;
+}
+
 /**
  * The signer's counters. Their labels are bounded: a client and key set are labels only once the
  * client is authenticated and the key set is one of its own, so no request can make up a series.
- * Each series' child is looked up once and kept: prom-client's labelled inc() hashes its labels on
- * every call, a measurable share of a signing.
+ * Signings are tallied in plain numbers and handed over at scrape time, as the JWKS server's requests
+ * are: prom-client's labelled inc() hashes its labels on every call, a measurable share of a signing.
  */
 export function createSignerMetrics(registry: Registry): SignerMetrics {
-  const signings = new Counter({
+  const tallies = new Map<string, Tally>();
+  new Counter({
     name: 'keyturn_signer_signings_total',
     help: 'Signing requests of authenticated clients for their own key sets, by client, key set and outcome (signed, refused: a bad request or a key set that cannot sign now, failed: an internal error)',
     labelNames: ['client', 'key_set', 'outcome'],
     registers: [registry],
+    collect() {
+      for (const tally of tallies.values()) {
+        this.inc(tally.labels, tally.count - tally.reported);
+        tally.reported = tally.count;
+      }
+    },
   });
   const denials = new Counter({
     name: 'keyturn_signer_denials_total',
@@ -29,13 +43,12 @@ export function createSignerMetrics(registry: Registry): SignerMetrics {
     labelNames: ['code'],
     registers: [registry],
   });
-  const children = new Map<string, { inc(): void }>();
   return {
     countSigning(client, keySetId, outcome) {
       const key = `${client}\u0000${keySetId}\u0000${outcome}`;
-      let child = children.get(key);
-      if (child === undefined) children.set(key, (child = signings.labels(client, keySetId, outcome)));
-      child.inc();
+      const tally = tallies.get(key);
+      if (tally !== undefined) tally.count += 1;
+      else tallies.set(key, { labels: { client, key_set: keySetId, outcome }, count: 1, reported: 0 });
     },
     countDenial(code) {
       denials.inc({ code });
