@@ -6,7 +6,8 @@ import { Client, Connection, type ScheduleExecutionActionResult } from '@tempora
 import type { Pool } from 'pg';
 import { stringify } from 'yaml';
 import { keySetWorkflowId, SUPERVISOR_SCHEDULE_ID } from '../src/workflows/messages';
-import { secondsPolicy, waitFor } from '../test/helpers/key-sets';
+import { secondsPolicy } from '../test/helpers/key-sets';
+import { waitFor } from '../test/helpers/wait';
 import { keyturnEnv, type Deployment } from '../test/helpers/keyturn-processes';
 import { readTimedTrail } from '../test/helpers/lifecycle-windows';
 import { freePort } from '../test/helpers/ports';

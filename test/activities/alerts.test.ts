@@ -10,7 +10,7 @@ import { SecretUrl } from '../../src/config';
 import type { Alert } from '../../src/domain/incidents';
 import { keyturnMetrics } from '../../src/observability/metrics';
 import { AlertReceiver } from '../helpers/alert-receiver';
-import { capturingLogger } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
 
 const SECRET = 's3cr3tT0ken';
 const T0 = Date.UTC(2026, 0, 26);

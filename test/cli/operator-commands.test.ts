@@ -2,7 +2,7 @@ import { generateSigningKey } from '../../src/crypto/generate';
 import type { DevStack } from '../../src/dev/dev-stack';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { freePort } from '../helpers/ports';
 import type { TestDatabase } from '../helpers/postgres';

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { KeyStore } from '../../src/store/key-store';
 import { grantRoles } from '../../src/store/database-roles';
-import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { freePort } from '../helpers/ports';
 import {

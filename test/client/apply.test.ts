@@ -15,7 +15,7 @@ import {
   SUPERVISOR_SCHEDULE_ID,
   SUPERVISOR_WORKFLOW_TYPE,
 } from '../../src/workflows/messages';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 
 // `apply` against a real Temporal dev server, the worker and a database of this file's own. Each

@@ -17,7 +17,8 @@ import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { readKeySetRecords } from '../../src/store/fleet-reading';
 import { KeyStore } from '../../src/store/key-store';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
-import { KeySetDriver, waitFor } from '../helpers/key-sets';
+import { KeySetDriver } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 
 // The supervisor, `verify` and `status` read every key set at once (one SQL query, visibility list
 // calls) and look at a key set one by one only where the two leave a doubt. Here, on the dev server

@@ -17,7 +17,7 @@ import { makeTestCertificates, type TestCertificates } from '../helpers/certific
 import { runKeyturn, type CliRun } from '../helpers/cli';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { startGrpcTlsProxy, startHandshakeVerifyingProxy, type GrpcTlsProxy } from '../helpers/grpc-tls-proxy';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { freePort } from '../helpers/ports';
 
 // keyturn against Temporal behind a TLS-terminating gRPC proxy, as a secured cluster or Temporal

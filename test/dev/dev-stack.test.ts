@@ -12,7 +12,7 @@ import { createLogger } from '../../src/logger';
 import type { InstanceInfo } from '../../src/runtime/instance-file';
 import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { freePort } from '../helpers/ports';
 import {
   freeDevPorts,

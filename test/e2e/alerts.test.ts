@@ -4,7 +4,8 @@ import { keySetWorkflowId } from '../../src/workflows/messages';
 import { AlertReceiver } from '../helpers/alert-receiver';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { historyText } from '../helpers/history';
-import { capturingLogger, waitFor } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
+import { waitFor } from '../helpers/wait';
 import { startControlledJwks, type ControlledJwks } from '../helpers/controlled-jwks';
 
 // The whole stack in real time (Temporal dev server, the worker built from its environment, PostgreSQL)

@@ -13,7 +13,8 @@ import { readAuditTrail } from '../../src/store/audit-log';
 import { keySetWorkflowId, revokeKeyUpdate, updatePolicyUpdate } from '../../src/workflows/messages';
 import { CachingVerifier } from '../helpers/caching-verifier';
 
-import { secondsPolicy, waitFor } from '../helpers/key-sets';
+import { secondsPolicy } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { TokenTraffic } from '../helpers/token-traffic';
 import { listKeys } from '../../src/store/stored-keys';

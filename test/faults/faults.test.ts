@@ -20,7 +20,8 @@ import {
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { faultPointEnv, waitForFaultPoints, type FaultMoment, type FaultPoint } from '../helpers/fault-points';
 import { keySetProblems } from '../helpers/key-set-problems';
-import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { secondsPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import {
   keyturnEnv,
   runKeyturnProcess,

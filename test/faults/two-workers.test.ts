@@ -10,7 +10,8 @@ import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/logger';
 import { ExternalPostgres } from '../helpers/external-postgres';
 import { keySetProblems } from '../helpers/key-set-problems';
-import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { secondsPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import {
   keyturnEnv,
   runKeyturnProcess,

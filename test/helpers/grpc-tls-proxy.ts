@@ -6,7 +6,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { stopChild } from '../../src/dev/temporal-dev-server';
 import type { TestCertificates } from './certificates';
-import { waitFor } from './key-sets';
+import { waitFor } from './wait';
 import { acceptsConnections } from '../../src/runtime/port-check';
 import { freePort } from './ports';
 

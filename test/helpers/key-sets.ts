@@ -1,14 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import type { Pool } from 'pg';
 import type { SigningAlgorithm } from '../../src/domain/algorithms';
 import { policyTimings, validatePolicy, type KeySetPolicy } from '../../src/domain/policy';
-import type { Logger } from '../../src/logger';
 import type { KeyChange, KeyStore } from '../../src/store/key-store';
 import { getPolicy } from '../../src/store/key-set-registry';
-
-/** Members that hold private key material in a JWK. */
 
 /** A policy whose numbers are easy to check: tokens live 5 minutes at most, verifiers cache the JWKS 2 minutes. */
 export function testPolicy(algorithm: SigningAlgorithm = 'ES256'): KeySetPolicy {
@@ -95,43 +89,5 @@ export class KeySetDriver {
 
   async revoke(kid: string): Promise<void> {
     await this.store.revokeKey({ ...manualChange(this.keySetId, 'compromised'), trigger: 'revocation' }, kid);
-  }
-}
-
-/** A logger at debug level whose lines are kept, so tests can search everything that was logged. */
-export function capturingLogger(): { logger: Logger; text(): string } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString('utf8'));
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), text: () => lines.join('') };
-}
-
-/** Closes the database connections of keyturn's LISTEN clients named `applicationName`, as a network failure would. */
-export async function terminateListeners(pool: Pool, applicationName: string): Promise<number> {
-  const { rows } = await pool.query<{ terminated: boolean }>(
-    `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
-      WHERE application_name = $1 AND datname = current_database()`,
-    [applicationName],
-  );
-  return rows.filter((r) => r.terminated).length;
-}
-
-/** Polls `probe` every `intervalMs` until it returns something other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5_000,
-  what = 'condition',
-  intervalMs = 5,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }

@@ -106,3 +106,13 @@ async function asSuperuser<T>(work: (admin: Pool) => Promise<T>): Promise<T> {
     await admin.end();
   }
 }
+
+/** Closes the database connections of keyturn's LISTEN clients named `applicationName`, as a network failure would. */
+export async function terminateListeners(pool: Pool, applicationName: string): Promise<number> {
+  const { rows } = await pool.query<{ terminated: boolean }>(
+    `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+      WHERE application_name = $1 AND datname = current_database()`,
+    [applicationName],
+  );
+  return rows.filter((r) => r.terminated).length;
+}

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { resolveTestServerExecutable } from '../../src/dev/temporal-executables';
 import { acceptsConnections } from '../../src/runtime/port-check';
-import { waitFor } from './key-sets';
+import { waitFor } from './wait';
 import { freePort } from './ports';
 
 /** How long the test server may take to listen: Java on a busy machine takes longer than the SDK's own 5 s. */

@@ -8,16 +8,11 @@ import { KeyturnError } from '../../src/domain/errors';
 import { KeyRing, type KeyRingOptions } from '../../src/index';
 import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
-import {
-  capturingLogger,
-  KeySetDriver,
-  terminateListeners,
-  testPolicy,
-  uniqueKeySetId,
-  waitFor,
-} from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase, terminateListeners } from '../helpers/postgres';
 import { openActiveKey } from '../../src/store/signing-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
 

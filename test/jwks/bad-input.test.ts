@@ -4,7 +4,9 @@ import { connect, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { KeyStore } from '../../src/store/key-store';
-import { capturingLogger, KeySetDriver, testPolicy, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 

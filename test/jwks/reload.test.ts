@@ -3,7 +3,8 @@ import { Registry } from 'prom-client';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/logger';
 import { KeyStore } from '../../src/store/key-store';
-import { KeySetDriver, testPolicy, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase, sidePool } from '../helpers/postgres';
 

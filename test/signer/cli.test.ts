@@ -8,7 +8,8 @@ import { startSignerServer, type RunningSignerServer } from '../../src/signer/se
 import { readAuditTrail } from '../../src/store/audit-log';
 import { KeyStore } from '../../src/store/key-store';
 import { runKeyturn as keyturn } from '../helpers/cli';
-import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { call } from '../helpers/signer';

@@ -10,7 +10,9 @@ import { grantRoles } from '../../src/store/database-roles';
 import { KeyStore } from '../../src/store/key-store';
 import { listPublishedJwks } from '../../src/store/published-keys';
 import { revokeSignerClient } from '../../src/store/signer-clients';
-import { capturingLogger, KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import {
   createLoginRole,

@@ -7,7 +7,8 @@ import { startSignerServer, type RunningSignerServer } from '../../src/signer/se
 import { addSignerClient } from '../../src/store/signer-clients';
 import { KeyStore } from '../../src/store/key-store';
 import { makeTestCertificates, type TestCertificates } from '../helpers/certificates';
-import { KeySetDriver, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createLogger } from '../../src/logger';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';

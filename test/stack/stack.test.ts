@@ -10,7 +10,8 @@ import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/logger';
 import { startStack, type Stack } from '../../src/stack/stack';
 import { keySetProblems } from '../helpers/key-set-problems';
-import { secondsPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { secondsPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { freeStackPorts, KEYTURN_FROM_SOURCE, querySuperuser } from '../helpers/stack';
 import { TokenTraffic } from '../helpers/token-traffic';
 

@@ -13,7 +13,8 @@ import {
 import { inTransaction } from '../../src/store/transaction';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
-import { capturingLogger, KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { capturingLogger } from '../helpers/logs';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 

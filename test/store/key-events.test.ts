@@ -1,9 +1,10 @@
 import { createLogger } from '../../src/logger';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../../src/store/key-events';
 import { KeyStore } from '../../src/store/key-store';
-import { KeySetDriver, terminateListeners, testPolicy, uniqueKeySetId, waitFor } from '../helpers/key-sets';
+import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
+import { createTestDatabase, type TestDatabase, terminateListeners } from '../helpers/postgres';
 
 const logger = createLogger({ level: 'silent' });
 let db: TestDatabase;

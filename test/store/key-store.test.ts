@@ -7,7 +7,7 @@ import { readAuditTrail } from '../../src/store/audit-log';
 import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
 import { KeyStore, type KeyChange } from '../../src/store/key-store';
 import { loadMigrations, migrate } from '../../src/store/migrate';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { listKeys } from '../../src/store/stored-keys';

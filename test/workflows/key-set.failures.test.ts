@@ -2,7 +2,7 @@ import type { AlertNotification } from '../../src/alerts/notification';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { keySetWorkflow } from '../../src/workflows';
 import { getStateQuery } from '../../src/workflows/messages';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { takeKeyTableOffline } from '../helpers/outage';
 import { recordHistory } from '../helpers/history';

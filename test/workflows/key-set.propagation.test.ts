@@ -7,7 +7,7 @@ import { keySetWorkflow } from '../../src/workflows';
 import { DEFAULT_MAX_HISTORY_EVENTS } from '../../src/workflows/key-set';
 import { getStateQuery, pauseSignal, resumeSignal, revokeKeyUpdate } from '../../src/workflows/messages';
 import { startControlledJwks } from '../helpers/controlled-jwks';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { createKeySetWorker, deliveriesEnded, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';

@@ -4,7 +4,7 @@ import { keySetWorkflow, supervisorWorkflow } from '../../src/workflows';
 import { decommissionUpdate, getStateQuery } from '../../src/workflows/messages';
 import { Registry } from 'prom-client';
 import { KeyStore } from '../../src/store/key-store';
-import { waitFor } from '../helpers/key-sets';
+import { waitFor } from '../helpers/wait';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import { recordHistory } from '../helpers/history';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
