@@ -1,7 +1,13 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { Pool } from 'pg';
+import type { KekRing } from '../../src/crypto/kek';
+import type { Rate } from '../../src/domain/rate';
+import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
+import { createLogger } from '../../src/logger';
+import { createMetricsRegistry } from '../../src/observability/metrics';
 import { newClientSecret } from '../../src/signer/client-secret';
+import { startSignerServer, type RunningSignerServer } from '../../src/signer/server';
 import { addSignerClient, type NewSignerClient } from '../../src/store/signer-clients';
 
 /** An answer of the signer, its body parsed when it is JSON. */
@@ -65,4 +71,39 @@ export async function addClient(
   const { secret, hash } = newClientSecret();
   await addSignerClient(pool, { pinnedClaims: {}, actor: 'test', secretHash: hash, ...client });
   return secret;
+}
+
+/**
+ * A JWKS server and a signer on one test database, silent, the signer's issuer being the JWKS server's
+ * discovery URL (as in `keyturn dev`). `close()` stops both.
+ */
+export async function startSignerBesideJwks(
+  pool: Pool,
+  kekRing: KekRing,
+  options: { defaultRate: Rate; pollIntervalMs?: number },
+): Promise<{ jwks: RunningJwksServer; signer: RunningSignerServer; close(): Promise<void> }> {
+  const logger = createLogger({ level: 'silent' });
+  const { pollIntervalMs } = options;
+  const jwks = await startJwksServer({
+    port: 0,
+    host: '127.0.0.1',
+    pool,
+    registry: createMetricsRegistry(),
+    logger,
+    pollIntervalMs,
+  });
+  const signer = await startSignerServer({
+    port: 0,
+    pool,
+    kekRing,
+    registry: createMetricsRegistry(),
+    logger,
+    defaultRate: options.defaultRate,
+    pollIntervalMs,
+    publicUrl: jwks.url,
+  }).catch(async (error: unknown) => {
+    await jwks.close();
+    throw error;
+  });
+  return { jwks, signer, close: () => signer.close().finally(() => jwks.close()) };
 }

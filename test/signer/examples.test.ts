@@ -1,15 +1,13 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/logger';
-import { createMetricsRegistry } from '../../src/observability/metrics';
-import { startSignerServer, type RunningSignerServer } from '../../src/signer/server';
+import type { RunningJwksServer } from '../../src/jwks/server';
+import type { RunningSignerServer } from '../../src/signer/server';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { addClient } from '../helpers/signer';
+import { addClient, startSignerBesideJwks } from '../helpers/signer';
 
 // The README's client examples (examples/signer/), standard library only, run against a real signer
 // and JWKS server: Go signs and verifies ES256 with crypto/ecdsa, Python signs and verifies RS256.
@@ -17,33 +15,23 @@ import { addClient } from '../helpers/signer';
 const run = promisify(execFile);
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'signer');
 const kekRing = randomKekRing();
-const silent = createLogger({ level: 'silent' });
 let db: TestDatabase;
 let jwks: RunningJwksServer;
 let signer: RunningSignerServer;
+let stopServers: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  jwks = await startJwksServer({
-    port: 0,
-    host: '127.0.0.1',
-    pool: db.pool,
-    registry: createMetricsRegistry(),
-    logger: silent,
-  });
-  signer = await startSignerServer({
-    port: 0,
-    pool: db.pool,
-    kekRing,
-    registry: createMetricsRegistry(),
-    logger: silent,
+  ({
+    jwks,
+    signer,
+    close: stopServers,
+  } = await startSignerBesideJwks(db.pool, kekRing, {
     defaultRate: { perSecond: 100, burst: 100 },
-    publicUrl: jwks.url,
-  });
+  }));
 });
 afterAll(async () => {
-  await signer?.close();
-  await jwks?.close();
+  await stopServers?.();
   await db?.drop();
 });
 

@@ -1,48 +1,35 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
-import { createLogger } from '../../src/logger';
-import { createMetricsRegistry } from '../../src/observability/metrics';
-import { startSignerServer, type RunningSignerServer } from '../../src/signer/server';
+import type { RunningJwksServer } from '../../src/jwks/server';
+import type { RunningSignerServer } from '../../src/signer/server';
 import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { addClient, call } from '../helpers/signer';
+import { addClient, call, startSignerBesideJwks } from '../helpers/signer';
 
 // A rotation as the workflow makes it (publish the next key, promote it once verifiers can have cached
 // it), followed by the signer while a verifier caching the real JWKS server's keys checks every token.
 
 const kekRing = randomKekRing();
-const silent = createLogger({ level: 'silent' });
 let db: TestDatabase;
 let jwks: RunningJwksServer;
 let signer: RunningSignerServer;
+let stopServers: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  jwks = await startJwksServer({
-    port: 0,
-    host: '127.0.0.1',
-    pool: db.pool,
-    registry: createMetricsRegistry(),
-    logger: silent,
-    pollIntervalMs: 60_000,
-  });
-  signer = await startSignerServer({
-    port: 0,
-    pool: db.pool,
-    kekRing,
-    registry: createMetricsRegistry(),
-    logger: silent,
+  ({
+    jwks,
+    signer,
+    close: stopServers,
+  } = await startSignerBesideJwks(db.pool, kekRing, {
     defaultRate: { perSecond: 100_000, burst: 100_000 },
     pollIntervalMs: 60_000,
-    publicUrl: jwks.url,
-  });
+  }));
 });
 afterAll(async () => {
-  await signer?.close();
-  await jwks?.close();
+  await stopServers?.();
   await db?.drop();
 });
 
