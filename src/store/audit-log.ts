@@ -2,7 +2,14 @@ import type { ClientBase, Pool } from 'pg';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/key-set-state';
 import type { KeyState } from '../domain/lifecycle';
-import { findChainBreak, nextLink, type ChainBreak, type ChainHead, type StoredLink } from './audit-chain';
+import {
+  findChainBreak,
+  nextLink,
+  type ChainBreak,
+  type ChainedFields,
+  type ChainHead,
+  type StoredLink,
+} from './audit-chain';
 import { afterCommit, inTransaction, transactionMemo } from './transaction';
 
 export type AuditEventKind =
@@ -54,10 +61,8 @@ export interface AuditEvent {
  * writer at a time, so seqs never repeat and no event is chained to a stale head.
  */
 /** An audit event as committed: the event, with its place in the key set's chain. */
-export interface CommittedAuditEvent extends AuditEvent {
-  seq: number;
-  hash: string;
-}
+/** An appended event as its chain holds it: every hashed field, and its hash. */
+export type CommittedAuditEvent = ChainedFields & { hash: string };
 
 const committedListeners = new Set<(event: CommittedAuditEvent) => void>();
 
@@ -77,8 +82,7 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
   // Hash what the database will hand back: the details as plain JSON values (what jsonb returns)
   // and the time in whole milliseconds (what a Date holds).
   const details = JSON.parse(JSON.stringify(e.details ?? {})) as Record<string, unknown>;
-  const occurredAt = new Date(e.at);
-  const link = nextLink(head, {
+  const fields = {
     keySetId: e.keySetId,
     kid: e.kid ?? null,
     event: e.event,
@@ -88,9 +92,10 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
     actor: e.actor,
     reason: e.reason,
     operationId: e.operationId ?? null,
-    occurredAt: occurredAt.getTime(),
+    occurredAt: new Date(e.at).getTime(),
     details,
-  });
+  };
+  const link = nextLink(head, fields);
   await tx.query(
     `WITH appended AS (
        INSERT INTO audit_events
@@ -99,16 +104,16 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
        RETURNING key_set_id, seq, hash)
      UPDATE key_sets SET audit_head_seq = appended.seq, audit_head_hash = appended.hash FROM appended WHERE id = appended.key_set_id`,
     [
-      e.keySetId,
-      e.kid ?? null,
-      e.event,
-      e.fromState ?? null,
-      e.toState ?? null,
-      e.trigger,
-      e.actor,
-      e.reason,
-      e.operationId ?? null,
-      occurredAt,
+      fields.keySetId,
+      fields.kid,
+      fields.event,
+      fields.fromState,
+      fields.toState,
+      fields.trigger,
+      fields.actor,
+      fields.reason,
+      fields.operationId,
+      new Date(fields.occurredAt),
       JSON.stringify(details),
       link.seq,
       link.prevHash,
@@ -117,7 +122,7 @@ export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<v
   );
   knownHead.set({ seq: link.seq, hash: link.hash });
   afterCommit(tx, () => {
-    for (const listener of committedListeners) listener({ ...e, details, seq: link.seq, hash: link.hash });
+    for (const listener of committedListeners) listener({ ...fields, ...link });
   });
 }
 

@@ -185,6 +185,7 @@ test('each committed event is also one info-level JSON log line with stable fiel
       operationId: e.operationId,
       occurredAt: new Date(e.at).toISOString(),
       details: e.details,
+      prevHash: e.prevHash,
     })),
   );
   // No key material in them, even though the events are about keys.
