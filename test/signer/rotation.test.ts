@@ -57,8 +57,17 @@ test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JW
 
   // The next key is published, and the verifier fetches the JWKS once it is (after jwksMaxAge, in production).
   const newKid = await keySet.addNext();
+  const jwksUrl = `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`;
+  await waitFor(
+    async () => {
+      const { keys: served } = (await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] };
+      return served.some((key) => key.kid === newKid) || undefined;
+    },
+    10_000,
+    'the JWKS server to publish the next key',
+  );
   // No refetch for an unknown kid within the test: a token signed with an unpublished key would fail.
-  const keys = createRemoteJWKSet(new URL(`${jwks.url}/keysets/${keySet.keySetId}/jwks.json`), {
+  const keys = createRemoteJWKSet(new URL(jwksUrl), {
     cooldownDuration: 600_000,
     cacheMaxAge: 600_000,
   });
