@@ -1,14 +1,16 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { Pool } from 'pg';
-import type { KekRing } from '../../src/crypto/kek';
 import type { Rate } from '../../src/domain/rate';
 import { startJwksServer, type RunningJwksServer } from '../../src/jwks/server';
 import { createLogger } from '../../src/logger';
 import { createMetricsRegistry } from '../../src/observability/metrics';
 import { newClientSecret } from '../../src/signer/client-secret';
 import { startSignerServer, type RunningSignerServer } from '../../src/signer/server';
+import { KeyStore } from '../../src/store/key-store';
 import { addSignerClient, type NewSignerClient } from '../../src/store/signer-clients';
+import { randomKekRing } from './key-set-worker';
+import { createTestDatabase } from './postgres';
 
 /** An answer of the signer, its body parsed when it is JSON. */
 export interface Answer {
@@ -73,28 +75,43 @@ export async function addClient(
   return secret;
 }
 
+/** A test database with a JWKS server and a signer on it; {@link startSignerBesideJwks} starts one. */
+export interface SignerBesideJwks {
+  pool: Pool;
+  /** The store of the key sets the signer signs for, under the signer's KEK ring. */
+  store: KeyStore;
+  jwks: RunningJwksServer;
+  signer: RunningSignerServer;
+  /** Stops both servers and drops the database. */
+  close(): Promise<void>;
+}
+
 /**
- * A JWKS server and a signer on one test database, silent, the signer's issuer being the JWKS server's
- * discovery URL (as in `keyturn dev`). `close()` stops both.
+ * A JWKS server and a signer on a test database of their own, silent, the signer's issuer being the
+ * JWKS server's discovery URL (as in `keyturn dev`).
  */
-export async function startSignerBesideJwks(
-  pool: Pool,
-  kekRing: KekRing,
-  options: { defaultRate: Rate; pollIntervalMs?: number },
-): Promise<{ jwks: RunningJwksServer; signer: RunningSignerServer; close(): Promise<void> }> {
+export async function startSignerBesideJwks(options: {
+  defaultRate: Rate;
+  pollIntervalMs?: number;
+}): Promise<SignerBesideJwks> {
+  const db = await createTestDatabase();
+  const kekRing = randomKekRing();
   const logger = createLogger({ level: 'silent' });
   const { pollIntervalMs } = options;
   const jwks = await startJwksServer({
     port: 0,
     host: '127.0.0.1',
-    pool,
+    pool: db.pool,
     registry: createMetricsRegistry(),
     logger,
     pollIntervalMs,
+  }).catch(async (error: unknown) => {
+    await db.drop();
+    throw error;
   });
   const signer = await startSignerServer({
     port: 0,
-    pool,
+    pool: db.pool,
     kekRing,
     registry: createMetricsRegistry(),
     logger,
@@ -102,8 +119,18 @@ export async function startSignerBesideJwks(
     pollIntervalMs,
     publicUrl: jwks.url,
   }).catch(async (error: unknown) => {
-    await jwks.close();
+    await jwks.close().finally(() => db.drop());
     throw error;
   });
-  return { jwks, signer, close: () => signer.close().finally(() => jwks.close()) };
+  return {
+    pool: db.pool,
+    store: new KeyStore(db.pool, kekRing),
+    jwks,
+    signer,
+    close: () =>
+      signer
+        .close()
+        .finally(() => jwks.close())
+        .finally(() => db.drop()),
+  };
 }

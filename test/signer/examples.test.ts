@@ -1,53 +1,32 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { RunningJwksServer } from '../../src/jwks/server';
-import type { RunningSignerServer } from '../../src/signer/server';
-import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
-import { randomKekRing } from '../helpers/key-set-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { addClient, startSignerBesideJwks } from '../helpers/signer';
+import { addClient, startSignerBesideJwks, type SignerBesideJwks } from '../helpers/signer';
 
 // The README's client examples (examples/signer/), standard library only, run against a real signer
 // and JWKS server: Go signs and verifies ES256 with crypto/ecdsa, Python signs and verifies RS256.
 
 const run = promisify(execFile);
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'signer');
-const kekRing = randomKekRing();
-let db: TestDatabase;
-let jwks: RunningJwksServer;
-let signer: RunningSignerServer;
-let stopServers: (() => Promise<void>) | undefined;
+let servers: SignerBesideJwks;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  ({
-    jwks,
-    signer,
-    close: stopServers,
-  } = await startSignerBesideJwks(db.pool, kekRing, {
+  servers = await startSignerBesideJwks({
     defaultRate: { perSecond: 100, burst: 100 },
-  }));
+  });
 });
-afterAll(async () => {
-  await stopServers?.();
-  await db?.drop();
-});
+afterAll(() => servers?.close());
 
 async function keySetWithClient(alg: 'ES256' | 'RS256') {
-  const keySet = await KeySetDriver.register(
-    new KeyStore(db.pool, kekRing),
-    uniqueKeySetId('example'),
-    testPolicy(alg),
-  );
+  const keySet = await KeySetDriver.register(servers.store, uniqueKeySetId('example'), testPolicy(alg));
   const kid = await keySet.rotate();
-  const secret = await addClient(db.pool, { name: keySet.keySetId, keySetIds: [keySet.keySetId] });
+  const secret = await addClient(servers.pool, { name: keySet.keySetId, keySetIds: [keySet.keySetId] });
   const env = {
     ...process.env,
-    KEYTURN_SIGNER_URL: signer.url,
+    KEYTURN_SIGNER_URL: servers.signer.url,
     KEYTURN_SIGNER_SECRET: secret,
-    KEYTURN_JWKS_URL: `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`,
+    KEYTURN_JWKS_URL: `${servers.jwks.url}/keysets/${keySet.keySetId}/jwks.json`,
   };
   return { keySetId: keySet.keySetId, kid, env };
 }
@@ -60,7 +39,7 @@ test('Go: signs through the service and verifies the ES256 token with crypto/ecd
     timeout: 120_000,
   });
   expect(stdout).toMatch(
-    new RegExp(`^signed by ${kid}, valid until \\S+: iss=${jwks.url}/keysets/${keySetId} sub=user-42\\n`),
+    new RegExp(`^signed by ${kid}, valid until \\S+: iss=${servers.jwks.url}/keysets/${keySetId} sub=user-42\\n`),
   );
 });
 
@@ -72,7 +51,7 @@ test('Python: signs through the service and verifies the RS256 token with intege
   });
   expect(stdout).toMatch(
     new RegExp(
-      `^signed by ${kid} \\(RS256\\), valid until \\S+\\nverified against the JWKS: iss=${jwks.url}/keysets/${keySetId} sub=user-42\\n`,
+      `^signed by ${kid} \\(RS256\\), valid until \\S+\\nverified against the JWKS: iss=${servers.jwks.url}/keysets/${keySetId} sub=user-42\\n`,
     ),
   );
 });

@@ -1,44 +1,27 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import type { RunningJwksServer } from '../../src/jwks/server';
-import type { RunningSignerServer } from '../../src/signer/server';
-import { KeyStore } from '../../src/store/key-store';
 import { KeySetDriver, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { waitFor } from '../helpers/wait';
-import { randomKekRing } from '../helpers/key-set-worker';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
-import { addClient, call, startSignerBesideJwks } from '../helpers/signer';
+import { addClient, call, startSignerBesideJwks, type SignerBesideJwks } from '../helpers/signer';
 
 // A rotation as the workflow makes it (publish the next key, promote it once verifiers can have cached
 // it), followed by the signer while a verifier caching the real JWKS server's keys checks every token.
 
-const kekRing = randomKekRing();
-let db: TestDatabase;
-let jwks: RunningJwksServer;
-let signer: RunningSignerServer;
-let stopServers: (() => Promise<void>) | undefined;
+let servers: SignerBesideJwks;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  ({
-    jwks,
-    signer,
-    close: stopServers,
-  } = await startSignerBesideJwks(db.pool, kekRing, {
+  servers = await startSignerBesideJwks({
     defaultRate: { perSecond: 100_000, burst: 100_000 },
     pollIntervalMs: 60_000,
-  }));
+  });
 });
-afterAll(async () => {
-  await stopServers?.();
-  await db?.drop();
-});
+afterAll(() => servers?.close());
 
 test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JWKS before the promotion accepts every token', async () => {
-  const keySet = await KeySetDriver.register(new KeyStore(db.pool, kekRing), uniqueKeySetId('rotate'), testPolicy());
+  const keySet = await KeySetDriver.register(servers.store, uniqueKeySetId('rotate'), testPolicy());
   const oldKid = await keySet.rotate();
-  const secret = await addClient(db.pool, { name: 'rotating', keySetIds: [keySet.keySetId] });
+  const secret = await addClient(servers.pool, { name: 'rotating', keySetIds: [keySet.keySetId] });
   const sign = async () => {
-    const answer = await call(signer.url, 'POST', `/v1/keysets/${keySet.keySetId}/sign`, {
+    const answer = await call(servers.signer.url, 'POST', `/v1/keysets/${keySet.keySetId}/sign`, {
       secret,
       body: { claims: { sub: 'loop' }, ttl: '1m' },
     });
@@ -57,7 +40,7 @@ test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JW
 
   // The next key is published, and the verifier fetches the JWKS once it is (after jwksMaxAge, in production).
   const newKid = await keySet.addNext();
-  const jwksUrl = `${jwks.url}/keysets/${keySet.keySetId}/jwks.json`;
+  const jwksUrl = `${servers.jwks.url}/keysets/${keySet.keySetId}/jwks.json`;
   await waitFor(
     async () => {
       const { keys: served } = (await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] };
@@ -71,7 +54,7 @@ test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JW
     cooldownDuration: 600_000,
     cacheMaxAge: 600_000,
   });
-  const issuer = `${jwks.url}/keysets/${keySet.keySetId}`;
+  const issuer = `${servers.jwks.url}/keysets/${keySet.keySetId}`;
   const verify = (token: string) => jwtVerify(token, keys, { issuer });
   await verify(await sign());
 
@@ -96,6 +79,6 @@ test('a rotation reaches the signer by NOTIFY, and a verifier that cached the JW
   expect(kids.at(-1)).toBe(newKid);
   // Once the new key signed, the old one never did again.
   expect(kids.slice(kids.indexOf(newKid))).toEqual(kids.slice(kids.indexOf(newKid)).map(() => newKid));
-  const info = await call(signer.url, 'GET', `/v1/keysets/${keySet.keySetId}`, { secret });
+  const info = await call(servers.signer.url, 'GET', `/v1/keysets/${keySet.keySetId}`, { secret });
   expect(info.body).toMatchObject({ kid: newKid, nextKid: null });
 });
