@@ -193,19 +193,29 @@ describe('the lifecycle', () => {
   }, 120_000);
 
   test("logs each audit event as one JSON line in the worker's log that wrote it", async () => {
-    const logged = (await Promise.all(stack.workers.map((w) => readFile(w.process.spec.logFile, 'utf8'))))
-      .join('\n')
-      .split('\n')
-      .filter((line) => line.includes('"msg":"audit event"'))
-      .map((line) => (JSON.parse(line) as { audit: { keySetId: string; seq: number; event: string } }).audit)
-      .filter((audit) => audit.keySetId === KEY_SETS[0])
-      // Two workers write two logs: an event's place is its seq, not the log it is in.
-      .sort((a, b) => a.seq - b.seq);
+    // The rows first: a worker logs an event after committing it, so every row read here reaches a log soon.
     const { rows } = await pool.query<{ seq: number; event: string }>(
       'SELECT seq::int AS seq, event FROM audit_events WHERE key_set_id = $1 ORDER BY seq',
       [KEY_SETS[0]],
     );
-    // Every event committed so far, once; later ones may be on their way to the log.
+    const readLogged = async () =>
+      (await Promise.all(stack.workers.map((w) => readFile(w.process.spec.logFile, 'utf8'))))
+        // A line still being written has no newline yet: whole lines only.
+        .flatMap((log) => log.split('\n').slice(0, -1))
+        .filter((line) => line.includes('"msg":"audit event"'))
+        .map((line) => (JSON.parse(line) as { audit: { keySetId: string; seq: number; event: string } }).audit)
+        .filter((audit) => audit.keySetId === KEY_SETS[0])
+        // Two workers write two logs: an event's place is its seq, not the log it is in.
+        .sort((a, b) => a.seq - b.seq);
+    const logged = await waitFor(
+      async () => {
+        const audits = await readLogged();
+        return audits.length >= rows.length ? audits : undefined;
+      },
+      10_000,
+      "the committed audit events in the workers' logs",
+      100,
+    );
     expect(logged.map((a) => [a.seq, a.event]).slice(0, rows.length)).toEqual(rows.map((r) => [r.seq, r.event]));
   });
 });
