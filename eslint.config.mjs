@@ -23,6 +23,7 @@ const forbiddenInWorkflows = [
 const LAYERS = [
   ['domain', 'logger'],
   ['crypto'],
+  ['custody'],
   ['store'],
   ['config', 'runtime', 'observability', 'alerts', 'issuer', 'jwks', 'signer'],
   ['workflows'],
