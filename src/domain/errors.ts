@@ -30,7 +30,10 @@ export type KeyturnErrorCode =
   | 'ERR_KID_MISMATCH'
   | 'ERR_TOKEN_TTL_TOO_LONG'
   | 'ERR_TOKEN_ISSUER_MISMATCH'
-  | 'ERR_TOKEN_ISSUER_UNKNOWN';
+  | 'ERR_TOKEN_ISSUER_UNKNOWN'
+  | 'ERR_CUSTODY_ALGORITHM_UNSUPPORTED'
+  | 'ERR_CUSTODY_UNAVAILABLE'
+  | 'ERR_CUSTODY_KEY_MISSING';
 
 /** What a KeyturnError concerns, as far as known. */
 export interface KeyturnErrorDetails {
