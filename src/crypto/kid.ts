@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { KeyturnError } from '../domain/errors';
 
 /** The members RFC 7638 §3.2 hashes for each key type keyturn signs with, in lexicographic order. */
 const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = {
@@ -30,4 +31,19 @@ export function jwkThumbprint(jwk: object): string | undefined {
 /** Whether `kid` is the thumbprint of `jwk`: a key whose kid does not match is never published or used. */
 export function kidMatches(jwk: object, kid: string): boolean {
   return jwkThumbprint(jwk) === kid;
+}
+
+/**
+ * Throws ERR_KID_MISMATCH unless `kid` is the thumbprint of `jwk` (`what` names it: "its private key",
+ * "its stored public key"): an active key changed outside keyturn never signs.
+ */
+export function assertKidOf(jwk: object, what: string, key: { keySetId: string; kid: string }): void {
+  if (kidMatches(jwk, key.kid)) return;
+  const { keySetId, kid } = key;
+  throw new KeyturnError(
+    'ERR_KID_MISMATCH',
+    `the active key ${kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${what} differs), so the key ring ` +
+      `will not sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${kid} --reason ...\`) and a new key replaces it`,
+    { keySetId, kid },
+  );
 }

@@ -1,6 +1,7 @@
+import type { SealedPrivateKey } from '../crypto/envelope';
 import type { PublicJwk } from '../crypto/generate';
 import type { SigningAlgorithm } from '../domain/algorithms';
-import type { CustodyBackend } from '../domain/custody';
+import type { CustodyBackend } from '../domain/custody-settings';
 
 /** The key set a custody key is made for: backends label their keys with it, so an operator can find them there. */
 export interface KeyOwner {
@@ -14,6 +15,8 @@ export interface CustodyKey {
   publicJwk: PublicJwk;
   /** Opaque to keyturn and not secret (a KMS key ARN, a PKCS#11 object's id): stored beside the key. */
   handle: string;
+  /** `sealed` only: the private key sealed under the current KEK, for PostgreSQL to keep. */
+  sealed?: SealedPrivateKey;
 }
 
 /** One stored custody key, as signing and destruction name it. */
@@ -21,11 +24,15 @@ export interface HeldKey extends KeyOwner {
   kid: string;
   alg: SigningAlgorithm;
   handle: string;
+  /** `sealed` only: the sealed private key as stored. */
+  sealed?: SealedPrivateKey;
 }
 
 /**
  * Signs a JWS signing input and answers the signature in JOSE's form (ECDSA as r‖s, RFC 7518 §3.4).
  * Synchronous where the private key is in keyturn's memory; a promise where a KMS or an HSM signs.
+ * `signingInput` is the caller's to reuse once the function returns: an asynchronous one copies what it
+ * needs (or its digest) before its first await.
  */
 export type SignatureFunction = (signingInput: Buffer) => Buffer | Promise<Buffer>;
 

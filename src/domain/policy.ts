@@ -1,4 +1,5 @@
 import { SIGNING_ALGORITHMS, isSigningAlgorithm, type SigningAlgorithm } from './algorithms';
+import { checkCustody, type CustodySettings } from './custody-settings';
 import { PolicyError, type PolicyViolation } from './errors';
 import { DURATION_HINT, durationToMs, formatDuration, parseDuration } from './duration';
 
@@ -29,6 +30,11 @@ export interface KeySetPolicy {
   issuer?: string;
   /** JWKS URLs that must show a next key before it is promoted; the deployment's own when absent. */
   publishedAt?: string[];
+  /**
+   * Where the key set's private keys are generated and held: sealed in PostgreSQL when absent, AWS KMS or
+   * a PKCS#11 token. A change takes effect from the next key generated; keys already made stay where they are.
+   */
+  custody?: CustodySettings;
 }
 
 /** The same policy with every duration in milliseconds, for scheduling. */
@@ -90,7 +96,11 @@ const DURATION_FIELDS = [
 type DurationField = (typeof DURATION_FIELDS)[number];
 
 /** The fields a policy may leave out; a patch removes one by setting it to null. */
-export const OPTIONAL_POLICY_FIELDS = ['issuer', 'publishedAt'] as const satisfies readonly (keyof KeySetPolicy)[];
+export const OPTIONAL_POLICY_FIELDS = [
+  'issuer',
+  'publishedAt',
+  'custody',
+] as const satisfies readonly (keyof KeySetPolicy)[];
 
 const POLICY_FIELDS: readonly string[] = ['algorithm', ...DURATION_FIELDS, ...OPTIONAL_POLICY_FIELDS];
 
@@ -198,12 +208,18 @@ export function validatePolicy(
     }
   }
 
+  const custodyInput = 'custody' in fields ? (fields.custody ?? undefined) : base.custody;
+  const custody =
+    custodyInput === undefined || !isSigningAlgorithm(algorithm) ? undefined : checkCustody(custodyInput, algorithm);
+  if (custody) violations.push(...custody.violations);
+
   if (violations.length > 0) throw new PolicyError(violations, keySetId);
   return {
     algorithm: algorithm as SigningAlgorithm,
     ...(Object.fromEntries(DURATION_FIELDS.map((f) => [f, formatDuration(ms[f]!)])) as Record<DurationField, string>),
     ...(issuer !== undefined && { issuer: issuer as string }),
     ...(publishedAt !== undefined && { publishedAt: [...(publishedAt as string[])] }),
+    ...(custody?.settings !== undefined && { custody: custody.settings }),
   };
 }
 

@@ -2,7 +2,8 @@ import { inspect } from 'node:util';
 import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import type { KekRing } from '../crypto/kek';
-import { jwkThumbprint } from '../crypto/kid';
+import { assertKidOf } from '../crypto/kid';
+import { CustodyRegistry } from '../custody/custody-registry';
 import { roughDuration } from '../domain/describe';
 import { formatDuration, parseDuration } from '../domain/duration';
 import { KeyturnError } from '../domain/errors';
@@ -14,7 +15,7 @@ import { createPool } from '../runtime/database-pool';
 import { connectionConfigOf, subscribeToKeyChanges, type KeyEvents } from '../store/key-events';
 import { keySetVersion, listKeySetVersions } from '../store/key-set-versions';
 import { getPolicy } from '../store/key-set-registry';
-import { openActiveKey } from '../store/signing-keys';
+import { readActiveKey } from '../store/signing-keys';
 import { TokenSigner } from './token-signer';
 
 /**
@@ -27,8 +28,13 @@ export interface KeyRingOptions extends DeploymentIssuer {
   pool?: Pool;
   /** Or a database to open a small pool on, ended by close(). */
   databaseUrl?: string;
-  /** The KEKs that open the stored private keys. */
+  /** The KEKs that open the stored (sealed) private keys. */
   kekRing: KekRing;
+  /**
+   * The custody backends that sign with keys held outside PostgreSQL (AWS KMS, PKCS#11), shared with
+   * the caller (who closes it); by default the ring makes its own from `kekRing` and the environment.
+   */
+  custody?: CustodyRegistry;
   /** Key sets to load now, so that open() fails early on an unknown one; others load on first use. */
   keySetIds?: readonly string[];
   logger?: Logger;
@@ -121,7 +127,8 @@ const RELOAD_MAX_MS = 5_000;
  */
 export class KeyRing {
   readonly #slots = new Map<string, KeySetSlot>();
-  readonly #kekRing: KekRing;
+  readonly #custody: CustodyRegistry;
+  readonly #ownCustody: CustodyRegistry | undefined;
   readonly #pool: Pool;
   readonly #ownPool: Pool | undefined;
   readonly #logger: Logger;
@@ -135,7 +142,7 @@ export class KeyRing {
   private constructor(
     pool: Pool,
     ownPool: Pool | undefined,
-    kekRing: KekRing,
+    custody: { shared: CustodyRegistry } | { own: CustodyRegistry },
     logger: Logger,
     stalenessLimitMs: number | undefined,
     ceilingMs: number,
@@ -145,7 +152,8 @@ export class KeyRing {
     this.#deployment = deployment;
     this.#pool = pool;
     this.#ownPool = ownPool;
-    this.#kekRing = kekRing;
+    this.#ownCustody = 'own' in custody ? custody.own : undefined;
+    this.#custody = 'own' in custody ? custody.own : custody.shared;
     this.#logger = logger;
     this.#stalenessLimitMs = stalenessLimitMs;
   }
@@ -169,7 +177,7 @@ export class KeyRing {
     const ring = new KeyRing(
       options.pool ?? ownPool!,
       ownPool,
-      options.kekRing,
+      options.custody ? { shared: options.custody } : { own: new CustodyRegistry({ kekRing: options.kekRing }) },
       logger,
       stalenessLimitMs,
       options.maxTokenTtlCeilingMs ?? DEFAULT_CEILINGS.maxTokenTtlMs,
@@ -241,7 +249,7 @@ export class KeyRing {
   }
 
   /** The token, signed by the loaded key set's active key if its checks allow (see sign). */
-  #signWith(keySetId: string, slot: LoadedSlot, claims: TokenClaims, options: SignOptions): string {
+  #signWith(keySetId: string, slot: LoadedSlot, claims: TokenClaims, options: SignOptions): string | Promise<string> {
     const loaded = slot.current;
     const signer = loaded.signer;
     if (signer === undefined) {
@@ -304,6 +312,7 @@ export class KeyRing {
     this.#stopReporting?.();
     await this.#events?.close();
     this.#slots.clear();
+    await this.#ownCustody?.close();
     await this.#ownPool?.end();
   }
 
@@ -371,18 +380,24 @@ export class KeyRing {
         if (policy === undefined) {
           throw new KeyturnError('ERR_KEYSET_NOT_FOUND', `key set "${keySetId}" is not registered`, { keySetId });
         }
-        read = { version, policy, active: await openActiveKey(this.#pool, this.#kekRing, keySetId) };
+        read = { version, policy, active: await readActiveKey(this.#pool, keySetId) };
       } catch (error) {
         throw unavailable(keySetId, error);
       }
       const { version, policy, active } = read;
-      if (active !== undefined) assertKidMatches(keySetId, active);
+      let signer: TokenSigner | undefined;
+      if (active !== undefined) {
+        assertKidOf(active.publicJwk, 'its stored public key', active.held);
+        const { kid, alg } = active.held;
+        const custody = await this.#custody.get(active.custody);
+        signer = new TokenSigner({ kid, alg, signature: await custody.signer(active.held) });
+      }
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
       const timings = policyTimings(policy);
       const issuer = keySetIssuer(keySetId, policy.issuer, this.#deployment);
       slot.current = {
-        signer: active && new TokenSigner(active),
+        signer,
         maxTokenTtlMs: Math.min(timings.maxTokenTtlMs, this.#ceilingMs),
         ceilingApplies: this.#ceilingMs < timings.maxTokenTtlMs,
         stalenessLimitMs: this.#stalenessLimitMs ?? timings.jwksMaxAgeMs,
@@ -400,9 +415,9 @@ export class KeyRing {
       slot.confirmedAt = readAt;
       slot.failure = undefined;
       slot.version = version;
-      if (active?.kid !== previousKid) {
+      if (signer?.kid !== previousKid) {
         this.#logger.info(
-          { keySetId, kid: active?.kid ?? null },
+          { keySetId, kid: signer?.kid ?? null },
           active ? 'key ring signs with a new key' : 'key set has no active key',
         );
       }
@@ -518,22 +533,6 @@ function unavailable(keySetId: string, error: unknown): unknown {
 }
 
 /** A key whose kid is not the thumbprint of its public key never signs: neither of its private key's public half nor of its stored public key. */
-function assertKidMatches(keySetId: string, key: { kid: string; publicJwk: object; privateJwk: object }): void {
-  const mismatch =
-    jwkThumbprint(key.privateJwk) !== key.kid
-      ? 'its private key'
-      : jwkThumbprint(key.publicJwk) !== key.kid
-        ? 'its stored public key'
-        : undefined;
-  if (mismatch === undefined) return;
-  throw new KeyturnError(
-    'ERR_KID_MISMATCH',
-    `the active key ${key.kid} of key set "${keySetId}" does not match its kid (the RFC 7638 thumbprint of ${mismatch} differs), so the key ring ` +
-      `will not sign with it: it was changed outside keyturn; revoke it (\`keyturn revoke ${keySetId} ${key.kid} --reason ...\`) and a new key replaces it`,
-    { keySetId, kid: key.kid },
-  );
-}
-
 /** A ttl in milliseconds: a duration string, or a number of seconds. Tokens count whole seconds. */
 export function ttlToMs(ttl: string | number): number {
   const ms = typeof ttl === 'number' ? ttl * 1000 : parseDuration(ttl, 'ttl');

@@ -1,39 +1,14 @@
-import { constants, createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
-import type { JWK } from 'jose';
+import type { SignatureFunction } from '../custody/key-custody';
 import type { SigningAlgorithm } from '../domain/algorithms';
-
-/** Signs JWS signing input with one private key, the way `alg` prescribes. */
-type SignatureFunction = (signingInput: Buffer) => Buffer;
-
-/**
- * Node's crypto for each algorithm, bound to a key with its options made once. ECDSA signatures go out
- * in IEEE P1363 form (r‖s), as JWS requires, not Node's DER default; PS256 uses a salt as long as its
- * hash, as RFC 7518 §3.5 requires.
- */
-const SIGNATURES: Record<SigningAlgorithm, (key: KeyObject) => SignatureFunction> = {
-  ES256: (key) => {
-    const options = { key, dsaEncoding: 'ieee-p1363' } as const;
-    return (input) => sign('sha256', input, options);
-  },
-  RS256: (key) => {
-    const options = { key, padding: constants.RSA_PKCS1_PADDING };
-    return (input) => sign('sha256', input, options);
-  },
-  PS256: (key) => {
-    const options = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
-    return (input) => sign('sha256', input, options);
-  },
-  // Ed25519 hashes internally: no digest is named.
-  EdDSA: (key) => (input) => sign(null, input, key),
-};
 
 /** Bytes of the payload being encoded: shared by every signer, as signing is synchronous; grown when a token needs more. */
 let payloadBytes = Buffer.allocUnsafeSlow(4096);
 
 /**
- * One signing key, ready for the hot path: the private key is imported once into a KeyObject (whose
- * bytes no print or JSON shows), and the protected header, the same for every token, is encoded once.
+ * One signing key, ready for the hot path: its custody's signature function, made once (a sealed key
+ * opened into a KeyObject whose bytes no print or JSON shows, a KMS key or token object looked up), and
+ * the protected header, the same for every token, encoded once.
  */
 export class TokenSigner {
   readonly kid: string;
@@ -46,10 +21,10 @@ export class TokenSigner {
   /** The view of #signingInput last signed, kept for the next token of the same length. */
   #signingView: Buffer;
 
-  constructor(key: { kid: string; alg: SigningAlgorithm; privateJwk: JWK }) {
+  constructor(key: { kid: string; alg: SigningAlgorithm; signature: SignatureFunction }) {
     this.kid = key.kid;
     this.alg = key.alg;
-    this.#signature = SIGNATURES[key.alg](createPrivateKey({ key: key.privateJwk, format: 'jwk' }));
+    this.#signature = key.signature;
     const header = JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' });
     this.#headerPrefix = `${Buffer.from(header, 'utf8').toString('base64url')}.`;
     this.#signingInput = signingInputBuffer(this.#headerPrefix, 1024);
@@ -61,9 +36,10 @@ export class TokenSigner {
    * `"iat":1700000000,"exp":1700000300`, which `claims` must not hold. They are written after the
    * claims' JSON in place of its closing brace rather than spread into a copy of the claims, and the
    * payload is encoded in buffers kept from one token to the next: on the hot path of every login, copies
-   * and allocations cost more than the rest of the encoding.
+   * and allocations cost more than the rest of the encoding. A string at once where the signature is
+   * made in memory; a promise where a KMS or an HSM makes it.
    */
-  sign(claims: object, registered: string): string {
+  sign(claims: object, registered: string): string | Promise<string> {
     const json = JSON.stringify(claims);
     // 0x7b is `{`.
     if (json === undefined || json.charCodeAt(0) !== 0x7b)
@@ -85,6 +61,10 @@ export class TokenSigner {
     // An issuer's tokens are mostly of one length: their view is made once.
     if (this.#signingView.length !== inputLength) this.#signingView = this.#signingInput.subarray(0, inputLength);
     const signature = this.#signature(this.#signingView);
+    if (signature instanceof Promise) {
+      const signingInput = `${this.#headerPrefix}${payload}`;
+      return signature.then((made) => `${signingInput}.${made.toString('base64url')}`);
+    }
     return `${this.#headerPrefix}${payload}.${signature.toString('base64url')}`;
   }
 

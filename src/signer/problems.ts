@@ -81,6 +81,8 @@ const KEY_RING_STATUSES: Partial<Record<KeyturnErrorCode, { status: number; retr
   ERR_NO_ACTIVE_KEY: { status: 503, retry: true },
   ERR_KEY_RING_STALE: { status: 503, retry: true },
   ERR_KEY_RING_UNAVAILABLE: { status: 503, retry: true },
+  ERR_CUSTODY_UNAVAILABLE: { status: 503, retry: true },
+  ERR_CUSTODY_KEY_MISSING: { status: 503, retry: true },
 };
 
 /** Refusals whose message names internals (a database error, a kid to revoke): said in general terms instead. */
@@ -89,6 +91,8 @@ const GENERAL_DETAIL: Partial<Record<KeyturnErrorCode, string>> = {
     "the signing service cannot tell the key set's issuer (iss): an operator must set the key set's policy issuer, KEYTURN_ISSUER or KEYTURN_PUBLIC_URL",
   ERR_KEY_RING_UNAVAILABLE:
     "the signing service cannot load the key set's active key from its database: try again shortly",
+  ERR_CUSTODY_UNAVAILABLE: "the key set's key custody (a KMS or an HSM) did not sign: try again shortly",
+  ERR_CUSTODY_KEY_MISSING: "the key set's active key is missing from its custody: an operator must revoke it",
   ERR_KEY_RING_STALE:
     "the signing service has not confirmed the key set's active key with its database recently enough to sign: try again shortly",
 };

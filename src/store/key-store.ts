@@ -1,8 +1,9 @@
 import type { Pool, PoolClient } from 'pg';
-import { generateSigningKey } from '../crypto/generate';
-import { sealPrivateKey } from '../crypto/envelope';
 import type { KekRing } from '../crypto/kek';
+import { CustodyRegistry, SEALED } from '../custody/custody-registry';
+import type { CustodyKey } from '../custody/key-custody';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import type { CustodySettings } from '../domain/custody-settings';
 import { KeyturnError } from '../domain/errors';
 import type { ChangeTrigger } from '../domain/key-set-state';
 import {
@@ -30,6 +31,8 @@ export type Clock = () => number | Promise<number>;
 
 export interface KeyStoreOptions {
   clock?: Clock;
+  /** Where keys are generated and destroyed: by default, sealed keys with `kekRing` and the KMS and PKCS#11 backends as configured by the environment. */
+  custody?: CustodyRegistry;
 }
 
 /** Who changes a key set and why; `operationId` makes the change idempotent. When is the store's to say. */
@@ -63,11 +66,10 @@ export interface FirstKey {
   cause: Pick<KeyChange, 'operationId' | 'trigger' | 'actor' | 'reason'>;
 }
 
-/** A key pair just generated, its private part sealed under the current KEK. */
-interface SealedNewKey {
-  key: Awaited<ReturnType<typeof generateSigningKey>>;
-  kekId: string;
-  sealed: Buffer;
+/** A key pair just generated in custody, with the settings of that custody; `stored` once its row is written. */
+interface NewKey extends CustodyKey {
+  custody: CustodySettings;
+  stored?: boolean;
 }
 
 /** Operator actions that change no key but belong in the audit trail. */
@@ -96,6 +98,8 @@ const enteredAtColumn = (state: KeyState) => STATE_ENTERED_AT[state].replace(/[A
 export class KeyStore {
   /** The time each change is stamped with. */
   readonly clock: Clock;
+  /** The custody backends keys are generated in, signed with and destroyed by. */
+  readonly custody: CustodyRegistry;
 
   constructor(
     /** The database, for the tables beside the keys (the supervisor's alert incidents). */
@@ -105,6 +109,7 @@ export class KeyStore {
     options: KeyStoreOptions = {},
   ) {
     this.clock = options.clock ?? Date.now;
+    this.custody = options.custody ?? new CustodyRegistry({ kekRing });
   }
 
   /**
@@ -121,8 +126,20 @@ export class KeyStore {
     policy: KeySetPolicy,
     options: { inService: boolean; firstKey?: FirstKey },
   ): Promise<KeyTimeline[]> {
-    // Generated before the transaction, like any key: CPU work must not hold the key set's lock.
-    const first = options.firstKey && (await this.sealedNewKey(change.keySetId, options.firstKey.algorithm));
+    const firstKey = options.firstKey;
+    if (firstKey === undefined) return this.#register(change, policy, options.inService);
+    // Generated before the transaction, like any key: generation must not hold the key set's lock.
+    return this.#withNewKey(change.keySetId, firstKey.algorithm, policy.custody, (first) =>
+      this.#register(change, policy, options.inService, { ...firstKey, key: first }),
+    );
+  }
+
+  async #register(
+    change: Omit<KeyChange, 'operationId'>,
+    policy: KeySetPolicy,
+    inService: boolean,
+    first?: FirstKey & { key: NewKey },
+  ): Promise<KeyTimeline[]> {
     return inTransaction(this.pool, async (tx) => {
       // Read (and lock) the stored policy first: a CTE in the upsert would see the row it changes.
       const stored = await tx.query<{ policy: KeySetPolicy; same: boolean; decommissioned: boolean }>(
@@ -147,15 +164,15 @@ export class KeyStore {
         });
         changed = true;
       }
-      if (previous?.decommissioned && options.inService) {
+      if (previous?.decommissioned && inService) {
         await tx.query('UPDATE key_sets SET decommissioned_at = NULL WHERE id = $1', [change.keySetId]);
         await appendAuditEvent(tx, { ...change, at, event: 'recommissioned' });
         changed = true;
       }
       const live = (await tx.query(LIVE_KEYS, [change.keySetId])).rows.map(toStoredKey).map(toKeyTimeline);
-      if (first && options.firstKey && !live.some((k) => k.state === 'active' || k.state === 'next')) {
-        const bootstrap = { ...change, ...options.firstKey.cause };
-        await this.insertNextKey(tx, bootstrap, at, first);
+      if (first && !live.some((k) => k.state === 'active' || k.state === 'next')) {
+        const bootstrap = { ...change, ...first.cause };
+        await this.insertNextKey(tx, bootstrap, at, first.key);
         live.push(
           await this.transition(
             tx,
@@ -163,7 +180,7 @@ export class KeyStore {
             at,
             first.key.kid,
             'promote',
-            { token_ttl_ms: options.firstKey.tokenTtlMs },
+            { token_ttl_ms: first.tokenTtlMs },
             { from: 'next' },
           ),
         );
@@ -175,10 +192,19 @@ export class KeyStore {
     });
   }
 
-  /** Generates a key pair, seals its private part under the current KEK and stores it as the `next` key. */
+  /** Generates a key pair in the custody the key set's policy names and stores it as the `next` key. */
   async addNextKey(change: KeyChange, algorithm: SigningAlgorithm): Promise<KeyTimeline> {
-    // Generated before the transaction: key generation is CPU work and must not hold the key set's lock.
-    const sealed = await this.sealedNewKey(change.keySetId, algorithm);
+    const { rows } = await this.pool.query<{ custody: CustodySettings | null }>(
+      `SELECT policy->'custody' AS custody FROM key_sets WHERE id = $1`,
+      [change.keySetId],
+    );
+    // Generated before the transaction: generation is CPU work or a round trip, and must not hold the key set's lock.
+    return this.#withNewKey(change.keySetId, algorithm, rows[0]?.custody ?? undefined, (key) =>
+      this.#addNextKey(change, key),
+    );
+  }
+
+  async #addNextKey(change: KeyChange, key: NewKey): Promise<KeyTimeline> {
     return this.applyChange(change, 'generate', async (tx, at) => {
       const existing = await tx.query<{ kid: string }>(
         `SELECT kid FROM signing_keys WHERE key_set_id = $1 AND state = 'next'`,
@@ -191,24 +217,67 @@ export class KeyStore {
           { keySetId: change.keySetId, kid: existing.rows[0].kid },
         );
       }
-      await this.insertNextKey(tx, change, at, sealed);
-      const timeline: KeyTimeline = { kid: sealed.key.kid, alg: sealed.key.alg, state: 'next', createdAt: at };
+      await this.insertNextKey(tx, change, at, key);
+      const timeline: KeyTimeline = { kid: key.kid, alg: key.alg, state: 'next', createdAt: at };
       return timeline;
     });
   }
 
-  private async sealedNewKey(keySetId: string, algorithm: SigningAlgorithm): Promise<SealedNewKey> {
-    const key = await generateSigningKey(algorithm);
-    return { key, ...sealPrivateKey(key.privateJwk, this.kekRing, { keySetId, kid: key.kid }) };
+  /**
+   * Generates a key in `settings`' custody and hands it to `store`; a key that `store` did not keep
+   * (the transaction failed, the change was a replay, the key set had keys already) is destroyed in its
+   * custody again, so that a KMS or a token gathers no keys keyturn does not know.
+   */
+  async #withNewKey<T>(
+    keySetId: string,
+    algorithm: SigningAlgorithm,
+    settings: CustodySettings | undefined,
+    store: (key: NewKey) => Promise<T>,
+  ): Promise<T> {
+    const custody = await this.custody.get(settings);
+    const key: NewKey = { ...(await custody.generate(algorithm, { keySetId })), custody: settings ?? SEALED };
+    let result: T;
+    try {
+      result = await store(key);
+    } catch (error) {
+      await this.#dropUnstored(key, keySetId);
+      throw error;
+    }
+    if (!key.stored) await this.#dropUnstored(key, keySetId);
+    return result;
+  }
+
+  async #dropUnstored(key: NewKey, keySetId: string): Promise<void> {
+    if (key.custody.backend === 'sealed') return; // nothing outside this process holds it
+    try {
+      // A commit that failed on the way back may have stored it all the same: such a key is kept.
+      const { rowCount } = await this.pool.query('SELECT 1 FROM signing_keys WHERE key_set_id = $1 AND kid = $2', [
+        keySetId,
+        key.kid,
+      ]);
+      if (rowCount === 0) await (await this.custody.get(key.custody)).destroy({ ...key, keySetId });
+    } catch {
+      // Left in custody, labelled with its key set and kid (keyturn:key-set, keyturn:kid), for an operator to remove.
+    }
   }
 
   /** Stores a generated key as the `next` key, with its `generated` audit event. */
-  private async insertNextKey(tx: PoolClient, change: KeyChange, at: number, sealed: SealedNewKey): Promise<void> {
-    const { key, kekId } = sealed;
+  private async insertNextKey(tx: PoolClient, change: KeyChange, at: number, key: NewKey): Promise<void> {
+    const sealed = key.custody.backend === 'sealed';
     await tx.query(
-      `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, created_at)
-       VALUES ($1, $2, $3, 'next', $4, $5, $6, $7)`,
-      [change.keySetId, key.kid, key.alg, JSON.stringify(key.publicJwk), sealed.sealed, kekId, new Date(at)],
+      `INSERT INTO signing_keys (key_set_id, kid, alg, state, public_jwk, private_key, kek_id, custody, custody_handle, created_at)
+       VALUES ($1, $2, $3, 'next', $4, $5, $6, $7, $8, $9)`,
+      [
+        change.keySetId,
+        key.kid,
+        key.alg,
+        JSON.stringify(key.publicJwk),
+        key.sealed?.sealed ?? null,
+        key.sealed?.kekId ?? null,
+        JSON.stringify(key.custody),
+        sealed ? null : key.handle,
+        new Date(at),
+      ],
     );
     await recordWritten(tx, change.keySetId, key.kid);
     await appendAuditEvent(tx, {
@@ -217,8 +286,11 @@ export class KeyStore {
       kid: key.kid,
       event: 'generated',
       toState: 'next',
-      details: { alg: key.alg, kekId },
+      details: sealed
+        ? { alg: key.alg, kekId: key.sealed?.kekId }
+        : { alg: key.alg, custody: key.custody.backend, handle: key.handle },
     });
+    key.stored = true;
   }
 
   /**
@@ -377,8 +449,12 @@ export class KeyStore {
     });
   }
 
-  /** Erases a retired key's private part; its metadata and audit trail stay. */
+  /**
+   * Erases a retired key's private part; its metadata and audit trail stay. A key held in a KMS or on a
+   * token is destroyed there first: the row says destroyed only once its custody has done so.
+   */
   async destroyKey(change: KeyChange, kid: string): Promise<void> {
+    await this.#releaseFromCustody(change.keySetId, kid, [...KEY_TRANSITIONS.destroy.from, 'destroyed']);
     await this.applyChange(change, 'destroy', async (tx, at) => {
       await this.transition(tx, change, at, kid, 'destroy');
       return null;
@@ -387,6 +463,43 @@ export class KeyStore {
 
   /** Takes a key out of service at once: out of the JWKS, private part erased. Returns the state it left. */
   async revokeKey(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
+    // Out of service first, whatever its custody says: a KMS or a token that cannot be reached must not
+    // keep a revoked key signing. Then destroyed there too; a retry of a failed release repeats both.
+    const revoked = await this.#revoke(change, kid);
+    if (await this.#releaseFromCustody(change.keySetId, kid, ['revoked'])) {
+      await inTransaction(this.pool, async (tx) => {
+        await tx.query(
+          'UPDATE signing_keys SET custody_released_at = now() WHERE key_set_id = $1 AND kid = $2 AND custody_released_at IS NULL',
+          [change.keySetId, kid],
+        );
+        await recordWritten(tx, change.keySetId, kid);
+      });
+    }
+    return revoked;
+  }
+
+  /**
+   * Destroys the key's private half in its KMS or token if the key is in one of `states` and is held
+   * there still; true if it did. A sealed key's private part goes with its row's final transition instead.
+   */
+  async #releaseFromCustody(keySetId: string, kid: string, states: readonly KeyState[]): Promise<boolean> {
+    const { rows } = await this.pool.query<{
+      state: KeyState;
+      alg: SigningAlgorithm;
+      custody: CustodySettings;
+      custody_handle: string;
+    }>(
+      `SELECT state, alg, custody, custody_handle FROM signing_keys
+        WHERE key_set_id = $1 AND kid = $2 AND custody_handle IS NOT NULL AND custody_released_at IS NULL`,
+      [keySetId, kid],
+    );
+    const key = rows[0];
+    if (key === undefined || !states.includes(key.state)) return false;
+    await (await this.custody.get(key.custody)).destroy({ keySetId, kid, alg: key.alg, handle: key.custody_handle });
+    return true;
+  }
+
+  async #revoke(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {
     return this.applyChange(change, 'revoke', async (tx, at) => {
       const previousState = await this.lockKeyIn(tx, change, kid, KEY_TRANSITIONS.revoke.from, 'revoke');
       await this.transition(
@@ -492,7 +605,11 @@ export class KeyStore {
   ): Promise<KeyTimeline> {
     const { from: allowed, to } = KEY_TRANSITIONS[name];
     const from = known?.from ?? (await this.lockKeyIn(tx, change, kid, allowed, name));
-    const erase = (FINAL_STATES as readonly KeyState[]).includes(to) ? ', private_key = NULL, kek_id = NULL' : '';
+    let erase = (FINAL_STATES as readonly KeyState[]).includes(to) ? ', private_key = NULL, kek_id = NULL' : '';
+    // destroyKey has destroyed a custody key in its KMS or token before this.
+    if (to === 'destroyed')
+      erase +=
+        ', custody_released_at = CASE WHEN custody_handle IS NOT NULL THEN coalesce(custody_released_at, $4) END';
     const names = Object.keys(columns);
     const more = names.map((column, i) => `, ${column} = $${i + 5}`).join('');
     await tx.query(

@@ -3,10 +3,12 @@ import type { Pool } from 'pg';
 import { openPrivateKey } from '../crypto/envelope';
 import type { PublicJwk } from '../crypto/generate';
 import type { KekRing } from '../crypto/kek';
+import type { HeldKey } from '../custody/key-custody';
+import type { CustodySettings } from '../domain/custody-settings';
 import type { SigningAlgorithm } from '../domain/algorithms';
 
 /**
- * The active key with its private part opened, for signing, and its stored public part (both must
+ * The active sealed key with its private part opened (tests and benchmarks compare with it), and its stored public part (both must
  * match the kid); undefined while the key set has no active key. The caller holds the private JWK
  * in memory only and must never log or return it.
  */
@@ -31,5 +33,36 @@ export async function openActiveKey(
     alg: row.alg,
     publicJwk: row.public_jwk,
     privateJwk: openPrivateKey(row.private_key, row.kek_id, keks, { keySetId, kid: row.kid }),
+  };
+}
+
+/**
+ * The active key as its custody holds it (for a sealed key, still sealed), its stored public part and the
+ * custody it was generated in; undefined while the key set has no active key.
+ */
+export async function readActiveKey(
+  pool: Pool,
+  keySetId: string,
+): Promise<{ held: HeldKey; publicJwk: PublicJwk; custody: CustodySettings } | undefined> {
+  const { rows } = await pool.query<{
+    kid: string;
+    alg: SigningAlgorithm;
+    public_jwk: PublicJwk;
+    private_key: Buffer | null;
+    kek_id: string | null;
+    custody: CustodySettings;
+    custody_handle: string | null;
+  }>(
+    `SELECT kid, alg, public_jwk, private_key, kek_id, custody, custody_handle FROM signing_keys WHERE key_set_id = $1 AND state = 'active'`,
+    [keySetId],
+  );
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  const sealed =
+    row.private_key === null || row.kek_id === null ? undefined : { sealed: row.private_key, kekId: row.kek_id };
+  return {
+    held: { keySetId, kid: row.kid, alg: row.alg, handle: row.custody_handle ?? row.kid, ...(sealed && { sealed }) },
+    publicJwk: row.public_jwk,
+    custody: row.custody,
   };
 }

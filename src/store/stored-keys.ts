@@ -17,8 +17,9 @@ export interface StoredKey extends StoredKeyRecord {
   revokedAt: number | null;
 }
 
-/** The columns of a StoredKey (never the private part itself). */
-export const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk, private_key IS NOT NULL AS has_private_key, kek_id,
+/** The columns of a StoredKey (never the private part itself). A private part is sealed here, or held in a KMS or on a token. */
+export const KEY_COLUMNS = `key_set_id, kid, alg, state, public_jwk,
+  (private_key IS NOT NULL OR (custody_handle IS NOT NULL AND custody_released_at IS NULL)) AS has_private_key, kek_id,
   created_at, listed_at, promotable_at, activated_at, token_ttl_ms, demoted_at, grace_ends_at, retired_at, destroyed_at, revoked_at`;
 
 /** The live states as an SQL list, for `state IN ${LIVE_STATES_SQL}`. */
