@@ -42,14 +42,16 @@ export async function openKeyStore(
     if ((await applyMigrations(pool, database, logger)).length > 0)
       await grantRolesOrWarn(pool, config.databaseRoles, logger);
     const opened = pool;
+    const keyStore = new KeyStore(pool, kek.ring);
     return {
-      keyStore: new KeyStore(pool, kek.ring),
+      keyStore,
       kekRing: kek.ring,
       pool,
       database,
       kekFile: kek.kekFile,
       async close() {
         stopAuditLines();
+        await keyStore.custody.close();
         await opened.end();
         await database.stop();
       },

@@ -234,3 +234,58 @@ describe('changedPolicyFields', () => {
     expect(changedPolicyFields(DEFAULT_POLICY, validatePolicy({ rotationPeriod: '720h' }))).toEqual([]);
   });
 });
+
+describe('custody', () => {
+  const pkcs11 = { backend: 'pkcs11', module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'keyturn', pinEnv: 'PIN' };
+
+  test('sealed, named or left out, is the default and is not stored', () => {
+    expect(validatePolicy({ custody: 'sealed' })).toEqual(DEFAULT_POLICY);
+    expect(validatePolicy({ custody: { backend: 'sealed' } })).toEqual(DEFAULT_POLICY);
+    expect(validatePolicy({})).not.toHaveProperty('custody');
+  });
+
+  test('a backend by name or with its settings is kept as settings', () => {
+    expect(validatePolicy({ custody: 'aws-kms' }).custody).toEqual({ backend: 'aws-kms' });
+    expect(validatePolicy({ custody: { backend: 'aws-kms', region: 'eu-west-1' } }).custody).toEqual({
+      backend: 'aws-kms',
+      region: 'eu-west-1',
+    });
+    expect(validatePolicy({ algorithm: 'RS256', custody: pkcs11 }).custody).toEqual(pkcs11);
+  });
+
+  test('an algorithm the backend cannot hold, unknown or missing settings: each refused, naming its field', () => {
+    const violations = (input: object) => {
+      try {
+        validatePolicy(input);
+      } catch (error) {
+        return (error as PolicyError).violations.map((v) => [v.field, v.message]);
+      }
+      throw new Error('accepted');
+    };
+    expect(violations({ algorithm: 'EdDSA', custody: 'aws-kms' })).toEqual([
+      ['custody', 'aws-kms cannot hold EdDSA keys; use algorithm ES256, RS256, PS256 or another custody'],
+    ]);
+    expect(violations({ custody: 'vault' })[0][0]).toBe('custody');
+    expect(violations({ custody: { backend: 'aws-kms', endpoint: 'http://x' } })).toEqual([
+      ['custody.endpoint', 'unknown setting of aws-kms; its settings are backend, region'],
+    ]);
+    expect(violations({ custody: 'pkcs11' }).map(([field]) => field)).toEqual([
+      'custody.module',
+      'custody.tokenLabel',
+      'custody.pinFile',
+    ]);
+    expect(violations({ custody: { ...pkcs11, pinFile: '/run/pin' } }).map(([field]) => field)).toEqual([
+      'custody.pinFile',
+    ]);
+    expect(violations({ custody: { ...pkcs11, tokenLabel: ' ' } }).map(([field]) => field)).toEqual([
+      'custody.tokenLabel',
+    ]);
+  });
+
+  test('null removes it (back to sealed); a change of custody is a changed field', () => {
+    const withKms = validatePolicy({ custody: 'aws-kms' });
+    expect(validatePolicy({ custody: null }, { base: withKms })).not.toHaveProperty('custody');
+    expect(validatePolicy({}, { base: withKms }).custody).toEqual({ backend: 'aws-kms' });
+    expect(changedPolicyFields(DEFAULT_POLICY, withKms)).toEqual(['custody']);
+  });
+});
