@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { isCached, keyturnCacheDir } from './cache';
 
 const run = promisify(execFile);
 
@@ -24,9 +24,9 @@ export async function buildGoOidcVerifier(): Promise<(issuer: string, token: str
   const goSum = await readFile(path.join(SOURCE_DIR, 'go.sum'));
   const source = await readFile(path.join(SOURCE_DIR, 'main.go'));
   const hash = createHash('sha256').update(goSum).update(source).digest('hex').slice(0, 16);
-  const cacheDir = path.resolve(process.env.KEYTURN_CACHE_DIR || path.join(homedir(), '.cache', 'keyturn'));
+  const cacheDir = keyturnCacheDir();
   const executable = path.join(cacheDir, `go-oidc-verifier-${hash}`, 'go-verifier');
-  if (!(await exists(executable))) await build(executable);
+  if (!(await isCached(executable))) await build(executable);
   return async (issuer, token) => {
     try {
       const { stdout } = await run(executable, [issuer, token], { timeout: 30_000 });
@@ -54,7 +54,7 @@ async function build(executable: string): Promise<void> {
     // Renamed whole: a build cut short never passes for a finished one.
     await rename(partial, path.dirname(executable)).catch(async (error: NodeJS.ErrnoException) => {
       // Another test file built it meanwhile.
-      if (!(await exists(executable))) throw error;
+      if (!(await isCached(executable))) throw error;
     });
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
@@ -77,12 +77,5 @@ async function findGo(): Promise<string> {
   throw new Error(
     'the go-oidc test needs Go 1.23 or newer to build test/oidc/go-verifier, and finds none (neither `go` on PATH ' +
       `nor ${GO_FALLBACK}): install it from https://go.dev/dl (Debian's golang-go is too old); the Go module proxy must be reachable`,
-  );
-}
-
-async function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
   );
 }
