@@ -1,0 +1,89 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { isCached, keyturnCacheDir } from './cache';
+import { freePort } from './ports';
+import { ProcessGroup } from './processes';
+
+const run = promisify(execFile);
+
+/** The moto release the aws-kms custody tests run against (PyPI). */
+export const MOTO_VERSION = '5.2.5';
+/** moto's server, with KMS signing as AWS documents it where moto differs (see the file). */
+const LAUNCHER = path.join(__dirname, 'moto-kms-server.py');
+/** A cold install downloads moto, Flask and cryptography from PyPI: about a minute here. */
+const INSTALL_TIMEOUT_MS = 600_000;
+const START_TIMEOUT_MS = 60_000;
+
+/** A KMS-compatible server on loopback, empty when started. */
+export interface MotoServer {
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+/** Starts moto's server on a free loopback port, installing moto first if this machine has not yet. */
+export async function startMotoServer(): Promise<MotoServer> {
+  const python = await motoPython();
+  const port = await freePort();
+  const processes = new ProcessGroup();
+  const server = processes.start('moto server', python, [LAUNCHER, '-H', '127.0.0.1', '-p', String(port)], {
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
+  try {
+    await server.waitForOutput(/Running on http:\/\/127\.0\.0\.1:\d+/, START_TIMEOUT_MS);
+  } catch (error) {
+    await processes.stopAll();
+    throw error;
+  }
+  return { endpoint: `http://127.0.0.1:${port}`, stop: () => processes.stopAll() };
+}
+
+/**
+ * The Python of a virtual environment holding moto, made once per moto and Python version under
+ * ~/.cache/keyturn (or KEYTURN_CACHE_DIR). Installed in a directory of its own and renamed when
+ * complete, so that two test files installing at once never use a half-made one.
+ */
+async function motoPython(): Promise<string> {
+  const pythonVersion = await run('python3', ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])']).then(
+    ({ stdout }) => stdout.trim(),
+    (error: unknown) => {
+      throw new Error('the aws-kms custody tests run moto, from PyPI, with python3, and find none: install python3', {
+        cause: error,
+      });
+    },
+  );
+  const cacheDir = keyturnCacheDir();
+  const venv = path.join(cacheDir, `moto-${MOTO_VERSION}-python${pythonVersion}`);
+  // bin/python finds its environment by the pyvenv.cfg beside it, so the renamed environment works.
+  const python = path.join(venv, 'bin', 'python');
+  if (await isCached(python)) return python;
+  await mkdir(cacheDir, { recursive: true });
+  const partial = await mkdtemp(`${venv}.install-`);
+  try {
+    await run('python3', ['-m', 'venv', partial]).catch((error: { stderr?: string }) => {
+      throw new Error(
+        `python3 -m venv failed (on Debian, install python3-venv): ${error.stderr?.trim() ?? String(error)}`,
+        { cause: error },
+      );
+    });
+    await run(
+      path.join(partial, 'bin', 'python'),
+      ['-m', 'pip', 'install', '--quiet', `moto[server]==${MOTO_VERSION}`],
+      {
+        timeout: INSTALL_TIMEOUT_MS,
+      },
+    ).catch((error: { stderr?: string }) => {
+      throw new Error(`cannot install moto ${MOTO_VERSION} from PyPI: ${error.stderr?.trim() ?? String(error)}`, {
+        cause: error,
+      });
+    });
+    await rename(partial, venv).catch(async (error: NodeJS.ErrnoException) => {
+      // Another test file installed it meanwhile.
+      if (!(await isCached(python))) throw error;
+    });
+  } finally {
+    await rm(partial, { recursive: true, force: true });
+  }
+  return python;
+}
