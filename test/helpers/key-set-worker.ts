@@ -7,6 +7,7 @@ import { createActivities } from '../../src/activities';
 import type { AlertChannel } from '../../src/alerts/channels';
 import type { AlertNotification } from '../../src/alerts/notification';
 import { KekRing, Kek } from '../../src/crypto/kek';
+import type { CustodyRegistry } from '../../src/custody/custody-registry';
 import type { KeySetStatus } from '../../src/domain/key-set-state';
 import { DEFAULT_CEILINGS, type PolicyCeilings } from '../../src/domain/policy';
 import { createLogger, type Logger } from '../../src/logger';
@@ -49,6 +50,8 @@ export interface KeySetWorkerOptions {
   maxCachedWorkflows?: number;
   /** KEYTURN_MAX_*_CEILING: the seed defaults unless given. */
   ceilings?: PolicyCeilings;
+  /** The custody backends keys are generated in (a test's KMS server or token); sealed only unless given. */
+  custody?: CustodyRegistry;
 }
 
 /** A channel that keeps every notification in `list`. */
@@ -64,7 +67,10 @@ function listChannel(list: AlertNotification[]): AlertChannel {
 /** A real worker with the real activities against the test database. */
 export function createKeySetWorker(options: KeySetWorkerOptions): Promise<Worker> {
   // Stamped with the test server's clock, the one the workflow's timers run on.
-  const keyStore = new KeyStore(options.db.pool, options.kekRing, { clock: () => options.env.currentTimeMs() });
+  const keyStore = new KeyStore(options.db.pool, options.kekRing, {
+    clock: () => options.env.currentTimeMs(),
+    custody: options.custody,
+  });
   const alerts = options.alerts;
   return Worker.create({
     connection: options.env.nativeConnection,

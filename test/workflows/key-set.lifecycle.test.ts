@@ -1,5 +1,7 @@
 import { openPrivateKey } from '../../src/crypto/envelope';
 import type { KekRing } from '../../src/crypto/kek';
+import type { CustodyRegistry } from '../../src/custody/custody-registry';
+import type { CustodySettings } from '../../src/domain/custody-settings';
 import type { KeyState } from '../../src/domain/lifecycle';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { KeyStore } from '../../src/store/key-store';
@@ -8,6 +10,7 @@ import { keySetWorkflow } from '../../src/workflows';
 import { createKeySetWorker, randomKekRing, settled, uniqueNames } from '../helpers/key-set-worker';
 import type { TestDatabase } from '../helpers/postgres';
 import { useTimeSkippingSuite } from '../helpers/time-skipping-suite';
+import { CUSTODY_BACKENDS_UNDER_TEST, useCustodyBackends } from '../helpers/custody';
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
 import { listKeys } from '../../src/store/stored-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
@@ -33,21 +36,24 @@ function expectedStates(day: number): KeyState[] {
   return states;
 }
 
-describe('a key set under the seed policy', () => {
-  const suite = useTimeSkippingSuite();
+const suite = useTimeSkippingSuite();
+const custodyOf = useCustodyBackends();
 
+describe.each(CUSTODY_BACKENDS_UNDER_TEST)('a key set under the seed policy, its keys held %s', (backend) => {
   test('lives through 100 days: right keys published and stored at every transition', async () => {
     const { env, db, bundle } = suite;
+    const custody = custodyOf(backend);
     const kekRing = randomKekRing();
     const { keySetId, taskQueue, workflowId } = uniqueNames('seed');
-    const keyStore = new KeyStore(db.pool, kekRing);
-    const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });
+    const registry = custody.registry(kekRing);
+    const keyStore = new KeyStore(db.pool, kekRing, { custody: registry });
+    const worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue, custody: registry });
 
     await worker.runUntil(async () => {
       const handle = await env.client.workflow.start(keySetWorkflow, {
         workflowId,
         taskQueue,
-        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
+        args: [{ keySetId, policy: { ...DEFAULT_POLICY, ...(custody.settings && { custody: custody.settings }) } }],
       });
       const first = await settled(env, handle);
       const activatedAt = first.keys[0].activatedAt!;
@@ -84,15 +90,45 @@ describe('a key set under the seed policy', () => {
       // Keys 1 to 4; key 5 is not due until day 115.
       expect(kidsInOrder).toHaveLength(4);
 
-      // A key's private part exists only sealed in PostgreSQL: never in history, never in plaintext.
+      // A key's private part is never in history; sealed, never in plaintext; in a KMS or on a token, never out of it.
       const history = await historyText(handle);
       for (const member of PRIVATE_MEMBER_KEYS) expect(history).not.toMatch(member);
-      await assertNoPlaintextPrivateKeys(db, kekRing, keySetId, history, await listKeys(keyStore.pool, keySetId));
-      await recordHistory(handle, 'seed-policy-100-days');
+      const keys = await listKeys(keyStore.pool, keySetId);
+      if (backend === 'sealed') {
+        await assertNoPlaintextPrivateKeys(db, kekRing, keySetId, history, keys);
+        await recordHistory(handle, 'seed-policy-100-days');
+      } else {
+        await assertHeldInCustody(db, registry, keySetId, keys);
+      }
       await handle.terminate('test finished');
     });
   });
 });
+
+/**
+ * No row holds a sealed key; each key still held is non-extractable by its backend's own account and
+ * signs; each destroyed key signs no more.
+ */
+async function assertHeldInCustody(db: TestDatabase, registry: CustodyRegistry, keySetId: string, keys: StoredKey[]) {
+  const { rows } = await db.pool.query<{ kid: string; custody: CustodySettings; custody_handle: string }>(
+    'SELECT kid, custody, custody_handle FROM signing_keys WHERE key_set_id = $1 AND private_key IS NULL AND kek_id IS NULL',
+    [keySetId],
+  );
+  expect(rows).toHaveLength(keys.length);
+  for (const key of keys) {
+    const row = rows.find((r) => r.kid === key.kid)!;
+    const custody = await registry.get(row.custody);
+    expect(custody.privateKeysPassThroughKeyturn).toBe(false);
+    const held = { keySetId, kid: key.kid, alg: key.alg, handle: row.custody_handle };
+    const signature = async () => (await custody.signer(held))(Buffer.from('header.payload'));
+    if (key.hasPrivateKey) {
+      expect(await custody.properties(held)).toEqual({ extractable: false });
+      expect((await signature()).length).toBe(64); // ES256: r‖s
+    } else {
+      await expect(signature()).rejects.toMatchObject({ code: 'ERR_CUSTODY_KEY_MISSING', kid: key.kid });
+    }
+  }
+}
 
 async function assertNoPlaintextPrivateKeys(
   db: TestDatabase,

@@ -3,6 +3,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { KekRing } from '../../src/crypto/kek';
+import type { CustodyRegistry } from '../../src/custody/custody-registry';
+import type { SigningAlgorithm } from '../../src/domain/algorithms';
+import type { CustodySettings } from '../../src/domain/custody-settings';
 import type { KeySetStatus } from '../../src/domain/key-set-state';
 import { DEFAULT_POLICY } from '../../src/domain/policy';
 import { readAuditTrail } from '../../src/store/audit-log';
@@ -23,69 +26,72 @@ import { bundleWorkflows, createKeySetWorker, randomKekRing, settled, uniqueName
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { createTimeSkippingEnv } from '../helpers/temporal-env';
 import { historyNameOfTest, recordHistory } from '../helpers/history';
+import { CUSTODY_BACKENDS_UNDER_TEST, useCustodyBackends } from '../helpers/custody';
 import { listKeys } from '../../src/store/stored-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 
-describe('operator messages', () => {
-  let env: TestWorkflowEnvironment;
-  let db: TestDatabase;
-  let bundle: WorkflowBundleWithSourceMap;
-  let kekRing: KekRing;
-  let keyStore: KeyStore;
+const custodyOf = useCustodyBackends();
+let env: TestWorkflowEnvironment;
+let db: TestDatabase;
+let bundle: WorkflowBundleWithSourceMap;
+let kekRing: KekRing;
+let keyStore: KeyStore;
 
-  beforeAll(async () => {
-    [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
-    kekRing = randomKekRing();
-    keyStore = new KeyStore(db.pool, kekRing);
-  });
-  afterAll(async () => {
-    await env?.teardown();
-    await db?.drop();
-  });
+beforeAll(async () => {
+  [env, db, bundle] = await Promise.all([createTimeSkippingEnv(), createTestDatabase(), bundleWorkflows()]);
+  kekRing = randomKekRing();
+  keyStore = new KeyStore(db.pool, kekRing);
+});
+afterAll(async () => {
+  await env?.teardown();
+  await db?.drop();
+});
 
-  /** Starts a key set under the seed policy, waits for its first active key, and runs `body` with a worker. */
-  async function withKeySet(
-    body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, first: KeySetStatus) => Promise<void>,
-  ) {
-    const { keySetId, taskQueue, workflowId } = uniqueNames('msg');
-    const worker: Worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue });
-    await worker.runUntil(async () => {
-      const handle = await env.client.workflow.start(keySetWorkflow, {
-        workflowId,
-        taskQueue,
-        args: [{ keySetId, policy: { ...DEFAULT_POLICY } }],
-      });
-      try {
-        await body(handle, keySetId, await settled(env, handle));
-        await recordHistory(handle, historyNameOfTest());
-      } finally {
-        // A timer firing for a workflow whose worker is gone would stop the test server's clock.
-        if ((await handle.describe()).status.name === 'RUNNING') await handle.terminate('test finished');
-      }
+/** Starts a key set under the seed policy, waits for its first active key, and runs `body` with a worker. */
+async function withKeySet(
+  body: (handle: WorkflowHandle<typeof keySetWorkflow>, keySetId: string, first: KeySetStatus) => Promise<void>,
+  custody?: { settings: CustodySettings | undefined; registry: CustodyRegistry },
+) {
+  const { keySetId, taskQueue, workflowId } = uniqueNames('msg');
+  const worker: Worker = await createKeySetWorker({ env, db, bundle, kekRing, taskQueue, custody: custody?.registry });
+  await worker.runUntil(async () => {
+    const handle = await env.client.workflow.start(keySetWorkflow, {
+      workflowId,
+      taskQueue,
+      args: [{ keySetId, policy: { ...DEFAULT_POLICY, ...(custody?.settings && { custody: custody.settings }) } }],
     });
-  }
+    try {
+      await body(handle, keySetId, await settled(env, handle));
+      await recordHistory(handle, historyNameOfTest());
+    } finally {
+      // A timer firing for a workflow whose worker is gone would stop the test server's clock.
+      if ((await handle.describe()).status.name === 'RUNNING') await handle.terminate('test finished');
+    }
+  });
+}
 
-  const activeKid = (status: KeySetStatus) => status.keys.find((k) => k.state === 'active')?.kid;
+const activeKid = (status: KeySetStatus) => status.keys.find((k) => k.state === 'active')?.kid;
 
-  async function statesInDb(keySetId: string): Promise<Record<string, string>> {
-    return Object.fromEntries((await listKeys(keyStore.pool, keySetId)).map((k) => [k.kid, k.state]));
-  }
+async function statesInDb(keySetId: string): Promise<Record<string, string>> {
+  return Object.fromEntries((await listKeys(keyStore.pool, keySetId)).map((k) => [k.kid, k.state]));
+}
 
-  async function expectUpdateRejected(update: Promise<unknown>, type: string): Promise<ApplicationFailure> {
-    const error = await update.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
-    const cause = (error as WorkflowUpdateFailedError).cause;
-    expect(cause).toBeInstanceOf(ApplicationFailure);
-    expect((cause as ApplicationFailure).type).toBe(type);
-    return cause as ApplicationFailure;
-  }
+async function expectUpdateRejected(update: Promise<unknown>, type: string): Promise<ApplicationFailure> {
+  const error = await update.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
+  const cause = (error as WorkflowUpdateFailedError).cause;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  expect((cause as ApplicationFailure).type).toBe(type);
+  return cause as ApplicationFailure;
+}
 
+describe('operator messages', () => {
   test('a rotation signal publishes a new key, promotes it once verifiers can have cached it, and records who asked', async () => {
     await withKeySet(async (handle, keySetId, first) => {
       const before = activeKid(first)!;
@@ -164,110 +170,6 @@ describe('operator messages', () => {
       expect(activeKid(await handle.query(getStateQuery))).toBe(result.kid);
       const requested = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'rotation_requested')!;
       expect(requested.details).toEqual({ immediately: true });
-    });
-  });
-
-  test('revoking the active key takes it out of the JWKS and promotes a replacement at once', async () => {
-    await withKeySet(async (handle, keySetId, first) => {
-      const revoked = activeKid(first)!;
-
-      const result = await handle.executeUpdate(revokeKeyUpdate, {
-        args: [{ kid: revoked, reason: 'key leaked', requestedBy: 'bob' }],
-      });
-
-      expect(result.revokedKid).toBe(revoked);
-      expect(result.previousState).toBe('active');
-      expect(result.activeKid).not.toBe(revoked);
-      expect(activeKid(await handle.query(getStateQuery))).toBe(result.activeKid);
-      const keys = await listKeys(keyStore.pool, keySetId);
-      expect(keys.map((k) => [k.kid, k.state, k.hasPrivateKey])).toEqual([
-        [revoked, 'revoked', false],
-        [result.activeKid, 'active', true],
-      ]);
-      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
-      const revocation = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'revoked')!;
-      expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([
-        revoked,
-        'active',
-        'bob',
-        'key leaked',
-      ]);
-    });
-  });
-
-  test('revoking a grace key leaves the active key alone', async () => {
-    await withKeySet(async (handle, keySetId) => {
-      const { kid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
-
-      const result = await handle.executeUpdate(revokeKeyUpdate, {
-        args: [{ kid: previousKid!, reason: 'retire early' }],
-      });
-
-      expect(result).toEqual({ revokedKid: previousKid, previousState: 'grace', activeKid: current });
-      expect(await statesInDb(keySetId)).toEqual({ [previousKid!]: 'revoked', [current]: 'active' });
-    });
-  });
-
-  test('revoking a next key and a retired key: out at once; a new next key is published in its place', async () => {
-    await withKeySet(async (handle, keySetId, first) => {
-      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
-      await env.sleep(5 * DAY + MINUTE); // the first key retires after its 5 days of grace
-      await env.sleep(20 * DAY); // and a next key is published 25 days into the second key's period
-      const before = await settled(env, handle);
-      const next = before.keys.find((k) => k.state === 'next')!.kid;
-      expect(before.keys.find((k) => k.kid === previousKid)).toBeUndefined(); // destroyed a day after retiring
-
-      expect(
-        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: next, reason: 'generated on a bad host' }] }),
-      ).toMatchObject({
-        revokedKid: next,
-        previousState: 'next',
-        activeKid: activeKid(before),
-      });
-      const after = await settled(env, handle);
-      const replacement = after.keys.find((k) => k.state === 'next')!;
-      expect(replacement.kid).not.toBe(next);
-      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual(
-        [activeKid(before), replacement.kid].sort(),
-      );
-      expect(first.keys[0].kid).toBe(previousKid);
-    });
-  });
-
-  test('revoking a retired key erases its private part at once', async () => {
-    await withKeySet(async (handle, keySetId) => {
-      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
-      await env.sleep(5 * DAY + MINUTE);
-      expect((await settled(env, handle)).keys.find((k) => k.kid === previousKid)?.state).toBe('retired');
-      expect(
-        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'backup tape lost' }] }),
-      ).toMatchObject({
-        revokedKid: previousKid,
-        previousState: 'retired',
-      });
-      expect((await listKeys(keyStore.pool, keySetId)).find((k) => k.kid === previousKid)).toMatchObject({
-        state: 'revoked',
-        hasPrivateKey: false,
-      });
-    });
-  });
-
-  test('revoking an unknown kid, or without a reason, is refused and changes nothing', async () => {
-    await withKeySet(async (handle, keySetId, first) => {
-      const auditBefore = await readAuditTrail(db.pool, keySetId);
-
-      const unknown = await expectUpdateRejected(
-        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: 'no-such-kid', reason: 'typo' }] }),
-        'ERR_KID_UNKNOWN',
-      );
-      expect(unknown.message).toContain('no-such-kid');
-      await expectUpdateRejected(
-        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: activeKid(first)!, reason: ' ' }] }),
-        'ERR_REASON_REQUIRED',
-      );
-
-      expect((await handle.query(getStateQuery)).keys).toEqual(first.keys);
-      expect(await readAuditTrail(db.pool, keySetId)).toEqual(auditBefore);
     });
   });
 
@@ -383,5 +285,133 @@ describe('operator messages', () => {
         ]),
       );
     });
+  });
+});
+
+describe.each(CUSTODY_BACKENDS_UNDER_TEST)('revocation, keys held %s', (backend) => {
+  let custody: { settings: CustodySettings | undefined; registry: CustodyRegistry };
+  beforeAll(() => {
+    const underTest = custodyOf(backend);
+    custody = { settings: underTest.settings, registry: underTest.registry(kekRing) };
+  });
+
+  /** A revoked key signs no more: sealed, its row lost its private part; in a KMS or on a token, the backend destroyed it. */
+  async function expectGoneFromCustody(keySetId: string, kid: string) {
+    if (backend === 'sealed') return;
+    const { rows } = await db.pool.query<{ custody: CustodySettings; custody_handle: string; alg: SigningAlgorithm }>(
+      'SELECT custody, custody_handle, alg FROM signing_keys WHERE key_set_id = $1 AND kid = $2',
+      [keySetId, kid],
+    );
+    const held = { keySetId, kid, alg: rows[0].alg, handle: rows[0].custody_handle };
+    const backendOfKey = await custody.registry.get(rows[0].custody);
+    await expect((async () => (await backendOfKey.signer(held))(Buffer.from('x')))()).rejects.toMatchObject({
+      code: 'ERR_CUSTODY_KEY_MISSING',
+    });
+  }
+
+  test('revoking the active key takes it out of the JWKS and promotes a replacement at once', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const revoked = activeKid(first)!;
+
+      const result = await handle.executeUpdate(revokeKeyUpdate, {
+        args: [{ kid: revoked, reason: 'key leaked', requestedBy: 'bob' }],
+      });
+
+      expect(result.revokedKid).toBe(revoked);
+      expect(result.previousState).toBe('active');
+      expect(result.activeKid).not.toBe(revoked);
+      expect(activeKid(await handle.query(getStateQuery))).toBe(result.activeKid);
+      const keys = await listKeys(keyStore.pool, keySetId);
+      expect(keys.map((k) => [k.kid, k.state, k.hasPrivateKey])).toEqual([
+        [revoked, 'revoked', false],
+        [result.activeKid, 'active', true],
+      ]);
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid)).toEqual([result.activeKid]);
+      await expectGoneFromCustody(keySetId, revoked);
+      const revocation = (await readAuditTrail(db.pool, keySetId)).find((e) => e.event === 'revoked')!;
+      expect([revocation.kid, revocation.fromState, revocation.actor, revocation.reason]).toEqual([
+        revoked,
+        'active',
+        'bob',
+        'key leaked',
+      ]);
+    }, custody);
+  });
+
+  test('revoking a grace key leaves the active key alone', async () => {
+    await withKeySet(async (handle, keySetId) => {
+      const { kid: current, previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
+
+      const result = await handle.executeUpdate(revokeKeyUpdate, {
+        args: [{ kid: previousKid!, reason: 'retire early' }],
+      });
+
+      expect(result).toEqual({ revokedKid: previousKid, previousState: 'grace', activeKid: current });
+      expect(await statesInDb(keySetId)).toEqual({ [previousKid!]: 'revoked', [current]: 'active' });
+    }, custody);
+  });
+
+  test('revoking a next key and a retired key: out at once; a new next key is published in its place', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
+      await env.sleep(5 * DAY + MINUTE); // the first key retires after its 5 days of grace
+      await env.sleep(20 * DAY); // and a next key is published 25 days into the second key's period
+      const before = await settled(env, handle);
+      const next = before.keys.find((k) => k.state === 'next')!.kid;
+      expect(before.keys.find((k) => k.kid === previousKid)).toBeUndefined(); // destroyed a day after retiring
+
+      expect(
+        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: next, reason: 'generated on a bad host' }] }),
+      ).toMatchObject({
+        revokedKid: next,
+        previousState: 'next',
+        activeKid: activeKid(before),
+      });
+      const after = await settled(env, handle);
+      const replacement = after.keys.find((k) => k.state === 'next')!;
+      expect(replacement.kid).not.toBe(next);
+      expect((await listPublishedJwks(keyStore.pool, keySetId)).map((k) => k.kid).sort()).toEqual(
+        [activeKid(before), replacement.kid].sort(),
+      );
+      expect(first.keys[0].kid).toBe(previousKid);
+    }, custody);
+  });
+
+  test('revoking a retired key erases its private part at once', async () => {
+    await withKeySet(async (handle, keySetId) => {
+      const { previousKid } = await handle.executeUpdate(rotateUpdate, { args: [{ immediately: true }] });
+      await env.sleep(5 * DAY + MINUTE);
+      expect((await settled(env, handle)).keys.find((k) => k.kid === previousKid)?.state).toBe('retired');
+      expect(
+        await handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: previousKid!, reason: 'backup tape lost' }] }),
+      ).toMatchObject({
+        revokedKid: previousKid,
+        previousState: 'retired',
+      });
+      expect((await listKeys(keyStore.pool, keySetId)).find((k) => k.kid === previousKid)).toMatchObject({
+        state: 'revoked',
+        hasPrivateKey: false,
+      });
+      await expectGoneFromCustody(keySetId, previousKid!);
+    }, custody);
+  });
+
+  test('revoking an unknown kid, or without a reason, is refused and changes nothing', async () => {
+    await withKeySet(async (handle, keySetId, first) => {
+      const auditBefore = await readAuditTrail(db.pool, keySetId);
+
+      const unknown = await expectUpdateRejected(
+        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: 'no-such-kid', reason: 'typo' }] }),
+        'ERR_KID_UNKNOWN',
+      );
+      expect(unknown.message).toContain('no-such-kid');
+      await expectUpdateRejected(
+        handle.executeUpdate(revokeKeyUpdate, { args: [{ kid: activeKid(first)!, reason: ' ' }] }),
+        'ERR_REASON_REQUIRED',
+      );
+
+      expect((await handle.query(getStateQuery)).keys).toEqual(first.keys);
+      expect(await readAuditTrail(db.pool, keySetId)).toEqual(auditBefore);
+    }, custody);
   });
 });
