@@ -97,7 +97,7 @@ export class Pkcs11Custody implements KeyCustody {
 
   async generate(alg: SigningAlgorithm, owner: KeyOwner): Promise<CustodyKey> {
     const supported = this.#supported(alg, owner.keySetId);
-    return this.#run(`generate an ${alg} key for key set "${owner.keySetId}"`, owner, async (library, session) => {
+    return this.#run(`generate a new ${alg} key for key set "${owner.keySetId}"`, owner, async (library, session) => {
       const id = randomBytes(16);
       const templates = keyPairTemplates(supported, id, `keyturn:${owner.keySetId}`);
       const pair = await library.C_GenerateKeyPairAsync(
@@ -109,16 +109,18 @@ export class Pkcs11Custody implements KeyCustody {
       try {
         const jwk = readPublicJwk(library, session, pair.publicKey, supported);
         const kid = jwkThumbprint(jwk);
-        if (kid === undefined)
-          throw new TypeError(`the token generated an ${alg} key keyturn cannot name by its thumbprint`);
+        if (kid === undefined) {
+          throw new TypeError(`the token generated a new ${alg} key keyturn cannot name by its thumbprint`);
+        }
         const label = [{ type: pkcs11.CKA_LABEL, value: `keyturn:${owner.keySetId}:${kid}` }];
         library.C_SetAttributeValue(session, pair.privateKey, label);
         library.C_SetAttributeValue(session, pair.publicKey, label);
         return { kid, alg, publicJwk: toPublicJwk(jwk, { kid, alg }), handle: id.toString('hex') };
       } catch (error) {
         // Not left behind half made: keyturn would never use or destroy a key it has no record of.
-        for (const object of [pair.privateKey, pair.publicKey])
+        for (const object of [pair.privateKey, pair.publicKey]) {
           ignoreErrors(() => library.C_DestroyObject(session, object));
+        }
         throw error;
       }
     });
