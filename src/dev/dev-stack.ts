@@ -7,6 +7,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { DatabaseSource } from '../runtime/database';
 import { instanceFilePath, readLiveInstance, removeInstanceFile, writeInstanceFile } from '../runtime/instance-file';
+import type { CustodyRegistryOptions } from '../custody/custody-registry';
 import { openKeyStore } from '../runtime/open-key-store';
 import { Teardown } from '../runtime/teardown';
 import { connectWorker, createWorker, startWorker } from '../worker';
@@ -38,6 +39,8 @@ export interface DevStackOptions {
   sdkMetricsPort?: number;
   /** Run the signing service on this port of 127.0.0.1 (0: any free one); none when left out. */
   signerPort?: number;
+  /** How to reach AWS KMS and PKCS#11 tokens, where the environment's defaults do not (tests: a local KMS server). */
+  custodyFactories?: CustodyRegistryOptions['factories'];
 }
 
 /** Where everything of a running `keyturn dev` is. */
@@ -90,7 +93,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   }
   const teardown = new Teardown(logger);
   try {
-    const store = await openKeyStore(config, logger, { joinRunningInstance: false });
+    const store = await openKeyStore(config, logger, {
+      joinRunningInstance: false,
+      custodyFactories: options.custodyFactories,
+    });
     teardown.add('the key store', () => store.close());
     signal?.throwIfAborted();
 
@@ -146,6 +152,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         host: '127.0.0.1',
         pool: store.pool,
         kekRing: store.kekRing,
+        custody: store.keyStore.custody,
         registry,
         logger,
         defaultRate: config.signer.rate,

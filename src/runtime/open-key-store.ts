@@ -5,6 +5,7 @@ import { logAuditEvents } from '../observability/audit-log-lines';
 import type { Logger } from '../logger';
 import { KeyturnError } from '../domain/errors';
 import { grantRoles, type DatabaseRoles } from '../store/database-roles';
+import { CustodyRegistry, type CustodyRegistryOptions } from '../custody/custody-registry';
 import { KeyStore } from '../store/key-store';
 import { resolveDatabase, type ResolveDatabaseOptions, type ResolvedDatabase } from './database';
 import { applyMigrations, createPool } from './database-pool';
@@ -31,7 +32,10 @@ export interface OpenedKeyStore {
 export async function openKeyStore(
   config: Config,
   logger: Logger,
-  options: ResolveDatabaseOptions,
+  options: ResolveDatabaseOptions & {
+    /** How to reach AWS KMS and PKCS#11 tokens, where the environment's defaults do not. */
+    custodyFactories?: CustodyRegistryOptions['factories'];
+  },
 ): Promise<OpenedKeyStore> {
   const database = await resolveDatabase(config, logger, options);
   let pool: Pool | undefined;
@@ -42,7 +46,9 @@ export async function openKeyStore(
     if ((await applyMigrations(pool, database, logger)).length > 0)
       await grantRolesOrWarn(pool, config.databaseRoles, logger);
     const opened = pool;
-    const keyStore = new KeyStore(pool, kek.ring);
+    const keyStore = new KeyStore(pool, kek.ring, {
+      custody: new CustodyRegistry({ kekRing: kek.ring, factories: options.custodyFactories }),
+    });
     return {
       keyStore,
       kekRing: kek.ring,

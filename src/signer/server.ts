@@ -7,6 +7,7 @@ import type { KekRing } from '../crypto/kek';
 import type { DeploymentIssuer } from '../domain/issuer';
 import { DEFAULT_CEILINGS } from '../domain/policy';
 import type { Rate } from '../domain/rate';
+import type { CustodyRegistry } from '../custody/custody-registry';
 import { KeyRing } from '../issuer/key-ring';
 import { closeGracefully } from '../jwks/server';
 import type { Logger } from '../logger';
@@ -26,6 +27,8 @@ export interface SignerServerOptions extends DeploymentIssuer {
   /** A role like KEYTURN_SIGNER_ROLE: reads the keys, the policies and the clients, appends denials; LISTEN. */
   pool: Pool;
   kekRing: KekRing;
+  /** The custody backends of keys held in a KMS or on a token, shared with the caller; the key ring's own by default. */
+  custody?: CustodyRegistry;
   registry: Registry;
   logger: Logger;
   /** Each client's token bucket unless it has its own (KEYTURN_SIGNER_RATE). */
@@ -75,6 +78,7 @@ export async function startSignerServer(options: SignerServerOptions): Promise<R
     ring = await KeyRing.open({
       pool,
       kekRing: options.kekRing,
+      custody: options.custody,
       logger,
       pollIntervalMs: options.pollIntervalMs,
       maxTokenTtlCeilingMs: ceiling,

@@ -1,6 +1,6 @@
 import type { KekRing } from '../../src/crypto/kek';
 import { AwsKmsCustody } from '../../src/custody/aws-kms';
-import { CustodyRegistry } from '../../src/custody/custody-registry';
+import { CustodyRegistry, type CustodyRegistryOptions } from '../../src/custody/custody-registry';
 import type { CustodyBackend, CustodySettings } from '../../src/domain/custody-settings';
 import { startMotoServer, type MotoServer } from './moto';
 import { createSoftHsmToken, type SoftHsmToken } from './softhsm';
@@ -13,6 +13,8 @@ export interface CustodyUnderTest {
   backend: CustodyBackend;
   /** The policy's `custody`; undefined for sealed, the default. */
   settings: CustodySettings | undefined;
+  /** How a registry reaches this file's KMS server (a token needs nothing but the settings). */
+  factories: CustodyRegistryOptions['factories'];
   /** A registry reaching this file's KMS server or token; closed after the file's tests. */
   registry(kekRing: KekRing): CustodyRegistry;
 }
@@ -36,21 +38,20 @@ export function useCustodyBackends(): (backend: CustodyBackend) => CustodyUnderT
   return (backend) => {
     const settings: CustodySettings | undefined =
       backend === 'aws-kms' ? { backend } : backend === 'pkcs11' ? token!.settings : undefined;
+    const factories: CustodyRegistryOptions['factories'] = {
+      'aws-kms': (s) =>
+        new AwsKmsCustody({
+          region: s.region ?? 'us-east-1',
+          endpoint: kms!.endpoint,
+          credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+        }),
+    };
     return {
       backend,
       settings,
+      factories,
       registry(kekRing) {
-        const registry = new CustodyRegistry({
-          kekRing,
-          factories: {
-            'aws-kms': (s) =>
-              new AwsKmsCustody({
-                region: s.region ?? 'us-east-1',
-                endpoint: kms!.endpoint,
-                credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-              }),
-          },
-        });
+        const registry = new CustodyRegistry({ kekRing, factories });
         registries.push(registry);
         return registry;
       },

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config';
+import type { CustodyRegistryOptions } from '../../src/custody/custody-registry';
 import { startDevStack, type DevStack } from '../../src/dev/dev-stack';
 import { createLogger, type Logger } from '../../src/logger';
 import { bundleWorkflows } from './key-set-worker';
@@ -27,7 +28,12 @@ export interface TestDevStack {
  */
 export async function startTestDevStack(
   name: string,
-  options: { jwksPort?: number; env?: NodeJS.ProcessEnv; logger?: Logger } = {},
+  options: {
+    jwksPort?: number;
+    env?: NodeJS.ProcessEnv;
+    logger?: Logger;
+    custodyFactories?: CustodyRegistryOptions['factories'];
+  } = {},
 ): Promise<TestDevStack> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `keyturn-${name}-`));
   const db = await createTestDatabase();
@@ -47,6 +53,7 @@ export async function startTestDevStack(
       uiPort: await freePort(),
       workflowBundle: await bundleWorkflows(),
       jwksPort: options.jwksPort,
+      custodyFactories: options.custodyFactories,
     });
   // The dev server picks ports of its own for its internal services; one taken meanwhile by a test file
   // running in parallel makes it exit at start. Started again once, on fresh ports, it comes up.

@@ -43,6 +43,7 @@ export async function signerAction(options: { dataDir?: string; port?: number; h
       host: options.host ?? config.signer.host,
       pool: store.pool,
       kekRing: store.kekRing,
+      custody: store.keyStore.custody,
       registry: createMetricsRegistry({ perKeySet: config.metricsPerKeySet }),
       logger,
       defaultRate: config.signer.rate,

@@ -32,6 +32,7 @@ export async function tokenSignAction(
     const ring = await KeyRing.open({
       pool: store.pool,
       kekRing: store.kekRing,
+      custody: store.keyStore.custody,
       keySetIds: [keySetId],
       maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
       // The key set's issuer, as the JWKS server's discovery document names it.
