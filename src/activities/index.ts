@@ -23,6 +23,9 @@ const NON_RETRYABLE_CODES: readonly KeyturnErrorCode[] = [
   'ERR_KEK_INVALID',
   'ERR_KEK_UNKNOWN',
   'ERR_KEY_DECRYPTION_FAILED',
+  'ERR_CUSTODY_ALGORITHM_UNSUPPORTED',
+  // A PKCS#11 PIN refused: an HSM may lock a PIN tried again and again.
+  'ERR_CONFIG_INVALID',
 ];
 
 export interface ActivityDependencies {

@@ -28,6 +28,14 @@ const BY_CODE: Record<string, (id: string) => string> = {
     'KEYTURN_KEK lacks the KEK named in the error (a rolled KEK must stay in the list until every key is rewrapped); add it back and restart the worker',
   ERR_KEY_DECRYPTION_FAILED: () =>
     "a stored private key does not open with its KEK: was KEYTURN_KEK changed? Put the original key back in the worker's KEYTURN_KEK",
+  ERR_CUSTODY_UNAVAILABLE: () =>
+    "the key custody named in the error (AWS KMS: the worker's AWS credentials, region and network path to KMS; PKCS#11: the token, its module and PIN): the step is retried until it answers",
+  ERR_CUSTODY_KEY_MISSING: (id) =>
+    `the key is gone from its KMS or token (deleted there, or the wrong account or token): \`keyturn status ${id}\`; revoke it (\`keyturn revoke ${id} <kid> --reason ...\`) and a new key replaces it`,
+  ERR_CUSTODY_ALGORITHM_UNSUPPORTED: () =>
+    "the key set's custody cannot hold its algorithm: change the policy's algorithm or custody in keysets.yaml and run `keyturn apply -f keysets.yaml`",
+  ERR_CONFIG_INVALID: () =>
+    'the setting named in the error (a refused PKCS#11 PIN, say: not retried at once, as an HSM may lock a PIN tried again and again): fix it; the step is tried again after its backoff',
   ERR_KEY_STATE_CONFLICT: VERIFY,
   ERR_KID_UNKNOWN: VERIFY,
   ERR_KEYSET_NOT_FOUND: (id) =>
@@ -42,7 +50,7 @@ const BY_CODE: Record<string, (id: string) => string> = {
   UNKNOWN_TO_WORKFLOW: VERIFY,
   MISSING_FROM_DATABASE: VERIFY,
   PRIVATE_PART_KEPT: (id) =>
-    `a key that should be erased still has its private part in PostgreSQL: ${VERIFY(id)}; the audit trail shows when it was destroyed or revoked`,
+    `a key that should be erased still has its private part, sealed in PostgreSQL or in its KMS or token: ${VERIFY(id)}; the audit trail shows when it was destroyed or revoked`,
   KID_MISMATCH: (id) =>
     `the key's stored public key was changed outside keyturn (\`keyturn audit ${id}\` shows every change keyturn made; the database's logs tell who made another): JWKS servers leave the key out and key rings do not sign with it; revoke it (\`keyturn revoke ${id} <kid> --reason ...\`) and a new key replaces it`,
   OVERDUE: (id) =>
