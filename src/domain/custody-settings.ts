@@ -29,7 +29,7 @@ export interface Pkcs11CustodySettings {
 
 export type CustodySettings = SealedCustodySettings | AwsKmsCustodySettings | Pkcs11CustodySettings;
 
-/** Which algorithms each backend generates and signs with. KMS has no Ed25519 signing keys. */
+/** Which algorithms each backend generates and signs with (keyturn asks neither KMS nor a token for Ed25519 keys). */
 export const CUSTODY_ALGORITHMS: Record<CustodyBackend, readonly SigningAlgorithm[]> = {
   sealed: ['ES256', 'RS256', 'PS256', 'EdDSA'],
   'aws-kms': ['ES256', 'RS256', 'PS256'],
