@@ -105,7 +105,11 @@ export function checkInvariants(
       );
     }
     if ((key.state === 'destroyed' || key.state === 'revoked') && key.hasPrivateKey) {
-      add('PRIVATE_PART_KEPT', `key ${key.kid} is ${key.state} but its private part is still stored`, key.kid);
+      add(
+        'PRIVATE_PART_KEPT',
+        `key ${key.kid} is ${key.state} but its private part is still held (sealed here, or in its KMS or token)`,
+        key.kid,
+      );
     }
     const tracked = inWorkflow.get(key.kid);
     inWorkflow.delete(key.kid);

@@ -57,7 +57,8 @@ export async function readKeySetRecords(pool: Pick<Pool, 'query'>): Promise<KeyS
          ORDER BY e.id DESC LIMIT 1) rotation ON true
       LEFT JOIN (
         SELECT ${KEY_COLUMNS}, written_fingerprint IS DISTINCT FROM keyturn_key_fingerprint(signing_keys) AS rewritten
-          FROM signing_keys WHERE state IN ${LIVE_STATES_SQL} OR private_key IS NOT NULL) k
+          FROM signing_keys WHERE state IN ${LIVE_STATES_SQL} OR private_key IS NOT NULL
+            OR (custody_handle IS NOT NULL AND custody_released_at IS NULL)) k
         ON k.key_set_id = ks.id
      WHERE ks.decommissioned_at IS NULL
      ORDER BY ks.id, k.created_at, k.kid`);
