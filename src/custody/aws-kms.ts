@@ -64,10 +64,10 @@ export class AwsKmsCustody implements KeyCustody {
   constructor(options: AwsKmsCustodyOptions = {}) {
     this.#client = new KMSClient({
       ...options,
-      // A KMS that does not answer fails a step in seconds (then Temporal retries it), rather than after
-      // the SDK's default of no request timeout.
+      // A KMS that does not answer fails a step in seconds (then Temporal retries it): without
+      // throwOnRequestTimeout the SDK only logs a warning when a request outlasts requestTimeout, and waits on.
       maxAttempts: 3,
-      requestHandler: { connectionTimeout: 3_000, requestTimeout: 5_000 },
+      requestHandler: { connectionTimeout: 3_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
     });
   }
 

@@ -1,3 +1,5 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { DescribeKeyCommand, KMSClient, ListKeysCommand, ListResourceTagsCommand } from '@aws-sdk/client-kms';
 import { importJWK, jwtVerify } from 'jose';
 import { AwsKmsCustody } from '../../src/custody/aws-kms';
@@ -44,6 +46,44 @@ function held(key: CustodyKey, keySetId: string): HeldKey {
 
 async function keyCount(): Promise<number> {
   return (await kms.send(new ListKeysCommand({}))).Keys?.length ?? 0;
+}
+
+/**
+ * A loopback server in front of moto that lets `fault` answer a KMS operation (named as in X-Amz-Target,
+ * e.g. TagResource) in its stead, and passes every other request through: KMS failing partway.
+ */
+async function kmsInFrontOfMoto(fault: (operation: string, response: ServerResponse) => boolean): Promise<Server> {
+  const target = new URL(moto.endpoint);
+  const server = createServer((incoming: IncomingMessage, response) => {
+    const operation = String(incoming.headers['x-amz-target']).replace(/^TrentService\./, '');
+    if (fault(operation, response)) return;
+    const forwarded = request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: incoming.url,
+        method: incoming.method,
+        headers: incoming.headers,
+      },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    incoming.pipe(forwarded);
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  return server;
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise((closed) => server.close(closed));
+}
+
+function custodyThrough(server: Server): AwsKmsCustody {
+  const { port } = server.address() as AddressInfo;
+  return new AwsKmsCustody({ region: REGION, endpoint: `http://127.0.0.1:${port}`, credentials: CREDENTIALS });
 }
 
 describe.each<SigningAlgorithm>(['ES256', 'RS256', 'PS256'])('%s', (alg) => {
@@ -153,3 +193,44 @@ test('a KMS that cannot be reached fails within seconds as unavailable, naming t
     await unreachable.close();
   }
 });
+
+test('a key KMS made before a later step failed is scheduled for deletion, so no orphan is left', async () => {
+  const proxy = await kmsInFrontOfMoto((operation, response) => {
+    if (operation !== 'TagResource') return false;
+    response.writeHead(400, { 'content-type': 'application/x-amz-json-1.1' });
+    response.end(JSON.stringify({ __type: 'AccessDeniedException', message: 'not allowed to tag' }));
+    return true;
+  });
+  const custodyTagless = custodyThrough(proxy);
+  try {
+    const before = new Set((await kms.send(new ListKeysCommand({}))).Keys?.map((key) => key.KeyArn));
+    const error = await custodyTagless.generate('ES256', { keySetId: 'orders' }).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'ERR_CUSTODY_UNAVAILABLE', keySetId: 'orders' });
+    expect((error as Error).message).toMatch(/AccessDeniedException: not allowed to tag.*kms:TagResource/);
+    const made = (await kms.send(new ListKeysCommand({}))).Keys?.filter((key) => !before.has(key.KeyArn)) ?? [];
+    expect(made).toHaveLength(1);
+    const { KeyMetadata } = await kms.send(new DescribeKeyCommand({ KeyId: made[0].KeyArn }));
+    expect(KeyMetadata?.KeyState).toBe('PendingDeletion');
+  } finally {
+    await custodyTagless.close();
+    await closeServer(proxy);
+  }
+});
+
+test('a KMS that accepts the connection and never answers fails as unavailable, after its request timeouts', async () => {
+  const proxy = await kmsInFrontOfMoto((operation) => operation === 'Sign');
+  const hung = custodyThrough(proxy);
+  try {
+    const key = await hung.generate('RS256', { keySetId: 'slow' });
+    const sign = await hung.signer(held(key, 'slow'));
+    const started = Date.now();
+    const error = await Promise.resolve(sign(Buffer.from('a.b'))).catch((caught: unknown) => caught);
+    // Three attempts of 5 s each, then the step fails (and Temporal retries it).
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(error).toMatchObject({ code: 'ERR_CUSTODY_UNAVAILABLE', keySetId: 'slow', kid: key.kid });
+    expect((error as Error).message).toMatch(/^aws-kms could not sign with key \S+ of key set slow: TimeoutError/);
+  } finally {
+    await hung.close();
+    await closeServer(proxy);
+  }
+}, 60_000);
