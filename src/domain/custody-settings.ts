@@ -61,7 +61,8 @@ export function checkCustody(
       violations: [
         {
           field: 'custody',
-          message: `${JSON.stringify(input)} is not a custody: give one of ${CUSTODY_BACKENDS.join(', ')}, or an object with backend and its settings`,
+          // Only the backend's name is echoed: the rest may be a secret put where it does not belong.
+          message: `${JSON.stringify(typeof input === 'string' ? input : backend) ?? 'nothing'} is not a custody: give one of ${CUSTODY_BACKENDS.join(', ')}, or an object with backend and its settings`,
         },
       ],
     };

@@ -93,6 +93,20 @@ describe('keysets.yaml refuses', () => {
       [problem('rotationPeriodd', 'unknown field', { line: 3, keySetId: 'web' })],
     ],
     [
+      'a custody that cannot hold the algorithm',
+      keySet('web', 'algorithm: EdDSA', 'custody: aws-kms'),
+      [problem('custody', 'aws-kms cannot hold EdDSA keys', { keySetId: 'web' })],
+    ],
+    [
+      'a pkcs11 custody without its token, or with the PIN itself',
+      keySet('web', 'custody:', '  backend: pkcs11', '  module: /usr/lib/softhsm/libsofthsm2.so', '  pin: "1234"'),
+      [
+        problem('custody.pin', 'unknown setting of pkcs11', { keySetId: 'web' }),
+        problem('custody.tokenLabel', 'is required for pkcs11', { keySetId: 'web' }),
+        problem('custody.pinFile', 'exactly one of pinFile', { keySetId: 'web' }),
+      ],
+    ],
+    [
       'an unknown supervisor field',
       `supervisor:\n  intervall: 5m\n${keySet('web')}`,
       [problem('supervisor.intervall', 'unknown field', { line: 2 })],

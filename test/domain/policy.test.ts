@@ -266,6 +266,13 @@ describe('custody', () => {
       ['custody', 'aws-kms cannot hold EdDSA keys; use algorithm ES256, RS256, PS256 or another custody'],
     ]);
     expect(violations({ custody: 'vault' })[0][0]).toBe('custody');
+    // A secret in the wrong place is not repeated in the refusal.
+    expect(violations({ custody: { backend: 'hsm', pin: '271828' } })).toEqual([
+      [
+        'custody',
+        '"hsm" is not a custody: give one of sealed, aws-kms, pkcs11, or an object with backend and its settings',
+      ],
+    ]);
     expect(violations({ custody: { backend: 'aws-kms', endpoint: 'http://x' } })).toEqual([
       ['custody.endpoint', 'unknown setting of aws-kms; its settings are backend, region'],
     ]);
