@@ -10,9 +10,6 @@ import { KeyturnError } from '../../src/domain/errors';
 import { startMotoServer, type MotoServer } from '../helpers/moto';
 import { freePort } from '../helpers/ports';
 
-// moto's dummy account: given to the clients here, never put in the environment of the whole run.
-const REGION = 'us-east-1';
-const CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 const DAY_MS = 86_400_000;
 
 let moto: MotoServer;
@@ -22,8 +19,8 @@ let kms: KMSClient;
 
 beforeAll(async () => {
   moto = await startMotoServer();
-  custody = new AwsKmsCustody({ region: REGION, endpoint: moto.endpoint, credentials: CREDENTIALS });
-  kms = new KMSClient({ region: REGION, endpoint: moto.endpoint, credentials: CREDENTIALS });
+  custody = new AwsKmsCustody(moto.clientOptions);
+  kms = new KMSClient(moto.clientOptions);
 }, 600_000); // a cold machine installs moto from PyPI first (about a minute)
 
 afterAll(async () => {
@@ -83,7 +80,7 @@ async function closeServer(server: Server): Promise<void> {
 
 function custodyThrough(server: Server): AwsKmsCustody {
   const { port } = server.address() as AddressInfo;
-  return new AwsKmsCustody({ region: REGION, endpoint: `http://127.0.0.1:${port}`, credentials: CREDENTIALS });
+  return new AwsKmsCustody({ ...moto.clientOptions, endpoint: `http://127.0.0.1:${port}` });
 }
 
 describe.each<SigningAlgorithm>(['ES256', 'RS256', 'PS256'])('%s', (alg) => {
@@ -175,11 +172,7 @@ test('a key KMS does not know: destroy is done already, its properties and signe
 });
 
 test('a KMS that cannot be reached fails within seconds as unavailable, naming the key set and what to check', async () => {
-  const unreachable = new AwsKmsCustody({
-    region: REGION,
-    endpoint: `http://127.0.0.1:${await freePort()}`,
-    credentials: CREDENTIALS,
-  });
+  const unreachable = new AwsKmsCustody({ ...moto.clientOptions, endpoint: `http://127.0.0.1:${await freePort()}` });
   try {
     const started = Date.now();
     const error = await unreachable.generate('ES256', { keySetId: 'orders' }).catch((caught: unknown) => caught);
@@ -188,7 +181,7 @@ test('a KMS that cannot be reached fails within seconds as unavailable, naming t
     expect((error as Error).message).toMatch(
       /^aws-kms could not generate an ES256 key for key set orders: .*ECONNREFUSED.*check that AWS KMS is reachable.*kms:CreateKey/,
     );
-    expect((error as Error).message).not.toContain(CREDENTIALS.secretAccessKey);
+    expect((error as Error).message).not.toContain(moto.clientOptions.credentials.secretAccessKey);
   } finally {
     await unreachable.close();
   }

@@ -19,6 +19,8 @@ const START_TIMEOUT_MS = 60_000;
 /** A KMS-compatible server on loopback, empty when started. */
 export interface MotoServer {
   endpoint: string;
+  /** What a KMS client needs to reach it: moto's dummy account, given to each client rather than put in the environment. */
+  clientOptions: { region: string; endpoint: string; credentials: { accessKeyId: string; secretAccessKey: string } };
   stop(): Promise<void>;
 }
 
@@ -36,7 +38,16 @@ export async function startMotoServer(): Promise<MotoServer> {
     await processes.stopAll();
     throw error;
   }
-  return { endpoint: `http://127.0.0.1:${port}`, stop: () => processes.stopAll() };
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint,
+    clientOptions: {
+      region: 'us-east-1',
+      endpoint,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    },
+    stop: () => processes.stopAll(),
+  };
 }
 
 /**
