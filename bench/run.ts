@@ -5,6 +5,7 @@ import { KeyStore } from '../src/store/key-store';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { createTestDatabase } from '../test/helpers/postgres';
 import { benchCli } from './cli';
+import { benchCustody } from './custody';
 import { benchJwks } from './jwks';
 import { startBenchPostgres } from './postgres';
 import { benchStoreRotation, benchTemporalRotation } from './rotation';
@@ -55,6 +56,8 @@ async function main(): Promise<void> {
       rows.push(...(await benchJwks(db.url, jwksKeySet.keySetId, JWKS_KEY_SETS + 1)));
       step('KeyRing.sign');
       rows.push(...(await benchSign(db.pool, store, kekRing)));
+      step('KeyRing.sign through each custody backend (moto on loopback, a SoftHSM2 token)');
+      rows.push(...(await benchCustody(db.pool, kekRing)));
       step('rotation without Temporal');
       rows.push(...(await benchStoreRotation(db.pool, store, kekRing)));
     } finally {
