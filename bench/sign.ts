@@ -11,7 +11,7 @@ import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { cpuPinning } from './cpu-pinning';
 import { count, median, ratio } from './stats';
 import type { Row } from './table';
-import { openActiveKey } from '../src/store/signing-keys';
+import { openActiveKey } from '../test/helpers/sealed-keys';
 
 const ALGORITHMS: SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256'];
 const ROUNDS = 9;

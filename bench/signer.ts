@@ -4,7 +4,7 @@ import autocannon from 'autocannon';
 import { parseKekRing } from '../src/crypto/kek';
 import type { SigningAlgorithm } from '../src/domain/algorithms';
 import { KeyStore } from '../src/store/key-store';
-import { openActiveKey } from '../src/store/signing-keys';
+import { openActiveKey } from '../test/helpers/sealed-keys';
 import { KeySetDriver, testPolicy } from '../test/helpers/key-sets';
 import { createTestDatabase } from '../test/helpers/postgres';
 import { addClient } from '../test/helpers/signer';

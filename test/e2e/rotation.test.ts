@@ -19,7 +19,7 @@ import { waitFor } from '../helpers/wait';
 import { startTestDevStack, type TestDevStack } from '../helpers/dev-stack';
 import { TokenTraffic } from '../helpers/token-traffic';
 import { listKeys } from '../../src/store/stored-keys';
-import { openActiveKey } from '../../src/store/signing-keys';
+import { openActiveKey } from '../helpers/sealed-keys';
 
 // The whole system on loopback, in real time: PostgreSQL, a Temporal dev server, the worker,
 // the JWKS server, the key ring, and a verifier that caches the JWKS as long as it is told to. The

@@ -13,7 +13,7 @@ import { capturingLogger } from '../helpers/logs';
 import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase, terminateListeners } from '../helpers/postgres';
-import { openActiveKey } from '../../src/store/signing-keys';
+import { openActiveKey } from '../helpers/sealed-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
 
 const kekRing = randomKekRing();

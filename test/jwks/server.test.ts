@@ -15,7 +15,7 @@ import { waitFor } from '../helpers/wait';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { listKeys } from '../../src/store/stored-keys';
-import { openActiveKey } from '../../src/store/signing-keys';
+import { openActiveKey } from '../helpers/sealed-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
 
 const kekRing = randomKekRing();

@@ -8,7 +8,7 @@ import { createLogger } from '../../src/logger';
 import { readAuditTrail, verifyAuditTrail } from '../../src/store/audit-log';
 import { KEY_CHANGES_CHANNEL } from '../../src/store/key-set-changes';
 import { KeyStore } from '../../src/store/key-store';
-import { openActiveKey } from '../../src/store/signing-keys';
+import { openActiveKey } from '../helpers/sealed-keys';
 import { KeySetDriver, manualChange, testPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres';
 import { listPublishedJwks } from '../../src/store/published-keys';
