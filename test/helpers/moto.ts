@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { isCached, keyturnCacheDir } from './cache';
 import { freePort } from './ports';
@@ -15,6 +16,8 @@ const LAUNCHER = path.join(__dirname, 'moto-kms-server.py');
 /** A cold install downloads moto, Flask and cryptography from PyPI: about a minute here. */
 const INSTALL_TIMEOUT_MS = 600_000;
 const START_TIMEOUT_MS = 60_000;
+/** How often a test file waiting for another's install looks again. */
+const LOCK_POLL_MS = 1_000;
 
 /** A KMS-compatible server on loopback, empty when started. */
 export interface MotoServer {
@@ -52,8 +55,9 @@ export async function startMotoServer(): Promise<MotoServer> {
 
 /**
  * The Python of a virtual environment holding moto, made once per moto and Python version under
- * ~/.cache/keyturn (or KEYTURN_CACHE_DIR). Installed in a directory of its own and renamed when
- * complete, so that two test files installing at once never use a half-made one.
+ * ~/.cache/keyturn (or KEYTURN_CACHE_DIR). One test file installs while the others wait for it (a lock
+ * directory); the install happens in a directory of its own, renamed when complete, so a run cut short
+ * never leaves a half-made environment behind.
  */
 async function motoPython(): Promise<string> {
   const pythonVersion = await run('python3', ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])']).then(
@@ -64,12 +68,42 @@ async function motoPython(): Promise<string> {
       });
     },
   );
-  const cacheDir = keyturnCacheDir();
-  const venv = path.join(cacheDir, `moto-${MOTO_VERSION}-python${pythonVersion}`);
+  const venv = path.join(keyturnCacheDir(), `moto-${MOTO_VERSION}-python${pythonVersion}`);
   // bin/python finds its environment by the pyvenv.cfg beside it, so the renamed environment works.
   const python = path.join(venv, 'bin', 'python');
-  if (await isCached(python)) return python;
-  await mkdir(cacheDir, { recursive: true });
+  const lock = `${venv}.lock`;
+  await mkdir(path.dirname(venv), { recursive: true });
+  while (!(await isCached(python))) {
+    if (await takeLock(lock)) {
+      try {
+        if (!(await isCached(python))) await install(venv);
+      } finally {
+        await rm(lock, { recursive: true, force: true });
+      }
+    } else {
+      await sleep(LOCK_POLL_MS);
+    }
+  }
+  return python;
+}
+
+/** Takes the lock directory, or answers false while another process holds it (one left by a crash expires). */
+async function takeLock(lock: string): Promise<boolean> {
+  try {
+    await mkdir(lock);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const taken = await stat(lock).then(
+      ({ mtimeMs }) => mtimeMs,
+      () => Date.now(),
+    );
+    if (Date.now() - taken > INSTALL_TIMEOUT_MS) await rm(lock, { recursive: true, force: true });
+    return false;
+  }
+}
+
+async function install(venv: string): Promise<void> {
   const partial = await mkdtemp(`${venv}.install-`);
   try {
     await run('python3', ['-m', 'venv', partial]).catch((error: { stderr?: string }) => {
@@ -78,23 +112,16 @@ async function motoPython(): Promise<string> {
         { cause: error },
       );
     });
-    await run(
-      path.join(partial, 'bin', 'python'),
-      ['-m', 'pip', 'install', '--quiet', `moto[server]==${MOTO_VERSION}`],
-      {
-        timeout: INSTALL_TIMEOUT_MS,
+    const pip = ['-m', 'pip', 'install', '--quiet', `moto[server]==${MOTO_VERSION}`];
+    await run(path.join(partial, 'bin', 'python'), pip, { timeout: INSTALL_TIMEOUT_MS }).catch(
+      (error: { stderr?: string }) => {
+        throw new Error(`cannot install moto ${MOTO_VERSION} from PyPI: ${error.stderr?.trim() ?? String(error)}`, {
+          cause: error,
+        });
       },
-    ).catch((error: { stderr?: string }) => {
-      throw new Error(`cannot install moto ${MOTO_VERSION} from PyPI: ${error.stderr?.trim() ?? String(error)}`, {
-        cause: error,
-      });
-    });
-    await rename(partial, venv).catch(async (error: NodeJS.ErrnoException) => {
-      // Another test file installed it meanwhile.
-      if (!(await isCached(python))) throw error;
-    });
+    );
+    await rename(partial, venv);
   } finally {
     await rm(partial, { recursive: true, force: true });
   }
-  return python;
 }
