@@ -122,13 +122,16 @@ export class AwsKmsCustody implements KeyCustody {
       // RAW lets KMS hash what it signs (and an IAM policy require kms:MessageType RAW); KMS takes at most
       // 4096 bytes that way, so a longer signing input goes as its digest.
       const raw = signingInput.length <= RAW_MESSAGE_LIMIT;
+      // Copied (or hashed) now: the key ring writes the next token's signing input into the same buffer
+      // while this request is on its way.
+      const message = raw ? Buffer.from(signingInput) : createHash('sha256').update(signingInput).digest();
       const { Signature } = await this.#send('Sign', what, key, () =>
         this.#client.send(
           new SignCommand({
             KeyId: key.handle,
             SigningAlgorithm: signingAlgorithm,
             MessageType: raw ? 'RAW' : 'DIGEST',
-            Message: raw ? signingInput : createHash('sha256').update(signingInput).digest(),
+            Message: message,
           }),
         ),
       );
