@@ -39,12 +39,7 @@ export function useCustodyBackends(): (backend: CustodyBackend) => CustodyUnderT
     const settings: CustodySettings | undefined =
       backend === 'aws-kms' ? { backend } : backend === 'pkcs11' ? token!.settings : undefined;
     const factories: CustodyRegistryOptions['factories'] = {
-      'aws-kms': (s) =>
-        new AwsKmsCustody({
-          region: s.region ?? 'us-east-1',
-          endpoint: kms!.endpoint,
-          credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-        }),
+      'aws-kms': (s) => new AwsKmsCustody({ ...kms!.clientOptions, region: s.region ?? kms!.clientOptions.region }),
     };
     return {
       backend,
