@@ -116,11 +116,7 @@ export async function benchCustody(pool: Pool, kekRing: KekRing): Promise<Row[]>
       kekRing,
       factories: {
         'aws-kms': (settings) =>
-          new AwsKmsCustody({
-            region: settings.region ?? 'us-east-1',
-            endpoint: server.endpoint,
-            credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-          }),
+          new AwsKmsCustody({ ...server.clientOptions, region: settings.region ?? server.clientOptions.region }),
       },
     });
     try {
