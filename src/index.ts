@@ -51,6 +51,27 @@ export { keySetIssuer } from './domain/issuer';
 export type { DeploymentIssuer } from './domain/issuer';
 export { Kek, KekRing, parseKekRing } from './crypto/kek';
 export type { PublicJwk } from './crypto/generate';
+export type { SealedPrivateKey } from './crypto/envelope';
+
+// Where private keys are held.
+export { CustodyRegistry } from './custody/custody-registry';
+export type { CustodyFactory, CustodyRegistryOptions } from './custody/custody-registry';
+export type {
+  CustodyKey,
+  CustodyKeyProperties,
+  HeldKey,
+  KeyCustody,
+  KeyOwner,
+  SignatureFunction,
+} from './custody/key-custody';
+export { CUSTODY_ALGORITHMS, CUSTODY_BACKENDS } from './domain/custody-settings';
+export type {
+  AwsKmsCustodySettings,
+  CustodyBackend,
+  CustodySettings,
+  Pkcs11CustodySettings,
+  SealedCustodySettings,
+} from './domain/custody-settings';
 
 // Serving the JWKS.
 export { startJwksServer } from './jwks/server';
