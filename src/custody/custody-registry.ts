@@ -1,5 +1,6 @@
 import type { KekRing } from '../crypto/kek';
 import type { CustodySettings } from '../domain/custody-settings';
+import { KeyturnError } from '../domain/errors';
 import type { KeyCustody } from './key-custody';
 import { SealedCustody } from './sealed';
 
@@ -65,7 +66,16 @@ export class CustodyRegistry {
       case 'pkcs11': {
         const make = this.#factories.pkcs11;
         if (make) return make(settings);
-        const { Pkcs11Custody } = await import('./pkcs11.js');
+        const { Pkcs11Custody } = await import('./pkcs11.js').catch((error: unknown) => {
+          // pkcs11js is an optional dependency: a native addon that needs a C++ toolchain to install.
+          if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+          throw new KeyturnError(
+            'ERR_CUSTODY_UNAVAILABLE',
+            `the pkcs11 custody of token "${settings.tokenLabel}" needs the optional dependency pkcs11js, which is not installed: ` +
+              'install it (`npm install pkcs11js`, with make and a C++ compiler on the machine) and restart',
+            { field: 'custody', cause: error },
+          );
+        });
         return new Pkcs11Custody(settings);
       }
     }
