@@ -3,6 +3,7 @@ import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import type { KekRing } from '../crypto/kek';
 import { assertKidOf } from '../crypto/kid';
+import { assertSignsAsPublished } from '../crypto/signature-check';
 import { CustodyRegistry } from '../custody/custody-registry';
 import { roughDuration } from '../domain/describe';
 import { formatDuration, parseDuration } from '../domain/duration';
@@ -390,7 +391,13 @@ export class KeyRing {
         assertKidOf(active.publicJwk, 'its stored public key', active.held);
         const { kid, alg } = active.held;
         const custody = await this.#custody.get(active.custody);
-        signer = new TokenSigner({ kid, alg, signature: await custody.signer(active.held) });
+        const signature = await custody.signer(active.held);
+        // A sealed key proved itself as it was opened (its private part's thumbprint); a KMS or token key
+        // proves itself by a signature its stored public key verifies.
+        if (!custody.privateKeysPassThroughKeyturn) {
+          await assertSignsAsPublished(signature, { ...active.held, publicJwk: active.publicJwk });
+        }
+        signer = new TokenSigner({ kid, alg, signature });
       }
       if (slot.generation !== generation || this.#closed) return; // superseded: a newer load is under way
       const previousKid = slot.current?.signer?.kid;
@@ -532,7 +539,6 @@ function unavailable(keySetId: string, error: unknown): unknown {
   );
 }
 
-/** A key whose kid is not the thumbprint of its public key never signs: neither of its private key's public half nor of its stored public key. */
 /** A ttl in milliseconds: a duration string, or a number of seconds. Tokens count whole seconds. */
 export function ttlToMs(ttl: string | number): number {
   const ms = typeof ttl === 'number' ? ttl * 1000 : parseDuration(ttl, 'ttl');

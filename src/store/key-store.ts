@@ -467,10 +467,11 @@ export class KeyStore {
     // keep a revoked key signing. Then destroyed there too; a retry of a failed release repeats both.
     const revoked = await this.#revoke(change, kid);
     if (await this.#releaseFromCustody(change.keySetId, kid, ['revoked'])) {
+      const at = await this.clock();
       await inTransaction(this.pool, async (tx) => {
         await tx.query(
-          'UPDATE signing_keys SET custody_released_at = now() WHERE key_set_id = $1 AND kid = $2 AND custody_released_at IS NULL',
-          [change.keySetId, kid],
+          'UPDATE signing_keys SET custody_released_at = $3 WHERE key_set_id = $1 AND kid = $2 AND custody_released_at IS NULL',
+          [change.keySetId, kid, new Date(at)],
         );
         await recordWritten(tx, change.keySetId, kid);
       });

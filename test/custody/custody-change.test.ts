@@ -109,3 +109,32 @@ test('a key generated for a key set that turns out to have keys already is destr
   );
   expect(states.filter((state) => state === 'PendingDeletion')).toHaveLength(1);
 });
+
+test('a KMS key whose handle was changed to name another key never signs: the ring refuses it as not matching its kid', async () => {
+  const keySetId = uniqueKeySetId('swapped');
+  const policy = { ...secondsPolicy(), issuer: ISSUER, custody: { backend: 'aws-kms' as const } };
+  const kid = await (await KeySetDriver.register(store, keySetId, policy)).rotate();
+  // Another KMS key, as someone who can write the database and create KMS keys could make.
+  const other = await (await registry.get(policy.custody)).generate('ES256', { keySetId: 'elsewhere' });
+  await db.pool.query('UPDATE signing_keys SET custody_handle = $3 WHERE key_set_id = $1 AND kid = $2', [
+    keySetId,
+    kid,
+    other.handle,
+  ]);
+  const ring = await KeyRing.open({
+    pool: db.pool,
+    kekRing: store.kekRing,
+    custody: registry,
+    logger: createLogger({ level: 'silent' }),
+  });
+  try {
+    await expect(ring.sign(keySetId, { sub: 'u' })).rejects.toMatchObject({
+      code: 'ERR_KID_MISMATCH',
+      keySetId,
+      kid,
+      message: expect.stringContaining('signs with another key than its stored public key'),
+    });
+  } finally {
+    await ring.close();
+  }
+});
