@@ -32,6 +32,8 @@ export type AuditEventKind =
   | 'recommissioned'
   /** The key set's private keys were re-sealed under the current KEK; no key or state changed. */
   | 'kek_rewrapped'
+  /** A key's private half was destroyed in its KMS or token (`details`: custody, handle); KMS schedules the deletion. */
+  | 'custody_destroyed'
   /** A client of `keyturn signer` may now sign for the key set (`details.client`), or no longer may. */
   | 'signer_client_added'
   | 'signer_client_revoked'

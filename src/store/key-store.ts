@@ -454,9 +454,13 @@ export class KeyStore {
    * token is destroyed there first: the row says destroyed only once its custody has done so.
    */
   async destroyKey(change: KeyChange, kid: string): Promise<void> {
-    await this.#releaseFromCustody(change.keySetId, kid, [...KEY_TRANSITIONS.destroy.from, 'destroyed']);
+    const released = await this.#releaseFromCustody(change.keySetId, kid, [
+      ...KEY_TRANSITIONS.destroy.from,
+      'destroyed',
+    ]);
     await this.applyChange(change, 'destroy', async (tx, at) => {
       await this.transition(tx, change, at, kid, 'destroy');
+      if (released) await appendAuditEvent(tx, { ...change, at, kid, event: 'custody_destroyed', details: released });
       return null;
     });
   }
@@ -466,14 +470,18 @@ export class KeyStore {
     // Out of service first, whatever its custody says: a KMS or a token that cannot be reached must not
     // keep a revoked key signing. Then destroyed there too; a retry of a failed release repeats both.
     const revoked = await this.#revoke(change, kid);
-    if (await this.#releaseFromCustody(change.keySetId, kid, ['revoked'])) {
-      const at = await this.clock();
+    const released = await this.#releaseFromCustody(change.keySetId, kid, ['revoked']);
+    if (released) {
       await inTransaction(this.pool, async (tx) => {
-        await tx.query(
+        await lockKeySet(tx, change.keySetId);
+        const at = await this.clock();
+        const { rowCount } = await tx.query(
           'UPDATE signing_keys SET custody_released_at = $3 WHERE key_set_id = $1 AND kid = $2 AND custody_released_at IS NULL',
           [change.keySetId, kid, new Date(at)],
         );
+        if (rowCount === 0) return; // a retry found it released already
         await recordWritten(tx, change.keySetId, kid);
+        await appendAuditEvent(tx, { ...change, at, kid, event: 'custody_destroyed', details: released });
       });
     }
     return revoked;
@@ -481,9 +489,14 @@ export class KeyStore {
 
   /**
    * Destroys the key's private half in its KMS or token if the key is in one of `states` and is held
-   * there still; true if it did. A sealed key's private part goes with its row's final transition instead.
+   * there still; answers which custody and handle it did that in, for the audit trail. A sealed key's
+   * private part goes with its row's final transition instead.
    */
-  async #releaseFromCustody(keySetId: string, kid: string, states: readonly KeyState[]): Promise<boolean> {
+  async #releaseFromCustody(
+    keySetId: string,
+    kid: string,
+    states: readonly KeyState[],
+  ): Promise<{ custody: string; handle: string } | undefined> {
     const { rows } = await this.pool.query<{
       state: KeyState;
       alg: SigningAlgorithm;
@@ -495,9 +508,9 @@ export class KeyStore {
       [keySetId, kid],
     );
     const key = rows[0];
-    if (key === undefined || !states.includes(key.state)) return false;
+    if (key === undefined || !states.includes(key.state)) return undefined;
     await (await this.custody.get(key.custody)).destroy({ keySetId, kid, alg: key.alg, handle: key.custody_handle });
-    return true;
+    return { custody: key.custody.backend, handle: key.custody_handle };
   }
 
   async #revoke(change: KeyChange, kid: string): Promise<{ previousState: LiveKeyState }> {

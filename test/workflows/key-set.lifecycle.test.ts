@@ -14,6 +14,7 @@ import { CUSTODY_BACKENDS_UNDER_TEST, useCustodyBackends } from '../helpers/cust
 import { historyText, PRIVATE_MEMBER_KEYS, recordHistory } from '../helpers/history';
 import { listKeys } from '../../src/store/stored-keys';
 import { listPublishedJwks } from '../../src/store/published-keys';
+import { readAuditTrail } from '../../src/store/audit-log';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -128,6 +129,19 @@ async function assertHeldInCustody(db: TestDatabase, registry: CustodyRegistry, 
       await expect(signature()).rejects.toMatchObject({ code: 'ERR_CUSTODY_KEY_MISSING', kid: key.kid });
     }
   }
+  // The audit trail says where each destroyed key was destroyed.
+  const destroyed = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'custody_destroyed');
+  expect(destroyed.map((e) => [e.kid, e.details])).toEqual(
+    keys
+      .filter((key) => key.state === 'destroyed')
+      .map((key) => [
+        key.kid,
+        {
+          custody: rows.find((r) => r.kid === key.kid)!.custody.backend,
+          handle: rows.find((r) => r.kid === key.kid)!.custody_handle,
+        },
+      ]),
+  );
 }
 
 async function assertNoPlaintextPrivateKeys(

@@ -307,6 +307,8 @@ describe.each(CUSTODY_BACKENDS_UNDER_TEST)('revocation, keys held %s', (backend)
     await expect((async () => (await backendOfKey.signer(held))(Buffer.from('x')))()).rejects.toMatchObject({
       code: 'ERR_CUSTODY_KEY_MISSING',
     });
+    const destroyed = (await readAuditTrail(db.pool, keySetId)).filter((e) => e.event === 'custody_destroyed');
+    expect(destroyed.map((e) => [e.kid, e.details])).toEqual([[kid, { custody: backend, handle: held.handle }]]);
   }
 
   test('revoking the active key takes it out of the JWKS and promotes a replacement at once', async () => {
