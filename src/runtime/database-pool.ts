@@ -24,6 +24,30 @@ export function createPool(database: { url: string }, logger: Logger, sizing: Po
   return pool;
 }
 
+/** How long `endPool` waits for the pool's connections to close before going on regardless. */
+const CONNECTIONS_CLOSE_MS = 5_000;
+
+/**
+ * Ends `pool` and waits until its connections have closed. pg's `end()` settles once the pool has
+ * let go of its clients, before their connections are closed: a database stopped right after would
+ * terminate them first, which the pool would log as a failed connection.
+ */
+export async function endPool(pool: Pool): Promise<void> {
+  let open = pool.totalCount;
+  const closed = new Promise<void>((resolve) => {
+    if (open === 0) return resolve();
+    // A connection that fails while connecting is never "removed": do not wait for it forever.
+    const timer = setTimeout(resolve, CONNECTIONS_CLOSE_MS);
+    pool.on('remove', () => {
+      if (--open > 0) return;
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  await pool.end();
+  await closed;
+}
+
 /** Applies the pending migrations; an unreachable server becomes an error that says where we looked and why. */
 export async function applyMigrations(pool: Pool, database: ResolvedDatabase, logger: Logger): Promise<number[]> {
   let applied: number[];

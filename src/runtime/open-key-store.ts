@@ -8,7 +8,7 @@ import { grantRoles, type DatabaseRoles } from '../store/database-roles';
 import { CustodyRegistry, type CustodyRegistryOptions } from '../custody/custody-registry';
 import { KeyStore } from '../store/key-store';
 import { resolveDatabase, type ResolveDatabaseOptions, type ResolvedDatabase } from './database';
-import { applyMigrations, createPool } from './database-pool';
+import { applyMigrations, createPool, endPool } from './database-pool';
 import { resolveKek } from './kek-source';
 
 export interface OpenedKeyStore {
@@ -58,13 +58,13 @@ export async function openKeyStore(
       async close() {
         stopAuditLines();
         await keyStore.custody.close();
-        await opened.end();
+        await endPool(opened);
         await database.stop();
       },
     };
   } catch (error) {
     stopAuditLines();
-    await pool?.end().catch(() => undefined);
+    if (pool) await endPool(pool).catch(() => undefined);
     await database.stop().catch(() => undefined);
     throw error;
   }

@@ -4,7 +4,7 @@ import { startJwksServer } from '../../jwks/server';
 import { createLogger } from '../../logger';
 import { createMetricsRegistry } from '../../observability/metrics';
 import { resolveDatabase } from '../../runtime/database';
-import { createPool } from '../../runtime/database-pool';
+import { createPool, endPool } from '../../runtime/database-pool';
 import { onShutdownRequest } from '../../runtime/shutdown-signal';
 import { Teardown } from '../../runtime/teardown';
 
@@ -23,7 +23,7 @@ export async function serveAction(options: { dataDir?: string; port?: number; ho
     const database = await resolveDatabase(config, logger, { joinRunningInstance: true });
     teardown.add('the database', () => database.stop());
     const pool = createPool(database, logger);
-    teardown.add('the database pool', () => pool.end());
+    teardown.add('the database pool', () => endPool(pool));
     const server = await startJwksServer({
       port: config.jwksPort,
       host: options.host,

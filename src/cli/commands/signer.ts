@@ -10,7 +10,7 @@ import { defaultBurst, RATE_HINT, rateToPerSecond } from '../../domain/rate';
 import { createLogger } from '../../logger';
 import { createMetricsRegistry } from '../../observability/metrics';
 import { resolveDatabase } from '../../runtime/database';
-import { applyMigrations, createPool } from '../../runtime/database-pool';
+import { applyMigrations, createPool, endPool } from '../../runtime/database-pool';
 import { openKeyStore } from '../../runtime/open-key-store';
 import { onShutdownRequest } from '../../runtime/shutdown-signal';
 import { Teardown } from '../../runtime/teardown';
@@ -285,7 +285,7 @@ async function withDatabase<T>(dataDir: string | undefined, use: (pool: Pool) =>
     await applyMigrations(pool, database, logger);
     return await use(pool);
   } finally {
-    await pool.end();
+    await endPool(pool);
     await database.stop();
   }
 }
