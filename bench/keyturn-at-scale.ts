@@ -12,7 +12,7 @@ import { keyturnEnv, type Deployment } from '../test/helpers/keyturn-processes';
 import { readTimedTrail } from '../test/helpers/lifecycle-windows';
 import { freePort } from '../test/helpers/ports';
 import { createTestDatabase } from '../test/helpers/postgres';
-import type { SupervisedProcess } from '../test/helpers/processes';
+import type { ManagedProcess } from '../src/stack/managed-process';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
 import {
@@ -114,7 +114,7 @@ export async function measureKeyturn(settings: ScaleSettings): Promise<KeyturnFi
       temporalAddress: temporal.address,
       taskQueue: TASK_QUEUE,
     };
-    const keyturn = (name: string, args: string[], extra: NodeJS.ProcessEnv = {}): SupervisedProcess =>
+    const keyturn = (name: string, args: string[], extra: NodeJS.ProcessEnv = {}): ManagedProcess =>
       processes.start(name, process.execPath, [path.join(REPO, 'bin', 'keyturn.js'), ...args], {
         cwd: REPO,
         env: keyturnEnv(deployment, extra),

@@ -2,16 +2,17 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Connection } from '@temporalio/client';
 import type { TemporalServer } from '../test/helpers/temporal-server';
-import { ProcessGroup, type StartOptions, type SupervisedProcess } from '../test/helpers/processes';
+import type { ManagedProcess } from '../src/stack/managed-process';
+import { ProcessGroup, type StartOptions } from '../test/helpers/processes';
 import { sleep } from './stats';
 
 export const REPO = path.join(__dirname, '..');
 
 /** A ProcessGroup that also keeps what it started, so that the bench can read each one's /proc by its pid. */
 export class MeasuredProcesses extends ProcessGroup {
-  readonly started: SupervisedProcess[] = [];
+  readonly started: ManagedProcess[] = [];
 
-  override start(name: string, command: string, args: string[], options: StartOptions = {}): SupervisedProcess {
+  override start(name: string, command: string, args: string[], options: StartOptions = {}): ManagedProcess {
     const started = super.start(name, command, args, options);
     this.started.push(started);
     return started;
@@ -20,22 +21,22 @@ export class MeasuredProcesses extends ProcessGroup {
   /** The pid of the process started under `name`. */
   pidOf(name: string): number {
     const found = this.started.find((p) => p.name === name && p.running);
-    if (found?.child.pid === undefined)
+    if (found?.pid === undefined)
       throw new Error(`no running process named ${name} (started: ${this.started.map((p) => p.name).join(', ')})`);
-    return found.child.pid;
+    return found.pid;
   }
 }
 
 /** Runs a started command to its end: how long it took from `startedAt` (performance.now()), its exit code and output. */
 export async function untilExit(
-  command: SupervisedProcess,
+  command: ManagedProcess,
   startedAt: number,
   timeoutMs: number,
 ): Promise<{ seconds: number; code: number | null; output: string }> {
-  const ended = await Promise.race([command.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+  const ended = await Promise.race([command.exited().then(() => true), sleep(timeoutMs).then(() => false)]);
   const seconds = (performance.now() - startedAt) / 1000;
   if (!ended) await command.kill();
-  return { seconds, code: ended ? command.child.exitCode : null, output: command.output() };
+  return { seconds, code: ended ? command.exitCode : null, output: command.output() };
 }
 
 /**

@@ -10,14 +10,23 @@ export interface ProcessSpec {
   args: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** Its output is appended here. */
-  logFile: string;
+  /** Its output is appended here; without one, only the end of it is kept (a test's process). */
+  logFile?: string;
+  /**
+   * In a process group of its own (the default), a Ctrl-C in the terminal reaches its parent alone,
+   * which stops it in order (the stack); false lets the Ctrl-C reach it too (a test's process, which
+   * no one stops in order when the test runner is interrupted).
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** How long a process may take to exit after SIGTERM before it is killed. */
 const STOP_TIMEOUT_MS = 15_000;
-/** How much of its output is kept in memory for error messages. */
-const KEPT_OUTPUT_CHARS = 16_000;
+/** How much of its output is kept in memory: for error messages, and for tests that read what it printed. */
+const KEPT_OUTPUT_CHARS = 64_000;
+/** How many of its last lines an error message carries: a few beside its log file, more when there is none. */
+const TAIL_LINES_WITH_LOG = 5;
+const TAIL_LINES_WITHOUT_LOG = 40;
 
 /**
  * Last resort if the stack's process exits without stopping its processes (a second Ctrl-C): each is
@@ -27,10 +36,10 @@ const running = new Set<ChildProcess>();
 process.on('exit', () => running.forEach((child) => child.kill('SIGTERM')));
 
 /**
- * One server or tool of the stack as a child process that can be stopped, killed and started again
- * with the same command line (a node restarted, an outage ended). Its output goes to its log file;
- * the end of it is kept for error messages. It runs in its own process group, so a Ctrl-C in the
- * terminal reaches the stack alone, which stops its processes in order.
+ * One server or tool of the stack (or of a test) as a child process that can be stopped, killed and
+ * started again with the same command line (a node restarted, an outage ended). Its output goes to its
+ * log file; the end of it is kept for error messages. The stack's run in their own process group, so a
+ * Ctrl-C in the terminal reaches the stack alone, which stops its processes in order.
  */
 export class ManagedProcess {
   #child: ChildProcess | undefined;
@@ -64,16 +73,16 @@ export class ManagedProcess {
   /** Starts it (again); a process already running is left as it is. */
   start(): void {
     if (this.running) return;
-    const { command, args, env, cwd, logFile } = this.spec;
-    this.#log ??= createWriteStream(logFile, { flags: 'a', mode: 0o600 });
-    this.#log.write(`--- ${new Date().toISOString()} started: ${command} ${args.join(' ')}\n`);
+    const { command, args, env, cwd, logFile, ownProcessGroup = true } = this.spec;
+    if (logFile !== undefined) this.#log ??= createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+    this.#log?.write(`--- ${new Date().toISOString()} started: ${command} ${args.join(' ')}\n`);
     this.#output = '';
     this.#stopping = false;
     this.#spawnFailed = false;
     const child = spawn(command, args, {
       env: env ?? process.env,
       cwd,
-      detached: true,
+      detached: ownProcessGroup,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
@@ -165,6 +174,11 @@ export class ManagedProcess {
     if (log) await new Promise<void>((resolve) => log.end(resolve));
   }
 
+  /** Its exit code once it has exited; null while it runs, or when a signal ended it. */
+  get exitCode(): number | null {
+    return this.#child?.exitCode ?? null;
+  }
+
   describeExit(): string {
     const child = this.#child;
     if (!child) return 'not started';
@@ -172,9 +186,9 @@ export class ManagedProcess {
   }
 
   /** The last lines it printed, for an error message, with where the rest is. */
-  outputTail(lines = 5): string {
+  outputTail(lines = this.spec.logFile === undefined ? TAIL_LINES_WITHOUT_LOG : TAIL_LINES_WITH_LOG): string {
     const tail = this.#output.trim().split('\n').slice(-lines).join(' | ');
-    return `${tail || 'no output'} (log: ${this.spec.logFile})`;
+    return `${tail || 'no output'}${this.spec.logFile === undefined ? '' : ` (log: ${this.spec.logFile})`}`;
   }
 
   #wake(): void {

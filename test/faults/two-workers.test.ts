@@ -19,7 +19,8 @@ import {
   startWorker,
   type Deployment,
 } from '../helpers/keyturn-processes';
-import { ProcessGroup, type SupervisedProcess } from '../helpers/processes';
+import type { ManagedProcess } from '../../src/stack/managed-process';
+import { ProcessGroup } from '../helpers/processes';
 import { TemporalServer } from '../helpers/temporal-server';
 import { TokenTraffic } from '../helpers/token-traffic';
 
@@ -51,7 +52,7 @@ let pool: Pool;
 let connection: Connection;
 let keySets: KeySetClient;
 let ring: KeyRing;
-let workers: SupervisedProcess[];
+let workers: ManagedProcess[];
 
 beforeAll(async () => {
   [postgres, temporal] = await Promise.all([
@@ -92,7 +93,7 @@ afterAll(async () => {
 }, 120_000);
 
 /** The key sets whose changes a worker committed, by the audit event lines it logged (the end of its output). */
-function keySetsChangedBy(worker: SupervisedProcess, ids: readonly string[]): string[] {
+function keySetsChangedBy(worker: ManagedProcess, ids: readonly string[]): string[] {
   const auditLines = worker
     .output()
     .split('\n')

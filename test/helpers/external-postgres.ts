@@ -1,8 +1,9 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { ManagedProcess } from '../../src/stack/managed-process';
 import { freePort } from './ports';
-import type { ProcessGroup, SupervisedProcess } from './processes';
+import type { ProcessGroup } from './processes';
 
 const SERVER_ENTRY = path.join(__dirname, 'postgres-server.ts');
 
@@ -11,7 +12,7 @@ const SERVER_ENTRY = path.join(__dirname, 'postgres-server.ts');
  * port: `stop()` takes it down (an outage) and `start()` brings it back on the same port with the same data.
  */
 export class ExternalPostgres {
-  #server: SupervisedProcess | undefined;
+  #server: ManagedProcess | undefined;
   #url: string | undefined;
 
   private constructor(

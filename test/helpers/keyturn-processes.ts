@@ -1,6 +1,7 @@
 import path from 'node:path';
+import type { ManagedProcess } from '../../src/stack/managed-process';
 import { freePort } from './ports';
-import type { ProcessGroup, SupervisedProcess } from './processes';
+import type { ProcessGroup } from './processes';
 
 const ENTRY = path.join(__dirname, 'keyturn-from-source.ts');
 const REPO = path.join(__dirname, '..', '..');
@@ -39,7 +40,7 @@ export function startKeyturn(
   name: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-): SupervisedProcess {
+): ManagedProcess {
   return processes.start(name, process.execPath, ['--import', 'tsx', ENTRY, ...args], { env, cwd: REPO });
 }
 
@@ -51,7 +52,7 @@ export async function startWorker(
   processes: ProcessGroup,
   deployment: Deployment & { jwksUrl: string },
   env: NodeJS.ProcessEnv = {},
-): Promise<SupervisedProcess> {
+): Promise<ManagedProcess> {
   const worker = startKeyturn(
     processes,
     `keyturn worker (${deployment.taskQueue})`,
@@ -71,7 +72,7 @@ export async function startWorker(
 export async function startJwksServer(
   processes: ProcessGroup,
   deployment: Deployment,
-): Promise<{ server: SupervisedProcess; url: string }> {
+): Promise<{ server: ManagedProcess; url: string }> {
   const port = await freePort();
   const server = startKeyturn(
     processes,
@@ -92,7 +93,7 @@ export async function runKeyturnProcess(
 ): Promise<{ code: number | null; output: string }> {
   const command = startKeyturn(processes, `keyturn ${args[0]}`, args, env);
   const ended = await Promise.race([
-    command.exited.then(() => true),
+    command.exited().then(() => true),
     new Promise<false>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
   ]);
   if (!ended) {
@@ -101,5 +102,5 @@ export async function runKeyturnProcess(
       `keyturn ${args.join(' ')} did not end within ${timeoutMs / 1000} s: ${command.output().slice(-2_000)}`,
     );
   }
-  return { code: command.child.exitCode, output: command.output() };
+  return { code: command.exitCode, output: command.output() };
 }

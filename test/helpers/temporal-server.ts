@@ -5,8 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { missingSearchAttributes, SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
+import type { ManagedProcess } from '../../src/stack/managed-process';
 import { freePort } from './ports';
-import type { ProcessGroup, SupervisedProcess } from './processes';
+import type { ProcessGroup } from './processes';
 
 /**
  * The Temporal dev server (`temporal server start-dev`, the CLI `npm run temporal:install` cached) as a
@@ -14,7 +15,7 @@ import type { ProcessGroup, SupervisedProcess } from './processes';
  * back on the same port with every workflow, timer and pending activity it had.
  */
 export class TemporalServer {
-  #server: SupervisedProcess | undefined;
+  #server: ManagedProcess | undefined;
 
   private constructor(
     private readonly processes: ProcessGroup,

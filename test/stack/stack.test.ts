@@ -199,7 +199,7 @@ describe('the lifecycle', () => {
       [KEY_SETS[0]],
     );
     const readLogged = async () =>
-      (await Promise.all(stack.workers.map((w) => readFile(w.process.spec.logFile, 'utf8'))))
+      (await Promise.all(stack.workers.map((w) => readFile(w.process.spec.logFile!, 'utf8'))))
         // A line still being written has no newline yet: whole lines only.
         .flatMap((log) => log.split('\n').slice(0, -1))
         .filter((line) => line.includes('"msg":"audit event"'))
