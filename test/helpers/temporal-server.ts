@@ -1,11 +1,10 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
-import { missingSearchAttributes, SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
 import type { ManagedProcess } from '../../src/stack/managed-process';
+import { waitForFrontend } from '../../src/stack/temporal-node';
 import { freePort } from './ports';
 import type { ProcessGroup } from './processes';
 
@@ -83,29 +82,14 @@ export class TemporalServer {
 
   /** Until the frontend answers and keyturn's search attributes are registered (a workflow sets them from its first task). */
   async #untilReady(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let problem = 'no answer yet';
-    while (Date.now() < deadline) {
-      if (!this.#server!.running)
-        throw new Error(
-          `the Temporal dev server exited (${this.#server!.describeExit()}): ${this.#server!.output().slice(-2_000)}`,
-        );
-      try {
-        const connection = await Connection.connect({ address: this.address, connectTimeout: 1_000 });
-        try {
-          const missing = await missingSearchAttributes(connection, 'default');
-          if (missing.length === 0) return;
-          problem = `search attributes not registered yet: ${missing.join(', ')}`;
-        } finally {
-          await connection.close();
-        }
-      } catch (error) {
-        problem = error instanceof Error ? error.message : String(error);
-      }
-      await sleep(250);
+    const server = this.#server!;
+    try {
+      await waitForFrontend(this.address, timeoutMs, 'default', () => server.running);
+    } catch (error) {
+      throw new Error(
+        `the Temporal dev server is not ready (${server.running ? 'running' : server.describeExit()}): ${(error as Error).message}; its output: ${server.outputTail()}`,
+        { cause: error },
+      );
     }
-    throw new Error(
-      `the Temporal dev server did not answer on ${this.address} within ${timeoutMs / 1000} s (${problem})`,
-    );
   }
 }
