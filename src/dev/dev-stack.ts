@@ -198,6 +198,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       webUiUrl,
       databaseUrl: store.database.source === 'DATABASE_URL' ? null : store.database.url,
       kekFile: store.kekFile,
+      publicUrl: jwksUrl === null ? undefined : (config.publicUrl ?? jwksUrl),
     });
     teardown.add('the instance file', () => removeInstanceFile(config.dataDir));
 

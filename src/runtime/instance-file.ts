@@ -21,6 +21,11 @@ export interface InstanceInfo {
   databaseUrl: string | null;
   /** The KEK file in use; null when KEYTURN_KEK supplied the KEK. */
   kekFile: string | null;
+  /**
+   * The base URL the instance's JWKS server derives key set issuers from, when it runs one: tokens
+   * signed beside it (`keyturn token sign`, `keyturn signer`) must name the issuer its discovery does.
+   */
+  publicUrl?: string;
 }
 
 export function instanceFilePath(dataDir: string): string {
@@ -57,6 +62,16 @@ export async function readLiveInstance(dataDir: string): Promise<InstanceInfo | 
     return undefined;
   }
   return info.version === 1 && isAlive(info.pid) ? info : undefined;
+}
+
+/**
+ * `config` with the public URL of the instance running on its data folder, unless the environment names
+ * one: beside `keyturn dev --port 9000`, a token's issuer is the dev JWKS server's, not PORT's default.
+ */
+export async function withInstancePublicUrl<T extends { dataDir: string; publicUrl?: string }>(config: T): Promise<T> {
+  if (config.publicUrl !== undefined) return config;
+  const publicUrl = (await readLiveInstance(config.dataDir))?.publicUrl;
+  return publicUrl === undefined ? config : { ...config, publicUrl };
 }
 
 /** Removes the file if this process wrote it, so that a stopped instance is not taken for a running one. */

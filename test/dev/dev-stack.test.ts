@@ -108,7 +108,7 @@ it('refuses a second dev server on the occupied port, naming the port', async ()
   }
 });
 
-it('runs the signer beside the JWKS server with no client, and a client added beside it signs tokens the JWKS verifies', async () => {
+it('runs the signer beside the JWKS server with no client; a client added beside it and `token sign` beside it sign tokens the JWKS verifies under its issuer', async () => {
   const banner = dev!.output.join('');
   const signerUrl = new RegExp(`signer +(http://127\\.0\\.0\\.1:${ports.signer})/v1/keysets/<id>/sign`).exec(
     banner,
@@ -151,10 +151,23 @@ it('runs the signer beside the JWKS server with no client, and a client added be
     100,
   );
   const jwksUrl = `http://127.0.0.1:${ports.jwks}`;
-  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${jwksUrl}/.well-known/jwks.json`)), {
-    issuer: jwksUrl,
-  });
+  const jwks = createRemoteJWKSet(new URL(`${jwksUrl}/.well-known/jwks.json`));
+  const { payload } = await jwtVerify(token, jwks, { issuer: jwksUrl });
   expect(payload.sub).toBe('dev');
+
+  // `keyturn token sign` beside it names the issuer the dev JWKS server's discovery does, not PORT's default.
+  const signed = await run(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(__dirname, '..', 'helpers', 'keyturn-from-source.ts'),
+      ...['token', 'sign', 'default', '--sub', 'cli', '--data-dir', dataDir],
+    ],
+    { env },
+  );
+  const { payload: cliPayload } = await jwtVerify(signed.stdout.trim(), jwks, { issuer: jwksUrl });
+  expect(cliPayload.sub).toBe('cli');
 });
 
 it('stops cleanly on SIGINT, and a restart on the same data folder has the same active key', async () => {

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { loadConfig, type Config } from '../../config';
 import { durationToMs, DURATION_HINT } from '../../domain/duration';
 import { deploymentIssuerOf } from '../../domain/issuer';
+import { withInstancePublicUrl } from '../../runtime/instance-file';
 import { isKeySetId, keySetIdProblem } from '../../domain/key-set-id';
 import { defaultBurst, RATE_HINT, rateToPerSecond } from '../../domain/rate';
 import { createLogger } from '../../logger';
@@ -49,7 +50,7 @@ export async function signerAction(options: { dataDir?: string; port?: number; h
       defaultRate: config.signer.rate,
       maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
       tls: tlsFiles,
-      ...deploymentIssuerOf(config),
+      ...deploymentIssuerOf(await withInstancePublicUrl(config)),
     });
     teardown.add('the signer', () => server.close());
     logger.info({ url: server.url }, 'signer running');

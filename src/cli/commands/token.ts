@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { utc } from '../../domain/describe';
 import { KeyturnError } from '../../domain/errors';
 import { deploymentIssuerOf } from '../../domain/issuer';
+import { withInstancePublicUrl } from '../../runtime/instance-file';
 import { KeyRing, ttlToMs } from '../../issuer/key-ring';
 import { createLogger } from '../../logger';
 import { listPublishedJwks } from '../../store/published-keys';
@@ -36,7 +37,7 @@ export async function tokenSignAction(
       keySetIds: [keySetId],
       maxTokenTtlCeilingMs: config.ceilings.maxTokenTtlMs,
       // The key set's issuer, as the JWKS server's discovery document names it.
-      ...deploymentIssuerOf(config),
+      ...deploymentIssuerOf(await withInstancePublicUrl(config)),
       logger: createLogger({ level: config.logLevel, toStderr: true }),
     });
     try {
