@@ -49,9 +49,10 @@ export interface KeyturnMetrics {
   supervisorUncheckedKeySets: Gauge;
 }
 
-// Activities are database transactions and HTTP calls: milliseconds to seconds. A key change times out
-// at 10 s; alert delivery (1 min) and a supervisor round (2 min) beyond 30 s land in +Inf only.
-const ACTIVITY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// Activities are database transactions and HTTP calls: milliseconds to seconds. The top buckets reach
+// the longest timeouts (a key change 10 s, alert delivery 1 min, a supervisor round 2 min), so a slow
+// attempt is told from one that timed out.
+const ACTIVITY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /**
  * How long a key set's failure series outlives its last failed attempt (without per-key-set
