@@ -2,6 +2,7 @@ import type { KeySetStatus, LastError } from '../domain/key-set-state';
 import type { KeyState, ScheduledTransition } from '../domain/lifecycle';
 import type { KeySetPolicy } from '../domain/policy';
 import { TRANSITION_WORDS, utc } from '../domain/describe';
+import { describeCustody } from '../domain/custody-settings';
 import type { AuditChainVerification, AuditRecord } from '../store/audit-log';
 import type { KekRewrapOutcome, KekStatus, KekStatusEntry } from '../client/kek-roll';
 import type { KeySetVerification } from '../client/verify';
@@ -93,7 +94,9 @@ export function formatStatus(status: KeySetStatus, now: number): string {
       : []),
     `last error: ${describeLastError(status.lastError)}`,
     `policy: ${Object.entries(status.policy)
-      .map(([field, value]) => `${field} ${String(value)}`)
+      .map(
+        ([field, value]) => `${field} ${field === 'custody' ? describeCustody(status.policy.custody) : String(value)}`,
+      )
       .join(', ')}`,
   ].join('\n');
 }

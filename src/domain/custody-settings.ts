@@ -29,6 +29,21 @@ export interface Pkcs11CustodySettings {
 
 export type CustodySettings = SealedCustodySettings | AwsKmsCustodySettings | Pkcs11CustodySettings;
 
+/** A key set's custody in an operator's words, e.g. `pkcs11 (token "signing", module /usr/lib/softhsm/libsofthsm2.so)`; never a PIN, only where it is read from. */
+export function describeCustody(settings: CustodySettings | undefined): string {
+  switch (settings?.backend) {
+    case undefined:
+    case 'sealed':
+      return 'sealed (in PostgreSQL, under the KEK)';
+    case 'aws-kms':
+      return `aws-kms (${settings.region === undefined ? "the AWS chain's region" : `region ${settings.region}`})`;
+    case 'pkcs11': {
+      const pin = settings.pinFile === undefined ? `PIN from $${settings.pinEnv}` : `PIN from ${settings.pinFile}`;
+      return `pkcs11 (token "${settings.tokenLabel}", module ${settings.module}, ${pin})`;
+    }
+  }
+}
+
 /** Which algorithms each backend generates and signs with (keyturn asks neither KMS nor a token for Ed25519 keys). */
 export const CUSTODY_ALGORITHMS: Record<CustodyBackend, readonly SigningAlgorithm[]> = {
   sealed: ['ES256', 'RS256', 'PS256', 'EdDSA'],

@@ -1,3 +1,5 @@
+import { formatStatus } from '../../src/cli/output';
+import { describeCustody } from '../../src/domain/custody-settings';
 import { PolicyError } from '../../src/domain/errors';
 import {
   DEFAULT_POLICY,
@@ -294,5 +296,22 @@ describe('custody', () => {
     expect(validatePolicy({ custody: null }, { base: withKms })).not.toHaveProperty('custody');
     expect(validatePolicy({}, { base: withKms }).custody).toEqual({ backend: 'aws-kms' });
     expect(changedPolicyFields(DEFAULT_POLICY, withKms)).toEqual(['custody']);
+  });
+
+  test("is described in an operator's words, naming where a PIN is read from and never a PIN", () => {
+    expect(describeCustody(undefined)).toBe('sealed (in PostgreSQL, under the KEK)');
+    expect(describeCustody({ backend: 'aws-kms' })).toBe("aws-kms (the AWS chain's region)");
+    expect(describeCustody({ backend: 'aws-kms', region: 'eu-west-1' })).toBe('aws-kms (region eu-west-1)');
+    expect(describeCustody(validatePolicy({ algorithm: 'RS256', custody: pkcs11 }).custody)).toBe(
+      'pkcs11 (token "keyturn", module /usr/lib/softhsm/libsofthsm2.so, PIN from $PIN)',
+    );
+    const policy = validatePolicy({
+      custody: { backend: 'pkcs11', module: pkcs11.module, tokenLabel: 'keyturn', pinFile: '/run/keyturn/pin' },
+    });
+    const status = { keySetId: 'k', policy, paused: null, decommissioned: null, keys: [], nextTransition: null };
+    const shown = formatStatus({ ...status, rotation: null, lastError: null, pendingCommands: 0, inFlight: null }, 0);
+    expect(shown).toMatch(
+      /^policy: .*, custody pkcs11 \(token "keyturn", module \S+, PIN from \/run\/keyturn\/pin\)$/m,
+    );
   });
 });
