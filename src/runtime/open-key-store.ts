@@ -48,6 +48,12 @@ export async function openKeyStore(
     const opened = pool;
     const keyStore = new KeyStore(pool, kek.ring, {
       custody: new CustodyRegistry({ kekRing: kek.ring, factories: options.custodyFactories }),
+      onOrphanedKey: ({ error, ...orphan }) =>
+        logger.warn(
+          { ...orphan, err: error },
+          `a key generated for key set ${orphan.keySetId} (kid ${orphan.kid}) was not stored and could not be destroyed in its custody: ` +
+            `delete ${orphan.handle} there by hand (its KMS tags or token label name its key set)`,
+        ),
     });
     return {
       keyStore,

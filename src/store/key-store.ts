@@ -33,6 +33,17 @@ export interface KeyStoreOptions {
   clock?: Clock;
   /** Where keys are generated and destroyed: by default, sealed keys with `kekRing` and the KMS and PKCS#11 backends as configured by the environment. */
   custody?: CustodyRegistry;
+  /** Told of a key generated in a KMS or token that was not stored and could not be destroyed there: it is left for an operator. */
+  onOrphanedKey?: (orphan: OrphanedKey) => void;
+}
+
+/** A key left in its custody, with why; its KMS tags (or its token label) name its key set too. */
+export interface OrphanedKey {
+  keySetId: string;
+  kid: string;
+  custody: CustodySettings;
+  handle: string;
+  error: unknown;
 }
 
 /** Who changes a key set and why; `operationId` makes the change idempotent. When is the store's to say. */
@@ -100,6 +111,7 @@ export class KeyStore {
   readonly clock: Clock;
   /** The custody backends keys are generated in, signed with and destroyed by. */
   readonly custody: CustodyRegistry;
+  readonly #onOrphanedKey: KeyStoreOptions['onOrphanedKey'];
 
   constructor(
     /** The database, for the tables beside the keys (the supervisor's alert incidents). */
@@ -110,6 +122,7 @@ export class KeyStore {
   ) {
     this.clock = options.clock ?? Date.now;
     this.custody = options.custody ?? new CustodyRegistry({ kekRing });
+    this.#onOrphanedKey = options.onOrphanedKey;
   }
 
   /**
@@ -256,8 +269,9 @@ export class KeyStore {
         key.kid,
       ]);
       if (rowCount === 0) await (await this.custody.get(key.custody)).destroy({ ...key, keySetId });
-    } catch {
+    } catch (error) {
       // Left in custody, labelled with its key set and kid (keyturn:key-set, keyturn:kid), for an operator to remove.
+      this.#onOrphanedKey?.({ keySetId, kid: key.kid, custody: key.custody, handle: key.handle, error });
     }
   }
 

@@ -5,7 +5,7 @@ import { CustodyRegistry } from '../../src/custody/custody-registry';
 import { KeyRing } from '../../src/issuer/key-ring';
 import { createLogger } from '../../src/logger';
 import { listPublishedJwks } from '../../src/store/published-keys';
-import { KeyStore } from '../../src/store/key-store';
+import { KeyStore, type OrphanedKey } from '../../src/store/key-store';
 import { KeySetDriver, manualChange, secondsPolicy, uniqueKeySetId } from '../helpers/key-sets';
 import { randomKekRing } from '../helpers/key-set-worker';
 import { startMotoServer, type MotoServer } from '../helpers/moto';
@@ -108,6 +108,47 @@ test('a key generated for a key set that turns out to have keys already is destr
     keys.map(async (k) => (await kms.send(new DescribeKeyCommand({ KeyId: k.KeyId! }))).KeyMetadata?.KeyState),
   );
   expect(states.filter((state) => state === 'PendingDeletion')).toHaveLength(1);
+});
+
+test('a key generated and not kept that KMS will not destroy is reported as orphaned, with its handle', async () => {
+  class UndestroyableKms extends AwsKmsCustody {
+    override async destroy(): Promise<void> {
+      throw new Error('KMS refused the deletion');
+    }
+  }
+  const orphans: OrphanedKey[] = [];
+  const failing = new CustodyRegistry({
+    kekRing: store.kekRing,
+    factories: { 'aws-kms': () => new UndestroyableKms(moto.clientOptions) },
+  });
+  const orphaning = new KeyStore(db.pool, store.kekRing, { custody: failing, onOrphanedKey: (o) => orphans.push(o) });
+  try {
+    const keySetId = uniqueKeySetId('orphan');
+    const policy = { ...secondsPolicy(), custody: { backend: 'aws-kms' as const } };
+    const change = { keySetId, trigger: 'manual' as const, actor: 'test', reason: 'register' };
+    const firstKey = (reason: string) => ({
+      algorithm: policy.algorithm,
+      tokenTtlMs: 2_000,
+      cause: { ...manualChange(keySetId, reason), trigger: 'bootstrap' as const },
+    });
+    const [first] = await orphaning.registerKeySet(change, policy, { inService: true, firstKey: firstKey('first') });
+    expect(orphans).toEqual([]);
+
+    await orphaning.registerKeySet(change, policy, { inService: true, firstKey: firstKey('again') });
+    expect(orphans).toEqual([
+      {
+        keySetId,
+        kid: expect.not.stringMatching(first.kid),
+        custody: { backend: 'aws-kms' },
+        handle: expect.stringMatching(/^arn:aws:kms:/),
+        error: new Error('KMS refused the deletion'),
+      },
+    ]);
+    const state = (await kms.send(new DescribeKeyCommand({ KeyId: orphans[0].handle }))).KeyMetadata?.KeyState;
+    expect(state).toBe('Enabled');
+  } finally {
+    await failing.close();
+  }
 });
 
 test('a KMS key whose handle was changed to name another key never signs: the ring refuses it as not matching its kid', async () => {
