@@ -23,14 +23,17 @@ export interface Config {
   taskQueue: string;
   /** An external PostgreSQL; unset means the embedded one under `dataDir`. */
   databaseUrl?: string;
-  /** The roles `keyturn migrate` grants what the JWKS server and the worker need (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE). */
+  /**
+   * The roles `keyturn migrate` grants what the JWKS server, the worker and the signer need
+   * (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE, KEYTURN_SIGNER_ROLE).
+   */
   databaseRoles: DatabaseRoles;
   /**
    * The raw value of KEYTURN_KEK (comma-separated base64 keys), checked by `parseKekRing` when it is
    * used. Kept under the name `kek` so the logger's redaction covers it should it ever be logged.
    */
   kek?: string;
-  /** Absolute path of the folder for embedded data: PostgreSQL, the Temporal dev server's file, the KEK file. */
+  /** Absolute path of the local data folder: embedded PostgreSQL, the dev server's file, the KEK file, instance.json. */
   dataDir: string;
   /** Port of the embedded PostgreSQL. */
   pgPort: number;

@@ -65,7 +65,10 @@ export function statusJson(status: KeySetStatus): StatusJson {
   };
 }
 
-/** `keyturn status <id>`: the keys as a table, then the schedule, pause, last error and policy. */
+/**
+ * `keyturn status <id>`: the keys as a table, then the next transition, a rotation asked for, pause,
+ * decommission, last error and policy.
+ */
 export function formatStatus(status: KeySetStatus, now: number): string {
   const time = (ms: number | undefined) => (ms === undefined ? '-' : utc(ms).replace(' UTC', ''));
   const rows = [

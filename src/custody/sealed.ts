@@ -31,7 +31,7 @@ const SIGNATURES: Record<SigningAlgorithm, (key: KeyObject) => (input: Buffer) =
 };
 
 /**
- * Today's custody, and the default: keyturn generates the key pair and PostgreSQL keeps its private
+ * The default custody: keyturn generates the key pair and PostgreSQL keeps its private
  * half sealed under the current KEK (AES-256-GCM, bound to key set and kid). The handle is the kid:
  * the sealed key is found by it. Signing opens the key once into a KeyObject, whose bytes no print or
  * JSON shows.

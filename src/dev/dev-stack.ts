@@ -72,9 +72,10 @@ export interface DevStack {
 /**
  * Everything `keyturn dev` runs, on one data folder: the embedded PostgreSQL (unless DATABASE_URL),
  * its KEK file (unless KEYTURN_KEK), a Temporal dev server (unless TEMPORAL_ADDRESS or a Temporal
- * profile names a server, reached then with the profile's TLS and API key), migrations,
- * the worker, and an apply of the key sets file (key sets already running after a restart are left
- * as they are). Records itself in `<dataDir>/instance.json` for the commands run beside it.
+ * profile names a server, reached then with the profile's TLS and API key), migrations, the JWKS
+ * server and the signing service when given a port, the worker, and an apply of the key sets file
+ * (key sets already running after a restart are left as they are). Records itself in
+ * `<dataDir>/instance.json` for the commands run beside it.
  */
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   const { config, logger, signal } = options;

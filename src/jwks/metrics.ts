@@ -7,7 +7,7 @@ export type JwksRouteName = 'jwks' | 'discovery' | 'healthz' | 'readyz' | 'metri
 /**
  * `key_set` label values (where every key set is reported) that are not key set ids (parentheses are
  * outside the id alphabet, so they cannot collide with one). Ids nobody registered are counted as
- * UNKNOWN: a label per made-up id would let anyone grow the metrics without bound.
+ * `(unknown)`: a label per made-up id would let anyone grow the metrics without bound.
  */
 export const KEY_SET_LABEL = { unknown: '(unknown)', none: '(none)' } as const;
 

@@ -56,13 +56,6 @@ export interface AuditEvent {
   details?: Record<string, unknown>;
 }
 
-/**
- * Appends one event inside the caller's transaction, so a change and its record commit together,
- * and chains it to the key set's previous event (audit-chain.ts). The key set row is locked here
- * (every KeyStore change has locked it already): the head it holds is read and moved by one
- * writer at a time, so seqs never repeat and no event is chained to a stale head.
- */
-/** An audit event as committed: the event, with its place in the key set's chain. */
 /** An appended event as its chain holds it: every hashed field, and its hash. */
 export type CommittedAuditEvent = ChainedFields & { hash: string };
 
@@ -77,6 +70,12 @@ export function onAuditEventCommitted(listener: (event: CommittedAuditEvent) => 
   return () => committedListeners.delete(listener);
 }
 
+/**
+ * Appends one event inside the caller's transaction, so a change and its record commit together,
+ * and chains it to the key set's previous event (audit-chain.ts). The key set row is locked here
+ * (every KeyStore change has locked it already): the head it holds is read and moved by one
+ * writer at a time, so seqs never repeat and no event is chained to a stale head.
+ */
 export async function appendAuditEvent(tx: ClientBase, e: AuditEvent): Promise<void> {
   // The head this transaction locked and moved itself, for a change that appends several events.
   const knownHead = transactionMemo<ChainHead>(tx, `audit head ${e.keySetId}`);

@@ -6,7 +6,7 @@ import { lockKeySet, notifyKeyChange } from './key-set-changes';
 import type { Clock, KeyChange } from './key-store';
 import { inTransaction } from './transaction';
 
-// Rolling the KEK: each key set's private keys re-sealed under the current one (`keyturn kek roll`).
+// Rolling the KEK: each key set's private keys re-sealed under the current one (`keyturn kek rewrap`).
 
 /** What re-sealing one key set's private keys under the current KEK did. */
 export interface KekRewrap {

@@ -15,7 +15,10 @@ const HEARTBEAT_TIMEOUT_MS = 5_000;
 export interface KeyEventsOptions {
   /** How to reach PostgreSQL; a dedicated connection is opened from it (see {@link connectionConfigOf}). */
   connection: ClientConfig;
-  /** Called with the key set id of every committed key change. Rejections are logged. */
+  /**
+   * Called with the payload of every notification on `channel`: on KEY_CHANGES_CHANNEL, the key set
+   * id of a committed key change. Rejections are logged.
+   */
   onChange(keySetId: string): void | Promise<void>;
   /**
    * The repair: compare everything watched with the database. Called every `pollIntervalMs` and
@@ -46,9 +49,9 @@ export interface KeyEvents {
 }
 
 /**
- * Subscribes to key changes: a dedicated connection LISTENs on {@link KEY_CHANGES_CHANNEL} (a pooled
- * connection would be handed to others and lose the LISTEN), reconnecting with backoff when it drops;
- * a poll repairs whatever a lost notification would have told.
+ * Subscribes to key changes: a dedicated connection LISTENs on `channel` (a pooled connection would
+ * be handed to others and lose the LISTEN), reconnecting with backoff when it drops; a poll repairs
+ * whatever a lost notification would have told.
  *
  * Resolves once the first connection attempt is over, listening or not: a caller that loads its state
  * after this cannot miss a change committed in between, and an unreachable database does not keep a

@@ -5,8 +5,8 @@ import type { Pool } from 'pg';
  * latest audit event. Every key change and every policy change writes one in the same transaction,
  * and a key set's changes are serialised by its row lock, so a new commit always means a new version.
  *
- * One cheap query for all key sets: the polling fallback of key-events compares these instead of
- * reloading every key set on every tick.
+ * One cheap query for all key sets: the polling fallbacks (the JWKS cache's and the key rings'
+ * checkAll) compare these instead of reloading every key set on every tick.
  */
 export async function listKeySetVersions(pool: Pool): Promise<Map<string, string>> {
   // Through the view the JWKS server's role may read (006_published_keys.sql). Its max per key set

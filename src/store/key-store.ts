@@ -114,7 +114,7 @@ export class KeyStore {
   readonly #onOrphanedKey: KeyStoreOptions['onOrphanedKey'];
 
   constructor(
-    /** The database, for the tables beside the keys (the supervisor's alert incidents). */
+    /** The database; callers also reach the tables beside the keys through it (incidents, metrics, the CLI's reads). */
     readonly pool: Pool,
     /** The KEKs new private keys are sealed under (the current one) and stored ones opened with. */
     readonly kekRing: KekRing,
@@ -270,7 +270,7 @@ export class KeyStore {
       ]);
       if (rowCount === 0) await (await this.custody.get(key.custody)).destroy({ ...key, keySetId });
     } catch (error) {
-      // Left in custody, labelled with its key set and kid (keyturn:key-set, keyturn:kid), for an operator to remove.
+      // Left in custody, labelled with its key set and kid (KMS tags, a PKCS#11 label), for an operator to remove.
       this.#onOrphanedKey?.({ keySetId, kid: key.kid, custody: key.custody, handle: key.handle, error });
     }
   }

@@ -160,7 +160,7 @@ export interface SignerDenial {
   keySetId: string;
   /** The client's name, or null for a request that proved no client. */
   client: string | null;
-  /** The problem code it was refused with, e.g. ERR_SIGNER_FORBIDDEN. */
+  /** The problem code it was refused with, e.g. ERR_FORBIDDEN. */
   code: string;
   count: number;
   firstAt: number;

@@ -18,11 +18,11 @@ export interface MigrateResult {
 }
 
 /**
- * Brings a database's schema up to date and grants the JWKS server's and the worker's roles what they
- * need (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE): DATABASE_URL, else the database of the keyturn
- * instance running on the data folder, else the embedded one (started for the occasion and stopped
- * again). Run it as the schema's owner; where that role may not create roles, the error says which
- * SQL a DBA must run.
+ * Brings a database's schema up to date and grants the JWKS server's, the worker's and the signer's
+ * roles what they need (KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE, KEYTURN_SIGNER_ROLE): DATABASE_URL,
+ * else the database of the keyturn instance running on the data folder, else the embedded one
+ * (started for the occasion and stopped again). Run it as the schema's owner; where that role may not
+ * create roles, the error says which SQL a DBA must run.
  */
 export async function runMigrate(options: { dataDir?: string }): Promise<MigrateResult> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
