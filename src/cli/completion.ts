@@ -45,7 +45,7 @@ function wordsFunction(program: Command): string {
   return ['_keyturn_words() {', '  commands= options= takes=', '  case $1 in', ...cases, '  esac', '}'].join('\n');
 }
 
-export function bashCompletion(program: Command): string {
+function bashCompletion(program: Command): string {
   return `# keyturn completion for bash: source <(keyturn completion bash)
 ${wordsFunction(program)}
 _keyturn() {
@@ -66,7 +66,7 @@ _keyturn() {
 complete -o default -F _keyturn keyturn`;
 }
 
-export function zshCompletion(program: Command): string {
+function zshCompletion(program: Command): string {
   // \`at\`, not \`path\`: zsh ties \`path\` to PATH.
   return `#compdef keyturn
 # keyturn completion for zsh: source <(keyturn completion zsh) after compinit

@@ -32,7 +32,7 @@ function withConnectionOptions(command: Command): Command {
 }
 
 /** The version in keyturn's package.json, two folders up from the sources and three from the build (dist/src/cli). */
-export function packageVersion(): string {
+function packageVersion(): string {
   for (const up of ['../..', '../../..']) {
     try {
       const manifest = JSON.parse(readFileSync(path.join(__dirname, up, 'package.json'), 'utf8')) as {

@@ -5,7 +5,7 @@ export interface Progress {
 }
 
 /** Operations on fewer items than this finish before a progress line would help: they print none. */
-export const PROGRESS_FROM_ITEMS = 100;
+const PROGRESS_FROM_ITEMS = 100;
 
 /** How often the terminal's line is redrawn at most. */
 const REDRAW_MS = 200;

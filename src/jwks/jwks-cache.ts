@@ -249,10 +249,7 @@ export class JwksCache {
  * instead of reaching a response. A key whose kid is not the RFC 7638 thumbprint of its public key
  * is left out (`refused`): a verifier would trust that key for tokens signed under another's kid.
  */
-export function buildJwks(
-  keySet: PublishedKeySet,
-  stored: readonly PublicJwk[],
-): { jwks: CachedJwks; refused: string[] } {
+function buildJwks(keySet: PublishedKeySet, stored: readonly PublicJwk[]): { jwks: CachedJwks; refused: string[] } {
   const { keySetId } = keySet;
   const refused: string[] = [];
   const keys = stored.flatMap((jwk) => {

@@ -290,7 +290,7 @@ function jsonReply(status: number, value: object, keySet: string, extraHeaders: 
  * encoded `/` or `..` stays inside its segment and then fails the key set id pattern: nothing here
  * touches a file system, and an id is a database key only after it passed the pattern.
  */
-export function matchRoute(target: string, defaultKeySetId: string): Route | Refusal {
+function matchRoute(target: string, defaultKeySetId: string): Route | Refusal {
   if (target.length > MAX_TARGET_LENGTH) return { status: 414, error: 'request target too long' };
   // The hot path, a key set's JWKS, without splitting or decoding: an id that passes the pattern holds
   // no `/`, `%`, `?` or `#`, so this matches exactly what the general path below would.

@@ -1,7 +1,7 @@
 import { hash, randomBytes } from 'node:crypto';
 
 /** What every bearer secret starts with, so that a leaked one is recognised (secret scanners, log reviews). */
-export const CLIENT_SECRET_PREFIX = 'kts_';
+const CLIENT_SECRET_PREFIX = 'kts_';
 
 /** A new client's bearer secret (shown once) and the hash PostgreSQL keeps. */
 export function newClientSecret(): { secret: string; hash: Buffer } {

@@ -343,7 +343,7 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
   send(req, res, status, 'application/json', JSON.stringify(value), undefined);
 }
 
-export function sendProblem(req: IncomingMessage, res: ServerResponse, reply: ProblemReply): void {
+function sendProblem(req: IncomingMessage, res: ServerResponse, reply: ProblemReply): void {
   send(req, res, reply.problem.status, PROBLEM_TYPE, JSON.stringify(reply.problem), reply.headers);
 }
 

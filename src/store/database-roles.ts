@@ -54,7 +54,7 @@ export const ROLE_PRIVILEGES: Record<keyof DatabaseRoles, Record<string, string>
 };
 
 /** What a DBA must run because the migrating role may not; `keyturn migrate` then finishes the rest. */
-export class DatabaseRolesError extends KeyturnError {
+class DatabaseRolesError extends KeyturnError {
   readonly statements: string[];
 
   constructor(migratingRole: string, statements: string[]) {

@@ -44,7 +44,7 @@ export async function applyAction(raw: unknown): Promise<void> {
 }
 
 /** What `keyturn apply` says it did (or, with --dry-run, would do), one line per key set. */
-export function formatApplyReport(report: ApplyReport, what: string): string {
+function formatApplyReport(report: ApplyReport, what: string): string {
   const verb = (done: string, would: string) => (report.dryRun ? would : done);
   const rows: [string, string][] = [
     ...report.created.map((id): [string, string] => [verb('created', 'would create'), id]),

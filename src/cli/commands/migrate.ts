@@ -5,7 +5,7 @@ import { applyMigrations, createPool } from '../../runtime/database-pool';
 import { grantRoles, type DatabaseRoles } from '../../store/database-roles';
 import { loadMigrations } from '../../store/migrate';
 
-export interface MigrateResult {
+interface MigrateResult {
   /** The database, password masked. */
   database: string;
   applied: number[];
@@ -24,7 +24,7 @@ export interface MigrateResult {
  * (started for the occasion and stopped again). Run it as the schema's owner; where that role may not
  * create roles, the error says which SQL a DBA must run.
  */
-export async function runMigrate(options: { dataDir?: string }): Promise<MigrateResult> {
+async function runMigrate(options: { dataDir?: string }): Promise<MigrateResult> {
   const config = loadConfig(process.env, { dataDir: options.dataDir });
   // Logs to stderr: stdout is the command's result.
   const logger = createLogger({ level: config.logLevel, toStderr: true });
