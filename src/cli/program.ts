@@ -205,7 +205,8 @@ export function createProgram(): Command {
   program
     .command('migrate')
     .description(
-      "apply the database migrations as the schema's owner, grant KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE their rights, " +
+      "apply the database migrations as the schema's owner, grant KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE and " +
+        'KEYTURN_SIGNER_ROLE their rights, ' +
         'and print the versions applied',
     )
     .option(...DATA_DIR_OPTION)

@@ -62,7 +62,7 @@ class DatabaseRolesError extends KeyturnError {
       'ERR_DATABASE_ROLES',
       `the schema is up to date, but ${migratingRole}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
         `have a DBA run ${statements.map((s) => `${s};`).join(' ')} (choosing the passwords), then run \`keyturn migrate\` again; ` +
-        'or set KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE to roles that exist',
+        'or set KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE and KEYTURN_SIGNER_ROLE to roles that exist',
     );
     this.statements = statements;
   }

@@ -107,7 +107,7 @@ describe('keyturn migrate', () => {
         `keyturn: the schema is up to date, but ${owner.name}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
           `have a DBA run CREATE ROLE "${dba.jwks}" LOGIN PASSWORD '<password>'; CREATE ROLE "${dba.worker}" LOGIN PASSWORD '<password>'; ` +
           `CREATE ROLE "${dba.signer}" LOGIN PASSWORD '<password>'; ` +
-          '(choosing the passwords), then run `keyturn migrate` again; or set KEYTURN_JWKS_ROLE and KEYTURN_WORKER_ROLE to roles that exist\n',
+          '(choosing the passwords), then run `keyturn migrate` again; or set KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE and KEYTURN_SIGNER_ROLE to roles that exist\n',
       ]);
 
       // The DBA runs it, choosing a password.
