@@ -23,11 +23,8 @@ export interface DevServerOptions {
   dataDir: string;
   port: number;
   uiPort: number;
-  ip?: string;
   namespace?: string;
   logger: Logger;
-  /** How long to wait for the server to accept connections. */
-  readyTimeoutMs?: number;
 }
 
 export interface RunningDevServer {
@@ -39,6 +36,8 @@ export interface RunningDevServer {
 }
 
 const STOP_TIMEOUT_MS = 10_000;
+/** How long to wait for the server to accept connections. */
+const READY_TIMEOUT_MS = 60_000;
 
 /**
  * Starts `temporal server start-dev` with keyturn's data file, ports and search attributes, and
@@ -48,7 +47,7 @@ const STOP_TIMEOUT_MS = 10_000;
  */
 export async function startTemporalDevServer(options: DevServerOptions): Promise<RunningDevServer> {
   const { dataDir, port, uiPort, logger } = options;
-  const ip = options.ip ?? '127.0.0.1';
+  const ip = '127.0.0.1';
   const namespace = options.namespace ?? 'default';
   await assertDevServerPortsFree(ip, port, uiPort);
   await mkdir(dataDir, { recursive: true });
@@ -108,7 +107,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   };
 
   try {
-    await waitUntilReady(child, address, namespace, options.readyTimeoutMs ?? 60_000, output.recent);
+    await waitUntilReady(child, address, namespace, READY_TIMEOUT_MS, output.recent);
   } catch (error) {
     await stop();
     throw error;

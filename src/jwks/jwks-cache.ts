@@ -33,15 +33,14 @@ export interface JwksCacheOptions {
   logger: Logger;
   /** Where keys left out for not matching their kid are counted. */
   metrics: Pick<JwksMetrics, 'keysRefused'>;
-  /** How long an id found nowhere is answered "not found" without asking the database again. */
-  missTtlMs?: number;
-  /** At most this many such ids are remembered; the oldest are forgotten first. */
-  maxRememberedMisses?: number;
-  /** At most this many database look-ups of ids not in the cache run at once; beyond, "not found". */
-  maxConcurrentLookups?: number;
 }
 
-const DEFAULTS = { missTtlMs: 5_000, maxRememberedMisses: 10_000, maxConcurrentLookups: 16 };
+/** How long an id found nowhere is answered "not found" without asking the database again. */
+const MISS_TTL_MS = 5_000;
+/** At most this many such ids are remembered; the oldest are forgotten first. */
+const MAX_REMEMBERED_MISSES = 10_000;
+/** At most this many database look-ups of ids not in the cache run at once; beyond, "not found". */
+const MAX_CONCURRENT_LOOKUPS = 16;
 
 /**
  * Rebuilds a check runs at once (the pool queues what exceeds its connections anyway). Not all at
@@ -70,13 +69,13 @@ export class JwksCache {
   readonly #misses = new Map<string, number>();
   readonly #refreshing = new Map<string, Promise<void>>();
   readonly #dirty = new Set<string>();
-  readonly #options: Required<JwksCacheOptions>;
+  readonly #options: JwksCacheOptions;
   #lookups = 0;
   #loaded = false;
   #checkedAt: number | undefined;
 
   constructor(options: JwksCacheOptions) {
-    this.#options = { ...DEFAULTS, ...options };
+    this.#options = options;
   }
 
   /** True once a check has found every key set in memory. */
@@ -122,7 +121,7 @@ export class JwksCache {
     const askAgainAt = this.#misses.get(keySetId);
     if (askAgainAt !== undefined && askAgainAt > Date.now()) return undefined;
     // A flood of made-up ids must not become a flood of queries.
-    if (this.#lookups >= this.#options.maxConcurrentLookups) return undefined;
+    if (this.#lookups >= MAX_CONCURRENT_LOOKUPS) return undefined;
     this.#lookups += 1;
     try {
       await this.refresh(keySetId);
@@ -236,8 +235,8 @@ export class JwksCache {
 
   #rememberMiss(keySetId: string): void {
     this.#misses.delete(keySetId);
-    this.#misses.set(keySetId, Date.now() + this.#options.missTtlMs);
-    while (this.#misses.size > this.#options.maxRememberedMisses) {
+    this.#misses.set(keySetId, Date.now() + MISS_TTL_MS);
+    while (this.#misses.size > MAX_REMEMBERED_MISSES) {
       this.#misses.delete(this.#misses.keys().next().value as string);
     }
   }
