@@ -4,7 +4,9 @@ import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import { checkKeySetId } from '../domain/key-set-id';
 import { reportKeyViewAges } from '../observability/key-view-age';
-import type { Logger } from '../logger';
+import { createLogger, type Logger } from '../logger';
+import { createMetricsRegistry } from '../observability/metrics';
+import { createPool, endPool } from '../runtime/database-pool';
 import { listen } from '../runtime/listen';
 import { connectionConfigOf, subscribeToKeyChanges } from '../store/key-events';
 import { unreadableViewsError } from '../store/published-keys';
@@ -17,11 +19,16 @@ export interface JwksServerOptions {
   port: number;
   /** Interface to listen on; Node's default (every interface) when left out. */
   host?: string;
-  /** Needs SELECT on the views of published keys only, and LISTEN (a role like KEYTURN_JWKS_ROLE). */
-  pool: Pool;
-  /** Where the request metrics go; `/metrics` serves this registry. */
-  registry: Registry;
-  logger: Logger;
+  /**
+   * The database, as a pool (kept open on close) or a URL (a pool of the server's own, ended on close):
+   * exactly one. Its role needs SELECT on the views of published keys only, and LISTEN (like KEYTURN_JWKS_ROLE).
+   */
+  pool?: Pool;
+  databaseUrl?: string;
+  /** Where the request metrics go; `/metrics` serves this registry. Default: a registry of the server's own. */
+  registry?: Registry;
+  /** Default: info and above, as JSON lines on stderr (a program's stdout stays its own). */
+  logger?: Logger;
   /** The key set of `/.well-known/*` (config: KEYTURN_DEFAULT_KEYSET); default `default`. */
   defaultKeySetId?: string;
   /** Issuer for key sets whose policy names none (config: KEYTURN_ISSUER); default the discovery document's base URL. */
@@ -52,7 +59,31 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
  * keys, or a role without their grant, fails the start), then listens.
  */
 export async function startJwksServer(options: JwksServerOptions): Promise<RunningJwksServer> {
-  const { pool, registry, logger } = options;
+  if ((options.pool === undefined) === (options.databaseUrl === undefined)) {
+    throw new TypeError('startJwksServer needs either a pool or a databaseUrl');
+  }
+  const registry = options.registry ?? createMetricsRegistry();
+  const logger = options.logger ?? createLogger({ name: 'keyturn-jwks-server', toStderr: true });
+  const ownPool = options.databaseUrl === undefined ? undefined : createPool({ url: options.databaseUrl }, logger);
+  const pool = options.pool ?? ownPool!;
+  try {
+    const server = await serveFrom(pool, registry, logger, options);
+    return ownPool === undefined
+      ? server
+      : { url: server.url, close: () => server.close().finally(() => endPool(ownPool)) };
+  } catch (error) {
+    if (ownPool !== undefined) await endPool(ownPool);
+    throw error;
+  }
+}
+
+/** The server on `pool`, which it leaves open. */
+async function serveFrom(
+  pool: Pool,
+  registry: Registry,
+  logger: Logger,
+  options: JwksServerOptions,
+): Promise<RunningJwksServer> {
   const defaultKeySetId = checkKeySetId(options.defaultKeySetId ?? 'default', 'defaultKeySetId');
   const metrics = createJwksMetrics(registry);
   const cache = new JwksCache({ pool, logger, metrics });

@@ -601,6 +601,34 @@ describe('closing', () => {
     expect(performance.now() - started).toBeLessThan(4_000);
     await expect(fetch(`${closing.url}/healthz`)).rejects.toThrow();
   });
+
+  test('given a database URL instead of a pool, it serves from a pool of its own, which close() ends', async () => {
+    const url = new URL(db.url);
+    url.searchParams.set('application_name', 'jwks-own-pool');
+    const ownConnections = async () =>
+      Number(
+        (
+          await db.pool.query<{ n: string }>(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'jwks-own-pool'",
+          )
+        ).rows[0].n,
+      );
+    // No registry and no logger: a library user's first try.
+    const own = await startJwksServer({ port: 0, host: '127.0.0.1', databaseUrl: url.toString() });
+    expect((await get('/keysets/default/jwks.json', {}, own.url)).json<Jwks>().keys.map((k) => k.kid)).toEqual(
+      await servedKids('default'),
+    );
+    expect((await get('/metrics', {}, own.url)).text).toContain('keyturn_jwks_requests_total');
+    expect(await ownConnections()).toBeGreaterThan(0);
+    await own.close();
+    await waitFor(async () => (await ownConnections()) === 0 || undefined, 5_000, 'its connections to end', 50);
+  });
+
+  test('refuses both a pool and a database URL, or neither', async () => {
+    const message = 'startJwksServer needs either a pool or a databaseUrl';
+    await expect(startJwksServer({ port: 0, pool: db.pool, databaseUrl: db.url })).rejects.toThrow(message);
+    await expect(startJwksServer({ port: 0 })).rejects.toThrow(message);
+  });
 });
 
 test('no response and no log line carried private key material', async () => {
