@@ -5,6 +5,9 @@ import type { SigningAlgorithm } from '../domain/algorithms';
 /** Bytes of the payload being encoded: shared by every signer, as signing is synchronous; grown when a token needs more. */
 let payloadBytes = Buffer.allocUnsafeSlow(4096);
 
+/** The base64url alphabet as bytes, indexed by 6-bit value. */
+const BASE64URL = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_', 'latin1');
+
 /**
  * One signing key, ready for the hot path: its custody's signature function, made once (a sealed key
  * opened into a KeyObject whose bytes no print or JSON shows, a KMS key or token object looked up), and
@@ -16,9 +19,12 @@ export class TokenSigner {
   readonly #signature: SignatureFunction;
   /** `base64url({"alg","kid","typ":"JWT"})` followed by the `.` that joins it to the payload. */
   readonly #headerPrefix: string;
-  /** The signing input of the token being signed: the header prefix, written once, then the payload's base64url. */
-  #signingInput: Buffer;
-  /** The view of #signingInput last signed, kept for the next token of the same length. */
+  /**
+   * The token being signed: the header prefix, written once, then the payload's base64url (the signing
+   * input), then `.` and the signature's base64url.
+   */
+  #token: Buffer;
+  /** The view of #token last signed, kept for the next token of the same length. */
   #signingView: Buffer;
 
   constructor(key: { kid: string; alg: SigningAlgorithm; signature: SignatureFunction }) {
@@ -27,8 +33,8 @@ export class TokenSigner {
     this.#signature = key.signature;
     const header = JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' });
     this.#headerPrefix = `${Buffer.from(header, 'utf8').toString('base64url')}.`;
-    this.#signingInput = signingInputBuffer(this.#headerPrefix, 1024);
-    this.#signingView = this.#signingInput.subarray(0, 0);
+    this.#token = tokenBuffer(this.#headerPrefix, 1024);
+    this.#signingView = this.#token.subarray(0, 0);
   }
 
   /**
@@ -51,21 +57,34 @@ export class TokenSigner {
     if (length > 1) payloadBytes[length++] = 0x2c; // `,` after a claim
     length += payloadBytes.write(registered, length, 'utf8');
     payloadBytes[length++] = 0x7d; // `}`
-    const payload = payloadBytes.toString('base64url', 0, length);
-    const inputLength = this.#headerPrefix.length + payload.length;
-    if (this.#signingInput.length < inputLength) {
-      this.#signingInput = signingInputBuffer(this.#headerPrefix, inputLength);
-      this.#signingView = this.#signingInput.subarray(0, 0);
-    }
-    this.#signingInput.write(payload, this.#headerPrefix.length, 'latin1');
+    // Encoded straight into the token's buffer, and the token read out of it as one string: Buffer's
+    // base64url made a string of each part, then copied into the signing input and joined into the token
+    // (measured in `npm run bench`: the ring's ES256 rate about 2% higher for this).
+    const headerLength = this.#headerPrefix.length;
+    const inputLength = headerLength + base64urlLength(length);
+    if (this.#token.length < inputLength) this.#grow(inputLength, 0);
+    base64urlInto(payloadBytes, length, this.#token, headerLength);
     // An issuer's tokens are mostly of one length: their view is made once.
-    if (this.#signingView.length !== inputLength) this.#signingView = this.#signingInput.subarray(0, inputLength);
+    if (this.#signingView.length !== inputLength) this.#signingView = this.#token.subarray(0, inputLength);
     const signature = this.#signature(this.#signingView);
     if (signature instanceof Promise) {
-      const signingInput = `${this.#headerPrefix}${payload}`;
+      // The buffer is the next token's once this returns.
+      const signingInput = this.#token.toString('latin1', 0, inputLength);
       return signature.then((made) => `${signingInput}.${made.toString('base64url')}`);
     }
-    return `${this.#headerPrefix}${payload}.${signature.toString('base64url')}`;
+    const tokenLength = inputLength + 1 + base64urlLength(signature.length);
+    if (this.#token.length < tokenLength) this.#grow(tokenLength, inputLength);
+    this.#token[inputLength] = 0x2e; // `.`
+    base64urlInto(signature, signature.length, this.#token, inputLength + 1);
+    return this.#token.toString('latin1', 0, tokenLength);
+  }
+
+  /** A larger token buffer, keeping its first `keep` bytes (the header prefix is written anew). */
+  #grow(size: number, keep: number): void {
+    const token = tokenBuffer(this.#headerPrefix, size);
+    this.#token.copy(token, 0, 0, keep);
+    this.#token = token;
+    this.#signingView = token.subarray(0, 0);
   }
 
   toJSON(): { kid: string; alg: SigningAlgorithm } {
@@ -78,8 +97,30 @@ export class TokenSigner {
 }
 
 /** A buffer of at least `size` bytes (a power of two) that starts with the header prefix. */
-function signingInputBuffer(headerPrefix: string, size: number): Buffer {
+function tokenBuffer(headerPrefix: string, size: number): Buffer {
   const buffer = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(size)));
   buffer.write(headerPrefix, 0, 'latin1');
   return buffer;
+}
+
+/** Characters of the unpadded base64url of `length` bytes. */
+function base64urlLength(length: number): number {
+  return Math.ceil((length * 4) / 3);
+}
+
+/** Writes the unpadded base64url of `source`'s first `length` bytes into `target` at `at`. */
+function base64urlInto(source: Uint8Array, length: number, target: Uint8Array, at: number): void {
+  let i = 0;
+  for (; i + 2 < length; i += 3) {
+    const bits = (source[i] << 16) | (source[i + 1] << 8) | source[i + 2];
+    target[at++] = BASE64URL[bits >>> 18];
+    target[at++] = BASE64URL[(bits >>> 12) & 63];
+    target[at++] = BASE64URL[(bits >>> 6) & 63];
+    target[at++] = BASE64URL[bits & 63];
+  }
+  if (i === length) return;
+  const bits = (source[i] << 16) | (i + 1 < length ? source[i + 1] << 8 : 0);
+  target[at++] = BASE64URL[bits >>> 18];
+  target[at++] = BASE64URL[(bits >>> 12) & 63];
+  if (i + 1 < length) target[at] = BASE64URL[(bits >>> 6) & 63];
 }
