@@ -26,18 +26,17 @@ export interface ClientRegistryOptions {
   defaultRate: Rate;
   /** Interval of the polling fallback behind LISTEN/NOTIFY (default 5 s). */
   pollIntervalMs?: number;
-  /**
-   * How long the registry may go without confirming the clients with PostgreSQL before it refuses
-   * everyone (a client revoked meanwhile would still be let in); default 1 minute.
-   */
-  stalenessLimitMs?: number;
 }
 
-/** What {@link ClientRegistry.authenticate} found. */
+/** What {@link ClientRegistry.authenticateBearer} or {@link ClientRegistry.authenticateCertificate} found. */
 export type Authentication =
   { outcome: 'client'; client: SignerClient } | { outcome: 'unknown' | 'expired' | 'stale'; client?: undefined };
 
-const DEFAULT_STALENESS_LIMIT_MS = 60_000;
+/**
+ * How long the registry may go without confirming the clients with PostgreSQL before it refuses
+ * everyone (a client revoked meanwhile would still be let in).
+ */
+const STALENESS_LIMIT_MS = 60_000;
 
 /**
  * The signing clients, in memory: a request is authenticated by a Map look-up of its secret's hash
@@ -52,11 +51,8 @@ export class ClientRegistry {
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
   #events: KeyEvents | undefined;
-  readonly #stalenessLimitMs: number;
 
-  private constructor(private readonly options: ClientRegistryOptions) {
-    this.#stalenessLimitMs = options.stalenessLimitMs ?? DEFAULT_STALENESS_LIMIT_MS;
-  }
+  private constructor(private readonly options: ClientRegistryOptions) {}
 
   /** Listens for changes, then loads the clients; throws if they cannot be read (a missing grant, say). */
   static async open(options: ClientRegistryOptions): Promise<ClientRegistry> {
@@ -173,7 +169,7 @@ export class ClientRegistry {
   /** While listening, what was read since the connection came up is current; else it ages from the last read. */
   #isStale(now: number): boolean {
     const knownAt = this.#events?.knownAt(this.#confirmedAt, now) ?? this.#confirmedAt;
-    return now - knownAt > this.#stalenessLimitMs;
+    return now - knownAt > STALENESS_LIMIT_MS;
   }
 }
 

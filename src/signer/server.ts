@@ -39,15 +39,11 @@ export interface SignerServerOptions extends DeploymentIssuer {
   tls?: { cert: string | Buffer; key: string | Buffer; clientCa?: string | Buffer };
   /** Interval of the polling fallback behind LISTEN/NOTIFY, for keys and clients. */
   pollIntervalMs?: number;
-  /** Default 64 KiB. */
-  maxBodyBytes?: number;
   /** How long a request's head may take (default 10 s), and its body after that (default 10 s). */
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
   /** How long denials are summed before they go to the audit trail (default 1 minute). */
   denialWindowMs?: number;
-  /** How long close() lets requests in flight finish. */
-  shutdownGraceMs?: number;
 }
 
 export interface RunningSignerServer {
@@ -56,7 +52,10 @@ export interface RunningSignerServer {
   close(): Promise<void>;
 }
 
-const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+/** Larger request bodies get 413. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** How long close() lets requests in flight finish. */
+const SHUTDOWN_GRACE_MS = 5_000;
 
 /**
  * Starts the signing service: a key ring (following rotations), the clients in memory (following
@@ -118,7 +117,7 @@ export async function startSignerServer(options: SignerServerOptions): Promise<R
         registry,
         logger,
         maxTokenTtlCeilingMs: ceiling,
-        maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        maxBodyBytes: MAX_BODY_BYTES,
         bodyTimeoutMs: bodyTimeout,
       }),
     );
@@ -153,7 +152,7 @@ export async function startSignerServer(options: SignerServerOptions): Promise<R
     return {
       url,
       close: () =>
-        closeGracefully(server, options.shutdownGraceMs ?? 5_000).finally(async () => {
+        closeGracefully(server, SHUTDOWN_GRACE_MS).finally(async () => {
           await denials.close();
           await openRing.close();
           await clients.close();

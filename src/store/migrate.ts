@@ -26,8 +26,8 @@ const BACKFILLS: Partial<Record<string, (tx: ClientBase) => Promise<unknown>>> =
 };
 
 /** The migrations shipped with keyturn, in order. */
-export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
-  const files = (await readdir(dir)).filter((f) => MIGRATION_FILE.test(f)).sort();
+export async function loadMigrations(): Promise<Migration[]> {
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => MIGRATION_FILE.test(f)).sort();
   return Promise.all(
     files.map(async (file) => {
       const [, version, name] = MIGRATION_FILE.exec(file)!;
@@ -35,7 +35,7 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
       return {
         version: Number(version),
         name,
-        sql: await readFile(path.join(dir, file), 'utf8'),
+        sql: await readFile(path.join(MIGRATIONS_DIR, file), 'utf8'),
         ...(backfill && { backfill }),
       };
     }),
