@@ -50,7 +50,7 @@ export interface DevStack {
   taskQueue: string;
   /** Null when TEMPORAL_ADDRESS or a Temporal profile named a server keyturn did not start. */
   webUiUrl: string | null;
-  /** The JWKS server's base URL; null when none was asked for. Its `/metrics` serves the worker's metrics too. */
+  /** The JWKS server's base URL; null when none was asked for. Its `/metrics` has the worker's and signer's too. */
   jwksUrl: string | null;
   /** Where the Temporal SDK's own metrics are served; null when they are not. */
   sdkMetricsUrl: string | null;
@@ -107,7 +107,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       sdkMetricsAddress !== undefined && installTemporalRuntime(logger, { metricsBindAddress: sdkMetricsAddress })
         ? `http://${sdkMetricsAddress}/metrics`
         : null;
-    // One registry for the worker and the JWKS server: in dev, one /metrics shows everything.
+    // One registry for the worker, the JWKS server and the signer: in dev, one /metrics shows everything.
     const registry = createMetricsRegistry({ perKeySet: config.metricsPerKeySet });
     await registerKeyStateMetrics(registry, store.keyStore);
 

@@ -112,7 +112,7 @@ function banner(stack: DevStack, file: KeySetsFile, activeKids: (string | null)[
     ...(stack.jwksUrl
       ? ([
           ['JWKS', `${stack.jwksUrl}/.well-known/jwks.json  (per key set: ${stack.jwksUrl}/keysets/<id>/jwks.json)`],
-          ['metrics', `${stack.jwksUrl}/metrics  (worker and JWKS server)`],
+          ['metrics', `${stack.jwksUrl}/metrics  (worker, JWKS server and signer)`],
         ] as [string, string][])
       : []),
     ...(stack.sdkMetricsUrl ? ([['Temporal SDK metrics', stack.sdkMetricsUrl]] as [string, string][]) : []),
