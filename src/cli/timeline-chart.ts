@@ -91,7 +91,7 @@ function label(kid: string | undefined): string {
   return text.padEnd(LABEL_WIDTH);
 }
 
-/** Dates for a span of weeks or more, down to the minute for a day or more, seconds below. */
+/** Dates for a span of two weeks or more, down to the minute for a day or more, seconds below. */
 function dateFormat(spanMs: number): (ms: number) => string {
   const iso = (ms: number) => new Date(ms).toISOString();
   if (spanMs >= 14 * 86_400_000) return (ms) => iso(ms).slice(0, 10);
