@@ -3,20 +3,11 @@ import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
 import type { Logger } from '../logger';
 import { installTemporalRuntime } from '../observability/temporal-runtime';
 import { assertPortFree } from '../runtime/port-check';
 import { resolveTemporalCli } from './temporal-executables';
-
-/** The custom search attributes keyturn's workflows keep current, so the Web UI can filter on them. */
-export const SEARCH_ATTRIBUTES = { KeySetId: 'Keyword', ActiveKid: 'Keyword', NextTransitionAt: 'Datetime' } as const;
-
-/** Which of keyturn's search attributes `namespace` lacks: none once a workflow may set them. */
-export async function missingSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
-  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-  return Object.keys(SEARCH_ATTRIBUTES).filter((name) => !customAttributes?.[name]);
-}
+import { SEARCH_ATTRIBUTES, waitForFrontend } from './temporal-frontend';
 
 export interface DevServerOptions {
   /** The server's SQLite file goes to `<dataDir>/temporal.db`, so workflows survive a restart. */
@@ -182,37 +173,23 @@ async function waitUntilReady(
   timeoutMs: number,
   recent: string[],
 ) {
-  const deadline = Date.now() + timeoutMs;
   let spawnError: Error | undefined;
   child.once('error', (error) => (spawnError = error));
-  let lastProblem = 'no answer yet';
-  for (;;) {
+  const running = () => spawnError === undefined && child.exitCode === null && child.signalCode === null;
+  try {
+    await waitForFrontend(address, timeoutMs, namespace, running);
+  } catch (error) {
     if (spawnError) throw new Error(`could not run the Temporal CLI: ${spawnError.message}`, { cause: spawnError });
-    if (child.exitCode !== null || child.signalCode !== null) {
+    const output = recent.slice(-3).join(' | ') || 'none';
+    if (!running()) {
       throw new Error(
-        `the Temporal dev server exited (${child.exitCode ?? child.signalCode}) before accepting connections on ${address}: ` +
-          (recent.slice(-3).join(' | ') || 'no output'),
+        `the Temporal dev server exited (${child.exitCode ?? child.signalCode}) before accepting connections on ${address}; ` +
+          `its last output: ${output}`,
       );
     }
-    try {
-      const connection = await Connection.connect({ address, connectTimeout: 1_000 });
-      try {
-        const missing = await missingSearchAttributes(connection, namespace);
-        if (missing.length === 0) return;
-        lastProblem = `search attributes not registered yet: ${missing.join(', ')}`;
-      } finally {
-        await connection.close();
-      }
-    } catch (error) {
-      lastProblem = error instanceof Error ? error.message : String(error);
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `the Temporal dev server did not accept connections on ${address} within ${Math.round(timeoutMs / 1000)} s (${lastProblem}); ` +
-          `its last output: ${recent.slice(-3).join(' | ') || 'none'}`,
-      );
-    }
-    await sleep(250);
+    throw new Error(`the Temporal dev server is not ready: ${(error as Error).message}; its last output: ${output}`, {
+      cause: error,
+    });
   }
 }
 

@@ -11,7 +11,8 @@ import { ManagedProcess, runToEnd, type ProcessSpec } from './managed-process';
 import { monitoringProcesses, type AlertTimings } from './monitoring';
 import { StackFolder } from './stack-folder';
 import { startTcpBalancer } from './tcp-balancer';
-import { TEMPORAL_NODE_PORT_NAMES, temporalNode, waitForFrontend, type TemporalNodePorts } from './temporal-node';
+import { waitForFrontend } from '../dev/temporal-frontend';
+import { TEMPORAL_NODE_PORT_NAMES, temporalNode, type TemporalNodePorts } from './temporal-node';
 import { webUiProcess } from './web-ui';
 
 const STACK_NAMESPACE = 'default';

@@ -1,9 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
 import { parse, stringify } from 'yaml';
-import { missingSearchAttributes } from '../dev/temporal-dev-server';
 import type { TemporalServerInstallation } from '../dev/temporal-executables';
 import type { ProcessSpec } from './managed-process';
 
@@ -119,40 +116,4 @@ export async function temporalNode(options: TemporalNodeOptions): Promise<Proces
     ],
     logFile: options.logFile,
   };
-}
-
-/**
- * Until the frontend at `address` answers; with a namespace, until it also knows the namespace and
- * keyturn's search attributes (a node learns of a namespace created through another within seconds).
- */
-export async function waitForFrontend(
-  address: string,
-  timeoutMs: number,
-  namespace?: string,
-  alive: () => boolean = () => true,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let problem = 'no answer yet';
-  while (alive()) {
-    try {
-      const connection = await Connection.connect({ address, connectTimeout: 1_000 });
-      try {
-        await connection.workflowService.getSystemInfo({});
-        if (namespace === undefined) return;
-        await connection.workflowService.describeNamespace({ namespace });
-        const missing = await missingSearchAttributes(connection, namespace);
-        if (missing.length === 0) return;
-        problem = `search attributes not registered yet: ${missing.join(', ')}`;
-      } finally {
-        await connection.close();
-      }
-    } catch (error) {
-      problem = error instanceof Error ? error.message : String(error);
-    }
-    if (Date.now() > deadline) break;
-    await sleep(500);
-  }
-  throw new Error(
-    `the Temporal frontend at ${address} did not answer${namespace ? ` for namespace ${namespace}` : ''} (${alive() ? `${Math.round(timeoutMs / 1000)} s` : 'it exited'}): ${problem}`,
-  );
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig, SECRET_VARIABLES, type Config } from '../../src/config';
-import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-frontend';
 import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../src/dev/temporal-executables';
 
 // No container engine runs here, so the deployment files are checked for what can be checked

@@ -1,10 +1,10 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SEARCH_ATTRIBUTES } from '../../src/dev/temporal-dev-server';
+import { SEARCH_ATTRIBUTES, waitForFrontend } from '../../src/dev/temporal-frontend';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
 import type { ManagedProcess } from '../../src/stack/managed-process';
-import { waitForFrontend } from '../../src/stack/temporal-node';
+
 import { freePort } from './ports';
 import type { ProcessGroup } from './processes';
 
