@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
 import type { SignatureFunction } from '../custody/key-custody';
 import type { SigningAlgorithm } from '../domain/algorithms';
+import { writeSimpleClaimsJson } from './claims-json';
 
 /** Bytes of the payload being encoded: shared by every signer, as signing is synchronous; grown when a token needs more. */
 let payloadBytes = Buffer.allocUnsafeSlow(4096);
@@ -46,14 +47,11 @@ export class TokenSigner {
    * made in memory; a promise where a KMS or an HSM makes it.
    */
   sign(claims: object, registered: string): string | Promise<string> {
-    const json = JSON.stringify(claims);
-    // 0x7b is `{`.
-    if (json === undefined || json.charCodeAt(0) !== 0x7b)
-      throw new TypeError('claims must serialise to a JSON object');
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit; one more for the comma.
-    const most = 3 * (json.length + registered.length) + 1;
-    if (payloadBytes.length < most) payloadBytes = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(most)));
-    let length = payloadBytes.write(json, 0, 'utf8') - 1; // without the closing brace
+    // Most claims are written directly, the others by JSON.stringify; either leaves room for `registered`
+    // (UTF-8 takes at most 3 bytes per UTF-16 code unit; one more for the comma).
+    let length = writeSimpleClaimsJson(claims, payloadBytes);
+    if (length < 0 || length + 3 * registered.length + 1 > payloadBytes.length) length = writeJson(claims, registered);
+    length -= 1; // without the closing brace
     if (length > 1) payloadBytes[length++] = 0x2c; // `,` after a claim
     length += payloadBytes.write(registered, length, 'utf8');
     payloadBytes[length++] = 0x7d; // `}`
@@ -94,6 +92,16 @@ export class TokenSigner {
   [inspect.custom](): string {
     return `TokenSigner { kid: '${this.kid}', alg: '${this.alg}' }`;
   }
+}
+
+/** `JSON.stringify(claims)` in payloadBytes, grown to hold it and `registered` after it; its length in bytes. */
+function writeJson(claims: object, registered: string): number {
+  const json = JSON.stringify(claims);
+  // 0x7b is `{`.
+  if (json === undefined || json.charCodeAt(0) !== 0x7b) throw new TypeError('claims must serialise to a JSON object');
+  const most = 3 * (json.length + registered.length) + 1;
+  if (payloadBytes.length < most) payloadBytes = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(most)));
+  return payloadBytes.write(json, 0, 'utf8');
 }
 
 /** A buffer of at least `size` bytes (a power of two) that starts with the header prefix. */
