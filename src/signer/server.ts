@@ -54,6 +54,8 @@ export interface RunningSignerServer {
 
 /** Larger request bodies get 413. */
 const MAX_BODY_BYTES = 64 * 1024;
+/** Larger request heads get 431 (Node's own default). */
+const MAX_HEADER_BYTES = 16 * 1024;
 /** How long close() lets requests in flight finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -89,7 +91,7 @@ export async function startSignerServer(options: SignerServerOptions): Promise<R
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const bodyTimeout = options.bodyTimeoutMs ?? 10_000;
     const serverOptions = {
-      maxHeaderSize: 16 * 1024,
+      maxHeaderSize: MAX_HEADER_BYTES,
       // Slow clients must not hold sockets: Node enforces the head's timeout (and a whole request's, past
       // the body's own) when it checks its connections, every second here.
       headersTimeout,
@@ -136,7 +138,11 @@ export async function startSignerServer(options: SignerServerOptions): Promise<R
       const reply = problem(
         status,
         status === 408 ? 'ERR_REQUEST_TIMEOUT' : 'ERR_REQUEST_INVALID',
-        status === 408 ? 'the request did not arrive in time' : 'the request could not be parsed',
+        status === 408
+          ? 'the request did not arrive in time'
+          : status === 431
+            ? `the request's head is larger than ${MAX_HEADER_BYTES / 1024} KiB`
+            : 'the request could not be parsed',
       );
       const body = JSON.stringify(reply.problem);
       socket.end(

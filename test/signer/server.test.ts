@@ -302,6 +302,20 @@ describe('slow and oversized requests', () => {
     expect(answer).toContain('"code":"ERR_BODY_TOO_LARGE"');
   });
 
+  test('a head larger than 16 KiB: 431, a problem saying so, and the connection closes', async () => {
+    const answer = await rawExchange(
+      `POST ${signPath(keySetId)} HTTP/1.1\r\nHost: x\r\nX-Padding: ${'x'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 431 /);
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      status: 431,
+      title: 'Request header fields too large',
+      code: 'ERR_REQUEST_INVALID',
+      detail: "the request's head is larger than 16 KiB",
+    });
+  });
+
   test('a head that never ends: 408, and the connection closes', async () => {
     const answer = await rawExchange(`POST ${signPath(keySetId)} HTTP/1.1\r\nHost: x\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
