@@ -27,6 +27,9 @@ export class TokenSigner {
   #token: Buffer;
   /** The view of #token last signed, kept for the next token of the same length. */
   #signingView: Buffer;
+  /** The registered members of the last token, and their UTF-8. */
+  #registered = '';
+  #registeredBytes = Buffer.alloc(0);
 
   constructor(key: { kid: string; alg: SigningAlgorithm; signature: SignatureFunction }) {
     this.kid = key.kid;
@@ -53,7 +56,14 @@ export class TokenSigner {
     if (length < 0 || length + 3 * registered.length + 1 > payloadBytes.length) length = writeJson(claims, registered);
     length -= 1; // without the closing brace
     if (length > 1) payloadBytes[length++] = 0x2c; // `,` after a claim
-    length += payloadBytes.write(registered, length, 'utf8');
+    // The same members for every token of a second: their UTF-8 is made once, and copied byte by byte
+    // (cheaper here than a Buffer write, with the signature evicting the CPU's caches between two tokens).
+    if (registered !== this.#registered) {
+      this.#registered = registered;
+      this.#registeredBytes = Buffer.from(registered, 'utf8');
+    }
+    const registeredBytes = this.#registeredBytes;
+    for (let i = 0; i < registeredBytes.length; i += 1) payloadBytes[length++] = registeredBytes[i];
     payloadBytes[length++] = 0x7d; // `}`
     // Encoded straight into the token's buffer, and the token read out of it as one string: Buffer's
     // base64url made a string of each part, then copied into the signing input and joined into the token
