@@ -75,7 +75,8 @@ export class TokenSigner {
     // An issuer's tokens are mostly of one length: their view is made once.
     if (this.#signingView.length !== inputLength) this.#signingView = this.#token.subarray(0, inputLength);
     const signature = this.#signature(this.#signingView);
-    if (signature instanceof Promise) {
+    // Not `instanceof Promise`, which walks a Buffer's whole prototype chain: Uint8Array is two steps up.
+    if (!(signature instanceof Uint8Array)) {
       // The buffer is the next token's once this returns.
       const signingInput = this.#token.toString('latin1', 0, inputLength);
       return signature.then((made) => `${signingInput}.${made.toString('base64url')}`);
