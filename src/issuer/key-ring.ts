@@ -38,6 +38,7 @@ export interface KeyRingOptions extends DeploymentIssuer {
   custody?: CustodyRegistry;
   /** Key sets to load now, so that open() fails early on an unknown one; others load on first use. */
   keySetIds?: readonly string[];
+  /** Default: info and above, as JSON lines on stderr (a program's stdout stays its own). */
   logger?: Logger;
   /** Interval of the polling fallback behind LISTEN/NOTIFY, in milliseconds (default 5 s). */
   pollIntervalMs?: number;
@@ -169,7 +170,7 @@ export class KeyRing {
     }
     const stalenessLimitMs =
       options.stalenessLimit === undefined ? undefined : parseDuration(options.stalenessLimit, 'stalenessLimit');
-    const logger = options.logger ?? createLogger({ name: 'keyturn-key-ring' });
+    const logger = options.logger ?? createLogger({ name: 'keyturn-key-ring', toStderr: true });
     // Loads and reloads only: a few connections, and the listener holds its own.
     const ownPool =
       options.databaseUrl === undefined
