@@ -195,6 +195,7 @@ export function createProgram(): Command {
     .argument('<name>', 'client name')
     .option('--reason <text>', 'why (required), for the audit trail')
     .option(...DATA_DIR_OPTION)
+    .option('--json', 'print the outcome as JSON')
     .action(
       lazy(
         () => import('./commands/signer.js'),

@@ -127,6 +127,12 @@ test('client list shows every client and never a secret or its hash; client revo
   expect(revoked).toMatchObject({ code: 0, out: 'revoked signing client "leaving"\n' });
   await waitFor(async () => ((await signs()).status === 401 ? true : undefined), 10_000, 'the revocation');
 
+  // Again: it stays revoked, and says so.
+  expect(await keyturn('signer', 'client', 'revoke', 'leaving', '--reason', 'again', '--json')).toMatchObject({
+    code: 0,
+    out: '{"name":"leaving","revoked":false}\n',
+  });
+
   const text = (await keyturn('signer', 'client', 'list')).out;
   expect(text).toMatch(/^leaving {2}revoked \S+ by ops {2}key sets: /m);
   expect((await keyturn('signer', 'client', 'revoke', 'nobody', '--reason', 'x')).err).toMatch(

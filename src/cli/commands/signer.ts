@@ -252,12 +252,18 @@ export async function clientRevokeAction(name: string, _options: unknown, comman
       name: clientName,
       reason: reasonOption('revoking a signing client'),
       dataDir: z.string().optional(),
+      json: z.boolean().default(false),
     }),
     { ...clientOptions(command), name },
   );
   const revoked = await withDatabase(options.dataDir, (pool) =>
     revokeSignerClient(pool, options.name, requestedBy(), options.reason),
   );
+  if (options.json) {
+    // `revoked` false: it was revoked before, and stays so.
+    console.log(JSON.stringify({ name: options.name, revoked }));
+    return;
+  }
   console.log(
     revoked ? `revoked signing client "${options.name}"` : `signing client "${options.name}" was revoked already`,
   );
