@@ -270,7 +270,7 @@ export class KeyStore {
       ]);
       if (rowCount === 0) await (await this.custody.get(key.custody)).destroy({ ...key, keySetId });
     } catch (error) {
-      // Left in custody, labelled with its key set and kid (KMS tags, a PKCS#11 label), for an operator to remove.
+      // Left in custody for an operator to remove: KMS tags name its key set and kid, a PKCS#11 label its key set.
       this.#onOrphanedKey?.({ keySetId, kid: key.kid, custody: key.custody, handle: key.handle, error });
     }
   }
