@@ -12,7 +12,7 @@ import { keyturnEnv, type Deployment } from '../test/helpers/keyturn-processes';
 import { readTimedTrail } from '../test/helpers/lifecycle-windows';
 import { freePort } from '../test/helpers/ports';
 import { createTestDatabase } from '../test/helpers/postgres';
-import type { ManagedProcess } from '../src/stack/managed-process';
+import type { ManagedProcess } from '../src/runtime/managed-process';
 import { TemporalServer } from '../test/helpers/temporal-server';
 import type { ScaleSettings } from './bare-entity-reference';
 import {

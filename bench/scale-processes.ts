@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Connection } from '@temporalio/client';
 import type { TemporalServer } from '../test/helpers/temporal-server';
-import type { ManagedProcess } from '../src/stack/managed-process';
+import type { ManagedProcess } from '../src/runtime/managed-process';
 import { ProcessGroup, type StartOptions } from '../test/helpers/processes';
 import { sleep } from './stats';
 

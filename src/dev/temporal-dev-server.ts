@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
 import { installTemporalRuntime } from '../observability/temporal-runtime';
+import { ManagedProcess } from '../runtime/managed-process';
 import { assertPortFree } from '../runtime/port-check';
 import { resolveTemporalCli } from './temporal-executables';
 import { SEARCH_ATTRIBUTES, waitForFrontend } from './temporal-frontend';
@@ -26,7 +24,6 @@ export interface RunningDevServer {
   stop(): Promise<void>;
 }
 
-const STOP_TIMEOUT_MS = 10_000;
 /** How long to wait for the server to accept connections. */
 const READY_TIMEOUT_MS = 60_000;
 
@@ -85,25 +82,27 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     { executable: executable.path, address, webUiUrl, dbFilename },
     'starting the Temporal dev server (no TEMPORAL_ADDRESS set)',
   );
-  // Its own process group: Ctrl-C in the terminal must not stop it before the worker that uses it.
-  const child = spawn(executable.path, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = captureOutput(child, logger);
-  // Last resort if keyturn exits without stop(): never leave a server holding the port.
-  const stopOnExit = () => child.kill('SIGTERM');
-  process.on('exit', stopOnExit);
-  const stop = async () => {
-    process.removeListener('exit', stopOnExit);
-    output.quiet();
-    await stopChild(child);
-  };
-
+  const log = logger.child({ component: 'temporal-dev-server' });
+  // Its own process group (ManagedProcess's default): Ctrl-C in the terminal must not stop it before
+  // the worker that uses it.
+  const server = new ManagedProcess({
+    name: 'the Temporal dev server',
+    command: executable.path,
+    args,
+    onOutputLine: (line, stopping) => {
+      const { level, msg, ...fields } = parseLogLine(line);
+      // Once stopping, its complaints about connections closing are expected: debug only.
+      log[stopping ? 'debug' : level]({ server: fields }, msg);
+    },
+  });
+  server.start();
   try {
-    await waitUntilReady(child, address, namespace, READY_TIMEOUT_MS, output.recent);
+    await waitUntilReady(server, address, namespace);
   } catch (error) {
-    await stop();
+    await server.stop();
     throw error;
   }
-  return { address, webUiUrl, stop };
+  return { address, webUiUrl, stop: () => server.stop() };
 }
 
 /** Fails, naming the port and the flag that changes it, when the server's port or its UI's is taken. */
@@ -120,30 +119,6 @@ export async function assertDevServerPortsFree(ip: string, port: number, uiPort:
     "the Temporal dev server's Web UI",
     'stop whatever holds it, or choose another port with --ui-port',
   );
-}
-
-/** Logs the server's JSON lines through pino and keeps the last ones for error messages. */
-function captureOutput(child: ChildProcess, logger: Logger): { recent: string[]; quiet(): void } {
-  const recent: string[] = [];
-  const log = logger.child({ component: 'temporal-dev-server' });
-  // Once stopping, its complaints about connections closing are expected: debug only.
-  let stopping = false;
-  const take = (chunk: Buffer) => {
-    for (const line of chunk
-      .toString()
-      .split('\n')
-      .map((l) => l.trim())
-      .filter(Boolean)) {
-      const { level, msg, ...fields } = parseLogLine(line);
-      recent.push(msg);
-      log[stopping ? 'debug' : level]({ server: fields }, msg);
-    }
-    recent.splice(0, Math.max(0, recent.length - 10));
-  };
-  child.on('error', (error) => log.error({ err: error }, 'the Temporal dev server process failed'));
-  child.stdout?.on('data', take);
-  child.stderr?.on('data', take);
-  return { recent, quiet: () => (stopping = true) };
 }
 
 /** One line of `--log-format json` output; anything else (the start banner) is kept as debug text. */
@@ -166,42 +141,21 @@ function parseLogLine(line: string): {
  * Polls until the frontend answers for the namespace and the search attributes are registered
  * (the workflow may set them from its first task).
  */
-async function waitUntilReady(
-  child: ChildProcess,
-  address: string,
-  namespace: string,
-  timeoutMs: number,
-  recent: string[],
-) {
-  let spawnError: Error | undefined;
-  child.once('error', (error) => (spawnError = error));
-  const running = () => spawnError === undefined && child.exitCode === null && child.signalCode === null;
+async function waitUntilReady(server: ManagedProcess, address: string, namespace: string): Promise<void> {
   try {
-    await waitForFrontend(address, timeoutMs, namespace, running);
+    await waitForFrontend(address, READY_TIMEOUT_MS, namespace, () => server.running);
   } catch (error) {
-    if (spawnError) throw new Error(`could not run the Temporal CLI: ${spawnError.message}`, { cause: spawnError });
-    const output = recent.slice(-3).join(' | ') || 'none';
-    if (!running()) {
+    if (server.describeExit() === 'could not start')
+      throw new Error(`could not run the Temporal CLI: ${server.outputTail(1)}`, { cause: error });
+    const output = server.outputTail(3);
+    if (!server.running) {
       throw new Error(
-        `the Temporal dev server exited (${child.exitCode ?? child.signalCode}) before accepting connections on ${address}; ` +
+        `the Temporal dev server exited (${server.describeExit()}) before accepting connections on ${address}; ` +
           `its last output: ${output}`,
       );
     }
     throw new Error(`the Temporal dev server is not ready: ${(error as Error).message}; its last output: ${output}`, {
       cause: error,
     });
-  }
-}
-
-/** SIGTERM, then SIGKILL if the process has not exited after a while. */
-export async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  // An unref'd timer: a quick exit must not leave the process waiting for it.
-  const inTime = await Promise.race([exited.then(() => true), sleep(STOP_TIMEOUT_MS, false, { ref: false })]);
-  if (!inTime) {
-    child.kill('SIGKILL');
-    await exited;
   }
 }

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import type { ProcessSpec } from './managed-process';
+import type { ProcessSpec } from '../runtime/managed-process';
 
 /** Where Prometheus finds what deploy/prometheus/prometheus.yml names by compose service, by job. */
 export interface ScrapeTargets {

@@ -7,7 +7,7 @@ import type { Logger } from '../logger';
 import { assertPortFree } from '../runtime/port-check';
 import { Teardown } from '../runtime/teardown';
 import { startAlertInbox, type AlertInbox, type ReceivedNotification } from './alert-inbox';
-import { ManagedProcess, runToEnd, type ProcessSpec } from './managed-process';
+import { ManagedProcess, runToEnd, type ProcessSpec } from '../runtime/managed-process';
 import { monitoringProcesses, type AlertTimings } from './monitoring';
 import { StackFolder } from './stack-folder';
 import { startTcpBalancer } from './tcp-balancer';

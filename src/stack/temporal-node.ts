@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { TemporalServerInstallation } from '../dev/temporal-executables';
-import type { ProcessSpec } from './managed-process';
+import type { ProcessSpec } from '../runtime/managed-process';
 
 /**
  * The ports of one Temporal server node: each of its services listens for gRPC and for the cluster's

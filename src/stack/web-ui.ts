@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import type { ProcessSpec } from './managed-process';
+import type { ProcessSpec } from '../runtime/managed-process';
 
 export interface WebUiOptions {
   /** The UI server built from github.com/temporalio/ui-server (the one the Temporal CLI embeds). */

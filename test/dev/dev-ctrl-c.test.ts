@@ -10,14 +10,20 @@ import { freeDevPorts, startDev } from '../helpers/keyturn-dev';
 // keyturn hears it and stops them itself, after the worker.
 
 let dataDir: string;
+/** All that keyturn dev prints, read once it has stopped. */
+let logFile: string;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'keyturn-ctrl-c-'));
+  logFile = `${dataDir}.log`;
   // Run as root, PostgreSQL runs as the `postgres` user and must get through.
   await chmod(dataDir, 0o755);
 });
 
-afterAll(() => rm(dataDir, { recursive: true, force: true }));
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+  await rm(logFile, { force: true });
+});
 
 /** A process's group id, from /proc/<pid>/stat (field 5). */
 function processGroup(pid: number): number {
@@ -42,22 +48,25 @@ test('SIGINT to the process group stops the worker first, then the dev server an
     env: { LOG_LEVEL: 'debug' },
     detached: true,
     timeoutMs: 90_000,
+    logFile,
   });
-  const { child, output } = dev;
+  const pid = dev.pid!;
   try {
     const postgres = Number((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     const temporal = pidWith(path.join(dataDir, 'temporal.db'));
-    expect(processGroup(child.pid!)).toBe(child.pid);
+    expect(processGroup(pid)).toBe(pid);
     // Out of keyturn's group: the terminal's SIGINT does not reach them.
     expect([processGroup(postgres), processGroup(temporal)]).toEqual([postgres, temporal]);
 
-    process.kill(-child.pid!, 'SIGINT');
-    expect(await dev.exited).toBe(0);
+    process.kill(-pid, 'SIGINT');
+    await dev.exited();
+    expect(dev.exitCode).toBe(0);
   } finally {
-    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    if (dev.running) process.kill(-pid, 'SIGKILL');
   }
+  await dev.close();
 
-  const log = output.join('');
+  const log = await readFile(logFile, 'utf8');
   const stopped = (what: string) => log.indexOf(`"msg":"stopped ${what}"`);
   expect(stopped('the worker')).toBeGreaterThan(0);
   expect(stopped('the worker')).toBeLessThan(stopped('the Temporal dev server'));

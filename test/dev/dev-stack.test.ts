@@ -19,8 +19,8 @@ import {
   startDev as startKeyturnDev,
   stopDev,
   type DevPorts,
-  type DevProcess,
 } from '../helpers/keyturn-dev';
+import type { ManagedProcess } from '../../src/runtime/managed-process';
 
 // `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the
 // worker, on free ports in a temporary data folder, in a process of its own that is stopped with
@@ -29,7 +29,7 @@ import {
 const run = promisify(execFile);
 let dataDir: string;
 let ports: DevPorts;
-let dev: DevProcess | undefined;
+let dev: ManagedProcess | undefined;
 let firstActiveKid: string;
 
 beforeAll(async () => {
@@ -58,7 +58,7 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
   // The file says where the KEK is, never what it is.
   const kek = (await readFile(path.join(dataDir, 'kek'), 'utf8')).trim();
   expect(JSON.stringify(instance)).not.toContain(kek);
-  expect(dev.output.join('')).not.toContain(kek);
+  expect(dev.output()).not.toContain(kek);
 
   firstActiveKid = await activeKidFromWorkflow(instance);
   // The JWKS server runs inside `keyturn dev` too, serving the default key set.
@@ -66,8 +66,8 @@ it('starts PostgreSQL, Temporal and the worker, and the default key set gets an 
     keys: { kid: string }[];
   };
   expect(jwks.keys.map((key) => key.kid)).toEqual([firstActiveKid]);
-  expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`);
-  expect(dev.output.join('')).toContain(`http://127.0.0.1:${ports.jwks}/metrics`);
+  expect(dev.output()).toContain(`http://127.0.0.1:${ports.jwks}/.well-known/jwks.json`);
+  expect(dev.output()).toContain(`http://127.0.0.1:${ports.jwks}/metrics`);
   expect(await activeKidsInDatabase(instance)).toEqual([firstActiveKid]);
 }, 60_000);
 
@@ -80,7 +80,7 @@ it("serves the worker's and the JWKS server's metrics on one endpoint, and the T
   );
   expect(metrics).toContain('keyturn_jwks_requests_total{key_set="default",code="200"}');
   expect(metrics).toContain('keyturn_rotations_total{key_set="default",trigger="manual"} 0');
-  expect(dev!.output.join('')).toContain(`http://127.0.0.1:${ports.sdkMetrics}/metrics`);
+  expect(dev!.output()).toContain(`http://127.0.0.1:${ports.sdkMetrics}/metrics`);
   const sdk = await (await fetch(`http://127.0.0.1:${ports.sdkMetrics}/metrics`)).text();
   expect(sdk).toMatch(/^temporal_\w+/m);
 });
@@ -109,7 +109,7 @@ it('refuses a second dev server on the occupied port, naming the port', async ()
 });
 
 it('runs the signer beside the JWKS server with no client; a client added beside it and `token sign` beside it sign tokens the JWKS verifies under its issuer', async () => {
-  const banner = dev!.output.join('');
+  const banner = dev!.output();
   const signerUrl = new RegExp(`signer +(http://127\\.0\\.0\\.1:${ports.signer})/v1/keysets/<id>/sign`).exec(
     banner,
   )?.[1];
@@ -184,7 +184,7 @@ it('stops cleanly on SIGINT, and a restart on the same data folder has the same 
 }, 60_000);
 
 /** `keyturn dev` on the test's ports and folder, with every key set's series (the metrics test reads the default key set's). */
-function startDev(): Promise<DevProcess> {
+function startDev(): Promise<ManagedProcess> {
   return startKeyturnDev(dataDir, ports, { env: { LOG_LEVEL: 'warn', KEYTURN_METRICS_PER_KEY_SET: 'true' } });
 }
 

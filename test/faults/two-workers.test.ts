@@ -19,7 +19,7 @@ import {
   startWorker,
   type Deployment,
 } from '../helpers/keyturn-processes';
-import type { ManagedProcess } from '../../src/stack/managed-process';
+import type { ManagedProcess } from '../../src/runtime/managed-process';
 import { ProcessGroup } from '../helpers/processes';
 import { TemporalServer } from '../helpers/temporal-server';
 import { TokenTraffic } from '../helpers/token-traffic';

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { stopChild } from '../../src/dev/temporal-dev-server';
+import { ManagedProcess } from '../../src/runtime/managed-process';
 import type { TestCertificates } from './certificates';
 import { waitFor } from './wait';
 import { acceptsConnections } from '../../src/runtime/port-check';
@@ -91,22 +90,21 @@ http {
 }
 `,
   );
-  const nginx = spawn('nginx', ['-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const nginx = new ManagedProcess({
+    name: 'nginx',
+    command: 'nginx',
+    args: ['-e', 'stderr', '-p', prefix, '-c', 'nginx.conf'],
+    ownProcessGroup: false,
   });
-  const output: string[] = [];
-  nginx.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  nginx.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  let spawnError: Error | undefined;
-  nginx.once('error', (error) => (spawnError = error));
+  nginx.start();
   // SIGTERM is nginx's fast shutdown.
-  const stop = async () => (spawnError ? undefined : stopChild(nginx));
+  const stop = () => nginx.stop();
   try {
     await waitFor(
       async () => {
-        if (spawnError)
-          throw new Error(`cannot run nginx (${spawnError.message}): apt-get install nginx, as .ci/run does`);
-        if (nginx.exitCode !== null) throw new Error(`nginx exited (${nginx.exitCode}): ${output.join('')}`);
+        if (nginx.describeExit() === 'could not start')
+          throw new Error(`cannot run nginx (${nginx.outputTail(1)}): apt-get install nginx, as .ci/run does`);
+        if (!nginx.running) throw new Error(`nginx exited (${nginx.describeExit()}): ${nginx.outputTail()}`);
         return (await acceptsConnections(mtlsPort)) && (await acceptsConnections(apiKeyPort)) ? true : undefined;
       },
       10_000,

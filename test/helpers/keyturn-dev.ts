@@ -1,6 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import path from 'node:path';
+import { ManagedProcess } from '../../src/runtime/managed-process';
 import { freePort } from './ports';
 
 const ENTRY = path.join(__dirname, 'keyturn-from-source.ts');
@@ -13,12 +12,6 @@ export interface DevPorts {
   jwks: number;
   sdkMetrics: number;
   signer: number;
-}
-
-export interface DevProcess {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
 }
 
 export async function freeDevPorts(): Promise<DevPorts> {
@@ -36,13 +29,13 @@ export async function freeDevPorts(): Promise<DevPorts> {
  * `keyturn dev` from the sources, in a process of its own, on the test's folder and ports; resolves
  * once it prints that it is running (and stops it with SIGKILL if it does not within `timeoutMs`).
  * Nothing of the runner's own configuration may redirect it; `env` adds settings. `detached` makes it
- * a process group leader, as a shell's job is.
+ * a process group leader, as a shell's job is; `logFile` keeps all of its output, not only the end.
  */
 export async function startDev(
   dataDir: string,
   ports: DevPorts,
-  options: { env?: NodeJS.ProcessEnv; detached?: boolean; timeoutMs?: number } = {},
-): Promise<DevProcess> {
+  options: { env?: NodeJS.ProcessEnv; detached?: boolean; timeoutMs?: number; logFile?: string } = {},
+): Promise<ManagedProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env, KEYTURN_SDK_METRICS_PORT: String(ports.sdkMetrics), ...options.env };
   for (const name of [
     'DATABASE_URL',
@@ -55,31 +48,27 @@ export async function startDev(
     delete env[name];
   const args = ['dev', '--data-dir', dataDir, '--temporal-port', String(ports.temporal), '--ui-port', String(ports.ui)];
   args.push('--pg-port', String(ports.pg), '--port', String(ports.jwks), '--signer-port', String(ports.signer));
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
+  const dev = new ManagedProcess({
+    name: 'keyturn dev',
+    command: process.execPath,
+    args: ['--import', 'tsx', ENTRY, ...args],
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: options.detached ?? false,
+    ownProcessGroup: options.detached ?? false,
+    logFile: options.logFile,
   });
-  const output: string[] = [];
-  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  const deadline = Date.now() + (options.timeoutMs ?? 50_000);
-  while (!output.join('').includes('keyturn is running')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      if (child.exitCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-      throw new Error(`keyturn dev did not come up (exit ${child.exitCode}):\n${output.join('').slice(-3000)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  dev.start();
+  try {
+    await dev.waitForOutput(/keyturn is running/, options.timeoutMs ?? 50_000);
+  } catch (error) {
+    await dev.kill();
+    throw error;
   }
-  return { child, output, exited };
+  return dev;
 }
 
 /** Ctrl-C, as a terminal would send it to keyturn; resolves with its exit code. */
-export async function stopDev(running: DevProcess): Promise<number | null> {
-  if (running.child.exitCode === null) running.child.kill('SIGINT');
-  return running.exited;
+export async function stopDev(dev: ManagedProcess): Promise<number | null> {
+  if (dev.running) process.kill(dev.pid!, 'SIGINT');
+  await dev.exited();
+  return dev.exitCode;
 }

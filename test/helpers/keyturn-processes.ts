@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { ManagedProcess } from '../../src/stack/managed-process';
+import type { ManagedProcess } from '../../src/runtime/managed-process';
 import { freePort } from './ports';
 import type { ProcessGroup } from './processes';
 

@@ -1,4 +1,4 @@
-import { ManagedProcess } from '../../src/stack/managed-process';
+import { ManagedProcess } from '../../src/runtime/managed-process';
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;

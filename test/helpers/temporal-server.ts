@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SEARCH_ATTRIBUTES, waitForFrontend } from '../../src/dev/temporal-frontend';
 import { resolveTemporalCli } from '../../src/dev/temporal-executables';
-import type { ManagedProcess } from '../../src/stack/managed-process';
+import type { ManagedProcess } from '../../src/runtime/managed-process';
 
 import { freePort } from './ports';
 import type { ProcessGroup } from './processes';
@@ -87,7 +87,7 @@ export class TemporalServer {
       await waitForFrontend(this.address, timeoutMs, 'default', () => server.running);
     } catch (error) {
       throw new Error(
-        `the Temporal dev server is not ready (${server.running ? 'running' : server.describeExit()}): ${(error as Error).message}; its output: ${server.outputTail()}`,
+        `the Temporal dev server is not ready (${server.describeExit()}): ${(error as Error).message}; its output: ${server.outputTail()}`,
         { cause: error },
       );
     }

@@ -106,7 +106,7 @@ function describeKeyturnProcesses(): string {
   return [...stack.workers, ...stack.jwksServers]
     .map(
       ({ process }) =>
-        `${process.name}: ${process.running ? 'running' : process.describeExit()}; ${process.outputTail(10)}`,
+        `${process.name}: ${process.describeExit()}; ${process.outputTail(10)}`,
     )
     .join('\n');
 }

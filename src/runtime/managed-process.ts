@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** How a process of the stack is started; the same way every time it is started again. */
+/** How a server process is started; the same way every time it is started again. */
 export interface ProcessSpec {
-  /** What it is, for messages: `Temporal node 1`, `keyturn worker 2`. */
+  /** What it is, for messages: `Temporal node 1`, `keyturn worker 2`, `the Temporal dev server`. */
   name: string;
   command: string;
   args: string[];
@@ -12,6 +12,11 @@ export interface ProcessSpec {
   cwd?: string;
   /** Its output is appended here; without one, only the end of it is kept (a test's process). */
   logFile?: string;
+  /**
+   * Each whole line it prints, as it prints it (the dev server's go to keyturn's log); `stopping` once
+   * it is being stopped or killed through this object, when complaints about closed connections are expected.
+   */
+  onOutputLine?: (line: string, stopping: boolean) => void;
   /**
    * In a process group of its own (the default), a Ctrl-C in the terminal reaches its parent alone,
    * which stops it in order (the stack); false lets the Ctrl-C reach it too (a test's process, which
@@ -29,17 +34,18 @@ const TAIL_LINES_WITH_LOG = 5;
 const TAIL_LINES_WITHOUT_LOG = 40;
 
 /**
- * Last resort if the stack's process exits without stopping its processes (a second Ctrl-C): each is
- * asked to stop, and does so by itself (PostgreSQL's wrapper stops the server it holds).
+ * Last resort if keyturn exits without stopping its processes (a second Ctrl-C): each is asked to
+ * stop, and does so by itself (PostgreSQL's wrapper stops the server it holds).
  */
 const running = new Set<ChildProcess>();
 process.on('exit', () => running.forEach((child) => child.kill('SIGTERM')));
 
 /**
- * One server or tool of the stack (or of a test) as a child process that can be stopped, killed and
- * started again with the same command line (a node restarted, an outage ended). Its output goes to its
- * log file; the end of it is kept for error messages. The stack's run in their own process group, so a
- * Ctrl-C in the terminal reaches the stack alone, which stops its processes in order.
+ * One server or tool (of the stack, of `keyturn dev`, of a test) as a child process that can be
+ * stopped, killed and started again with the same command line (a node restarted, an outage ended).
+ * Its output goes to its log file; the end of it is kept for error messages. By default it runs in a
+ * process group of its own, so a Ctrl-C in the terminal reaches keyturn alone, which stops its
+ * processes in order.
  */
 export class ManagedProcess {
   #child: ChildProcess | undefined;
@@ -86,13 +92,22 @@ export class ManagedProcess {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
-    const take = (chunk: Buffer) => {
-      this.#log?.write(chunk);
-      this.#output = (this.#output + chunk.toString('utf8')).slice(-KEPT_OUTPUT_CHARS);
-      this.#wake();
+    const reader = () => {
+      let partialLine = ''; // for onOutputLine: the start of a line this stream has not ended yet
+      return (chunk: Buffer) => {
+        this.#log?.write(chunk);
+        const text = chunk.toString('utf8');
+        this.#output = (this.#output + text).slice(-KEPT_OUTPUT_CHARS);
+        if (this.spec.onOutputLine) {
+          const lines = (partialLine + text).split('\n');
+          partialLine = lines.pop()!.slice(-KEPT_OUTPUT_CHARS);
+          for (const line of lines) if (line.trim() !== '') this.spec.onOutputLine(line.trim(), this.#stopping);
+        }
+        this.#wake();
+      };
     };
-    child.stdout?.on('data', take);
-    child.stderr?.on('data', take);
+    child.stdout?.on('data', reader());
+    child.stderr?.on('data', reader());
     this.#exited = new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.once('error', (error) => {
@@ -179,10 +194,12 @@ export class ManagedProcess {
     return this.#child?.exitCode ?? null;
   }
 
+  /** How it ended (`exit code 1`, `SIGKILL`, `could not start`), or `running`, or `not started`. */
   describeExit(): string {
     const child = this.#child;
     if (!child) return 'not started';
-    return child.signalCode ?? (child.exitCode === null ? 'could not start' : `exit code ${child.exitCode}`);
+    if (this.#spawnFailed) return 'could not start';
+    return child.signalCode ?? (child.exitCode === null ? 'running' : `exit code ${child.exitCode}`);
   }
 
   /** The last lines it printed, for an error message, with where the rest is. */
