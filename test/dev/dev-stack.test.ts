@@ -14,12 +14,7 @@ import { getStateQuery, keySetWorkflowId } from '../../src/workflows/messages';
 import { ActiveKidSearchAttribute, KeySetIdSearchAttribute } from '../../src/workflows/search-attributes';
 import { waitFor } from '../helpers/wait';
 import { freePort } from '../helpers/ports';
-import {
-  freeDevPorts,
-  startDev as startKeyturnDev,
-  stopDev,
-  type DevPorts,
-} from '../helpers/keyturn-dev';
+import { freeDevPorts, startDev as startKeyturnDev, stopDev, type DevPorts } from '../helpers/keyturn-dev';
 import type { ManagedProcess } from '../../src/runtime/managed-process';
 
 // `keyturn dev` for real: embedded PostgreSQL, the Temporal dev server (the cached CLI) and the

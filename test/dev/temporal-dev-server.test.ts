@@ -46,7 +46,9 @@ it('a server that exits before it listens is named with its exit code and last o
 
   await expect(
     startTemporalDevServer({ dataDir: folder, port: await freePort(), uiPort: await freePort(), logger }),
-  ).rejects.toThrow(/^the Temporal dev server exited \(exit code 3\) before accepting connections on 127\.0\.0\.1:\d+; its last output: .*giving up/);
+  ).rejects.toThrow(
+    /^the Temporal dev server exited \(exit code 3\) before accepting connections on 127\.0\.0\.1:\d+; its last output: .*giving up/,
+  );
   const fromServer = lines.filter((line) => line.component === 'temporal-dev-server');
   expect(fromServer.map(({ level, msg }) => [level, msg])).toEqual([
     [50, 'database is locked'],

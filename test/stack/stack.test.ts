@@ -104,10 +104,7 @@ async function untilRotated(since: number, count = 1, what = 'after the fault'):
 /** Whether each worker and JWKS server runs, with the end of its output. */
 function describeKeyturnProcesses(): string {
   return [...stack.workers, ...stack.jwksServers]
-    .map(
-      ({ process }) =>
-        `${process.name}: ${process.describeExit()}; ${process.outputTail(10)}`,
-    )
+    .map(({ process }) => `${process.name}: ${process.describeExit()}; ${process.outputTail(10)}`)
     .join('\n');
 }
 
