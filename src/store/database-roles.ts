@@ -54,25 +54,20 @@ export const ROLE_PRIVILEGES: Record<keyof DatabaseRoles, Record<string, string>
 };
 
 /** What a DBA must run because the migrating role may not; `keyturn migrate` then finishes the rest. */
-class DatabaseRolesError extends KeyturnError {
-  readonly statements: string[];
-
-  constructor(migratingRole: string, statements: string[]) {
-    super(
-      'ERR_DATABASE_ROLES',
-      `the schema is up to date, but ${migratingRole}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
-        `have a DBA run ${statements.map((s) => `${s};`).join(' ')} (choosing the passwords), then run \`keyturn migrate\` again; ` +
-        'or set KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE and KEYTURN_SIGNER_ROLE to roles that exist',
-    );
-    this.statements = statements;
-  }
+function databaseRolesError(migratingRole: string, statements: string[]): KeyturnError {
+  return new KeyturnError(
+    'ERR_DATABASE_ROLES',
+    `the schema is up to date, but ${migratingRole}, the role migrating it, may not set up the roles keyturn's processes log in as: ` +
+      `have a DBA run ${statements.map((s) => `${s};`).join(' ')} (choosing the passwords), then run \`keyturn migrate\` again; ` +
+      'or set KEYTURN_JWKS_ROLE, KEYTURN_WORKER_ROLE and KEYTURN_SIGNER_ROLE to roles that exist',
+  );
 }
 
 /**
  * Sets up the roles on the schema just migrated, as its owner: creates a missing role (NOLOGIN: give
  * it LOGIN and a password, or grant it to a role that logs in), gives it CONNECT and USAGE on the
  * schema when PUBLIC does not, and grants ROLE_PRIVILEGES. What the owner may not do (create a role,
- * grant CONNECT on a database it does not own) throws a DatabaseRolesError listing the SQL for a DBA,
+ * grant CONNECT on a database it does not own) throws ERR_DATABASE_ROLES listing the SQL for a DBA,
  * after everything else is done. Safe to run again. Returns the roles it created.
  */
 export async function grantRoles(pool: Pool, roles: DatabaseRoles): Promise<string[]> {
@@ -117,7 +112,7 @@ export async function grantRoles(pool: Pool, roles: DatabaseRoles): Promise<stri
         await client.query(`GRANT USAGE ON SEQUENCE ${sequence} TO ${grantee}`);
       }
     }
-    if (forDba.length > 0) throw new DatabaseRolesError(me, forDba);
+    if (forDba.length > 0) throw databaseRolesError(me, forDba);
     await assertJwksRoleReadsViewsOnly(client, roles.jwks);
     return created;
   });
