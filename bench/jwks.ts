@@ -4,7 +4,7 @@ import autocannon from 'autocannon';
 import { cpuPinning } from './cpu-pinning';
 import type { TargetMessage } from './jwks-target';
 import { startTarget, type Target } from './target-process';
-import { count, median, ms, ratio } from './stats';
+import { count, latencyMs, latencyRatio, median, ratio } from './stats';
 import type { Row } from './table';
 
 const CONNECTIONS = 10;
@@ -161,9 +161,9 @@ export async function benchJwks(databaseUrl: string, keySetId: string, keySetsIn
       },
       {
         measure: `${label}: p99 latency`,
-        result: ms(figure(k, 'p99')),
-        reference: `${ms(figure(b, 'p99'))} (bare node:http)`,
-        figure: `${ratio(figure(k, 'p99') / figure(b, 'p99'))}×`,
+        result: latencyMs(figure(k, 'p99')),
+        reference: `${latencyMs(figure(b, 'p99'))} (bare node:http)`,
+        figure: latencyRatio(figure(k, 'p99'), figure(b, 'p99')),
         target: '–',
         pass: undefined,
       },

@@ -10,7 +10,7 @@ import { createTestDatabase } from '../test/helpers/postgres';
 import { addClient } from '../test/helpers/signer';
 import { cpuPinning } from './cpu-pinning';
 import type { SignerTargetMessage } from './signer-target';
-import { count, median, ms, ratio } from './stats';
+import { count, latencyMs, latencyRatio, median, ratio } from './stats';
 import type { Row } from './table';
 import { startTarget, type Target } from './target-process';
 
@@ -134,9 +134,9 @@ function signerRows(alg: SigningAlgorithm, runs: { keyturn: LoadResult[]; baseli
     },
     {
       measure: `${label}: p99 latency`,
-      result: ms(figure(k, 'p99')),
-      reference: `${ms(figure(b, 'p99'))} (bare node:http + crypto.sign)`,
-      figure: `${ratio(median(perRound('p99')))}×`,
+      result: latencyMs(figure(k, 'p99')),
+      reference: `${latencyMs(figure(b, 'p99'))} (bare node:http + crypto.sign)`,
+      figure: latencyRatio(figure(k, 'p99'), figure(b, 'p99')),
       target: '–',
       pass: undefined,
     },

@@ -17,6 +17,16 @@ export function ms(value: number): string {
   return `${value < 10 ? value.toFixed(1) : Math.round(value)} ms`;
 }
 
+/** A latency from autocannon, which counts whole milliseconds: 0 means under one. */
+export function latencyMs(value: number): string {
+  return value === 0 ? '< 1 ms' : ms(value);
+}
+
+/** One latency against another, or `–` where either is under autocannon's millisecond. */
+export function latencyRatio(value: number, against: number): string {
+  return value === 0 || against === 0 ? '–' : `${ratio(value / against)}×`;
+}
+
 export function ratio(value: number): string {
   return value.toFixed(2);
 }
