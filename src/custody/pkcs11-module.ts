@@ -1,3 +1,4 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import * as pkcs11 from 'pkcs11js';
 import { KeyturnError } from '../domain/errors';
@@ -9,6 +10,12 @@ interface LoadedModule {
   initialisedHere: boolean;
   /** Per token label, how many users are logged in to it: PKCS#11 login is per application and token, not per session. */
   tokenUsers: Map<string, number>;
+  /**
+   * Per token label, an HMAC of the PIN keyturn logged in to it with (under a key made for this load,
+   * never the PIN): a later user, whose own PIN the token no longer checks, is checked against it.
+   */
+  loginPins: Map<string, Buffer>;
+  loginPinKey: Buffer;
 }
 
 /**
@@ -58,7 +65,23 @@ export class Pkcs11Module {
       return false;
     }
     this.#module.tokenUsers.delete(tokenLabel);
+    this.#module.loginPins.delete(tokenLabel);
     return true;
+  }
+
+  /** Notes that `pin` logged in to `tokenLabel` (as an HMAC, not the PIN). */
+  rememberLogin(tokenLabel: string, pin: string): void {
+    this.#module.loginPins.set(tokenLabel, this.#pinDigest(pin));
+  }
+
+  /** Whether `pin` is the PIN keyturn logged in to `tokenLabel` with; undefined when keyturn did not log it in. */
+  isLoginPin(tokenLabel: string, pin: string): boolean | undefined {
+    const loggedInWith = this.#module.loginPins.get(tokenLabel);
+    return loggedInWith === undefined ? undefined : timingSafeEqual(loggedInWith, this.#pinDigest(pin));
+  }
+
+  #pinDigest(pin: string): Buffer {
+    return createHmac('sha256', this.#module.loginPinKey).update(pin, 'utf8').digest();
   }
 
   /** Gives this share back; the last one finalises and unloads the module. Idempotent. */
@@ -92,14 +115,18 @@ function initialise(modulePath: string): LoadedModule {
   try {
     // The library may be called from libuv's worker threads (asynchronous signing): let it lock with the OS's primitives.
     library.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
-    return { library, users: 0, initialisedHere: true, tokenUsers: new Map() };
+    return { library, users: 0, initialisedHere: true, ...noLogins() };
   } catch (error) {
     if (error instanceof pkcs11.Pkcs11Error && error.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-      return { library, users: 0, initialisedHere: false, tokenUsers: new Map() };
+      return { library, users: 0, initialisedHere: false, ...noLogins() };
     }
     library.close();
     throw error;
   }
+}
+
+function noLogins(): Pick<LoadedModule, 'tokenUsers' | 'loginPins' | 'loginPinKey'> {
+  return { tokenUsers: new Map(), loginPins: new Map(), loginPinKey: randomBytes(32) };
 }
 
 /** The module's real path, so that a symlink and its target share one initialisation. */

@@ -52,7 +52,8 @@ interface OpenSession {
  * A small pool of logged-in sessions on one token. The module is loaded, the token found by its label
  * and logged in to on first use. A session that fails with a lost-session error is dropped, and the
  * idle ones with it; the work then runs once more on a freshly opened session (logging in again if the
- * token was logged out). The PIN is read from its source at each login and never kept.
+ * token was logged out). The PIN is read from its source at each login, and at the first session on a
+ * token another custody of this process logged in to (to check it), and never kept.
  */
 export class Pkcs11Sessions {
   readonly #options: Pkcs11SessionsOptions;
@@ -189,6 +190,7 @@ export class Pkcs11Sessions {
     try {
       // Login is per application and token: only the first session, or the first after a logout, logs in.
       if (!LOGGED_IN_STATES.has(library.C_GetSessionInfo(handle).state)) await this.#login(library, handle);
+      else if (!this.#enteredToken) this.#checkLoginPin(await this.#options.pin.read());
     } catch (error) {
       ignoreErrors(() => library.C_CloseSession(handle));
       throw error;
@@ -202,10 +204,13 @@ export class Pkcs11Sessions {
 
   async #login(library: pkcs11.PKCS11, session: pkcs11.Handle): Promise<void> {
     const { pin, tokenLabel } = this.#options;
+    const value = await pin.read();
     try {
-      library.C_Login(session, pkcs11.CKU_USER, await pin.read());
+      library.C_Login(session, pkcs11.CKU_USER, value);
+      this.#module!.rememberLogin(tokenLabel, value);
     } catch (error) {
-      if (isPkcs11Error(error, new Set([pkcs11.CKR_USER_ALREADY_LOGGED_IN]))) return; // another session got there first
+      // Another session got there first.
+      if (isPkcs11Error(error, new Set([pkcs11.CKR_USER_ALREADY_LOGGED_IN]))) return this.#checkLoginPin(value);
       if (!isPkcs11Error(error, PIN_REFUSED)) throw error;
       throw new KeyturnError(
         'ERR_CONFIG_INVALID',
@@ -214,6 +219,21 @@ export class Pkcs11Sessions {
         { field: pin.field, cause: error },
       );
     }
+  }
+
+  /**
+   * The token is logged in already, by another custody of this process, and does not check this PIN:
+   * keyturn does, so that a wrong one fails now rather than at whichever login comes after a restart.
+   */
+  #checkLoginPin(value: string): void {
+    const { pin, tokenLabel } = this.#options;
+    if (this.#module!.isLoginPin(tokenLabel, value) !== false) return;
+    throw new KeyturnError(
+      'ERR_CONFIG_INVALID',
+      `pkcs11 token "${tokenLabel}" is logged in already with a user PIN other than the one in the ${pin.description}: ` +
+        `every custody naming this token must give its user PIN (this one would be refused at the token's next login)`,
+      { field: pin.field },
+    );
   }
 
   #findSlot(library: pkcs11.PKCS11): pkcs11.Handle {

@@ -90,7 +90,7 @@ async function rejection(promise: Promise<unknown>): Promise<KeyturnError> {
 }
 
 // First, while nothing in this process is logged in to the token: PKCS#11 login is per application, and
-// a second login answers "already logged in" whatever PIN it brings.
+// a second login answers "already logged in" whatever PIN it brings (keyturn's own check of that is below).
 test('a wrong PIN fails clearly, naming where the PIN came from and not the PIN', async () => {
   const wrongPin = 'not-the-pin-4711';
   process.env.KEYTURN_TEST_WRONG_PIN = wrongPin;
@@ -240,6 +240,40 @@ test('two custodies of one module share its initialisation and the token login; 
 
   const sign = await custody.signer(held(key, keySetId));
   expect(await verify(await signJwt(sign, key, { by: 'first' }), key)).toEqual({ by: 'first' });
+  await custody.destroy(held(key, keySetId));
+});
+
+test("a second custody of a token logged in already is refused unless its PIN is the token's, from whichever source", async () => {
+  // Logged out, so that the next login is keyturn's (the test's own logins are not keyturn's to check against).
+  inspector.library.C_CloseAllSessions(slotOf(inspector.library));
+  const keySetId = 'second-pin';
+  const key = await custody.generate('ES256', { keySetId });
+  const wrongPin = 'not-the-pin-0815';
+  process.env.KEYTURN_TEST_WRONG_PIN = wrongPin;
+  process.env.KEYTURN_TEST_RIGHT_PIN = token.pin;
+  const wrong = new Pkcs11Custody({ ...token.settings, pinFile: undefined, pinEnv: 'KEYTURN_TEST_WRONG_PIN' });
+  const right = new Pkcs11Custody({ ...token.settings, pinFile: undefined, pinEnv: 'KEYTURN_TEST_RIGHT_PIN' });
+  const privateKeys = () => find([{ type: pkcs11.CKA_CLASS, value: pkcs11.CKO_PRIVATE_KEY }]).length;
+  const keysBefore = privateKeys();
+  try {
+    // The token does not check a PIN while logged in; without keyturn's check this generated a key.
+    const error = await rejection(wrong.generate('ES256', { keySetId: 'wrong-second-pin' }));
+    expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', field: 'pinEnv' });
+    expect(error.message).toContain('logged in already');
+    expect(error.message).toContain('KEYTURN_TEST_WRONG_PIN');
+    const printed = inspect(error, { depth: 10 }) + JSON.stringify(error);
+    expect(printed).not.toContain(wrongPin);
+    expect(printed).not.toContain(token.pin);
+    expect(privateKeys()).toBe(keysBefore);
+
+    const sign = await right.signer(held(key, keySetId));
+    expect(await verify(await signJwt(sign, key, { by: 'right' }), key)).toEqual({ by: 'right' });
+  } finally {
+    await wrong.close();
+    await right.close();
+    delete process.env.KEYTURN_TEST_WRONG_PIN;
+    delete process.env.KEYTURN_TEST_RIGHT_PIN;
+  }
   await custody.destroy(held(key, keySetId));
 });
 
