@@ -145,7 +145,7 @@ async function waitUntilReady(server: ManagedProcess, address: string, namespace
   try {
     await waitForFrontend(address, READY_TIMEOUT_MS, namespace, () => server.running);
   } catch (error) {
-    if (server.describeExit() === 'could not start')
+    if (server.couldNotStart)
       throw new Error(`could not run the Temporal CLI: ${server.outputTail(1)}`, { cause: error });
     const output = server.outputTail(3);
     if (!server.running) {

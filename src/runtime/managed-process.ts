@@ -189,6 +189,11 @@ export class ManagedProcess {
     if (log) await new Promise<void>((resolve) => log.end(resolve));
   }
 
+  /** Whether its last start failed before it ran (a missing or unrunnable executable). */
+  get couldNotStart(): boolean {
+    return this.#spawnFailed;
+  }
+
   /** Its exit code once it has exited; null while it runs, or when a signal ended it. */
   get exitCode(): number | null {
     return this.#child?.exitCode ?? null;

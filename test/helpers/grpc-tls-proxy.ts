@@ -102,7 +102,7 @@ http {
   try {
     await waitFor(
       async () => {
-        if (nginx.describeExit() === 'could not start')
+        if (nginx.couldNotStart)
           throw new Error(`cannot run nginx (${nginx.outputTail(1)}): apt-get install nginx, as .ci/run does`);
         if (!nginx.running) throw new Error(`nginx exited (${nginx.describeExit()}): ${nginx.outputTail()}`);
         return (await acceptsConnections(mtlsPort)) && (await acceptsConnections(apiKeyPort)) ? true : undefined;
